@@ -1,0 +1,17 @@
+from importlib import import_module
+
+from django.apps import AppConfig
+
+
+class AgentsAppConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "agents_app"
+    verbose_name = "Agents"
+
+    def ready(self) -> None:
+        # Tools register themselves on import; importing the configured modules here means the
+        # admin and the engine always see the same registry, in every process.
+        from agents_app.conf import agentos_settings
+
+        for module in agentos_settings.TOOL_MODULES:
+            import_module(module)

@@ -1,0 +1,488 @@
+"""The run engine: one message in, typed events out, everything persisted.
+
+Plain Python, no HTTP: edges (REST, websocket, admin, your own code) call `run_prepare` to
+validate and persist the start of a run, then iterate `execute` for its events. Database work is
+grouped into two thread hops per run (start, finish) so the async core never blocks the loop and
+never pays a hop per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from asgiref.sync import async_to_sync, sync_to_async
+from jsonschema import Draft202012Validator
+
+from agents_app.conf import agentos_settings
+from agents_app.engine import events as ev
+from agents_app.models import Agent
+from agents_app.providers.base import ModelError, ModelResponse, ResponseFormat, ToolCallRequest
+from agents_app.providers.registry import UnknownProviderError, get_provider
+from agents_app.selectors import agent_get_active
+from agents_app.tools.registry import Tool, tool_registry
+from sessions_app.models import Run
+from sessions_app.services import run_finish, run_start
+
+_SCHEMA_INSTRUCTION = "Answer with a single JSON object that matches this JSON schema, and nothing else:\n{schema}"
+
+
+class InvalidRunInput(ValueError):
+    """The caller's input cannot start a run (empty or oversized message)."""
+
+
+class OutputValidationError(Exception):
+    error_type = "output_validation_error"
+
+
+class ToolLimitExceeded(Exception):
+    error_type = "tool_limit_exceeded"
+
+
+@dataclass(slots=True)
+class RunHandle:
+    """What `run_prepare` persisted and `execute` needs: ids, the agent, the context to send."""
+
+    agent: Agent
+    user_id: Any
+    run_id: UUID
+    session_id: UUID
+    message: str
+    history: list[dict[str, Any]]
+    created_at: datetime
+    session_created: bool
+
+
+@dataclass(slots=True)
+class RunResult:
+    """The outcome of a whole run, shaped like agno's RunOutput when serialized."""
+
+    run_id: str
+    session_id: str
+    agent_id: str
+    agent_name: str
+    user_id: Any
+    status: str
+    content: Any
+    content_type: str
+    model: str
+    model_provider: str
+    created_at: int
+    metrics: dict[str, Any]
+    error: str = ""
+    error_type: str = ""
+    events: list[ev.RunEvent] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "run_id": self.run_id,
+            "agent_id": self.agent_id,
+            "agent_name": self.agent_name,
+            "session_id": self.session_id,
+            "user_id": self.user_id,
+            "content": self.content,
+            "content_type": self.content_type,
+            "status": self.status,
+            "model": self.model,
+            "model_provider": self.model_provider,
+            "created_at": self.created_at,
+            "metrics": self.metrics,
+        }
+        if self.error_type:
+            data["error"] = {"type": self.error_type, "message": self.error}
+        return data
+
+
+_validators: dict[int, tuple[Any, Draft202012Validator]] = {}
+
+
+def _output_validator(agent: Agent) -> Draft202012Validator:
+    """A compiled validator per agent version, so a run never recompiles a schema."""
+    key = agent.pk
+    hit = _validators.get(key)
+    if hit is not None and hit[0] == agent.updated_at:
+        return hit[1]
+    validator = Draft202012Validator(agent.output_schema)
+    _validators[key] = (agent.updated_at, validator)
+    return validator
+
+
+def run_prepare(*, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunHandle:
+    """Validate the input and persist the user's message and a running Run (sync; one transaction).
+
+    Raises AgentNotFound, SessionNotFound or InvalidRunInput before anything is written.
+    """
+    if not isinstance(message, str) or not message.strip():
+        raise InvalidRunInput("The message must not be empty.")
+    limit = int(agentos_settings.MAX_MESSAGE_CHARS)
+    if len(message) > limit:
+        raise InvalidRunInput(f"The message is {len(message)} characters long; the limit is {limit}.")
+    agent = agent_get_active(agent_id=agent_id)
+    history_runs = min(agent.history_runs, int(agentos_settings.MAX_HISTORY_RUNS))
+    started = run_start(agent=agent, user=user, message=message, session_id=session_id, history_runs=history_runs)
+    return RunHandle(
+        agent=agent,
+        user_id=user.pk,
+        run_id=started.run.pk,
+        session_id=started.session.pk,
+        message=message,
+        history=started.history,
+        created_at=started.run.created_at,
+        session_created=started.session_created,
+    )
+
+
+def build_context(agent: Agent, history: list[dict[str, Any]], message: str) -> list[dict[str, Any]]:
+    """System instructions, then the session's history, then the new message."""
+    system_parts = [agent.instructions.strip()] if agent.instructions.strip() else []
+    if agent.output_schema:
+        system_parts.append(_SCHEMA_INSTRUCTION.format(schema=json.dumps(agent.output_schema)))
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(system_parts)}] if system_parts else []
+    messages.extend(history)
+    messages.append({"role": "user", "content": message})
+    return messages
+
+
+def _tool_result_text(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    try:
+        return json.dumps(result, default=str)
+    except (TypeError, ValueError):
+        return str(result)
+
+
+async def _call_tool(call: ToolCallRequest, tools: dict[str, Tool]) -> tuple[bool, str, dict[str, Any]]:
+    """Run one tool call; any failure becomes an error result for the model, never a crash."""
+    args: dict[str, Any] = {}
+    tool = tools.get(call.name)
+    if tool is None:
+        return False, f"Unknown tool {call.name!r}. Available: {', '.join(sorted(tools)) or 'none'}.", args
+    try:
+        parsed = json.loads(call.arguments or "{}")
+        if not isinstance(parsed, dict):
+            raise ValueError("tool arguments must be a JSON object")
+        args = parsed
+        validated = tool.validate(parsed)
+        timeout = float(agentos_settings.TOOL_TIMEOUT_SECONDS)
+        if tool.is_async:
+            result = await asyncio.wait_for(tool.fn(**validated), timeout)
+        else:
+            result = await asyncio.wait_for(sync_to_async(tool.fn, thread_sensitive=False)(**validated), timeout)
+    except TimeoutError:
+        return False, f"Tool {call.name} timed out after {agentos_settings.TOOL_TIMEOUT_SECONDS} s.", args
+    except Exception as exc:  # noqa: BLE001 - a failing tool is reported to the model
+        return False, f"{type(exc).__name__}: {exc}", args
+    return True, _tool_result_text(result), args
+
+
+def _metrics(input_tokens: int, output_tokens: int, ttft: float | None, started: float) -> dict[str, Any]:
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+        "time_to_first_token": ttft,
+        "duration": time.perf_counter() - started,
+    }
+
+
+async def execute(handle: RunHandle, *, stream: bool = False) -> AsyncIterator[ev.RunEvent]:
+    """Run the model loop for a prepared run, yielding its events; the run is persisted before the
+    terminal event (RunCompleted, RunError or RunCancelled) is yielded."""
+    agent = handle.agent
+    config = agent.model
+    counter = itertools.count()
+    ids = {"run_id": str(handle.run_id), "session_id": str(handle.session_id), "agent_id": agent.slug}
+
+    def event(cls: type[ev.RunEvent], **fields: Any) -> ev.RunEvent:
+        return cls(event_index=next(counter), **ids, **fields)
+
+    started = time.perf_counter()
+    ttft: float | None = None
+    input_tokens = output_tokens = 0
+    new_messages: list[dict[str, Any]] = []
+    partial: list[str] = []
+    outcome: dict[str, Any] = {
+        "status": Run.Status.ERROR,
+        "output": "",
+        "output_json": None,
+        "error": "",
+        "error_type": "",
+    }
+    persisted = False
+
+    async def persist() -> None:
+        nonlocal persisted
+        if persisted:
+            return
+        persisted = True
+        await sync_to_async(run_finish)(
+            run_id=handle.run_id,
+            messages=new_messages,
+            metrics=_metrics(input_tokens, output_tokens, ttft, started),
+            **outcome,
+        )
+
+    yield event(ev.RunStarted, model=config.model_id, model_provider=config.provider)
+    tools = {name: t for name in agent.tools if (t := tool_registry.get(name)) is not None}
+    response_format = (
+        ResponseFormat(name=f"{agent.slug.replace('-', '_')}_output"[:64], schema=agent.output_schema)
+        if agent.output_schema
+        else None
+    )
+    messages = build_context(agent, handle.history, handle.message)
+    calls_used = 0
+    try:
+        provider = get_provider(config)
+        while True:
+            offered = list(tools.values()) if calls_used < agent.max_tool_calls else []
+            response: ModelResponse | None = None
+            partial.clear()
+            if stream:
+                async for piece in provider.stream(messages=messages, tools=offered, response_format=response_format):
+                    if isinstance(piece, str):
+                        if ttft is None:
+                            ttft = time.perf_counter() - started
+                        partial.append(piece)
+                        if response_format is None:
+                            yield event(ev.RunContent, content=piece)
+                    else:
+                        response = piece
+                if response is None:
+                    raise ModelError("The model stream ended without a response.")
+            else:
+                response = await provider.complete(messages=messages, tools=offered, response_format=response_format)
+                if ttft is None:
+                    ttft = time.perf_counter() - started
+            input_tokens += response.input_tokens
+            output_tokens += response.output_tokens
+
+            if response.tool_calls and offered:
+                calls = response.tool_calls[: agent.max_tool_calls - calls_used]
+                calls_used += len(calls)
+                assistant = {
+                    "role": "assistant",
+                    "content": response.content or None,
+                    "tool_calls": [
+                        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                        for c in calls
+                    ],
+                }
+                messages.append(assistant)
+                new_messages.append(assistant)
+                for call in calls:
+                    yield event(
+                        ev.ToolCallStarted,
+                        tool={
+                            "tool_call_id": call.id,
+                            "tool_name": call.name,
+                            "tool_args": _loads_or_raw(call.arguments),
+                        },
+                    )
+                results = await asyncio.gather(*(_call_tool(call, tools) for call in calls))
+                for call, (ok, text, args) in zip(calls, results, strict=True):
+                    tool_info = {
+                        "tool_call_id": call.id,
+                        "tool_name": call.name,
+                        "tool_args": args,
+                        "result": text if ok else None,
+                        "tool_call_error": not ok,
+                    }
+                    if ok:
+                        yield event(ev.ToolCallCompleted, tool=tool_info, content=text)
+                    else:
+                        yield event(ev.ToolCallError, tool=tool_info, error=text)
+                    content = text if ok else f"Error: {text}"
+                    messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+                    new_messages.append(
+                        {"role": "tool", "tool_call_id": call.id, "content": content, "name": call.name}
+                    )
+                continue
+            if response.tool_calls and not response.content:
+                raise ToolLimitExceeded(
+                    f"The model kept calling tools after the limit of {agent.max_tool_calls} tool calls for this run."
+                )
+            content = response.content
+            break
+
+        if response_format is not None:
+            output_json = _validated_json(agent, content)
+            if stream:
+                yield event(ev.RunContent, content=content, content_type="json")
+            outcome.update(status=Run.Status.COMPLETED, output=content, output_json=output_json)
+            new_messages.append({"role": "assistant", "content": content})
+            await persist()
+            yield event(
+                ev.RunCompleted,
+                content=output_json,
+                content_type="json",
+                metrics=_metrics(input_tokens, output_tokens, ttft, started),
+            )
+        else:
+            outcome.update(status=Run.Status.COMPLETED, output=content)
+            new_messages.append({"role": "assistant", "content": content})
+            await persist()
+            yield event(
+                ev.RunCompleted,
+                content=content,
+                content_type="str",
+                metrics=_metrics(input_tokens, output_tokens, ttft, started),
+            )
+    except (ModelError, OutputValidationError, ToolLimitExceeded, UnknownProviderError) as exc:
+        error_type = getattr(exc, "error_type", "model_error")
+        if partial:
+            new_messages.append({"role": "assistant", "content": "".join(partial)})
+        outcome.update(status=Run.Status.ERROR, output="".join(partial), error=str(exc), error_type=error_type)
+        await persist()
+        yield event(ev.RunError, content=str(exc), error_type=error_type)
+    except asyncio.CancelledError:
+        if partial:
+            new_messages.append({"role": "assistant", "content": "".join(partial)})
+        outcome.update(
+            status=Run.Status.CANCELLED, output="".join(partial), error="The run was cancelled.", error_type="cancelled"
+        )
+        await asyncio.shield(persist())
+        raise
+    except Exception as exc:
+        # A bug of ours: still end the run as an error so it never stays "running" forever.
+        if partial:
+            new_messages.append({"role": "assistant", "content": "".join(partial)})
+        outcome.update(
+            status=Run.Status.ERROR,
+            output="".join(partial),
+            error=f"Internal error: {type(exc).__name__}",
+            error_type="internal_error",
+        )
+        await asyncio.shield(persist())
+        raise
+
+
+def _loads_or_raw(arguments: str) -> Any:
+    try:
+        return json.loads(arguments or "{}")
+    except ValueError:
+        return arguments
+
+
+def _validated_json(agent: Agent, content: str) -> Any:
+    try:
+        data = json.loads(content)
+    except ValueError as exc:
+        raise OutputValidationError(f"The model's answer is not valid JSON: {exc}") from None
+    errors = sorted(_output_validator(agent).iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = "/".join(map(str, first.path)) or "(root)"
+        raise OutputValidationError(f"The model's answer does not match the output schema at {where}: {first.message}")
+    return data
+
+
+def result_from_events(handle: RunHandle, events: list[ev.RunEvent], user_id: Any) -> RunResult:
+    """Fold a run's events into its result, as the non-streaming API returns it."""
+    terminal = events[-1]
+    started = events[0]
+    result = RunResult(
+        run_id=str(handle.run_id),
+        session_id=str(handle.session_id),
+        agent_id=handle.agent.slug,
+        agent_name=handle.agent.name,
+        user_id=user_id,
+        status=Run.Status.COMPLETED,
+        content=None,
+        content_type="str",
+        model=getattr(started, "model", ""),
+        model_provider=getattr(started, "model_provider", ""),
+        created_at=int(handle.created_at.timestamp()),
+        metrics={},
+        events=events,
+    )
+    if isinstance(terminal, ev.RunCompleted):
+        result.content = terminal.content
+        result.content_type = terminal.content_type
+        result.metrics = terminal.metrics
+    elif isinstance(terminal, ev.RunError):
+        result.status = Run.Status.ERROR
+        result.error = terminal.content
+        result.error_type = terminal.error_type
+        result.content = "".join(e.content for e in events if isinstance(e, ev.RunContent)) or None
+    return result
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _keep(task: asyncio.Task[Any]) -> None:
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def arun(handle: RunHandle) -> RunResult:
+    """Execute a prepared run to the end and return its result.
+
+    The run runs in its own task, shielded: if the caller goes away (a client disconnects), the run
+    still finishes and is persisted.
+    """
+
+    async def collect() -> list[ev.RunEvent]:
+        return [e async for e in execute(handle, stream=False)]
+
+    task = asyncio.ensure_future(collect())
+    _keep(task)
+    events = await asyncio.shield(task)
+    return result_from_events(handle, events, handle.user_id)
+
+
+async def stream_detached(handle: RunHandle) -> AsyncIterator[ev.RunEvent]:
+    """Stream a prepared run's events while the run itself lives in its own task, so a reader that
+    stops early (a closed browser tab) does not stop or lose the run."""
+    queue: asyncio.Queue[ev.RunEvent | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for item in execute(handle, stream=True):
+                queue.put_nowait(item)
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.ensure_future(pump())
+    _keep(task)
+    while True:
+        item = await queue.get()
+        if item is None:
+            break
+        yield item
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+
+
+# ---- The Python API: for a Django developer's own code --------------------------------------
+
+
+async def astream_agent(
+    *, agent_id: str, user: Any, message: str, session_id: UUID | None = None
+) -> AsyncIterator[ev.RunEvent]:
+    """`async for event in astream_agent(...)`: a whole run as events, from your own async code."""
+    handle = await sync_to_async(run_prepare)(agent_id=agent_id, user=user, message=message, session_id=session_id)
+    async for item in stream_detached(handle):
+        yield item
+
+
+stream_agent = astream_agent
+
+
+async def arun_agent(*, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunResult:
+    handle = await sync_to_async(run_prepare)(agent_id=agent_id, user=user, message=message, session_id=session_id)
+    return await arun(handle)
+
+
+def run_agent(*, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunResult:
+    """The sync wrapper: run an agent from a management command, a Celery task or a sync view."""
+    runner: Callable[..., Any] = async_to_sync(arun_agent)
+    return runner(agent_id=agent_id, user=user, message=message, session_id=session_id)

@@ -1,0 +1,52 @@
+"""Create what a fresh install needs to be tried at once: a demo admin, the offline model, a demo
+agent and an API token. Idempotent: running it again changes nothing that exists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from rest_framework.authtoken.models import Token
+
+from agents_app.models import Agent, ModelConfig
+
+
+class Command(BaseCommand):
+    help = "Create a demo admin user (admin/admin unless given), the offline model and a demo agent."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--username", default="admin")
+        parser.add_argument("--password", default="admin")
+        parser.add_argument("--email", default="admin@example.com")
+
+    def handle(self, *args: Any, username: str, password: str, email: str, **options: Any) -> None:
+        User = get_user_model()
+        user = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
+        if user is None:
+            user = User.objects.create_superuser(username=username, email=email, password=password)
+            self.stdout.write(
+                f"Created the superuser {username!r} with password {password!r}: change it before exposing this site."
+            )
+        token, _ = Token.objects.get_or_create(user=user)
+        model, _ = ModelConfig.objects.get_or_create(
+            name="offline",
+            defaults={"provider": ModelConfig.Provider.OFFLINE, "model_id": "offline-demo"},
+        )
+        _agent, created = Agent.objects.get_or_create(
+            slug="demo",
+            defaults={
+                "name": "Demo agent",
+                "description": "Answers with the built-in offline model; can calculate, tell the time and count words.",
+                "model": model,
+                "instructions": "You are a helpful assistant. Use your tools for arithmetic, time and counting.",
+                "tools": ["calculator", "current_time", "text_stats"],
+            },
+        )
+        if created:
+            self.stdout.write("Created the demo agent 'demo' on the offline model.")
+        self.stdout.write(f"API token for {username!r}: {token.key}")
+        self.stdout.write(
+            f'Try: curl -H "Authorization: Bearer {token.key}" -H "Content-Type: application/json" '
+            '-d \'{"message": "what is 6*7?"}\' http://127.0.0.1:8000/api/agents/demo/runs'
+        )

@@ -1,0 +1,141 @@
+"""What an operator configures in the admin: model endpoints and agents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class TimeStampedModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class ModelConfig(TimeStampedModel):
+    """One model endpoint. Any OpenAI-compatible server works (OpenAI, Ollama, vLLM, LM Studio,
+    OpenRouter); the offline provider needs no server and no key."""
+
+    class Provider(models.TextChoices):
+        OPENAI = "openai", "OpenAI-compatible API"
+        OFFLINE = "offline", "Built-in offline model (no API key, for demos and tests)"
+
+    name = models.CharField(max_length=100, unique=True)
+    provider = models.CharField(max_length=32, choices=Provider.choices, default=Provider.OPENAI)
+    base_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="Leave empty for api.openai.com; e.g. http://localhost:11434/v1 for Ollama.",
+    )
+    model_id = models.CharField(max_length=200, help_text="The model name the endpoint expects, e.g. gpt-4o-mini.")
+    api_key = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Stored server-side only: never shown again, never returned by the API.",
+    )
+    temperature = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
+    max_tokens = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    timeout_seconds = models.FloatField(default=60.0, validators=[MinValueValidator(0.1), MaxValueValidator(3600)])
+    max_retries = models.PositiveSmallIntegerField(default=2, validators=[MaxValueValidator(10)])
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(timeout_seconds__gt=0), name="modelconfig_timeout_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_provider_display()}: {self.model_id})"
+
+    def __repr__(self) -> str:
+        # Never let the key reach logs or tracebacks through a repr.
+        return f"<ModelConfig {self.pk} {self.name!r} provider={self.provider} model_id={self.model_id!r}>"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        from agents_app.selectors import agent_cache_clear
+
+        agent_cache_clear()
+
+
+def validate_json_schema(value: Any) -> None:
+    """Reject output schemas that are not valid JSON Schema, at save time rather than mid-run."""
+    if value in (None, "", {}):
+        return
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    if not isinstance(value, dict):
+        raise ValidationError("The output schema must be a JSON object.")
+    try:
+        Draft202012Validator.check_schema(value)
+    except SchemaError as exc:
+        raise ValidationError(f"Not a valid JSON schema: {exc.message}") from exc
+    if value.get("type") != "object":
+        raise ValidationError('The output schema must describe an object ("type": "object").')
+
+
+def validate_tool_names(value: Any) -> None:
+    from agents_app.tools.registry import tool_registry
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError("Tools must be a list of tool names.")
+    unknown = sorted(set(value) - set(tool_registry.names()))
+    if unknown:
+        raise ValidationError(f"Unknown tools: {', '.join(unknown)}. Registered: {', '.join(tool_registry.names())}.")
+
+
+class Agent(TimeStampedModel):
+    """An agent as configured by an operator; `slug` is the agent_id used in URLs and events."""
+
+    slug = models.SlugField(max_length=100, unique=True, help_text="The agent id used in URLs and the API.")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    model = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, related_name="agents")
+    instructions = models.TextField(blank=True, help_text="The system prompt: who the agent is and how it answers.")
+    tools = models.JSONField(default=list, blank=True, validators=[validate_tool_names])
+    output_schema = models.JSONField(
+        null=True,
+        blank=True,
+        validators=[validate_json_schema],
+        help_text="Optional JSON schema (an object). When set, every answer is JSON validated against it.",
+    )
+    history_runs = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MaxValueValidator(50)],
+        help_text="How many previous runs of the session are sent to the model as context.",
+    )
+    max_tool_calls = models.PositiveSmallIntegerField(
+        default=8,
+        validators=[MaxValueValidator(64)],
+        help_text="Tool calls allowed per run; then the model must answer without tools.",
+    )
+    is_active = models.BooleanField(default=True, help_text="Inactive agents are hidden and refuse runs.")
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        from agents_app.selectors import agent_cache_clear
+
+        agent_cache_clear()
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().delete(*args, **kwargs)
+        from agents_app.selectors import agent_cache_clear
+
+        agent_cache_clear()
+        return result
+
+    @property
+    def agent_id(self) -> str:
+        return self.slug

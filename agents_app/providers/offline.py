@@ -1,0 +1,174 @@
+"""A deterministic model that runs in-process with no key and no network.
+
+It exists so the demo and the tests work on a fresh machine. It is honest about what it is: every
+answer says it comes from the offline demo model. It still exercises the whole engine: it calls
+tools when a message plainly asks for what a tool does, streams word by word, remembers the
+session's history, and fills an output schema with values of the right types.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from agents_app.providers.base import ModelProvider, ModelResponse, ResponseFormat, ToolCallRequest
+
+if TYPE_CHECKING:
+    from agents_app.tools.registry import Tool
+
+_ARITHMETIC = re.compile(r"(?:sqrt\()?[\d.]+(?:\s*(?:\*\*|[-+*/%])\s*\(?\s*[\d.]+\s*\)?)+\)?")
+_TIME = re.compile(r"\b(time|date|today|clock)\b", re.IGNORECASE)
+_COUNT = re.compile(r"\bcount\b.*\bwords?\b|\bhow many words\b", re.IGNORECASE)
+_QUOTED = re.compile(r"[\"“]([^\"”]+)[\"”]")
+_PREFIX = "[offline demo model]"
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _last_user_message(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return str(message.get("content") or "")
+    return ""
+
+
+def _instance_for(schema: dict[str, Any], text: str, depth: int = 0) -> Any:
+    """A value matching `schema`, built from the user's text where a string is wanted."""
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return _instance_for(schema[key][0], text, depth + 1)
+    kind = schema.get("type", "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties", {})
+        if depth > 5:
+            return {}
+        return {name: _instance_for(sub, text, depth + 1) for name, sub in props.items()}
+    if kind == "array":
+        items = schema.get("items", {"type": "string"})
+        count = max(1, schema.get("minItems", 1))
+        return [_instance_for(items, text, depth + 1) for _ in range(count)]
+    if kind == "integer":
+        return max(int(schema.get("minimum", 0)), min(_words(text), int(schema.get("maximum", 10**9))))
+    if kind == "number":
+        return float(max(schema.get("minimum", 0), min(_words(text), schema.get("maximum", 10**9))))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    value = f"{_PREFIX} {text}".strip()
+    max_length = schema.get("maxLength")
+    min_length = schema.get("minLength", 0)
+    if max_length is not None:
+        value = value[:max_length]
+    return value.ljust(min_length, ".")
+
+
+class OfflineProvider(ModelProvider):
+    name = "offline"
+
+    def _decide(
+        self, messages: list[dict[str, Any]], tools: list[Tool], response_format: ResponseFormat | None
+    ) -> ModelResponse:
+        input_tokens = sum(_words(str(m.get("content") or "")) for m in messages)
+        last = messages[-1] if messages else {}
+        available = {t.name for t in tools}
+        user_text = _last_user_message(messages)
+
+        if last.get("role") == "user" and available:
+            calls = self._tool_calls_for(user_text, available)
+            if calls:
+                return ModelResponse(
+                    tool_calls=calls, input_tokens=input_tokens, output_tokens=len(calls), finish_reason="tool_calls"
+                )
+
+        if response_format is not None:
+            content = json.dumps(_instance_for(response_format.schema, user_text))
+        elif last.get("role") == "tool":
+            names = {
+                call["id"]: call["function"]["name"]
+                for m in messages
+                if m.get("role") == "assistant"
+                for call in m.get("tool_calls") or []
+            }
+            results = []
+            for message in reversed(messages):
+                if message.get("role") != "tool":
+                    break
+                name = names.get(message.get("tool_call_id"), "a tool")
+                results.append(f"{name} returned {message.get('content')}")
+            content = f"{_PREFIX} I used my tools: {'; '.join(reversed(results))}."
+        else:
+            content = self._reply(user_text, messages)
+        return ModelResponse(
+            content=content, input_tokens=input_tokens, output_tokens=_words(content), finish_reason="stop"
+        )
+
+    @staticmethod
+    def _tool_calls_for(text: str, available: set[str]) -> list[ToolCallRequest]:
+        calls: list[ToolCallRequest] = []
+        if "calculator" in available:
+            for expression in _ARITHMETIC.findall(text)[:4]:
+                calls.append(
+                    ToolCallRequest(
+                        id=f"call_{len(calls)}",
+                        name="calculator",
+                        arguments=json.dumps({"expression": expression.strip()}),
+                    )
+                )
+        if "current_time" in available and _TIME.search(text):
+            calls.append(ToolCallRequest(id=f"call_{len(calls)}", name="current_time", arguments="{}"))
+        if "text_stats" in available and _COUNT.search(text):
+            quoted = _QUOTED.search(text)
+            calls.append(
+                ToolCallRequest(
+                    id=f"call_{len(calls)}",
+                    name="text_stats",
+                    arguments=json.dumps({"text": quoted.group(1) if quoted else text}),
+                )
+            )
+        return calls
+
+    @staticmethod
+    def _reply(text: str, messages: list[dict[str, Any]]) -> str:
+        earlier = [str(m.get("content") or "") for m in messages[:-1] if m.get("role") == "user"]
+        parts = [f'{_PREFIX} You said: "{text}".']
+        if earlier:
+            parts.append(
+                f'Earlier in this session you said: "{earlier[0]}" ({len(earlier)} earlier message{"s" if len(earlier) != 1 else ""} in my context).'
+            )
+        parts.append(
+            "I am a built-in offline model for demos and tests; configure a real model in the admin for real answers."
+        )
+        return " ".join(parts)
+
+    async def complete(
+        self,
+        *,
+        messages: list[dict[str, Any]],
+        tools: list[Tool],
+        response_format: ResponseFormat | None = None,
+    ) -> ModelResponse:
+        return self._decide(messages, tools, response_format)
+
+    async def stream(
+        self,
+        *,
+        messages: list[dict[str, Any]],
+        tools: list[Tool],
+        response_format: ResponseFormat | None = None,
+    ) -> AsyncIterator[str | ModelResponse]:
+        response = self._decide(messages, tools, response_format)
+        if response.content:
+            for index, word in enumerate(response.content.split(" ")):
+                yield word if index == 0 else " " + word
+        yield response

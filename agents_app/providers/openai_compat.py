@@ -1,0 +1,166 @@
+"""Any OpenAI-compatible chat completions endpoint, through the official `openai` SDK.
+
+Retries with backoff on 429, 5xx, timeouts and connection errors are the SDK's own (it honours
+Retry-After); other 4xx fail at once. One client per model config and event loop is reused, so
+a run never pays for client construction or a new TCP connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import openai
+
+from agents_app.providers.base import (
+    ModelAuthError,
+    ModelConnectionError,
+    ModelError,
+    ModelProvider,
+    ModelRateLimitError,
+    ModelRequestError,
+    ModelResponse,
+    ModelTimeoutError,
+    ResponseFormat,
+    ToolCallRequest,
+)
+
+if TYPE_CHECKING:
+    from agents_app.models import ModelConfig
+    from agents_app.tools.registry import Tool
+
+
+def _translate(exc: Exception) -> ModelError:
+    """Map SDK exceptions to ours; the message never includes the API key (the SDK omits it)."""
+    if isinstance(exc, openai.APITimeoutError):
+        return ModelTimeoutError("The model did not answer in time.")
+    if isinstance(exc, openai.APIConnectionError):
+        return ModelConnectionError(f"Could not reach the model server: {exc}")
+    if isinstance(exc, openai.RateLimitError):
+        return ModelRateLimitError("The model server is rate limiting requests (HTTP 429).", status_code=429)
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return ModelAuthError(
+            f"The model server refused the credentials (HTTP {exc.status_code}).", status_code=exc.status_code
+        )
+    if isinstance(exc, openai.APIStatusError):
+        detail = exc.message if isinstance(exc.message, str) else str(exc)
+        if 400 <= exc.status_code < 500:
+            return ModelRequestError(
+                f"The model server rejected the request (HTTP {exc.status_code}): {detail}", status_code=exc.status_code
+            )
+        return ModelError(f"The model server failed (HTTP {exc.status_code}): {detail}", status_code=exc.status_code)
+    if isinstance(exc, openai.APIError):
+        return ModelError(f"The model server failed: {exc}")
+    return ModelError(f"The model call failed: {type(exc).__name__}: {exc}")
+
+
+class OpenAICompatibleProvider(ModelProvider):
+    name = "openai"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.client = openai.AsyncOpenAI(
+            api_key=config.api_key or "not-needed",
+            base_url=config.base_url or None,
+            timeout=config.timeout_seconds,
+            max_retries=config.max_retries,
+        )
+
+    def _request(
+        self, messages: list[dict[str, Any]], tools: list[Tool], response_format: ResponseFormat | None
+    ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"model": self.config.model_id, "messages": messages}
+        if tools:
+            kwargs["tools"] = [t.openai_schema() for t in tools]
+            kwargs["parallel_tool_calls"] = True
+        if response_format is not None:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": response_format.name, "schema": response_format.schema},
+            }
+        if self.config.temperature is not None:
+            kwargs["temperature"] = self.config.temperature
+        if self.config.max_tokens:
+            kwargs["max_tokens"] = self.config.max_tokens
+        return kwargs
+
+    async def complete(
+        self,
+        *,
+        messages: list[dict[str, Any]],
+        tools: list[Tool],
+        response_format: ResponseFormat | None = None,
+    ) -> ModelResponse:
+        try:
+            completion = await self.client.chat.completions.create(**self._request(messages, tools, response_format))
+        except Exception as exc:
+            raise _translate(exc) from exc
+        if not completion.choices:
+            raise ModelError("The model server returned no choices.")
+        choice = completion.choices[0]
+        message = choice.message
+        usage = completion.usage
+        return ModelResponse(
+            content=message.content or "",
+            tool_calls=[
+                ToolCallRequest(id=tc.id, name=tc.function.name, arguments=tc.function.arguments or "{}")
+                for tc in (message.tool_calls or [])
+                if getattr(tc, "function", None) is not None
+            ],
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+            finish_reason=choice.finish_reason,
+        )
+
+    async def stream(
+        self,
+        *,
+        messages: list[dict[str, Any]],
+        tools: list[Tool],
+        response_format: ResponseFormat | None = None,
+    ) -> AsyncIterator[str | ModelResponse]:
+        request = self._request(messages, tools, response_format)
+        request["stream"] = True
+        request["stream_options"] = {"include_usage": True}
+        content: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        result = ModelResponse()
+        try:
+            stream = await self.client.chat.completions.create(**request)
+            async for chunk in stream:
+                if chunk.usage:
+                    result.input_tokens = chunk.usage.prompt_tokens
+                    result.output_tokens = chunk.usage.completion_tokens
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                delta = choice.delta
+                if delta.content:
+                    content.append(delta.content)
+                    yield delta.content
+                for tc in delta.tool_calls or []:
+                    slot = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": []})
+                    if tc.id:
+                        slot["id"] = tc.id
+                    if tc.function is not None:
+                        if tc.function.name:
+                            slot["name"] = tc.function.name
+                        if tc.function.arguments:
+                            slot["arguments"].append(tc.function.arguments)
+                if choice.finish_reason:
+                    result.finish_reason = choice.finish_reason
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
+        result.content = "".join(content)
+        result.tool_calls = [
+            ToolCallRequest(
+                id=slot["id"] or f"call_{index}", name=slot["name"], arguments="".join(slot["arguments"]) or "{}"
+            )
+            for index, slot in sorted(calls.items())
+        ]
+        yield result
+
+    async def aclose(self) -> None:
+        await self.client.close()

@@ -1,0 +1,139 @@
+"""The tool registry: plain Python functions become tools the model can call.
+
+A tool's JSON schema and its argument validator are built once, at registration, from the type
+hints and the docstring, so a run never pays for schema generation.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+from pydantic import ConfigDict, ValidationError, create_model
+
+_ARG_LINE = re.compile(r"^\s{2,}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
+_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Raises|Example|Examples)\s*:\s*$")
+
+
+class ToolArgumentsError(ValueError):
+    """The model called a tool with arguments that do not match its schema."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    fn: Callable[..., Any]
+    is_async: bool
+    _validator: Any = field(repr=False, compare=False)
+
+    def openai_schema(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Coerce and check the model's arguments, so tools get the types their hints promise."""
+        try:
+            model = self._validator.model_validate(arguments)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+            raise ToolArgumentsError(problems) from None
+        return {name: getattr(model, name) for name in type(model).model_fields}
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """Return the description (text before any section) and per-argument descriptions (Google style)."""
+    lines = inspect.cleandoc(doc).splitlines() if doc else []
+    description: list[str] = []
+    args: dict[str, str] = {}
+    section: str | None = None
+    last: str | None = None
+    arg_indent = 1_000
+    for line in lines:
+        heading = _SECTION.match(line)
+        if heading:
+            section = heading.group(1)
+            continue
+        if section is None:
+            description.append(line)
+        elif section in ("Args", "Arguments", "Parameters") and line.strip():
+            indent = len(line) - len(line.lstrip())
+            match = _ARG_LINE.match("  " + line.lstrip()) if indent <= arg_indent else None
+            if match:
+                arg_indent = indent
+                last = match.group(1)
+                args[last] = match.group(2).strip()
+            elif last is not None:
+                args[last] += " " + line.strip()
+    return " ".join(part.strip() for part in description if part.strip()), args
+
+
+class ToolRegistry:
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+
+    def register(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> Tool:
+        tool_name = name or fn.__name__
+        if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", tool_name):
+            raise ValueError(f"Tool name {tool_name!r} must match [a-zA-Z0-9_-]{{1,64}} (an OpenAI limit).")
+        doc_description, arg_docs = _parse_docstring(fn.__doc__ or "")
+        hints = get_type_hints(fn)
+        fields: dict[str, Any] = {}
+        for param in inspect.signature(fn).parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise TypeError(f"Tool {tool_name}: *args/**kwargs cannot be described to a model.")
+            annotation = hints.get(param.name, str)
+            from pydantic import Field
+
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[param.name] = (annotation, Field(default, description=arg_docs.get(param.name)))
+        validator = create_model(f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+        schema = validator.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        schema.setdefault("properties", {})
+        tool = Tool(
+            name=tool_name,
+            description=description or doc_description or tool_name,
+            parameters=schema,
+            fn=fn,
+            is_async=inspect.iscoroutinefunction(fn),
+            _validator=validator,
+        )
+        self._tools[tool_name] = tool
+        return tool
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def choices(self) -> list[tuple[str, str]]:
+        return [(t.name, f"{t.name}: {t.description}") for t in sorted(self._tools.values(), key=lambda t: t.name)]
+
+    def unregister(self, name: str) -> None:
+        self._tools.pop(name, None)
+
+
+tool_registry = ToolRegistry()
+
+
+def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None) -> Any:
+    """Register a function as a tool: `@tool` or `@tool(name=..., description=...)`.
+
+    The function stays callable as before; the decorator only records it.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        tool_registry.register(func, name=name, description=description)
+        return func
+
+    return decorate(fn) if fn is not None else decorate

@@ -1,0 +1,105 @@
+"""Shared fixtures: users and tokens, the scripted OpenAI-compatible server on a loopback port,
+agents wired to it, and an HTTP client that drives the real ASGI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from rest_framework.authtoken.models import Token
+
+from agents_app.models import Agent, ModelConfig
+from agents_app.selectors import agent_cache_clear
+from agents_app.testing.scripted_server import ScriptedModelServer
+from tests.factories import AgentFactory, ModelConfigFactory, UserFactory
+
+
+@pytest.fixture(scope="session")
+def _scripted_server() -> Iterator[ScriptedModelServer]:
+    server = ScriptedModelServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def scripted_model(_scripted_server: ScriptedModelServer) -> Iterator[ScriptedModelServer]:
+    _scripted_server.reset()
+    yield _scripted_server
+    _scripted_server.reset()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_agent_cache() -> Iterator[None]:
+    # Agents are cached per process; tests create and change them freely.
+    agent_cache_clear()
+    yield
+    agent_cache_clear()
+
+
+@pytest.fixture
+def user(db: Any) -> Any:
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def other_user(db: Any) -> Any:
+    return UserFactory(username="mallory")
+
+
+@pytest.fixture
+def staff_user(db: Any) -> Any:
+    return UserFactory(username="staff", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def token(user: Any) -> str:
+    return Token.objects.create(user=user).key
+
+
+@pytest.fixture
+def other_token(other_user: Any) -> str:
+    return Token.objects.create(user=other_user).key
+
+
+@pytest.fixture
+def staff_token(staff_user: Any) -> str:
+    return Token.objects.create(user=staff_user).key
+
+
+@pytest.fixture
+def openai_model(db: Any, scripted_model: ScriptedModelServer) -> ModelConfig:
+    return ModelConfigFactory(
+        name="scripted",
+        provider=ModelConfig.Provider.OPENAI,
+        base_url=scripted_model.base_url,
+        model_id="scripted-model",
+        api_key="sk-test-secret-key",
+        timeout_seconds=5.0,
+        max_retries=0,
+    )
+
+
+@pytest.fixture
+def agent(openai_model: ModelConfig) -> Agent:
+    return AgentFactory(slug="helper", name="Helper", model=openai_model, tools=["calculator", "current_time"])
+
+
+@pytest.fixture
+def offline_agent(db: Any) -> Agent:
+    return AgentFactory(slug="offline", name="Offline", tools=["calculator", "current_time", "text_stats"])
+
+
+@pytest.fixture
+async def asgi() -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client wired to the real ASGI application (middleware, routing, async views)."""
+    from agentos_site.asgi import application
+
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
