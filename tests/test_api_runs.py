@@ -50,7 +50,9 @@ async def test_plain_run_returns_agno_shaped_json_and_persists(asgi, agent, toke
 async def test_history_reaches_the_model_on_the_next_message(asgi, agent, token, scripted_model):
     scripted_model.push_text("Hi Ada.")
     scripted_model.push_text("You are Ada.")
-    first = (await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "my name is Ada"}, headers=bearer(token))).json()
+    first = (
+        await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "my name is Ada"}, headers=bearer(token))
+    ).json()
     second = await asgi.post(
         f"/api/agents/{agent.slug}/runs",
         json={"message": "who am I?", "session_id": first["session_id"]},
@@ -73,14 +75,18 @@ async def test_history_is_bounded_to_the_agents_last_n_runs(asgi, agent, token, 
     for i in range(4):
         scripted_model.push_text(f"answer {i}")
         payload = {"message": f"question {i}"} | ({"session_id": session_id} if session_id else {})
-        session_id = (await asgi.post(f"/api/agents/{agent.slug}/runs", json=payload, headers=bearer(token))).json()["session_id"]
+        session_id = (await asgi.post(f"/api/agents/{agent.slug}/runs", json=payload, headers=bearer(token))).json()[
+            "session_id"
+        ]
     user_messages = [m["content"] for m in scripted_model.requests[-1]["messages"] if m["role"] == "user"]
     assert user_messages == ["question 1", "question 2", "question 3"]
 
 
 async def test_form_body_is_accepted(asgi, agent, token, scripted_model):
     scripted_model.push_text("form ok")
-    r = await asgi.post(f"/api/agents/{agent.slug}/runs", data={"message": "hi", "stream": "false"}, headers=bearer(token))
+    r = await asgi.post(
+        f"/api/agents/{agent.slug}/runs", data={"message": "hi", "stream": "false"}, headers=bearer(token)
+    )
     assert r.status_code == 200 and r.json()["content"] == "form ok"
 
 
@@ -105,7 +111,9 @@ async def test_tool_calls_run_in_parallel_and_feed_back(asgi, agent, token, scri
 async def test_a_failing_tool_gives_the_model_an_error_not_a_crash(asgi, agent, token, scripted_model):
     scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "1/0"}, "id": "c1"}])
     scripted_model.push_text("cannot divide by zero")
-    r = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "1/0?", "stream": True}, headers=bearer(token))
+    r = await asgi.post(
+        f"/api/agents/{agent.slug}/runs", json={"message": "1/0?", "stream": True}, headers=bearer(token)
+    )
     frames = parse_sse(r.text)
     names = [name for name, _ in frames]
     assert names[:3] == ["RunStarted", "ToolCallStarted", "ToolCallError"]
@@ -146,11 +154,20 @@ async def test_tool_loop_is_bounded(asgi, agent, token, scripted_model):
 
 async def test_streaming_emits_typed_events_with_increasing_index(asgi, agent, token, scripted_model):
     scripted_model.push_text("one two three four")
-    r = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "count", "stream": True}, headers=bearer(token))
+    r = await asgi.post(
+        f"/api/agents/{agent.slug}/runs", json={"message": "count", "stream": True}, headers=bearer(token)
+    )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
     frames = parse_sse(r.text)
-    assert [f[0] for f in frames] == ["RunStarted", "RunContent", "RunContent", "RunContent", "RunContent", "RunCompleted"]
+    assert [f[0] for f in frames] == [
+        "RunStarted",
+        "RunContent",
+        "RunContent",
+        "RunContent",
+        "RunContent",
+        "RunCompleted",
+    ]
     assert [f[1]["event_index"] for f in frames] == list(range(6))
     assert "".join(f[1]["content"] for f in frames if f[0] == "RunContent") == "one two three four"
     done = frames[-1][1]
@@ -164,7 +181,9 @@ async def test_streaming_emits_typed_events_with_increasing_index(asgi, agent, t
 async def test_streamed_tool_calls(asgi, agent, token, scripted_model):
     scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "3*3"}, "id": "t9"}])
     scripted_model.push_text("nine")
-    r = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "3*3", "stream": True}, headers=bearer(token))
+    r = await asgi.post(
+        f"/api/agents/{agent.slug}/runs", json={"message": "3*3", "stream": True}, headers=bearer(token)
+    )
     frames = parse_sse(r.text)
     started = next(f[1] for f in frames if f[0] == "ToolCallStarted")
     completed = next(f[1] for f in frames if f[0] == "ToolCallCompleted")
@@ -218,7 +237,9 @@ async def test_stream_broken_midway_keeps_partial_output(asgi, agent, token, scr
     run = await Run.objects.aget(pk=frames[-1][1]["run_id"])
     assert run.status == Run.Status.ERROR
     assert run.output == "partial words here"
-    assert [m async for m in Message.objects.filter(run=run).order_by("position").values_list("role", "content")][-1] == (
+    assert [m async for m in Message.objects.filter(run=run).order_by("position").values_list("role", "content")][
+        -1
+    ] == (
         "assistant",
         "partial words here",
     )
@@ -319,7 +340,9 @@ async def test_unauthenticated_is_a_401(asgi, agent):
 
 async def test_someone_elses_session_is_a_404_and_untouched(asgi, agent, token, other_token, scripted_model):
     scripted_model.push_text("secret answer")
-    mine = (await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "my secret"}, headers=bearer(token))).json()
+    mine = (
+        await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "my secret"}, headers=bearer(token))
+    ).json()
     r = await asgi.post(
         f"/api/agents/{agent.slug}/runs",
         json={"message": "let me in", "session_id": mine["session_id"]},
@@ -331,7 +354,9 @@ async def test_someone_elses_session_is_a_404_and_untouched(asgi, agent, token, 
 
 
 async def test_offline_model_calls_tools_and_remembers(asgi, offline_agent, token):
-    r = await asgi.post(f"/api/agents/{offline_agent.slug}/runs", json={"message": "what is 6*7?"}, headers=bearer(token))
+    r = await asgi.post(
+        f"/api/agents/{offline_agent.slug}/runs", json={"message": "what is 6*7?"}, headers=bearer(token)
+    )
     assert r.status_code == 200
     assert r.json()["content"] == "[offline demo model] I used my tools: calculator returned 42."
     again = await asgi.post(

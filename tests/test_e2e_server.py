@@ -1,0 +1,108 @@
+"""End to end, as a site owner runs it: README's commands (migrate, agentos_demo, runserver under
+daphne) in real processes on a temporary SQLite file, then the API over a real socket, with the
+demo agent and with an agent on the scripted model server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    db = tmp_path_factory.mktemp("site") / "site.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "DJANGO_DEBUG": "false", "DJANGO_LOG_LEVEL": "ERROR"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    run = lambda *args: subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )  # noqa: E731
+    run("migrate", "--noinput")
+    out = run("agentos_demo").stdout
+    token = re.search(r"API token for 'admin': (\w+)", out).group(1)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(base + "/", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        server.kill()
+        pytest.fail("runserver did not start: " + server.stderr.read().decode()[-2000:])
+    yield {"base": base, "token": token, "env": env, "run": run}
+    server.terminate()
+    server.wait(10)
+
+
+def test_demo_agent_answers_over_http(site):
+    headers = {"Authorization": f"Bearer {site['token']}"}
+    r = httpx.post(
+        site["base"] + "/api/agents/demo/runs", json={"message": "what is 6*7?"}, headers=headers, timeout=10
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["content"] == "[offline demo model] I used my tools: calculator returned 42."
+    assert r.headers["server"].lower().startswith("daphne")
+
+
+def test_streaming_over_a_real_socket_arrives_frame_by_frame(site):
+    headers = {"Authorization": f"Bearer {site['token']}"}
+    frames = []
+    with httpx.stream(
+        "POST",
+        site["base"] + "/api/agents/demo/runs",
+        json={"message": "hello there", "stream": True},
+        headers=headers,
+        timeout=10,
+    ) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                frames.append(json.loads(line[6:]))
+    assert frames[0]["event"] == "RunStarted" and frames[-1]["event"] == "RunCompleted"
+    assert sum(f["event"] == "RunContent" for f in frames) > 5
+    session = httpx.get(f"{site['base']}/api/sessions/{frames[0]['session_id']}/", headers=headers, timeout=10).json()
+    assert session["runs"][0]["content"] == frames[-1]["content"]
+
+
+def test_agent_on_an_openai_compatible_server(site, scripted_model):
+    site["run"](
+        "shell",
+        "-c",
+        "from agents_app.models import Agent, ModelConfig; "
+        f"m = ModelConfig.objects.create(name='scripted', provider='openai', base_url='{scripted_model.base_url}', model_id='m', max_retries=0); "
+        "Agent.objects.create(slug='remote', name='Remote', model=m)",
+    )
+    time.sleep(0.1)
+    scripted_model.push_text("Hello from the scripted server")
+    headers = {"Authorization": f"Bearer {site['token']}"}
+    r = httpx.post(site["base"] + "/api/agents/remote/runs", json={"message": "hi"}, headers=headers, timeout=10)
+    assert r.status_code == 200 and r.json()["content"] == "Hello from the scripted server"
+    assert scripted_model.requests[-1]["messages"][-1] == {"role": "user", "content": "hi"}
