@@ -32,9 +32,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     db = tmp_path_factory.mktemp("site") / "site.sqlite3"
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "DJANGO_DEBUG": "false", "DJANGO_LOG_LEVEL": "ERROR"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    run = lambda *args: subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )  # noqa: E731
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        )
+
     run("migrate", "--noinput")
     out = run("agentos_demo").stdout
     token = re.search(r"API token for 'admin': (\w+)", out).group(1)
