@@ -51,6 +51,9 @@ class Run(models.Model):
     total_tokens = models.PositiveIntegerField(default=0)
     time_to_first_token = models.FloatField(null=True, blank=True, help_text="Seconds.")
     duration = models.FloatField(null=True, blank=True, help_text="Seconds.")
+    events = models.JSONField(
+        null=True, blank=True, help_text="Every event the run emitted, stored when it ends, for clients that resume."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)

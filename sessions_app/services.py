@@ -69,6 +69,7 @@ def run_finish(
     error_type: str,
     messages: list[dict[str, Any]],
     metrics: dict[str, Any],
+    events: list[dict[str, Any]] | None = None,
 ) -> None:
     """Store what the run produced, in one transaction: the new messages and the run's outcome.
 
@@ -99,6 +100,7 @@ def run_finish(
             total_tokens=metrics.get("total_tokens", 0),
             time_to_first_token=metrics.get("time_to_first_token"),
             duration=metrics.get("duration"),
+            events=events,
             finished_at=timezone.now(),
             updated_at=timezone.now(),
         )

@@ -228,3 +228,39 @@ def test_builtin_tools():
     assert tool_registry.get("current_time").fn("UTC").endswith("+00:00")
     with pytest.raises(ValueError):
         tool_registry.get("current_time").fn("Mars/Olympus")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_cancelling_a_run_stops_the_model_and_keeps_the_partial_answer(agent, user, scripted_model):
+    from asgiref.sync import sync_to_async
+
+    from agents_app.engine import execute, run_prepare
+
+    scripted_model.push_text("one two three four five six seven eight", chunk_delay=0.2)
+    handle = await sync_to_async(run_prepare)(agent_id=agent.slug, user=user, message="count slowly")
+    seen: list = []
+
+    async def consume() -> None:
+        async for item in execute(handle, stream=True):
+            seen.append(item)
+
+    task = asyncio.create_task(consume())
+    while sum(e.name == "RunContent" for e in seen) < 2:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.wait_for(task, 2)
+    assert seen[-1].name == "RunCancelled"
+    run = await Run.objects.aget(pk=handle.run_id)
+    assert run.status == Run.Status.CANCELLED
+    assert run.output.startswith("one two")
+    assert run.output != "one two three four five six seven eight"
+    assert [e["event"] for e in run.events] == [e.name for e in seen]
+    assert [e["event_index"] for e in run.events] == list(range(len(seen)))
+
+
+@pytest.mark.django_db
+def test_events_are_stored_with_the_run(offline_agent, user):
+    result = run_agent(agent_id=offline_agent.slug, user=user, message="what is 1+1?")
+    stored = Run.objects.get(pk=result.run_id).events
+    assert [e["event"] for e in stored] == ["RunStarted", "ToolCallStarted", "ToolCallCompleted", "RunCompleted"]
+    assert stored == [e.to_dict() for e in result.events]

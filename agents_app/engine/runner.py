@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from agents_app.selectors import agent_get_active
 from agents_app.tools.registry import Tool, tool_registry
 from sessions_app.models import Run
 from sessions_app.services import run_finish, run_start
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA_INSTRUCTION = "Answer with a single JSON object that matches this JSON schema, and nothing else:\n{schema}"
 
@@ -193,175 +196,186 @@ def _metrics(input_tokens: int, output_tokens: int, ttft: float | None, started:
     }
 
 
-async def execute(handle: RunHandle, *, stream: bool = False) -> AsyncIterator[ev.RunEvent]:
-    """Run the model loop for a prepared run, yielding its events; the run is persisted before the
-    terminal event (RunCompleted, RunError or RunCancelled) is yielded."""
-    agent = handle.agent
-    config = agent.model
-    counter = itertools.count()
-    ids = {"run_id": str(handle.run_id), "session_id": str(handle.session_id), "agent_id": agent.slug}
+_FAILURES = (ModelError, OutputValidationError, ToolLimitExceeded, UnknownProviderError)
 
-    def event(cls: type[ev.RunEvent], **fields: Any) -> ev.RunEvent:
-        return cls(event_index=next(counter), **ids, **fields)
 
-    started = time.perf_counter()
-    ttft: float | None = None
-    input_tokens = output_tokens = 0
-    new_messages: list[dict[str, Any]] = []
-    partial: list[str] = []
-    outcome: dict[str, Any] = {
-        "status": Run.Status.ERROR,
-        "output": "",
-        "output_json": None,
-        "error": "",
-        "error_type": "",
-    }
-    persisted = False
+class _Execution:
+    """The state of one run while it executes: the messages so far, the partial answer, the token
+    counts, and every event emitted (stored with the run, so a client can resume from any index)."""
 
-    async def persist() -> None:
-        nonlocal persisted
-        if persisted:
-            return
-        persisted = True
+    def __init__(self, handle: RunHandle, *, stream: bool) -> None:
+        self.handle = handle
+        self.agent = handle.agent
+        self.stream = stream
+        self.ids = {"run_id": str(handle.run_id), "session_id": str(handle.session_id), "agent_id": self.agent.slug}
+        self.counter = itertools.count()
+        self.started = time.perf_counter()
+        self.ttft: float | None = None
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.new_messages: list[dict[str, Any]] = []
+        self.partial: list[str] = []
+        self.log: list[ev.RunEvent] = []
+        self.tools = {name: t for name in self.agent.tools if (t := tool_registry.get(name)) is not None}
+        schema = self.agent.output_schema
+        self.response_format = (
+            ResponseFormat(name=f"{self.agent.slug.replace('-', '_')}_output"[:64], schema=schema) if schema else None
+        )
+        self.messages = build_context(self.agent, handle.history, handle.message)
+
+    def event(self, cls: type[ev.RunEvent], **fields: Any) -> ev.RunEvent:
+        item = cls(event_index=next(self.counter), **self.ids, **fields)
+        self.log.append(item)
+        return item
+
+    def metrics(self) -> dict[str, Any]:
+        return _metrics(self.input_tokens, self.output_tokens, self.ttft, self.started)
+
+    async def run(self) -> AsyncIterator[ev.RunEvent]:
+        config = self.agent.model
+        yield self.event(ev.RunStarted, model=config.model_id, model_provider=config.provider)
+        outcome: dict[str, Any] = {"output_json": None, "error": "", "error_type": ""}
+        try:
+            async for item in self._model_loop():
+                yield item
+            content = self.content
+            if self.response_format is not None:
+                output_json = _validated_json(self.agent, content)
+                if self.stream:
+                    yield self.event(ev.RunContent, content=content, content_type="json")
+                outcome.update(status=Run.Status.COMPLETED, output=content, output_json=output_json)
+                terminal = self.event(ev.RunCompleted, content=output_json, content_type="json", metrics=self.metrics())
+            else:
+                outcome.update(status=Run.Status.COMPLETED, output=content)
+                terminal = self.event(ev.RunCompleted, content=content, content_type="str", metrics=self.metrics())
+            self.new_messages.append({"role": "assistant", "content": content})
+        except _FAILURES as exc:
+            error_type = getattr(exc, "error_type", "model_error")
+            outcome.update(status=Run.Status.ERROR, output=self._keep_partial(), error=str(exc), error_type=error_type)
+            terminal = self.event(ev.RunError, content=str(exc), error_type=error_type)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            message = "The run was cancelled."
+            outcome.update(
+                status=Run.Status.CANCELLED, output=self._keep_partial(), error=message, error_type="cancelled"
+            )
+            terminal = self.event(ev.RunCancelled, reason=message)
+        except Exception as exc:
+            # A bug of ours: still end the run as an error so it never stays "running" forever.
+            logger.exception("Run %s failed with an internal error", self.handle.run_id)
+            message = f"Internal error: {type(exc).__name__}"
+            outcome.update(
+                status=Run.Status.ERROR, output=self._keep_partial(), error=message, error_type="internal_error"
+            )
+            terminal = self.event(ev.RunError, content=message, error_type="internal_error")
+        # Persist before the terminal event leaves, so whoever sees it can read the stored run.
+        await asyncio.shield(self._persist(outcome))
+        yield terminal
+
+    def _keep_partial(self) -> str:
+        text = "".join(self.partial)
+        if text:
+            self.new_messages.append({"role": "assistant", "content": text})
+        return text
+
+    async def _persist(self, outcome: dict[str, Any]) -> None:
         await sync_to_async(run_finish)(
-            run_id=handle.run_id,
-            messages=new_messages,
-            metrics=_metrics(input_tokens, output_tokens, ttft, started),
+            run_id=self.handle.run_id,
+            messages=self.new_messages,
+            metrics=self.metrics(),
+            events=[item.to_dict() for item in self.log],
             **outcome,
         )
 
-    yield event(ev.RunStarted, model=config.model_id, model_provider=config.provider)
-    tools = {name: t for name in agent.tools if (t := tool_registry.get(name)) is not None}
-    response_format = (
-        ResponseFormat(name=f"{agent.slug.replace('-', '_')}_output"[:64], schema=agent.output_schema)
-        if agent.output_schema
-        else None
-    )
-    messages = build_context(agent, handle.history, handle.message)
-    calls_used = 0
-    try:
-        provider = get_provider(config)
+    async def _model_loop(self) -> AsyncIterator[ev.RunEvent]:
+        """Call the model, run the tools it asks for, call it again, until it answers; bounded by
+        the agent's max_tool_calls. Sets self.content to the final answer."""
+        agent = self.agent
+        provider = get_provider(agent.model)
+        calls_used = 0
         while True:
-            offered = list(tools.values()) if calls_used < agent.max_tool_calls else []
+            offered = list(self.tools.values()) if calls_used < agent.max_tool_calls else []
             response: ModelResponse | None = None
-            partial.clear()
-            if stream:
-                async for piece in provider.stream(messages=messages, tools=offered, response_format=response_format):
+            self.partial.clear()
+            if self.stream:
+                async for piece in provider.stream(
+                    messages=self.messages, tools=offered, response_format=self.response_format
+                ):
                     if isinstance(piece, str):
-                        if ttft is None:
-                            ttft = time.perf_counter() - started
-                        partial.append(piece)
-                        if response_format is None:
-                            yield event(ev.RunContent, content=piece)
+                        if self.ttft is None:
+                            self.ttft = time.perf_counter() - self.started
+                        self.partial.append(piece)
+                        if self.response_format is None:
+                            yield self.event(ev.RunContent, content=piece)
                     else:
                         response = piece
                 if response is None:
                     raise ModelError("The model stream ended without a response.")
             else:
-                response = await provider.complete(messages=messages, tools=offered, response_format=response_format)
-                if ttft is None:
-                    ttft = time.perf_counter() - started
-            input_tokens += response.input_tokens
-            output_tokens += response.output_tokens
-
-            if response.tool_calls and offered:
-                calls = response.tool_calls[: agent.max_tool_calls - calls_used]
-                calls_used += len(calls)
-                assistant = {
-                    "role": "assistant",
-                    "content": response.content or None,
-                    "tool_calls": [
-                        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                        for c in calls
-                    ],
-                }
-                messages.append(assistant)
-                new_messages.append(assistant)
-                for call in calls:
-                    yield event(
-                        ev.ToolCallStarted,
-                        tool={
-                            "tool_call_id": call.id,
-                            "tool_name": call.name,
-                            "tool_args": _loads_or_raw(call.arguments),
-                        },
-                    )
-                results = await asyncio.gather(*(_call_tool(call, tools) for call in calls))
-                for call, (ok, text, args) in zip(calls, results, strict=True):
-                    tool_info = {
-                        "tool_call_id": call.id,
-                        "tool_name": call.name,
-                        "tool_args": args,
-                        "result": text if ok else None,
-                        "tool_call_error": not ok,
-                    }
-                    if ok:
-                        yield event(ev.ToolCallCompleted, tool=tool_info, content=text)
-                    else:
-                        yield event(ev.ToolCallError, tool=tool_info, error=text)
-                    content = text if ok else f"Error: {text}"
-                    messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
-                    new_messages.append(
-                        {"role": "tool", "tool_call_id": call.id, "content": content, "name": call.name}
-                    )
-                continue
-            if response.tool_calls and not response.content:
-                raise ToolLimitExceeded(
-                    f"The model kept calling tools after the limit of {agent.max_tool_calls} tool calls for this run."
+                response = await provider.complete(
+                    messages=self.messages, tools=offered, response_format=self.response_format
                 )
-            content = response.content
-            break
+                if self.ttft is None:
+                    self.ttft = time.perf_counter() - self.started
+            self.input_tokens += response.input_tokens
+            self.output_tokens += response.output_tokens
 
-        if response_format is not None:
-            output_json = _validated_json(agent, content)
-            if stream:
-                yield event(ev.RunContent, content=content, content_type="json")
-            outcome.update(status=Run.Status.COMPLETED, output=content, output_json=output_json)
-            new_messages.append({"role": "assistant", "content": content})
-            await persist()
-            yield event(
-                ev.RunCompleted,
-                content=output_json,
-                content_type="json",
-                metrics=_metrics(input_tokens, output_tokens, ttft, started),
+            if not (response.tool_calls and offered):
+                if response.tool_calls and not response.content:
+                    raise ToolLimitExceeded(
+                        f"The model kept calling tools after the limit of {agent.max_tool_calls} tool calls for this run."
+                    )
+                self.content = response.content
+                return
+            calls = response.tool_calls[: agent.max_tool_calls - calls_used]
+            calls_used += len(calls)
+            async for item in self._run_tools(response, calls):
+                yield item
+
+    async def _run_tools(self, response: ModelResponse, calls: list[ToolCallRequest]) -> AsyncIterator[ev.RunEvent]:
+        assistant = {
+            "role": "assistant",
+            "content": response.content or None,
+            "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
+            ],
+        }
+        self.messages.append(assistant)
+        self.new_messages.append(assistant)
+        for call in calls:
+            yield self.event(
+                ev.ToolCallStarted,
+                tool={"tool_call_id": call.id, "tool_name": call.name, "tool_args": _loads_or_raw(call.arguments)},
             )
-        else:
-            outcome.update(status=Run.Status.COMPLETED, output=content)
-            new_messages.append({"role": "assistant", "content": content})
-            await persist()
-            yield event(
-                ev.RunCompleted,
-                content=content,
-                content_type="str",
-                metrics=_metrics(input_tokens, output_tokens, ttft, started),
-            )
-    except (ModelError, OutputValidationError, ToolLimitExceeded, UnknownProviderError) as exc:
-        error_type = getattr(exc, "error_type", "model_error")
-        if partial:
-            new_messages.append({"role": "assistant", "content": "".join(partial)})
-        outcome.update(status=Run.Status.ERROR, output="".join(partial), error=str(exc), error_type=error_type)
-        await persist()
-        yield event(ev.RunError, content=str(exc), error_type=error_type)
-    except asyncio.CancelledError:
-        if partial:
-            new_messages.append({"role": "assistant", "content": "".join(partial)})
-        outcome.update(
-            status=Run.Status.CANCELLED, output="".join(partial), error="The run was cancelled.", error_type="cancelled"
-        )
-        await asyncio.shield(persist())
-        raise
-    except Exception as exc:
-        # A bug of ours: still end the run as an error so it never stays "running" forever.
-        if partial:
-            new_messages.append({"role": "assistant", "content": "".join(partial)})
-        outcome.update(
-            status=Run.Status.ERROR,
-            output="".join(partial),
-            error=f"Internal error: {type(exc).__name__}",
-            error_type="internal_error",
-        )
-        await asyncio.shield(persist())
-        raise
+        results = await asyncio.gather(*(_call_tool(call, self.tools) for call in calls))
+        for call, (ok, text, args) in zip(calls, results, strict=True):
+            tool_info = {
+                "tool_call_id": call.id,
+                "tool_name": call.name,
+                "tool_args": args,
+                "result": text if ok else None,
+                "tool_call_error": not ok,
+            }
+            if ok:
+                yield self.event(ev.ToolCallCompleted, tool=tool_info, content=text)
+            else:
+                yield self.event(ev.ToolCallError, tool=tool_info, error=text)
+            content = text if ok else f"Error: {text}"
+            self.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+            self.new_messages.append({"role": "tool", "tool_call_id": call.id, "content": content, "name": call.name})
+
+
+async def execute(handle: RunHandle, *, stream: bool = False) -> AsyncIterator[ev.RunEvent]:
+    """Run the model loop for a prepared run, yielding its events. The last event is always one of
+    RunCompleted, RunError or RunCancelled, and the run is persisted before it is yielded.
+
+    Cancelling the task that iterates this (task.cancel()) stops the model call or the tools
+    promptly, stores the run as cancelled with what was produced so far, and yields RunCancelled.
+    """
+    async for item in _Execution(handle, stream=stream).run():
+        yield item
 
 
 def _loads_or_raw(arguments: str) -> Any:

@@ -1,0 +1,192 @@
+"""The admin of conversations. Runs and messages are records of what happened: they can be read and
+deleted here, never added or edited."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.utils import quote
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from sessions_app.models import Message, Run, Session
+
+
+def _short(text: str, length: int = 80) -> str:
+    return Truncator(" ".join((text or "").split())).chars(length)
+
+
+def _pre(value: Any) -> str:
+    if value in (None, "", [], {}):
+        return "-"
+    return format_html(
+        '<pre style="white-space: pre-wrap; margin: 0">{}</pre>',
+        json.dumps(value, indent=2, ensure_ascii=False, default=str),
+    )
+
+
+class RecordAdminMixin:
+    """No adding or editing from the admin: the run engine writes these rows."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RunInline(RecordAdminMixin, admin.TabularInline):
+    model = Run
+    fields = ["run_link", "status", "short_input", "short_output", "total_tokens", "duration_seconds", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    ordering = ["created_at"]
+    verbose_name_plural = "Runs (oldest first)"
+
+    @admin.display(description="Run")
+    def run_link(self, obj: Run) -> str:
+        url = reverse("admin:sessions_app_run_change", args=[quote(obj.pk)])
+        return format_html('<a href="{}">{}</a>', url, str(obj.pk)[:8])
+
+    @admin.display(description="Input")
+    def short_input(self, obj: Run) -> str:
+        return _short(obj.input)
+
+    @admin.display(description="Output")
+    def short_output(self, obj: Run) -> str:
+        return _short(obj.output or obj.error)
+
+    @admin.display(description="Duration")
+    def duration_seconds(self, obj: Run) -> str:
+        return f"{obj.duration:.2f} s" if obj.duration is not None else "-"
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "user", "agent", "run_count", "updated_at"]
+    list_display_links = ["id", "name"]
+    list_filter = ["agent"]
+    search_fields = ["name", "user__username", "user__email"]
+    list_select_related = ["user", "agent"]
+    raw_id_fields = ["user"]
+    readonly_fields = ["id", "created_at", "updated_at"]
+    fields = ["id", "name", "user", "agent", "state", "created_at", "updated_at"]
+    inlines = [RunInline]
+    date_hierarchy = "updated_at"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Session | None = None) -> list[str]:
+        # Moving a conversation to another user or agent would rewrite history: fixed once created.
+        readonly = list(super().get_readonly_fields(request, obj))
+        return [*readonly, "user", "agent"] if obj is not None else readonly
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        from django.db.models import Count
+
+        return super().get_queryset(request).annotate(_run_count=Count("runs"))
+
+    @admin.display(description="Runs", ordering="_run_count")
+    def run_count(self, obj: Session) -> int:
+        return getattr(obj, "_run_count", 0)
+
+
+class MessageInline(RecordAdminMixin, admin.TabularInline):
+    model = Message
+    fields = ["position", "role", "name", "content", "tool_calls_pretty", "tool_call_id"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["position"]
+
+    @admin.display(description="Tool calls")
+    def tool_calls_pretty(self, obj: Message) -> str:
+        return _pre(obj.tool_calls)
+
+
+@admin.register(Run)
+class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "agent",
+        "user",
+        "status",
+        "model",
+        "total_tokens",
+        "duration_seconds",
+        "created_at",
+    ]
+    list_filter = ["status", "agent", "provider"]
+    search_fields = ["input", "output", "user__username", "agent__slug", "error_type"]
+    list_select_related = ["agent", "user"]
+    date_hierarchy = "created_at"
+    inlines = [MessageInline]
+    fieldsets = [
+        (None, {"fields": ["id", "status", "session", "agent", "user", "created_at", "finished_at"]}),
+        ("Input and output", {"fields": ["input", "output", "output_json_pretty", "error_type", "error"]}),
+        (
+            "Model and metrics",
+            {
+                "fields": [
+                    "provider",
+                    "model",
+                    "input_tokens",
+                    "output_tokens",
+                    "total_tokens",
+                    "time_to_first_token",
+                    "duration",
+                ]
+            },
+        ),
+    ]
+    readonly_fields = [
+        "id",
+        "status",
+        "session",
+        "agent",
+        "user",
+        "created_at",
+        "finished_at",
+        "input",
+        "output",
+        "output_json_pretty",
+        "error_type",
+        "error",
+        "provider",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "time_to_first_token",
+        "duration",
+    ]
+
+    @admin.display(description="Duration", ordering="duration")
+    def duration_seconds(self, obj: Run) -> str:
+        return f"{obj.duration:.2f} s" if obj.duration is not None else "-"
+
+    @admin.display(description="Output JSON")
+    def output_json_pretty(self, obj: Run) -> str:
+        return _pre(obj.output_json)
+
+
+@admin.register(Message)
+class MessageAdmin(RecordAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "run", "position", "role", "name", "short_content", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["content", "name", "tool_call_id"]
+    list_select_related = ["run"]
+    fields = ["run", "position", "role", "name", "content", "tool_calls_pretty", "tool_call_id", "created_at"]
+    readonly_fields = fields
+
+    @admin.display(description="Content")
+    def short_content(self, obj: Message) -> str:
+        return _short(obj.content)
+
+    @admin.display(description="Tool calls")
+    def tool_calls_pretty(self, obj: Message) -> str:
+        return _pre(obj.tool_calls)
