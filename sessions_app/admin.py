@@ -64,7 +64,7 @@ class RunInline(RecordAdminMixin, admin.TabularInline):
 
     @admin.display(description="Duration")
     def duration_seconds(self, obj: Run) -> str:
-        return f"{obj.duration:.2f} s" if obj.duration is not None else "-"
+        return f"{obj.duration:.3f} s" if obj.duration is not None else "-"
 
 
 @admin.register(Session)
@@ -95,17 +95,28 @@ class SessionAdmin(admin.ModelAdmin):
         return getattr(obj, "_run_count", 0)
 
 
+def _calls_summary(tool_calls: Any) -> str:
+    """`name(args)` per call, one per line: what a reader of a run wants at a glance."""
+    if not isinstance(tool_calls, list) or not tool_calls:
+        return "-"
+    lines = []
+    for call in tool_calls:
+        function = (call or {}).get("function") or {}
+        lines.append(f"{function.get('name', '?')}({function.get('arguments', '')})")
+    return format_html('<code style="white-space: pre-wrap">{}</code>', "\n".join(lines))
+
+
 class MessageInline(RecordAdminMixin, admin.TabularInline):
     model = Message
-    fields = ["position", "role", "name", "content", "tool_calls_pretty", "tool_call_id"]
+    fields = ["position", "role", "name", "content", "tool_calls_summary", "tool_call_id"]
     readonly_fields = fields
     extra = 0
     can_delete = False
     ordering = ["position"]
 
     @admin.display(description="Tool calls")
-    def tool_calls_pretty(self, obj: Message) -> str:
-        return _pre(obj.tool_calls)
+    def tool_calls_summary(self, obj: Message) -> str:
+        return _calls_summary(obj.tool_calls)
 
 
 @admin.register(Run)
@@ -137,8 +148,8 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
                     "input_tokens",
                     "output_tokens",
                     "total_tokens",
-                    "time_to_first_token",
-                    "duration",
+                    "first_token_after",
+                    "duration_seconds",
                 ]
             },
         ),
@@ -161,13 +172,17 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
         "input_tokens",
         "output_tokens",
         "total_tokens",
-        "time_to_first_token",
-        "duration",
+        "first_token_after",
+        "duration_seconds",
     ]
 
     @admin.display(description="Duration", ordering="duration")
     def duration_seconds(self, obj: Run) -> str:
-        return f"{obj.duration:.2f} s" if obj.duration is not None else "-"
+        return f"{obj.duration:.3f} s" if obj.duration is not None else "-"
+
+    @admin.display(description="First token after")
+    def first_token_after(self, obj: Run) -> str:
+        return f"{obj.time_to_first_token:.3f} s" if obj.time_to_first_token is not None else "-"
 
     @admin.display(description="Output JSON")
     def output_json_pretty(self, obj: Run) -> str:
