@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP to Django; websockets (later issues) through origin and auth checks."""
+"""ASGI entry point: HTTP to Django; websockets through origin and auth checks to the apps' routes."""
 
 import os
 
@@ -10,9 +10,11 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-websocket_urlpatterns: list = []
+from agents_app.routing import websocket_urlpatterns  # noqa: E402
+
+# Channels' origin validator, except that clients sending no Origin (apps, not browsers) get through.
+from agents_app.ws_auth import AllowedHostsOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

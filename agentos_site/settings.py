@@ -41,14 +41,16 @@ INSTALLED_APPS = [
     "telemetry_app",
 ]
 
+# Django's standard middleware, in versions that run in the event loop under ASGI instead of
+# taking a thread hop per hook (agentos_site/middleware.py says why and when they still do).
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "agentos_site.middleware.SecurityMiddleware",
+    "agentos_site.middleware.SessionMiddleware",
+    "agentos_site.middleware.CommonMiddleware",
+    "agentos_site.middleware.CsrfViewMiddleware",
+    "agentos_site.middleware.AuthenticationMiddleware",
+    "agentos_site.middleware.MessageMiddleware",
+    "agentos_site.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "agentos_site.urls"
@@ -141,6 +143,64 @@ AGENTOS = {
     "TOOL_TIMEOUT_SECONDS": env.float("AGENTOS_TOOL_TIMEOUT_SECONDS", default=30.0),
     "API_RUNTIME": env.str("AGENTOS_API_RUNTIME", default="prd"),
     "ALPHA_FEATURES": env.bool("AGENTOS_ALPHA_FEATURES", default=False),
+    # Telemetry (telemetry_app; README "Telemetry"): run and launch events buffered in the database
+    # and uploaded in batches by Celery beat to the collector of AGENTOS_API_RUNTIME (or _URL).
+    "TELEMETRY": env.bool("AGENTOS_TELEMETRY", default=False),
+    "TELEMETRY_URL": env.str("AGENTOS_TELEMETRY_URL", default=""),
+    "TELEMETRY_API_KEY": env.str("AGENTOS_TELEMETRY_API_KEY", default=""),
+    "TELEMETRY_BATCH_SIZE": env.int("AGENTOS_TELEMETRY_BATCH_SIZE", default=500),
+    "TELEMETRY_FLUSH_INTERVAL_SECONDS": env.float("AGENTOS_TELEMETRY_FLUSH_INTERVAL_SECONDS", default=60.0),
+    "TELEMETRY_TIMEOUT_SECONDS": env.float("AGENTOS_TELEMETRY_TIMEOUT_SECONDS", default=60.0),
+    "TELEMETRY_MAX_AGE_SECONDS": env.int("AGENTOS_TELEMETRY_MAX_AGE_SECONDS", default=7 * 24 * 3600),
+    "TELEMETRY_INCLUDE_CONTENT": env.bool("AGENTOS_TELEMETRY_INCLUDE_CONTENT", default=False),
+    "TELEMETRY_SITE_ID": env.str("AGENTOS_TELEMETRY_SITE_ID", default=""),
+    "TELEMETRY_COLLECTOR_MAX_EVENTS": env.int("AGENTOS_TELEMETRY_COLLECTOR_MAX_EVENTS", default=1000),
+    "TELEMETRY_COLLECTOR_MAX_BYTES": env.int("AGENTOS_TELEMETRY_COLLECTOR_MAX_BYTES", default=5 * 1024 * 1024),
+    # Hooks: `auto` (each agent's admin choice, else the hook's decorator default), `always` or
+    # `never` (every hook in the background / inline, whatever agents say; guardrails stay inline).
+    "HOOKS_BACKGROUND": env.str("AGENTOS_HOOKS_BACKGROUND", default="auto"),
+    # `auto`: a worker thread in each web process when the broker is memory:// (embedded mode).
+    "HOOKS_EMBEDDED_WORKER": env.str("AGENTOS_HOOKS_EMBEDDED_WORKER", default="auto"),
+    "HOOKS_JUDGE_MODEL": env.str("AGENTOS_HOOKS_JUDGE_MODEL", default=""),
+}
+
+# Celery (agentos_site/celery.py reads every CELERY_* setting): background hooks, and the periodic
+# sweep that re-enqueues hook executions whose message was lost. The default broker, memory://, needs
+# no server: each web process runs a worker thread (embedded mode). Production sets
+# CELERY_BROKER_URL=redis://… or amqp://… and runs `celery -A agentos_site worker -B -l info`.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="memory://")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None  # outcomes are recorded in the database (HookExecution)
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged only once it has finished, and requeued if its worker dies meanwhile: with
+# the claim in the database, a redelivered task runs a hook again only if the first attempt died.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=600)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=570)
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing happens after a run's transaction commits: never hang a response on a dead broker (the
+# sweep re-enqueues what could not be published).
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# Redis: an unacknowledged task (its worker died) is redelivered after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+if CELERY_BROKER_URL.startswith("memory://"):
+    # Embedded: the worker thread polls its in-process queue this often (seconds).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.05}
+CELERY_BEAT_SCHEDULE = {
+    "agentos-hook-executions-sweep": {"task": "agents_app.hook_executions_sweep", "schedule": 60.0},
+    # Upload the telemetry buffer (a no-op while AGENTOS_TELEMETRY is off). `expires`: ticks missed
+    # while no worker runs are dropped, not piled up.
+    "agentos-telemetry-flush": {
+        "task": "telemetry_app.flush",
+        "schedule": AGENTOS["TELEMETRY_FLUSH_INTERVAL_SECONDS"],
+        "options": {"expires": AGENTOS["TELEMETRY_FLUSH_INTERVAL_SECONDS"]},
+    },
 }
 
 LOGGING = {

@@ -305,3 +305,9 @@ class AgentAdmin(admin.ModelAdmin):
         if exclude:
             runs = runs.exclude(pk=exclude)
         return list(runs.only("id", "input", "output", "output_json", "status", "error", "created_at"))
+
+
+# Hooks (issue 4): the "Hooks" section of the agent form, and the HookExecution admin.
+from agents_app.admin_hooks import install_agent_hook_fields  # noqa: E402
+
+install_agent_hook_fields(AgentAdmin)

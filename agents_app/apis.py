@@ -6,33 +6,61 @@ from typing import Any
 
 import orjson
 from django.http import HttpResponse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiViewExtension
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import permissions, viewsets
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 
-from agents_app.async_views import AsyncAPIView
+from agents_app.apis_runs import busy_session, resolve_start
+from agents_app.async_views import AsyncAPIView, StrictInputMixin
 from agents_app.engine.runner import InvalidRunInput, RunHandle, arun, run_prepare, stream_detached
 from agents_app.models import Agent, ModelConfig
 from agents_app.selectors import AgentNotFound, agent_list_for_user
 from agents_app.serializers import (
+    BODY_ERRORS,
     AgentAdminSerializer,
     AgentSerializer,
     ModelConfigSerializer,
     RunInputSerializer,
     RunOutputSerializer,
+    ServerSentEventSerializer,
+    error_responses,
 )
 from agents_app.sse import sse_response
-from sessions_app.services import SessionNotFound
+from sessions_app.services import SessionBusy, SessionNotFound
 
 # A failed run is never a 200: the status says which side failed.
 ERROR_STATUS = {
     "model_timeout": 504,
     "model_rate_limited": 503,
     "internal_error": 500,
+    # Hooks: a guardrail refusing the client's message is the client's side (422: well-formed, refused
+    # by policy; the run is stored with the reason, unlike a 400 where nothing is written). A refused
+    # answer is the model's side, like an answer that misses the output schema: the default 502.
+    "input_rejected": 422,
+    "hook_error": 500,  # a hook of the site's own code failed (after its retries)
+    "hook_timeout": 504,
 }
 UPSTREAM_FAILURE = 502
+
+
+def failed_run_responses() -> dict[int, OpenApiResponse]:
+    """One documented response per status a failed run can get (from ERROR_STATUS), with the error
+    types behind it; the body is the stored run, as for a completed one."""
+    types: dict[int, list[str]] = {UPSTREAM_FAILURE: ["any other (model_error, output_validation_error...)"]}
+    for error_type, status in ERROR_STATUS.items():
+        types.setdefault(status, []).insert(0, f"`{error_type}`")
+    return {
+        status: OpenApiResponse(RunOutputSerializer, description=f"The run failed; `error.type`: {', '.join(names)}.")
+        for status, names in sorted(types.items())
+    }
 
 
 class ReadOrStaffWrite(permissions.BasePermission):
@@ -44,15 +72,48 @@ class ReadOrStaffWrite(permissions.BasePermission):
         return request.method in permissions.SAFE_METHODS or request.user.is_staff
 
 
-@extend_schema_view(
-    list=extend_schema(summary="List agents", description="Active agents; staff also see inactive ones."),
-    retrieve=extend_schema(summary="Get an agent"),
-    create=extend_schema(summary="Create an agent (staff)"),
-    update=extend_schema(summary="Replace an agent (staff)"),
-    partial_update=extend_schema(summary="Change an agent (staff)"),
-    destroy=extend_schema(summary="Delete an agent (staff); refused while it has sessions"),
+SLUG_PATTERN = "^[-a-zA-Z0-9_]+$"
+
+# Users read the public view of an agent; staff read (and write) every setting.
+AGENT_BY_ROLE = PolymorphicProxySerializer(
+    component_name="AgentByRole",
+    serializers=[AgentSerializer, AgentAdminSerializer],
+    resource_type_field_name=None,
 )
-class AgentViewSet(viewsets.ModelViewSet):
+AGENT_WRITE_RESPONSES = error_responses(*BODY_ERRORS, 401, 403)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List agents",
+        description="Active agents; staff also see inactive ones, with every setting.",
+        responses={200: AGENT_BY_ROLE, **error_responses(401)},
+    ),
+    retrieve=extend_schema(summary="Get an agent", responses={200: AGENT_BY_ROLE, **error_responses(401, 404)}),
+    create=extend_schema(
+        summary="Create an agent (staff)",
+        request=AgentAdminSerializer,
+        responses={201: AgentAdminSerializer, **AGENT_WRITE_RESPONSES},
+    ),
+    update=extend_schema(
+        summary="Replace an agent (staff)",
+        request=AgentAdminSerializer,
+        responses={200: AgentAdminSerializer, **AGENT_WRITE_RESPONSES, **error_responses(404)},
+    ),
+    partial_update=extend_schema(
+        summary="Change an agent (staff)",
+        request=AgentAdminSerializer,
+        responses={200: AgentAdminSerializer, **AGENT_WRITE_RESPONSES, **error_responses(404)},
+    ),
+    destroy=extend_schema(
+        summary="Delete an agent (staff); refused while it has sessions",
+        responses={
+            204: None,
+            **error_responses(400, 401, 403, 404, e400="The agent has sessions; deactivate it instead."),
+        },
+    ),
+)
+class AgentViewSet(StrictInputMixin, viewsets.ModelViewSet):
     permission_classes = [ReadOrStaffWrite]
     lookup_field = "slug"
     lookup_url_kwarg = "agent_id"
@@ -76,11 +137,29 @@ class AgentViewSet(viewsets.ModelViewSet):
             ) from None
 
 
+MODEL_WRITE_RESPONSES = {200: ModelConfigSerializer, **error_responses(*BODY_ERRORS, 401, 403, 404)}
+
+
 @extend_schema_view(
-    list=extend_schema(summary="List model configs (staff)"),
-    create=extend_schema(summary="Create a model config (staff); the API key is write-only"),
+    list=extend_schema(
+        summary="List model configs (staff)", responses={200: ModelConfigSerializer, **error_responses(401, 403)}
+    ),
+    retrieve=extend_schema(
+        summary="Get a model config (staff)",
+        responses={200: ModelConfigSerializer, **error_responses(401, 403, 404)},
+    ),
+    create=extend_schema(
+        summary="Create a model config (staff); the API key is write-only",
+        responses={201: ModelConfigSerializer, **error_responses(*BODY_ERRORS, 401, 403)},
+    ),
+    update=extend_schema(summary="Replace a model config (staff)", responses=MODEL_WRITE_RESPONSES),
+    partial_update=extend_schema(summary="Change a model config (staff)", responses=MODEL_WRITE_RESPONSES),
+    destroy=extend_schema(
+        summary="Delete a model config (staff); refused while agents use it",
+        responses={204: None, **error_responses(400, 401, 403, 404, e400="Agents use this model config.")},
+    ),
 )
-class ModelConfigViewSet(viewsets.ModelViewSet):
+class ModelConfigViewSet(StrictInputMixin, viewsets.ModelViewSet):
     permission_classes = [permissions.IsAdminUser]
     serializer_class = ModelConfigSerializer
     queryset = ModelConfig.objects.all()
@@ -97,7 +176,6 @@ class ModelConfigViewSet(viewsets.ModelViewSet):
 class AgentRunApi(AsyncAPIView):
     """Start a run of an agent: JSON or form body; answer as JSON or as Server-Sent Events."""
 
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
     permission_classes = [permissions.IsAuthenticated]
 
     def prepare_post(self, request: Any, agent_id: str) -> tuple[RunHandle, bool]:
@@ -114,35 +192,93 @@ class AgentRunApi(AsyncAPIView):
             raise NotFound(f"No session {data.get('session_id')} for agent {agent_id!r}.") from None
         except InvalidRunInput as exc:
             raise ValidationError({"message": [str(exc)]}) from None
+        except SessionBusy as exc:  # 409, or (queue/interrupt policy) a start finished in post()
+            return busy_session(exc, agent_id=agent_id, user=request.user, data=data), data["stream"]
         return handle, data["stream"]
 
     @extend_schema(
         summary="Run an agent",
+        parameters=[OpenApiParameter("agent_id", str, OpenApiParameter.PATH, pattern=SLUG_PATTERN)],
         request={
             "application/json": RunInputSerializer,
             "application/x-www-form-urlencoded": RunInputSerializer,
             "multipart/form-data": RunInputSerializer,
         },
         responses={
-            (200, "application/json"): RunOutputSerializer,
-            (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR, description="With stream=true: `event: <Name>` / `data: <json>` frames."
-            ),
-            400: OpenApiResponse(description="Invalid input (missing/blank/oversized message, malformed body)."),
-            401: OpenApiResponse(description="Not authenticated."),
-            404: OpenApiResponse(description="Unknown agent, or a session that is not yours."),
-            502: OpenApiResponse(
+            (200, "application/json"): OpenApiResponse(
                 RunOutputSerializer,
-                description="The run failed upstream: the model server, or an answer that does not match the output schema.",
+                description="The run's result; with stream=true, its events as Server-Sent Events instead.",
             ),
-            503: OpenApiResponse(RunOutputSerializer, description="The model server is rate limiting."),
-            504: OpenApiResponse(RunOutputSerializer, description="The model server timed out."),
+            # For an event stream the schema describes one event (OpenAPI 3.2's `itemSchema`).
+            (200, "text/event-stream"): OpenApiResponse(
+                ServerSentEventSerializer, description="With stream=true: one Server-Sent Event per run event."
+            ),
+            **error_responses(
+                *BODY_ERRORS,
+                401,
+                403,
+                404,
+                409,
+                e400="Invalid input: missing, blank or oversized message, bad session_id or stream, malformed body.",
+                e403="Cookie authentication without a CSRF token.",
+                e404="Unknown or inactive agent, or a session that is not yours.",
+                e409="The session is still answering a previous message (the agent's busy-session policy rejects).",
+            ),
+            **failed_run_responses(),
         },
     )
     async def post(self, request: Any, agent_id: str) -> Any:
         handle, stream = self.prepared
+        handle = await resolve_start(handle)
         if stream:
             return sse_response(stream_detached(handle))
         result = await arun(handle)
         status = 200 if result.status == "completed" else ERROR_STATUS.get(result.error_type, UPSTREAM_FAILURE)
         return HttpResponse(orjson.dumps(result.to_dict()), status=status, content_type="application/json")
+
+
+# ---- OpenAPI documentation of the pieces this app does not define as views -------------------
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    """Document our token authentication as what clients send: `Authorization: Bearer <token>`."""
+
+    target_class = "agents_app.authentication.BearerOrTokenAuthentication"
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "`Authorization: Bearer <token>` (DRF's `Token <token>` also works).",
+        }
+
+
+class ObtainAuthTokenSchema(OpenApiViewExtension):
+    """DRF's obtain_auth_token view (mounted by the site) documents only its 200, and claims to need
+    the token it hands out."""
+
+    target_class = "rest_framework.authtoken.views.ObtainAuthToken"
+    match_subclasses = True
+    priority = 1
+
+    def view_replacement(self) -> Any:
+        @extend_schema(
+            summary="Exchange a username and password for an API token",
+            responses={
+                200: AuthTokenSerializer,
+                **error_responses(
+                    400,
+                    401,
+                    415,
+                    e400="Missing fields, or wrong credentials (`non_field_errors`).",
+                    e401="An Authorization header with an unknown token (none is needed here).",
+                ),
+            },
+        )
+        class DocumentedObtainAuthToken(self.target):  # type: ignore[name-defined,misc]
+            # No permission checks at all (DRF's `()`), which the schema only shows as optional auth
+            # when spelled AllowAny.
+            permission_classes = [permissions.AllowAny]
+
+        return DocumentedObtainAuthToken

@@ -1,23 +1,79 @@
-"""An async DRF APIView: DRF's parsing, auth, permissions and error format, on an async handler.
+"""The base of the REST edges: strict input handling for every API view, and an async APIView.
 
-DRF's own views are sync; under ASGI a sync view holds a worker thread for the whole model call,
-and all sync views share one thread, so concurrent runs would queue behind each other. Here the
-handler is a coroutine; the sync parts (authentication, which may query the database) run in one
-thread hop that the handler combines with its own database work via `in_thread`.
+`StrictInputMixin` (on every API view, sync or async) makes every bad body a 4xx with a JSON body:
+JSON is parsed strictly (orjson: no NaN, no lone surrogates, nesting capped), and the request-size
+guards Django raises as exceptions (which would otherwise become its HTML 400 page) become DRF
+errors: 413 for a body over DATA_UPLOAD_MAX_MEMORY_SIZE, 400 for too many fields or files.
+
+`AsyncAPIView`: DRF's parsing, auth, permissions and error format, on an async handler. DRF's own
+views are sync; under ASGI a sync view holds a worker thread for the whole model call, and all sync
+views share one thread, so concurrent runs would queue behind each other. Here the handler is a
+coroutine; the sync parts (authentication, which may query the database) run in one thread hop
+that the handler combines with its own database work via `in_thread`.
 """
 
 from __future__ import annotations
 
+import codecs
+import inspect
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpResponse, HttpResponseBase
+from rest_framework import status
+from rest_framework.exceptions import APIException, ParseError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser, get_encoding
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 
-class AsyncAPIView(APIView):
+class RequestTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
+
+
+class StrictJSONParser(JSONParser):
+    """RFC 8259 JSON, parsed by orjson. DRF's parser (the stdlib's) raises RecursionError, a 500,
+    on deeply nested input and lets lone surrogates (`"\\ud800"`) through to code that cannot
+    encode them; orjson refuses both (nesting is capped at 1024), as well as NaN and Infinity."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        encoding = get_encoding(parser_context or {})
+        raw = stream.read()
+        try:
+            # orjson reads UTF-8 bytes, or a str: decode first when the client declared another charset.
+            text = raw if codecs.lookup(encoding).name == "utf-8" else raw.decode(encoding)
+            return orjson.loads(text)
+        except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
+
+
+def as_api_exception(exc: Exception) -> Exception:
+    """Django's request-size guards as DRF errors, so they answer JSON instead of an HTML page."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return RequestTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return ParseError(str(exc))
+    return exc
+
+
+class StrictInputMixin:
+    # For every API view: strict JSON, and every body the parsers refuse is a 4xx JSON error.
+    # (A comment, not a docstring: drf-spectacular would show an inherited docstring as the
+    # description of every operation of the views that have none.)
+    parser_classes = [StrictJSONParser, FormParser, MultiPartParser]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        return super().handle_exception(as_api_exception(exc))  # type: ignore[misc]
+
+
+class AsyncAPIView(StrictInputMixin, APIView):
     """Subclasses define `async def post(self, request, ...)` and, optionally, a sync
     `prepare_post(self, request, ...)`. DRF's authentication, permission and throttle checks and
     `prepare_<method>` run together in one thread hop before the handler; its result is in
@@ -43,8 +99,11 @@ class AsyncAPIView(APIView):
             self.prepared = await sync_to_async(checks_and_prepare)()
             if handler is None:
                 response = self.http_method_not_allowed(request, *args, **kwargs)
-            else:
+            elif inspect.iscoroutinefunction(handler):
                 response = await handler(request, *args, **kwargs)
+            else:
+                # DRF's own handlers (OPTIONS) are sync.
+                response = await sync_to_async(handler)(request, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - DRF's handle_exception decides what becomes a 4xx
             response = self.handle_exception(exc)
         response = self.finalize_response(request, response, *args, **kwargs)

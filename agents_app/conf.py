@@ -17,6 +17,9 @@ DEFAULTS: dict[str, Any] = {
     "AGENT_CACHE_SECONDS": 5.0,
     # A tool call that takes longer is abandoned and reported to the model as an error.
     "TOOL_TIMEOUT_SECONDS": 30.0,
+    # Threads that run the engine's database work (start and end of each run) under ASGI; None:
+    # 1 on SQLite (one writer at a time anyway), 4 on other databases.
+    "DB_THREADS": None,
     # Upper bound on history runs an agent may ask for, whatever its admin setting says.
     "MAX_HISTORY_RUNS": 50,
     # Modules imported at start-up so that their @tool functions register.
@@ -26,6 +29,36 @@ DEFAULTS: dict[str, Any] = {
         "openai": "agents_app.providers.openai_compat.OpenAICompatibleProvider",
         "offline": "agents_app.providers.offline.OfflineProvider",
     },
+    # Busy sessions (see Agent.busy_session_policy): how long a queued message waits for the
+    # session's running run to end, and after how long a run still marked running no longer makes
+    # its session busy (its server process most likely died).
+    "SESSION_QUEUE_TIMEOUT_SECONDS": 120.0,
+    "RUN_STALE_SECONDS": 900.0,
+    # agno AgentOS compatible API (agents_app.agno_compat): the URL prefix it is served under
+    # ("os" -> /os/agents, ...; "" serves it at the site root like agno's server; None: not served),
+    # and the browser origins allowed to call it (agno's Agent UI runs on localhost:3000).
+    "AGNO_COMPAT_PREFIX": "os",
+    "AGNO_COMPAT_CORS_ORIGINS": ["http://localhost:3000"],
+    # Hooks (agents_app.hooks). Modules imported on first use so that their @hook functions register.
+    "HOOK_MODULES": ["agents_app.hooks.builtin"],
+    # Where hooks run: "auto" (the agent's admin choice, else the decorator's default), "always"
+    # (every hook in the background) or "never" (every hook inline). Guardrails always run inline.
+    "HOOKS_BACKGROUND": "auto",
+    # An in-process Celery worker thread for background hooks: "auto" (when the broker is memory://,
+    # i.e. the embedded mode), "true" (also with a real broker), "false" (a `celery worker` runs them).
+    "HOOKS_EMBEDDED_WORKER": "auto",
+    "HOOKS_EMBEDDED_CONCURRENCY": 2,
+    # Backoff between attempts of a failing background hook: base * 2**(attempt - 1), capped.
+    "HOOKS_RETRY_BACKOFF_SECONDS": 2.0,
+    "HOOKS_RETRY_BACKOFF_MAX_SECONDS": 300.0,
+    # A claimed attempt is presumed dead (its worker was killed) after the hook's timeout plus this.
+    "HOOKS_LEASE_GRACE_SECONDS": 30.0,
+    # The periodic sweep re-publishes executions left queued (or with an expired lease) this long.
+    "HOOKS_SWEEP_AFTER_SECONDS": 300.0,
+    # The model the model-judged builtin hooks call: a ModelConfig name; empty = the agent's own model.
+    "HOOKS_JUDGE_MODEL": "",
+    # The topics tracker keeps at most this many topics in the session state.
+    "HOOKS_MAX_TOPICS": 30,
     # Telemetry and feature flags (used by telemetry_app and by alpha features).
     "API_RUNTIME": "prd",
     "ALPHA_FEATURES": False,

@@ -90,6 +90,44 @@ def validate_tool_names(value: Any) -> None:
         raise ValidationError(f"Unknown tools: {', '.join(unknown)}. Registered: {', '.join(tool_registry.names())}.")
 
 
+def _validate_hook_names(value: Any, phase: str) -> None:
+    from agents_app.hooks.registry import hook_registry
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError("Hooks must be a list of hook names, in the order they run.")
+    if len(set(value)) != len(value):
+        raise ValidationError("A hook can be listed only once per phase.")
+    known = hook_registry.names(phase)
+    unknown = [name for name in value if name not in known]
+    if unknown:
+        where = "before the model (pre)" if phase == "pre" else "after the model (post)"
+        raise ValidationError(
+            f"Not registered as a hook that runs {where}: {', '.join(unknown)}. Registered: {', '.join(known) or 'none'}."
+        )
+
+
+def validate_pre_hook_names(value: Any) -> None:
+    _validate_hook_names(value, "pre")
+
+
+def validate_post_hook_names(value: Any) -> None:
+    _validate_hook_names(value, "post")
+
+
+def validate_hook_modes(value: Any) -> None:
+    """{hook name: "inline" | "background"}; guardrails cannot be put in the background."""
+    from agents_app.hooks.registry import hook_registry
+
+    if not isinstance(value, dict):
+        raise ValidationError('Hook modes must be an object such as {"track_topics": "background"}.')
+    for name, mode in value.items():
+        if mode not in ("inline", "background"):
+            raise ValidationError(f'Hook {name}: the mode must be "inline" or "background", not {mode!r}.')
+        item = hook_registry.get(name)
+        if item is not None and item.guardrail and mode == "background":
+            raise ValidationError(f"Hook {name} is a guardrail: it always runs inline.")
+
+
 class Agent(TimeStampedModel):
     """An agent as configured by an operator; `slug` is the agent_id used in URLs and events."""
 
@@ -116,6 +154,44 @@ class Agent(TimeStampedModel):
         help_text="Tool calls allowed per run; then the model must answer without tools.",
     )
     is_active = models.BooleanField(default=True, help_text="Inactive agents are hidden and refuse runs.")
+    pre_hooks = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_pre_hook_names],
+        help_text="Hooks that see (and may rewrite or reject) the input before the model runs, in order.",
+    )
+    post_hooks = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_post_hook_names],
+        help_text="Hooks that see (and may rewrite or reject) the answer after the model, in order.",
+    )
+    hook_modes = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_hook_modes],
+        help_text=(
+            'Where each hook runs for this agent: "inline" (the answer waits for it) or "background" (a worker '
+            "runs it after the answer). A hook not listed uses its own default; AGENTOS['HOOKS_BACKGROUND'] "
+            "(always/never) overrides this; guardrails always run inline."
+        ),
+    )
+
+    class BusySessionPolicy(models.TextChoices):
+        REJECT = "reject", "Reject the new message (409 / an error frame)"
+        QUEUE = "queue", "Queue the new message until the running answer ends"
+        INTERRUPT = "interrupt", "Stop the running answer, then answer the new message"
+
+    busy_session_policy = models.CharField(
+        max_length=16,
+        choices=BusySessionPolicy.choices,
+        default=BusySessionPolicy.QUEUE,
+        help_text=(
+            "What happens when a message arrives in a session whose previous run is still going. Runs of a "
+            "session never overlap, so the history each one sees is never interleaved. Queued messages wait "
+            "at most AGENTOS['SESSION_QUEUE_TIMEOUT_SECONDS']; a stopped run keeps its partial answer."
+        ),
+    )
 
     class Meta:
         ordering = ["slug"]
@@ -139,3 +215,50 @@ class Agent(TimeStampedModel):
     @property
     def agent_id(self) -> str:
         return self.slug
+
+
+class HookExecution(TimeStampedModel):
+    """One background hook of one run: queued when the run finishes, then claimed, retried and
+    finished by a Celery task (agents_app.tasks.hook_execute_task). Unique per (run, hook, phase), so
+    recording it twice is impossible, and the status moves only through conditional updates, so a
+    redelivered task never runs a hook twice."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Phase(models.TextChoices):
+        PRE = "pre", "Before the model"
+        POST = "post", "After the model"
+
+    run = models.ForeignKey("sessions_app.Run", on_delete=models.CASCADE, related_name="hook_executions")
+    hook_name = models.CharField(max_length=100)
+    phase = models.CharField(max_length=8, choices=Phase.choices)
+    position = models.PositiveSmallIntegerField(default=0, help_text="The hook's place in the agent's list.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Attempts started so far.")
+    max_attempts = models.PositiveSmallIntegerField(default=1, help_text="The hook's retries + 1, when queued.")
+    error = models.TextField(blank=True, help_text="Why the last attempt failed.")
+    duration = models.FloatField(null=True, blank=True, help_text="Seconds the last attempt took.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="A retry waits until then (backoff).")
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="A running attempt not finished by then is presumed dead and run again."
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "hook_name", "phase"], name="hookexecution_unique_per_run"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["queued", "running", "succeeded", "failed"]),
+                name="hookexecution_status_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "updated_at"], name="hookexecution_status_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.hook_name} ({self.phase}) of run {self.run_id}: {self.status}"

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.plumbing import build_array_type, build_basic_type
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 from agents_app.conf import agentos_settings
@@ -55,11 +59,31 @@ class ToolNamesField(serializers.ListField):
         return list(dict.fromkeys(names))
 
 
+class ToolNamesFieldSchema(OpenApiSerializerFieldExtension):
+    """Document the registered tool names as an enum, read when the schema is generated (tools
+    register when the apps are ready, after this module may have been imported)."""
+
+    target_class = ToolNamesField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        item = build_basic_type(OpenApiTypes.STR)
+        item["enum"] = sorted(tool_registry.names())
+        return build_array_type(item)
+
+
+class ModelSummarySerializer(serializers.Serializer):
+    """The model an agent answers with, without its endpoint or key."""
+
+    name = serializers.CharField(read_only=True)
+    provider = serializers.CharField(read_only=True)
+    model_id = serializers.CharField(read_only=True)
+
+
 class AgentSerializer(serializers.ModelSerializer):
     """What any user sees of an agent: enough to pick one and know what it does."""
 
     agent_id = serializers.CharField(source="slug", read_only=True)
-    model = serializers.SerializerMethodField()
+    model = ModelSummarySerializer(read_only=True)
     tools = serializers.ListField(child=serializers.CharField(), read_only=True)
 
     class Meta:
@@ -77,8 +101,28 @@ class AgentSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_model(self, obj: Agent) -> dict[str, str]:
-        return {"name": obj.model.name, "provider": obj.model.provider, "model_id": obj.model.model_id}
+
+# JSON levels (objects and arrays) an output schema may nest: jsonschema checks a schema recursively
+# and hits Python's recursion limit (a 500) from about 200 levels; answers need far fewer.
+MAX_OUTPUT_SCHEMA_DEPTH = 40
+
+
+def _json_value_problem(value: Any, *, max_depth: int) -> str | None:
+    """Why a parsed JSON value cannot be stored and used, or None. Walks without recursion."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                return f"Nested more than {max_depth} levels deep."
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+            if isinstance(item, dict):
+                pending.extend((key, depth) for key in item)
+        elif isinstance(item, str) and "\x00" in item:
+            # PostgreSQL cannot store U+0000 in text or jsonb (DRF's CharField refuses it too).
+            return "Null characters are not allowed."
+    return None
 
 
 class AgentAdminSerializer(serializers.ModelSerializer):
@@ -121,6 +165,9 @@ class AgentAdminSerializer(serializers.ModelSerializer):
 
         from agents_app.models import validate_json_schema
 
+        problem = _json_value_problem(value, max_depth=MAX_OUTPUT_SCHEMA_DEPTH)
+        if problem:
+            raise serializers.ValidationError(problem)
         try:
             validate_json_schema(value)
         except DjangoValidationError as exc:
@@ -152,16 +199,33 @@ class RunInputSerializer(serializers.Serializer):
 
 
 class RunMetricsSerializer(serializers.Serializer):
-    input_tokens = serializers.IntegerField()
-    output_tokens = serializers.IntegerField()
-    total_tokens = serializers.IntegerField()
-    time_to_first_token = serializers.FloatField(allow_null=True)
-    duration = serializers.FloatField()
+    """Token counts and timings (seconds). A run that failed reports no metrics: an empty object."""
+
+    input_tokens = serializers.IntegerField(required=False)
+    output_tokens = serializers.IntegerField(required=False)
+    total_tokens = serializers.IntegerField(required=False)
+    time_to_first_token = serializers.FloatField(allow_null=True, required=False)
+    duration = serializers.FloatField(required=False)
 
 
 class RunErrorSerializer(serializers.Serializer):
     type = serializers.CharField()
     message = serializers.CharField()
+
+
+class ServerSentEventSerializer(serializers.Serializer):
+    """One Server-Sent Event of a streamed run (`stream=true`): an `event: <type>` line, then a
+    `data: <JSON>` line. The stream ends after a terminal event: RunCompleted, RunError or
+    RunCancelled."""
+
+    event = serializers.CharField(
+        help_text="The event type: RunStarted, RunContent, ToolCallStarted, ToolCallCompleted, ToolCallError, "
+        "hook events, then RunCompleted, RunError or RunCancelled."
+    )
+    data = serializers.CharField(
+        help_text="The event as a JSON object: `event`, `run_id`, `session_id`, `agent_id`, `event_index` "
+        "(0, 1, 2... within the run), `created_at`, and the fields of its type."
+    )
 
 
 class RunOutputSerializer(serializers.Serializer):
@@ -182,3 +246,51 @@ class RunOutputSerializer(serializers.Serializer):
     created_at = serializers.IntegerField(help_text="Unix time, seconds.")
     metrics = RunMetricsSerializer()
     error = RunErrorSerializer(required=False)
+
+
+# ---- Error bodies ------------------------------------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of an error that is not about particular fields (DRF's format)."""
+
+    detail = serializers.CharField()
+
+
+VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "Field name (or `non_field_errors`) -> list of messages. A body that cannot be parsed at all "
+        '(malformed JSON, bad multipart, too many fields) gives `{"detail": "..."}` instead.'
+    ),
+    "additionalProperties": {},
+    "minProperties": 1,
+}
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid input: the fields at fault with their messages, or `detail` for a malformed body.",
+    401: "Not authenticated: no credentials, or an unknown token.",
+    403: "Not allowed: staff only, or (cookie authentication) a missing CSRF token.",
+    404: "No such object, or not yours.",
+    409: "Conflict with the current state of the object.",
+    413: "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
+    415: "The Content-Type is not one of the documented request media types.",
+}
+
+
+def error_responses(*codes: int, **descriptions: str) -> dict[int, OpenApiResponse]:
+    """The documented error responses of an operation: `error_responses(400, 401, 404)`.
+
+    Every 4xx body is JSON: 400 is a validation error (field -> messages), the others `{"detail"}`.
+    A keyword `e404="..."` replaces the default description of that status.
+    """
+    result = {}
+    for code in codes:
+        description = descriptions.get(f"e{code}", _ERROR_DESCRIPTIONS[code])
+        body = VALIDATION_ERROR_SCHEMA if code == 400 else ErrorSerializer
+        result[code] = OpenApiResponse(body, description=description)
+    return result
+
+
+# What any operation with a request body can answer besides its own errors.
+BODY_ERRORS = (400, 413, 415)

@@ -7,15 +7,24 @@ from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import permissions, status
+from rest_framework import generics, permissions, status
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agents_app.async_views import StrictInputMixin
+from agents_app.serializers import BODY_ERRORS, error_responses
 from sessions_app.selectors import run_get_for_user, session_detail_for_user, session_list_for_user
 from sessions_app.serializers import RunSerializer, SessionDetailSerializer, SessionRenameSerializer, SessionSerializer
 from sessions_app.services import session_delete, session_rename
+
+# Django's <uuid:...> path converter: lower-case, hyphenated.
+UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+def uuid_path_parameter(name: str) -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.UUID, OpenApiParameter.PATH, pattern=UUID_PATTERN)
 
 
 class SessionPagination(PageNumberPagination):
@@ -24,23 +33,25 @@ class SessionPagination(PageNumberPagination):
     max_page_size = 100
 
 
-class SessionListApi(APIView):
+class SessionListApi(StrictInputMixin, generics.ListAPIView):
     permission_classes = [permissions.IsAuthenticated]
+    serializer_class = SessionSerializer
+    pagination_class = SessionPagination
+
+    def get_queryset(self) -> Any:
+        agent_id = self.request.query_params.get("agent_id") or None
+        return session_list_for_user(user=self.request.user, agent_id=agent_id)
 
     @extend_schema(
         summary="List my sessions",
         parameters=[OpenApiParameter("agent_id", OpenApiTypes.STR, description="Only sessions of this agent.")],
-        responses=SessionSerializer(many=True),
+        responses={200: SessionSerializer, **error_responses(401, 404, e404="No such page.")},
     )
-    def get(self, request: Any) -> Response:
-        agent_id = request.query_params.get("agent_id") or None
-        qs = session_list_for_user(user=request.user, agent_id=agent_id)
-        paginator = SessionPagination()
-        page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(SessionSerializer(page, many=True).data)
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
 
-class SessionDetailApi(APIView):
+class SessionDetailApi(StrictInputMixin, APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     def _get(self, request: Any, session_id: Any) -> Any:
@@ -49,27 +60,49 @@ class SessionDetailApi(APIView):
             raise NotFound("No such session.")
         return session
 
-    @extend_schema(summary="Get my session with its runs and messages", responses=SessionDetailSerializer)
+    @extend_schema(
+        summary="Get my session with its runs and messages",
+        parameters=[uuid_path_parameter("session_id")],
+        responses={200: SessionDetailSerializer, **error_responses(401, 404)},
+    )
     def get(self, request: Any, session_id: Any) -> Response:
         return Response(SessionDetailSerializer(self._get(request, session_id)).data)
 
-    @extend_schema(summary="Rename my session", request=SessionRenameSerializer, responses=SessionSerializer)
+    @extend_schema(
+        summary="Rename my session",
+        parameters=[uuid_path_parameter("session_id")],
+        request=SessionRenameSerializer,
+        responses={
+            200: SessionSerializer,
+            **error_responses(*BODY_ERRORS, 401, 403, 404, e403="Cookie authentication without a CSRF token."),
+        },
+    )
     def patch(self, request: Any, session_id: Any) -> Response:
-        serializer = SessionRenameSerializer(data=request.data)
+        serializer = SessionRenameSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        session = session_rename(session=self._get(request, session_id), name=serializer.validated_data["name"])
+        session = self._get(request, session_id)
+        if "name" in serializer.validated_data:
+            session = session_rename(session=session, name=serializer.validated_data["name"])
         return Response(SessionSerializer(session).data)
 
-    @extend_schema(summary="Delete my session, its runs and messages", responses={204: None})
+    @extend_schema(
+        summary="Delete my session, its runs and messages",
+        parameters=[uuid_path_parameter("session_id")],
+        responses={204: None, **error_responses(401, 403, 404, e403="Cookie authentication without a CSRF token.")},
+    )
     def delete(self, request: Any, session_id: Any) -> Response:
         session_delete(session=self._get(request, session_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class RunDetailApi(APIView):
+class RunDetailApi(StrictInputMixin, APIView):
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(summary="Get one of my runs with its messages", responses=RunSerializer)
+    @extend_schema(
+        summary="Get one of my runs with its messages",
+        parameters=[uuid_path_parameter("run_id")],
+        responses={200: RunSerializer, **error_responses(401, 404)},
+    )
     def get(self, request: Any, run_id: Any) -> Response:
         run = run_get_for_user(user=request.user, run_id=run_id)
         if run is None:

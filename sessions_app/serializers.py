@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from sessions_app.models import Message, Run, Session
@@ -13,12 +15,24 @@ class MessageSerializer(serializers.ModelSerializer):
         fields = ["role", "content", "tool_calls", "tool_call_id", "name", "position", "created_at"]
 
 
+class StoredRunMetricsSerializer(serializers.Serializer):
+    """A stored run's token counts and timings (seconds); timings are null until the run ends."""
+
+    input_tokens = serializers.IntegerField(read_only=True)
+    output_tokens = serializers.IntegerField(read_only=True)
+    total_tokens = serializers.IntegerField(read_only=True)
+    time_to_first_token = serializers.FloatField(read_only=True, allow_null=True)
+    duration = serializers.FloatField(read_only=True, allow_null=True)
+
+
 class RunSerializer(serializers.ModelSerializer):
     run_id = serializers.UUIDField(source="id", read_only=True)
     session_id = serializers.UUIDField(read_only=True)
     agent_id = serializers.CharField(source="agent.slug", read_only=True)
-    content = serializers.SerializerMethodField()
-    metrics = serializers.SerializerMethodField()
+    content = serializers.SerializerMethodField(
+        help_text="The answer: text, or the JSON object when the agent has an output schema."
+    )
+    metrics = StoredRunMetricsSerializer(source="*", read_only=True)
     messages = MessageSerializer(many=True, read_only=True)
 
     class Meta:
@@ -40,17 +54,9 @@ class RunSerializer(serializers.ModelSerializer):
             "messages",
         ]
 
+    @extend_schema_field(OpenApiTypes.ANY)
     def get_content(self, run: Run) -> Any:
         return run.output_json if run.output_json is not None else run.output
-
-    def get_metrics(self, run: Run) -> dict[str, Any]:
-        return {
-            "input_tokens": run.input_tokens,
-            "output_tokens": run.output_tokens,
-            "total_tokens": run.total_tokens,
-            "time_to_first_token": run.time_to_first_token,
-            "duration": run.duration,
-        }
 
 
 class SessionSerializer(serializers.ModelSerializer):

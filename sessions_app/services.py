@@ -3,11 +3,14 @@ writes these tables."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from sessions_app.models import Message, Run, Session
@@ -16,6 +19,18 @@ from sessions_app.selectors import session_history_messages
 
 class SessionNotFound(LookupError):
     """No such session for this user and agent (we never reveal whether it exists for another user)."""
+
+
+class SessionBusy(Exception):
+    """The session has a run still going. Raised before anything is written; `policy` is the agent's
+    busy_session_policy, so an async caller can honour "queue" or "interrupt" (agents_app.runtime) and
+    an edge can answer "reject" with a 409 or an error frame."""
+
+    def __init__(self, message: str, *, session_id: UUID, policy: str, running_run_ids: list[UUID]) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+        self.policy = policy
+        self.running_run_ids = running_run_ids
 
 
 @dataclass(slots=True)
@@ -31,21 +46,48 @@ def _session_name(message: str) -> str:
     return first_line[:80]
 
 
+def _running_runs(session_id: Any, now: Any) -> Any:
+    """Runs of the session still going. A run marked running for longer than RUN_STALE_SECONDS is
+    ignored: its server process most likely died, and it must not block the session forever."""
+    from agents_app.conf import agentos_settings
+
+    since = now - timedelta(seconds=float(agentos_settings.RUN_STALE_SECONDS))
+    return Run.objects.filter(session_id=session_id, status=Run.Status.RUNNING, created_at__gte=since)
+
+
 def run_start(*, agent: Any, user: Any, message: str, session_id: UUID | None, history_runs: int) -> StartedRun:
     """Persist the user's message and a running Run before any model call, so a crash can never
-    lose them; read the session's history in the same transaction."""
+    lose them; read the session's history in the same transaction.
+
+    Raises SessionBusy (nothing written) when the session already has a running run: runs of one
+    session never overlap, so no run is answered from a history another run is still writing.
+    """
     with transaction.atomic():
         if session_id is None:
             session = Session.objects.create(user=user, agent=agent, name=_session_name(message))
             created = True
             history: list[dict[str, Any]] = []
         else:
-            session = Session.objects.filter(pk=session_id, user=user, agent=agent).first()
-            if session is None:
+            now = timezone.now()
+            # The UPDATE comes first: it locks the session row (PostgreSQL; SQLite's IMMEDIATE
+            # transaction holds the write lock already) so two messages racing into one session are
+            # serialized, and the busy check below sees the other's committed run. Same query count
+            # as a plain lookup: the busy check is an EXISTS on the lookup itself.
+            if not Session.objects.filter(pk=session_id, user=user, agent=agent).update(updated_at=now):
                 raise SessionNotFound(f"No session {session_id} for agent {agent.slug!r}.")
+            session = (
+                Session.objects.filter(pk=session_id).annotate(busy=Exists(_running_runs(OuterRef("pk"), now))).get()
+            )
+            if session.busy:
+                running = list(_running_runs(session.pk, now).values_list("pk", flat=True))
+                raise SessionBusy(
+                    f"Session {session_id} is still answering a previous message.",
+                    session_id=session.pk,
+                    policy=getattr(agent, "busy_session_policy", "reject"),
+                    running_run_ids=running,
+                )
             created = False
             history = session_history_messages(session_id=session.pk, runs=history_runs)
-            Session.objects.filter(pk=session.pk).update(updated_at=timezone.now())
         run = Run.objects.create(
             session=session,
             agent=agent,
@@ -70,11 +112,14 @@ def run_finish(
     messages: list[dict[str, Any]],
     metrics: dict[str, Any],
     events: list[dict[str, Any]] | None = None,
+    on_finish: Callable[[], None] | None = None,
 ) -> None:
     """Store what the run produced, in one transaction: the new messages and the run's outcome.
 
     Messages are stored even for failed runs (partial output is kept). The update is guarded by
-    status=running so a run that was already finished elsewhere is not overwritten.
+    status=running so a run that was already finished elsewhere is not overwritten. `on_finish` (the
+    run's hooks: agents_app.services.run_finish_with_hooks) runs inside the same transaction, only
+    when the run was stored.
     """
     rows = [
         Message(
@@ -107,6 +152,8 @@ def run_finish(
         # updated == 0: the run was deleted with its session meanwhile; nothing left to attach to.
         if updated and rows:
             Message.objects.bulk_create(rows)
+        if updated and on_finish is not None:
+            on_finish()
 
 
 def session_rename(*, session: Session, name: str) -> Session:
@@ -117,3 +164,21 @@ def session_rename(*, session: Session, name: str) -> Session:
 
 def session_delete(*, session: Session) -> None:
     session.delete()
+
+
+def session_state_merge(*, session_id: UUID, state_set: dict[str, Any], state_unset: list[str]) -> bool:
+    """Apply top-level key changes to a session's state, merged into the state as it is now (the row is
+    locked), so a writer of other keys (a concurrent background hook) is never overwritten. Returns
+    False when the session no longer exists. Call it inside the transaction that makes the change
+    final (the run's finishing one, or a hook execution's success)."""
+    with transaction.atomic(savepoint=False):
+        session = Session.objects.select_for_update().only("pk", "state").filter(pk=session_id).first()
+        if session is None:
+            return False
+        state = dict(session.state) if isinstance(session.state, dict) else {}
+        state.update(state_set)
+        for key in state_unset:
+            state.pop(key, None)
+        # No updated_at bump: a hook changing state must not reorder the user's session list.
+        Session.objects.filter(pk=session_id).update(state=state)
+    return True

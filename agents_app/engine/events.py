@@ -68,6 +68,37 @@ class ToolCallError(RunEvent):
 
 
 @dataclass(slots=True)
+class PreHookStarted(RunEvent):
+    """An inline pre-hook starts. (The input itself is not in hook events: they are stored with the
+    run, and a redaction hook must not have its input kept there.)"""
+
+    name: ClassVar[str] = "PreHookStarted"
+    pre_hook_name: str = ""
+
+
+@dataclass(slots=True)
+class PreHookCompleted(RunEvent):
+    name: ClassVar[str] = "PreHookCompleted"
+    pre_hook_name: str = ""
+    duration: float = 0.0
+    transformed: bool = False  # the hook rewrote the input
+
+
+@dataclass(slots=True)
+class PostHookStarted(RunEvent):
+    name: ClassVar[str] = "PostHookStarted"
+    post_hook_name: str = ""
+
+
+@dataclass(slots=True)
+class PostHookCompleted(RunEvent):
+    name: ClassVar[str] = "PostHookCompleted"
+    post_hook_name: str = ""
+    duration: float = 0.0
+    transformed: bool = False  # the hook rewrote the output
+
+
+@dataclass(slots=True)
 class RunCompleted(RunEvent):
     name: ClassVar[str] = "RunCompleted"
     content: Any = None

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +25,8 @@ from jsonschema import Draft202012Validator
 
 from agents_app.conf import agentos_settings
 from agents_app.engine import events as ev
+from agents_app.hooks import runner as hook_runner
+from agents_app.hooks.errors import HookFailure
 from agents_app.models import Agent
 from agents_app.providers.base import ModelError, ModelResponse, ResponseFormat, ToolCallRequest
 from agents_app.providers.registry import UnknownProviderError, get_provider
@@ -31,6 +34,8 @@ from agents_app.selectors import agent_get_active
 from agents_app.tools.registry import Tool, tool_registry
 from sessions_app.models import Run
 from sessions_app.services import run_finish, run_start
+from telemetry_app.schemas import EventType
+from telemetry_app.services import telemetry_record_run, telemetry_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +125,8 @@ def _output_validator(agent: Agent) -> Draft202012Validator:
 def run_prepare(*, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunHandle:
     """Validate the input and persist the user's message and a running Run (sync; one transaction).
 
-    Raises AgentNotFound, SessionNotFound or InvalidRunInput before anything is written.
+    Raises AgentNotFound, SessionNotFound, InvalidRunInput or SessionBusy (the session has a run
+    going; `Runtime.prepare` applies the agent's busy_session_policy) before anything is written.
     """
     if not isinstance(message, str) or not message.strip():
         raise InvalidRunInput("The message must not be empty.")
@@ -196,7 +202,7 @@ def _metrics(input_tokens: int, output_tokens: int, ttft: float | None, started:
     }
 
 
-_FAILURES = (ModelError, OutputValidationError, ToolLimitExceeded, UnknownProviderError)
+_FAILURES = (ModelError, OutputValidationError, ToolLimitExceeded, UnknownProviderError, HookFailure)
 
 
 class _Execution:
@@ -222,6 +228,9 @@ class _Execution:
             ResponseFormat(name=f"{self.agent.slug.replace('-', '_')}_output"[:64], schema=schema) if schema else None
         )
         self.messages = build_context(self.agent, handle.history, handle.message)
+        # Pre-/post-hooks (agents_app.hooks): None for agents without any, so they cost nothing.
+        self.hooks = hook_runner.RunHooks.for_run(handle)
+        self.hold_output = self.hooks is not None and self.hooks.holds_output
 
     def event(self, cls: type[ev.RunEvent], **fields: Any) -> ev.RunEvent:
         item = cls(event_index=next(self.counter), **self.ids, **fields)
@@ -236,16 +245,25 @@ class _Execution:
         yield self.event(ev.RunStarted, model=config.model_id, model_provider=config.provider)
         outcome: dict[str, Any] = {"output_json": None, "error": "", "error_type": ""}
         try:
+            if self.hooks is not None:
+                async for item in self.hooks.run_pre(self):
+                    yield item
             async for item in self._model_loop():
                 yield item
             content = self.content
+            output_json = _validated_json(self.agent, content) if self.response_format is not None else None
+            if self.hooks is not None:
+                async for item in self.hooks.run_post(self, content, output_json, partial(_validated_json, self.agent)):
+                    yield item
+                content, output_json = self.hooks.content, self.hooks.output_json
             if self.response_format is not None:
-                output_json = _validated_json(self.agent, content)
                 if self.stream:
                     yield self.event(ev.RunContent, content=content, content_type="json")
                 outcome.update(status=Run.Status.COMPLETED, output=content, output_json=output_json)
                 terminal = self.event(ev.RunCompleted, content=output_json, content_type="json", metrics=self.metrics())
             else:
+                if self.stream and self.hold_output:
+                    yield self.event(ev.RunContent, content=content)
                 outcome.update(status=Run.Status.COMPLETED, output=content)
                 terminal = self.event(ev.RunCompleted, content=content, content_type="str", metrics=self.metrics())
             self.new_messages.append({"role": "assistant", "content": content})
@@ -281,13 +299,30 @@ class _Execution:
         return text
 
     async def _persist(self, outcome: dict[str, Any]) -> None:
-        await sync_to_async(run_finish)(
-            run_id=self.handle.run_id,
-            messages=self.new_messages,
-            metrics=self.metrics(),
-            events=[item.to_dict() for item in self.log],
-            **outcome,
-        )
+        await sync_to_async(self._store)(outcome, self.metrics(), [item.to_dict() for item in self.log])
+
+    def _store(self, outcome: dict[str, Any], metrics: dict[str, Any], events: list[dict[str, Any]]) -> None:
+        """The run's final writes and its telemetry event: one thread hop, one transaction (no
+        transaction and no query for telemetry when it is off; recording never raises)."""
+        with telemetry_transaction():
+            finish = (self.hooks and self.hooks.finisher(outcome["status"])) or run_finish
+            finish(run_id=self.handle.run_id, messages=self.new_messages, metrics=metrics, events=events, **outcome)
+            telemetry_record_run(
+                event_type=EventType.AGENT,
+                run_id=self.handle.run_id,
+                session_id=self.handle.session_id,
+                component_id=self.agent.slug,
+                model=self.agent.model.model_id,
+                provider=self.agent.model.provider,
+                status=outcome["status"],
+                input_tokens=metrics["input_tokens"],
+                output_tokens=metrics["output_tokens"],
+                time_to_first_token=metrics["time_to_first_token"],
+                duration=metrics["duration"],
+                error_type=outcome.get("error_type", ""),
+                input=self.handle.message,
+                output=outcome.get("output", ""),
+            )
 
     async def _model_loop(self) -> AsyncIterator[ev.RunEvent]:
         """Call the model, run the tools it asks for, call it again, until it answers; bounded by
@@ -307,7 +342,7 @@ class _Execution:
                         if self.ttft is None:
                             self.ttft = time.perf_counter() - self.started
                         self.partial.append(piece)
-                        if self.response_format is None:
+                        if self.response_format is None and not self.hold_output:
                             yield self.event(ev.RunContent, content=piece)
                     else:
                         response = piece
@@ -429,51 +464,26 @@ def result_from_events(handle: RunHandle, events: list[ev.RunEvent], user_id: An
     return result
 
 
-_background: set[asyncio.Task[Any]] = set()
-
-
-def _keep(task: asyncio.Task[Any]) -> None:
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+# The runs below are launched through the process's runtime (agents_app.runtime, imported late: it
+# builds on this module), which runs each in its own task, so a caller that goes away (a client
+# disconnects) never stops or loses a run, and any process can follow or cancel it.
 
 
 async def arun(handle: RunHandle) -> RunResult:
-    """Execute a prepared run to the end and return its result.
+    """Execute a prepared run to the end and return its result."""
+    from agents_app.runtime import runtime
 
-    The run runs in its own task, shielded: if the caller goes away (a client disconnects), the run
-    still finishes and is persisted.
-    """
-
-    async def collect() -> list[ev.RunEvent]:
-        return [e async for e in execute(handle, stream=False)]
-
-    task = asyncio.ensure_future(collect())
-    _keep(task)
-    events = await asyncio.shield(task)
+    events = await runtime.launch(handle, stream=False).wait()
     return result_from_events(handle, events, handle.user_id)
 
 
-async def stream_detached(handle: RunHandle) -> AsyncIterator[ev.RunEvent]:
-    """Stream a prepared run's events while the run itself lives in its own task, so a reader that
-    stops early (a closed browser tab) does not stop or lose the run."""
-    queue: asyncio.Queue[ev.RunEvent | None] = asyncio.Queue()
+def stream_detached(handle: RunHandle) -> AsyncIterator[ev.RunEvent]:
+    """Launch a prepared run at once (call it from a running loop) and return an iterator of its
+    events. The run lives in its own task, so a reader that stops early (a closed browser tab), or
+    never starts reading, does not stop or lose the run."""
+    from agents_app.runtime import runtime
 
-    async def pump() -> None:
-        try:
-            async for item in execute(handle, stream=True):
-                queue.put_nowait(item)
-        finally:
-            queue.put_nowait(None)
-
-    task = asyncio.ensure_future(pump())
-    _keep(task)
-    while True:
-        item = await queue.get()
-        if item is None:
-            break
-        yield item
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        raise task.exception()  # type: ignore[misc]
+    return runtime.launch(handle).follow()
 
 
 # ---- The Python API: for a Django developer's own code --------------------------------------
@@ -482,8 +492,11 @@ async def stream_detached(handle: RunHandle) -> AsyncIterator[ev.RunEvent]:
 async def astream_agent(
     *, agent_id: str, user: Any, message: str, session_id: UUID | None = None
 ) -> AsyncIterator[ev.RunEvent]:
-    """`async for event in astream_agent(...)`: a whole run as events, from your own async code."""
-    handle = await sync_to_async(run_prepare)(agent_id=agent_id, user=user, message=message, session_id=session_id)
+    """`async for event in astream_agent(...)`: a whole run as events, from your own async code.
+    A busy session is handled by the agent's busy_session_policy (agents_app.runtime.Runtime.prepare)."""
+    from agents_app.runtime import runtime
+
+    handle = await runtime.prepare(agent_id=agent_id, user=user, message=message, session_id=session_id)
     async for item in stream_detached(handle):
         yield item
 
@@ -492,7 +505,9 @@ stream_agent = astream_agent
 
 
 async def arun_agent(*, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunResult:
-    handle = await sync_to_async(run_prepare)(agent_id=agent_id, user=user, message=message, session_id=session_id)
+    from agents_app.runtime import runtime
+
+    handle = await runtime.prepare(agent_id=agent_id, user=user, message=message, session_id=session_id)
     return await arun(handle)
 
 

@@ -1,0 +1,395 @@
+"""Our data in agno AgentOS's shapes, and the input of its endpoints.
+
+Output: plain functions from our models and run events to the JSON agno's server emits and its
+client parses (`AgentResponse`, `ConfigResponse`, `RunOutput`, run events, `SessionSchema`,
+`AgentSessionDetailSchema`, `RunSchema`, the `data` + `meta` page). Like agno's server, keys whose
+value would be null are left out. Input: DRF serializers for agno's form fields and query
+parameters.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.fields import empty
+
+from agents_app.engine import events as ev
+from agents_app.engine.runner import RunHandle
+from agents_app.models import Agent
+from agents_app.tools.registry import tool_registry
+from sessions_app.models import Message, Run, Session
+
+# agno's RunStatus values, from our Run.Status.
+RUN_STATUS = {
+    Run.Status.RUNNING: "RUNNING",
+    Run.Status.COMPLETED: "COMPLETED",
+    Run.Status.ERROR: "ERROR",
+    Run.Status.CANCELLED: "CANCELLED",
+}
+AGNO_STATUSES = frozenset({"PENDING", "RUNNING", "COMPLETED", "PAUSED", "CANCELLED", "ERROR", "REGENERATED"})
+
+# agno names the database a component stores its sessions in; we have one. Agent UI needs an id
+# here before it lists an agent's sessions.
+DB_ID = "default"
+OS_ID = "agentos-django"
+
+_TOOL_EVENTS = ("ToolCallCompleted", "ToolCallError")
+
+
+def _compact(data: dict[str, Any]) -> dict[str, Any]:
+    """Drop null values, as agno's server does (response_model_exclude_none)."""
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def iso(value: datetime | None) -> str | None:
+    """agno's timestamp format in session and run listings: UTC, seconds, a `Z`."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+def user_id_of(user_pk: Any) -> str:
+    """agno's user ids are strings; ours are the user's primary key."""
+    return str(user_pk)
+
+
+# ---- Agents and the OS config -------------------------------------------------------------------
+
+
+def model_json(agent: Agent) -> dict[str, Any]:
+    """Parsed as agno's `ModelResponse` (name, model, provider) by AgentResponse and as its `Model`
+    (id, provider) by the summaries; both keys are given so either parses fully."""
+    config = agent.model
+    return {"name": config.name, "model": config.model_id, "id": config.model_id, "provider": config.provider}
+
+
+def _tools_json(agent: Agent) -> list[dict[str, Any]]:
+    tools = []
+    for name in agent.tools:
+        tool = tool_registry.get(name)
+        if tool is not None:
+            tools.append({"name": tool.name, "description": tool.description, "parameters": tool.parameters})
+    return tools
+
+
+def agent_json(agent: Agent, *, staff: bool) -> dict[str, Any]:
+    """agno's `AgentResponse`. Everyone sees what the REST API shows any user (name, description,
+    model, tools, output schema); staff also see the instructions and the history setting."""
+    tools = _tools_json(agent)
+    data: dict[str, Any] = {
+        "id": agent.slug,
+        "name": agent.name,
+        "db_id": DB_ID,
+        "description": agent.description or None,
+        "model": model_json(agent),
+        "tools": {"tools": tools} if tools else None,
+        "response_settings": {"output_schema": agent.output_schema} if agent.output_schema else None,
+    }
+    if staff:
+        data["tools"] = {"tools": tools, "tool_call_limit": agent.max_tool_calls}
+        data["sessions"] = {"add_history_to_context": agent.history_runs > 0, "num_history_runs": agent.history_runs}
+        data["system_message"] = {"instructions": agent.instructions} if agent.instructions else None
+    return _compact(data)
+
+
+def agent_summary_json(agent: Agent) -> dict[str, Any]:
+    """agno's `AgentSummaryResponse` (what `AgentOSClient.list_agents` and `/config` parse)."""
+    return _compact(
+        {
+            "id": agent.slug,
+            "name": agent.name,
+            "description": agent.description or None,
+            "db_id": DB_ID,
+            "model": model_json(agent),
+        }
+    )
+
+
+def config_json(agents: list[Agent], *, name: str) -> dict[str, Any]:
+    """agno's `ConfigResponse`: what this OS serves. No teams, workflows or interfaces (yet)."""
+    models: dict[tuple[str, str], dict[str, str]] = {}
+    for agent in agents:
+        models.setdefault(
+            (agent.model.model_id, agent.model.provider), {"id": agent.model.model_id, "provider": agent.model.provider}
+        )
+    return {
+        "os_id": OS_ID,
+        "name": name,
+        "available_models": list(models.values()),
+        "os_database": DB_ID,
+        "databases": [DB_ID],
+        "agents": [agent_summary_json(a) for a in agents],
+        "teams": [],
+        "workflows": [],
+        "interfaces": [],
+    }
+
+
+def health_json(started_at: datetime) -> dict[str, Any]:
+    return {"status": "ok", "instantiated_at": iso(started_at)}
+
+
+# ---- Runs as they happen -------------------------------------------------------------------------
+
+
+def event_json(event: dict[str, Any], *, agent_name: str) -> dict[str, Any]:
+    """One of our run events (already agno-named, see agents_app.engine.events) with the one field
+    agno's events add: the agent's name."""
+    return {**event, "agent_name": agent_name}
+
+
+def _partial_text(events: list[ev.RunEvent]) -> str:
+    return "".join(e.content for e in events if isinstance(e, ev.RunContent) and e.content_type == "str")
+
+
+def run_output_json(*, handle: RunHandle, events: list[ev.RunEvent], user_pk: Any) -> tuple[dict[str, Any], str]:
+    """A finished run as agno's `RunOutput` JSON (what `AgentOSClient.run_agent` parses), and its
+    terminal event's name. A failed or cancelled run keeps its partial text as `content`, or, like
+    agno, the error or cancellation message when there is none; a failed run also carries our
+    `error: {type, message}` (agno's client ignores it)."""
+    started = next((e for e in events if isinstance(e, ev.RunStarted)), None)
+    terminal = events[-1]
+    tools = [e.tool for e in events if isinstance(e, ev.ToolCallCompleted | ev.ToolCallError)]
+    body: dict[str, Any] = {
+        "run_id": str(handle.run_id),
+        "agent_id": handle.agent.slug,
+        "agent_name": handle.agent.name,
+        "session_id": str(handle.session_id),
+        "user_id": user_id_of(user_pk),
+        "input": {"input_content": handle.message},
+        "content": None,
+        "content_type": "str",
+        "model": getattr(started, "model", None) or None,
+        "model_provider": getattr(started, "model_provider", None) or None,
+        "metrics": None,
+        "tools": tools or None,
+        "created_at": epoch(handle.created_at),
+        "status": "RUNNING",
+    }
+    if isinstance(terminal, ev.RunCompleted):
+        body.update(
+            content=terminal.content,
+            content_type=terminal.content_type,
+            metrics=terminal.metrics,
+            status="COMPLETED",
+        )
+    elif isinstance(terminal, ev.RunError):
+        body.update(
+            content=_partial_text(events) or terminal.content,
+            status="ERROR",
+            error={"type": terminal.error_type, "message": terminal.content},
+        )
+    elif isinstance(terminal, ev.RunCancelled):
+        body.update(content=_partial_text(events) or terminal.reason, status="CANCELLED")
+    return _compact(body), terminal.name
+
+
+# ---- Sessions and stored runs --------------------------------------------------------------------
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    """agno's `SessionSchema` (one item of `GET /sessions`)."""
+    return _compact(
+        {
+            "session_id": str(session.pk),
+            "session_name": session.name,
+            "session_state": session.state or {},
+            "created_at": iso(session.created_at),
+            "updated_at": iso(session.updated_at),
+            "session_type": "agent",
+            "user_id": user_id_of(session.user_id),
+            "agent_id": session.agent.slug,
+        }
+    )
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """A stored message as agno's `Message.to_dict()` shows it."""
+    return _compact(
+        {
+            "role": message.role,
+            "content": message.content if message.content or not message.tool_calls else None,
+            "tool_calls": message.tool_calls or None,
+            "tool_call_id": message.tool_call_id or None,
+            "tool_name": message.name or None,
+            "created_at": epoch(message.created_at),
+        }
+    )
+
+
+def _metrics(run: Run) -> dict[str, Any]:
+    return {
+        "input_tokens": run.input_tokens,
+        "output_tokens": run.output_tokens,
+        "total_tokens": run.total_tokens,
+        "time_to_first_token": run.time_to_first_token,
+        "duration": run.duration,
+    }
+
+
+def run_json(run: Run, *, agent: Agent) -> dict[str, Any]:
+    """A stored run as agno's `RunSchema` (an item of `GET /sessions/{id}/runs`). `messages` must
+    be prefetched in order."""
+    if run.output_json is not None:
+        content: Any = run.output_json
+    elif run.output:
+        content = run.output
+    else:
+        content = run.error or None
+    stored = run.events or []
+    return _compact(
+        {
+            "run_id": str(run.pk),
+            "agent_id": agent.slug,
+            "user_id": user_id_of(run.user_id),
+            "session_id": str(run.session_id),
+            "status": RUN_STATUS.get(run.status, run.status.upper()),
+            "run_input": run.input,
+            "content": content,
+            "run_response_format": "json" if run.output_json is not None else "text",
+            "metrics": _metrics(run),
+            "messages": [message_json(m) for m in run.messages.all()] or None,
+            "tools": [e["tool"] for e in stored if e.get("event") in _TOOL_EVENTS and "tool" in e] or None,
+            "events": [event_json(e, agent_name=agent.name) for e in stored] or None,
+            "created_at": iso(run.created_at),
+        }
+    )
+
+
+def session_detail_json(session: Session) -> dict[str, Any]:
+    """agno's `AgentSessionDetailSchema` (`GET /sessions/{id}`, rename). The session's runs and
+    their messages must be prefetched (sessions_app.selectors.session_detail_for_user)."""
+    runs = list(session.runs.all())
+    totals = {
+        "input_tokens": sum(r.input_tokens for r in runs),
+        "output_tokens": sum(r.output_tokens for r in runs),
+        "total_tokens": sum(r.total_tokens for r in runs),
+    }
+    return _compact(
+        {
+            "user_id": user_id_of(session.user_id),
+            "agent_session_id": str(session.pk),
+            "session_id": str(session.pk),
+            "session_name": session.name,
+            "session_state": session.state or {},
+            "agent_id": session.agent.slug,
+            "total_tokens": totals["total_tokens"],
+            "agent_data": {"name": session.agent.name, "agent_id": session.agent.slug},
+            "metrics": totals,
+            "chat_history": [message_json(m) for r in runs for m in r.messages.all()],
+            "created_at": iso(session.created_at),
+            "updated_at": iso(session.updated_at),
+        }
+    )
+
+
+def page_json(items: list[dict[str, Any]], *, page: int, limit: int, total: int) -> dict[str, Any]:
+    """agno's `PaginatedResponse`: `data` and `meta`."""
+    return {
+        "data": items,
+        "meta": {
+            "page": page,
+            "limit": limit,
+            "total_pages": (total + limit - 1) // limit,
+            "total_count": total,
+            "search_time_ms": 0,
+        },
+    }
+
+
+# ---- Input ---------------------------------------------------------------------------------------
+
+
+class FormBooleanField(serializers.BooleanField):
+    """A boolean whose default applies when an HTML form omits it (DRF reads an omitted form
+    checkbox as False; agno's `stream` defaults to true)."""
+
+    default_empty_html = empty
+
+
+class JSONObjectStringField(serializers.Field):
+    """A JSON object sent as a string in a form field (agno's `session_state`, `metadata`), or as
+    an object in a JSON body."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, str):
+            try:
+                data = json.loads(data) if data.strip() else {}
+            except ValueError:
+                raise serializers.ValidationError("Must be a JSON object (invalid JSON).") from None
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class RunFormSerializer(serializers.Serializer):
+    """The form fields of `POST /agents/{agent_id}/runs` we read. `metadata` is checked but not
+    stored (runs have no metadata here); other fields agno's client may send (stream_events,
+    dependencies, knowledge_filters, ...) are accepted and ignored: the agent's behaviour is
+    configured in the admin."""
+
+    message = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    stream = FormBooleanField(default=True)
+    session_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    # Always the authenticated user's; accepted so agno clients that send it are not refused.
+    user_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    session_state = JSONObjectStringField(required=False)
+    metadata = JSONObjectStringField(required=False)
+    # agno's background runs (202, then poll) are not served: refused rather than run in the
+    # foreground, which a client expecting a 202 would misread.
+    background = FormBooleanField(default=False)
+
+    def validate_background(self, value: bool) -> bool:
+        if value:
+            raise serializers.ValidationError("Background runs are not supported by this server; use stream=true.")
+        return value
+
+
+# Media inputs agno's client and UI can send; we do not take media (yet), and say so rather than
+# answering as if the attachment had been seen.
+MEDIA_FIELDS = ("images", "audio", "videos", "files", "input_files")
+
+
+class SessionListQuerySerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["agent", "team", "workflow"], required=False)
+    component_id = serializers.CharField(required=False, allow_blank=True)
+    session_name = serializers.CharField(required=False, allow_blank=True)
+    limit = serializers.IntegerField(min_value=1, default=20)
+    page = serializers.IntegerField(min_value=0, default=1)
+    sort_by = serializers.CharField(required=False, default="created_at")
+    sort_order = serializers.ChoiceField(choices=["asc", "desc"], default="desc")
+    db_id = serializers.CharField(required=False, allow_blank=True)
+
+
+class SessionTypeQuerySerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["agent", "team", "workflow"], required=False)
+    db_id = serializers.CharField(required=False, allow_blank=True)
+
+
+class SessionRunsQuerySerializer(SessionTypeQuerySerializer):
+    created_after = serializers.IntegerField(required=False)
+    created_before = serializers.IntegerField(required=False)
+    status = serializers.ListField(child=serializers.CharField(), required=False)
+
+    def validate_status(self, value: list[str]) -> set[str]:
+        wanted = {v.upper() for v in value}
+        unknown = sorted(wanted - AGNO_STATUSES)
+        if unknown:
+            raise serializers.ValidationError(
+                f"Invalid status value(s) {unknown}; expected one of {sorted(AGNO_STATUSES)}."
+            )
+        return wanted
+
+
+class SessionRenameSerializer(serializers.Serializer):
+    session_name = serializers.CharField(max_length=200, allow_blank=True)

@@ -1,0 +1,30 @@
+"""agno AgentOS's routes (no trailing slashes, as agno's clients send them).
+
+Mount with `path(url_prefix(), include("agents_app.agno_compat.urls"))` (see agentos_site/urls.py);
+clients then use `<site>/<prefix>` as their AgentOS base URL. Ids are matched as plain strings and
+checked in the views, so an id that cannot exist is a JSON 404 like any unknown one.
+"""
+
+from django.urls import path
+
+from agents_app.agno_compat import views
+
+app_name = "agno_compat"
+
+urlpatterns = [
+    path("health", views.HealthView.as_view(), name="health"),
+    path("config", views.ConfigView.as_view(), name="config"),
+    path("agents", views.AgentListView.as_view(), name="agents"),
+    path("agents/<slug:agent_id>", views.AgentDetailView.as_view(), name="agent"),
+    path("agents/<slug:agent_id>/runs", views.AgentRunView.as_view(), name="agent-runs"),
+    path(
+        "agents/<slug:agent_id>/runs/<str:run_id>/cancel", views.AgentRunCancelView.as_view(), name="agent-run-cancel"
+    ),
+    path("teams", views.EmptyListView.as_view(), name="teams"),
+    path("workflows", views.EmptyListView.as_view(), name="workflows"),
+    path("sessions", views.SessionListView.as_view(), name="sessions"),
+    path("sessions/<str:session_id>", views.SessionDetailView.as_view(), name="session"),
+    path("sessions/<str:session_id>/rename", views.SessionRenameView.as_view(), name="session-rename"),
+    path("sessions/<str:session_id>/runs", views.SessionRunsView.as_view(), name="session-runs"),
+    path("sessions/<str:session_id>/runs/<str:run_id>", views.SessionRunView.as_view(), name="session-run"),
+]

@@ -1,0 +1,406 @@
+"""The agno AgentOS compatible endpoints: thin async edges over our selectors, services, the run
+engine and the runtime, answering in agno's shapes (see serializers.py).
+
+Each view follows AsyncAPIView's pattern: authentication, permission checks and the view's sync
+`prepare_<method>` (input validation and database work) run in one thread hop; the async handler
+then launches or follows a run, or renders what was prepared.
+
+Errors come in agno's (FastAPI's) shapes: `{"detail": "..."}`, and 422 with a list of
+`{loc, msg, type}` for invalid fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.http import HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from rest_framework import permissions, status
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from agents_app.agno_compat import serializers as s
+from agents_app.apis import ERROR_STATUS, UPSTREAM_FAILURE
+from agents_app.async_views import AsyncAPIView
+from agents_app.authentication import BearerOrTokenAuthentication
+from agents_app.conf import agentos_settings
+from agents_app.engine import events as ev
+from agents_app.engine.runner import InvalidRunInput, RunHandle, run_prepare
+from agents_app.runtime import RunNotFound, runtime
+from agents_app.selectors import AgentNotFound, agent_list_for_user
+from sessions_app.selectors import run_get_for_user, session_detail_for_user, session_list_for_user
+from sessions_app.services import (
+    SessionBusy,
+    SessionNotFound,
+    session_delete,
+    session_rename,
+    session_state_merge,
+)
+
+STARTED_AT = datetime.now(UTC)
+SORT_FIELDS = {"created_at": "created_at", "updated_at": "updated_at", "session_name": "name"}
+MAX_PAGE_SIZE = 100
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Conflict."
+    default_code = "conflict"
+
+
+def _parse_uuid(value: str, what: str) -> UUID:
+    """Our ids are UUIDs; anything else cannot name an object, so it is a 404 like any unknown id."""
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise NotFound(f"{what} not found") from None
+
+
+def _check_db_id(db_id: str | None) -> None:
+    if db_id and db_id != s.DB_ID:
+        raise NotFound(f"Database with id '{db_id}' not found")
+
+
+def _fastapi_errors(detail: Any, where: str) -> list[dict[str, Any]]:
+    """DRF's validation errors as FastAPI's 422 list: `{loc: [where, field], msg, type}`."""
+    errors: list[dict[str, Any]] = []
+    if isinstance(detail, dict):
+        for field, messages in detail.items():
+            for message in messages if isinstance(messages, list) else [messages]:
+                text = str(message) if not isinstance(message, dict | list) else orjson.dumps(message).decode()
+                loc = [where] if field == "non_field_errors" else [where, field]
+                errors.append({"loc": loc, "msg": text, "type": getattr(message, "code", "value_error")})
+    else:
+        for message in detail if isinstance(detail, list) else [detail]:
+            errors.append({"loc": [where], "msg": str(message), "type": getattr(message, "code", "value_error")})
+    return errors
+
+
+def _cors_origin(request: Any) -> str | None:
+    origin = request.headers.get("Origin")
+    if not origin:
+        return None
+    allowed = agentos_settings.AGNO_COMPAT_CORS_ORIGINS or []
+    return origin if (origin in allowed or "*" in allowed) else None
+
+
+def _add_cors(response: HttpResponseBase, origin: str) -> None:
+    response["Access-Control-Allow-Origin"] = origin
+    response["Access-Control-Expose-Headers"] = "Content-Type"
+    vary = response.get("Vary")
+    response["Vary"] = f"{vary}, Origin" if vary else "Origin"
+
+
+class AgnoView(AsyncAPIView):
+    """Base of the compatibility views: Bearer tokens (the REST API's), agno's error shapes, CORS
+    for the configured browser origins, and not part of our OpenAPI schema (agno documents it)."""
+
+    authentication_classes = [BearerOrTokenAuthentication]
+    permission_classes = [permissions.IsAuthenticated]
+    renderer_classes = [JSONRenderer]
+    schema = None
+
+    async def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponseBase:  # type: ignore[override]
+        origin = _cors_origin(request)
+        if request.method == "OPTIONS" and origin and "Access-Control-Request-Method" in request.headers:
+            # A browser's preflight carries no credentials: answer it before authentication.
+            response: HttpResponseBase = HttpResponse(status=200)
+            response["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            response["Access-Control-Allow-Headers"] = request.headers.get(
+                "Access-Control-Request-Headers", "Authorization, Content-Type"
+            )
+            response["Access-Control-Max-Age"] = "600"
+        else:
+            response = await super().dispatch(request, *args, **kwargs)
+        if origin:
+            _add_cors(response, origin)
+        return response
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        if isinstance(exc, ValidationError):
+            where = "query" if self.request.method in ("GET", "DELETE") else "body"
+            response.status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+            response.data = {"detail": _fastapi_errors(exc.detail, where)}
+        elif isinstance(response.data, dict) and "detail" in response.data:
+            response.data = {"detail": str(response.data["detail"])}
+        return response
+
+    def query(self, serializer_class: type[s.serializers.Serializer]) -> dict[str, Any]:
+        serializer = serializer_class(data=self.request.query_params)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+
+class PreparedGet:
+    """A GET that did all its work in `prepare_get`, in the thread hop: render it."""
+
+    prepared: Any
+
+    async def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return Response(self.prepared)
+
+
+# ---- Discovery ---------------------------------------------------------------------------------
+
+
+class HealthView(PreparedGet, AgnoView):
+    authentication_classes: list[Any] = []
+    permission_classes = [permissions.AllowAny]
+
+    def prepare_get(self, request: Any) -> dict[str, Any]:
+        return s.health_json(STARTED_AT)
+
+
+def _runnable_agents(user: Any) -> list[Any]:
+    """The agents this user can run: active ones (staff manage inactive ones in the REST API and
+    the admin, but an inactive agent refuses runs, so an agno client has no use for it)."""
+    return list(agent_list_for_user(user=user).filter(is_active=True).order_by("slug"))
+
+
+class ConfigView(PreparedGet, AgnoView):
+    def prepare_get(self, request: Any) -> dict[str, Any]:
+        return s.config_json(_runnable_agents(request.user), name="AgentOS for Django")
+
+
+class AgentListView(PreparedGet, AgnoView):
+    def prepare_get(self, request: Any) -> list[dict[str, Any]]:
+        staff = bool(request.user.is_staff)
+        return [s.agent_json(agent, staff=staff) for agent in _runnable_agents(request.user)]
+
+
+class AgentDetailView(PreparedGet, AgnoView):
+    def prepare_get(self, request: Any, agent_id: str) -> dict[str, Any]:
+        agent = agent_list_for_user(user=request.user).filter(slug=agent_id, is_active=True).first()
+        if agent is None:
+            raise NotFound("Agent not found")
+        return s.agent_json(agent, staff=bool(request.user.is_staff))
+
+
+class EmptyListView(PreparedGet, AgnoView):
+    """`GET /teams`, `GET /workflows`: this site has none (yet)."""
+
+    def prepare_get(self, request: Any) -> list[Any]:
+        return []
+
+
+# ---- Runs ----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _RunRequest:
+    handle: RunHandle | None  # None: the session is busy and its agent queues or interrupts
+    stream: bool
+    message: str
+    session_id: UUID | None
+    session_state: dict[str, Any] | None
+
+
+def _apply_session_state(handle: RunHandle, state: dict[str, Any] | None) -> None:
+    """agno's `session_state` form field: its top-level keys are merged into the session's state
+    when the run starts (the run's values win), as agno merges it into the stored state."""
+    if state:
+        session_state_merge(session_id=handle.session_id, state_set=state, state_unset=[])
+
+
+def _prepare_errors(exc: Exception, session_id: UUID | None) -> Exception:
+    """Our engine's refusals as agno's HTTP errors."""
+    if isinstance(exc, AgentNotFound):
+        return NotFound("Agent not found")
+    if isinstance(exc, SessionNotFound):
+        return NotFound(f"Session with id '{session_id}' not found")
+    if isinstance(exc, InvalidRunInput):
+        return ValidationError({"message": [str(exc)]})
+    if isinstance(exc, SessionBusy):
+        return Conflict(str(exc))
+    return exc
+
+
+async def _sse(events: AsyncIterator[ev.RunEvent], agent_name: str) -> AsyncIterator[bytes]:
+    async for event in events:
+        data = s.event_json(event.to_dict(), agent_name=agent_name)
+        yield b"event: " + event.name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class AgentRunView(AgnoView):
+    """`POST /agents/{agent_id}/runs`: agno's form fields; SSE by default (`stream` omitted means
+    true, as in agno), or one `RunOutput` JSON object with `stream=false`.
+
+    Every run is launched through the runtime, so `.../cancel` finds it from any request, and a
+    client that disconnects neither stops nor loses it."""
+
+    def prepare_post(self, request: Any, agent_id: str) -> _RunRequest:
+        form = s.RunFormSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        sent_media = [f for f in s.MEDIA_FIELDS if request.data.get(f) or request.FILES.get(f)]
+        if sent_media:
+            raise ValidationError({sent_media[0]: ["This server does not accept media inputs."]})
+        raw_session = (data.get("session_id") or "").strip()
+        session_id = _parse_uuid(raw_session, f"Session with id '{raw_session}'") if raw_session else None
+        try:
+            handle: RunHandle | None = run_prepare(
+                agent_id=agent_id, user=request.user, message=data["message"], session_id=session_id
+            )
+        except SessionBusy as busy:
+            if busy.policy not in ("queue", "interrupt"):
+                raise Conflict(str(busy)) from None
+            handle = None
+        except (AgentNotFound, SessionNotFound, InvalidRunInput) as exc:
+            raise _prepare_errors(exc, session_id) from None
+        if handle is not None:
+            _apply_session_state(handle, data.get("session_state"))
+        return _RunRequest(
+            handle=handle,
+            stream=data["stream"],
+            message=data["message"],
+            session_id=session_id,
+            session_state=data.get("session_state"),
+        )
+
+    async def post(self, request: Any, agent_id: str) -> Any:
+        prepared: _RunRequest = self.prepared
+        handle = prepared.handle
+        if handle is None:
+            try:
+                handle = await runtime.prepare(
+                    agent_id=agent_id, user=request.user, message=prepared.message, session_id=prepared.session_id
+                )
+            except (AgentNotFound, SessionNotFound, InvalidRunInput, SessionBusy) as exc:
+                raise _prepare_errors(exc, prepared.session_id) from None
+            await sync_to_async(_apply_session_state)(handle, prepared.session_state)
+        live = runtime.launch(handle, stream=prepared.stream)
+        if prepared.stream:
+            response = StreamingHttpResponse(_sse(live.follow(), handle.agent.name), content_type="text/event-stream")
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"
+            return response
+        events = await live.wait()
+        body, terminal = s.run_output_json(handle=handle, events=events, user_pk=request.user.pk)
+        code = 200
+        if terminal == "RunError":
+            code = ERROR_STATUS.get(body["error"]["type"], UPSTREAM_FAILURE)
+        return HttpResponse(orjson.dumps(body), status=code, content_type="application/json")
+
+
+class AgentRunCancelView(AgnoView):
+    """`POST /agents/{agent_id}/runs/{run_id}/cancel`: 200 `{}` like agno, also for a run that has
+    already finished (nothing changes then); 404 for a run that is not this user's run of this
+    agent. The run ends with `RunCancelled`, keeping what it produced so far."""
+
+    def prepare_post(self, request: Any, agent_id: str, run_id: str) -> UUID:
+        run_uuid = _parse_uuid(run_id, "Run")
+        run = run_get_for_user(user=request.user, run_id=run_uuid)
+        if run is None or run.agent.slug != agent_id:
+            raise NotFound("Run not found")
+        return run_uuid
+
+    async def post(self, request: Any, agent_id: str, run_id: str) -> Any:
+        try:
+            await runtime.cancel(self.prepared, user=request.user)
+        except RunNotFound:
+            raise NotFound("Run not found") from None
+        return JsonResponse({})
+
+
+# ---- Sessions ------------------------------------------------------------------------------------
+
+
+class SessionListView(PreparedGet, AgnoView):
+    """`GET /sessions`: my sessions, agno's `data` + `meta` page. `user_id` is ignored: everyone
+    sees only their own sessions, as in the REST API."""
+
+    def prepare_get(self, request: Any) -> dict[str, Any]:
+        q = self.query(s.SessionListQuerySerializer)
+        _check_db_id(q.get("db_id"))
+        limit = min(q["limit"], MAX_PAGE_SIZE)
+        page = max(q["page"], 1)
+        if q.get("type") in ("team", "workflow"):
+            return s.page_json([], page=page, limit=limit, total=0)
+        sessions = session_list_for_user(user=request.user, agent_id=q.get("component_id") or None)
+        if q.get("session_name"):
+            sessions = sessions.filter(name__icontains=q["session_name"])
+        field = SORT_FIELDS.get(q["sort_by"], "created_at")
+        sessions = sessions.order_by(f"-{field}" if q["sort_order"] == "desc" else field, "-created_at")
+        total = sessions.count()
+        items = [s.session_json(x) for x in sessions[(page - 1) * limit : page * limit]]
+        return s.page_json(items, page=page, limit=limit, total=total)
+
+
+class _SessionView(AgnoView):
+    def session(self, request: Any, session_id: str) -> Any:
+        q = self.query(s.SessionTypeQuerySerializer)
+        _check_db_id(q.get("db_id"))
+        not_found = f"Session with id '{session_id}' not found"
+        if q.get("type") in ("team", "workflow"):
+            raise NotFound(not_found)
+        session = session_detail_for_user(user=request.user, session_id=_parse_uuid(session_id, "Session"))
+        if session is None:
+            raise NotFound(not_found)
+        return session
+
+
+class SessionDetailView(PreparedGet, _SessionView):
+    """`GET /sessions/{id}` (agno's AgentSessionDetailSchema), `DELETE /sessions/{id}` (204)."""
+
+    def prepare_get(self, request: Any, session_id: str) -> dict[str, Any]:
+        return s.session_detail_json(self.session(request, session_id))
+
+    def prepare_delete(self, request: Any, session_id: str) -> None:
+        session_delete(session=self.session(request, session_id))
+
+    async def delete(self, request: Any, session_id: str) -> Any:
+        # A plain response: AsyncAPIView re-wraps DRF Responses by their Content-Type, which an
+        # empty 204 Response does not have.
+        return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionRenameView(_SessionView):
+    """`POST /sessions/{id}/rename` with JSON `{"session_name": ...}`: the renamed session."""
+
+    def prepare_post(self, request: Any, session_id: str) -> dict[str, Any]:
+        body = s.SessionRenameSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        session = session_rename(session=self.session(request, session_id), name=body.validated_data["session_name"])
+        return s.session_detail_json(session)
+
+    async def post(self, request: Any, session_id: str) -> Any:
+        return Response(self.prepared)
+
+
+class SessionRunsView(PreparedGet, _SessionView):
+    """`GET /sessions/{id}/runs`: the session's runs, oldest first (agno's RunSchema), filtered by
+    `created_after` / `created_before` (Unix seconds) and `status` (repeatable)."""
+
+    def prepare_get(self, request: Any, session_id: str) -> list[dict[str, Any]]:
+        q = self.query(s.SessionRunsQuerySerializer)
+        session = self.session(request, session_id)
+        runs = []
+        for run in session.runs.all():
+            created = int(run.created_at.timestamp())
+            if "created_after" in q and created < q["created_after"]:
+                continue
+            if "created_before" in q and created > q["created_before"]:
+                continue
+            if q.get("status") and s.RUN_STATUS.get(run.status, "") not in q["status"]:
+                continue
+            runs.append(s.run_json(run, agent=session.agent))
+        return runs
+
+
+class SessionRunView(PreparedGet, _SessionView):
+    """`GET /sessions/{id}/runs/{run_id}`: one run of the session (agno's RunSchema)."""
+
+    def prepare_get(self, request: Any, session_id: str, run_id: str) -> dict[str, Any]:
+        session = self.session(request, session_id)
+        wanted = _parse_uuid(run_id, "Run")
+        for run in session.runs.all():
+            if run.pk == wanted:
+                return s.run_json(run, agent=session.agent)
+        raise NotFound(f"Run with ID {run_id} not found in session {session_id}")

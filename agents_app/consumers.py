@@ -1,0 +1,205 @@
+"""The websocket edge: chat with one agent at `ws/agents/<agent_id>/`. Frames in, run events out.
+
+Thin on purpose: the runtime starts, follows and cancels runs; this translates frames. Client
+frames (JSON text):
+
+    {"type": "run", "message": "...", "session_id": "<uuid, optional>", "id": <optional>}
+    {"type": "cancel", "run_id": "<uuid>", "id": <optional>}
+    {"type": "resume", "run_id": "<uuid>", "after_event_index": N, "id": <optional>}
+
+Server frames are the run events, exactly as SSE sends them (`event.to_dict()`, with `event_index`),
+plus two of our own: `{"event": "Error", "error_type", "content", "id"?, "run_id"?}` for a frame we
+cannot act on (the connection stays open), and `{"event": "CancelRequested", "run_id", "status"}`
+when a cancel was accepted. A client that loses its connection reconnects and sends `resume` with
+the last `event_index` it saw; the run went on meanwhile, in whichever process runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+from uuid import UUID
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from agents_app.conf import agentos_settings
+from agents_app.engine.runner import InvalidRunInput
+from agents_app.runtime import RunNotFound, RunUnavailable, SessionBusy, runtime
+from agents_app.selectors import AgentNotFound, agent_get_active
+from agents_app.ws_auth import SUBPROTOCOL
+from sessions_app.services import SessionNotFound
+
+logger = logging.getLogger(__name__)
+
+# Close codes before accepting (the handshake is refused; browsers see a failed connection).
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_UNKNOWN_AGENT = 4404
+
+
+def max_frame_chars() -> int:
+    """A frame may carry a message of MAX_MESSAGE_CHARS plus JSON escaping and the other fields."""
+    return 2 * int(agentos_settings.MAX_MESSAGE_CHARS) + 4096
+
+
+class AgentChatConsumer(AsyncJsonWebsocketConsumer):
+    # No channel per connection: the runtime feeds events through in-process queues, so an idle
+    # socket costs no channel-layer receive (on Redis, one fewer blocking command per socket).
+    channel_layer_alias = "__agentos_none__"
+
+    async def connect(self) -> None:
+        self.streams: dict[str, asyncio.Task[None]] = {}
+        self.starting: set[asyncio.Task[None]] = set()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user = user
+        self.agent_id = self.scope["url_route"]["kwargs"]["agent_id"]
+        try:
+            await database_sync_to_async(agent_get_active)(agent_id=self.agent_id)
+        except AgentNotFound:
+            await self.close(code=CLOSE_UNKNOWN_AGENT)
+            return
+        offered = self.scope.get("subprotocols") or []
+        await self.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+
+    async def disconnect(self, code: int) -> None:
+        # Stop reading; the runs themselves go on (and are stored) whoever reads them.
+        for task in [*self.streams.values(), *self.starting]:
+            task.cancel()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if text_data is None:
+            await self.error("bad_frame", "Frames must be JSON text, not binary.")
+            return
+        if len(text_data) > max_frame_chars():
+            await self.error("frame_too_large", f"Frames are limited to {max_frame_chars()} characters.")
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            await self.error("bad_frame", "Frames must be JSON.")
+            return
+        if not isinstance(frame, dict):
+            await self.error("bad_frame", "A frame must be a JSON object with a 'type'.")
+            return
+        await self.receive_json(frame)
+
+    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        ref = {"id": content["id"]} if "id" in content else {}
+        match content.get("type"):
+            case "run":
+                await self.on_run(content, ref)
+            case "cancel":
+                await self.on_cancel(content, ref)
+            case "resume":
+                await self.on_resume(content, ref)
+            case other:
+                await self.error("unknown_type", f"Unknown frame type {other!r}; use run, cancel or resume.", **ref)
+
+    # ---- frames ----------------------------------------------------------------------------
+
+    async def on_run(self, frame: dict[str, Any], ref: dict[str, Any]) -> None:
+        message = frame.get("message")
+        if not isinstance(message, str):
+            await self.error("invalid_input", "'message' must be a string.", **ref)
+            return
+        session_id = frame.get("session_id")
+        if session_id is not None:
+            session_id = _uuid(session_id)
+            if session_id is None:
+                await self.error("unknown_session", "No such session.", **ref)
+                return
+        # Its own task: a queued run may wait, and this connection must keep reading (to cancel).
+        task = asyncio.ensure_future(self.start_and_stream(message, session_id, ref))
+        self.starting.add(task)
+        task.add_done_callback(self.starting.discard)
+
+    async def start_and_stream(self, message: str, session_id: UUID | None, ref: dict[str, Any]) -> None:
+        try:
+            live = await runtime.start(agent_id=self.agent_id, user=self.user, message=message, session_id=session_id)
+        except SessionNotFound:
+            await self.error("unknown_session", "No such session for this agent.", **ref)
+            return
+        except SessionBusy as exc:
+            await self.error("session_busy", str(exc), session_id=str(exc.session_id), **ref)
+            return
+        except InvalidRunInput as exc:
+            await self.error("invalid_input", str(exc), **ref)
+            return
+        except AgentNotFound:
+            await self.error("unknown_agent", f"No active agent {self.agent_id!r}.", **ref)
+            return
+        await self.stream(str(live.run_id), -1, ref)
+
+    async def on_cancel(self, frame: dict[str, Any], ref: dict[str, Any]) -> None:
+        run_id = _uuid(frame.get("run_id"))
+        if run_id is None:
+            await self.error("not_found", "No such run.", **ref)
+            return
+        try:
+            status = await runtime.cancel(run_id, user=self.user)
+        except RunNotFound:
+            await self.error("not_found", "No such run.", run_id=str(run_id), **ref)
+            return
+        await self.send_json({"event": "CancelRequested", "run_id": str(run_id), "status": status, **ref})
+
+    async def on_resume(self, frame: dict[str, Any], ref: dict[str, Any]) -> None:
+        run_id = _uuid(frame.get("run_id"))
+        after = frame.get("after_event_index", -1)
+        if run_id is None:
+            await self.error("not_found", "No such run.", **ref)
+            return
+        if isinstance(after, bool) or not isinstance(after, int) or after < -1:
+            await self.error("invalid_input", "'after_event_index' must be an integer >= -1.", **ref)
+            return
+        previous = self.streams.pop(str(run_id), None)
+        if previous is not None:
+            previous.cancel()  # the client knows best where it is; one stream per run
+        self.streams[str(run_id)] = asyncio.ensure_future(self.stream(str(run_id), after, ref))
+
+    # ---- streaming -------------------------------------------------------------------------
+
+    async def stream(self, run_id: str, after: int, ref: dict[str, Any]) -> None:
+        me = asyncio.current_task()
+        if me is not None:
+            self.streams.setdefault(run_id, me)  # type: ignore[arg-type]
+        try:
+            events = await runtime.subscribe(UUID(run_id), user=self.user, after_event_index=after)
+            async with contextlib.aclosing(events):  # type: ignore[type-var]
+                async for event in events:
+                    await self.send_json(event)
+        except RunNotFound:
+            await self.error("not_found", "No such run.", run_id=run_id, **ref)
+        except RunUnavailable as exc:
+            await self.error("run_unavailable", str(exc), run_id=run_id, **ref)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug of ours: tell the client rather than go silent
+            logger.exception("Streaming run %s over a websocket failed", run_id)
+            with contextlib.suppress(Exception):
+                await self.error("internal_error", "Streaming this run failed; resume it.", run_id=run_id, **ref)
+        finally:
+            if me is not None and self.streams.get(run_id) is me:
+                self.streams.pop(run_id, None)
+
+    async def error(self, error_type: str, content: str, **extra: Any) -> None:
+        await self.send_json({"event": "Error", "error_type": error_type, "content": content, **extra})
+
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        return orjson.dumps(content).decode()
+
+
+def _uuid(value: Any) -> UUID | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None

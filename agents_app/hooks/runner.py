@@ -1,0 +1,359 @@
+"""Running hooks: which hooks a run has and where each runs, the inline ones inside the engine, and
+one attempt of any hook (shared with the Celery task that runs background hooks).
+
+Where a hook runs (inline, or in the background on a Celery worker) is decided per run, with this
+precedence:
+
+1. A guardrail (`@hook(guardrail=True)`) always runs inline: it gates the run, and in the
+   background it could gate nothing.
+2. AGENTOS["HOOKS_BACKGROUND"] (env AGENTOS_HOOKS_BACKGROUND): `always` puts every other hook in the
+   background, `never` runs every hook inline, whatever agents and decorators say. `auto` (the
+   default) defers to:
+3. the agent's choice for that hook in the admin (`Agent.hook_modes`: "inline" or "background"),
+   and where the agent has none, to
+4. the decorator's `background=` (default False).
+
+Inline pre-hooks run after RunStarted and before the model, in the agent's order, each seeing the
+input as the previous one left it; the model sees, and the run stores as its user message, the input
+as the last pre-hook left it (the original text is not kept, so a redaction hook keeps secrets out of
+the database and out of later history). Inline post-hooks run after the output was validated and
+before the run is stored; when an agent has any, a streamed run sends its content in one RunContent
+after them (no token deltas), so a post-hook that rewrites or rejects the answer is never bypassed by
+the stream.
+
+Background hooks are recorded as HookExecution rows in the run's finishing transaction and published
+to Celery after it commits: pre-hooks when the input was accepted (whatever the run's outcome), post-
+hooks when the run completed. They see the input and the output as stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
+
+from agents_app.conf import agentos_settings
+from agents_app.engine import events as ev
+from agents_app.hooks.context import HookContext
+from agents_app.hooks.errors import (
+    HookError,
+    HookFailure,
+    HookRejected,
+    HookTimeout,
+    InputRejected,
+    OutputRejected,
+)
+from agents_app.hooks.registry import POST, PRE, Hook, hook_registry
+from agents_app.providers.base import ModelError
+
+if TYPE_CHECKING:
+    from agents_app.models import Agent
+
+logger = logging.getLogger(__name__)
+
+INLINE = "inline"
+BACKGROUND = "background"
+MODES = (INLINE, BACKGROUND)
+
+_GLOBAL_MODES = {"auto": None, "always": True, "never": False, "true": True, "false": False}
+
+
+def global_background_mode() -> bool | None:
+    """AGENTOS["HOOKS_BACKGROUND"]: True (always), False (never) or None (auto)."""
+    value = agentos_settings.HOOKS_BACKGROUND
+    if isinstance(value, bool) or value is None:
+        return value
+    key = str(value).strip().lower()
+    if key not in _GLOBAL_MODES:
+        raise ValueError(f"AGENTOS['HOOKS_BACKGROUND'] must be auto, always or never, not {value!r}.")
+    return _GLOBAL_MODES[key]
+
+
+def runs_in_background(hook: Hook, agent: Agent) -> bool:
+    """Where `hook` runs for `agent`; the precedence is in this module's docstring."""
+    if hook.guardrail:
+        return False
+    forced = global_background_mode()
+    if forced is not None:
+        return forced
+    modes = agent.hook_modes if isinstance(agent.hook_modes, dict) else {}
+    chosen = modes.get(hook.name)
+    if chosen in MODES:
+        return chosen == BACKGROUND
+    return hook.background
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedHook:
+    name: str
+    phase: str
+    position: int
+    hook: Hook | None  # None: the agent names a hook that no code registers
+    background: bool
+
+
+def plan_hooks(agent: Agent) -> list[PlannedHook]:
+    """The agent's hooks in order, pre then post, each with where it runs."""
+    planned: list[PlannedHook] = []
+    for phase, names in ((PRE, agent.pre_hooks), (POST, agent.post_hooks)):
+        for position, name in enumerate(names if isinstance(names, list) else []):
+            item = hook_registry.get(name) if isinstance(name, str) else None
+            background = runs_in_background(item, agent) if item is not None else False
+            planned.append(
+                PlannedHook(name=str(name), phase=phase, position=position, hook=item, background=background)
+            )
+    return planned
+
+
+async def call_hook(hook: Hook, ctx: HookContext) -> Any:
+    """One attempt, bounded by the hook's timeout (TimeoutError). A sync hook runs in a worker thread;
+    when it overruns, the thread is abandoned (Python cannot stop it) and its result ignored."""
+    if hook.is_async:
+        return await asyncio.wait_for(hook.fn(ctx), hook.timeout)
+    return await asyncio.wait_for(sync_to_async(hook.fn, thread_sensitive=False)(ctx), hook.timeout)
+
+
+def failure_for(hook: Hook, exc: BaseException) -> HookError:
+    """A hook's exception as the error a client may read: our own error types keep their message
+    (written for clients); anything else shows only its type (details go to the log)."""
+    if isinstance(exc, TimeoutError):
+        return HookTimeout(f"The {hook.name} hook did not finish within {hook.timeout:g} s.", hook_name=hook.name)
+    if isinstance(exc, HookFailure | ModelError):
+        return HookError(f"The {hook.name} hook failed: {exc}", hook_name=hook.name)
+    return HookError(f"The {hook.name} hook failed ({type(exc).__name__}).", hook_name=hook.name)
+
+
+def _as_rejection(phase: str, hook: Hook, exc: HookRejected) -> HookRejected:
+    cls = InputRejected if phase == PRE else OutputRejected
+    if type(exc) is cls:
+        exc.hook_name = exc.hook_name or hook.name
+        return exc
+    return cls(exc.reason, hook_name=hook.name)
+
+
+class RunHooks:
+    """The hooks of one run, created by the engine only for agents that have hooks."""
+
+    def __init__(self, handle: Any, planned: list[PlannedHook]) -> None:
+        self.handle = handle
+        self.agent = handle.agent
+        self.pre = [p for p in planned if p.phase == PRE]
+        self.post = [p for p in planned if p.phase == POST]
+        self.original_input: str = handle.message
+        self.input: str = handle.message
+        self.input_accepted = False
+        self.content: str = ""
+        self.output_json: Any = None
+        self._objects: tuple[Any, Any, Any] | None = None
+        self._state_before: dict[str, Any] = {}
+        self.state: dict[str, Any] = {}
+
+    @classmethod
+    def for_run(cls, handle: Any) -> RunHooks | None:
+        agent = handle.agent
+        if not (agent.pre_hooks or agent.post_hooks):
+            return None
+        return cls(handle, plan_hooks(agent))
+
+    @property
+    def holds_output(self) -> bool:
+        """True when inline post-hooks may rewrite or reject the answer: the engine then streams no
+        token deltas, only the final content."""
+        return any(not p.background for p in self.post)
+
+    # ---- context ---------------------------------------------------------------------------------
+
+    async def _load(self) -> None:
+        """Run, session and user in one query, and a private copy of the session state."""
+        if self._objects is not None:
+            return
+        from sessions_app.models import Run
+
+        run = await Run.objects.select_related("session", "user").aget(pk=self.handle.run_id)
+        self._objects = (run, run.session, run.user)
+        self._state_before = copy.deepcopy(run.session.state if isinstance(run.session.state, dict) else {})
+        self.state = copy.deepcopy(self._state_before)
+
+    def _context(self, planned: PlannedHook, attempt: int, **fields: Any) -> HookContext:
+        assert self._objects is not None
+        run, session, user = self._objects
+        return HookContext(
+            hook_name=planned.name,
+            phase=planned.phase,
+            background=False,
+            attempt=attempt,
+            agent=self.agent,
+            run=run,
+            session=session,
+            user=user,
+            input=self.input,
+            session_state=copy.deepcopy(self.state),
+            **fields,
+        )
+
+    async def _call(self, planned: PlannedHook, **fields: Any) -> Any:
+        """Call an inline hook with its retries. A rejection is final (and keeps the state the
+        rejecting attempt wrote); an exception or a timeout is retried, with a short pause."""
+        hook = planned.hook
+        assert hook is not None
+        failure: HookError | None = None
+        for attempt in range(1, hook.max_attempts + 1):
+            ctx = self._context(planned, attempt, **fields)
+            try:
+                result = await call_hook(hook, ctx)
+            except HookRejected as exc:
+                self.state = ctx.session_state
+                raise _as_rejection(planned.phase, hook, exc) from None
+            except Exception as exc:  # any failure of a hook is retried, then reported
+                failure = failure_for(hook, exc)
+                logger.warning(
+                    "Hook %s (run %s) attempt %d/%d failed: %r",
+                    hook.name,
+                    self.handle.run_id,
+                    attempt,
+                    hook.max_attempts,
+                    exc,
+                    exc_info=not isinstance(exc, TimeoutError | HookFailure | ModelError),
+                )
+                if attempt < hook.max_attempts:
+                    await asyncio.sleep(min(0.05 * 2 ** (attempt - 1), 1.0))
+                continue
+            self.state = ctx.session_state
+            return result
+        assert failure is not None
+        raise failure
+
+    def _check_registered(self) -> None:
+        missing = [p.name for p in (*self.pre, *self.post) if p.hook is None]
+        if missing:
+            raise HookError(
+                f"This agent uses hooks that no code registers: {', '.join(missing)}. "
+                "Remove them from the agent in the admin, or register them with @hook.",
+                hook_name=missing[0],
+            )
+
+    # ---- the phases --------------------------------------------------------------------------------
+
+    async def run_pre(self, execution: Any) -> AsyncIterator[ev.RunEvent]:
+        """Inline pre-hooks, in order; may rewrite the input the model sees, or raise InputRejected."""
+        self._check_registered()
+        inline = [p for p in self.pre if not p.background]
+        if inline:
+            await self._load()
+        for planned in inline:
+            yield execution.event(ev.PreHookStarted, pre_hook_name=planned.name)
+            started = time.perf_counter()
+            result = await self._call(planned)
+            transformed = False
+            if result is not None:
+                if not isinstance(result, str) or not result.strip():
+                    raise HookError(
+                        f"The {planned.name} hook must return a non-empty string (the new input) or None.",
+                        hook_name=planned.name,
+                    )
+                transformed = result != self.input
+                self.input = result
+            yield execution.event(
+                ev.PreHookCompleted,
+                pre_hook_name=planned.name,
+                duration=time.perf_counter() - started,
+                transformed=transformed,
+            )
+        if self.input != self.original_input:
+            # build_context put the user's message last. The handle carries the run's input from now on
+            # (what the run stores, and what telemetry may record), never the original text.
+            execution.messages[-1] = {**execution.messages[-1], "content": self.input}
+            self.handle.message = self.input
+        self.input_accepted = True
+
+    async def run_post(
+        self, execution: Any, content: str, output_json: Any, validate: Callable[[str], Any]
+    ) -> AsyncIterator[ev.RunEvent]:
+        """Inline post-hooks, in order; may rewrite the output (`self.content`, `self.output_json`) or
+        raise OutputRejected. `validate` checks a rewritten JSON answer against the output schema."""
+        self.content, self.output_json = content, output_json
+        is_json = execution.response_format is not None
+        inline = [p for p in self.post if not p.background]
+        if inline:
+            await self._load()
+        try:
+            for planned in inline:
+                yield execution.event(ev.PostHookStarted, post_hook_name=planned.name)
+                started = time.perf_counter()
+                current = self.output_json if is_json else self.content
+                result = await self._call(
+                    planned, output=copy.deepcopy(current), output_type="json" if is_json else "str"
+                )
+                transformed = result is not None and result != current
+                if transformed:
+                    self._set_output(planned, result, is_json, validate)
+                yield execution.event(
+                    ev.PostHookCompleted,
+                    post_hook_name=planned.name,
+                    duration=time.perf_counter() - started,
+                    transformed=transformed,
+                )
+        except OutputRejected:
+            # A rejected answer is neither returned nor stored, not even as partial output.
+            execution.partial.clear()
+            raise
+
+    def _set_output(self, planned: PlannedHook, result: Any, is_json: bool, validate: Callable[[str], Any]) -> None:
+        if not is_json:
+            if not isinstance(result, str):
+                raise HookError(f"The {planned.name} hook must return a string or None.", hook_name=planned.name)
+            self.content = result
+            return
+        from agents_app.engine.runner import OutputValidationError
+
+        try:
+            text = json.dumps(result, ensure_ascii=False)
+            self.output_json = validate(text)
+        except (TypeError, ValueError, OutputValidationError) as exc:
+            raise HookError(
+                f"The {planned.name} hook returned an output that does not match the output schema: {exc}",
+                hook_name=planned.name,
+            ) from None
+        self.content = text
+
+    # ---- what the run's finishing transaction also stores -------------------------------------------
+
+    def _state_changes(self) -> tuple[dict[str, Any], list[str]]:
+        if self._objects is None:
+            return {}, []
+        changed = {k: v for k, v in self.state.items() if k not in self._state_before or self._state_before[k] != v}
+        removed = [k for k in self._state_before if k not in self.state]
+        return changed, removed
+
+    def background_rows(self, status: str) -> list[PlannedHook]:
+        rows = [p for p in self.pre if p.background and p.hook is not None] if self.input_accepted else []
+        if status == "completed":
+            rows += [p for p in self.post if p.background and p.hook is not None]
+        return rows
+
+    def finisher(self, status: str) -> Callable[..., Any] | None:
+        """`run_finish` extended with what the hooks produced (the rewritten input, session-state
+        changes, background executions to record and enqueue), or None when there is nothing."""
+        from agents_app.services import run_finish_with_hooks
+
+        background = self.background_rows(status)
+        state_set, state_unset = self._state_changes()
+        hook_input = self.input if self.input != self.original_input else None
+        if not (background or state_set or state_unset or hook_input is not None):
+            return None
+        return functools.partial(
+            run_finish_with_hooks,
+            session_id=self.handle.session_id,
+            hook_input=hook_input,
+            state_set=state_set,
+            state_unset=state_unset,
+            background=[(p.name, p.phase, p.position, p.hook.max_attempts) for p in background if p.hook],
+        )

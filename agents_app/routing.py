@@ -1,0 +1,20 @@
+"""Websocket routes. A host site adds them to its ASGI application, inside its session auth and
+origin checks:
+
+    from agents_app.routing import websocket_urlpatterns
+    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+
+Token authentication (for clients without a session) comes with the routes: see ws_auth.py.
+"""
+
+from django.urls import path
+
+from agents_app.consumers import AgentChatConsumer
+from agents_app.ws_auth import TokenAuthMiddleware
+
+# The chat page builds its websocket URL from this (websocket routes cannot be reversed).
+WS_AGENT_PATH = "ws/agents/"
+
+websocket_urlpatterns = [
+    path(f"{WS_AGENT_PATH}<slug:agent_id>/", TokenAuthMiddleware(AgentChatConsumer.as_asgi()), name="agent-chat"),
+]

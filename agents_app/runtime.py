@@ -1,0 +1,928 @@
+"""The per-process supervisor of live runs: launch them, follow them (resume), cancel them, from
+this process or from any other.
+
+Why it exists: a run must outlive the connection that started it (a closed tab, a phone that lost
+its network), and a client that comes back, to this process or (behind a load balancer) to
+another one, must be able to pick up after the last event it saw, or stop the run. agno keeps a
+run's stream in the memory of the process that runs it; here nothing that another process needs
+lives only in memory:
+
+* A run executes in its own task (`launch`), so no reader can stop or lose it. Its events are kept
+  in an in-memory backlog while it runs and stored with the Run row when it ends (the engine does
+  that), so a finished run is replayed from the database by any process.
+* Each process has one mailbox channel on the channel layer. A process that launches a run adds its
+  mailbox to the group `agentos.run.<run_id>`; a process that wants to follow or cancel a run it
+  does not have sends a request to that group, and the owner answers on the requester's mailbox:
+  the backlog after the index asked for, then every later event, until the terminal one. Events
+  cross the layer only while someone remote follows (no Redis round-trip per token otherwise), in
+  batches when they come faster than the layer takes them. If nobody answers, the database decides.
+* With the in-memory layer (the embedded, single-process default) there is nobody remote, so the
+  channel layer is not used at all.
+
+The mailbox lives on a small daemon thread with its own event loop and its own instance of the
+configured layer (`_Bridge`). Why not on the server's loop: channels_redis lets only one event loop
+receive on a layer instance (a host's own consumers use the shared instance), and sync callers
+(`run_agent` from a view, a command, a Celery task) run runs on short-lived loops of their own, which
+must not own a blocking receive. Runs and their readers stay on their own loops; the bridge talks to
+them with thread-safe calls.
+
+Plain Python and the channel layer: no HTTP, no consumer code. Edges call `start` / `subscribe` /
+`cancel`; the engine's helpers (`arun`, `stream_detached`) call `launch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from asgiref.sync import SyncToAsync
+from channels.exceptions import ChannelFull
+from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
+
+from agents_app.conf import agentos_settings
+from agents_app.engine import events as ev
+from agents_app.engine.runner import RunHandle, execute, run_prepare
+from sessions_app.models import Run
+from sessions_app.services import SessionBusy, run_finish
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LiveRun", "RunNotFound", "RunUnavailable", "Runtime", "SessionBusy", "runtime"]
+
+GROUP_PREFIX = "agentos.run."
+# How long a remote request waits for the owning process to answer before the database decides.
+ANSWER_TIMEOUT = 1.0
+# A remote follower asks the owner again after this long without events: a cheap heartbeat that
+# finds out whether the owner is still there (if not, the database decides).
+IDLE_TIMEOUT = 15.0
+# A finished run stays in memory this long, so a client reconnecting right away is served from
+# memory rather than from the database.
+RETAIN_SECONDS = 30.0
+# Most events per message when forwarding to a remote follower that lags behind.
+BATCH_LIMIT = 256
+# A running run younger than this is never taken for an orphan: its process may not have joined
+# the run's group yet.
+ORPHAN_GRACE_SECONDS = 5.0
+
+# Every event type the engine defines, by name (to rebuild events read back from the database).
+_EVENT_CLASSES: dict[str, type[ev.RunEvent]] = {
+    cls.name: cls
+    for cls in vars(ev).values()
+    if isinstance(cls, type) and issubclass(cls, ev.RunEvent) and cls is not ev.RunEvent
+}
+_STATUS_OF_TERMINAL = {"RunCompleted": "completed", "RunError": "error", "RunCancelled": "cancelled"}
+
+
+class RunNotFound(LookupError):
+    """No such run for this user (we never tell whether it exists for someone else)."""
+
+
+class RunUnavailable(RuntimeError):
+    """The run is still marked running, but no server process has it any more (it most likely died
+    with its process); its events cannot be followed."""
+
+
+class database_sync_to_async(SyncToAsync):
+    """Channels' database_sync_to_async (drop stale connections before and after the call, so a
+    long-lived process never works on a dead one), except inside an atomic block: there the
+    connection is in use by the caller (sync code, or a test's transaction) and must stay open."""
+
+    def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
+        _close_old_connections()
+        try:
+            return super().thread_handler(loop, *args, **kwargs)
+        finally:
+            _close_old_connections()
+
+
+def _close_old_connections() -> None:
+    from django.db import close_old_connections, connections
+
+    if not any(conn.in_atomic_block for conn in connections.all(initialized_only=True)):
+        close_old_connections()
+
+
+def group_name(run_id: UUID | str) -> str:
+    return f"{GROUP_PREFIX}{run_id}"
+
+
+def _is_terminal(event: ev.RunEvent | dict[str, Any]) -> bool:
+    name = event["event"] if isinstance(event, dict) else event.name
+    return name in ev.TERMINAL_EVENTS
+
+
+def _event_from_dict(data: dict[str, Any]) -> ev.RunEvent:
+    cls = _EVENT_CLASSES.get(data.get("event", ""), ev.RunEvent)
+    names = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# ---- what the database knows ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _RunState:
+    """A run's row, enough to check ownership and to replay a finished run."""
+
+    run_id: UUID
+    user_id: Any
+    session_id: UUID
+    agent_id: str
+    status: str
+    error: str
+    error_type: str
+    output: str
+    events: list[dict[str, Any]]
+    created_at: float
+
+
+def _run_state(run_id: UUID, user_id: Any = None) -> _RunState | None:
+    """One query; scoped to `user_id` when given (None: ownership was checked already)."""
+    runs = Run.objects.filter(pk=run_id)
+    if user_id is not None:
+        runs = runs.filter(user_id=user_id)
+    row = runs.values_list(
+        "user_id", "session_id", "agent__slug", "status", "error", "error_type", "output", "events", "created_at"
+    ).first()
+    if row is None:
+        return None
+    owner, session_id, agent_id, status, error, error_type, output, events, created_at = row
+    return _RunState(
+        run_id=run_id,
+        user_id=owner,
+        session_id=session_id,
+        agent_id=agent_id,
+        status=status,
+        error=error,
+        error_type=error_type,
+        output=output,
+        events=list(events or []),
+        created_at=created_at.timestamp(),
+    )
+
+
+def _mark_cancelled_if_orphaned(run_id: UUID) -> str:
+    """Cancel a run that no process has (it died with its process, or runs outside any runtime).
+    Guarded by status=running, so a run that finished meanwhile keeps its outcome."""
+    run_finish(
+        run_id=run_id,
+        status=Run.Status.CANCELLED,
+        output="",
+        output_json=None,
+        error="The run was cancelled; no server process had it any more.",
+        error_type="cancelled",
+        messages=[],
+        metrics={},
+        events=None,
+    )
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first() or Run.Status.CANCELLED
+
+
+def replay_stored(state: _RunState, after: int) -> list[dict[str, Any]]:
+    """A finished run's events after index `after`, from its row. A run stored without its terminal
+    event (cancelled because its process died) gets one made from the row, so a client always
+    learns the final state."""
+    events = [e for e in state.events if e.get("event_index", -1) > after]
+    if state.status == Run.Status.RUNNING or any(_is_terminal(e) for e in state.events):
+        return events
+    index = max((e.get("event_index", -1) for e in state.events), default=-1) + 1
+    ids = {"run_id": str(state.run_id), "session_id": str(state.session_id), "agent_id": state.agent_id}
+    made: ev.RunEvent
+    if state.status == Run.Status.COMPLETED:
+        made = ev.RunCompleted(event_index=index, content=state.output, **ids)
+    elif state.status == Run.Status.ERROR:
+        made = ev.RunError(event_index=index, content=state.error, error_type=state.error_type or "error", **ids)
+    else:
+        made = ev.RunCancelled(event_index=index, reason=state.error or "The run was cancelled.", **ids)
+    if index > after:
+        events.append(made.to_dict())
+    return events
+
+
+# ---- a live run -----------------------------------------------------------------------------
+
+
+class _Subscriber:
+    """A reader of a live run: a queue on the reader's own loop, fed from the run's loop (they
+    differ for the bridge's forwarders, and for sync code that waits from a loop of its own)."""
+
+    __slots__ = ("loop", "queue", "terminal_only")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, terminal_only: bool = False) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[ev.RunEvent] = asyncio.Queue()
+        self.terminal_only = terminal_only
+
+
+@dataclass(eq=False)
+class LiveRun:
+    """A run executing in this process: its task, its events so far, and who reads them."""
+
+    handle: RunHandle
+    loop: asyncio.AbstractEventLoop
+    events: list[ev.RunEvent] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    finished_at: float | None = None
+    cancel_requested: bool = False
+    joined: concurrent.futures.Future[Any] | None = None  # the group_add, when others may ask for it
+    _subscribers: list[_Subscriber] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def run_id(self) -> UUID:
+        return self.handle.run_id
+
+    @property
+    def user_id(self) -> Any:
+        return self.handle.user_id
+
+    @property
+    def done(self) -> bool:
+        return bool(self.events) and _is_terminal(self.events[-1])
+
+    def _append(self, event: ev.RunEvent) -> None:
+        """On the run's loop, for every event: backlog, then fan-out. Nothing is awaited, so no
+        reader can slow the run."""
+        with self._lock:
+            self.events.append(event)
+            subscribers = list(self._subscribers)
+        for sub in subscribers:
+            if sub.terminal_only and not _is_terminal(event):
+                continue
+            if sub.loop is self.loop:
+                sub.queue.put_nowait(event)
+            else:
+                try:
+                    sub.loop.call_soon_threadsafe(sub.queue.put_nowait, event)
+                except RuntimeError:  # that loop is closed: nobody reads there any more
+                    self.detach(sub)
+
+    def attach(
+        self, after: int, loop: asyncio.AbstractEventLoop, *, terminal_only: bool = False
+    ) -> tuple[list[ev.RunEvent], _Subscriber | None]:
+        """The backlog after `after`, and a subscriber for what comes next (None if the run has
+        ended). Snapshot and registration happen under one lock: no event falls between them."""
+        with self._lock:
+            backlog = self.events[after + 1 :]
+            sub = None
+            if not self.done:
+                sub = _Subscriber(loop, terminal_only=terminal_only)
+                self._subscribers.append(sub)
+        if terminal_only:
+            backlog = [e for e in backlog if _is_terminal(e)]
+        return backlog, sub
+
+    def detach(self, sub: _Subscriber) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._subscribers.remove(sub)
+
+    async def follow(self, after: int = -1, *, terminal_only: bool = False) -> AsyncIterator[ev.RunEvent]:
+        """The events after index `after`: the backlog, then live ones, until the terminal event.
+        A reader that stops early only stops reading; the run goes on."""
+        backlog, sub = self.attach(after, asyncio.get_running_loop(), terminal_only=terminal_only)
+        try:
+            for event in backlog:
+                yield event
+                if _is_terminal(event):
+                    return
+            if sub is None:
+                return
+            while True:
+                event = await sub.queue.get()
+                yield event
+                if _is_terminal(event):
+                    return
+        finally:
+            if sub is not None:
+                self.detach(sub)
+
+    async def wait(self) -> list[ev.RunEvent]:
+        """Wait for the end of the run (never cancelling it) and return all its events."""
+        async for _ in self.follow(len(self.events) - 1, terminal_only=True):
+            pass
+        return list(self.events)
+
+    def cancel(self) -> None:
+        """Stop the model call and the tool loop; thread-safe and idempotent. The engine stores the
+        run as cancelled with what it produced so far, and emits RunCancelled."""
+        if self.done or self.cancel_requested:
+            return
+        self.cancel_requested = True
+        # Through the loop, never directly: a task cancelled before its first step would never
+        # enter the engine, and the run would stay "running" in the database.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._cancel_now)
+
+    def _cancel_now(self) -> None:
+        if self.task is not None and not self.done:
+            self.task.cancel()
+
+
+# ---- the process's connection to the channel layer --------------------------------------------
+
+
+class _Bridge:
+    """The process's mailbox on the channel layer, on a daemon thread with its own loop and its
+    own layer instance (see the module docstring for why)."""
+
+    def __init__(self, runtime: Runtime, make_layer: Callable[[], Any]) -> None:
+        self.runtime = runtime
+        self.make_layer = make_layer
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.layer: Any = None
+        self.channel = ""
+        self._opened: concurrent.futures.Future[str] | None = None
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Requests this process made, waiting for answers: id -> (the asker's loop, its queue/future).
+        self.followers: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]] = {}
+        self.acks: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[dict[str, Any]]]] = {}
+        # Remote readers of this process's runs: sub_id -> (the run, its subscriber, the sending task).
+        self.forwarders: dict[str, tuple[LiveRun, _Subscriber | None, asyncio.Task[None]]] = {}
+
+    # -- from any thread
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        self._ensure_started()
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return await asyncio.wrap_future(self.submit(coro))
+
+    async def mailbox(self) -> str:
+        self._ensure_started()
+        assert self._opened is not None
+        return await asyncio.wrap_future(self._opened)
+
+    def _ensure_started(self) -> None:
+        with self._start_lock:
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._run_loop, args=(self.loop,), name="agentos-runtime-bridge", daemon=True
+                )
+                self._thread.start()
+            if self._opened is None:
+                self._opened = asyncio.run_coroutine_threadsafe(self._open(), self.loop)
+
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()  # in its own thread, where the layer's per-loop connections get closed
+
+    def close(self) -> None:
+        """Stop the bridge's loop and thread (for throwaway runtimes; the process's own lives on)."""
+        with self._start_lock:
+            loop, self.loop, self._opened = self.loop, None, None
+        if loop is not None:
+
+            async def stop() -> None:
+                for task in list(self._tasks):
+                    task.cancel()
+                with contextlib.suppress(Exception):
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await self.layer.close_pools()
+
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(stop(), loop).result(5)
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(5)
+
+    # -- on the bridge's loop
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _open(self) -> str:
+        self.layer = self.make_layer()
+        if getattr(self.layer, "brpop_timeout", 0) > 2:
+            # channels_redis blocks 5 s per receive, and redis-py 8 gives up reading after 5 s too, so
+            # an idle receive would end in a TimeoutError; block for less than the socket allows.
+            self.layer.brpop_timeout = 2
+        self.channel = await self.layer.new_channel()
+        self._spawn(self._receive_loop())
+        return self.channel
+
+    async def _receive_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except Exception as exc:  # the layer is down: wait, then listen again
+                if "timeout" in type(exc).__name__.lower() and not failures:
+                    continue  # an idle read that timed out: nothing was lost (channels_redis keeps a backup)
+                failures += 1
+                logger.warning("The run mailbox could not receive (attempt %d)", failures, exc_info=failures == 1)
+                await asyncio.sleep(min(0.5 * failures, 10.0))
+                continue
+            if failures:
+                failures = 0
+                self._rejoin()  # the layer may have lost the groups (a Redis restart keeps nothing)
+            try:
+                self._dispatch(message)
+            except Exception:  # one bad message must not stop the mailbox
+                logger.exception("Bad message on the run mailbox: %r", message.get("type"))
+
+    def _rejoin(self) -> None:
+        for live in list(self.runtime._live.values()):
+            if live.joined is not None and not live.done:
+                self._spawn(self.layer.group_add(group_name(live.run_id), self.channel))
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "agentos.events":
+            self._deliver(self.followers, message["sub_id"], message, lambda target, m: target.put_nowait(m))
+        elif kind == "agentos.ack":
+            self._deliver(self.acks, message["req"], message, lambda target, m: target.done() or target.set_result(m))
+        elif kind == "agentos.subscribe":
+            self._serve_follower(message)
+        elif kind == "agentos.unsubscribe":
+            entry = self.forwarders.pop(message["sub_id"], None)
+            if entry is not None:
+                live, sub, task = entry
+                if sub is not None:
+                    live.detach(sub)
+                task.cancel()
+        elif kind in ("agentos.cancel", "agentos.ping"):
+            live = self.runtime._get_live(UUID(message["run_id"]))
+            if live is not None:
+                if kind == "agentos.cancel":
+                    live.cancel()
+                reply = {"type": "agentos.ack", "req": message["req"]}
+                self._spawn(self._send_quietly(message["reply_to"], reply))
+
+    @staticmethod
+    def _deliver(registry: dict[str, Any], key: str, message: dict[str, Any], put: Callable[[Any, Any], Any]) -> None:
+        entry = registry.get(key)
+        if entry is None:
+            return
+        loop, target = entry
+        try:
+            loop.call_soon_threadsafe(put, target, message)
+        except RuntimeError:  # the asker's loop is gone
+            registry.pop(key, None)
+
+    async def _send_quietly(self, channel: str, message: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            await self.layer.send(channel, message)
+
+    def _serve_follower(self, message: dict[str, Any]) -> None:
+        live = self.runtime._get_live(UUID(message["run_id"]))
+        if live is None:
+            return  # not ours (any more): the asker falls back to the database
+        assert self.loop is not None
+        backlog, sub = live.attach(
+            int(message.get("after", -1)), self.loop, terminal_only=bool(message.get("terminal_only"))
+        )
+        sub_id = message["sub_id"]
+        task = self._spawn(self._forward(message["reply_to"], sub_id, backlog, sub))
+        self.forwarders[sub_id] = (live, sub, task)
+
+        def finished(_task: asyncio.Task[None]) -> None:
+            self.forwarders.pop(sub_id, None)
+            if sub is not None:
+                live.detach(sub)
+
+        task.add_done_callback(finished)
+
+    async def _forward(self, reply_to: str, sub_id: str, backlog: list[ev.RunEvent], sub: _Subscriber | None) -> None:
+        """Send a run's events to a remote follower: the backlog first (even empty: it tells the
+        follower that an owner exists), then whatever piled up while the previous send was in
+        flight, until the terminal event."""
+        batch = backlog
+        try:
+            while True:
+                await self.layer.send(
+                    reply_to, {"type": "agentos.events", "sub_id": sub_id, "events": [e.to_dict() for e in batch]}
+                )
+                if sub is None or any(_is_terminal(e) for e in batch):
+                    return
+                batch = [await sub.queue.get()]
+                while not sub.queue.empty() and len(batch) < BATCH_LIMIT:
+                    batch.append(sub.queue.get_nowait())
+        except ChannelFull:
+            # The follower stopped reading; it asks again (from its last index) if it is still there.
+            logger.info("A remote follower of a run is not reading; dropped it")
+        except Exception:  # a broken layer must not break the run
+            logger.warning("Forwarding run events to %s failed", reply_to, exc_info=True)
+
+
+# ---- the supervisor -------------------------------------------------------------------------
+
+
+class Runtime:
+    """The supervisor. One per process (`runtime` below). Tests may build more, each with its own
+    bridge, to play several processes in one (`Runtime(remote=True)` on a Redis layer)."""
+
+    def __init__(self, *, layer_alias: str = "default", remote: bool | None = None) -> None:
+        self.layer_alias = layer_alias
+        self._remote = remote
+        self._live: dict[UUID, LiveRun] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.bridge = _Bridge(self, lambda: channel_layers.make_backend(self.layer_alias))
+
+    def close(self) -> None:
+        """Stop this runtime's connection to the channel layer (tests build throwaway runtimes)."""
+        self.bridge.close()
+
+    @property
+    def remote(self) -> bool:
+        """Whether other processes may exist: not with the in-memory layer (one process)."""
+        if self._remote is not None:
+            return self._remote
+        layer = get_channel_layer(self.layer_alias)
+        return layer is not None and not isinstance(layer, InMemoryChannelLayer)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)  # a strong reference: the loop keeps only weak ones
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _get_live(self, run_id: UUID) -> LiveRun | None:
+        live = self._live.get(run_id)
+        if live is not None and not live.done and live.loop.is_closed():
+            # Its loop died under it (a sync caller's short-lived loop): nobody runs it any more.
+            self._live.pop(run_id, None)
+            return None
+        return live
+
+    def _purge(self) -> None:
+        cutoff = time.monotonic() - RETAIN_SECONDS
+        for run_id, live in list(self._live.items()):
+            ended = live.finished_at is not None and live.finished_at < cutoff
+            if ended or (not live.done and live.loop.is_closed()):
+                self._live.pop(run_id, None)
+
+    # ---- launching ---------------------------------------------------------------------------
+
+    def launch(self, handle: RunHandle, *, stream: bool = True) -> LiveRun:
+        """Start executing a prepared run in its own task and return at once (call it from a
+        running loop). Nothing the caller does later can stop or lose the run."""
+        self._purge()
+        live = LiveRun(handle=handle, loop=asyncio.get_running_loop())
+        self._live[handle.run_id] = live
+        if self.remote:
+            live.joined = self.bridge.submit(self._join(live))
+        live.task = self._spawn(self._pump(live, stream))
+        return live
+
+    async def _join(self, live: LiveRun) -> None:
+        """On the bridge: put this process's mailbox in the run's group, so others can reach it."""
+        try:
+            channel = await self.bridge.mailbox()
+            await self.bridge.layer.group_add(group_name(live.run_id), channel)
+        except Exception:  # the run still works for readers in this process
+            logger.warning("Could not register run %s on the channel layer", live.run_id, exc_info=True)
+
+    async def _leave(self, live: LiveRun) -> None:
+        """On the bridge, once the run has ended."""
+        if live.joined is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(live.joined)
+                await self.bridge.layer.group_discard(group_name(live.run_id), self.bridge.channel)
+
+    async def _pump(self, live: LiveRun, stream: bool) -> None:
+        # Nothing is awaited here outside the engine, so a cancel always lands inside `execute`,
+        # which turns it into RunCancelled with the partial output stored.
+        try:
+            async for event in execute(live.handle, stream=stream):
+                live._append(event)
+        except asyncio.CancelledError:
+            # Cancelled while the engine was already storing its outcome (that store is shielded
+            # and goes on): take the end of the run from the database.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            await self._recover_tail(live)
+        except Exception as exc:
+            logger.exception("Run %s failed outside the engine", live.run_id)
+            await self._fail(live, f"Internal error: {type(exc).__name__}")
+        finally:
+            if not live.done:
+                await self._fail(live, "The run ended without a final event.")
+            live.finished_at = time.monotonic()
+            if live.joined is not None:
+                self.bridge.submit(self._leave(live))
+
+    async def _recover_tail(self, live: LiveRun) -> None:
+        state = None
+        for _ in range(100):
+            state = await database_sync_to_async(_run_state)(live.run_id)
+            if state is None or state.status != Run.Status.RUNNING:
+                break
+            await asyncio.sleep(0.05)
+        if state is not None:
+            for data in replay_stored(state, len(live.events) - 1):
+                live._append(_event_from_dict(data))
+
+    async def _fail(self, live: LiveRun, message: str) -> None:
+        h = live.handle
+        event = ev.RunError(
+            run_id=str(h.run_id),
+            session_id=str(h.session_id),
+            agent_id=h.agent.slug,
+            event_index=len(live.events),
+            content=message,
+            error_type="internal_error",
+        )
+        with contextlib.suppress(Exception):
+            await database_sync_to_async(run_finish)(
+                run_id=h.run_id,
+                status=Run.Status.ERROR,
+                output="",
+                output_json=None,
+                error=message,
+                error_type="internal_error",
+                messages=[],
+                metrics={},
+                events=[e.to_dict() for e in [*live.events, event]],
+            )
+        live._append(event)
+
+    # ---- starting, with the busy-session policy ----------------------------------------------
+
+    async def prepare(self, *, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunHandle:
+        """`run_prepare`, honouring the agent's busy_session_policy when the session has a run going:
+        "reject" raises SessionBusy; "queue" waits, without blocking the loop, for the running run
+        to end (at most SESSION_QUEUE_TIMEOUT_SECONDS, then SessionBusy); "interrupt" cancels it and
+        waits for it to stop. The history is read only once the session is free, so it is never
+        interleaved."""
+        deadline: float | None = None
+        while True:
+            try:
+                return await self._prepare_once(agent_id=agent_id, user=user, message=message, session_id=session_id)
+            except SessionBusy as busy:
+                if await self._free_orphans(busy.running_run_ids):
+                    continue  # the session was only held by runs whose process died
+                if busy.policy not in ("queue", "interrupt"):
+                    raise
+                timeout = float(agentos_settings.SESSION_QUEUE_TIMEOUT_SECONDS)
+                deadline = deadline or time.monotonic() + timeout
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SessionBusy(
+                        f"Session {busy.session_id} was still busy after {timeout:g} s.",
+                        session_id=busy.session_id,
+                        policy=busy.policy,
+                        running_run_ids=busy.running_run_ids,
+                    ) from None
+                if busy.policy == "interrupt":
+                    for run_id in busy.running_run_ids:
+                        await self._cancel(run_id)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        for run_id in busy.running_run_ids:
+                            await self.wait_finished(run_id)
+
+    async def _prepare_once(self, **kwargs: Any) -> RunHandle:
+        """One `run_prepare`, safe against the caller going away: its thread hop cannot be stopped
+        halfway, so if the caller is cancelled after the run was written, the run is launched anyway
+        (its message was stored, so it gets its answer, and its session does not stay busy).
+        Callers launch the handle they get at once, with no await in between."""
+        attempt = asyncio.ensure_future(database_sync_to_async(run_prepare)(**kwargs))
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            attempt.add_done_callback(self._launch_abandoned)
+            raise
+
+    def _launch_abandoned(self, attempt: asyncio.Future[RunHandle]) -> None:
+        if not attempt.cancelled() and attempt.exception() is None:
+            self.launch(attempt.result())
+
+    async def _free_orphans(self, run_ids: list[UUID]) -> bool:
+        """Store as cancelled the runs that hold a session but that no process runs any more (their
+        process died in a restart); True if that freed them all. Asked only when a session is busy."""
+        freed = 0
+        for run_id in run_ids:
+            state = await database_sync_to_async(_run_state)(run_id)
+            if state is None or state.status != Run.Status.RUNNING:
+                freed += 1
+            elif not await self._owned_anywhere(state):
+                logger.warning("Run %s was left running by a process that is gone; cancelling it", run_id)
+                await database_sync_to_async(_mark_cancelled_if_orphaned)(run_id)
+                freed += 1
+        return freed == len(run_ids)
+
+    async def _owned_anywhere(self, state: _RunState) -> bool:
+        if self._get_live(state.run_id) is not None or time.time() - state.created_at < ORPHAN_GRACE_SECONDS:
+            return True
+        return self.remote and await self._ask_owner(state.run_id, "agentos.ping")
+
+    async def _ask_owner(self, run_id: UUID, kind: str) -> bool:
+        """Send a request to the process that runs `run_id`; True if it answered."""
+        bridge = self.bridge
+        channel = await bridge.mailbox()
+        loop = asyncio.get_running_loop()
+        req = uuid.uuid4().hex
+        ack: asyncio.Future[dict[str, Any]] = loop.create_future()
+        bridge.acks[req] = (loop, ack)
+        message = {"type": kind, "run_id": str(run_id), "reply_to": channel, "req": req}
+        try:
+            await bridge.call(bridge.layer.group_send(group_name(run_id), message))
+            await asyncio.wait_for(ack, ANSWER_TIMEOUT)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            bridge.acks.pop(req, None)
+
+    async def start(self, *, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> LiveRun:
+        """Prepare (busy policy included) and launch a streamed run."""
+        return self.launch(await self.prepare(agent_id=agent_id, user=user, message=message, session_id=session_id))
+
+    # ---- following -------------------------------------------------------------------------
+
+    async def subscribe(self, run_id: UUID, *, user: Any, after_event_index: int = -1) -> AsyncIterator[dict[str, Any]]:
+        """The run's events after `after_event_index`, as dicts, up to and including its terminal
+        event, wherever the run executes: in this process (backlog, then live), in another (over
+        the channel layer), or nowhere any more (from the database). Raises RunNotFound at once,
+        before anything streams, when the run is not this user's.
+
+        Close the iterator when you stop early (`contextlib.aclosing`), so the run stops feeding it.
+        """
+        after = max(int(after_event_index), -1)
+        live = self._get_live(run_id)
+        if live is not None:
+            if live.user_id != user.pk:
+                raise RunNotFound(f"No run {run_id}.")
+            return _as_dicts(live.follow(after))
+        state = await database_sync_to_async(_run_state)(run_id, user.pk)
+        if state is None:
+            raise RunNotFound(f"No run {run_id}.")
+        return self._follow_elsewhere(state, after)
+
+    async def _follow_elsewhere(
+        self, state: _RunState, after: int, *, terminal_only: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
+        last = after
+        poll = 0.1
+        while True:
+            if state.status != Run.Status.RUNNING:
+                for data in replay_stored(state, last):
+                    if not terminal_only or _is_terminal(data):
+                        yield data
+                return
+            live = self._get_live(state.run_id)
+            if live is not None:  # launched here meanwhile (a run that waited in a queue)
+                async for event in live.follow(last, terminal_only=terminal_only):
+                    yield event.to_dict()
+                return
+            answered = False
+            if self.remote:
+                follower = _RemoteFollower(self.bridge, state.run_id, last, terminal_only)
+                async for data in follower:
+                    yield data
+                    last = data["event_index"]
+                if follower.finished:
+                    return
+                answered = follower.answered
+            if answered:
+                poll = 0.1
+            else:
+                # Nobody has it: it is ending right now, or it runs outside any runtime (someone's
+                # own `execute` loop), or its process died. The database tells which, in time.
+                if time.time() - state.created_at > float(agentos_settings.RUN_STALE_SECONDS):
+                    raise RunUnavailable(f"Run {state.run_id} is marked running but no server process has it.")
+                await asyncio.sleep(poll)
+                poll = min(poll * 2, 2.0)
+            fresh = await database_sync_to_async(_run_state)(state.run_id)
+            if fresh is None:
+                return  # deleted with its session meanwhile
+            state = fresh
+
+    async def wait_finished(self, run_id: UUID) -> None:
+        """Wait until a run has ended, wherever it runs (never cancels it)."""
+        live = self._get_live(run_id)
+        if live is not None:
+            await live.wait()
+            return
+        state = await database_sync_to_async(_run_state)(run_id)
+        if state is not None and state.status == Run.Status.RUNNING:
+            async for _ in self._follow_elsewhere(state, -1, terminal_only=True):
+                pass
+
+    # ---- cancelling ----------------------------------------------------------------------------
+
+    async def cancel(self, run_id: UUID, *, user: Any) -> str:
+        """Ask the run to stop, wherever it runs. Idempotent: for a run that has ended, changes
+        nothing and returns its status; otherwise returns "cancelling" (the run then ends with
+        RunCancelled, keeping what it produced so far). Raises RunNotFound if not this user's."""
+        live = self._get_live(run_id)
+        if live is not None:
+            if live.user_id != user.pk:
+                raise RunNotFound(f"No run {run_id}.")
+            if live.done:
+                return _STATUS_OF_TERMINAL.get(live.events[-1].name, "error")
+            live.cancel()
+            return "cancelling"
+        state = await database_sync_to_async(_run_state)(run_id, user.pk)
+        if state is None:
+            raise RunNotFound(f"No run {run_id}.")
+        if state.status != Run.Status.RUNNING:
+            return state.status
+        return await self._cancel(run_id)
+
+    async def _cancel(self, run_id: UUID) -> str:
+        """Cancel with no ownership check (the caller made it, or owns the run's session)."""
+        live = self._get_live(run_id)
+        if live is not None:
+            live.cancel()
+            return "cancelling"
+        if self.remote and await self._ask_owner(run_id, "agentos.cancel"):
+            return "cancelling"
+        # No process has it. The user asked to stop it: store it as cancelled (a no-op if it
+        # ended meanwhile). If it still runs somewhere outside any runtime, its outcome is dropped.
+        return await database_sync_to_async(_mark_cancelled_if_orphaned)(run_id)
+
+
+async def _as_dicts(events: AsyncIterator[ev.RunEvent]) -> AsyncIterator[dict[str, Any]]:
+    try:
+        async for event in events:
+            yield event.to_dict()
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+class _RemoteFollower:
+    """One request to the owning process for a run's events after `last`; iterate it for them.
+
+    Ends with the terminal event (`finished`), when nobody answers (`answered` False), or when the
+    stream goes quiet or has a gap (the caller asks again from the last index: cheap, and it finds
+    out whether the owner is still there)."""
+
+    def __init__(self, bridge: _Bridge, run_id: UUID, after: int, terminal_only: bool) -> None:
+        self.bridge = bridge
+        self.run_id = run_id
+        self.last = after
+        self.terminal_only = terminal_only
+        self.answered = False
+        self.finished = False
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        bridge = self.bridge
+        channel = await bridge.mailbox()
+        sub_id = uuid.uuid4().hex
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        bridge.followers[sub_id] = (asyncio.get_running_loop(), queue)
+        group = group_name(self.run_id)
+        request = {
+            "type": "agentos.subscribe",
+            "run_id": str(self.run_id),
+            "after": self.last,
+            "reply_to": channel,
+            "sub_id": sub_id,
+            "terminal_only": self.terminal_only,
+        }
+        try:
+            await bridge.call(bridge.layer.group_send(group, request))
+            timeout = ANSWER_TIMEOUT
+            while True:
+                try:
+                    message = await asyncio.wait_for(queue.get(), timeout)
+                except TimeoutError:
+                    return
+                self.answered = True
+                timeout = IDLE_TIMEOUT
+                for data in message["events"]:
+                    index = data.get("event_index", -1)
+                    if index <= self.last and not _is_terminal(data):
+                        continue
+                    if not self.terminal_only and index != self.last + 1:
+                        return  # a gap (a dropped batch): ask again from the last index
+                    yield data
+                    self.last = index
+                    if _is_terminal(data):
+                        self.finished = True
+                        return
+        finally:
+            bridge.followers.pop(sub_id, None)
+            if not self.finished:
+                done = {"type": "agentos.unsubscribe", "run_id": str(self.run_id), "sub_id": sub_id}
+                bridge.submit(bridge.layer.group_send(group, done)).add_done_callback(_ignore_result)
+
+
+def _ignore_result(future: concurrent.futures.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so it is not logged as never retrieved
+
+
+runtime = Runtime()
+"""This process's supervisor."""

@@ -1,0 +1,15 @@
+"""Mount at the site root: `path("", include("telemetry_app.urls"))`. The collector's path comes
+from `telemetry_app.routes`, the one place the client and the server read it from."""
+
+from django.urls import path
+
+from telemetry_app.apis import TelemetryBatchApi
+from telemetry_app.routes import ApiRoutes, PageRoutes
+from telemetry_app.views import dashboard
+
+app_name = "telemetry_app"
+
+urlpatterns = [
+    path(ApiRoutes.BATCHES.lstrip("/"), TelemetryBatchApi.as_view(), name="batches"),
+    path(PageRoutes.DASHBOARD.lstrip("/"), dashboard, name="dashboard"),
+]

@@ -1,0 +1,113 @@
+"""The staff metrics dashboard: this site's runs over a chosen period, drawn as inline SVG."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.views.decorators.http import require_GET
+
+from telemetry_app.charts import Series, bar_chart, hbar_chart, line_chart
+from telemetry_app.conf import alpha_features_enabled, telemetry_enabled
+from telemetry_app.selectors import DEFAULT_PERIOD, PERIODS, RunMetrics, collected_events, run_metrics
+
+COLORS = {
+    "completed": "#2563eb",
+    "error": "#dc2626",
+    "cancelled": "#9ca3af",
+    "input": "#7c3aed",
+    "output": "#f59e0b",
+    "p50": "#0891b2",
+    "p95": "#db2777",
+    "agent": "#2563eb",
+    "model": "#059669",
+}
+
+
+def _labels(metrics: RunMetrics) -> list[str]:
+    if metrics.period.bucket == "day":
+        return [b.start.strftime("%d %b") for b in metrics.buckets]
+    if metrics.period.span.days >= 2:
+        return [b.start.strftime("%d %b %H:00") for b in metrics.buckets]
+    return [b.start.strftime("%H:00") for b in metrics.buckets]
+
+
+def _charts(metrics: RunMetrics) -> dict[str, str]:
+    labels = _labels(metrics)
+    b = metrics.buckets
+    return {
+        "runs": bar_chart(
+            chart_id="runs",
+            title="Runs over time",
+            labels=labels,
+            series=[
+                Series("completed", COLORS["completed"], [x.completed for x in b]),
+                Series("error", COLORS["error"], [x.errors for x in b]),
+                Series("cancelled", COLORS["cancelled"], [x.cancelled for x in b]),
+            ],
+            empty="No runs in this period",
+        ),
+        "tokens": bar_chart(
+            chart_id="tokens",
+            title="Tokens over time",
+            labels=labels,
+            series=[
+                Series("input", COLORS["input"], [x.input_tokens for x in b]),
+                Series("output", COLORS["output"], [x.output_tokens for x in b]),
+            ],
+            empty="No tokens in this period",
+        ),
+        "latency": line_chart(
+            chart_id="latency",
+            title="Run duration percentiles over time",
+            labels=labels,
+            series=[Series("p50", COLORS["p50"], [x.p50 for x in b]), Series("p95", COLORS["p95"], [x.p95 for x in b])],
+            fmt="seconds",
+            empty="No finished runs in this period",
+        ),
+        "errors": line_chart(
+            chart_id="errors",
+            title="Error rate over time",
+            labels=labels,
+            series=[Series("error rate", COLORS["error"], [x.error_rate for x in b])],
+            fmt="percent",
+            empty="No finished runs in this period",
+        ),
+        "agents": hbar_chart(
+            chart_id="agents",
+            title="Runs per agent",
+            rows=[(row.label, row.runs) for row in metrics.agents],
+            color=COLORS["agent"],
+            empty="No runs in this period",
+        ),
+        "models": hbar_chart(
+            chart_id="models",
+            title="Tokens per model",
+            rows=[(row.label, row.total_tokens) for row in metrics.models],
+            color=COLORS["model"],
+            empty="No tokens in this period",
+        ),
+    }
+
+
+@require_GET
+@staff_member_required
+def dashboard(request: HttpRequest) -> TemplateResponse:
+    period = request.GET.get("period", DEFAULT_PERIOD)
+    if period not in PERIODS:
+        period = DEFAULT_PERIOD
+    metrics = run_metrics(period=period)
+    alpha = alpha_features_enabled()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Metrics",
+        "metrics": metrics,
+        "periods": PERIODS.values(),
+        "period": period,
+        "charts": _charts(metrics),
+        "telemetry_on": telemetry_enabled(),
+        "alpha": alpha,
+        "collected": collected_events(since=metrics.since, until=metrics.until) if alpha else None,
+    }
+    return TemplateResponse(request, "telemetry_app/dashboard.html", context)

@@ -1,0 +1,189 @@
+"""Two server processes (daphne) on the Redis channel layer and one database, as behind a load
+balancer: a client of one process resumes, or cancels, a run that executes in the other."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+TERMINAL = {"RunCompleted", "RunError", "RunCancelled"}
+
+
+def _redis_up() -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+        return True
+    return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Iterator[dict[str, Any]]:
+    if not _redis_up():
+        if os.environ.get("CI") == "true":
+            pytest.fail("Redis is not reachable at 127.0.0.1:6379, and CI needs it")
+        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+    db = tmp_path_factory.mktemp("multi") / "shared.sqlite3"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_LOG_LEVEL": "ERROR",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.core.management import call_command; call_command('migrate', verbosity=0); "
+            "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
+            "from agents_app.models import Agent, ModelConfig; "
+            "u = User.objects.create_user('ada'); print(Token.objects.create(user=u).key); "
+            f"m = ModelConfig.objects.create(name='scripted', provider='openai', base_url='{_scripted_server.base_url}', "
+            "model_id='m', max_retries=0); Agent.objects.create(slug='slow', name='Slow', model=m)",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    token = out.strip().splitlines()[-1]
+    ports = [_free_port(), _free_port()]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "agentos_site.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for port in ports
+    ]
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/api/agents/", timeout=1)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        pytest.fail("daphne did not start: " + proc.stderr.read().decode()[-2000:])
+                    time.sleep(0.1)
+        yield {"ports": ports, "token": token}
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+async def _ws(servers: dict[str, Any], which: int) -> Any:
+    from websockets.asyncio.client import connect
+
+    url = f"ws://127.0.0.1:{servers['ports'][which]}/ws/agents/slow/"
+    return await connect(
+        url, subprotocols=["agentos", f"token.{servers['token']}"], open_timeout=5
+    )  # no Origin: an app
+
+
+async def _next(ws: Any, timeout: float = 10) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def _start_slow_run(servers: dict[str, Any], scripted_model: Any, words: str) -> tuple[Any, list[dict]]:
+    scripted_model.push_text(words, chunk_delay=0.08)
+    first = await _ws(servers, 0)
+    await first.send(json.dumps({"type": "run", "message": "talk slowly"}))
+    seen = [await _next(first) for _ in range(3)]  # RunStarted and two tokens, from process 0
+    assert [e["event"] for e in seen] == ["RunStarted", "RunContent", "RunContent"]
+    return first, seen
+
+
+async def test_a_client_of_the_other_process_resumes_the_run(servers, scripted_model):
+    words = " ".join(f"w{i}" for i in range(25))
+    first, seen = await _start_slow_run(servers, scripted_model, words)
+    await first.close()  # the client's connection drops; its next one lands on the other process
+    second = await _ws(servers, 1)
+    await second.send(json.dumps({"type": "resume", "run_id": seen[0]["run_id"], "after_event_index": 2}))
+    rest = []
+    while not rest or rest[-1]["event"] not in TERMINAL:
+        rest.append(await _next(second))
+    await second.close()
+    events = seen + rest
+    assert [e["event_index"] for e in events] == list(range(len(events)))
+    assert "".join(e["content"] for e in events if e["event"] == "RunContent") == words
+    assert rest[-1]["event"] == "RunCompleted" and rest[-1]["content"] == words
+    # Over REST too, from either process, once it is over.
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {servers['token']}"}) as client:
+        r = await client.get(
+            f"http://127.0.0.1:{servers['ports'][1]}/api/runs/{seen[0]['run_id']}/events?after_event_index=20"
+        )
+    replayed = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+    assert replayed == events[21:]
+
+
+async def test_a_client_of_the_other_process_cancels_the_run(servers, scripted_model):
+    words = " ".join(f"w{i}" for i in range(60))
+    first, seen = await _start_slow_run(servers, scripted_model, words)
+    run_id = seen[0]["run_id"]
+    # SSE resume from process 1 while the run goes on in process 0...
+    base1 = f"http://127.0.0.1:{servers['ports'][1]}"
+    headers = {"Authorization": f"Bearer {servers['token']}"}
+    async with httpx.AsyncClient(headers=headers, timeout=10) as client:
+
+        async def follow() -> list[dict[str, Any]]:
+            got = []
+            async with client.stream("GET", f"{base1}/api/runs/{run_id}/events?after_event_index=0") as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data: "):
+                        got.append(json.loads(line[6:]))
+            return got
+
+        follower = asyncio.ensure_future(follow())
+        await asyncio.sleep(0.3)
+        # ...and a websocket client of process 1 cancels it.
+        second = await _ws(servers, 1)
+        await second.send(json.dumps({"type": "cancel", "run_id": run_id}))
+        assert await _next(second) == {"event": "CancelRequested", "run_id": run_id, "status": "cancelling"}
+        await second.close()
+        tail = []
+        while not tail or tail[-1]["event"] not in TERMINAL:
+            tail.append(await _next(first))
+        assert tail[-1]["event"] == "RunCancelled"
+        followed = await asyncio.wait_for(follower, 10)
+        assert followed[-1]["event"] == "RunCancelled"
+        assert [e["event_index"] for e in followed] == list(range(1, len(followed) + 1))
+        run = (await client.get(f"{base1}/api/runs/{run_id}/")).json()
+        assert run["status"] == "cancelled"
+        assert run["content"].startswith("w0 w1") and not run["content"].endswith("w59")
+        # Cancelling through the REST endpoint of either process is idempotent now.
+        r = await client.post(f"http://127.0.0.1:{servers['ports'][0]}/api/runs/{run_id}/cancel")
+        assert (r.status_code, r.json()["status"]) == (202, "cancelled")
+    await first.close()
