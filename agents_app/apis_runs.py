@@ -20,6 +20,7 @@ from agents_app.async_views import AsyncAPIView
 from agents_app.engine.runner import InvalidRunInput, RunHandle
 from agents_app.runtime import RunNotFound, RunUnavailable, SessionBusy, runtime
 from agents_app.selectors import AgentNotFound
+from agents_app.serializers import ServerSentEventSerializer
 from sessions_app.services import SessionNotFound
 
 
@@ -143,7 +144,7 @@ class RunEventsApi(AsyncAPIView):
         ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR, description="`event: <Name>` / `data: <json>`."
+                ServerSentEventSerializer, description="`event: <Name>` / `data: <json>`, one frame per run event."
             ),
             400: OpenApiResponse(description="after_event_index is not an integer >= -1."),
             401: OpenApiResponse(description="Not authenticated."),

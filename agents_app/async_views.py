@@ -30,6 +30,8 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser, get_
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agents_app.db import db_call
+
 
 class RequestTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
@@ -96,7 +98,7 @@ class AsyncAPIView(StrictInputMixin, APIView):
             return prepare(request, *args, **kwargs) if (handler is not None and prepare is not None) else None
 
         try:
-            self.prepared = await sync_to_async(checks_and_prepare)()
+            self.prepared = await db_call(checks_and_prepare)
             if handler is None:
                 response = self.http_method_not_allowed(request, *args, **kwargs)
             elif inspect.iscoroutinefunction(handler):

@@ -13,6 +13,7 @@ connection and transaction.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -66,3 +67,23 @@ async def db_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await sync_to_async(partial(_with_connection_hygiene, fn), thread_sensitive=False, executor=_executor_get())(
         *args, **kwargs
     )
+
+
+def db_threads_close_connections(timeout: float = 5.0) -> None:
+    """Close the database connections held by the engine's threads (at shutdown, or before a test
+    database is dropped). Every thread takes one job, held at a barrier until all have theirs."""
+    executor = _executor
+    if executor is None:
+        return
+    from django.db import connections
+
+    workers = executor._max_workers
+    barrier = threading.Barrier(workers, timeout=timeout)
+
+    def close() -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
+        connections.close_all()
+
+    for future in [executor.submit(close) for _ in range(workers)]:
+        future.result(timeout=timeout + 1)

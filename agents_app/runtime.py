@@ -44,11 +44,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from asgiref.sync import SyncToAsync
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 
 from agents_app.conf import agentos_settings
+from agents_app.db import db_call
 from agents_app.engine import events as ev
 from agents_app.engine.runner import RunHandle, execute, run_prepare
 from sessions_app.models import Run
@@ -89,26 +89,6 @@ class RunNotFound(LookupError):
 class RunUnavailable(RuntimeError):
     """The run is still marked running, but no server process has it any more (it most likely died
     with its process); its events cannot be followed."""
-
-
-class database_sync_to_async(SyncToAsync):
-    """Channels' database_sync_to_async (drop stale connections before and after the call, so a
-    long-lived process never works on a dead one), except inside an atomic block: there the
-    connection is in use by the caller (sync code, or a test's transaction) and must stay open."""
-
-    def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
-        _close_old_connections()
-        try:
-            return super().thread_handler(loop, *args, **kwargs)
-        finally:
-            _close_old_connections()
-
-
-def _close_old_connections() -> None:
-    from django.db import close_old_connections, connections
-
-    if not any(conn.in_atomic_block for conn in connections.all(initialized_only=True)):
-        close_old_connections()
 
 
 def group_name(run_id: UUID | str) -> str:
@@ -624,7 +604,7 @@ class Runtime:
     async def _recover_tail(self, live: LiveRun) -> None:
         state = None
         for _ in range(100):
-            state = await database_sync_to_async(_run_state)(live.run_id)
+            state = await db_call(_run_state, live.run_id)
             if state is None or state.status != Run.Status.RUNNING:
                 break
             await asyncio.sleep(0.05)
@@ -643,7 +623,8 @@ class Runtime:
             error_type="internal_error",
         )
         with contextlib.suppress(Exception):
-            await database_sync_to_async(run_finish)(
+            await db_call(
+                run_finish,
                 run_id=h.run_id,
                 status=Run.Status.ERROR,
                 output="",
@@ -653,6 +634,7 @@ class Runtime:
                 messages=[],
                 metrics={},
                 events=[e.to_dict() for e in [*live.events, event]],
+                user_message=h.message,
             )
         live._append(event)
 
@@ -696,7 +678,7 @@ class Runtime:
         halfway, so if the caller is cancelled after the run was written, the run is launched anyway
         (its message was stored, so it gets its answer, and its session does not stay busy).
         Callers launch the handle they get at once, with no await in between."""
-        attempt = asyncio.ensure_future(database_sync_to_async(run_prepare)(**kwargs))
+        attempt = asyncio.ensure_future(db_call(run_prepare, **kwargs))
         try:
             return await asyncio.shield(attempt)
         except asyncio.CancelledError:
@@ -712,12 +694,12 @@ class Runtime:
         process died in a restart); True if that freed them all. Asked only when a session is busy."""
         freed = 0
         for run_id in run_ids:
-            state = await database_sync_to_async(_run_state)(run_id)
+            state = await db_call(_run_state, run_id)
             if state is None or state.status != Run.Status.RUNNING:
                 freed += 1
             elif not await self._owned_anywhere(state):
                 logger.warning("Run %s was left running by a process that is gone; cancelling it", run_id)
-                await database_sync_to_async(_mark_cancelled_if_orphaned)(run_id)
+                await db_call(_mark_cancelled_if_orphaned, run_id)
                 freed += 1
         return freed == len(run_ids)
 
@@ -764,7 +746,7 @@ class Runtime:
             if live.user_id != user.pk:
                 raise RunNotFound(f"No run {run_id}.")
             return _as_dicts(live.follow(after))
-        state = await database_sync_to_async(_run_state)(run_id, user.pk)
+        state = await db_call(_run_state, run_id, user.pk)
         if state is None:
             raise RunNotFound(f"No run {run_id}.")
         return self._follow_elsewhere(state, after)
@@ -803,7 +785,7 @@ class Runtime:
                     raise RunUnavailable(f"Run {state.run_id} is marked running but no server process has it.")
                 await asyncio.sleep(poll)
                 poll = min(poll * 2, 2.0)
-            fresh = await database_sync_to_async(_run_state)(state.run_id)
+            fresh = await db_call(_run_state, state.run_id)
             if fresh is None:
                 return  # deleted with its session meanwhile
             state = fresh
@@ -814,7 +796,7 @@ class Runtime:
         if live is not None:
             await live.wait()
             return
-        state = await database_sync_to_async(_run_state)(run_id)
+        state = await db_call(_run_state, run_id)
         if state is not None and state.status == Run.Status.RUNNING:
             async for _ in self._follow_elsewhere(state, -1, terminal_only=True):
                 pass
@@ -833,7 +815,7 @@ class Runtime:
                 return _STATUS_OF_TERMINAL.get(live.events[-1].name, "error")
             live.cancel()
             return "cancelling"
-        state = await database_sync_to_async(_run_state)(run_id, user.pk)
+        state = await db_call(_run_state, run_id, user.pk)
         if state is None:
             raise RunNotFound(f"No run {run_id}.")
         if state.status != Run.Status.RUNNING:
@@ -850,7 +832,7 @@ class Runtime:
             return "cancelling"
         # No process has it. The user asked to stop it: store it as cancelled (a no-op if it
         # ended meanwhile). If it still runs somewhere outside any runtime, its outcome is dropped.
-        return await database_sync_to_async(_mark_cancelled_if_orphaned)(run_id)
+        return await db_call(_mark_cancelled_if_orphaned, run_id)
 
 
 async def _as_dicts(events: AsyncIterator[ev.RunEvent]) -> AsyncIterator[dict[str, Any]]:

@@ -24,7 +24,7 @@ from agents_app.hooks.errors import HookError, HookRejected
 from agents_app.hooks.registry import DEFAULT_TIMEOUT_SECONDS, POST, hook_registry
 from agents_app.models import Agent, HookExecution
 from agents_app.selectors import agent_cache_clear
-from sessions_app.models import Message, Run
+from sessions_app.models import Run
 from sessions_app.services import run_finish, session_state_merge
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,6 @@ def run_finish_with_hooks(
     def also() -> None:
         if hook_input is not None:
             Run.objects.filter(pk=run_id).update(input=hook_input)
-            Message.objects.filter(run_id=run_id, position=0).update(content=hook_input)
         if state_set or state_unset:
             session_state_merge(session_id=session_id, state_set=state_set, state_unset=state_unset)
         if background:

@@ -97,7 +97,8 @@ def run_start(*, agent: Any, user: Any, message: str, session_id: UUID | None, h
             model=agent.model.model_id,
             provider=agent.model.provider,
         )
-        Message.objects.create(run=run, role=Message.Role.USER, content=message, position=0)
+        # The user's message is the run's `input` from here on; its Message row (position 0) is
+        # written with the run's other messages when it ends, saving an INSERT per run.
     return StartedRun(run=run, session=session, history=history, session_created=created)
 
 
@@ -113,15 +114,18 @@ def run_finish(
     metrics: dict[str, Any],
     events: list[dict[str, Any]] | None = None,
     on_finish: Callable[[], None] | None = None,
+    user_message: str | None = None,
 ) -> None:
     """Store what the run produced, in one transaction: the new messages and the run's outcome.
 
     Messages are stored even for failed runs (partial output is kept). The update is guarded by
     status=running so a run that was already finished elsewhere is not overwritten. `on_finish` (the
     run's hooks: agents_app.services.run_finish_with_hooks) runs inside the same transaction, only
-    when the run was stored.
+    when the run was stored. `user_message` (the run's input, as the pre-hooks left it) becomes the
+    message at position 0.
     """
-    rows = [
+    rows = [Message(run_id=run_id, role=Message.Role.USER, content=user_message, position=0)] if user_message else []
+    rows += [
         Message(
             run_id=run_id,
             role=m["role"],

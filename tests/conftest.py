@@ -103,3 +103,13 @@ async def asgi() -> AsyncIterator[httpx.AsyncClient]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_engine_db_threads(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    # The engine's database threads keep their connections; close them before the test database
+    # is dropped (PostgreSQL refuses to drop a database that has sessions).
+    yield
+    from agents_app.db import db_threads_close_connections
+
+    db_threads_close_connections()

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.test import override_settings
 from django.utils import timezone
@@ -20,6 +21,7 @@ from django.utils import timezone
 from agents_app.engine.runner import run_prepare
 from agents_app.runtime import RunNotFound, Runtime, RunUnavailable, SessionBusy
 from sessions_app.models import Message, Run, Session
+from sessions_app.services import run_finish
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -121,7 +123,18 @@ async def test_queue_policy_waits_for_a_run_outside_the_runtime(offline_agent, u
     )
     await asyncio.sleep(0.3)
     assert not waiting.done()
-    await Run.objects.filter(pk=first.run_id).aupdate(status="completed")
+    # The first run ends the way the engine ends runs (its messages written with its outcome).
+    await sync_to_async(run_finish)(
+        run_id=first.run_id,
+        status="completed",
+        output="",
+        output_json=None,
+        error="",
+        error_type="",
+        messages=[],
+        metrics={},
+        user_message="first",
+    )
     handle = await asyncio.wait_for(waiting, 5)
     assert handle.session_id == first.session_id
     assert [m["content"] for m in handle.history] == ["first"]

@@ -24,6 +24,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from jsonschema import Draft202012Validator
 
 from agents_app.conf import agentos_settings
+from agents_app.db import db_call
 from agents_app.engine import events as ev
 from agents_app.hooks import runner as hook_runner
 from agents_app.hooks.errors import HookFailure
@@ -299,14 +300,21 @@ class _Execution:
         return text
 
     async def _persist(self, outcome: dict[str, Any]) -> None:
-        await sync_to_async(self._store)(outcome, self.metrics(), [item.to_dict() for item in self.log])
+        await db_call(self._store, outcome, self.metrics(), [item.to_dict() for item in self.log])
 
     def _store(self, outcome: dict[str, Any], metrics: dict[str, Any], events: list[dict[str, Any]]) -> None:
         """The run's final writes and its telemetry event: one thread hop, one transaction (no
         transaction and no query for telemetry when it is off; recording never raises)."""
         with telemetry_transaction():
             finish = (self.hooks and self.hooks.finisher(outcome["status"])) or run_finish
-            finish(run_id=self.handle.run_id, messages=self.new_messages, metrics=metrics, events=events, **outcome)
+            finish(
+                run_id=self.handle.run_id,
+                messages=self.new_messages,
+                metrics=metrics,
+                events=events,
+                user_message=self.handle.message,
+                **outcome,
+            )
             telemetry_record_run(
                 event_type=EventType.AGENT,
                 run_id=self.handle.run_id,
@@ -344,6 +352,9 @@ class _Execution:
                         self.partial.append(piece)
                         if self.response_format is None and not self.hold_output:
                             yield self.event(ev.RunContent, content=piece)
+                            # Let readers of this run send the frame now: chunks that arrived in one
+                            # network read would otherwise all leave together at the end.
+                            await asyncio.sleep(0)
                     else:
                         response = piece
                 if response is None:
