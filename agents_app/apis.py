@@ -233,7 +233,12 @@ class AgentRunApi(AsyncAPIView):
         if stream:
             return sse_response(stream_detached(handle))
         result = await arun(handle)
-        status = 200 if result.status == "completed" else ERROR_STATUS.get(result.error_type, UPSTREAM_FAILURE)
+        # A cancelled run (someone asked for it) is not a failure: 200 with status "cancelled".
+        status = (
+            200
+            if result.status in ("completed", "cancelled")
+            else ERROR_STATUS.get(result.error_type, UPSTREAM_FAILURE)
+        )
         return HttpResponse(orjson.dumps(result.to_dict()), status=status, content_type="application/json")
 
 

@@ -112,7 +112,9 @@ class AsyncAPIView(StrictInputMixin, APIView):
         if isinstance(response, Response):
             # Render here, in the event loop: Django would otherwise render in a thread hop.
             response.render()
-            plain = HttpResponse(response.content, status=response.status_code, content_type=response["Content-Type"])
+            plain = HttpResponse(response.content, status=response.status_code)
+            if not response.has_header("Content-Type"):  # e.g. an empty 204
+                del plain["Content-Type"]
             for key, value in response.items():
                 plain[key] = value
             return plain

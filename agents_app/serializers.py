@@ -240,7 +240,7 @@ class RunOutputSerializer(serializers.Serializer):
         allow_null=True, help_text="Text, or the JSON object when the agent has an output schema."
     )
     content_type = serializers.ChoiceField(choices=["str", "json"])
-    status = serializers.ChoiceField(choices=["completed", "error"])
+    status = serializers.ChoiceField(choices=["completed", "error", "cancelled"])
     model = serializers.CharField()
     model_provider = serializers.CharField()
     created_at = serializers.IntegerField(help_text="Unix time, seconds.")

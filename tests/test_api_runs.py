@@ -365,3 +365,23 @@ async def test_offline_model_calls_tools_and_remembers(asgi, offline_agent, toke
         headers=bearer(token),
     )
     assert 'Earlier in this session you said: "what is 6*7?"' in again.json()["content"]
+
+
+async def test_a_cancelled_non_streaming_run_answers_200_with_status_cancelled(asgi, agent, token, scripted_model):
+    import asyncio
+
+    scripted_model.push_hang(3.0)
+    request = asyncio.ensure_future(
+        asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "slow"}, headers=bearer(token))
+    )
+    for _ in range(200):
+        run = await Run.objects.filter(status=Run.Status.RUNNING).afirst()
+        if run is not None:
+            break
+        await asyncio.sleep(0.01)
+    cancel = await asgi.post(f"/api/runs/{run.pk}/cancel", headers=bearer(token))
+    assert cancel.status_code == 202
+    r = await asyncio.wait_for(request, 5)
+    assert r.status_code == 200
+    assert r.json()["status"] == "cancelled" and r.json()["error"]["type"] == "cancelled"
+    assert (await Run.objects.aget(pk=run.pk)).status == Run.Status.CANCELLED

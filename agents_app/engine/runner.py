@@ -472,6 +472,11 @@ def result_from_events(handle: RunHandle, events: list[ev.RunEvent], user_id: An
         result.error = terminal.content
         result.error_type = terminal.error_type
         result.content = "".join(e.content for e in events if isinstance(e, ev.RunContent)) or None
+    elif isinstance(terminal, ev.RunCancelled):
+        result.status = Run.Status.CANCELLED
+        result.error = terminal.reason
+        result.error_type = "cancelled"
+        result.content = "".join(e.content for e in events if isinstance(e, ev.RunContent)) or None
     return result
 
 
