@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import openai
+import orjson
 
 from agents_app.providers.base import (
     ModelAuthError,
@@ -49,6 +50,12 @@ def _translate(exc: Exception) -> ModelError:
                 f"The model server rejected the request (HTTP {exc.status_code}): {detail}", status_code=exc.status_code
             )
         return ModelError(f"The model server failed (HTTP {exc.status_code}): {detail}", status_code=exc.status_code)
+    name = type(exc).__name__
+    if type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        # Raised while reading a streamed body, after the SDK handed the response over.
+        if "Timeout" in name:
+            return ModelTimeoutError("The model stopped sending in time.")
+        return ModelConnectionError(f"The connection to the model server broke: {name}: {exc}")
     if isinstance(exc, openai.APIError):
         return ModelError(f"The model server failed: {exc}")
     return ModelError(f"The model call failed: {type(exc).__name__}: {exc}")
@@ -130,31 +137,49 @@ class OpenAICompatibleProvider(ModelProvider):
         calls: dict[int, dict[str, Any]] = {}
         result = ModelResponse()
         try:
-            stream = await self.client.chat.completions.create(**request)
-            async for chunk in stream:
-                if chunk.usage:
-                    result.input_tokens = chunk.usage.prompt_tokens
-                    result.output_tokens = chunk.usage.completion_tokens
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                delta = choice.delta
-                if delta.content:
-                    content.append(delta.content)
-                    yield delta.content
-                for tc in delta.tool_calls or []:
-                    slot = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": []})
-                    if tc.id:
-                        slot["id"] = tc.id
-                    if tc.function is not None:
-                        if tc.function.name:
-                            slot["name"] = tc.function.name
-                        if tc.function.arguments:
-                            slot["arguments"].append(tc.function.arguments)
-                if choice.finish_reason:
-                    result.finish_reason = choice.finish_reason
+            # The SDK sends the request (auth, retries, timeouts, error mapping); we read the SSE
+            # lines ourselves with orjson: building the SDK's typed chunk objects was the largest
+            # cost of a streamed run.
+            async with self.client.chat.completions.with_streaming_response.create(**request) as response:
+                async for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = orjson.loads(data)
+                    if not isinstance(chunk, dict):
+                        continue
+                    if chunk.get("error"):
+                        raise ModelError(f"The model server failed mid-stream: {chunk['error']}")
+                    usage = chunk.get("usage")
+                    if usage:
+                        result.input_tokens = usage.get("prompt_tokens") or 0
+                        result.output_tokens = usage.get("completion_tokens") or 0
+                    choices = chunk.get("choices")
+                    if not choices:
+                        continue
+                    choice = choices[0]
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content")
+                    if text:
+                        content.append(text)
+                        yield text
+                    for tc in delta.get("tool_calls") or ():
+                        slot = calls.setdefault(tc.get("index", 0), {"id": "", "name": "", "arguments": []})
+                        if tc.get("id"):
+                            slot["id"] = tc["id"]
+                        function = tc.get("function") or {}
+                        if function.get("name"):
+                            slot["name"] = function["name"]
+                        if function.get("arguments"):
+                            slot["arguments"].append(function["arguments"])
+                    if choice.get("finish_reason"):
+                        result.finish_reason = choice["finish_reason"]
         except ModelError:
             raise
+        except orjson.JSONDecodeError as exc:
+            raise ModelError(f"The model server sent a malformed stream chunk: {exc}") from exc
         except Exception as exc:
             raise _translate(exc) from exc
         result.content = "".join(content)
