@@ -20,6 +20,8 @@ DEFAULTS: dict[str, Any] = {
     # Threads that run the engine's database work (start and end of each run) under ASGI; None:
     # 1 on SQLite (one writer at a time anyway), 4 on other databases.
     "DB_THREADS": None,
+    # Where the agent websocket is routed (agents_app.routing) and where the chat page connects.
+    "WEBSOCKET_PATH": "ws/agents/",
     # Upper bound on history runs an agent may ask for, whatever its admin setting says.
     "MAX_HISTORY_RUNS": 50,
     # Modules imported at start-up so that their @tool functions register.

@@ -9,11 +9,13 @@ Token authentication (for clients without a session) comes with the routes: see 
 
 from django.urls import path
 
+from agents_app.conf import agentos_settings
 from agents_app.consumers import AgentChatConsumer
 from agents_app.ws_auth import TokenAuthMiddleware
 
-# The chat page builds its websocket URL from this (websocket routes cannot be reversed).
-WS_AGENT_PATH = "ws/agents/"
+# The chat page builds its websocket URL from this (websocket routes cannot be reversed); a host
+# site that serves its websockets under a prefix sets AGENTOS["WEBSOCKET_PATH"] (e.g. "ai/ws/agents/").
+WS_AGENT_PATH = agentos_settings.WEBSOCKET_PATH
 
 websocket_urlpatterns = [
     path(f"{WS_AGENT_PATH}<slug:agent_id>/", TokenAuthMiddleware(AgentChatConsumer.as_asgi()), name="agent-chat"),
