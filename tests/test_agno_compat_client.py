@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from agno.db.base import SessionType
 from agno.run.agent import RunOutput
 from agno.run.base import RunStatus
 from agno.utils.http import aclose_default_clients
+
+from tests.live_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -47,12 +48,6 @@ print(json.dumps({{"alice": Token.objects.create(user=alice).key, "mallory": Tok
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server) -> Iterator[dict]:
     db = tmp_path_factory.mktemp("agno") / "site.sqlite3"
@@ -66,7 +61,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server) -> Iterator
         return done.stdout
 
     tokens = json.loads(manage("shell", "-c", SEED.format(base_url=_scripted_server.base_url)).strip().splitlines()[-1])
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
         cwd=ROOT,

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from tests.live_server import free_port, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,12 +50,6 @@ def _needs_a_browser() -> None:
         pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Iterator[str]:
     db = tmp_path_factory.mktemp("chat") / "chat.sqlite3"
@@ -79,32 +72,15 @@ def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Ite
         "model_id='m', max_retries=0); "
         "Agent.objects.create(slug='slow', name='Slow', model=m)",
     )
-    port = _free_port()
-    server = subprocess.Popen(
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with serving(
         [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(base + "/chat/login/", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        server.kill()
-        pytest.fail("runserver did not start: " + server.stderr.read().decode()[-2000:])
-    yield base
-    server.terminate()
-    try:
-        server.wait(2)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait(5)
+        probe_url=base + "/chat/login/",
+    ):
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.live_server import free_port, serving
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,28 +36,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     run("migrate", "--noinput")
     out = run("agentos_demo").stdout
     token = re.search(r"API token for 'admin': (\w+)", out).group(1)
-    port = _free_port()
-    server = subprocess.Popen(
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with serving(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(base + "/", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        server.kill()
-        pytest.fail("runserver did not start: " + server.stderr.read().decode()[-2000:])
-    yield {"base": base, "token": token, "env": env, "run": run}
-    server.terminate()
-    server.wait(10)
+        probe_url=base + "/",
+    ):
+        yield {"base": base, "token": token, "env": env, "run": run}
 
 
 def test_demo_agent_answers_over_http(site):

@@ -10,17 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.live_server import free_port, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ("agents_app", "sessions_app", "telemetry_app")
@@ -188,12 +188,6 @@ print("TOKEN=" + Token.objects.create(user=user).key)
 ANSWER = "[offline demo model] I used my tools: calculator returned 42."
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text).lstrip())
@@ -256,28 +250,15 @@ def host(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
         text=True,
     )
 
-    port = _free_port()
-    server = subprocess.Popen(
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with serving(
         [str(venv / "bin" / "daphne"), "-b", "127.0.0.1", "-p", str(port), "hostsite.asgi:application"],
         cwd=site,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(base + "/ai/chat/login/", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        server.kill()
-        pytest.fail("daphne did not start: " + server.stderr.read().decode()[-3000:])
-    yield {"base": base, "port": port, "token": token, "apps_file": where.stdout.strip(), "venv": venv}
-    server.terminate()
-    server.wait(10)
+        probe_url=base + "/ai/chat/login/",
+    ):
+        yield {"base": base, "port": port, "token": token, "apps_file": where.stdout.strip(), "venv": venv}
 
 
 def test_wheel_holds_the_three_apps_and_nothing_of_the_site(wheel: Path):

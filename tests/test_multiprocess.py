@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.live_server import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 TERMINAL = {"RunCompleted", "RunError", "RunCancelled"}
@@ -27,12 +29,6 @@ def _redis_up() -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
         return True
     return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +66,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> 
         text=True,
     ).stdout
     token = out.strip().splitlines()[-1]
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "agentos_site.asgi:application"],

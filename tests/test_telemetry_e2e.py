@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,15 +24,10 @@ from sessions_app.models import Run
 from telemetry_app.api import Client
 from telemetry_app.models import TelemetryEvent
 from telemetry_app.services import telemetry_flush, telemetry_reset_launch
+from tests.live_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Collector:
@@ -41,7 +35,7 @@ class Collector:
 
     def __init__(self, workdir: Path) -> None:
         self.db = workdir / "collector.sqlite3"
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,

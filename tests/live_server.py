@@ -1,0 +1,53 @@
+"""Starting a real server process for an end-to-end test, and waiting until it answers."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(
+    cmd: list[str],
+    *,
+    cwd: Path | str,
+    env: dict[str, str],
+    probe_url: str,
+    ready: Callable[[httpx.Response], bool] = lambda response: True,
+    timeout: float = 30.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `cmd` until the block ends; fail the test with the server's stderr if `probe_url` does
+    not answer (as `ready` wants) within `timeout` seconds."""
+    server = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if ready(httpx.get(probe_url, timeout=1)):
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail(f"{cmd[0]} did not start: " + server.stderr.read().decode()[-3000:])
+            time.sleep(0.1)
+        yield server
+    finally:
+        server.terminate()
+        try:
+            server.wait(5)
+        except subprocess.TimeoutExpired:
+            server.kill()
