@@ -33,6 +33,7 @@ Plain Python and the channel layer: no HTTP, no consumer code. Edges call `start
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -514,6 +515,11 @@ class Runtime:
         self.layer_alias = layer_alias
         self._remote = remote
         self._live: dict[UUID, LiveRun] = {}
+        # Ended runs in the order they ended, so purging is incremental rather than a scan of every
+        # run kept (thousands at a few hundred runs/s); the full scan for runs whose loop died runs
+        # at most once a second.
+        self._ended: collections.deque[tuple[float, UUID]] = collections.deque()
+        self._last_scan = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.bridge = _Bridge(self, lambda: channel_layers.make_backend(self.layer_alias))
 
@@ -544,11 +550,19 @@ class Runtime:
         return live
 
     def _purge(self) -> None:
-        cutoff = time.monotonic() - RETAIN_SECONDS
-        for run_id, live in list(self._live.items()):
-            ended = live.finished_at is not None and live.finished_at < cutoff
-            if ended or (not live.done and live.loop.is_closed()):
+        now = time.monotonic()
+        cutoff = now - RETAIN_SECONDS
+        ended = self._ended
+        while ended and ended[0][0] < cutoff:
+            _, run_id = ended.popleft()
+            live = self._live.get(run_id)
+            if live is not None and live.finished_at is not None and live.finished_at < cutoff:
                 self._live.pop(run_id, None)
+        if now - self._last_scan > 1.0:
+            self._last_scan = now
+            for run_id, live in list(self._live.items()):
+                if not live.done and live.loop.is_closed():
+                    self._live.pop(run_id, None)
 
     # ---- launching ---------------------------------------------------------------------------
 
@@ -598,6 +612,7 @@ class Runtime:
             if not live.done:
                 await self._fail(live, "The run ended without a final event.")
             live.finished_at = time.monotonic()
+            self._ended.append((live.finished_at, live.run_id))
             if live.joined is not None:
                 self.bridge.submit(self._leave(live))
 
