@@ -110,6 +110,11 @@ _INPUT_SYSTEM = (
 )
 
 
+def _failed_checks(verdict: dict[str, Any], **labels: str) -> list[str]:
+    """The labels of the verdict's boolean checks that came back false, in the order given."""
+    return [label for key, label in labels.items() if not verdict[key]]
+
+
 @hook(
     phases=(PRE,),
     guardrail=True,
@@ -124,15 +129,12 @@ async def input_check(ctx: HookContext) -> None:
         system=_INPUT_SYSTEM.format(about=_about_agent(ctx)),
         user=f"The user's message:\n<<<\n{ctx.input}\n>>>",
     )
-    failed = [
-        label
-        for key, label in (
-            ("is_relevant", "it is not related to what this assistant does"),
-            ("is_detailed_enough", "it is not detailed enough"),
-            ("is_safe", "it is not safe to answer"),
-        )
-        if not verdict[key]
-    ]
+    failed = _failed_checks(
+        verdict,
+        is_relevant="it is not related to what this assistant does",
+        is_detailed_enough="it is not detailed enough",
+        is_safe="it is not safe to answer",
+    )
     if failed:
         reason = f"Your message was not accepted: {'; '.join(failed)}."
         if concerns := _sentence(verdict["concerns"]):
@@ -192,15 +194,12 @@ async def output_check(ctx: HookContext) -> None:
         system=_OUTPUT_SYSTEM.format(about=_about_agent(ctx)),
         user=f"The user's message:\n<<<\n{ctx.input}\n>>>\n\nThe assistant's answer:\n<<<\n{answer}\n>>>",
     )
-    failed = [
-        label
-        for key, label in (
-            ("is_complete", "it is incomplete"),
-            ("is_professional", "it is not professional"),
-            ("is_safe", "it is not safe"),
-        )
-        if not verdict[key]
-    ]
+    failed = _failed_checks(
+        verdict,
+        is_complete="it is incomplete",
+        is_professional="it is not professional",
+        is_safe="it is not safe",
+    )
     if failed:
         reason = f"The answer was withheld: {'; '.join(failed)}."
         if concerns := _sentence(verdict["concerns"]):
