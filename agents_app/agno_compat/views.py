@@ -37,6 +37,7 @@ from agents_app.selectors import AgentNotFound, agent_list_for_user
 from sessions_app.selectors import run_get_for_user, session_detail_for_user, session_list_for_user
 from sessions_app.services import (
     SessionBusy,
+    SessionEnded,
     SessionNotFound,
     session_delete,
     session_rename,
@@ -207,6 +208,7 @@ def _apply_session_state(handle: RunHandle, state: dict[str, Any] | None) -> Non
     when the run starts (the run's values win), as agno merges it into the stored state."""
     if state:
         session_state_merge(session_id=handle.session_id, state_set=state, state_unset=[])
+        handle.session_state = {**handle.session_state, **state}  # what the run's tools and hooks see
 
 
 def _prepare_errors(exc: Exception, session_id: UUID | None) -> Exception:
@@ -217,7 +219,7 @@ def _prepare_errors(exc: Exception, session_id: UUID | None) -> Exception:
         return NotFound(f"Session with id '{session_id}' not found")
     if isinstance(exc, InvalidRunInput):
         return ValidationError({"message": [str(exc)]})
-    if isinstance(exc, SessionBusy):
+    if isinstance(exc, SessionBusy | SessionEnded):
         return Conflict(str(exc))
     return exc
 
@@ -252,7 +254,7 @@ class AgentRunView(AgnoView):
             if busy.policy not in ("queue", "interrupt"):
                 raise Conflict(str(busy)) from None
             handle = None
-        except (AgentNotFound, SessionNotFound, InvalidRunInput) as exc:
+        except (AgentNotFound, SessionNotFound, SessionEnded, InvalidRunInput) as exc:
             raise _prepare_errors(exc, session_id) from None
         if handle is not None:
             _apply_session_state(handle, data.get("session_state"))
@@ -272,7 +274,7 @@ class AgentRunView(AgnoView):
                 handle = await runtime.prepare(
                     agent_id=agent_id, user=request.user, message=prepared.message, session_id=prepared.session_id
                 )
-            except (AgentNotFound, SessionNotFound, InvalidRunInput, SessionBusy) as exc:
+            except (AgentNotFound, SessionNotFound, SessionEnded, InvalidRunInput, SessionBusy) as exc:
                 raise _prepare_errors(exc, prepared.session_id) from None
             await sync_to_async(_apply_session_state)(handle, prepared.session_state)
         live = runtime.launch(handle, stream=prepared.stream)
