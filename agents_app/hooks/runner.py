@@ -355,7 +355,12 @@ class RunHooks:
         yield execution.event(started_cls)
         started = time.perf_counter()
         current = self.output_json if is_json else self.content
-        await self._call(planned, output=copy.deepcopy(current), output_type="json" if is_json else "str")
+        try:
+            await self._call(planned, output=copy.deepcopy(current), output_type="json" if is_json else "str")
+        except HookError as exc:
+            # Remembering is not answering: the answer stands, the failure is logged (as a
+            # background memory hook's would be recorded) and the next run tries again.
+            logger.warning("Run %s: %s (the run goes on without it)", self.handle.run_id, exc)
         yield execution.event(completed_cls, duration=time.perf_counter() - started)
 
     def _set_output(self, planned: PlannedHook, result: Any, is_json: bool, validate: Callable[[str], Any]) -> None:
