@@ -227,8 +227,8 @@ async def memory_manager(ctx: HookContext) -> None:
         schema=MEMORY_UPDATES_SCHEMA,
         system=MEMORY_MANAGER_SYSTEM,
         user=(
-            f"Existing memories:\n{known}\n\nThe user said:\n{ctx.input[:limit]}\n\n"
-            f"The assistant answered:\n{(output or '')[:limit]}"
+            f"Existing memories:\n{known}\n\nThe user's message:\n{ctx.input[:limit]}\n\n"
+            f"The assistant's answer:\n{(output or '')[:limit]}"
         ),
     )
     operations = [

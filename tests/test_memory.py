@@ -163,7 +163,7 @@ async def test_automatic_memory_inline_streams_memory_events_and_extracts(asgi, 
     manager_request = scripted_model.requests[-1]
     assert manager_request["response_format"]["json_schema"]["name"] == "memory_updates"
     prompt = manager_request["messages"][1]["content"]
-    assert f"[{existing.pk}] The user lives in Paris." in prompt and "I moved to Lyon" in prompt
+    assert f"[{existing.pk}] The user lives in Paris." in prompt and "The user's message:\nI moved to Lyon" in prompt
     memories = {m.memory: m async for m in Memory.objects.order_by("created_at")}
     assert set(memories) == {"The user lives in Lyon.", "The user has a cat named Tom."}
     added = memories["The user has a cat named Tom."]
@@ -225,8 +225,9 @@ def test_offline_model_remembers_what_the_user_says_about_themselves(offline_age
     offline_agent.save()
     run_agent(agent_id=offline_agent.slug, user=user, message="Hello! My name is Ada. What is 2+2?")
     assert list(Memory.objects.values_list("memory", flat=True)) == ['The user said: "My name is Ada"']
-    run_agent(agent_id=offline_agent.slug, user=user, message="My name is Ada")  # already known: not repeated
+    later = run_agent(agent_id=offline_agent.slug, user=user, message="My name is Ada")  # known: not repeated
     assert Memory.objects.count() == 1
+    assert 'I remember 1 thing(s) about you, e.g. The user said: "My name is Ada"' in later.content
 
 
 # ---- memories in the context ---------------------------------------------------------------------
@@ -235,8 +236,7 @@ def test_offline_model_remembers_what_the_user_says_about_themselves(offline_age
 async def test_relevant_memories_go_into_the_context_bounded_by_count_and_size(
     asgi, agent, token, user, other_user, scripted_model
 ):
-    agent.memory_mode = "automatic"
-    agent.hook_modes = {MEMORY_HOOK: "background"}
+    agent.memory_mode = "agentic"  # memories in the context, and no background work to outlive the test
     agent.memory_context_items = 3
     agent.memory_context_chars = 10_000
     await agent.asave()

@@ -23,6 +23,7 @@ _TIME = re.compile(r"\b(time|date|today|clock)\b", re.IGNORECASE)
 _COUNT = re.compile(r"\bcount\b.*\bwords?\b|\bhow many words\b", re.IGNORECASE)
 _QUOTED = re.compile(r"[\"“]([^\"”]+)[\"”]")
 _PREFIX = "[offline demo model]"
+_MEMORY_LINE = re.compile(r"^- \[[0-9a-f-]{36}\] (.+?)(?: \(topics: [^)]*\))?$", re.MULTILINE)
 _REMEMBER = re.compile(r"\bremember(?: that)?\s+(.{3,500}?)[.!]?$", re.IGNORECASE | re.DOTALL)
 
 
@@ -90,7 +91,7 @@ def _memory_updates(prompt: str) -> dict[str, Any]:
     """The memory manager's task, done plainly: remember each sentence in which the user speaks
     about themselves ("My name is...", "I like..."), unless it is already remembered."""
     known = _section(prompt, "Existing memories:").lower()
-    said = _section(prompt, "The user said:")
+    said = _section(prompt, "The user's message:")
     operations = []
     for match in _SELF_STATEMENT.finditer(said):
         fact = match.group(1).strip()
@@ -194,6 +195,10 @@ class OfflineProvider(ModelProvider):
             parts.append(
                 f'Earlier in this session you said: "{earlier[0]}" ({len(earlier)} earlier message{"s" if len(earlier) != 1 else ""} in my context).'
             )
+        system = str(messages[0].get("content") or "") if messages and messages[0].get("role") == "system" else ""
+        remembered = _MEMORY_LINE.findall(system)
+        if remembered:
+            parts.append(f"I remember {len(remembered)} thing(s) about you, e.g. {remembered[0]}")
         parts.append(
             "I am a built-in offline model for demos and tests; configure a real model in the admin for real answers."
         )
