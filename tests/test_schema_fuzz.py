@@ -41,6 +41,7 @@ from schemathesis.specs.openapi.checks import (
 from agentos_site.asgi import application
 from agents_app.engine import arun_agent, run_agent
 from agents_app.models import ModelConfig
+from sessions_app.models import Memory
 from tests.conftest import bearer
 from tests.factories import AgentFactory, ModelConfigFactory, UserFactory
 
@@ -72,7 +73,13 @@ schema = schemathesis.openapi.from_asgi("/api/schema/", application, config=CONF
 # hooks below when a case is drawn: ids of seeded objects (random ids only ever meet a 404) and
 # `stream: true` (so that runs are streamed as well).
 SEEDED: dict[str, list[Any]] = {}
-PATH_PARAMETER_KINDS = {"agent_id": "agents", "id": "models", "session_id": "sessions", "run_id": "runs"}
+PATH_PARAMETER_KINDS = {
+    "agent_id": "agents",
+    "id": "models",
+    "session_id": "sessions",
+    "run_id": "runs",
+    "memory_id": "memories",
+}
 RUN_BODY_KINDS = {"session_id": "sessions", "stream": "stream"}
 KEEP = object()
 PASSWORD = "fuzz-password-1"
@@ -104,6 +111,8 @@ def flatmap_body(context: Any, body: Any) -> st.SearchStrategy[Any]:
         return _with_seeded_values(body, {"username": "usernames", "password": "passwords"})
     if "model" in body:  # an agent's model config
         return _with_seeded_values(body, {"model": "models"})
+    if context.operation.label == "POST /api/memories/":
+        return _with_seeded_values(body, {"agent_id": "agents"})
     return st.just(body)
 
 
@@ -125,11 +134,14 @@ def acting_token(request: Any, db: Any) -> Iterator[str]:
     actor, other = (staff, user) if request.param == "staff" else (user, staff)
     mine = run_agent(agent_id=agent.slug, user=actor, message="what is 6*7?")
     theirs = run_agent(agent_id=agent.slug, user=other, message="hello")
+    my_memory = Memory.objects.create(user=actor, memory="Likes tea.", topics=["drinks"])
+    their_memory = Memory.objects.create(user=other, memory="Likes coffee.", topics=["drinks"])
     SEEDED.update(
         agents=["fuzz-agent", "fuzz-agent", "fuzz-inactive"],  # the active agent twice: run it more often
         models=[model.pk],
         sessions=[mine.session_id, theirs.session_id],
         runs=[mine.run_id, theirs.run_id],
+        memories=[str(my_memory.pk), str(their_memory.pk)],
         stream=[True],
         usernames=[actor.username],
         passwords=[PASSWORD],
@@ -270,13 +282,16 @@ BODY_OPERATIONS = [
     ("PATCH", "/api/agents/{agent_id}/"),
     ("POST", "/api/models/"),
     ("PATCH", "/api/sessions/{session_id}/"),
+    ("POST", "/api/memories/"),
+    ("PATCH", "/api/memories/{memory_id}/"),
 ]
 
 
 @pytest.mark.parametrize(("method", "path"), BODY_OPERATIONS)
 async def test_hostile_bodies_are_a_4xx_with_a_json_body(asgi, offline_agent, staff_user, staff_token, method, path):
     started = await arun_agent(agent_id=offline_agent.slug, user=staff_user, message="hi")
-    path_parameters = {"agent_id": offline_agent.slug, "session_id": started.session_id}
+    memory = await Memory.objects.acreate(user=staff_user, memory="Likes tea.")
+    path_parameters = {"agent_id": offline_agent.slug, "session_id": started.session_id, "memory_id": str(memory.pk)}
     url = path.format(**path_parameters)
     operation = schema[path][method]
     for name, (expected, body, content_type) in hostile_bodies().items():
