@@ -462,3 +462,37 @@ def test_staff_can_delete_a_run(admin_client, calc_agent):
     assert admin_client.get(url).status_code == 200
     assert admin_client.post(url, {"post": "yes"}).status_code == 302
     assert not Run.objects.exists() and not Message.objects.exists()
+
+
+def test_saving_an_agent_with_memory_settings_and_an_initial_state(admin_client):
+    model = ModelConfigFactory()
+    url = reverse("admin:agents_app_agent_add")
+    bad = admin_client.post(url, agent_post(model, initial_session_state="[1, 2]"))
+    assert bad.status_code == 200 and "must be a JSON object" in bad.content.decode()
+    response = admin_client.post(
+        url,
+        agent_post(
+            model,
+            initial_session_state='{"cart": []}',
+            memory_mode="automatic",
+            memory_scope="agent",
+            session_summaries="on",
+            memory_model=model.pk,
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()
+    agent = Agent.objects.get(slug="support-bot")
+    assert agent.initial_session_state == {"cart": []}
+    assert (agent.memory_mode, agent.memory_scope, agent.session_summaries, agent.memory_model) == (
+        "automatic",
+        "agent",
+        True,
+        model,
+    )
+    # The hooks table keeps the modes of the internal memory hooks, which it does not list.
+    agent.hook_modes = {"agentos_memory": "inline"}
+    agent.save()
+    change = reverse("admin:agents_app_agent_change", args=[agent.pk])
+    assert admin_client.post(change, agent_post(model, memory_mode="automatic")).status_code == 302
+    agent.refresh_from_db()
+    assert agent.hook_modes == {"agentos_memory": "inline"} and agent.initial_session_state == {}
