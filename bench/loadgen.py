@@ -260,6 +260,46 @@ def agent_loop(*, agent: str, token: str, stream: bool, session_runs: int = 100)
     return loop
 
 
+def agno_loop(*, agent: str, stream: bool, session_runs: int = 100) -> ClientLoop:
+    """The same client loop against agno's AgentOS: its form body (`message`, `stream`,
+    `session_id`), no authentication (agno's default), `"status":"COMPLETED"` when whole."""
+    from urllib.parse import urlencode
+
+    path = f"/agents/{agent}/runs"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    marker = b"event: RunContent" if stream else None
+    done = b"event: RunCompleted" if stream else b'"status":"COMPLETED"'
+
+    async def loop(index: int, conn: Any, deadline: float, samples: list[Sample]) -> None:
+        session: str | None = None
+        in_session = 0
+        n = 0
+        while perf() < deadline:
+            n += 1
+            fields = {"message": f"Client {index}, message {n}: what is new today?", "stream": str(stream).lower()}
+            if session is not None:
+                fields["session_id"] = session
+            body = urlencode(fields).encode()
+            t0 = perf()
+            try:
+                reply = await conn.request(path, headers, body, marker)
+            except Exception as exc:  # noqa: BLE001 - every failure is a counted error
+                samples.append(Sample(perf() - t0, False, None, type(exc).__name__))
+                continue
+            ok = reply.status == 200 and done in reply.body
+            error = "" if ok else (f"HTTP {reply.status}" if reply.status != 200 else "run not completed")
+            ttfc = reply.marker_at - t0 if reply.marker_at is not None else None
+            samples.append(Sample(perf() - t0, ok, ttfc, error))
+            if session is None:
+                session = _session_from(reply.body)
+                in_session = 0
+            in_session += 1
+            if in_session >= session_runs:
+                session = None
+
+    return loop
+
+
 # ---- The ceiling: the scripted model server, called directly ----------------------------------
 
 _HISTORY = [

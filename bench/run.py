@@ -304,6 +304,10 @@ APPS = {"": SITE_APP, "shared": "bench.asgi_shared_thread:application"}
 
 
 def server_argv(kind: str, port: int, access_log: bool) -> list[str]:
+    if kind == "agno":  # agno's AgentOS (bench/agno_app.py) under uvicorn, as agno serves it
+        argv = [str(VENV_BIN / "uvicorn"), "bench.agno_app:app", "--host", HOST, "--port", str(port)]
+        argv += ["--log-level", "warning"]
+        return argv if access_log else [*argv, "--no-access-log"]
     server, _, variant = kind.partition("+")
     app = APPS[variant]
     if server == "daphne":
@@ -400,23 +404,34 @@ def run_server(
     quiet = wait_quiet(args.quiet_wait)
     port = free_port()
     log_path = tmp / f"{kind}.log"
+    agno = kind == "agno"
+    if agno:
+        env = {**env, "AGNO_BENCH_DB": str(tmp / "agno.sqlite3"), "AGNO_BENCH_MODEL_URL": setup["base_url"]}
+        env["AGNO_TELEMETRY"] = "false"
     proc = procs.start(kind, server_argv(kind, port, args.access_log), env, log_path)
     headers = {"Authorization": f"Bearer {setup['token']}"}
     t0 = time.monotonic()
-    wait_ready(f"http://{HOST}:{port}/api/agents/", headers, proc, log_path, timeout=40)
+    ready_url = f"http://{HOST}:{port}/health" if agno else f"http://{HOST}:{port}/api/agents/"
+    wait_ready(ready_url, headers, proc, log_path, timeout=60)
     startup = time.monotonic() - t0
     time.sleep(0.5)
     mem_idle = proc_mem(proc.pid)
     log(f"{kind} ready on :{port} in {startup:.1f} s, RSS idle {mem_idle['VmRSS']} MiB")
 
     agent, token = setup["agent"], setup["token"]
+
+    def make_loop(stream: bool) -> loadgen.ClientLoop:
+        if agno:
+            return loadgen.agno_loop(agent="bench", stream=stream)
+        return loadgen.agent_loop(agent=agent, token=token, stream=stream)
+
     for stream in (False, True):  # warm-up: imports, connection pools, caches; not recorded
         scenario(
             label="warm-up",
             port=port,
             clients=8,
             duration=args.warmup,
-            loop=loadgen.agent_loop(agent=agent, token=token, stream=stream),
+            loop=make_loop(stream),
             server_pid=proc.pid,
             model_pid=model_pid,
         )
@@ -430,7 +445,7 @@ def run_server(
                 port=port,
                 clients=clients,
                 duration=args.duration,
-                loop=loadgen.agent_loop(agent=agent, token=token, stream=stream),
+                loop=make_loop(stream),
                 server_pid=proc.pid,
                 model_pid=model_pid,
             )
@@ -462,7 +477,7 @@ def run_server(
             )
             profiles.append(p)
             log_scenario(p["scenario"])
-    procs.stop(proc, signal.SIGINT if kind.startswith("uvicorn") else signal.SIGTERM)
+    procs.stop(proc, signal.SIGINT if kind.startswith("uvicorn") or agno else signal.SIGTERM)
     errors_in_log = tail(log_path, 15)
     return {
         "server": kind,
@@ -605,7 +620,17 @@ def render(report: dict[str, Any]) -> str:
 
 def versions() -> dict[str, str]:
     out = {}
-    for name in ("django", "daphne", "uvicorn", "twisted", "openai", "httpx", "djangorestframework", "channels"):
+    for name in (
+        "django",
+        "daphne",
+        "uvicorn",
+        "twisted",
+        "openai",
+        "httpx",
+        "djangorestframework",
+        "channels",
+        "agno",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
     return out
@@ -638,7 +663,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--servers",
         default="daphne,uvicorn",
-        help="comma-separated: daphne, uvicorn, and the experiment daphne+shared / uvicorn+shared",
+        help="comma-separated: daphne, uvicorn, agno (agno's AgentOS, bench/agno_app.py, for comparison), "
+        "and the experiment daphne+shared / uvicorn+shared",
     )
     p.add_argument("--words", type=int, default=50, help="words per model answer")
     p.add_argument("--transport", choices=["raw", "httpx"], default="raw", help="load client transport")
@@ -706,6 +732,7 @@ def main(argv: list[str] | None = None) -> int:
         step(["manage.py", "migrate", "--noinput", "-v", "0"], env, timeout=180)
         out = step([str(BENCH / "setup_db.py"), "--base-url", base_url], env, timeout=60)
         setup = json.loads(out.strip().splitlines()[-1])
+        setup["base_url"] = base_url
         log(f"database migrated; agent {setup['agent']!r} on the scripted model")
 
         if not args.no_queries:
