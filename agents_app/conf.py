@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_HISTORY_RUNS": 50,
     # Modules imported at start-up so that their @tool functions register.
     "TOOL_MODULES": ["agents_app.tools.builtin"],
+    # Modules imported at start-up so that their @step_function workflow functions register.
+    "STEP_MODULES": ["agents_app.workflows.builtin"],
     # Provider name -> import path of a agents_app.providers.base.ModelProvider subclass.
     "MODEL_PROVIDERS": {
         "openai": "agents_app.providers.openai_compat.OpenAICompatibleProvider",

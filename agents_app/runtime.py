@@ -78,9 +78,9 @@ ORPHAN_GRACE_SECONDS = 5.0
 _EVENT_CLASSES: dict[str, type[ev.RunEvent]] = {
     cls.name: cls
     for cls in vars(ev).values()
-    if isinstance(cls, type) and issubclass(cls, ev.RunEvent) and cls is not ev.RunEvent
+    if isinstance(cls, type) and issubclass(cls, ev.RunEvent) and isinstance(cls.name, str) and cls is not ev.RunEvent
 }
-_STATUS_OF_TERMINAL = {"RunCompleted": "completed", "RunError": "error", "RunCancelled": "cancelled"}
+_STATUS_OF_TERMINAL = ev.STATUS_OF_TERMINAL
 
 
 class RunNotFound(LookupError):
@@ -97,11 +97,17 @@ def group_name(run_id: UUID | str) -> str:
 
 
 def _is_terminal(event: ev.RunEvent | dict[str, Any]) -> bool:
-    name = event["event"] if isinstance(event, dict) else event.name
-    return name in ev.TERMINAL_EVENTS
+    return ev.is_terminal(event)
 
 
 def _event_from_dict(data: dict[str, Any]) -> ev.RunEvent:
+    if data.get("parent_run_id"):  # a member's or step's event inside a team or workflow stream
+        return ev.NestedEvent(
+            run_id=data.get("run_id", ""),
+            session_id=data.get("session_id", ""),
+            event_index=data.get("event_index", 0),
+            data=data,
+        )
     cls = _EVENT_CLASSES.get(data.get("event", ""), ev.RunEvent)
     names = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
     return cls(**{k: v for k, v in data.items() if k in names})
@@ -596,7 +602,10 @@ class Runtime:
         # Nothing is awaited here outside the engine, so a cancel always lands inside `execute`,
         # which turns it into RunCancelled with the partial output stored.
         try:
-            async for event in execute(live.handle, stream=stream):
+            # Teams and workflows bring their own engine (agents_app.engine.team / .workflow).
+            own = getattr(live.handle, "execute_events", None)
+            events = own(stream=stream) if own is not None else execute(live.handle, stream=stream)
+            async for event in events:
                 live._append(event)
         except asyncio.CancelledError:
             # Cancelled while the engine was already storing its outcome (that store is shielded
@@ -629,13 +638,18 @@ class Runtime:
 
     async def _fail(self, live: LiveRun, message: str) -> None:
         h = live.handle
-        event = ev.RunError(
-            run_id=str(h.run_id),
-            session_id=str(h.session_id),
-            agent_id=h.agent.slug,
-            event_index=len(live.events),
-            content=message,
-            error_type="internal_error",
+        make_error = getattr(h, "error_event", None)
+        event = (
+            make_error(len(live.events), message, "internal_error")
+            if make_error is not None
+            else ev.RunError(
+                run_id=str(h.run_id),
+                session_id=str(h.session_id),
+                agent_id=h.agent.slug,
+                event_index=len(live.events),
+                content=message,
+                error_type="internal_error",
+            )
         )
         with contextlib.suppress(Exception):
             await db_call(

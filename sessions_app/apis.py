@@ -39,12 +39,21 @@ class SessionListApi(StrictInputMixin, generics.ListAPIView):
     pagination_class = SessionPagination
 
     def get_queryset(self) -> Any:
-        agent_id = self.request.query_params.get("agent_id") or None
-        return session_list_for_user(user=self.request.user, agent_id=agent_id)
+        q = self.request.query_params
+        return session_list_for_user(
+            user=self.request.user,
+            agent_id=q.get("agent_id") or None,
+            team_id=q.get("team_id") or None,
+            workflow_id=q.get("workflow_id") or None,
+        )
 
     @extend_schema(
         summary="List my sessions",
-        parameters=[OpenApiParameter("agent_id", OpenApiTypes.STR, description="Only sessions of this agent.")],
+        parameters=[
+            OpenApiParameter("agent_id", OpenApiTypes.STR, description="Only sessions of this agent."),
+            OpenApiParameter("team_id", OpenApiTypes.STR, description="Only sessions of this team."),
+            OpenApiParameter("workflow_id", OpenApiTypes.STR, description="Only sessions of this workflow."),
+        ],
         responses={200: SessionSerializer, **error_responses(401, 404, e404="No such page.")},
     )
     def get(self, request: Any, *args: Any, **kwargs: Any) -> Response:
