@@ -42,7 +42,15 @@ from agentos_site.asgi import application
 from agents_app.engine import arun_agent, run_agent
 from agents_app.models import ModelConfig
 from tests.conftest import bearer
-from tests.factories import AgentFactory, ModelConfigFactory, UserFactory
+from tests.factories import (
+    AgentFactory,
+    ModelConfigFactory,
+    TeamFactory,
+    TeamMemberFactory,
+    UserFactory,
+    WorkflowFactory,
+    WorkflowStepFactory,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,6 +70,8 @@ CONFIG = schemathesis.Config.from_dict(
         "phases": {"coverage": {"enabled": os.environ.get("AGENTOS_FUZZ_COVERAGE") == "1"}},
         "operations": [
             {"include-operation-id": "agents_runs_create", "generation": {"max-examples": RUN_EXAMPLES}},
+            {"include-operation-id": "teams_runs_create", "generation": {"max-examples": RUN_EXAMPLES}},
+            {"include-operation-id": "workflows_runs_create", "generation": {"max-examples": RUN_EXAMPLES}},
         ],
     }
 )
@@ -72,7 +82,19 @@ schema = schemathesis.openapi.from_asgi("/api/schema/", application, config=CONF
 # hooks below when a case is drawn: ids of seeded objects (random ids only ever meet a 404) and
 # `stream: true` (so that runs are streamed as well).
 SEEDED: dict[str, list[Any]] = {}
-PATH_PARAMETER_KINDS = {"agent_id": "agents", "id": "models", "session_id": "sessions", "run_id": "runs"}
+PATH_PARAMETER_KINDS = {
+    "agent_id": "agents",
+    "id": "models",
+    "session_id": "sessions",
+    "run_id": "runs",
+    "team_id": "teams",
+    "workflow_id": "workflows",
+}
+RUN_OPERATIONS = (
+    "POST /api/agents/{agent_id}/runs",
+    "POST /api/teams/{team_id}/runs",
+    "POST /api/workflows/{workflow_id}/runs",
+)
 RUN_BODY_KINDS = {"session_id": "sessions", "stream": "stream"}
 KEEP = object()
 PASSWORD = "fuzz-password-1"
@@ -98,7 +120,7 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None
 def flatmap_body(context: Any, body: Any) -> st.SearchStrategy[Any]:
     if not isinstance(body, dict):
         return st.just(body)
-    if context.operation.label == "POST /api/agents/{agent_id}/runs":
+    if context.operation.label in RUN_OPERATIONS:
         return _with_seeded_values(body, RUN_BODY_KINDS)
     if context.operation.label == "POST /api/auth/token/":
         return _with_seeded_values(body, {"username": "usernames", "password": "passwords"})
@@ -122,12 +144,20 @@ def acting_token(request: Any, db: Any) -> Iterator[str]:
     model = ModelConfigFactory(name="fuzz-offline", provider=ModelConfig.Provider.OFFLINE)
     agent = AgentFactory(slug="fuzz-agent", name="Fuzz", model=model, tools=["calculator", "current_time"])
     AgentFactory(slug="fuzz-inactive", model=model, is_active=False)
+    # A team and a workflow that run offline too: the leader combines the members' answers.
+    team = TeamFactory(slug="fuzz-team", model=model, mode="collaborate")
+    TeamMemberFactory(team=team, agent=agent)
+    workflow = WorkflowFactory(slug="fuzz-workflow")
+    WorkflowStepFactory(workflow=workflow, name="ask", kind="agent", agent=agent, order=0)
+    WorkflowStepFactory(workflow=workflow, name="keep", kind="function", function="remember_output", order=1)
     actor, other = (staff, user) if request.param == "staff" else (user, staff)
     mine = run_agent(agent_id=agent.slug, user=actor, message="what is 6*7?")
     theirs = run_agent(agent_id=agent.slug, user=other, message="hello")
     SEEDED.update(
         agents=["fuzz-agent", "fuzz-agent", "fuzz-inactive"],  # the active agent twice: run it more often
         models=[model.pk],
+        teams=["fuzz-team", "fuzz-team", "nope"],
+        workflows=["fuzz-workflow", "fuzz-workflow", "nope"],
         sessions=[mine.session_id, theirs.session_id],
         runs=[mine.run_id, theirs.run_id],
         stream=[True],
