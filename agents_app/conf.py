@@ -22,6 +22,9 @@ DEFAULTS: dict[str, Any] = {
     "DB_THREADS": None,
     # Where the agent websocket is routed (agents_app.routing) and where the chat page connects.
     "WEBSOCKET_PATH": "ws/agents/",
+    # Where the team and workflow websockets are routed (same frames as the agent one).
+    "TEAMS_WEBSOCKET_PATH": "ws/teams/",
+    "WORKFLOWS_WEBSOCKET_PATH": "ws/workflows/",
     # Upper bound on history runs an agent may ask for, whatever its admin setting says.
     "MAX_HISTORY_RUNS": 50,
     # Modules imported at start-up so that their @tool functions register.
