@@ -20,8 +20,8 @@ urlpatterns = [
     path(
         "agents/<slug:agent_id>/runs/<str:run_id>/cancel", views.AgentRunCancelView.as_view(), name="agent-run-cancel"
     ),
-    path("teams", views.EmptyListView.as_view(), name="teams"),
-    path("workflows", views.EmptyListView.as_view(), name="workflows"),
+    path("teams", views.TeamListView.as_view(), name="teams"),
+    path("workflows", views.WorkflowListView.as_view(), name="workflows"),
     path("sessions", views.SessionListView.as_view(), name="sessions"),
     path("sessions/<str:session_id>", views.SessionDetailView.as_view(), name="session"),
     path("sessions/<str:session_id>/rename", views.SessionRenameView.as_view(), name="session-rename"),
