@@ -543,3 +543,10 @@ async def astream_team(
     handle = await db_call(team_run_prepare, team_id=team_id, user=user, message=message, session_id=session_id)
     async for item in runtime.launch(handle).follow():
         yield item
+
+
+def run_team(*, team_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
+    """The sync wrapper: run a team from a management command, a Celery task or a sync view."""
+    from asgiref.sync import async_to_sync
+
+    return async_to_sync(arun_team)(team_id=team_id, user=user, message=message, session_id=session_id)

@@ -437,3 +437,10 @@ async def astream_workflow(
     )
     async for item in runtime.launch(handle).follow():
         yield item
+
+
+def run_workflow(*, workflow_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
+    """The sync wrapper: run a workflow from a management command, a Celery task or a sync view."""
+    from asgiref.sync import async_to_sync
+
+    return async_to_sync(arun_workflow)(workflow_id=workflow_id, user=user, message=message, session_id=session_id)
