@@ -316,3 +316,47 @@ async def test_workflows_are_listed_with_their_steps(asgi, token):
     assert (
         await asgi.post("/api/workflows/nope/runs", json={"message": "x"}, headers=bearer(token))
     ).status_code == 404
+
+
+async def test_parallel_agent_steps_run_their_child_runs_at_the_same_time(asgi, token, scripted_model, openai_model):
+    def build() -> Workflow:
+        a = AgentFactory(slug="pro", model=openai_model, instructions="Argue for.")
+        b = AgentFactory(slug="con", model=openai_model, instructions="Argue against.")
+        return make_workflow(
+            "debate",
+            [
+                {
+                    "name": "sides",
+                    "kind": "parallel",
+                    "steps": [
+                        {"name": "for", "kind": "agent", "agent": a},
+                        {"name": "against", "kind": "agent", "agent": b},
+                    ],
+                },
+                {"name": "sum", "kind": "function", "function": "join_outputs", "args": {"steps": ["for", "against"]}},
+            ],
+        )
+
+    workflow = await sync_to_async(build)()
+    # Both agents ask at once, in no fixed order: answer each by its instructions, slowly, so the
+    # two model calls overlap.
+    scripted_model.default_reply = lambda body: "yes" if "for" in body["messages"][0]["content"] else "no"
+    scripted_model.latency = 0.3
+    try:
+        started = asyncio.get_running_loop().time()
+        r = await run_workflow(asgi, workflow.slug, token)
+        elapsed = asyncio.get_running_loop().time() - started
+    finally:
+        scripted_model.latency = 0.0
+        scripted_model.default_reply = scripted_model._default_reply
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["content"] == "## for\nyes\n\n## against\nno"
+    children = {c.agent.slug: c async for c in Run.objects.filter(parent_run_id=body["run_id"]).select_related("agent")}
+    assert {k: (c.status, c.output) for k, c in children.items()} == {
+        "pro": ("completed", "yes"),
+        "con": ("completed", "no"),
+    }
+    # Side by side, not one after the other: each started before the other finished.
+    pro, con = children["pro"], children["con"]
+    assert pro.created_at < con.finished_at and con.created_at < pro.finished_at, elapsed
