@@ -130,6 +130,8 @@ class _RunState:
     output: str
     events: list[dict[str, Any]]
     created_at: float
+    team_id: str | None = None  # a team's or a workflow's run (agent_id is then None)
+    workflow_id: str | None = None
 
 
 def _run_state(run_id: UUID, user_id: Any = None) -> _RunState | None:
@@ -138,11 +140,21 @@ def _run_state(run_id: UUID, user_id: Any = None) -> _RunState | None:
     if user_id is not None:
         runs = runs.filter(user_id=user_id)
     row = runs.values_list(
-        "user_id", "session_id", "agent__slug", "status", "error", "error_type", "output", "events", "created_at"
+        "user_id",
+        "session_id",
+        "agent__slug",
+        "status",
+        "error",
+        "error_type",
+        "output",
+        "events",
+        "created_at",
+        "team__slug",
+        "workflow__slug",
     ).first()
     if row is None:
         return None
-    owner, session_id, agent_id, status, error, error_type, output, events, created_at = row
+    owner, session_id, agent_id, status, error, error_type, output, events, created_at, team_id, workflow_id = row
     return _RunState(
         run_id=run_id,
         user_id=owner,
@@ -154,7 +166,20 @@ def _run_state(run_id: UUID, user_id: Any = None) -> _RunState | None:
         output=output,
         events=list(events or []),
         created_at=created_at.timestamp(),
+        team_id=team_id,
+        workflow_id=workflow_id,
     )
+
+
+def _root_run_id(run_id: UUID) -> UUID:
+    """The top-level run a member's or step's run belongs to (itself for any other run): a child run
+    executes inside its root's task, so that is the run to cancel."""
+    for _ in range(16):
+        parent = Run.objects.filter(pk=run_id).values_list("parent_run_id", flat=True).first()
+        if parent is None:
+            return run_id
+        run_id = parent
+    return run_id
 
 
 def _mark_cancelled_if_orphaned(run_id: UUID) -> str:
@@ -182,14 +207,21 @@ def replay_stored(state: _RunState, after: int) -> list[dict[str, Any]]:
     if state.status == Run.Status.RUNNING or any(_is_terminal(e) for e in state.events):
         return events
     index = max((e.get("event_index", -1) for e in state.events), default=-1) + 1
-    ids = {"run_id": str(state.run_id), "session_id": str(state.session_id), "agent_id": state.agent_id}
+    ids: dict[str, Any] = {"run_id": str(state.run_id), "session_id": str(state.session_id), "agent_id": state.agent_id}
+    completed, failed, cancelled = ev.RunCompleted, ev.RunError, ev.RunCancelled
+    if state.team_id:
+        ids = {**ids, "agent_id": "", "team_id": state.team_id}
+        completed, failed, cancelled = ev.TeamRunCompleted, ev.TeamRunError, ev.TeamRunCancelled
+    elif state.workflow_id:
+        ids = {**ids, "agent_id": "", "workflow_id": state.workflow_id}
+        completed, failed, cancelled = ev.WorkflowCompleted, ev.WorkflowError, ev.WorkflowCancelled
     made: ev.RunEvent
     if state.status == Run.Status.COMPLETED:
-        made = ev.RunCompleted(event_index=index, content=state.output, **ids)
+        made = completed(event_index=index, content=state.output, **ids)
     elif state.status == Run.Status.ERROR:
-        made = ev.RunError(event_index=index, content=state.error, error_type=state.error_type or "error", **ids)
+        made = failed(event_index=index, content=state.error, error_type=state.error_type or "error", **ids)
     else:
-        made = ev.RunCancelled(event_index=index, reason=state.error or "The run was cancelled.", **ids)
+        made = cancelled(event_index=index, reason=state.error or "The run was cancelled.", **ids)
     if index > after:
         events.append(made.to_dict())
     return events
@@ -849,6 +881,9 @@ class Runtime:
             raise RunNotFound(f"No run {run_id}.")
         if state.status != Run.Status.RUNNING:
             return state.status
+        root = await db_call(_root_run_id, run_id)
+        if root != run_id:  # a team member's or workflow step's run: stop the whole run it is part of
+            return await self.cancel(root, user=user)
         return await self._cancel(run_id)
 
     async def _cancel(self, run_id: UUID) -> str:

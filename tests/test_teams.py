@@ -368,3 +368,19 @@ async def test_teams_are_listed_for_users(asgi, token, openai_model, members):
         ("writer", "agent"),
     ]
     assert (await asgi.get("/api/teams/")).status_code == 401
+
+
+async def test_a_team_run_left_by_a_dead_process_replays_with_a_team_terminal_event(
+    asgi, token, user, openai_model, members
+):
+    from agents_app.db import db_call
+    from agents_app.engine.team import team_run_prepare
+    from agents_app.runtime import _mark_cancelled_if_orphaned
+
+    team = await _make(openai_model, members, mode="route")
+    handle = await db_call(team_run_prepare, team_id=team.slug, user=user, message="hi")  # never launched
+    await db_call(_mark_cancelled_if_orphaned, handle.run_id)
+    r = await asgi.get(f"/api/runs/{handle.run_id}/events", headers=bearer(token))
+    frames = parse_sse(r.text)
+    assert [name for name, _ in frames] == ["TeamRunCancelled"]
+    assert frames[0][1]["team_id"] == "crew" and "agent_id" not in frames[0][1]

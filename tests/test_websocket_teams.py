@@ -157,3 +157,24 @@ async def test_an_empty_message_is_an_error_frame_and_the_socket_stays_open(team
     }
     await asyncio.sleep(0)
     await comm.disconnect()
+
+
+async def test_cancelling_a_member_run_cancels_the_team_run_it_is_part_of(team, token, scripted_model, asgi):
+    from tests.conftest import bearer
+
+    scripted_model.push_tool_calls(
+        [{"name": "delegate_task_to_member", "arguments": {"member_id": "member", "task": "slow"}, "id": "d1"}]
+    )
+    scripted_model.push_hang(10)
+    comm = await connect("/ws/teams/crew/", token)
+    await comm.send_json_to({"type": "run", "message": "go"})
+    frames = []
+    while not frames or frames[-1]["event"] != "RunStarted":
+        frames.append(await comm.receive_json_from(timeout=5))
+    member_run = frames[-1]["run_id"]
+    r = await asgi.post(f"/api/runs/{member_run}/cancel", headers=bearer(token))
+    assert r.status_code == 202 and r.json()["status"] == "cancelling"
+    rest = await until_end(comm)
+    assert [f["event"] for f in rest] == ["RunCancelled", "TeamRunCancelled"]
+    assert (await Run.objects.aget(pk=member_run)).status == "cancelled"
+    await comm.disconnect()
