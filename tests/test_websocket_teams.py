@@ -178,3 +178,32 @@ async def test_cancelling_a_member_run_cancels_the_team_run_it_is_part_of(team, 
     assert [f["event"] for f in rest] == ["RunCancelled", "TeamRunCancelled"]
     assert (await Run.objects.aget(pk=member_run)).status == "cancelled"
     await comm.disconnect()
+
+
+async def test_cancelling_a_workflow_mid_parallel_step_cancels_every_branch(openai_model, token, scripted_model):
+    def build():
+        a = AgentFactory(slug="a", model=openai_model)
+        b = AgentFactory(slug="b", model=openai_model)
+        workflow = WorkflowFactory(slug="fan")
+        both = WorkflowStepFactory(workflow=workflow, name="both", kind="parallel", order=0)
+        WorkflowStepFactory(workflow=workflow, parent=both, name="left", kind="agent", agent=a, order=0)
+        WorkflowStepFactory(workflow=workflow, parent=both, name="right", kind="agent", agent=b, order=1)
+
+    await sync_to_async(build)()
+    scripted_model.latency = 10.0
+    try:
+        comm = await connect("/ws/workflows/fan/", token)
+        await comm.send_json_to({"type": "run", "message": "go"})
+        frames = []
+        while sum(f["event"] == "RunStarted" for f in frames) < 2:
+            frames.append(await comm.receive_json_from(timeout=5))
+        workflow_run = frames[0]["run_id"]
+        await comm.send_json_to({"type": "cancel", "run_id": workflow_run})
+        rest = [f for f in await until_end(comm) if f["event"] != "CancelRequested"]
+    finally:
+        scripted_model.latency = 0.0
+    assert sorted(f["event"] for f in rest[:-1]) == ["RunCancelled", "RunCancelled"]
+    assert rest[-1]["event"] == "WorkflowCancelled"
+    statuses = sorted([r.status async for r in Run.objects.filter(session_id=frames[0]["session_id"])])
+    assert statuses == ["cancelled", "cancelled", "cancelled"]
+    await comm.disconnect()

@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -112,7 +112,6 @@ class TeamRunHandle:
     session_created: bool
     depth: int = 0
     max_depth: int = 1
-    ids: dict[str, str] = field(default_factory=dict)
 
     def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
         return TeamExecution(self, stream=stream).run()

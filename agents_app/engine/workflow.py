@@ -343,6 +343,9 @@ class WorkflowExecution:
                 output = "\n\n".join(f"## {child.step.name}\n{holder[0]}" for holder, child in branches)
             else:
                 raise StepFailed(f"Unknown step kind {kind!r}.", error_type="step_error")
+        except (asyncio.CancelledError, ChildCancelled, GeneratorExit):
+            result["status"] = "cancelled"
+            raise
         except BaseException:
             result["status"] = "error"
             self.failed_step = self.failed_step or step.name
