@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from django.db.models import Prefetch
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import permissions, viewsets
@@ -16,10 +15,11 @@ from agents_app.apis import ERROR_STATUS, SLUG_PATTERN, UPSTREAM_FAILURE
 from agents_app.apis_runs import SessionConflict
 from agents_app.async_views import AsyncAPIView, StrictInputMixin
 from agents_app.engine.runner import InvalidRunInput
-from agents_app.engine.team import TeamNotFound, TeamRunHandle, team_result, team_run_prepare
-from agents_app.engine.workflow import WorkflowNotFound, WorkflowRunHandle, workflow_result, workflow_run_prepare
-from agents_app.models import Team, TeamMember, Workflow, WorkflowStep
+from agents_app.engine.team import TeamRunHandle, team_result, team_run_prepare
+from agents_app.engine.workflow import WorkflowRunHandle, workflow_result, workflow_run_prepare
+from agents_app.models import Team, Workflow
 from agents_app.runtime import runtime
+from agents_app.selectors_teams import TeamNotFound, WorkflowNotFound, team_list_for_user, workflow_list_for_user
 from agents_app.serializers import BODY_ERRORS, RunInputSerializer, ServerSentEventSerializer, error_responses
 from agents_app.serializers_teams import (
     TeamRunOutputSerializer,
@@ -165,19 +165,6 @@ class WorkflowRunApi(AsyncAPIView):
             return sse_response(runtime.launch(handle).follow())
         events = await runtime.launch(handle, stream=False).wait()
         return _json(workflow_result(handle, events))
-
-
-def team_list_for_user(*, user: Any) -> Any:
-    """Staff see every team; everyone else the active ones."""
-    members = TeamMember.objects.select_related("agent", "member_team").order_by("order", "pk")
-    qs = Team.objects.select_related("model").prefetch_related(Prefetch("memberships", queryset=members))
-    return qs if getattr(user, "is_staff", False) else qs.filter(is_active=True)
-
-
-def workflow_list_for_user(*, user: Any) -> Any:
-    steps = WorkflowStep.objects.select_related("agent", "team").order_by("order", "pk")
-    qs = Workflow.objects.prefetch_related(Prefetch("steps", queryset=steps))
-    return qs if getattr(user, "is_staff", False) else qs.filter(is_active=True)
 
 
 @extend_schema_view(

@@ -12,9 +12,10 @@ from channels.db import database_sync_to_async
 from agents_app.consumers import CLOSE_UNAUTHENTICATED, AgentChatConsumer
 from agents_app.db import db_call
 from agents_app.engine.runner import InvalidRunInput
-from agents_app.engine.team import TeamNotFound, team_get_active, team_run_prepare
-from agents_app.engine.workflow import WorkflowNotFound, workflow_get_active, workflow_run_prepare
+from agents_app.engine.team import team_run_prepare
+from agents_app.engine.workflow import workflow_run_prepare
 from agents_app.runtime import SessionBusy, runtime
+from agents_app.selectors_teams import TeamNotFound, WorkflowNotFound, team_get_active, workflow_get_active
 from agents_app.ws_auth import SUBPROTOCOL
 from sessions_app.services import SessionNotFound
 

@@ -166,8 +166,8 @@ def _runnable_agents(user: Any) -> list[Any]:
 
 def _teams_json() -> list[dict[str, Any]]:
     """Active teams, each with its members (agno lists the teams an OS serves to every user)."""
-    from agents_app.engine.team import team_members_tree
     from agents_app.models import Team
+    from agents_app.selectors_teams import team_members_tree
 
     return [
         s.team_json(team, team_members_tree(team))
@@ -176,8 +176,8 @@ def _teams_json() -> list[dict[str, Any]]:
 
 
 def _workflows_json() -> list[dict[str, Any]]:
-    from agents_app.engine.workflow import workflow_steps_tree
     from agents_app.models import Workflow
+    from agents_app.selectors_teams import workflow_steps_tree
 
     return [
         s.workflow_json(workflow, workflow_steps_tree(workflow)[0])

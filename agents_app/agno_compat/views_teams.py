@@ -17,9 +17,10 @@ from agents_app.agno_compat.views import AgnoView, Conflict, _apply_session_stat
 from agents_app.apis_teams import failed_status
 from agents_app.engine import events as ev
 from agents_app.engine.runner import InvalidRunInput
-from agents_app.engine.team import TeamNotFound, TeamRunHandle, team_result, team_run_prepare
-from agents_app.engine.workflow import WorkflowNotFound, WorkflowRunHandle, workflow_result, workflow_run_prepare
+from agents_app.engine.team import TeamRunHandle, team_result, team_run_prepare
+from agents_app.engine.workflow import WorkflowRunHandle, workflow_result, workflow_run_prepare
 from agents_app.runtime import runtime
+from agents_app.selectors_teams import TeamNotFound, WorkflowNotFound
 from sessions_app.services import SessionBusy, SessionNotFound
 
 _STATUS = {"completed": "COMPLETED", "error": "ERROR", "cancelled": "CANCELLED"}

@@ -43,16 +43,13 @@ from agents_app.engine.runner import _FAILURES as _MODEL_FAILURES
 from agents_app.models import Team, TeamMember
 from agents_app.providers.base import ModelResponse, ToolCallRequest
 from agents_app.providers.registry import get_provider
+from agents_app.selectors_teams import team_get_active, team_members_tree
 from agents_app.tools.registry import Tool
 from sessions_app.models import Run
 from sessions_app.services import component_run_start
 from telemetry_app.schemas import EventType
 
 logger = logging.getLogger(__name__)
-
-
-class TeamNotFound(LookupError):
-    pass
 
 
 class MemberLimitExceeded(Exception):
@@ -64,36 +61,6 @@ class RoutingError(Exception):
 
 
 _FAILURES = (*_MODEL_FAILURES, ChildFailed, DelegationDepthExceeded, MemberLimitExceeded, RoutingError)
-
-
-def team_members_tree(team: Team) -> dict[int, list[TeamMember]]:
-    """The active members of the team and of every team inside it, by team pk: one query per level
-    (at most the deepest max_depth allows), loaded before the run so it never queries mid-run."""
-    tree: dict[int, list[TeamMember]] = {}
-    frontier = {team.pk}
-    for _ in range(6):
-        frontier -= set(tree)
-        if not frontier:
-            break
-        rows = (
-            TeamMember.objects.filter(team_id__in=frontier)
-            .select_related("agent__model", "member_team__model")
-            .order_by("order", "pk")
-        )
-        for pk in frontier:
-            tree[pk] = []
-        for row in rows:
-            if (row.agent_id and row.agent.is_active) or (row.member_team_id and row.member_team.is_active):
-                tree[row.team_id].append(row)
-        frontier = {m.member_team_id for rows_ in tree.values() for m in rows_ if m.member_team_id}
-    return tree
-
-
-def team_get_active(*, team_id: str) -> Team:
-    team = Team.objects.select_related("model").filter(slug=team_id, is_active=True).first()
-    if team is None:
-        raise TeamNotFound(f"No active team with id {team_id!r}.")
-    return team
 
 
 @dataclass(slots=True)

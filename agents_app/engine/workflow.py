@@ -16,7 +16,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -37,18 +37,14 @@ from agents_app.engine.children import (
     nested,
     store_parent_run,
 )
-from agents_app.engine.team import team_members_tree
 from agents_app.models import TeamMember, Workflow, WorkflowStep
+from agents_app.selectors_teams import StepNode, workflow_get_active, workflow_steps_tree
 from agents_app.workflows.registry import StepInput, step_registry
 from sessions_app.models import Run
 from sessions_app.services import component_run_start
 from telemetry_app.schemas import EventType
 
 logger = logging.getLogger(__name__)
-
-
-class WorkflowNotFound(LookupError):
-    pass
 
 
 class StepFailed(Exception):
@@ -59,38 +55,6 @@ class StepFailed(Exception):
     def __init__(self, message: str, *, error_type: str = "step_function_error") -> None:
         super().__init__(message)
         self.error_type = error_type
-
-
-@dataclass(slots=True)
-class StepNode:
-    step: WorkflowStep
-    children: list[StepNode] = field(default_factory=list)
-
-
-def workflow_get_active(*, workflow_id: str) -> Workflow:
-    workflow = Workflow.objects.filter(slug=workflow_id, is_active=True).first()
-    if workflow is None:
-        raise WorkflowNotFound(f"No active workflow with id {workflow_id!r}.")
-    return workflow
-
-
-def workflow_steps_tree(workflow: Workflow) -> tuple[list[StepNode], dict[int, list[TeamMember]]]:
-    """The workflow's steps as a tree (one query), and the members of every team its steps run."""
-    rows = list(
-        WorkflowStep.objects.filter(workflow=workflow)
-        .select_related("agent__model", "team__model")
-        .order_by("order", "pk")
-    )
-    nodes = {row.pk: StepNode(row) for row in rows}
-    top: list[StepNode] = []
-    for row in rows:
-        parent = nodes.get(row.parent_id) if row.parent_id else None
-        (parent.children if parent is not None else top).append(nodes[row.pk])
-    members: dict[int, list[TeamMember]] = {}
-    for row in rows:
-        if row.team_id and row.team_id not in members:
-            members.update(team_members_tree(row.team))
-    return top, members
 
 
 @dataclass(slots=True)
