@@ -3,6 +3,7 @@ call the team or workflow engine through the runtime, render (JSON, or Server-Se
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from agents_app.apis import ERROR_STATUS, SLUG_PATTERN, UPSTREAM_FAILURE
 from agents_app.apis_runs import SessionConflict
 from agents_app.async_views import AsyncAPIView, StrictInputMixin
+from agents_app.engine.children import prepare_freeing_orphans
 from agents_app.engine.runner import InvalidRunInput
 from agents_app.engine.team import TeamRunHandle, team_result, team_run_prepare
 from agents_app.engine.workflow import WorkflowRunHandle, workflow_result, workflow_run_prepare
@@ -100,23 +102,48 @@ RUN_REQUEST = {
 }
 
 
+@dataclass(slots=True)
+class _BusyStart:
+    """The session was busy: `post` frees it if only dead processes' runs held it, then retries."""
+
+    prepare: Any
+    kwargs: dict[str, Any]
+    errors: Any
+
+    async def resolve(self) -> Any:
+        try:
+            return await prepare_freeing_orphans(self.prepare, **self.kwargs)
+        except Exception as exc:  # noqa: BLE001 - mapped to the same answers as the first attempt
+            raise self.errors(exc) from None
+
+
 def _prepare(request: Any, prepare: Any, not_found: type[Exception], what: str, key: str, component_id: str) -> Any:
     serializer = RunInputSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
+    kwargs = {key: component_id, "user": request.user, "message": data["message"], "session_id": data.get("session_id")}
+
+    def errors(exc: Exception) -> Exception:
+        if isinstance(exc, not_found):
+            return NotFound(f"No {what} with id {component_id!r}.")
+        if isinstance(exc, SessionNotFound):
+            return NotFound(f"No session {data.get('session_id')} for {what} {component_id!r}.")
+        if isinstance(exc, InvalidRunInput):
+            return ValidationError({"message": [str(exc)]})
+        if isinstance(exc, SessionBusy):
+            return SessionConflict(str(exc))
+        return exc
+
     try:
-        handle = prepare(
-            **{key: component_id}, user=request.user, message=data["message"], session_id=data.get("session_id")
-        )
-    except not_found:
-        raise NotFound(f"No {what} with id {component_id!r}.") from None
-    except SessionNotFound:
-        raise NotFound(f"No session {data.get('session_id')} for {what} {component_id!r}.") from None
-    except InvalidRunInput as exc:
-        raise ValidationError({"message": [str(exc)]}) from None
-    except SessionBusy as exc:
-        raise SessionConflict(str(exc)) from None
-    return handle, data["stream"]
+        return prepare(**kwargs), data["stream"]
+    except SessionBusy:
+        return _BusyStart(prepare, kwargs, errors), data["stream"]
+    except (not_found, SessionNotFound, InvalidRunInput) as exc:
+        raise errors(exc) from None
+
+
+async def _resolve(handle: Any) -> Any:
+    return await handle.resolve() if isinstance(handle, _BusyStart) else handle
 
 
 def _json(result: dict[str, Any]) -> HttpResponse:
@@ -128,7 +155,7 @@ class TeamRunApi(AsyncAPIView):
 
     permission_classes = [permissions.IsAuthenticated]
 
-    def prepare_post(self, request: Any, team_id: str) -> tuple[TeamRunHandle, bool]:
+    def prepare_post(self, request: Any, team_id: str) -> tuple[TeamRunHandle | _BusyStart, bool]:
         return _prepare(request, team_run_prepare, TeamNotFound, "team", "team_id", team_id)
 
     @extend_schema(
@@ -139,6 +166,7 @@ class TeamRunApi(AsyncAPIView):
     )
     async def post(self, request: Any, team_id: str) -> Any:
         handle, stream = self.prepared
+        handle = await _resolve(handle)
         if stream:
             return sse_response(runtime.launch(handle).follow())
         events = await runtime.launch(handle, stream=False).wait()
@@ -150,7 +178,7 @@ class WorkflowRunApi(AsyncAPIView):
 
     permission_classes = [permissions.IsAuthenticated]
 
-    def prepare_post(self, request: Any, workflow_id: str) -> tuple[WorkflowRunHandle, bool]:
+    def prepare_post(self, request: Any, workflow_id: str) -> tuple[WorkflowRunHandle | _BusyStart, bool]:
         return _prepare(request, workflow_run_prepare, WorkflowNotFound, "workflow", "workflow_id", workflow_id)
 
     @extend_schema(
@@ -161,6 +189,7 @@ class WorkflowRunApi(AsyncAPIView):
     )
     async def post(self, request: Any, workflow_id: str) -> Any:
         handle, stream = self.prepared
+        handle = await _resolve(handle)
         if stream:
             return sse_response(runtime.launch(handle).follow())
         events = await runtime.launch(handle, stream=False).wait()

@@ -384,3 +384,25 @@ async def test_a_team_run_left_by_a_dead_process_replays_with_a_team_terminal_ev
     frames = parse_sse(r.text)
     assert [name for name, _ in frames] == ["TeamRunCancelled"]
     assert frames[0][1]["team_id"] == "crew" and "agent_id" not in frames[0][1]
+
+
+async def test_a_busy_session_is_a_409_unless_only_a_dead_process_held_it(
+    asgi, token, user, scripted_model, openai_model, members
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents_app.db import db_call
+    from agents_app.engine.team import team_run_prepare
+
+    team = await _make(openai_model, members, mode="route")
+    held = await db_call(team_run_prepare, team_id=team.slug, user=user, message="first")  # never launched
+    r = await run_team(asgi, team.slug, token, session_id=str(held.session_id))
+    assert r.status_code == 409  # young: its process may still be starting it
+    # Older than the grace period and no process has it: its process died. The session is freed.
+    await Run.objects.filter(pk=held.run_id).aupdate(created_at=timezone.now() - timedelta(seconds=30))
+    scripted_model.push_text("answered")
+    r = await run_team(asgi, team.slug, token, session_id=str(held.session_id))
+    assert r.status_code == 200, r.text
+    assert (await Run.objects.aget(pk=held.run_id)).status == "cancelled"

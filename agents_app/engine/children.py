@@ -328,3 +328,18 @@ def store_parent_run(
             input=message,
             output=output,
         )
+
+
+async def prepare_freeing_orphans(prepare: Any, /, **kwargs: Any) -> Any:
+    """Call a sync `*_run_prepare` on a database thread. A busy session held only by runs that no
+    process runs any more (their process died) is freed, as for agents (the runtime stores those runs
+    as cancelled), and the run is prepared once more; a session really busy raises SessionBusy."""
+    from agents_app.runtime import runtime
+    from sessions_app.services import SessionBusy
+
+    try:
+        return await db_call(prepare, **kwargs)
+    except SessionBusy as busy:
+        if not await runtime._free_orphans(busy.running_run_ids):
+            raise
+    return await db_call(prepare, **kwargs)
