@@ -406,3 +406,22 @@ async def test_a_busy_session_is_a_409_unless_only_a_dead_process_held_it(
     r = await run_team(asgi, team.slug, token, session_id=str(held.session_id))
     assert r.status_code == 200, r.text
     assert (await Run.objects.aget(pk=held.run_id)).status == "cancelled"
+
+
+@pytest.mark.parametrize("mode", ["route", "coordinate"])
+def test_route_and_coordinate_teams_run_on_the_offline_model(user, mode):
+    from agents_app.engine.team import run_team
+    from tests.factories import ModelConfigFactory
+
+    model = ModelConfigFactory(name="offline")
+    team = TeamFactory(slug="crew", model=model, mode=mode)
+    TeamMemberFactory(team=team, agent=AgentFactory(slug="maths", model=model, tools=["calculator"]), order=0)
+    TeamMemberFactory(team=team, agent=AgentFactory(slug="words", model=model, tools=["text_stats"]), order=1)
+    result = run_team(team_id="crew", user=user, message="ask maths: what is 6*7?")
+    assert result["status"] == "completed", result
+    assert [m["member_id"] for m in result["member_runs"]] == ["maths"]
+    answer = "[offline demo model] I used my tools: calculator returned 42."
+    if mode == "route":
+        assert result["content"] == answer
+    else:
+        assert result["content"] == f"[offline demo model] I used my tools: delegate_task_to_member returned {answer}."
