@@ -425,3 +425,35 @@ def test_route_and_coordinate_teams_run_on_the_offline_model(user, mode):
         assert result["content"] == answer
     else:
         assert result["content"] == f"[offline demo model] I used my tools: delegate_task_to_member returned {answer}."
+
+
+async def test_a_member_failing_while_others_collaborate_keeps_the_others_answers(
+    asgi, token, scripted_model, openai_model, answer_by_system_prompt
+):
+    from asgiref.sync import sync_to_async
+
+    from tests.factories import ModelConfigFactory
+
+    def build() -> Team:
+        unreachable = ModelConfigFactory(
+            name="unreachable", provider="openai", base_url="http://127.0.0.1:9/v1", api_key="x", max_retries=0
+        )
+        good = AgentFactory(slug="good", model=openai_model, instructions="You are good.")
+        broken = AgentFactory(slug="broken", model=unreachable, instructions="You are broken.")
+        return make_team(openai_model, [good, broken], mode="collaborate")
+
+    team = await sync_to_async(build)()
+    answer_by_system_prompt.update({"You are good.": "A good answer."})
+    r = await run_team(asgi, team.slug, token)
+    assert r.status_code == 502, r.text
+    body = r.json()
+    assert body["error"]["type"] == "member_error"
+    assert body["error"]["message"].startswith("Agent 'broken' failed (model_unreachable):")
+    assert sorted((m["member_id"], m["status"]) for m in body["member_runs"]) == [
+        ("broken", "error"),
+        ("good", "completed"),
+    ]
+    parent = await Run.objects.aget(pk=body["run_id"])
+    assert parent.output == "[good] A good answer."
+    # The leader was never asked to combine: only the good member reached the model server.
+    assert [m["messages"][0]["content"] for m in scripted_model.requests] == ["You are good."]
