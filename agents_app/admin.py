@@ -22,7 +22,7 @@ from agents_app.models import Agent, ModelConfig
 from agents_app.selectors import AgentNotFound
 from agents_app.services import agent_set_active
 from sessions_app.models import Run
-from sessions_app.services import SessionNotFound
+from sessions_app.services import SessionEnded, SessionNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +142,30 @@ class AgentAdmin(admin.ModelAdmin):
             },
         ),
         (
-            "Conversation memory",
+            "Conversation history",
             {
-                "description": "How much of the earlier conversation the agent sees when it answers.",
-                "fields": ["history_runs"],
+                "description": (
+                    "How much of the earlier conversation the agent sees when it answers. With summaries on, "
+                    "the runs that leave this window are summarized and the summary is sent instead."
+                ),
+                "fields": ["history_runs", "history_max_chars", "session_summaries", "initial_session_state"],
+            },
+        ),
+        (
+            "Memory about the user",
+            {
+                "description": (
+                    "What the agent remembers about each user across conversations. Agentic: the model decides, "
+                    "with memory tools. Automatic: after each answer a memory manager extracts memories (in "
+                    "the background on a worker)."
+                ),
+                "fields": [
+                    "memory_mode",
+                    "memory_scope",
+                    "memory_context_items",
+                    "memory_context_chars",
+                    "memory_model",
+                ],
             },
         ),
         ("Record", {"classes": ["collapse"], "fields": ["created_at", "updated_at"]}),
@@ -232,6 +252,10 @@ class AgentAdmin(admin.ModelAdmin):
                     problem = "This agent is inactive, so it refuses runs."
                 except SessionNotFound:
                     problem = "That conversation no longer exists (it may have been deleted). A new one starts now."
+                    session_id = None
+                    form = TryAgentForm(initial={"message": form.cleaned_data["message"]})
+                except SessionEnded:
+                    problem = "That conversation has ended. A new one starts now."
                     session_id = None
                     form = TryAgentForm(initial={"message": form.cleaned_data["message"]})
                 except InvalidRunInput as exc:

@@ -213,7 +213,11 @@ def agent_form_with_hooks(base: type[forms.ModelForm]) -> type[forms.ModelForm]:
             if isinstance(value, dict):
                 self.instance.pre_hooks = value[PRE]
                 self.instance.post_hooks = value[POST]
-                self.instance.hook_modes = value["modes"]
+                # The table lists the hooks an operator attaches; keep the modes of our internal ones
+                # (agentos_memory, agentos_session_summary), which it does not show.
+                before = self.instance.hook_modes if isinstance(self.instance.hook_modes, dict) else {}
+                internal = {name for name in before if (item := hook_registry.get(name)) and item.internal}
+                self.instance.hook_modes = {**{k: before[k] for k in internal}, **value["modes"]}
             return cleaned
 
     AgentHooksAdminForm.__name__ = base.__name__

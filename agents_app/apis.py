@@ -18,7 +18,7 @@ from rest_framework import permissions, viewsets
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import NotFound, ValidationError
 
-from agents_app.apis_runs import busy_session, resolve_start
+from agents_app.apis_runs import SessionEndedConflict, busy_session, resolve_start
 from agents_app.async_views import AsyncAPIView, StrictInputMixin
 from agents_app.engine.runner import InvalidRunInput, RunHandle, arun, run_prepare, stream_detached
 from agents_app.models import Agent, ModelConfig
@@ -34,7 +34,7 @@ from agents_app.serializers import (
     error_responses,
 )
 from agents_app.sse import sse_response
-from sessions_app.services import SessionBusy, SessionNotFound
+from sessions_app.services import SessionBusy, SessionEnded, SessionNotFound
 
 # A failed run is never a 200: the status says which side failed.
 ERROR_STATUS = {
@@ -192,6 +192,8 @@ class AgentRunApi(AsyncAPIView):
             raise NotFound(f"No session {data.get('session_id')} for agent {agent_id!r}.") from None
         except InvalidRunInput as exc:
             raise ValidationError({"message": [str(exc)]}) from None
+        except SessionEnded as exc:
+            raise SessionEndedConflict(str(exc)) from None
         except SessionBusy as exc:  # 409, or (queue/interrupt policy) a start finished in post()
             return busy_session(exc, agent_id=agent_id, user=request.user, data=data), data["stream"]
         return handle, data["stream"]
@@ -222,7 +224,8 @@ class AgentRunApi(AsyncAPIView):
                 e400="Invalid input: missing, blank or oversized message, bad session_id or stream, malformed body.",
                 e403="Cookie authentication without a CSRF token.",
                 e404="Unknown or inactive agent, or a session that is not yours.",
-                e409="The session is still answering a previous message (the agent's busy-session policy rejects).",
+                e409="The session is still answering a previous message (the agent's busy-session policy rejects), "
+                "or the session has ended.",
             ),
             **failed_run_responses(),
         },

@@ -21,13 +21,19 @@ from agents_app.engine.runner import InvalidRunInput, RunHandle
 from agents_app.runtime import RunNotFound, RunUnavailable, SessionBusy, runtime
 from agents_app.selectors import AgentNotFound
 from agents_app.serializers import ServerSentEventSerializer
-from sessions_app.services import SessionNotFound
+from sessions_app.services import SessionEnded, SessionNotFound
 
 
 class SessionConflict(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The session is still answering a previous message."
     default_code = "session_busy"
+
+
+class SessionEndedConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The session has ended; it takes no more messages."
+    default_code = "session_ended"
 
 
 @dataclass(slots=True)
@@ -47,6 +53,8 @@ class DeferredStart:
             )
         except SessionBusy as exc:
             raise SessionConflict(str(exc)) from None
+        except SessionEnded as exc:
+            raise SessionEndedConflict(str(exc)) from None
         except AgentNotFound:
             raise NotFound(f"No agent with id {self.agent_id!r}.") from None
         except SessionNotFound:

@@ -13,7 +13,7 @@ from rest_framework import permissions, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 
 from agents_app.apis import ERROR_STATUS, SLUG_PATTERN, UPSTREAM_FAILURE
-from agents_app.apis_runs import SessionConflict
+from agents_app.apis_runs import SessionConflict, SessionEndedConflict
 from agents_app.async_views import AsyncAPIView, StrictInputMixin
 from agents_app.engine.children import prepare_freeing_orphans
 from agents_app.engine.runner import InvalidRunInput
@@ -30,7 +30,7 @@ from agents_app.serializers_teams import (
     WorkflowSerializer,
 )
 from agents_app.sse import sse_response
-from sessions_app.services import SessionBusy, SessionNotFound
+from sessions_app.services import SessionBusy, SessionEnded, SessionNotFound
 
 # Failures of teams and workflows themselves (a member's or a step's failure takes its status from
 # the member's own error, e.g. 504 when its model timed out).
@@ -89,7 +89,7 @@ def _run_responses(serializer: Any, what: str) -> dict[Any, Any]:
             e400="Invalid input: missing, blank or oversized message, bad session_id or stream, malformed body.",
             e403="Cookie authentication without a CSRF token.",
             e404=f"Unknown or inactive {what}, or a session that is not yours.",
-            e409="The session is still answering a previous message.",
+            e409="The session is still answering a previous message, or it has ended.",
         ),
         **_failed_responses(serializer),
     }
@@ -132,13 +132,15 @@ def _prepare(request: Any, prepare: Any, not_found: type[Exception], what: str, 
             return ValidationError({"message": [str(exc)]})
         if isinstance(exc, SessionBusy):
             return SessionConflict(str(exc))
+        if isinstance(exc, SessionEnded):
+            return SessionEndedConflict(str(exc))
         return exc
 
     try:
         return prepare(**kwargs), data["stream"]
     except SessionBusy:
         return _BusyStart(prepare, kwargs, errors), data["stream"]
-    except (not_found, SessionNotFound, InvalidRunInput) as exc:
+    except (not_found, SessionNotFound, SessionEnded, InvalidRunInput) as exc:
         raise errors(exc) from None
 
 

@@ -27,6 +27,14 @@ DEFAULTS: dict[str, Any] = {
     "WORKFLOWS_WEBSOCKET_PATH": "ws/workflows/",
     # Upper bound on history runs an agent may ask for, whatever its admin setting says.
     "MAX_HISTORY_RUNS": 50,
+    # Upper bound on history messages sent to a model (the oldest runs of the window are dropped
+    # first; per-agent character bound: Agent.history_max_chars).
+    "MAX_HISTORY_MESSAGES": 200,
+    # Memory (agents_app.memory): the characters of the user's message and of the answer the memory
+    # manager reads; the longest session summary kept; the transcript one summary update reads.
+    "MEMORY_EXCHANGE_MAX_CHARS": 8_000,
+    "SESSION_SUMMARY_MAX_CHARS": 4_000,
+    "SESSION_SUMMARY_INPUT_MAX_CHARS": 24_000,
     # Modules imported at start-up so that their @tool functions register.
     "TOOL_MODULES": ["agents_app.tools.builtin"],
     # Modules imported at start-up so that their @step_function workflow functions register.

@@ -32,7 +32,7 @@ from agents_app.engine.runner import InvalidRunInput
 from agents_app.runtime import RunNotFound, RunUnavailable, SessionBusy, runtime
 from agents_app.selectors import AgentNotFound, agent_get_active
 from agents_app.ws_auth import SUBPROTOCOL
-from sessions_app.services import SessionNotFound
+from sessions_app.services import SessionEnded, SessionNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +128,9 @@ class AgentChatConsumer(AsyncJsonWebsocketConsumer):
             return
         except SessionBusy as exc:
             await self.error("session_busy", str(exc), session_id=str(exc.session_id), **ref)
+            return
+        except SessionEnded as exc:
+            await self.error("session_ended", str(exc), session_id=str(exc.session_id), **ref)
             return
         except InvalidRunInput as exc:
             await self.error("invalid_input", str(exc), **ref)

@@ -17,7 +17,7 @@ from agents_app.engine.workflow import workflow_run_prepare
 from agents_app.runtime import SessionBusy, runtime
 from agents_app.selectors_teams import TeamNotFound, WorkflowNotFound, team_get_active, workflow_get_active
 from agents_app.ws_auth import SUBPROTOCOL
-from sessions_app.services import SessionNotFound
+from sessions_app.services import SessionEnded, SessionNotFound
 
 CLOSE_UNKNOWN_COMPONENT = 4404
 
@@ -64,6 +64,9 @@ class _ComponentChatConsumer(AgentChatConsumer):
             return
         except SessionBusy as exc:
             await self.error("session_busy", str(exc), session_id=str(exc.session_id), **ref)
+            return
+        except SessionEnded as exc:
+            await self.error("session_ended", str(exc), session_id=str(exc.session_id), **ref)
             return
         except InvalidRunInput as exc:
             await self.error("invalid_input", str(exc), **ref)

@@ -131,6 +131,13 @@ class AgentAdminForm(forms.ModelForm):
         ),
     )
 
+    initial_session_state = PrettyJSONField(
+        label="Initial session state",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80, "spellcheck": "false", "style": MONOSPACE}),
+        help_text='A JSON object every new session starts with, e.g. {"cart": []}. Tools and hooks read and change it.',
+    )
+
     class Meta:
         model = Agent
         fields = [
@@ -144,6 +151,14 @@ class AgentAdminForm(forms.ModelForm):
             "max_tool_calls",
             "output_schema",
             "history_runs",
+            "history_max_chars",
+            "session_summaries",
+            "initial_session_state",
+            "memory_mode",
+            "memory_scope",
+            "memory_context_items",
+            "memory_context_chars",
+            "memory_model",
         ]
         widgets = {"instructions": forms.Textarea(attrs={"rows": 8, "cols": 80})}
         labels = {
@@ -151,6 +166,13 @@ class AgentAdminForm(forms.ModelForm):
             "is_active": "Active",
             "max_tool_calls": "Tool calls per run",
             "history_runs": "Earlier runs to include",
+            "history_max_chars": "History characters at most",
+            "session_summaries": "Summarize older runs",
+            "memory_mode": "Memory",
+            "memory_scope": "Memory scope",
+            "memory_context_items": "Memories in context at most",
+            "memory_context_chars": "Memory characters at most",
+            "memory_model": "Model for memory and summaries",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -164,6 +186,10 @@ class AgentAdminForm(forms.ModelForm):
             self.fields["model"].label_from_instance = lambda config: f"{config.name} ({config.model_id})"
         if "tools" in self.initial and not isinstance(self.initial["tools"], list):
             self.initial["tools"] = []
+
+    def clean_initial_session_state(self) -> Any:
+        value = self.cleaned_data.get("initial_session_state")
+        return {} if value in (None, "") else value
 
     def clean_tools(self) -> list[str]:
         names = list(dict.fromkeys(self.cleaned_data.get("tools") or []))

@@ -80,6 +80,11 @@ def validate_json_schema(value: Any) -> None:
         raise ValidationError('The output schema must describe an object ("type": "object").')
 
 
+def validate_state_object(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError('The initial session state must be a JSON object, e.g. {"cart": []}.')
+
+
 def validate_tool_names(value: Any) -> None:
     from agents_app.tools.registry import tool_registry
 
@@ -191,6 +196,62 @@ class Agent(TimeStampedModel):
             "session never overlap, so the history each one sees is never interleaved. Queued messages wait "
             "at most AGENTOS['SESSION_QUEUE_TIMEOUT_SECONDS']; a stopped run keeps its partial answer."
         ),
+    )
+
+    class MemoryMode(models.TextChoices):
+        OFF = "off", "Off: nothing is remembered beyond the session's history"
+        AGENTIC = "agentic", "Agentic: the model gets tools to add, update and delete the user's memories"
+        AUTOMATIC = "automatic", "Automatic: after each run a memory manager extracts memories from the exchange"
+
+    class MemoryScope(models.TextChoices):
+        USER = "user", "Shared: the user's memories shared by every agent with this scope"
+        AGENT = "agent", "Private: only the memories this agent wrote about the user"
+
+    memory_mode = models.CharField(
+        max_length=16,
+        choices=MemoryMode.choices,
+        default=MemoryMode.OFF,
+        help_text=(
+            "Automatic extraction runs as a hook after each completed run: in the background on a worker "
+            "unless AGENTOS['HOOKS_BACKGROUND'] is never or hook_modes sets agentos_memory to inline."
+        ),
+    )
+    memory_scope = models.CharField(max_length=16, choices=MemoryScope.choices, default=MemoryScope.USER)
+    memory_context_items = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MaxValueValidator(100)],
+        help_text="At most this many memories go into the context, the most relevant to the message first.",
+    )
+    memory_context_chars = models.PositiveIntegerField(
+        default=2000,
+        validators=[MaxValueValidator(50_000)],
+        help_text="At most this many characters of memories go into the context.",
+    )
+    memory_model = models.ForeignKey(
+        ModelConfig,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The model that extracts memories and summarizes sessions; empty: the agent's own model.",
+    )
+    initial_session_state = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_state_object],
+        help_text='The state a new session starts with, e.g. {"cart": []}. Tools and hooks read and change it.',
+    )
+    session_summaries = models.BooleanField(
+        default=False,
+        help_text=(
+            "When a session outgrows its history window, the runs that leave it are summarized (a hook after "
+            "the run, like automatic memory) and the model gets the summary instead of forgetting them."
+        ),
+    )
+    history_max_chars = models.PositiveIntegerField(
+        default=24_000,
+        validators=[MaxValueValidator(1_000_000)],
+        help_text="At most this many characters of history go to the model; the oldest runs are dropped first.",
     )
 
     class Meta:

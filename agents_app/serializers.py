@@ -132,6 +132,10 @@ class AgentAdminSerializer(serializers.ModelSerializer):
     model = serializers.PrimaryKeyRelatedField(queryset=ModelConfig.objects.all())
     tools = ToolNamesField(required=False)
     output_schema = serializers.JSONField(required=False, allow_null=True)
+    initial_session_state = serializers.JSONField(required=False)
+    memory_model = serializers.PrimaryKeyRelatedField(
+        queryset=ModelConfig.objects.all(), required=False, allow_null=True
+    )
 
     class Meta:
         model = Agent
@@ -144,6 +148,14 @@ class AgentAdminSerializer(serializers.ModelSerializer):
             "tools",
             "output_schema",
             "history_runs",
+            "history_max_chars",
+            "session_summaries",
+            "initial_session_state",
+            "memory_mode",
+            "memory_scope",
+            "memory_context_items",
+            "memory_context_chars",
+            "memory_model",
             "max_tool_calls",
             "is_active",
             "created_at",
@@ -158,6 +170,14 @@ class AgentAdminSerializer(serializers.ModelSerializer):
             qs = qs.exclude(pk=self.instance.pk)
         if qs.exists():
             raise serializers.ValidationError("An agent with this id already exists.")
+        return value
+
+    def validate_initial_session_state(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError('Must be a JSON object, e.g. {"cart": []}.')
+        problem = _json_value_problem(value, max_depth=MAX_OUTPUT_SCHEMA_DEPTH)
+        if problem:
+            raise serializers.ValidationError(problem)
         return value
 
     def validate_output_schema(self, value: Any) -> Any:

@@ -6,12 +6,11 @@ import copy
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Any
-from uuid import UUID
 
 from asgiref.sync import async_to_sync
 from django.db import transaction
@@ -52,24 +51,23 @@ def agent_set_active(*, agents: Iterable[Agent], is_active: bool) -> int:
 
 def run_finish_with_hooks(
     *,
-    session_id: UUID,
     hook_input: str | None,
-    state_set: dict[str, Any],
-    state_unset: list[str],
+    deferred: list[Callable[[], Any]],
     background: list[tuple[str, str, int, int]],
     **finish: Any,
 ) -> None:
     """`run_finish`, plus what the run's hooks produced, in the same transaction: the input as the
-    pre-hooks rewrote it (stored as the run's input and its user message), the session-state changes
-    of inline hooks, and one HookExecution row per background hook (name, phase, position,
-    max_attempts), published to Celery only once the transaction has committed."""
+    pre-hooks rewrote it (stored as the run's input and its user message), the database writes of
+    successful inline hooks (HookContext.on_success), and one HookExecution row per background hook
+    (name, phase, position, max_attempts), published to Celery only once the transaction has
+    committed."""
     run_id = finish["run_id"]
 
     def also() -> None:
         if hook_input is not None:
             Run.objects.filter(pk=run_id).update(input=hook_input)
-        if state_set or state_unset:
-            session_state_merge(session_id=session_id, state_set=state_set, state_unset=state_unset)
+        for write in deferred:
+            write()
         if background:
             rows = HookExecution.objects.bulk_create(
                 [
@@ -250,6 +248,8 @@ def _attempt(row: HookExecution, attempt: int) -> HookDelivery:
                 return HookDelivery(status="superseded")  # our claim expired and another attempt took over
             if state_set or state_unset:
                 session_state_merge(session_id=run.session_id, state_set=state_set, state_unset=state_unset)
+            for write in ctx.deferred:
+                write()
         return HookDelivery(status=Status.SUCCEEDED)
     if not final and attempt < row.max_attempts:
         delay = _backoff(attempt)

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from sessions_app.models import Message, Run, Session
+from sessions_app.models import Memory, Message, Run, Session
 
 
 def _short(text: str, length: int = 80) -> str:
@@ -131,16 +131,44 @@ class RunInline(RecordAdminMixin, admin.TabularInline):
 
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "user", "agent", "team", "workflow", "run_count", "updated_at"]
+    list_display = ["id", "name", "user", "agent", "team", "workflow", "run_count", "ended_at", "updated_at"]
     list_display_links = ["id", "name"]
-    list_filter = ["agent", "team", "workflow"]
+    list_filter = ["agent", "team", "workflow", ("ended_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "user__username", "user__email"]
     list_select_related = ["user", "agent", "team", "workflow"]
     raw_id_fields = ["user"]
-    readonly_fields = ["id", "created_at", "updated_at"]
-    fields = ["id", "name", "user", "agent", "team", "workflow", "state", "created_at", "updated_at"]
+    readonly_fields = ["id", "summary", "summary_until", "summary_updated_at", "created_at", "updated_at"]
+    fields = [
+        "id",
+        "name",
+        "user",
+        "agent",
+        "team",
+        "workflow",
+        "state",
+        "ended_at",
+        "summary",
+        "summary_until",
+        "summary_updated_at",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [RunInline]
     date_hierarchy = "updated_at"
+    actions = ["end_sessions"]
+
+    @admin.action(description="End selected sessions (they stay readable, but take no more messages)")
+    def end_sessions(self, request: HttpRequest, queryset: Any) -> None:
+        from django.contrib import messages
+
+        from sessions_app.services import session_end
+
+        count = 0
+        for session in queryset:
+            if session.ended_at is None:
+                session_end(session=session)
+                count += 1
+        self.message_user(request, f"Ended {count} session(s).", messages.SUCCESS)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Session | None = None) -> list[str]:
         # Moving a conversation to another user or agent would rewrite history: fixed once created.
@@ -297,3 +325,28 @@ class MessageAdmin(RecordAdminMixin, admin.ModelAdmin):
     @admin.display(description="Tool calls")
     def tool_calls_pretty(self, obj: Message) -> str:
         return _pre(obj.tool_calls)
+
+
+@admin.register(Memory)
+class MemoryAdmin(admin.ModelAdmin):
+    """Staff manage every user's memories here; users manage their own through /api/memories/."""
+
+    list_display = ["short_memory", "user", "agent", "topic_list", "source", "updated_at"]
+    list_filter = ["source", "agent"]
+    search_fields = ["memory", "user__username", "user__email", "topics_index"]
+    list_select_related = ["user", "agent"]
+    raw_id_fields = ["user", "source_run"]
+    readonly_fields = ["id", "source_run", "created_at", "updated_at"]
+    fields = ["id", "user", "agent", "memory", "topics", "source", "source_run", "created_at", "updated_at"]
+    date_hierarchy = "updated_at"
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"source": Memory.Source.ADMIN, "topics": []}
+
+    @admin.display(description="Memory", ordering="memory")
+    def short_memory(self, obj: Memory) -> str:
+        return _short(obj.memory)
+
+    @admin.display(description="Topics")
+    def topic_list(self, obj: Memory) -> str:
+        return ", ".join(str(t) for t in obj.topics or []) or "-"

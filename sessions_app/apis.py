@@ -8,16 +8,38 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, permissions, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents_app.async_views import StrictInputMixin
 from agents_app.serializers import BODY_ERRORS, error_responses
-from sessions_app.selectors import run_get_for_user, session_detail_for_user, session_list_for_user
-from sessions_app.serializers import RunSerializer, SessionDetailSerializer, SessionRenameSerializer, SessionSerializer
-from sessions_app.services import session_delete, session_rename
+from sessions_app.models import Memory
+from sessions_app.selectors import (
+    memory_list_for_user,
+    run_get_for_user,
+    session_detail_for_user,
+    session_list_for_user,
+)
+from sessions_app.serializers import (
+    MemoryCreateSerializer,
+    MemorySerializer,
+    MemoryUpdateSerializer,
+    RunSerializer,
+    SessionDetailSerializer,
+    SessionRenameSerializer,
+    SessionSerializer,
+)
+from sessions_app.services import (
+    MemoryInvalid,
+    memory_create,
+    memory_delete,
+    memory_update,
+    session_delete,
+    session_end,
+    session_rename,
+)
 
 # Django's <uuid:...> path converter: lower-case, hyphenated.
 UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -104,6 +126,27 @@ class SessionDetailApi(StrictInputMixin, APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class SessionEndApi(StrictInputMixin, APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(
+        summary="End my session",
+        description="An ended session keeps its runs and stays readable, but takes no more messages (a run in "
+        "it answers 409). Ending an ended session changes nothing.",
+        parameters=[uuid_path_parameter("session_id")],
+        request=None,
+        responses={
+            200: SessionSerializer,
+            **error_responses(401, 403, 404, e403="Cookie authentication without a CSRF token."),
+        },
+    )
+    def post(self, request: Any, session_id: Any) -> Response:
+        session = session_list_for_user(user=request.user).filter(pk=session_id).first()
+        if session is None:
+            raise NotFound("No such session.")
+        return Response(SessionSerializer(session_end(session=session)).data)
+
+
 class RunDetailApi(StrictInputMixin, APIView):
     permission_classes = [permissions.IsAuthenticated]
 
@@ -117,3 +160,133 @@ class RunDetailApi(StrictInputMixin, APIView):
         if run is None:
             raise NotFound("No such run.")
         return Response(RunSerializer(run).data)
+
+
+class MemoryPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def _memory_error(exc: MemoryInvalid) -> ValidationError:
+    return ValidationError({"memory": [str(exc)]})
+
+
+class MemoryListApi(StrictInputMixin, generics.ListAPIView):
+    permission_classes = [permissions.IsAuthenticated]
+    serializer_class = MemorySerializer
+    pagination_class = MemoryPagination
+
+    def get_queryset(self) -> Any:
+        params = self.request.query_params
+        return memory_list_for_user(
+            user=self.request.user,
+            topic=params.get("topic") or None,
+            search=params.get("search") or None,
+            agent_id=params.get("agent_id") or None,
+        )
+
+    @extend_schema(
+        summary="List my memories",
+        description="What agents remember about me, newest first. Staff manage everyone's in the admin.",
+        parameters=[
+            OpenApiParameter("topic", OpenApiTypes.STR, description="Only memories with this topic (any case)."),
+            OpenApiParameter("search", OpenApiTypes.STR, description="Only memories whose text contains this."),
+            OpenApiParameter("agent_id", OpenApiTypes.STR, description="Only this agent's private memories."),
+        ],
+        responses={200: MemorySerializer, **error_responses(401, 404, e404="No such page.")},
+    )
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Add a memory about me",
+        request=MemoryCreateSerializer,
+        responses={
+            201: MemorySerializer,
+            **error_responses(*BODY_ERRORS, 401, 403, e403="Cookie authentication without a CSRF token."),
+        },
+    )
+    def post(self, request: Any) -> Response:
+        serializer = MemoryCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        agent_pk = None
+        if data.get("agent_id"):
+            from agents_app.models import Agent
+
+            agent_pk = Agent.objects.filter(slug=data["agent_id"]).values_list("pk", flat=True).first()
+            if agent_pk is None:
+                raise ValidationError({"agent_id": [f"No agent with id {data['agent_id']!r}."]})
+        try:
+            memory = memory_create(
+                user=request.user,
+                memory=data["memory"],
+                topics=data.get("topics"),
+                agent_pk=agent_pk,
+                source=Memory.Source.USER,
+            )
+        except MemoryInvalid as exc:
+            raise _memory_error(exc) from None
+        memory = memory_list_for_user(user=request.user).get(pk=memory.pk)
+        return Response(MemorySerializer(memory).data, status=status.HTTP_201_CREATED)
+
+
+class MemoryDetailApi(StrictInputMixin, APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    def _get(self, request: Any, memory_id: Any) -> Memory:
+        memory = memory_list_for_user(user=request.user).filter(pk=memory_id).first()
+        if memory is None:
+            raise NotFound("No such memory.")
+        return memory
+
+    @extend_schema(
+        summary="Get one of my memories",
+        parameters=[uuid_path_parameter("memory_id")],
+        responses={200: MemorySerializer, **error_responses(401, 404)},
+    )
+    def get(self, request: Any, memory_id: Any) -> Response:
+        return Response(MemorySerializer(self._get(request, memory_id)).data)
+
+    def _update(self, request: Any, memory_id: Any, *, partial: bool) -> Response:
+        serializer = MemoryUpdateSerializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if not partial and "memory" not in data:
+            raise ValidationError({"memory": ["This field is required."]})
+        memory = self._get(request, memory_id)
+        try:
+            memory = memory_update(memory=memory, text=data.get("memory"), topics=data.get("topics"))
+        except MemoryInvalid as exc:
+            raise _memory_error(exc) from None
+        return Response(MemorySerializer(memory).data)
+
+    _write_errors = error_responses(*BODY_ERRORS, 401, 403, 404, e403="Cookie authentication without a CSRF token.")
+
+    @extend_schema(
+        summary="Change one of my memories (text and/or topics)",
+        parameters=[uuid_path_parameter("memory_id")],
+        request=MemoryUpdateSerializer,
+        responses={200: MemorySerializer, **_write_errors},
+    )
+    def patch(self, request: Any, memory_id: Any) -> Response:
+        return self._update(request, memory_id, partial=True)
+
+    @extend_schema(
+        summary="Replace one of my memories",
+        parameters=[uuid_path_parameter("memory_id")],
+        request=MemoryUpdateSerializer,
+        responses={200: MemorySerializer, **_write_errors},
+    )
+    def put(self, request: Any, memory_id: Any) -> Response:
+        return self._update(request, memory_id, partial=False)
+
+    @extend_schema(
+        summary="Delete one of my memories",
+        parameters=[uuid_path_parameter("memory_id")],
+        responses={204: None, **error_responses(401, 403, 404, e403="Cookie authentication without a CSRF token.")},
+    )
+    def delete(self, request: Any, memory_id: Any) -> Response:
+        memory_delete(memory=self._get(request, memory_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 # Exactly one of agent, team and workflow is set (on sessions and on runs).
@@ -29,7 +31,23 @@ class Session(models.Model):
         "agents_app.Workflow", null=True, blank=True, on_delete=models.PROTECT, related_name="sessions"
     )
     name = models.CharField(max_length=200, blank=True)
-    state = models.JSONField(default=dict, blank=True)
+    state = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The session state: starts as the agent's initial state; tools and hooks change it during runs.",
+    )
+    summary = models.TextField(
+        blank=True,
+        help_text="A summary of the session's older runs, sent to the model instead of them once they leave "
+        "the history window.",
+    )
+    summary_until = models.DateTimeField(
+        null=True, blank=True, help_text="The summary covers the completed runs created up to this time."
+    )
+    summary_updated_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(
+        null=True, blank=True, help_text="An ended session is kept and readable but takes no more messages."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -46,6 +64,10 @@ class Session(models.Model):
     @property
     def component_type(self) -> str:
         return "team" if self.team_id else "workflow" if self.workflow_id else "agent"
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
 
 
 class Run(models.Model):
@@ -141,3 +163,66 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+
+def validate_topics(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() and "|" not in t for t in value):
+        raise ValidationError('Topics must be a list of words, e.g. ["food", "travel"] (no "|").')
+
+
+class Memory(models.Model):
+    """Something an agent remembers about a user, across sessions. `agent` empty: shared by every
+    agent of the user (agents with memory scope "user"); set: only that agent's (scope "agent")."""
+
+    class Source(models.TextChoices):
+        AGENTIC = "agentic", "Written by the agent with its memory tools"
+        AUTOMATIC = "automatic", "Extracted after a run by the memory manager"
+        USER = "user", "Written by the user through the API"
+        ADMIN = "admin", "Written by staff in the admin"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_memories")
+    agent = models.ForeignKey(
+        "agents_app.Agent",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="memories",
+        help_text="Empty: every agent of this user with memory scope 'user' sees it.",
+    )
+    memory = models.TextField(help_text="One fact about the user, in a sentence.")
+    topics = models.JSONField(
+        default=list, blank=True, validators=[validate_topics], help_text='A list of short topic words, e.g. ["food"].'
+    )
+    # "|food|travel|": the topics lower-cased, so a topic filter is one portable, exact SQL match
+    # (JSON containment is not available on SQLite). Kept in step by save().
+    topics_index = models.TextField(blank=True, editable=False)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.USER)
+    source_run = models.ForeignKey(
+        Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="memories_written"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        verbose_name_plural = "memories"
+        indexes = [models.Index(fields=["user", "agent", "-updated_at"], name="memory_user_recent")]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(memory=""), name="memory_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.memory[:80]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.topics_index = topics_index(self.topics)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "topics" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "topics_index"}
+        super().save(*args, **kwargs)
+
+
+def topics_index(topics: Any) -> str:
+    names = [str(t).strip().lower() for t in topics or [] if str(t).strip()] if isinstance(topics, list) else []
+    return "|" + "|".join(names) + "|" if names else ""

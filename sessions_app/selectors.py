@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, Prefetch, QuerySet, Subquery
+from django.db.models import Count, Prefetch, Q, QuerySet, Subquery
 
-from sessions_app.models import Message, Run, Session
+from sessions_app.models import Memory, Message, Run, Session
 
 
 def session_list_for_user(
@@ -57,23 +61,199 @@ def message_to_openai(role: str, content: str, tool_calls: Any, tool_call_id: st
     return {"role": role, "content": content}
 
 
-def session_history_messages(*, session_id: UUID, runs: int) -> list[dict[str, Any]]:
-    """Messages of the session's last `runs` completed runs, oldest first, in one query.
+@dataclass(slots=True)
+class History:
+    """The part of a session's past a run sends to its model.
 
-    One query whatever the session's length: the last N run ids are a LIMITed subquery on an
-    index, so run 1 and run 1000 of a session cost the same.
+    `messages`: the window's messages, oldest first: the last `runs` completed runs not covered by
+    the session summary, minus the oldest of them while the window is over its message or
+    character bound (whole runs are dropped, so a tool call never loses its result).
+    `run_count`: how many runs the window holds. `overflow`: completed runs exist that are neither
+    in the window nor in the summary, or will be once this run ends (the window is full), so a
+    summary would have something to add.
     """
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    run_count: int = 0
+    overflow: bool = False
+    oldest_run_created_at: datetime | None = None
+
+
+def _chars(message: dict[str, Any]) -> int:
+    size = len(message.get("content") or "")
+    for call in message.get("tool_calls") or []:
+        size += len(str(call.get("function", {}).get("arguments", ""))) + len(
+            str(call.get("function", {}).get("name", ""))
+        )
+    return size
+
+
+def session_history(
+    *,
+    session_id: UUID,
+    runs: int,
+    max_chars: int | None = None,
+    max_messages: int | None = None,
+    after: datetime | None = None,
+) -> History:
+    """The session's history window, in one query whatever the session's length: the last N+1
+    completed run ids are a LIMITed subquery on an index (the extra one tells whether older runs
+    exist), so run 1 and run 1000 of a session cost the same. `after`: only runs created after it
+    (the end of what the session summary covers)."""
     if runs <= 0:
-        return []
-    recent = (
-        # Top-level runs only: a team's member runs and a workflow's step runs are its own business.
-        Run.objects.filter(session_id=session_id, status=Run.Status.COMPLETED, parent_run__isnull=True)
-        .order_by("-created_at")
-        .values("id")[:runs]
-    )
+        return History()
+    # Top-level runs only: a team's member runs and a workflow's step runs are its own business.
+    recent = Run.objects.filter(session_id=session_id, status=Run.Status.COMPLETED, parent_run__isnull=True)
+    if after is not None:
+        recent = recent.filter(created_at__gt=after)
     rows = (
-        Message.objects.filter(run_id__in=Subquery(recent))
+        Message.objects.filter(run_id__in=Subquery(recent.order_by("-created_at").values("id")[: runs + 1]))
         .order_by("run__created_at", "run_id", "position")
-        .values_list("role", "content", "tool_calls", "tool_call_id", "name")
+        .values_list("run_id", "run__created_at", "role", "content", "tool_calls", "tool_call_id", "name")
     )
-    return [message_to_openai(*row) for row in rows]
+    grouped: dict[Any, tuple[datetime, list[dict[str, Any]]]] = {}
+    for run_id, created_at, *message in rows:
+        grouped.setdefault(run_id, (created_at, []))[1].append(message_to_openai(*message))
+    window = list(grouped.values())
+    overflow = len(window) > runs
+    window = window[-runs:]
+    total_chars = sum(_chars(m) for _, messages in window for m in messages)
+    total_messages = sum(len(messages) for _, messages in window)
+    while window and (
+        (max_chars is not None and total_chars > max_chars)
+        or (max_messages is not None and total_messages > max_messages)
+    ):
+        _, dropped = window.pop(0)
+        total_chars -= sum(_chars(m) for m in dropped)
+        total_messages -= len(dropped)
+        overflow = True
+    return History(
+        messages=[m for _, messages in window for m in messages],
+        run_count=len(window),
+        overflow=overflow or len(window) >= runs,
+        oldest_run_created_at=window[0][0] if window else None,
+    )
+
+
+def session_history_messages(*, session_id: UUID, runs: int) -> list[dict[str, Any]]:
+    """Messages of the session's last `runs` completed runs, oldest first (no other bound)."""
+    return session_history(session_id=session_id, runs=runs).messages
+
+
+# ---- memories ------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w{3,}", re.UNICODE)
+_CANDIDATES = 200
+
+
+def memory_scope_filter(*, user_id: Any, agent_pk: int | None) -> Q:
+    """The memories an agent with this scope reads and writes: agent_pk None for the user's shared
+    memories (scope "user"), the agent's pk for its private ones (scope "agent")."""
+    return Q(user_id=user_id, agent__isnull=True) if agent_pk is None else Q(user_id=user_id, agent_id=agent_pk)
+
+
+def memory_list_for_user(
+    *, user: Any, topic: str | None = None, search: str | None = None, agent_id: str | None = None
+) -> QuerySet[Memory]:
+    """The user's memories, newest first. `agent_id`: only that agent's private ones ("" or None:
+    all); `topic`: memories tagged with it (exact, case-insensitive); `search`: text contains."""
+    qs = Memory.objects.filter(user=user).select_related("agent")
+    if agent_id:
+        qs = qs.filter(agent__slug=agent_id)
+    if search:
+        qs = qs.filter(memory__icontains=search)
+    if topic and topic.strip():
+        qs = qs.filter(topics_index__contains=f"|{topic.strip().lower()}|")
+    return qs.order_by("-updated_at", "-created_at")
+
+
+def memory_line(memory: Memory) -> str:
+    """A memory as the model reads it: its id (for the memory tools), text and topics."""
+    topics = ", ".join(str(t) for t in memory.topics or [])
+    return f"- [{memory.id}] {memory.memory}" + (f" (topics: {topics})" if topics else "")
+
+
+def memories_for_context(
+    *, user_id: Any, agent_pk: int | None, message: str, limit: int, max_chars: int
+) -> list[Memory]:
+    """The memories worth sending with `message`, most relevant first, within `limit` items and
+    `max_chars` characters. Relevance is lexical (shared words and topics, then recency), which
+    needs no embedding model; one query on the user's most recent memories."""
+    if limit <= 0 or max_chars <= 0:
+        return []
+    candidates = list(
+        Memory.objects.filter(memory_scope_filter(user_id=user_id, agent_pk=agent_pk))
+        .order_by("-updated_at")
+        .only("id", "memory", "topics", "updated_at")[:_CANDIDATES]
+    )
+    words = {w.lower() for w in _WORD.findall(message)}
+
+    def score(item: tuple[int, Memory]) -> tuple[int, int]:
+        recency, memory = item
+        text_words = {w.lower() for w in _WORD.findall(memory.memory)}
+        topics = {str(t).lower() for t in memory.topics or []}
+        return (-(len(words & text_words) + 2 * len(words & topics)), recency)
+
+    chosen: list[Memory] = []
+    used = 0
+    for _, memory in sorted(enumerate(candidates), key=score):
+        size = len(memory_line(memory)) + 1
+        if used + size > max_chars:
+            continue
+        chosen.append(memory)
+        used += size
+        if len(chosen) >= limit:
+            break
+    return chosen
+
+
+@dataclass(slots=True)
+class SummaryWork:
+    """What a session summary update folds in: the previous summary, a transcript of the completed
+    runs that left the history window since, and the creation time of the last of them."""
+
+    previous: str
+    transcript: str
+    until: datetime
+
+
+_SUMMARY_RUNS = 50
+
+
+def session_runs_to_summarize(
+    *, session_id: UUID, window_runs: int, max_chars: int | None, max_messages: int | None, input_chars: int
+) -> SummaryWork | None:
+    """The runs a summary should now cover, or None when every run outside the window is covered.
+    At most `input_chars` characters of transcript (and 50 runs) per update: a long backlog is
+    folded in over several updates, each one's `until` covering what it read."""
+    session = Session.objects.only("pk", "summary", "summary_until").filter(pk=session_id).first()
+    if session is None:
+        return None
+    window = session_history(
+        session_id=session_id,
+        runs=window_runs,
+        max_chars=max_chars,
+        max_messages=max_messages,
+        after=session.summary_until,
+    )
+    runs = Run.objects.filter(session_id=session_id, status=Run.Status.COMPLETED)
+    if session.summary_until is not None:
+        runs = runs.filter(created_at__gt=session.summary_until)
+    if window.oldest_run_created_at is not None:
+        runs = runs.filter(created_at__lt=window.oldest_run_created_at)
+    parts: list[str] = []
+    used = 0
+    until: datetime | None = None
+    for created_at, text, output, output_json in runs.order_by("created_at").values_list(
+        "created_at", "input", "output", "output_json"
+    )[:_SUMMARY_RUNS]:
+        answer = output if output_json is None else json.dumps(output_json, ensure_ascii=False)
+        part = f"User: {text}\nAssistant: {answer}"
+        if parts and used + len(part) > input_chars:
+            break
+        parts.append(part[: max(input_chars - used, 0)] if not parts else part)
+        used += len(part)
+        until = created_at
+    if until is None:
+        return None
+    return SummaryWork(previous=session.summary, transcript="\n\n".join(parts), until=until)

@@ -6,7 +6,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sessions_app.models import Message, Run, Session
+from sessions_app.models import Memory, Message, Run, Session
+from sessions_app.services import MEMORY_MAX_CHARS, TOPIC_MAX_CHARS, TOPICS_MAX
 
 
 class MessageSerializer(serializers.ModelSerializer):
@@ -77,16 +78,71 @@ class SessionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Session
-        fields = ["session_id", "agent_id", "team_id", "workflow_id", "name", "run_count", "created_at", "updated_at"]
+        fields = [
+            "session_id",
+            "agent_id",
+            "team_id",
+            "workflow_id",
+            "name",
+            "run_count",
+            "ended_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["ended_at"]
 
 
 class SessionDetailSerializer(SessionSerializer):
+    state = serializers.JSONField(read_only=True, help_text="The session state, as the runs and hooks left it.")
+    summary = serializers.CharField(
+        read_only=True, help_text="A summary of the older runs (agents with session summaries), or empty."
+    )
+    summary_updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
     runs = RunSerializer(many=True, read_only=True)
 
     class Meta(SessionSerializer.Meta):
-        fields = [*SessionSerializer.Meta.fields, "state", "runs"]
-        read_only_fields = ["state"]
+        fields = [*SessionSerializer.Meta.fields, "state", "summary", "summary_updated_at", "runs"]
+        read_only_fields = ["ended_at", "state", "summary", "summary_updated_at"]
 
 
 class SessionRenameSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, allow_blank=True, trim_whitespace=True)
+
+
+class MemorySerializer(serializers.ModelSerializer):
+    memory_id = serializers.UUIDField(source="id", read_only=True)
+    agent_id = serializers.CharField(
+        source="agent.slug",
+        read_only=True,
+        allow_null=True,
+        help_text="The agent whose private memory this is; null for memories shared by the user's agents.",
+    )
+    source_run_id = serializers.UUIDField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Memory
+        fields = ["memory_id", "memory", "topics", "agent_id", "source", "source_run_id", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class TopicsField(serializers.ListField):
+    child = serializers.CharField(max_length=TOPIC_MAX_CHARS, allow_blank=False)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=TOPICS_MAX, **kwargs)
+
+
+class MemoryCreateSerializer(serializers.Serializer):
+    memory = serializers.CharField(max_length=MEMORY_MAX_CHARS)
+    topics = TopicsField(required=False)
+    agent_id = serializers.SlugField(
+        max_length=100,
+        required=False,
+        allow_null=True,
+        help_text="Make it private to this agent (agents with memory scope 'agent'); omit to share it.",
+    )
+
+
+class MemoryUpdateSerializer(serializers.Serializer):
+    memory = serializers.CharField(max_length=MEMORY_MAX_CHARS, required=False)
+    topics = TopicsField(required=False)

@@ -3,7 +3,8 @@ writes these tables."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -13,12 +14,20 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from sessions_app.models import Message, Run, Session
-from sessions_app.selectors import session_history_messages
+from sessions_app.models import Memory, Message, Run, Session
+from sessions_app.selectors import memory_scope_filter, session_history
 
 
 class SessionNotFound(LookupError):
     """No such session for this user and agent (we never reveal whether it exists for another user)."""
+
+
+class SessionEnded(Exception):
+    """The session was ended: it stays readable, but takes no more messages (start a new one)."""
+
+    def __init__(self, message: str, *, session_id: UUID) -> None:
+        super().__init__(message)
+        self.session_id = session_id
 
 
 class SessionBusy(Exception):
@@ -39,6 +48,9 @@ class StartedRun:
     session: Session
     history: list[dict[str, Any]]
     session_created: bool
+    # True when the session has (or, once this run ends, will have) completed runs outside both the
+    # history window and the summary: a summary would have something to add.
+    history_overflow: bool = False
 
 
 def _session_name(message: str) -> str:
@@ -57,16 +69,34 @@ def _running_runs(session_id: Any, now: Any) -> Any:
     )
 
 
-def run_start(*, agent: Any, user: Any, message: str, session_id: UUID | None, history_runs: int) -> StartedRun:
-    """Persist the user's message and a running Run before any model call, so a crash can never
-    lose them; read the session's history in the same transaction.
+def run_start(
+    *,
+    agent: Any,
+    user: Any,
+    message: str,
+    session_id: UUID | None,
+    history_runs: int,
+    history_max_chars: int | None = None,
+    history_max_messages: int | None = None,
+) -> StartedRun:
+    """Persist a running Run before any model call, so a crash can never lose the message; read
+    the session (its state and summary) and its bounded history in the same transaction.
 
-    Raises SessionBusy (nothing written) when the session already has a running run: runs of one
-    session never overlap, so no run is answered from a history another run is still writing.
+    A new session starts with a copy of the agent's initial session state. Raises SessionNotFound,
+    SessionEnded, or SessionBusy (the session has a running run; runs of one session never
+    overlap, so no run is answered from a history, or a state, another run is still writing),
+    before anything is written.
     """
     with transaction.atomic():
+        overflow = False
         if session_id is None:
-            session = Session.objects.create(user=user, agent=agent, name=_session_name(message))
+            initial = getattr(agent, "initial_session_state", None)
+            session = Session.objects.create(
+                user=user,
+                agent=agent,
+                name=_session_name(message),
+                state=copy.deepcopy(initial) if isinstance(initial, dict) else {},
+            )
             created = True
             history: list[dict[str, Any]] = []
         else:
@@ -80,6 +110,11 @@ def run_start(*, agent: Any, user: Any, message: str, session_id: UUID | None, h
             session = (
                 Session.objects.filter(pk=session_id).annotate(busy=Exists(_running_runs(OuterRef("pk"), now))).get()
             )
+            if session.ended_at is not None:
+                raise SessionEnded(
+                    f"Session {session_id} has ended; it takes no more messages. Start a new session.",
+                    session_id=session.pk,
+                )
             if session.busy:
                 running = list(_running_runs(session.pk, now).values_list("pk", flat=True))
                 raise SessionBusy(
@@ -89,7 +124,14 @@ def run_start(*, agent: Any, user: Any, message: str, session_id: UUID | None, h
                     running_run_ids=running,
                 )
             created = False
-            history = session_history_messages(session_id=session.pk, runs=history_runs)
+            window = session_history(
+                session_id=session.pk,
+                runs=history_runs,
+                max_chars=history_max_chars,
+                max_messages=history_max_messages,
+                after=session.summary_until,
+            )
+            history, overflow = window.messages, window.overflow
         run = Run.objects.create(
             session=session,
             agent=agent,
@@ -101,7 +143,7 @@ def run_start(*, agent: Any, user: Any, message: str, session_id: UUID | None, h
         )
         # The user's message is the run's `input` from here on; its Message row (position 0) is
         # written with the run's other messages when it ends, saving an INSERT per run.
-    return StartedRun(run=run, session=session, history=history, session_created=created)
+    return StartedRun(run=run, session=session, history=history, session_created=created, history_overflow=overflow)
 
 
 def run_finish(
@@ -117,6 +159,9 @@ def run_finish(
     events: list[dict[str, Any]] | None = None,
     on_finish: Callable[[], None] | None = None,
     user_message: str | None = None,
+    session_id: UUID | None = None,
+    state_set: dict[str, Any] | None = None,
+    state_unset: list[str] | None = None,
 ) -> None:
     """Store what the run produced, in one transaction: the new messages and the run's outcome.
 
@@ -124,7 +169,9 @@ def run_finish(
     status=running so a run that was already finished elsewhere is not overwritten. `on_finish` (the
     run's hooks: agents_app.services.run_finish_with_hooks) runs inside the same transaction, only
     when the run was stored. `user_message` (the run's input, as the pre-hooks left it) becomes the
-    message at position 0.
+    message at position 0. `state_set` / `state_unset`: the top-level session-state keys the run
+    changed, merged into the session's state as it is now (session_state_merge), in the same
+    transaction, so a run's state is saved exactly when its outcome is.
     """
     rows = [Message(run_id=run_id, role=Message.Role.USER, content=user_message, position=0)] if user_message else []
     rows += [
@@ -158,6 +205,8 @@ def run_finish(
         # updated == 0: the run was deleted with its session meanwhile; nothing left to attach to.
         if updated and rows:
             Message.objects.bulk_create(rows)
+        if updated and session_id is not None and (state_set or state_unset):
+            session_state_merge(session_id=session_id, state_set=state_set or {}, state_unset=state_unset or [])
         if updated and on_finish is not None:
             on_finish()
 
@@ -190,6 +239,158 @@ def session_state_merge(*, session_id: UUID, state_set: dict[str, Any], state_un
     return True
 
 
+def session_end(*, session: Session) -> Session:
+    """End a session: it keeps its runs and stays readable, but refuses new messages. Idempotent."""
+    if session.ended_at is None:
+        now = timezone.now()
+        Session.objects.filter(pk=session.pk, ended_at__isnull=True).update(ended_at=now)
+        session.ended_at = now
+    return session
+
+
+def session_summary_store(*, session_id: UUID, summary: str, until: Any) -> bool:
+    """Keep a new summary of the session's runs created up to `until`, unless the session already
+    has one that covers as much (summaries are made in the background and may finish out of order;
+    each covers everything before its `until`, so the one reaching furthest wins). True if stored."""
+    with transaction.atomic(savepoint=False):
+        session = Session.objects.select_for_update().only("pk", "summary_until").filter(pk=session_id).first()
+        if session is None or (session.summary_until is not None and session.summary_until >= until):
+            return False
+        Session.objects.filter(pk=session_id).update(
+            summary=summary, summary_until=until, summary_updated_at=timezone.now()
+        )
+    return True
+
+
+# ---- memories ------------------------------------------------------------------------------------
+
+MEMORY_MAX_CHARS = 2000
+TOPICS_MAX = 10
+TOPIC_MAX_CHARS = 50
+
+
+class MemoryInvalid(ValueError):
+    """A memory the caller asked to write is empty, too long, or has malformed topics."""
+
+
+def _clean_memory(text: Any) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise MemoryInvalid("A memory must be a non-empty string.")
+    text = text.strip()
+    if len(text) > MEMORY_MAX_CHARS:
+        raise MemoryInvalid(f"A memory is at most {MEMORY_MAX_CHARS} characters; this one has {len(text)}.")
+    return text
+
+
+def _clean_topics(topics: Any) -> list[str]:
+    if topics is None:
+        return []
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        raise MemoryInvalid("Topics must be a list of strings.")
+    cleaned: list[str] = []
+    for topic in topics:
+        topic = topic.strip().lower()
+        if topic and topic not in cleaned:
+            if len(topic) > TOPIC_MAX_CHARS or "|" in topic:
+                raise MemoryInvalid(f"A topic is at most {TOPIC_MAX_CHARS} characters, without '|'.")
+            cleaned.append(topic)
+    if len(cleaned) > TOPICS_MAX:
+        raise MemoryInvalid(f"A memory has at most {TOPICS_MAX} topics.")
+    return cleaned
+
+
+def memory_create(
+    *,
+    user: Any = None,
+    user_id: Any = None,
+    memory: str,
+    topics: list[str] | None = None,
+    agent_pk: int | None = None,
+    source: str = Memory.Source.USER,
+    source_run_id: UUID | None = None,
+) -> Memory:
+    """Write a new memory about a user (raises MemoryInvalid)."""
+    return Memory.objects.create(
+        user_id=user.pk if user is not None else user_id,
+        agent_id=agent_pk,
+        memory=_clean_memory(memory),
+        topics=_clean_topics(topics),
+        source=source,
+        source_run_id=source_run_id,
+    )
+
+
+def memory_update(*, memory: Memory, text: str | None = None, topics: list[str] | None = None) -> Memory:
+    """Change a memory's text and/or topics (raises MemoryInvalid)."""
+    fields = ["updated_at"]
+    if text is not None:
+        memory.memory = _clean_memory(text)
+        fields.append("memory")
+    if topics is not None:
+        memory.topics = _clean_topics(topics)
+        fields.append("topics")
+    memory.save(update_fields=fields)
+    return memory
+
+
+def memory_delete(*, memory: Memory) -> None:
+    memory.delete()
+
+
+@dataclass(slots=True)
+class MemoryOperation:
+    """One change the memory manager or a memory tool asks for: "add" (text, topics), "update"
+    (memory_id and text and/or topics) or "delete" (memory_id)."""
+
+    op: str
+    memory_id: str | None = None
+    memory: str | None = None
+    topics: list[str] | None = None
+
+
+def memory_apply(
+    *, user_id: Any, agent_pk: int | None, operations: Iterable[MemoryOperation], source: str, run_id: UUID | None
+) -> dict[str, int]:
+    """Apply memory changes within one scope (a user's shared memories, or one agent's private ones),
+    in one transaction, and count what was done. An id outside the scope, or an invalid text, is
+    skipped, never applied: a model cannot touch another user's (or another agent's) memories."""
+    done = {"added": 0, "updated": 0, "deleted": 0, "skipped": 0}
+    with transaction.atomic(savepoint=False):
+        scope = Memory.objects.filter(memory_scope_filter(user_id=user_id, agent_pk=agent_pk))
+        for item in operations:
+            try:
+                if item.op == "add":
+                    memory_create(
+                        user_id=user_id,
+                        memory=item.memory or "",
+                        topics=item.topics,
+                        agent_pk=agent_pk,
+                        source=source,
+                        source_run_id=run_id,
+                    )
+                    done["added"] += 1
+                    continue
+                target = scope.filter(pk=_as_uuid(item.memory_id)).first() if item.memory_id else None
+                if target is None or item.op not in ("update", "delete"):
+                    done["skipped"] += 1
+                elif item.op == "update":
+                    memory_update(memory=target, text=item.memory, topics=item.topics)
+                    done["updated"] += 1
+                else:
+                    memory_delete(memory=target)
+                    done["deleted"] += 1
+            except MemoryInvalid:
+                done["skipped"] += 1
+    return done
+
+
+def _as_uuid(value: Any) -> UUID | None:
+    try:
+        return UUID(str(value).strip())
+    except ValueError:
+        return None
+
+
 # ---- Teams and workflows: their runs, and the member and step runs under them ----------------
 
 
@@ -197,7 +398,8 @@ def component_run_start(
     *, team: Any = None, workflow: Any = None, user: Any, message: str, session_id: UUID | None, history_runs: int
 ) -> StartedRun:
     """`run_start` for a team or a workflow (exactly one): the message and a running Run persisted
-    before any model call; a busy session raises SessionBusy (policy "reject") with nothing written."""
+    before any model call. Raises SessionNotFound, SessionEnded or SessionBusy (policy "reject")
+    with nothing written."""
     component = {"team": team} if team is not None else {"workflow": workflow}
     ((kind, obj),) = component.items()
     with transaction.atomic():
@@ -210,6 +412,11 @@ def component_run_start(
             if not Session.objects.filter(pk=session_id, user=user, **component).update(updated_at=now):
                 raise SessionNotFound(f"No session {session_id} for {kind} {obj.slug!r}.")
             session = Session.objects.get(pk=session_id)
+            if session.ended_at is not None:
+                raise SessionEnded(
+                    f"Session {session_id} has ended; it takes no more messages. Start a new session.",
+                    session_id=session.pk,
+                )
             running = list(_running_runs(session.pk, now).values_list("pk", flat=True))
             if running:
                 raise SessionBusy(
@@ -219,7 +426,7 @@ def component_run_start(
                     running_run_ids=running,
                 )
             created = False
-            history = session_history_messages(session_id=session.pk, runs=history_runs) if history_runs else []
+            history = session_history(session_id=session.pk, runs=history_runs).messages if history_runs else []
         model = getattr(obj, "model", None)
         run = Run.objects.create(
             session=session,

@@ -13,7 +13,7 @@ from django.urls import reverse
 from agents_app.models import Agent, ModelConfig
 from agents_app.selectors import AgentNotFound, agent_get_active
 from agents_app.tools.registry import tool_registry
-from sessions_app.models import Message, Run, Session
+from sessions_app.models import Memory, Message, Run, Session
 from tests.factories import AgentFactory, ModelConfigFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -75,6 +75,13 @@ def agent_post(model: ModelConfig, **changes: Any) -> dict[str, Any]:
         "max_tool_calls": 8,
         "output_schema": "",
         "history_runs": 3,
+        "history_max_chars": 24000,
+        "initial_session_state": "",
+        "memory_mode": "off",
+        "memory_scope": "user",
+        "memory_context_items": 10,
+        "memory_context_chars": 2000,
+        "memory_model": "",
     }
     data.update(changes)
     return data
@@ -87,6 +94,7 @@ def test_every_changelist_change_and_add_page_renders(admin_client, calc_agent, 
     admin_client.post(try_url(calc_agent), {"message": "what is 6*7?"})
     run = Run.objects.get()
     message = Message.objects.filter(run=run).order_by("position").last()
+    memory = Memory.objects.create(user=staff_user, memory="Likes tea.", topics=["drinks"], source_run=run)
     pages = [
         reverse("admin:index"),
         reverse("admin:app_list", args=["agents_app"]),
@@ -105,6 +113,9 @@ def test_every_changelist_change_and_add_page_renders(admin_client, calc_agent, 
         reverse("admin:sessions_app_run_change", args=[run.pk]),
         reverse("admin:sessions_app_message_changelist"),
         reverse("admin:sessions_app_message_change", args=[message.pk]),
+        reverse("admin:sessions_app_memory_changelist"),
+        reverse("admin:sessions_app_memory_add"),
+        reverse("admin:sessions_app_memory_change", args=[memory.pk]),
     ]
     for url in pages:
         response = admin_client.get(url)
@@ -451,3 +462,37 @@ def test_staff_can_delete_a_run(admin_client, calc_agent):
     assert admin_client.get(url).status_code == 200
     assert admin_client.post(url, {"post": "yes"}).status_code == 302
     assert not Run.objects.exists() and not Message.objects.exists()
+
+
+def test_saving_an_agent_with_memory_settings_and_an_initial_state(admin_client):
+    model = ModelConfigFactory()
+    url = reverse("admin:agents_app_agent_add")
+    bad = admin_client.post(url, agent_post(model, initial_session_state="[1, 2]"))
+    assert bad.status_code == 200 and "must be a JSON object" in bad.content.decode()
+    response = admin_client.post(
+        url,
+        agent_post(
+            model,
+            initial_session_state='{"cart": []}',
+            memory_mode="automatic",
+            memory_scope="agent",
+            session_summaries="on",
+            memory_model=model.pk,
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()
+    agent = Agent.objects.get(slug="support-bot")
+    assert agent.initial_session_state == {"cart": []}
+    assert (agent.memory_mode, agent.memory_scope, agent.session_summaries, agent.memory_model) == (
+        "automatic",
+        "agent",
+        True,
+        model,
+    )
+    # The hooks table keeps the modes of the internal memory hooks, which it does not list.
+    agent.hook_modes = {"agentos_memory": "inline"}
+    agent.save()
+    change = reverse("admin:agents_app_agent_change", args=[agent.pk])
+    assert admin_client.post(change, agent_post(model, memory_mode="automatic")).status_code == 302
+    agent.refresh_from_db()
+    assert agent.hook_modes == {"agentos_memory": "inline"} and agent.initial_session_state == {}

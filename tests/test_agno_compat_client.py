@@ -210,3 +210,36 @@ async def test_remote_agent_runs_here(site, scripted_model):
     finally:
         await aclose_default_clients()
     assert out.status == RunStatus.completed and out.content == "Hello from Django."
+
+
+async def test_memories_with_agnos_client(client, site):
+    made = await client.create_memory(
+        "The user likes green tea.", user_id="ignored", topics=["Drinks"], headers=site["alice"]
+    )
+    assert made.memory == "The user likes green tea." and made.topics == ["drinks"] and made.user_id != "ignored"
+    other = await client.create_memory("The user runs marathons.", "ignored", topics=["sport"], headers=site["alice"])
+    page = await client.list_memories(topics=["drinks"], headers=site["alice"])
+    assert [m.memory_id for m in page.data] == [made.memory_id] and page.meta.total_count == 1
+    found = await client.list_memories(search_content="MARATHON", headers=site["alice"])
+    assert [m.memory_id for m in found.data] == [other.memory_id]
+    assert (await client.list_memories(headers=site["mallory"])).data == []
+    assert sorted(await client.get_memory_topics(headers=site["alice"])) == ["drinks", "sport"]
+
+    updated = await client.update_memory(
+        made.memory_id, "The user likes oolong.", "ignored", topics=["tea"], headers=site["alice"]
+    )
+    assert (updated.memory, updated.topics) == ("The user likes oolong.", ["tea"])
+    assert (await client.get_memory(made.memory_id, headers=site["alice"])).memory == "The user likes oolong."
+    for call in (
+        client.get_memory(made.memory_id, headers=site["mallory"]),
+        client.update_memory(made.memory_id, "hacked", "ignored", headers=site["mallory"]),
+        client.delete_memory(made.memory_id, headers=site["mallory"]),
+    ):
+        with pytest.raises(httpx.HTTPStatusError) as not_theirs:
+            await call
+        assert not_theirs.value.response.status_code == 404
+    await client.delete_memories([made.memory_id, other.memory_id], headers=site["mallory"])  # not theirs: no-op
+    assert (await client.list_memories(headers=site["alice"])).meta.total_count == 2
+    await client.delete_memory(made.memory_id, headers=site["alice"])
+    await client.delete_memories([other.memory_id], headers=site["alice"])
+    assert (await client.list_memories(headers=site["alice"])).data == []

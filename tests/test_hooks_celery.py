@@ -177,3 +177,46 @@ def test_a_worker_killed_mid_hook_loses_nothing_and_the_effect_is_applied_once(s
     assert json.loads(_query(db, "SELECT state FROM sessions_app_session")[0][0]) == {"count": 1}
     assert len((markers / "finished.log").read_text().splitlines()) == 1
     producer.close()
+
+
+MEMORY_PRODUCE = """
+import json
+from agents_app.engine import run_agent
+from agents_app.models import Agent, ModelConfig
+from django.contrib.auth import get_user_model
+user = get_user_model().objects.create(username="ada")
+model = ModelConfig.objects.create(name="offline", provider="offline", model_id="offline-demo")
+Agent.objects.create(slug="mem", name="Mem", model=model, memory_mode="automatic", session_summaries=True, history_runs=1)
+session_id = None
+for message in ("My name is Ada.", "I like green tea.", "What should I drink?"):
+    result = run_agent(agent_id="mem", user=user, message=message, session_id=session_id)
+    session_id = result.session_id
+print(json.dumps({"session_id": session_id, "status": result.status}))
+"""
+
+
+def test_automatic_memory_and_summaries_run_on_a_real_worker(stack):
+    """The memory manager and the summarizer are background hooks: a real worker process on Redis
+    extracts the memories and folds the runs that left the 1-run window into the summary."""
+    stack["start_worker"]("memory")
+    produced = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", MEMORY_PRODUCE],
+        cwd=ROOT,
+        env=stack["env"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = json.loads(produced.stdout.strip().splitlines()[-1])
+    assert out["status"] == "completed"
+    db = stack["db"]
+    _wait_for(
+        lambda: _query(db, "SELECT COUNT(*) FROM agents_app_hookexecution WHERE status = 'succeeded'")[0][0] == 5,
+        40,
+        "3 memory and 2 summary executions to succeed",
+    )
+    memories = sorted(row[0] for row in _query(db, "SELECT memory FROM sessions_app_memory"))
+    assert memories == ['The user said: "I like green tea"', 'The user said: "My name is Ada"']
+    summary, until = _query(db, "SELECT summary, summary_until FROM sessions_app_session")[0]
+    assert "My name is Ada." in summary and "I like green tea." in summary and until

@@ -41,6 +41,7 @@ from schemathesis.specs.openapi.checks import (
 from agentos_site.asgi import application
 from agents_app.engine import arun_agent, run_agent
 from agents_app.models import ModelConfig
+from sessions_app.models import Memory
 from tests.conftest import bearer
 from tests.factories import (
     AgentFactory,
@@ -89,6 +90,7 @@ PATH_PARAMETER_KINDS = {
     "run_id": "runs",
     "team_id": "teams",
     "workflow_id": "workflows",
+    "memory_id": "memories",
 }
 RUN_OPERATIONS = (
     "POST /api/agents/{agent_id}/runs",
@@ -126,6 +128,8 @@ def flatmap_body(context: Any, body: Any) -> st.SearchStrategy[Any]:
         return _with_seeded_values(body, {"username": "usernames", "password": "passwords"})
     if "model" in body:  # an agent's model config
         return _with_seeded_values(body, {"model": "models"})
+    if context.operation.label == "POST /api/memories/":
+        return _with_seeded_values(body, {"agent_id": "agents"})
     return st.just(body)
 
 
@@ -153,6 +157,8 @@ def acting_token(request: Any, db: Any) -> Iterator[str]:
     actor, other = (staff, user) if request.param == "staff" else (user, staff)
     mine = run_agent(agent_id=agent.slug, user=actor, message="what is 6*7?")
     theirs = run_agent(agent_id=agent.slug, user=other, message="hello")
+    my_memory = Memory.objects.create(user=actor, memory="Likes tea.", topics=["drinks"])
+    their_memory = Memory.objects.create(user=other, memory="Likes coffee.", topics=["drinks"])
     SEEDED.update(
         agents=["fuzz-agent", "fuzz-agent", "fuzz-inactive"],  # the active agent twice: run it more often
         models=[model.pk],
@@ -160,6 +166,7 @@ def acting_token(request: Any, db: Any) -> Iterator[str]:
         workflows=["fuzz-workflow", "fuzz-workflow", "nope"],
         sessions=[mine.session_id, theirs.session_id],
         runs=[mine.run_id, theirs.run_id],
+        memories=[str(my_memory.pk), str(their_memory.pk)],
         stream=[True],
         usernames=[actor.username],
         passwords=[PASSWORD],
@@ -300,13 +307,16 @@ BODY_OPERATIONS = [
     ("PATCH", "/api/agents/{agent_id}/"),
     ("POST", "/api/models/"),
     ("PATCH", "/api/sessions/{session_id}/"),
+    ("POST", "/api/memories/"),
+    ("PATCH", "/api/memories/{memory_id}/"),
 ]
 
 
 @pytest.mark.parametrize(("method", "path"), BODY_OPERATIONS)
 async def test_hostile_bodies_are_a_4xx_with_a_json_body(asgi, offline_agent, staff_user, staff_token, method, path):
     started = await arun_agent(agent_id=offline_agent.slug, user=staff_user, message="hi")
-    path_parameters = {"agent_id": offline_agent.slug, "session_id": started.session_id}
+    memory = await Memory.objects.acreate(user=staff_user, memory="Likes tea.")
+    path_parameters = {"agent_id": offline_agent.slug, "session_id": started.session_id, "memory_id": str(memory.pk)}
     url = path.format(**path_parameters)
     operation = schema[path][method]
     for name, (expected, body, content_type) in hostile_bodies().items():

@@ -12,6 +12,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from agents_app.models import Workflow, WorkflowStep
+from agents_app.tools.context import RunContext
+from agents_app.tools.registry import tool_registry
 from agents_app.workflows.registry import StepInput, step_function, step_registry
 from sessions_app.models import Run, Session
 from tests.conftest import bearer
@@ -360,3 +362,43 @@ async def test_parallel_agent_steps_run_their_child_runs_at_the_same_time(asgi, 
     # Side by side, not one after the other: each started before the other finished.
     pro, con = children["pro"], children["con"]
     assert pro.created_at < con.finished_at and con.created_at < pro.finished_at, elapsed
+
+
+def tally(run_context: RunContext, by: int = 1) -> int:
+    """Add to the workflow's tally.
+
+    Args:
+        by: How much to add.
+    """
+    state = run_context.session_state
+    state["tally"] = state.get("tally", 0) + by
+    return state["tally"]
+
+
+async def test_an_agent_steps_tools_share_the_workflow_state_with_later_steps(
+    asgi, token, scripted_model, openai_model
+):
+    tool_registry.register(tally)
+    try:
+
+        def build() -> Workflow:
+            counter = AgentFactory(slug="counter", model=openai_model, tools=["tally"])
+            return make_workflow(
+                "tallying",
+                [
+                    {"name": "start", "kind": "function", "function": "count_runs"},  # sets state["runs"]
+                    {"name": "count", "kind": "agent", "agent": counter},
+                    {"name": "after", "kind": "function", "function": "remember_output", "args": {"key": "seen"}},
+                ],
+            )
+
+        workflow = await sync_to_async(build)()
+        scripted_model.push_tool_calls([{"name": "tally", "arguments": {"by": 5}}])
+        scripted_model.push_text("tallied")
+        body = (await run_workflow(asgi, workflow.slug, token)).json()
+    finally:
+        tool_registry.unregister("tally")
+    assert body["status"] == "completed", body
+    assert body["session_state"] == {"runs": 1, "tally": 5, "seen": "tallied"}
+    session = await Session.objects.aget(pk=body["session_id"])
+    assert session.state == {"runs": 1, "tally": 5, "seen": "tallied"}

@@ -334,6 +334,11 @@ def session_detail_json(session: Session) -> dict[str, Any]:
             "session_id": str(session.pk),
             "session_name": session.name,
             "session_state": session.state or {},
+            "session_summary": (
+                {"summary": session.summary, "topics": None, "updated_at": iso(session.summary_updated_at)}
+                if session.summary
+                else None
+            ),
             "agent_id": session.agent.slug,
             "total_tokens": totals["total_tokens"],
             "agent_data": {"name": session.agent.name, "agent_id": session.agent.slug},
@@ -444,6 +449,49 @@ class SessionRunsQuerySerializer(SessionTypeQuerySerializer):
                 f"Invalid status value(s) {unknown}; expected one of {sorted(AGNO_STATUSES)}."
             )
         return wanted
+
+
+# ---- memories ----------------------------------------------------------------------------------
+
+
+def memory_json(memory: Any) -> dict[str, Any]:
+    """agno's `UserMemorySchema`."""
+    return {
+        "memory_id": str(memory.pk),
+        "memory": memory.memory,
+        "topics": list(memory.topics or []),
+        "agent_id": memory.agent.slug if memory.agent_id else None,
+        "team_id": None,
+        "user_id": user_id_of(memory.user_id),
+        "updated_at": iso(memory.updated_at),
+    }
+
+
+class MemoryListQuerySerializer(serializers.Serializer):
+    agent_id = serializers.CharField(required=False, allow_blank=True)
+    team_id = serializers.CharField(required=False, allow_blank=True)
+    topics = serializers.CharField(required=False, allow_blank=True)
+    search_content = serializers.CharField(required=False, allow_blank=True)
+    limit = serializers.IntegerField(min_value=1, default=20)
+    page = serializers.IntegerField(min_value=0, default=1)
+    sort_by = serializers.CharField(required=False, default="updated_at")
+    sort_order = serializers.ChoiceField(choices=["asc", "desc"], default="desc")
+    db_id = serializers.CharField(required=False, allow_blank=True)
+
+
+class MemoryWriteSerializer(serializers.Serializer):
+    """agno's `UserMemoryCreateSchema` (create, and PATCH, which replaces text and topics)."""
+
+    memory = serializers.CharField(min_length=1, max_length=2000)
+    user_id = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    topics = serializers.ListField(
+        child=serializers.CharField(max_length=50), required=False, allow_null=True, max_length=10
+    )
+
+
+class MemoryBulkDeleteSerializer(serializers.Serializer):
+    memory_ids = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=1000)
+    user_id = serializers.CharField(required=False, allow_null=True, allow_blank=True)
 
 
 class SessionRenameSerializer(serializers.Serializer):

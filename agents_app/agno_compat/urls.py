@@ -29,4 +29,7 @@ urlpatterns = [
     path("sessions/<str:session_id>/rename", views.SessionRenameView.as_view(), name="session-rename"),
     path("sessions/<str:session_id>/runs", views.SessionRunsView.as_view(), name="session-runs"),
     path("sessions/<str:session_id>/runs/<str:run_id>", views.SessionRunView.as_view(), name="session-run"),
+    path("memories", views.MemoryListView.as_view(), name="memories"),
+    path("memories/<str:memory_id>", views.MemoryDetailView.as_view(), name="memory"),
+    path("memory_topics", views.MemoryTopicsView.as_view(), name="memory-topics"),
 ]

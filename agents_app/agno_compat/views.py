@@ -19,6 +19,7 @@ from uuid import UUID
 
 import orjson
 from asgiref.sync import sync_to_async
+from django.db.models import Q
 from django.http import HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from rest_framework import permissions, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -34,10 +35,21 @@ from agents_app.engine import events as ev
 from agents_app.engine.runner import InvalidRunInput, RunHandle, run_prepare
 from agents_app.runtime import RunNotFound, runtime
 from agents_app.selectors import AgentNotFound, agent_list_for_user
-from sessions_app.selectors import run_get_for_user, session_detail_for_user, session_list_for_user
+from sessions_app.models import Memory
+from sessions_app.selectors import (
+    memory_list_for_user,
+    run_get_for_user,
+    session_detail_for_user,
+    session_list_for_user,
+)
 from sessions_app.services import (
+    MemoryInvalid,
     SessionBusy,
+    SessionEnded,
     SessionNotFound,
+    memory_create,
+    memory_delete,
+    memory_update,
     session_delete,
     session_rename,
     session_state_merge,
@@ -111,7 +123,7 @@ class AgnoView(AsyncAPIView):
         if request.method == "OPTIONS" and origin and "Access-Control-Request-Method" in request.headers:
             # A browser's preflight carries no credentials: answer it before authentication.
             response: HttpResponseBase = HttpResponse(status=200)
-            response["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            response["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
             response["Access-Control-Allow-Headers"] = request.headers.get(
                 "Access-Control-Request-Headers", "Authorization, Content-Type"
             )
@@ -240,6 +252,7 @@ def _apply_session_state(handle: RunHandle, state: dict[str, Any] | None) -> Non
     when the run starts (the run's values win), as agno merges it into the stored state."""
     if state:
         session_state_merge(session_id=handle.session_id, state_set=state, state_unset=[])
+        handle.session_state = {**handle.session_state, **state}  # what the run's tools and hooks see
 
 
 def _prepare_errors(exc: Exception, session_id: UUID | None) -> Exception:
@@ -250,7 +263,7 @@ def _prepare_errors(exc: Exception, session_id: UUID | None) -> Exception:
         return NotFound(f"Session with id '{session_id}' not found")
     if isinstance(exc, InvalidRunInput):
         return ValidationError({"message": [str(exc)]})
-    if isinstance(exc, SessionBusy):
+    if isinstance(exc, SessionBusy | SessionEnded):
         return Conflict(str(exc))
     return exc
 
@@ -285,7 +298,7 @@ class AgentRunView(AgnoView):
             if busy.policy not in ("queue", "interrupt"):
                 raise Conflict(str(busy)) from None
             handle = None
-        except (AgentNotFound, SessionNotFound, InvalidRunInput) as exc:
+        except (AgentNotFound, SessionNotFound, SessionEnded, InvalidRunInput) as exc:
             raise _prepare_errors(exc, session_id) from None
         if handle is not None:
             _apply_session_state(handle, data.get("session_state"))
@@ -305,7 +318,7 @@ class AgentRunView(AgnoView):
                 handle = await runtime.prepare(
                     agent_id=agent_id, user=request.user, message=prepared.message, session_id=prepared.session_id
                 )
-            except (AgentNotFound, SessionNotFound, InvalidRunInput, SessionBusy) as exc:
+            except (AgentNotFound, SessionNotFound, SessionEnded, InvalidRunInput, SessionBusy) as exc:
                 raise _prepare_errors(exc, prepared.session_id) from None
             await sync_to_async(_apply_session_state)(handle, prepared.session_state)
         live = runtime.launch(handle, stream=prepared.stream)
@@ -440,3 +453,119 @@ class SessionRunView(PreparedGet, _SessionView):
             if run.pk == wanted:
                 return s.run_json(run, agent=session.agent)
         raise NotFound(f"Run with ID {run_id} not found in session {session_id}")
+
+
+# ---- Memories ------------------------------------------------------------------------------------
+# agno's memory routes over our Memory rows. As for sessions, `user_id` in queries and bodies is
+# ignored: everyone reads and writes only their own memories (staff manage all in the admin).
+
+MEMORY_SORT_FIELDS = {"updated_at": "updated_at", "created_at": "created_at", "memory": "memory"}
+
+
+def _memory_or_404(request: Any, memory_id: str) -> Any:
+    memory = memory_list_for_user(user=request.user).filter(pk=_parse_uuid(memory_id, "Memory")).first()
+    if memory is None:
+        raise NotFound(f"Memory with id '{memory_id}' not found")
+    return memory
+
+
+def _memory_invalid(exc: MemoryInvalid) -> ValidationError:
+    return ValidationError({"memory": [str(exc)]})
+
+
+class MemoryListView(AgnoView):
+    """`GET /memories` (agno's page of `UserMemorySchema`; `agent_id`, comma-separated `topics`,
+    `search_content`), `POST /memories` (create; 200 like agno), `DELETE /memories` (bulk, 204)."""
+
+    def prepare_get(self, request: Any) -> dict[str, Any]:
+        q = self.query(s.MemoryListQuerySerializer)
+        _check_db_id(q.get("db_id"))
+        limit = min(q["limit"], MAX_PAGE_SIZE)
+        page = max(q["page"], 1)
+        if q.get("team_id"):
+            return s.page_json([], page=page, limit=limit, total=0)
+        memories = memory_list_for_user(
+            user=request.user, search=q.get("search_content") or None, agent_id=q.get("agent_id") or None
+        )
+        topics = [t.strip() for t in (q.get("topics") or "").split(",") if t.strip()]
+        if topics:
+            any_topic = Q()
+            for topic in topics:
+                any_topic |= Q(topics_index__contains=f"|{topic.lower()}|")
+            memories = memories.filter(any_topic)
+        field = MEMORY_SORT_FIELDS.get(q["sort_by"], "updated_at")
+        memories = memories.order_by(f"-{field}" if q["sort_order"] == "desc" else field, "-created_at")
+        total = memories.count()
+        items = [s.memory_json(m) for m in memories[(page - 1) * limit : page * limit]]
+        return s.page_json(items, page=page, limit=limit, total=total)
+
+    async def get(self, request: Any) -> Any:
+        return Response(self.prepared)
+
+    def prepare_post(self, request: Any) -> dict[str, Any]:
+        body = s.MemoryWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            memory = memory_create(
+                user=request.user,
+                memory=body.validated_data["memory"],
+                topics=body.validated_data.get("topics"),
+                source=Memory.Source.USER,
+            )
+        except MemoryInvalid as exc:
+            raise _memory_invalid(exc) from None
+        return s.memory_json(memory)
+
+    async def post(self, request: Any) -> Any:
+        return Response(self.prepared)
+
+    def prepare_delete(self, request: Any) -> None:
+        body = s.MemoryBulkDeleteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        ids = [_parse_uuid(i, "Memory") for i in body.validated_data["memory_ids"]]
+        for memory in memory_list_for_user(user=request.user).filter(pk__in=ids):
+            memory_delete(memory=memory)
+
+    async def delete(self, request: Any) -> Any:
+        return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+
+
+class MemoryDetailView(AgnoView):
+    """`GET`, `PATCH` (replaces text and topics, as agno does) and `DELETE /memories/{id}`."""
+
+    def prepare_get(self, request: Any, memory_id: str) -> dict[str, Any]:
+        return s.memory_json(_memory_or_404(request, memory_id))
+
+    async def get(self, request: Any, memory_id: str) -> Any:
+        return Response(self.prepared)
+
+    def prepare_patch(self, request: Any, memory_id: str) -> dict[str, Any]:
+        body = s.MemoryWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        memory = _memory_or_404(request, memory_id)
+        try:
+            memory = memory_update(
+                memory=memory, text=body.validated_data["memory"], topics=body.validated_data.get("topics") or []
+            )
+        except MemoryInvalid as exc:
+            raise _memory_invalid(exc) from None
+        return s.memory_json(memory)
+
+    async def patch(self, request: Any, memory_id: str) -> Any:
+        return Response(self.prepared)
+
+    def prepare_delete(self, request: Any, memory_id: str) -> None:
+        memory_delete(memory=_memory_or_404(request, memory_id))
+
+    async def delete(self, request: Any, memory_id: str) -> Any:
+        return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+
+
+class MemoryTopicsView(PreparedGet, AgnoView):
+    """`GET /memory_topics`: the distinct topics of my memories, sorted."""
+
+    def prepare_get(self, request: Any) -> list[str]:
+        topics: set[str] = set()
+        for values in memory_list_for_user(user=request.user).values_list("topics", flat=True):
+            topics.update(str(t) for t in values or [])
+        return sorted(topics)

@@ -21,7 +21,7 @@ from agents_app.engine.team import TeamRunHandle, team_result, team_run_prepare
 from agents_app.engine.workflow import WorkflowRunHandle, workflow_result, workflow_run_prepare
 from agents_app.runtime import runtime
 from agents_app.selectors_teams import TeamNotFound, WorkflowNotFound
-from sessions_app.services import SessionBusy, SessionNotFound
+from sessions_app.services import SessionBusy, SessionEnded, SessionNotFound
 
 _STATUS = {"completed": "COMPLETED", "error": "ERROR", "cancelled": "CANCELLED"}
 
@@ -43,7 +43,7 @@ def _prepare(request: Any, prepare: Any, key: str, component_id: str, not_found:
         raise NotFound(f"Session with id '{session_id}' not found") from None
     except InvalidRunInput as exc:
         raise ValidationError({"message": [str(exc)]}) from None
-    except SessionBusy as exc:
+    except (SessionBusy, SessionEnded) as exc:
         raise Conflict(str(exc)) from None
     _apply_session_state(handle, data.get("session_state"))
     return handle, data["stream"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,7 +21,7 @@ from uuid import UUID
 from agents_app.conf import agentos_settings
 from agents_app.db import db_call
 from agents_app.engine import events as ev
-from agents_app.engine.runner import InvalidRunInput, RunHandle, execute
+from agents_app.engine.runner import InvalidRunInput, RunHandle, _Execution
 from sessions_app.models import Run
 from sessions_app.services import child_run_start, run_finish, session_state_merge
 from telemetry_app.services import telemetry_record_run, telemetry_transaction
@@ -80,6 +81,7 @@ class ChildRun:
         depth: int = 0,
         max_depth: int = 1,
         label: dict[str, Any] | None = None,
+        session_state: dict[str, Any] | None = None,
     ) -> None:
         self.parent_run_id = parent_run_id
         self.session_id = session_id
@@ -92,6 +94,11 @@ class ChildRun:
         self.depth = depth
         self.max_depth = max_depth
         self.label = label or {}
+        # What an agent child starts from (its tools see it through RunContext); it stores the keys it
+        # changes with the session when it ends, and `state_set`/`state_unset` tell its parent.
+        self.session_state = session_state if session_state is not None else {}
+        self.state_set: dict[str, Any] = {}
+        self.state_unset: list[str] = []
         self.run_id: UUID | None = None
         self.status = ""
         self.content: Any = None
@@ -160,6 +167,7 @@ class ChildRun:
             )
         run = await self._start()
         self.run_id = run.pk
+        execution: _Execution | None = None
         source: AsyncIterator[ev.RunEvent]
         if self.team is not None:
             from agents_app.engine.team import TeamRunHandle
@@ -176,10 +184,13 @@ class ChildRun:
                 session_created=False,
                 depth=self.depth,
                 max_depth=self.max_depth,
+                session_state=self.session_state,
             )
             source = handle.execute_events(stream=self.stream)
         else:
-            source = execute(
+            # The agent engine's own execution (what `execute` iterates), kept to read the state
+            # changes the member's tools made.
+            execution = _Execution(
                 RunHandle(
                     agent=self.agent,
                     user_id=self.user_id,
@@ -189,13 +200,19 @@ class ChildRun:
                     history=[],
                     created_at=run.created_at,
                     session_created=False,
+                    session_state=copy.deepcopy(self.session_state),
                 ),
                 stream=self.stream,
             )
+            source = execution.run()
         last: dict[str, Any] = {}
-        async for item in source:
-            last = item.to_dict()
-            yield last
+        try:
+            async for item in source:
+                last = item.to_dict()
+                yield last
+        finally:
+            if execution is not None:
+                self.state_set, self.state_unset = execution.state_changes()
         name = last.get("event", "")
         self.status = ev.STATUS_OF_TERMINAL.get(name, "error")
         if self.status == "completed":

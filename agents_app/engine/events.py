@@ -119,6 +119,28 @@ class RunCancelled(RunEvent):
     reason: str = ""
 
 
+@dataclass(slots=True)
+class MemoryUpdateStarted(RunEvent):
+    name: ClassVar[str] = "MemoryUpdateStarted"
+
+
+@dataclass(slots=True)
+class MemoryUpdateCompleted(RunEvent):
+    name: ClassVar[str] = "MemoryUpdateCompleted"
+    duration: float = 0.0
+
+
+@dataclass(slots=True)
+class SessionSummaryStarted(RunEvent):
+    name: ClassVar[str] = "SessionSummaryStarted"
+
+
+@dataclass(slots=True)
+class SessionSummaryCompleted(RunEvent):
+    name: ClassVar[str] = "SessionSummaryCompleted"
+    duration: float = 0.0
+
+
 # ---- Teams (agno's TeamRun* names): the leader's own events; members' events are NestedEvents --
 
 

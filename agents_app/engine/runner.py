@@ -9,6 +9,7 @@ never pays a hop per message.
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import json
 import logging
@@ -28,10 +29,12 @@ from agents_app.db import db_call
 from agents_app.engine import events as ev
 from agents_app.hooks import runner as hook_runner
 from agents_app.hooks.errors import HookFailure
+from agents_app.memory import context_memories, memory_section, memory_tools, summary_section
 from agents_app.models import Agent
 from agents_app.providers.base import ModelError, ModelResponse, ResponseFormat, ToolCallRequest
 from agents_app.providers.registry import UnknownProviderError, get_provider
 from agents_app.selectors import agent_get_active
+from agents_app.tools.context import RunContext
 from agents_app.tools.registry import Tool, tool_registry
 from sessions_app.models import Run
 from sessions_app.services import run_finish, run_start
@@ -67,6 +70,13 @@ class RunHandle:
     history: list[dict[str, Any]]
     created_at: datetime
     session_created: bool
+    # The session's state when the run started (the run works on a copy; see RunContext).
+    session_state: dict[str, Any] = field(default_factory=dict)
+    # The session summary (agents with session_summaries) and the memory lines for the context.
+    summary: str = ""
+    memories: list[str] = field(default_factory=list)
+    # The session has, or after this run will have, runs outside the history window and the summary.
+    history_overflow: bool = False
 
 
 @dataclass(slots=True)
@@ -136,24 +146,49 @@ def run_prepare(*, agent_id: str, user: Any, message: str, session_id: UUID | No
         raise InvalidRunInput(f"The message is {len(message)} characters long; the limit is {limit}.")
     agent = agent_get_active(agent_id=agent_id)
     history_runs = min(agent.history_runs, int(agentos_settings.MAX_HISTORY_RUNS))
-    started = run_start(agent=agent, user=user, message=message, session_id=session_id, history_runs=history_runs)
+    started = run_start(
+        agent=agent,
+        user=user,
+        message=message,
+        session_id=session_id,
+        history_runs=history_runs,
+        history_max_chars=agent.history_max_chars,
+        history_max_messages=int(agentos_settings.MAX_HISTORY_MESSAGES),
+    )
+    session = started.session
     return RunHandle(
         agent=agent,
         user_id=user.pk,
         run_id=started.run.pk,
-        session_id=started.session.pk,
+        session_id=session.pk,
         message=message,
         history=started.history,
         created_at=started.run.created_at,
         session_created=started.session_created,
+        session_state=session.state if isinstance(session.state, dict) else {},
+        summary=session.summary if agent.session_summaries else "",
+        memories=context_memories(agent=agent, user_id=user.pk, message=message),
+        history_overflow=started.history_overflow,
     )
 
 
-def build_context(agent: Agent, history: list[dict[str, Any]], message: str) -> list[dict[str, Any]]:
-    """System instructions, then the session's history, then the new message."""
+def build_context(
+    agent: Agent,
+    history: list[dict[str, Any]],
+    message: str,
+    *,
+    memories: list[str] | None = None,
+    summary: str = "",
+) -> list[dict[str, Any]]:
+    """One system message (instructions, output schema, memories, the session summary), then the
+    session's history window, then the new message. Each part has its own bound (README, "Memory")."""
     system_parts = [agent.instructions.strip()] if agent.instructions.strip() else []
     if agent.output_schema:
         system_parts.append(_SCHEMA_INSTRUCTION.format(schema=json.dumps(agent.output_schema)))
+    if memories or agent.memory_mode == "agentic":
+        system_parts.append(memory_section(memories or [], agentic=agent.memory_mode == "agentic"))
+    if summary:
+        system_parts.append(summary_section(summary))
     messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(system_parts)}] if system_parts else []
     messages.extend(history)
     messages.append({"role": "user", "content": message})
@@ -169,7 +204,9 @@ def _tool_result_text(result: Any) -> str:
         return str(result)
 
 
-async def _call_tool(call: ToolCallRequest, tools: dict[str, Tool]) -> tuple[bool, str, dict[str, Any]]:
+async def _call_tool(
+    call: ToolCallRequest, tools: dict[str, Tool], context: RunContext
+) -> tuple[bool, str, dict[str, Any]]:
     """Run one tool call; any failure becomes an error result for the model, never a crash."""
     args: dict[str, Any] = {}
     tool = tools.get(call.name)
@@ -181,6 +218,8 @@ async def _call_tool(call: ToolCallRequest, tools: dict[str, Tool]) -> tuple[boo
             raise ValueError("tool arguments must be a JSON object")
         args = parsed
         validated = tool.validate(parsed)
+        if tool.context_param is not None:
+            validated[tool.context_param] = context
         timeout = float(agentos_settings.TOOL_TIMEOUT_SECONDS)
         if tool.is_async:
             result = await asyncio.wait_for(tool.fn(**validated), timeout)
@@ -224,11 +263,26 @@ class _Execution:
         self.partial: list[str] = []
         self.log: list[ev.RunEvent] = []
         self.tools = {name: t for name in self.agent.tools if (t := tool_registry.get(name)) is not None}
+        if self.agent.memory_mode == "agentic":
+            self.tools.update({t.name: t for t in (memory_tools.get(n) for n in memory_tools.names()) if t})
+        # The run's copy of the session state: tools (RunContext) and inline hooks change it; the
+        # top-level keys that differ from `state_before` when the run ends are saved with it.
+        self.state_before = handle.session_state
+        self.state: dict[str, Any] = copy.deepcopy(handle.session_state)
+        self.context = RunContext(
+            run_id=handle.run_id,
+            session_id=handle.session_id,
+            user_id=handle.user_id,
+            agent=self.agent,
+            session_state=self.state,
+        )
         schema = self.agent.output_schema
         self.response_format = (
             ResponseFormat(name=f"{self.agent.slug.replace('-', '_')}_output"[:64], schema=schema) if schema else None
         )
-        self.messages = build_context(self.agent, handle.history, handle.message)
+        self.messages = build_context(
+            self.agent, handle.history, handle.message, memories=handle.memories, summary=handle.summary
+        )
         # Pre-/post-hooks (agents_app.hooks): None for agents without any, so they cost nothing.
         self.hooks = hook_runner.RunHooks.for_run(handle)
         self.hold_output = self.hooks is not None and self.hooks.holds_output
@@ -293,6 +347,13 @@ class _Execution:
         await asyncio.shield(self._persist(outcome))
         yield terminal
 
+    def state_changes(self) -> tuple[dict[str, Any], list[str]]:
+        """The top-level session-state keys this run set (to new values) or deleted."""
+        state = self.context.session_state  # a hook may have replaced the dict
+        before = self.state_before
+        changed = {k: v for k, v in state.items() if k not in before or before[k] != v}
+        return changed, [k for k in before if k not in state]
+
     def _keep_partial(self) -> str:
         text = "".join(self.partial)
         if text:
@@ -305,6 +366,7 @@ class _Execution:
     def _store(self, outcome: dict[str, Any], metrics: dict[str, Any], events: list[dict[str, Any]]) -> None:
         """The run's final writes and its telemetry event: one thread hop, one transaction (no
         transaction and no query for telemetry when it is off; recording never raises)."""
+        state_set, state_unset = self.state_changes()
         with telemetry_transaction():
             finish = (self.hooks and self.hooks.finisher(outcome["status"])) or run_finish
             finish(
@@ -313,6 +375,9 @@ class _Execution:
                 metrics=metrics,
                 events=events,
                 user_message=self.handle.message,
+                session_id=self.handle.session_id,
+                state_set=state_set,
+                state_unset=state_unset,
                 **outcome,
             )
             telemetry_record_run(
@@ -395,7 +460,7 @@ class _Execution:
                 ev.ToolCallStarted,
                 tool={"tool_call_id": call.id, "tool_name": call.name, "tool_args": _loads_or_raw(call.arguments)},
             )
-        results = await asyncio.gather(*(_call_tool(call, self.tools) for call in calls))
+        results = await asyncio.gather(*(_call_tool(call, self.tools, self.context) for call in calls))
         for call, (ok, text, args) in zip(calls, results, strict=True):
             tool_info = {
                 "tool_call_id": call.id,

@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -79,6 +79,8 @@ class TeamRunHandle:
     session_created: bool
     depth: int = 0
     max_depth: int = 1
+    # The session's state when the run started: each member run starts from it (as an agent run does).
+    session_state: dict[str, Any] = field(default_factory=dict)
 
     def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
         return TeamExecution(self, stream=stream).run()
@@ -115,6 +117,7 @@ def team_run_prepare(*, team_id: str, user: Any, message: str, session_id: UUID 
         created_at=started.run.created_at,
         session_created=started.session_created,
         max_depth=team.max_depth,
+        session_state=started.session.state if isinstance(started.session.state, dict) else {},
     )
 
 
@@ -357,6 +360,7 @@ class TeamExecution:
             members_of=self.h.members_of,
             depth=self.h.depth + 1,
             max_depth=self.h.max_depth,
+            session_state=self.h.session_state,
         )
         self.children.append(child)
         return child

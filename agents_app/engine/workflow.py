@@ -124,7 +124,7 @@ class WorkflowExecution:
         self.log: list[ev.RunEvent] = []
         self.started = time.perf_counter()
         self.state = handle.state
-        self.initial_keys = set(handle.state)
+        self.initial_state = copy.deepcopy(handle.state)
         self.outputs: dict[str, str] = {}
         self.results: list[dict[str, Any]] = []
         self.failed_step = ""
@@ -233,8 +233,9 @@ class WorkflowExecution:
             component_id=self.workflow.slug,
             model="",
             provider="",
-            state=self.state,
-            state_removed=sorted(self.initial_keys - set(self.state)),
+            # Only the keys this run changed: a member's own writes, or another writer's, stay.
+            state={k: v for k, v in self.state.items() if k not in self.initial_state or self.initial_state[k] != v},
+            state_removed=sorted(set(self.initial_state) - set(self.state)),
         )
 
     # ---- steps -----------------------------------------------------------------------------
@@ -280,12 +281,17 @@ class WorkflowExecution:
                     depth=0,
                     max_depth=step.team.max_depth if step.team is not None else 1,
                     label={"step_name": step.name},
+                    session_state=self.state,
                 )
                 try:
                     async for data in child.events():
                         yield self.forward(data, step, index)
                 finally:
                     result["run_id"] = str(child.run_id) if child.run_id else None
+                    # What the agent's tools changed in the session state, later steps see.
+                    self.state.update(child.state_set)
+                    for key in child.state_unset:
+                        self.state.pop(key, None)
                 output = content_text(child.content)
             elif kind == WorkflowStep.Kind.FUNCTION:
                 output = content_text(await self._call(step, text))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -29,6 +30,9 @@ class HookContext:
       writers of other keys are not overwritten. The changes of an attempt that raised or timed out
       are discarded.
     * `background`, `attempt` (1, 2, …), `phase` ("pre" / "post"), `hook_name`.
+    * `on_success(fn)`: database writes to make only if this attempt succeeds, in the transaction
+      that records its success (inline hooks: the run's finishing transaction), so a retried or
+      redelivered hook applies them exactly once.
     """
 
     hook_name: str
@@ -43,6 +47,10 @@ class HookContext:
     output: Any = None
     output_type: str = "str"
     session_state: dict[str, Any] = field(default_factory=dict)
+    deferred: list[Callable[[], Any]] = field(default_factory=list)
+
+    def on_success(self, fn: Callable[[], Any]) -> None:
+        self.deferred.append(fn)
 
     @property
     def run_id(self) -> Any:

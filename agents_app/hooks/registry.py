@@ -48,6 +48,9 @@ class Hook:
     # A guardrail gates the run (rejects or rewrites what the model sees or what the client gets), so
     # it always runs inline: no setting can move it to the background, where it could gate nothing.
     guardrail: bool
+    # Ours (automatic memory, session summaries): planned by the engine from the agent's memory
+    # settings, never offered in the admin's hook lists.
+    internal: bool = False
 
     @property
     def max_attempts(self) -> int:
@@ -73,7 +76,7 @@ class HookRegistry:
                 return
             from agents_app.conf import agentos_settings
 
-            for module in agentos_settings.HOOK_MODULES:
+            for module in ("agents_app.memory", *agentos_settings.HOOK_MODULES):
                 import_module(module)
             self._loaded = True
 
@@ -88,6 +91,7 @@ class HookRegistry:
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         phases: Iterable[str] = PHASES,
         guardrail: bool = False,
+        internal: bool = False,
     ) -> Hook:
         hook_name = name or fn.__name__
         if not re.fullmatch(r"[a-zA-Z0-9_-]{1,100}", hook_name):
@@ -118,6 +122,7 @@ class HookRegistry:
             timeout=float(timeout),
             phases=phase_set,
             guardrail=bool(guardrail),
+            internal=internal,
         )
         self._hooks[hook_name] = item
         return item
@@ -126,9 +131,10 @@ class HookRegistry:
         self._ensure_loaded()
         return self._hooks.get(name)
 
-    def all(self) -> list[Hook]:
+    def all(self, *, internal: bool = False) -> list[Hook]:
+        """The registered hooks an operator can attach (with `internal=True`, ours too)."""
         self._ensure_loaded()
-        return sorted(self._hooks.values(), key=lambda h: h.name)
+        return sorted((h for h in self._hooks.values() if internal or not h.internal), key=lambda h: h.name)
 
     def names(self, phase: str | None = None) -> list[str]:
         return [h.name for h in self.all() if phase is None or phase in h.phases]

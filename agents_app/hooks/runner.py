@@ -100,6 +100,29 @@ class PlannedHook:
     background: bool
 
 
+def internal_hooks(agent: Agent, *, history_overflow: bool) -> list[PlannedHook]:
+    """Our post-hooks the agent's memory settings call for (agents_app.memory): automatic memory
+    after every completed run; a session summary when runs have left the history window."""
+    from agents_app.memory import MEMORY_HOOK, SUMMARY_HOOK
+
+    wanted = []
+    if agent.memory_mode == "automatic":
+        wanted.append(MEMORY_HOOK)
+    if agent.session_summaries and history_overflow:
+        wanted.append(SUMMARY_HOOK)
+    start = len(agent.post_hooks) if isinstance(agent.post_hooks, list) else 0
+    planned = []
+    for offset, name in enumerate(wanted):
+        item = hook_registry.get(name)
+        assert item is not None  # registered by agents_app.memory, which hook_registry always loads
+        planned.append(
+            PlannedHook(
+                name=name, phase=POST, position=start + offset, hook=item, background=runs_in_background(item, agent)
+            )
+        )
+    return planned
+
+
 def plan_hooks(agent: Agent) -> list[PlannedHook]:
     """The agent's hooks in order, pre then post, each with where it runs."""
     planned: list[PlannedHook] = []
@@ -153,34 +176,43 @@ class RunHooks:
         self.content: str = ""
         self.output_json: Any = None
         self._objects: tuple[Any, Any, Any] | None = None
-        self._state_before: dict[str, Any] = {}
-        self.state: dict[str, Any] = {}
+        # The run's RunContext: its session_state is the run's state, shared with its tools.
+        self.run_context: Any = None
+        # Database writes of successful inline hooks (HookContext.on_success), for the run's finish.
+        self.deferred: list[Callable[[], Any]] = []
 
     @classmethod
     def for_run(cls, handle: Any) -> RunHooks | None:
         agent = handle.agent
-        if not (agent.pre_hooks or agent.post_hooks):
+        extra = internal_hooks(agent, history_overflow=handle.history_overflow)
+        if not (agent.pre_hooks or agent.post_hooks or extra):
             return None
-        return cls(handle, plan_hooks(agent))
+        return cls(handle, plan_hooks(agent) + extra)
 
     @property
     def holds_output(self) -> bool:
         """True when inline post-hooks may rewrite or reject the answer: the engine then streams no
-        token deltas, only the final content."""
-        return any(not p.background for p in self.post)
+        token deltas, only the final content. Our internal hooks only read the answer."""
+        return any(not p.background and not (p.hook and p.hook.internal) for p in self.post)
 
     # ---- context ---------------------------------------------------------------------------------
 
-    async def _load(self) -> None:
-        """Run, session and user in one query, and a private copy of the session state."""
+    async def _load(self, execution: Any) -> None:
+        """Run, session and user in one query; the state is the run's (execution.context)."""
+        self.run_context = execution.context
         if self._objects is not None:
             return
         from sessions_app.models import Run
 
         run = await Run.objects.select_related("session", "user").aget(pk=self.handle.run_id)
         self._objects = (run, run.session, run.user)
-        self._state_before = copy.deepcopy(run.session.state if isinstance(run.session.state, dict) else {})
-        self.state = copy.deepcopy(self._state_before)
+
+    def _keep_state(self, state: dict[str, Any]) -> None:
+        """Make a hook's state the run's, in place: the run's tools hold the same dict."""
+        live = self.run_context.session_state
+        if state is not live:
+            live.clear()
+            live.update(state)
 
     def _context(self, planned: PlannedHook, attempt: int, **fields: Any) -> HookContext:
         assert self._objects is not None
@@ -195,7 +227,7 @@ class RunHooks:
             session=session,
             user=user,
             input=self.input,
-            session_state=copy.deepcopy(self.state),
+            session_state=copy.deepcopy(self.run_context.session_state),
             **fields,
         )
 
@@ -210,7 +242,7 @@ class RunHooks:
             try:
                 result = await call_hook(hook, ctx)
             except HookRejected as exc:
-                self.state = ctx.session_state
+                self._keep_state(ctx.session_state)
                 raise _as_rejection(planned.phase, hook, exc) from None
             except Exception as exc:  # any failure of a hook is retried, then reported
                 failure = failure_for(hook, exc)
@@ -226,7 +258,8 @@ class RunHooks:
                 if attempt < hook.max_attempts:
                     await asyncio.sleep(min(0.05 * 2 ** (attempt - 1), 1.0))
                 continue
-            self.state = ctx.session_state
+            self._keep_state(ctx.session_state)
+            self.deferred.extend(ctx.deferred)
             return result
         assert failure is not None
         raise failure
@@ -247,7 +280,7 @@ class RunHooks:
         self._check_registered()
         inline = [p for p in self.pre if not p.background]
         if inline:
-            await self._load()
+            await self._load(execution)
         for planned in inline:
             yield execution.event(ev.PreHookStarted, pre_hook_name=planned.name)
             started = time.perf_counter()
@@ -283,9 +316,13 @@ class RunHooks:
         is_json = execution.response_format is not None
         inline = [p for p in self.post if not p.background]
         if inline:
-            await self._load()
+            await self._load(execution)
         try:
             for planned in inline:
+                if planned.hook is not None and planned.hook.internal:
+                    async for item in self._run_internal(execution, planned, is_json):
+                        yield item
+                    continue
                 yield execution.event(ev.PostHookStarted, post_hook_name=planned.name)
                 started = time.perf_counter()
                 current = self.output_json if is_json else self.content
@@ -305,6 +342,26 @@ class RunHooks:
             # A rejected answer is neither returned nor stored, not even as partial output.
             execution.partial.clear()
             raise
+
+    async def _run_internal(self, execution: Any, planned: PlannedHook, is_json: bool) -> AsyncIterator[ev.RunEvent]:
+        """Automatic memory or a session summary, inline: their own events (agno's names); their
+        output is ignored (they only read the answer)."""
+        from agents_app.memory import MEMORY_HOOK
+
+        if planned.name == MEMORY_HOOK:
+            started_cls, completed_cls = ev.MemoryUpdateStarted, ev.MemoryUpdateCompleted
+        else:
+            started_cls, completed_cls = ev.SessionSummaryStarted, ev.SessionSummaryCompleted
+        yield execution.event(started_cls)
+        started = time.perf_counter()
+        current = self.output_json if is_json else self.content
+        try:
+            await self._call(planned, output=copy.deepcopy(current), output_type="json" if is_json else "str")
+        except HookError as exc:
+            # Remembering is not answering: the answer stands, the failure is logged (as a
+            # background memory hook's would be recorded) and the next run tries again.
+            logger.warning("Run %s: %s (the run goes on without it)", self.handle.run_id, exc)
+        yield execution.event(completed_cls, duration=time.perf_counter() - started)
 
     def _set_output(self, planned: PlannedHook, result: Any, is_json: bool, validate: Callable[[str], Any]) -> None:
         if not is_json:
@@ -326,13 +383,6 @@ class RunHooks:
 
     # ---- what the run's finishing transaction also stores -------------------------------------------
 
-    def _state_changes(self) -> tuple[dict[str, Any], list[str]]:
-        if self._objects is None:
-            return {}, []
-        changed = {k: v for k, v in self.state.items() if k not in self._state_before or self._state_before[k] != v}
-        removed = [k for k in self._state_before if k not in self.state]
-        return changed, removed
-
     def background_rows(self, status: str) -> list[PlannedHook]:
         rows = [p for p in self.pre if p.background and p.hook is not None] if self.input_accepted else []
         if status == "completed":
@@ -340,20 +390,18 @@ class RunHooks:
         return rows
 
     def finisher(self, status: str) -> Callable[..., Any] | None:
-        """`run_finish` extended with what the hooks produced (the rewritten input, session-state
-        changes, background executions to record and enqueue), or None when there is nothing."""
+        """`run_finish` extended with what the hooks produced (the rewritten input, the database
+        writes of successful inline hooks, background executions to record and enqueue), or None
+        when there is nothing. (Session-state changes are the run's own: the engine passes them.)"""
         from agents_app.services import run_finish_with_hooks
 
         background = self.background_rows(status)
-        state_set, state_unset = self._state_changes()
         hook_input = self.input if self.input != self.original_input else None
-        if not (background or state_set or state_unset or hook_input is not None):
+        if not (background or self.deferred or hook_input is not None):
             return None
         return functools.partial(
             run_finish_with_hooks,
-            session_id=self.handle.session_id,
             hook_input=hook_input,
-            state_set=state_set,
-            state_unset=state_unset,
+            deferred=list(self.deferred),
             background=[(p.name, p.phase, p.position, p.hook.max_attempts) for p in background if p.hook],
         )

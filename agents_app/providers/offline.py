@@ -23,6 +23,8 @@ _TIME = re.compile(r"\b(time|date|today|clock)\b", re.IGNORECASE)
 _COUNT = re.compile(r"\bcount\b.*\bwords?\b|\bhow many words\b", re.IGNORECASE)
 _QUOTED = re.compile(r"[\"“]([^\"”]+)[\"”]")
 _PREFIX = "[offline demo model]"
+_MEMORY_LINE = re.compile(r"^- \[[0-9a-f-]{36}\] (.+?)(?: \(topics: [^)]*\))?$", re.MULTILINE)
+_REMEMBER = re.compile(r"\bremember(?: that)?\s+(.{3,500}?)[.!]?$", re.IGNORECASE | re.DOTALL)
 
 
 def _words(text: str) -> int:
@@ -73,6 +75,44 @@ def _instance_for(schema: dict[str, Any], text: str, depth: int = 0) -> Any:
     return value.ljust(min_length, ".")
 
 
+_SELF_STATEMENT = re.compile(
+    r"(?:^|(?<=[.!?]\s))((?:my|i am|i'm|i like|i love|i live|i work|i prefer|call me)\b[^.!?\n]{2,200})",
+    re.IGNORECASE,
+)
+
+
+def _section(text: str, heading: str) -> str:
+    """The text after `heading` up to the next blank line (the memory prompts' layout)."""
+    _, found, rest = text.partition(heading)
+    return rest.strip().split("\n\n")[0] if found else ""
+
+
+def _memory_updates(prompt: str) -> dict[str, Any]:
+    """The memory manager's task, done plainly: remember each sentence in which the user speaks
+    about themselves ("My name is...", "I like..."), unless it is already remembered."""
+    known = _section(prompt, "Existing memories:").lower()
+    said = _section(prompt, "The user's message:")
+    operations = []
+    for match in _SELF_STATEMENT.finditer(said):
+        fact = match.group(1).strip()
+        if fact.lower() not in known:
+            operations.append({"op": "add", "memory_id": None, "memory": f'The user said: "{fact}"', "topics": []})
+    return {"operations": operations[:5]}
+
+
+def _session_summary(prompt: str) -> dict[str, Any]:
+    """The summarizer's task, done plainly: the previous summary plus what the user said."""
+    previous = _section(prompt, "Previous summary:")
+    lines = [line[len("User: ") :][:200] for line in prompt.splitlines() if line.startswith("User: ")]
+    parts = [previous] if previous and previous != "(none)" else [_PREFIX]
+    if lines:
+        parts.append("Earlier the user said: " + " / ".join(lines))
+    return {"summary": " ".join(parts)[:3000]}
+
+
+_MEMORY_TASKS = {"memory_updates": _memory_updates, "session_summary": _session_summary}
+
+
 class OfflineProvider(ModelProvider):
     name = "offline"
 
@@ -91,7 +131,9 @@ class OfflineProvider(ModelProvider):
                     tool_calls=calls, input_tokens=input_tokens, output_tokens=len(calls), finish_reason="tool_calls"
                 )
 
-        if response_format is not None:
+        if response_format is not None and response_format.name in _MEMORY_TASKS:
+            content = json.dumps(_MEMORY_TASKS[response_format.name](user_text))
+        elif response_format is not None:
             content = json.dumps(_instance_for(response_format.schema, user_text))
         elif last.get("role") == "tool":
             names = {
@@ -148,6 +190,13 @@ class OfflineProvider(ModelProvider):
                     arguments=json.dumps({"text": quoted.group(1) if quoted else text}),
                 )
             )
+        remember = _REMEMBER.search(text)
+        if "add_memory" in available and remember:
+            calls.append(
+                ToolCallRequest(
+                    id=f"call_{len(calls)}", name="add_memory", arguments=json.dumps({"memory": remember.group(1)})
+                )
+            )
         return calls
 
     @staticmethod
@@ -158,6 +207,10 @@ class OfflineProvider(ModelProvider):
             parts.append(
                 f'Earlier in this session you said: "{earlier[0]}" ({len(earlier)} earlier message{"s" if len(earlier) != 1 else ""} in my context).'
             )
+        system = str(messages[0].get("content") or "") if messages and messages[0].get("role") == "system" else ""
+        remembered = _MEMORY_LINE.findall(system)
+        if remembered:
+            parts.append(f"I remember {len(remembered)} thing(s) about you, e.g. {remembered[0]}")
         parts.append(
             "I am a built-in offline model for demos and tests; configure a real model in the admin for real answers."
         )

@@ -14,6 +14,8 @@ from typing import Any, get_type_hints
 
 from pydantic import ConfigDict, ValidationError, create_model
 
+from agents_app.tools.context import RunContext
+
 _ARG_LINE = re.compile(r"^\s{2,}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
 _SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Raises|Example|Examples)\s*:\s*$")
 
@@ -30,6 +32,9 @@ class Tool:
     fn: Callable[..., Any]
     is_async: bool
     _validator: Any = field(repr=False, compare=False)
+    # The parameter that receives the run's RunContext (agents_app.tools.context), hidden from the
+    # model's schema; None for tools that need no context.
+    context_param: str | None = None
 
     def openai_schema(self) -> dict[str, Any]:
         return {
@@ -85,9 +90,13 @@ class ToolRegistry:
         doc_description, arg_docs = _parse_docstring(fn.__doc__ or "")
         hints = get_type_hints(fn)
         fields: dict[str, Any] = {}
+        context_param: str | None = None
         for param in inspect.signature(fn).parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise TypeError(f"Tool {tool_name}: *args/**kwargs cannot be described to a model.")
+            if hints.get(param.name) is RunContext or param.name == "run_context":
+                context_param = param.name
+                continue
             annotation = hints.get(param.name, str)
             from pydantic import Field
 
@@ -106,6 +115,7 @@ class ToolRegistry:
             fn=fn,
             is_async=inspect.iscoroutinefunction(fn),
             _validator=validator,
+            context_param=context_param,
         )
         self._tools[tool_name] = tool
         return tool

@@ -66,10 +66,18 @@ class Command(BaseCommand):
             slug="demo",
             defaults={
                 "name": "Demo agent",
-                "description": "Answers with the built-in offline model; can calculate, tell the time and count words.",
+                "description": (
+                    "Answers with the built-in offline model; can calculate, tell the time and count words, "
+                    "and remembers what you tell it about yourself."
+                ),
                 "model": model,
                 "instructions": "You are a helpful assistant. Use your tools for arithmetic, time and counting.",
                 "tools": ["calculator", "current_time", "text_stats"],
+                # Shows memory off the shelf: it remembers what you say about yourself ("My name
+                # is...") across sessions, on the embedded worker, and summarizes long sessions.
+                "memory_mode": Agent.MemoryMode.AUTOMATIC,
+                "session_summaries": True,
+                "initial_session_state": {},
             },
         )
         if created:
