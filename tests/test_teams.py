@@ -457,3 +457,21 @@ async def test_a_member_failing_while_others_collaborate_keeps_the_others_answer
     assert parent.output == "[good] A good answer."
     # The leader was never asked to combine: only the good member reached the model server.
     assert [m["messages"][0]["content"] for m in scripted_model.requests] == ["You are good."]
+
+
+async def test_a_member_agent_sees_its_users_memories_like_any_agent_run(
+    asgi, token, user, scripted_model, openai_model, members
+):
+    from sessions_app.models import Memory
+
+    researcher, _ = members
+    researcher.memory_mode = "agentic"
+    await researcher.asave()
+    await Memory.objects.acreate(user=user, memory="The user plays the violin.")
+    team = await _make(openai_model, members, mode="route")
+    scripted_model.push_tool_calls([{"name": "route_to_member", "arguments": {"member_id": "researcher"}, "id": "r"}])
+    scripted_model.push_text("Try Bach.")
+    r = await run_team(asgi, team.slug, token, message="Which violin pieces suit me?")
+    assert r.status_code == 200, r.text
+    member_system = scripted_model.requests[1]["messages"][0]["content"]
+    assert "The user plays the violin." in member_system

@@ -22,6 +22,7 @@ from agents_app.conf import agentos_settings
 from agents_app.db import db_call
 from agents_app.engine import events as ev
 from agents_app.engine.runner import InvalidRunInput, RunHandle, _Execution
+from agents_app.memory import context_memories
 from sessions_app.models import Run
 from sessions_app.services import child_run_start, run_finish, session_state_merge
 from telemetry_app.services import telemetry_record_run, telemetry_transaction
@@ -126,25 +127,33 @@ class ChildRun:
             data["error"] = {"type": self.error_type, "message": self.error}
         return {**self.label, **data}
 
-    async def _start(self) -> Run:
+    def _start_sync(self) -> tuple[Run, list[str]]:
+        """One thread hop: the child's row, and (an agent child) the user's memories for its context,
+        as an agent run reads them when it starts."""
+        run = child_run_start(
+            parent_run_id=self.parent_run_id,
+            session_id=self.session_id,
+            user_id=self.user_id,
+            message=self.message,
+            agent=self.agent,
+            team=self.team,
+        )
+        memories = (
+            context_memories(agent=self.agent, user_id=self.user_id, message=self.message)
+            if self.agent is not None
+            else []
+        )
+        return run, memories
+
+    async def _start(self) -> tuple[Run, list[str]]:
         """Write the child's row. Its thread hop cannot be stopped halfway: if the parent is cancelled
         meanwhile, the row is still written, so store it as cancelled rather than leave it running."""
-        start = asyncio.ensure_future(
-            db_call(
-                child_run_start,
-                parent_run_id=self.parent_run_id,
-                session_id=self.session_id,
-                user_id=self.user_id,
-                message=self.message,
-                agent=self.agent,
-                team=self.team,
-            )
-        )
+        start = asyncio.ensure_future(db_call(self._start_sync))
         try:
             return await asyncio.shield(start)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                run = await start
+                run, _ = await start
                 await db_call(
                     run_finish,
                     run_id=run.pk,
@@ -165,7 +174,7 @@ class ChildRun:
             raise DelegationDepthExceeded(
                 f"Team {self.team.slug!r} would run {self.depth} levels deep; the limit is {self.max_depth}."
             )
-        run = await self._start()
+        run, memories = await self._start()
         self.run_id = run.pk
         execution: _Execution | None = None
         source: AsyncIterator[ev.RunEvent]
@@ -201,6 +210,7 @@ class ChildRun:
                     created_at=run.created_at,
                     session_created=False,
                     session_state=copy.deepcopy(self.session_state),
+                    memories=memories,
                 ),
                 stream=self.stream,
             )
