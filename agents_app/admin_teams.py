@@ -78,11 +78,6 @@ class WorkflowStepForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["function"].choices = [("", "-"), *step_registry.choices()]
-        parent = self.fields.get("parent")
-        if parent is not None:
-            workflow_id = self.instance.workflow_id if self.instance and self.instance.pk else None
-            qs = WorkflowStep.objects.filter(kind__in=[WorkflowStep.Kind.CONDITION, WorkflowStep.Kind.PARALLEL])
-            parent.queryset = qs.filter(workflow_id=workflow_id) if workflow_id else qs.none()  # type: ignore[attr-defined]
 
 
 class WorkflowStepInline(admin.TabularInline):
@@ -92,6 +87,16 @@ class WorkflowStepInline(admin.TabularInline):
     fields = ["order", "name", "kind", "parent", "agent", "team", "function", "args"]
     extra = 1
     verbose_name = "step"
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "parent":
+            # Only this workflow's condition and parallel steps can hold steps.
+            match = request.resolver_match
+            object_id = match.kwargs.get("object_id") if match is not None else None
+            holders = WorkflowStep.objects.filter(kind__in=[WorkflowStep.Kind.CONDITION, WorkflowStep.Kind.PARALLEL])
+            kwargs["queryset"] = holders.filter(workflow_id=object_id) if object_id else holders.none()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     verbose_name_plural = (
         "Steps (run in order; each step gets the previous step's output. To put steps inside a condition or "
         "parallel step, save it first, then pick it as their parent)"

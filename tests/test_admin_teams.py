@@ -158,3 +158,40 @@ def test_pages_render_and_a_team_runs_member_runs_show_on_its_run_page(admin_cli
     assert "Member and step runs of this run" in page and str(child.pk)[:8] in page
     child_page = admin_client.get(reverse("admin:sessions_app_run_change", args=[child.pk])).content.decode()
     assert str(parent.pk)[:8] in child_page
+
+
+def test_steps_are_nested_under_a_condition_step_of_the_same_workflow(admin_client):
+    workflow = WorkflowFactory(slug="gated")
+    gate = WorkflowStep.objects.create(
+        workflow=workflow, name="gate", kind="condition", function="state_flag", args={"key": "go"}, order=0
+    )
+    other = WorkflowFactory(slug="other")
+    foreign = WorkflowStep.objects.create(workflow=other, name="foreign", kind="parallel", order=0)
+    url = reverse("admin:agents_app_workflow_change", args=[workflow.pk])
+    page = admin_client.get(url).content.decode()
+    assert f'value="{gate.pk}"' in page and f'value="{foreign.pk}"' not in page
+    data = {
+        "slug": "gated",
+        "name": "Gated",
+        "description": "",
+        "is_active": "on",
+        **inline_management("steps", 2, initial=1),
+        "steps-0-id": gate.pk,
+        "steps-0-workflow": workflow.pk,
+        "steps-0-order": "0",
+        "steps-0-name": "gate",
+        "steps-0-kind": "condition",
+        "steps-0-function": "state_flag",
+        "steps-0-args": '{"key": "go"}',
+        "steps-1-workflow": workflow.pk,
+        "steps-1-order": "0",
+        "steps-1-name": "inside",
+        "steps-1-kind": "function",
+        "steps-1-function": "remember_output",
+        "steps-1-parent": gate.pk,
+        "steps-1-args": "{}",
+    }
+    r = admin_client.post(url, data)
+    assert r.status_code == 302, r.content.decode()[:3000]
+    inside = WorkflowStep.objects.get(workflow=workflow, name="inside")
+    assert inside.parent_id == gate.pk
