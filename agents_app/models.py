@@ -354,7 +354,7 @@ class Team(TimeStampedModel):
     max_member_calls = models.PositiveSmallIntegerField(
         default=8,
         validators=[MinValueValidator(1), MaxValueValidator(32)],
-        help_text="Member runs allowed per team run; then the leader must answer with what it has.",
+        help_text="Member runs (and delegation calls) allowed per team run; then the leader must answer with what it has.",
     )
     history_runs = models.PositiveSmallIntegerField(
         default=3,

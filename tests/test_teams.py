@@ -338,7 +338,7 @@ async def test_member_calls_are_bounded(asgi, token, scripted_model, openai_mode
         scripted_model.push_text(f"done {i}")
     r = await run_team(asgi, team.slug, token)
     body = r.json()
-    # Two member runs, then the leader is asked without the tool; it still calls it: a clear error.
+    # Two member runs, then the leader is asked without the tool; it still delegates: a clear error.
     assert [m["content"] for m in body["member_runs"]] == ["done 0", "done 1"]
     assert "tools" not in scripted_model.requests[4]
     assert r.status_code == 502 and body["error"]["type"] == "member_limit_exceeded"
@@ -475,3 +475,19 @@ async def test_a_member_agent_sees_its_users_memories_like_any_agent_run(
     assert r.status_code == 200, r.text
     member_system = scripted_model.requests[1]["messages"][0]["content"]
     assert "The user plays the violin." in member_system
+
+
+async def test_a_leader_naming_unknown_members_again_and_again_is_bounded(
+    asgi, token, scripted_model, openai_model, members
+):
+    team = await _make(openai_model, members, mode="coordinate", max_member_calls=2)
+    for i in range(3):
+        scripted_model.push_tool_calls(
+            [{"name": "delegate_task_to_member", "arguments": {"member_id": "ghost", "task": "boo"}, "id": f"g{i}"}]
+        )
+    r = await run_team(asgi, team.slug, token, stream=True)
+    names = [name for name, _ in parse_sse(r.text)]
+    assert names.count("TeamToolCallError") == 2
+    assert names[-1] == "TeamRunError"
+    assert parse_sse(r.text)[-1][1]["error_type"] == "member_limit_exceeded"
+    assert "tools" not in scripted_model.requests[2] and len(scripted_model.requests) == 3

@@ -163,6 +163,9 @@ class TeamExecution:
         self.partial: list[str] = []
         self.content = ""
         self.children: list[ChildRun] = []
+        # Delegation calls so far, valid or not: a leader that keeps naming unknown members must
+        # not loop forever either.
+        self.delegations = 0
         self.members = {m.member_id: m for m in handle.members_of.get(self.team.pk, [])}
         self.messages = self._context()
 
@@ -407,18 +410,19 @@ class TeamExecution:
         )
         limit = self.team.max_member_calls
         while True:
-            offered = [tool] if self.members and len(self.children) < limit else []
+            offered = [tool] if self.members and self.delegations < limit else []
             async for item in self._leader_call(offered):
                 yield item
             response = self.response
             if not (response.tool_calls and offered):
                 if response.tool_calls and not response.content:
                     raise MemberLimitExceeded(
-                        f"The leader kept delegating after the limit of {limit} member runs for this run."
+                        f"The leader kept delegating after the limit of {limit} delegations for this run."
                     )
                 self.content = response.content
                 return
-            calls = response.tool_calls[: limit - len(self.children)]
+            calls = response.tool_calls[: limit - self.delegations]
+            self.delegations += len(calls)
             self.messages.append(
                 {
                     "role": "assistant",
