@@ -32,7 +32,7 @@ class TeamAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at"]
     inlines = [TeamMemberInline]
     fieldsets = [
-        (None, {"fields": ["slug", "name", "description", "is_active"]}),
+        (None, {"fields": ["slug", "name", "description", "is_active", "busy_session_policy"]}),
         (
             "Leader",
             {
@@ -110,7 +110,7 @@ class WorkflowAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name", "description"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
-    fields = ["slug", "name", "description", "is_active", "created_at", "updated_at"]
+    fields = ["slug", "name", "description", "is_active", "busy_session_policy", "created_at", "updated_at"]
     inlines = [WorkflowStepInline]
 
     def get_queryset(self, request: HttpRequest) -> Any:

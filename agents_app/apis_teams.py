@@ -15,7 +15,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from agents_app.apis import ERROR_STATUS, SLUG_PATTERN, UPSTREAM_FAILURE
 from agents_app.apis_runs import SessionConflict, SessionEndedConflict
 from agents_app.async_views import AsyncAPIView, StrictInputMixin
-from agents_app.engine.children import prepare_freeing_orphans
+from agents_app.engine.children import prepare_with_policy
 from agents_app.engine.runner import InvalidRunInput
 from agents_app.engine.team import TeamRunHandle, team_result, team_run_prepare
 from agents_app.engine.workflow import WorkflowRunHandle, workflow_result, workflow_run_prepare
@@ -104,7 +104,8 @@ RUN_REQUEST = {
 
 @dataclass(slots=True)
 class _BusyStart:
-    """The session was busy: `post` frees it if only dead processes' runs held it, then retries."""
+    """The session was busy: `post` applies the busy_session_policy (without holding the thread
+    that serves every sync request while it waits), then prepares the run."""
 
     prepare: Any
     kwargs: dict[str, Any]
@@ -112,7 +113,7 @@ class _BusyStart:
 
     async def resolve(self) -> Any:
         try:
-            return await prepare_freeing_orphans(self.prepare, **self.kwargs)
+            return await prepare_with_policy(self.prepare, **self.kwargs)
         except Exception as exc:  # noqa: BLE001 - mapped to the same answers as the first attempt
             raise self.errors(exc) from None
 

@@ -10,7 +10,7 @@ from uuid import UUID
 from channels.db import database_sync_to_async
 
 from agents_app.consumers import CLOSE_UNAUTHENTICATED, AgentChatConsumer
-from agents_app.engine.children import prepare_freeing_orphans
+from agents_app.engine.children import prepare_with_policy
 from agents_app.engine.runner import InvalidRunInput
 from agents_app.engine.team import team_run_prepare
 from agents_app.engine.workflow import workflow_run_prepare
@@ -52,7 +52,7 @@ class _ComponentChatConsumer(AgentChatConsumer):
 
     async def start_and_stream(self, message: str, session_id: UUID | None, ref: dict[str, Any]) -> None:
         try:
-            handle = await prepare_freeing_orphans(
+            handle = await prepare_with_policy(
                 self.prepare,
                 **{f"{self.kind}_id": self.component_id},
                 user=self.user,

@@ -362,6 +362,12 @@ class Team(TimeStampedModel):
         help_text="How many previous runs of the session the leader sees as context.",
     )
     is_active = models.BooleanField(default=True, help_text="Inactive teams are hidden and refuse runs.")
+    busy_session_policy = models.CharField(
+        max_length=16,
+        choices=Agent.BusySessionPolicy.choices,
+        default=Agent.BusySessionPolicy.QUEUE,
+        help_text="What happens when a message arrives in a session whose previous run is still going (as for agents).",
+    )
 
     class Meta:
         ordering = ["slug"]
@@ -452,6 +458,12 @@ class Workflow(TimeStampedModel):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     is_active = models.BooleanField(default=True, help_text="Inactive workflows are hidden and refuse runs.")
+    busy_session_policy = models.CharField(
+        max_length=16,
+        choices=Agent.BusySessionPolicy.choices,
+        default=Agent.BusySessionPolicy.QUEUE,
+        help_text="What happens when a message arrives in a session whose previous run is still going (as for agents).",
+    )
 
     class Meta:
         ordering = ["slug"]

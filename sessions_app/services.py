@@ -398,8 +398,8 @@ def component_run_start(
     *, team: Any = None, workflow: Any = None, user: Any, message: str, session_id: UUID | None, history_runs: int
 ) -> StartedRun:
     """`run_start` for a team or a workflow (exactly one): the message and a running Run persisted
-    before any model call. Raises SessionNotFound, SessionEnded or SessionBusy (policy "reject")
-    with nothing written."""
+    before any model call. Raises SessionNotFound, SessionEnded or SessionBusy (with the team's or
+    workflow's busy_session_policy) with nothing written."""
     component = {"team": team} if team is not None else {"workflow": workflow}
     ((kind, obj),) = component.items()
     with transaction.atomic():
@@ -422,7 +422,7 @@ def component_run_start(
                 raise SessionBusy(
                     f"Session {session_id} is still answering a previous message.",
                     session_id=session.pk,
-                    policy="reject",
+                    policy=getattr(obj, "busy_session_policy", "reject"),
                     running_run_ids=running,
                 )
             created = False

@@ -396,7 +396,7 @@ async def test_a_busy_session_is_a_409_unless_only_a_dead_process_held_it(
     from agents_app.db import db_call
     from agents_app.engine.team import team_run_prepare
 
-    team = await _make(openai_model, members, mode="route")
+    team = await _make(openai_model, members, mode="route", busy_session_policy="reject")
     held = await db_call(team_run_prepare, team_id=team.slug, user=user, message="first")  # never launched
     r = await run_team(asgi, team.slug, token, session_id=str(held.session_id))
     assert r.status_code == 409  # young: its process may still be starting it
@@ -491,3 +491,29 @@ async def test_a_leader_naming_unknown_members_again_and_again_is_bounded(
     assert names[-1] == "TeamRunError"
     assert parse_sse(r.text)[-1][1]["error_type"] == "member_limit_exceeded"
     assert "tools" not in scripted_model.requests[2] and len(scripted_model.requests) == 3
+
+
+@pytest.mark.parametrize("policy", ["queue", "interrupt"])
+async def test_a_second_message_follows_the_teams_busy_session_policy(
+    asgi, token, scripted_model, openai_model, members, policy
+):
+    import asyncio
+
+    team = await _make(openai_model, members, mode="route", busy_session_policy=policy)
+    scripted_model.push_text("first", delay=0.5)  # the leader answers the first message slowly
+    scripted_model.push_text("second")
+    first = asyncio.ensure_future(run_team(asgi, team.slug, token, message="one"))
+    session_id = None
+    while session_id is None:  # the first run is stored (running) before the model is asked
+        await asyncio.sleep(0.02)
+        session_id = await Run.objects.filter(team=team).values_list("session_id", flat=True).afirst()
+    second = await run_team(asgi, team.slug, token, message="two", session_id=str(session_id))
+    one = (await first).json()
+    assert second.status_code == 200, second.text
+    assert second.json()["content"] == "second"
+    if policy == "queue":
+        assert one["status"] == "completed" and one["content"] == "first"
+        # The second message's leader saw the first exchange: it waited for it.
+        assert [m["content"] for m in scripted_model.requests[-1]["messages"][1:]] == ["one", "first", "two"]
+    else:
+        assert one["status"] == "cancelled"

@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.exceptions import NotFound, ValidationError
 
 from agents_app.agno_compat import serializers as s
 from agents_app.agno_compat.views import AgnoView, Conflict, _apply_session_state, _parse_uuid
-from agents_app.apis_teams import failed_status
+from agents_app.apis_teams import _BusyStart, failed_status
 from agents_app.engine import events as ev
 from agents_app.engine.runner import InvalidRunInput
 from agents_app.engine.team import TeamRunHandle, team_result, team_run_prepare
@@ -35,18 +36,28 @@ def _prepare(request: Any, prepare: Any, key: str, component_id: str, not_found:
         raise ValidationError({sent_media[0]: ["This server does not accept media inputs."]})
     raw_session = (data.get("session_id") or "").strip()
     session_id = _parse_uuid(raw_session, f"Session with id '{raw_session}'") if raw_session else None
+    kwargs = {key: component_id, "user": request.user, "message": data["message"], "session_id": session_id}
+
+    def errors(exc: Exception) -> Exception:
+        if isinstance(exc, not_found):
+            return NotFound(f"{what} not found")
+        if isinstance(exc, SessionNotFound):
+            return NotFound(f"Session with id '{session_id}' not found")
+        if isinstance(exc, InvalidRunInput):
+            return ValidationError({"message": [str(exc)]})
+        if isinstance(exc, SessionBusy | SessionEnded):
+            return Conflict(str(exc))
+        return exc
+
     try:
-        handle = prepare(**{key: component_id}, user=request.user, message=data["message"], session_id=session_id)
-    except not_found:
-        raise NotFound(f"{what} not found") from None
-    except SessionNotFound:
-        raise NotFound(f"Session with id '{session_id}' not found") from None
-    except InvalidRunInput as exc:
-        raise ValidationError({"message": [str(exc)]}) from None
-    except (SessionBusy, SessionEnded) as exc:
-        raise Conflict(str(exc)) from None
+        handle = prepare(**kwargs)
+    except SessionBusy:
+        # The team's or workflow's busy_session_policy is applied in `post` (queue, interrupt).
+        return _BusyStart(prepare, kwargs, errors), data["stream"], data.get("session_state")
+    except (not_found, SessionNotFound, SessionEnded, InvalidRunInput) as exc:
+        raise errors(exc) from None
     _apply_session_state(handle, data.get("session_state"))
-    return handle, data["stream"]
+    return handle, data["stream"], None
 
 
 async def _sse(events: AsyncIterator[ev.RunEvent], name_key: str, name: str) -> AsyncIterator[bytes]:
@@ -146,11 +157,14 @@ class TeamRunView(AgnoView):
     """`POST /teams/{team_id}/runs`: SSE by default (`stream` omitted means true, as in agno), or
     `TeamRunOutput` JSON with `stream=false`; a failed run is not a 200 (the REST API's status)."""
 
-    def prepare_post(self, request: Any, team_id: str) -> tuple[TeamRunHandle, bool]:
+    def prepare_post(self, request: Any, team_id: str) -> tuple[TeamRunHandle | _BusyStart, bool, Any]:
         return _prepare(request, team_run_prepare, "team_id", team_id, TeamNotFound, "Team")
 
     async def post(self, request: Any, team_id: str) -> Any:
-        handle, stream = self.prepared
+        handle, stream, state = self.prepared
+        if isinstance(handle, _BusyStart):
+            handle = await handle.resolve()
+            await sync_to_async(_apply_session_state)(handle, state)
         live = runtime.launch(handle, stream=stream)
         if stream:
             return _streaming(_sse(live.follow(), "team_name", handle.team.name))
@@ -162,11 +176,14 @@ class TeamRunView(AgnoView):
 class WorkflowRunView(AgnoView):
     """`POST /workflows/{workflow_id}/runs`: as the team route, with `WorkflowRunOutput` JSON."""
 
-    def prepare_post(self, request: Any, workflow_id: str) -> tuple[WorkflowRunHandle, bool]:
+    def prepare_post(self, request: Any, workflow_id: str) -> tuple[WorkflowRunHandle | _BusyStart, bool, Any]:
         return _prepare(request, workflow_run_prepare, "workflow_id", workflow_id, WorkflowNotFound, "Workflow")
 
     async def post(self, request: Any, workflow_id: str) -> Any:
-        handle, stream = self.prepared
+        handle, stream, state = self.prepared
+        if isinstance(handle, _BusyStart):
+            handle = await handle.resolve()
+            await sync_to_async(_apply_session_state)(handle, state)
         live = runtime.launch(handle, stream=stream)
         if stream:
             return _streaming(_sse(live.follow(), "workflow_name", handle.workflow.name))
