@@ -517,3 +517,10 @@ async def test_a_second_message_follows_the_teams_busy_session_policy(
         assert [m["content"] for m in scripted_model.requests[-1]["messages"][1:]] == ["one", "first", "two"]
     else:
         assert one["status"] == "cancelled"
+
+
+async def test_session_filters_with_a_nul_character_find_nothing_rather_than_fail(asgi, token):
+    # PostgreSQL refuses NUL in a query string literal (a 500 there); no id can hold one anyway.
+    for param in ("agent_id", "team_id", "workflow_id"):
+        r = await asgi.get(f"/api/sessions/?{param}=a%00b", headers=bearer(token))
+        assert r.status_code == 200 and r.json()["results"] == []
