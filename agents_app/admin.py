@@ -335,3 +335,5 @@ class AgentAdmin(admin.ModelAdmin):
 from agents_app.admin_hooks import install_agent_hook_fields  # noqa: E402
 
 install_agent_hook_fields(AgentAdmin)
+
+from agents_app import admin_teams  # noqa: E402,F401  (registers the team and workflow admins)

@@ -15,3 +15,5 @@ class AgentsAppConfig(AppConfig):
 
         for module in agentos_settings.TOOL_MODULES:
             import_module(module)
+        for module in agentos_settings.STEP_MODULES:
+            import_module(module)

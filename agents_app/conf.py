@@ -22,6 +22,9 @@ DEFAULTS: dict[str, Any] = {
     "DB_THREADS": None,
     # Where the agent websocket is routed (agents_app.routing) and where the chat page connects.
     "WEBSOCKET_PATH": "ws/agents/",
+    # Where the team and workflow websockets are routed (same frames as the agent one).
+    "TEAMS_WEBSOCKET_PATH": "ws/teams/",
+    "WORKFLOWS_WEBSOCKET_PATH": "ws/workflows/",
     # Upper bound on history runs an agent may ask for, whatever its admin setting says.
     "MAX_HISTORY_RUNS": 50,
     # Upper bound on history messages sent to a model (the oldest runs of the window are dropped
@@ -34,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_SUMMARY_INPUT_MAX_CHARS": 24_000,
     # Modules imported at start-up so that their @tool functions register.
     "TOOL_MODULES": ["agents_app.tools.builtin"],
+    # Modules imported at start-up so that their @step_function workflow functions register.
+    "STEP_MODULES": ["agents_app.workflows.builtin"],
     # Provider name -> import path of a agents_app.providers.base.ModelProvider subclass.
     "MODEL_PROVIDERS": {
         "openai": "agents_app.providers.openai_compat.OpenAICompatibleProvider",

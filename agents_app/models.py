@@ -323,3 +323,227 @@ class HookExecution(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.hook_name} ({self.phase}) of run {self.run_id}: {self.status}"
+
+
+# ---- Teams and workflows --------------------------------------------------------------------
+
+
+class Team(TimeStampedModel):
+    """Several agents (or other teams) under a leader model; `slug` is the team_id in URLs and events."""
+
+    class Mode(models.TextChoices):
+        ROUTE = "route", "Route: the leader hands the message to one member, whose answer is the team's"
+        COORDINATE = "coordinate", "Coordinate: the leader delegates sub-tasks to members and writes the answer"
+        COLLABORATE = "collaborate", "Collaborate: every member answers, the leader combines their answers"
+
+    slug = models.SlugField(max_length=100, unique=True, help_text="The team id used in URLs and the API.")
+    name = models.CharField(max_length=200)
+    description = models.TextField(
+        blank=True, help_text="What the team is for; shown to a leader that has it as a member."
+    )
+    model = models.ForeignKey(
+        ModelConfig, on_delete=models.PROTECT, related_name="teams", help_text="The model the leader thinks with."
+    )
+    instructions = models.TextField(blank=True, help_text="The leader's instructions: how to split and judge the work.")
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.COORDINATE)
+    max_depth = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text="How deep teams may sit inside teams when this team runs (1: members must be agents).",
+    )
+    max_member_calls = models.PositiveSmallIntegerField(
+        default=8,
+        validators=[MinValueValidator(1), MaxValueValidator(32)],
+        help_text="Member runs (and delegation calls) allowed per team run; then the leader must answer with what it has.",
+    )
+    history_runs = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MaxValueValidator(50)],
+        help_text="How many previous runs of the session the leader sees as context.",
+    )
+    is_active = models.BooleanField(default=True, help_text="Inactive teams are hidden and refuse runs.")
+    busy_session_policy = models.CharField(
+        max_length=16,
+        choices=Agent.BusySessionPolicy.choices,
+        default=Agent.BusySessionPolicy.QUEUE,
+        help_text="What happens when a message arrives in a session whose previous run is still going (as for agents).",
+    )
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    @property
+    def team_id(self) -> str:
+        return self.slug
+
+
+class TeamMember(models.Model):
+    """One member of a team: an agent or another team, in the order the leader sees them."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.PROTECT, related_name="team_memberships")
+    member_team = models.ForeignKey(
+        Team,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="parent_memberships",
+        help_text="Another team as a member (instead of an agent).",
+    )
+    order = models.PositiveSmallIntegerField(default=0)
+    role = models.CharField(
+        max_length=300, blank=True, help_text="What this member is good at, in plain words, for the leader."
+    )
+
+    class Meta:
+        ordering = ["team", "order", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(agent__isnull=False, member_team__isnull=True)
+                    | models.Q(agent__isnull=True, member_team__isnull=False)
+                ),
+                name="teammember_agent_xor_team",
+            ),
+            models.CheckConstraint(condition=~models.Q(member_team=models.F("team")), name="teammember_not_itself"),
+            models.UniqueConstraint(fields=["team", "agent"], name="teammember_unique_agent"),
+            models.UniqueConstraint(fields=["team", "member_team"], name="teammember_unique_team"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id} in {self.team_id}"
+
+    @property
+    def member_id(self) -> str:
+        return self.agent.slug if self.agent_id else self.member_team.slug  # type: ignore[union-attr]
+
+    def clean(self) -> None:
+        if bool(self.agent_id) == bool(self.member_team_id):
+            raise ValidationError("Pick either an agent or a team as the member, not both.")
+        if self.member_team_id and self.team_id:
+            if self.member_team_id == self.team_id:
+                raise ValidationError("A team cannot be a member of itself.")
+            # A team that (through its members) contains this team would loop forever.
+            seen: set[int] = set()
+            frontier = {self.member_team_id}
+            while frontier:
+                if self.team_id in frontier:
+                    raise ValidationError("That team already contains this team: the teams would loop.")
+                seen |= frontier
+                frontier = (
+                    set(
+                        TeamMember.objects.filter(team_id__in=frontier, member_team__isnull=False).values_list(
+                            "member_team_id", flat=True
+                        )
+                    )
+                    - seen
+                )
+
+
+def validate_step_function_name(value: Any) -> None:
+    from agents_app.workflows.registry import step_registry
+
+    if value and step_registry.get(value) is None:
+        names = ", ".join(step_registry.names()) or "none"
+        raise ValidationError(f"No registered step function {value!r}. Registered: {names}.")
+
+
+class Workflow(TimeStampedModel):
+    """Ordered steps; each step's output is the next step's input. `slug` is the workflow_id."""
+
+    slug = models.SlugField(max_length=100, unique=True, help_text="The workflow id used in URLs and the API.")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True, help_text="Inactive workflows are hidden and refuse runs.")
+    busy_session_policy = models.CharField(
+        max_length=16,
+        choices=Agent.BusySessionPolicy.choices,
+        default=Agent.BusySessionPolicy.QUEUE,
+        help_text="What happens when a message arrives in a session whose previous run is still going (as for agents).",
+    )
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    @property
+    def workflow_id(self) -> str:
+        return self.slug
+
+
+class WorkflowStep(models.Model):
+    """One step. Agent, team and function steps do work; a condition step runs its own steps only
+    when its function says so; a parallel step runs its own steps at the same time."""
+
+    class Kind(models.TextChoices):
+        AGENT = "agent", "Agent: answer the previous output"
+        TEAM = "team", "Team: answer the previous output"
+        FUNCTION = "function", "Function: a registered Python function"
+        CONDITION = "condition", "Condition: run the nested steps only if the function returns true"
+        PARALLEL = "parallel", "Parallel: run the nested steps at the same time"
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="children",
+        help_text="For steps inside a condition or parallel step: that step.",
+    )
+    order = models.PositiveSmallIntegerField(default=0)
+    name = models.SlugField(max_length=100, help_text="Unique within the workflow; shown in events as step_name.")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.AGENT)
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.PROTECT, related_name="workflow_steps")
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="workflow_steps")
+    function = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_step_function_name],
+        help_text="For function and condition steps: the name of a registered step function.",
+    )
+    args = models.JSONField(
+        default=dict, blank=True, help_text='Extra arguments for the function, e.g. {"text": "urgent"}.'
+    )
+
+    class Meta:
+        ordering = ["workflow", "parent_id", "order", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "name"], name="workflowstep_unique_name"),
+            models.CheckConstraint(
+                condition=~models.Q(kind="agent") | models.Q(agent__isnull=False), name="workflowstep_agent_set"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(kind="team") | models.Q(team__isnull=False), name="workflowstep_team_set"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}/{self.name} ({self.kind})"
+
+    def clean(self) -> None:
+        if self.kind == self.Kind.AGENT and not self.agent_id:
+            raise ValidationError({"agent": "An agent step needs an agent."})
+        if self.kind == self.Kind.TEAM and not self.team_id:
+            raise ValidationError({"team": "A team step needs a team."})
+        if self.kind in (self.Kind.FUNCTION, self.Kind.CONDITION) and not self.function:
+            raise ValidationError({"function": "This kind of step needs a registered function."})
+        if not isinstance(self.args, dict):
+            raise ValidationError({"args": "Arguments must be a JSON object."})
+        if self.parent_id is not None:
+            parent = self.parent
+            if parent is None or parent.kind not in (self.Kind.CONDITION, self.Kind.PARALLEL):
+                raise ValidationError({"parent": "Only condition and parallel steps hold other steps."})
+            if parent.workflow_id != self.workflow_id:
+                raise ValidationError({"parent": "The parent step belongs to another workflow."})
+            depth, node = 1, parent
+            while node.parent_id is not None:
+                depth += 1
+                node = node.parent  # type: ignore[assignment]
+                if depth > 3:
+                    raise ValidationError({"parent": "Steps nest at most three levels deep."})

@@ -78,9 +78,9 @@ ORPHAN_GRACE_SECONDS = 5.0
 _EVENT_CLASSES: dict[str, type[ev.RunEvent]] = {
     cls.name: cls
     for cls in vars(ev).values()
-    if isinstance(cls, type) and issubclass(cls, ev.RunEvent) and cls is not ev.RunEvent
+    if isinstance(cls, type) and issubclass(cls, ev.RunEvent) and isinstance(cls.name, str) and cls is not ev.RunEvent
 }
-_STATUS_OF_TERMINAL = {"RunCompleted": "completed", "RunError": "error", "RunCancelled": "cancelled"}
+_STATUS_OF_TERMINAL = ev.STATUS_OF_TERMINAL
 
 
 class RunNotFound(LookupError):
@@ -97,11 +97,17 @@ def group_name(run_id: UUID | str) -> str:
 
 
 def _is_terminal(event: ev.RunEvent | dict[str, Any]) -> bool:
-    name = event["event"] if isinstance(event, dict) else event.name
-    return name in ev.TERMINAL_EVENTS
+    return ev.is_terminal(event)
 
 
 def _event_from_dict(data: dict[str, Any]) -> ev.RunEvent:
+    if data.get("parent_run_id"):  # a member's or step's event inside a team or workflow stream
+        return ev.NestedEvent(
+            run_id=data.get("run_id", ""),
+            session_id=data.get("session_id", ""),
+            event_index=data.get("event_index", 0),
+            data=data,
+        )
     cls = _EVENT_CLASSES.get(data.get("event", ""), ev.RunEvent)
     names = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
     return cls(**{k: v for k, v in data.items() if k in names})
@@ -124,6 +130,8 @@ class _RunState:
     output: str
     events: list[dict[str, Any]]
     created_at: float
+    team_id: str | None = None  # a team's or a workflow's run (agent_id is then None)
+    workflow_id: str | None = None
 
 
 def _run_state(run_id: UUID, user_id: Any = None) -> _RunState | None:
@@ -132,11 +140,21 @@ def _run_state(run_id: UUID, user_id: Any = None) -> _RunState | None:
     if user_id is not None:
         runs = runs.filter(user_id=user_id)
     row = runs.values_list(
-        "user_id", "session_id", "agent__slug", "status", "error", "error_type", "output", "events", "created_at"
+        "user_id",
+        "session_id",
+        "agent__slug",
+        "status",
+        "error",
+        "error_type",
+        "output",
+        "events",
+        "created_at",
+        "team__slug",
+        "workflow__slug",
     ).first()
     if row is None:
         return None
-    owner, session_id, agent_id, status, error, error_type, output, events, created_at = row
+    owner, session_id, agent_id, status, error, error_type, output, events, created_at, team_id, workflow_id = row
     return _RunState(
         run_id=run_id,
         user_id=owner,
@@ -148,7 +166,20 @@ def _run_state(run_id: UUID, user_id: Any = None) -> _RunState | None:
         output=output,
         events=list(events or []),
         created_at=created_at.timestamp(),
+        team_id=team_id,
+        workflow_id=workflow_id,
     )
+
+
+def _root_run_id(run_id: UUID) -> UUID:
+    """The top-level run a member's or step's run belongs to (itself for any other run): a child run
+    executes inside its root's task, so that is the run to cancel."""
+    for _ in range(16):
+        parent = Run.objects.filter(pk=run_id).values_list("parent_run_id", flat=True).first()
+        if parent is None:
+            return run_id
+        run_id = parent
+    return run_id
 
 
 def _mark_cancelled_if_orphaned(run_id: UUID) -> str:
@@ -176,14 +207,21 @@ def replay_stored(state: _RunState, after: int) -> list[dict[str, Any]]:
     if state.status == Run.Status.RUNNING or any(_is_terminal(e) for e in state.events):
         return events
     index = max((e.get("event_index", -1) for e in state.events), default=-1) + 1
-    ids = {"run_id": str(state.run_id), "session_id": str(state.session_id), "agent_id": state.agent_id}
+    ids: dict[str, Any] = {"run_id": str(state.run_id), "session_id": str(state.session_id), "agent_id": state.agent_id}
+    completed, failed, cancelled = ev.RunCompleted, ev.RunError, ev.RunCancelled
+    if state.team_id:
+        ids = {**ids, "agent_id": "", "team_id": state.team_id}
+        completed, failed, cancelled = ev.TeamRunCompleted, ev.TeamRunError, ev.TeamRunCancelled
+    elif state.workflow_id:
+        ids = {**ids, "agent_id": "", "workflow_id": state.workflow_id}
+        completed, failed, cancelled = ev.WorkflowCompleted, ev.WorkflowError, ev.WorkflowCancelled
     made: ev.RunEvent
     if state.status == Run.Status.COMPLETED:
-        made = ev.RunCompleted(event_index=index, content=state.output, **ids)
+        made = completed(event_index=index, content=state.output, **ids)
     elif state.status == Run.Status.ERROR:
-        made = ev.RunError(event_index=index, content=state.error, error_type=state.error_type or "error", **ids)
+        made = failed(event_index=index, content=state.error, error_type=state.error_type or "error", **ids)
     else:
-        made = ev.RunCancelled(event_index=index, reason=state.error or "The run was cancelled.", **ids)
+        made = cancelled(event_index=index, reason=state.error or "The run was cancelled.", **ids)
     if index > after:
         events.append(made.to_dict())
     return events
@@ -596,7 +634,10 @@ class Runtime:
         # Nothing is awaited here outside the engine, so a cancel always lands inside `execute`,
         # which turns it into RunCancelled with the partial output stored.
         try:
-            async for event in execute(live.handle, stream=stream):
+            # Teams and workflows bring their own engine (agents_app.engine.team / .workflow).
+            own = getattr(live.handle, "execute_events", None)
+            events = own(stream=stream) if own is not None else execute(live.handle, stream=stream)
+            async for event in events:
                 live._append(event)
         except asyncio.CancelledError:
             # Cancelled while the engine was already storing its outcome (that store is shielded
@@ -629,13 +670,18 @@ class Runtime:
 
     async def _fail(self, live: LiveRun, message: str) -> None:
         h = live.handle
-        event = ev.RunError(
-            run_id=str(h.run_id),
-            session_id=str(h.session_id),
-            agent_id=h.agent.slug,
-            event_index=len(live.events),
-            content=message,
-            error_type="internal_error",
+        make_error = getattr(h, "error_event", None)
+        event = (
+            make_error(len(live.events), message, "internal_error")
+            if make_error is not None
+            else ev.RunError(
+                run_id=str(h.run_id),
+                session_id=str(h.session_id),
+                agent_id=h.agent.slug,
+                event_index=len(live.events),
+                content=message,
+                error_type="internal_error",
+            )
         )
         with contextlib.suppress(Exception):
             await db_call(
@@ -835,6 +881,9 @@ class Runtime:
             raise RunNotFound(f"No run {run_id}.")
         if state.status != Run.Status.RUNNING:
             return state.status
+        root = await db_call(_root_run_id, run_id)
+        if root != run_id:  # a team member's or workflow step's run: stop the whole run it is part of
+            return await self.cancel(root, user=user)
         return await self._cancel(run_id)
 
     async def _cancel(self, run_id: UUID) -> str:

@@ -39,9 +39,60 @@ class RecordAdminMixin:
         return False
 
 
+def _run_link(run_id: Any) -> str:
+    if not run_id:
+        return "-"
+    url = reverse("admin:sessions_app_run_change", args=[quote(run_id)])
+    return format_html('<a href="{}">{}</a>', url, str(run_id)[:8])
+
+
+class ChildRunInline(RecordAdminMixin, admin.TabularInline):
+    """A team's member runs, a workflow's step runs."""
+
+    model = Run
+    fk_name = "parent_run"
+    fields = ["run_link", "ran", "status", "short_input", "short_output", "total_tokens", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["created_at"]
+    verbose_name = "child run"
+    verbose_name_plural = "Member and step runs of this run"
+
+    @admin.display(description="Run")
+    def run_link(self, obj: Run) -> str:
+        return _run_link(obj.pk)
+
+    @admin.display(description="Agent or team")
+    def ran(self, obj: Run) -> str:
+        return f"{obj.component_type} {obj.component_id}"
+
+    @admin.display(description="Input")
+    def short_input(self, obj: Run) -> str:
+        return _short(obj.input)
+
+    @admin.display(description="Output")
+    def short_output(self, obj: Run) -> str:
+        return _short(obj.output or obj.error)
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("agent", "team", "workflow")
+
+
 class RunInline(RecordAdminMixin, admin.TabularInline):
     model = Run
-    fields = ["run_link", "status", "short_input", "short_output", "total_tokens", "duration_seconds", "created_at"]
+    fk_name = "session"
+    fields = [
+        "run_link",
+        "ran",
+        "parent_link",
+        "status",
+        "short_input",
+        "short_output",
+        "total_tokens",
+        "duration_seconds",
+        "created_at",
+    ]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -58,6 +109,17 @@ class RunInline(RecordAdminMixin, admin.TabularInline):
     def short_input(self, obj: Run) -> str:
         return _short(obj.input)
 
+    @admin.display(description="Agent, team or workflow")
+    def ran(self, obj: Run) -> str:
+        return f"{obj.component_type} {obj.component_id}"
+
+    @admin.display(description="Part of")
+    def parent_link(self, obj: Run) -> str:
+        return _run_link(obj.parent_run_id)
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("agent", "team", "workflow")
+
     @admin.display(description="Output")
     def short_output(self, obj: Run) -> str:
         return _short(obj.output or obj.error)
@@ -69,11 +131,11 @@ class RunInline(RecordAdminMixin, admin.TabularInline):
 
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "user", "agent", "run_count", "ended_at", "updated_at"]
+    list_display = ["id", "name", "user", "agent", "team", "workflow", "run_count", "ended_at", "updated_at"]
     list_display_links = ["id", "name"]
-    list_filter = ["agent", ("ended_at", admin.EmptyFieldListFilter)]
+    list_filter = ["agent", "team", "workflow", ("ended_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "user__username", "user__email"]
-    list_select_related = ["user", "agent"]
+    list_select_related = ["user", "agent", "team", "workflow"]
     raw_id_fields = ["user"]
     readonly_fields = ["id", "summary", "summary_until", "summary_updated_at", "created_at", "updated_at"]
     fields = [
@@ -81,6 +143,8 @@ class SessionAdmin(admin.ModelAdmin):
         "name",
         "user",
         "agent",
+        "team",
+        "workflow",
         "state",
         "ended_at",
         "summary",
@@ -109,7 +173,7 @@ class SessionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Session | None = None) -> list[str]:
         # Moving a conversation to another user or agent would rewrite history: fixed once created.
         readonly = list(super().get_readonly_fields(request, obj))
-        return [*readonly, "user", "agent"] if obj is not None else readonly
+        return [*readonly, "user", "agent", "team", "workflow"] if obj is not None else readonly
 
     def get_queryset(self, request: HttpRequest) -> Any:
         from django.db.models import Count
@@ -150,6 +214,9 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "agent",
+        "team",
+        "workflow",
+        "parent_run_short",
         "user",
         "status",
         "model",
@@ -157,13 +224,29 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
         "duration_seconds",
         "created_at",
     ]
-    list_filter = ["status", "agent", "provider"]
-    search_fields = ["input", "output", "user__username", "agent__slug", "error_type"]
-    list_select_related = ["agent", "user"]
+    list_filter = ["status", "agent", "team", "workflow", "provider"]
+    search_fields = ["input", "output", "user__username", "agent__slug", "team__slug", "workflow__slug", "error_type"]
+    list_select_related = ["agent", "team", "workflow", "user"]
     date_hierarchy = "created_at"
-    inlines = [MessageInline]
+    inlines = [MessageInline, ChildRunInline]
     fieldsets = [
-        (None, {"fields": ["id", "status", "session", "agent", "user", "created_at", "finished_at"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "status",
+                    "session",
+                    "agent",
+                    "team",
+                    "workflow",
+                    "parent_run_link",
+                    "user",
+                    "created_at",
+                    "finished_at",
+                ]
+            },
+        ),
         ("Input and output", {"fields": ["input", "output", "output_json_pretty", "error_type", "error"]}),
         (
             "Model and metrics",
@@ -185,6 +268,9 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
         "status",
         "session",
         "agent",
+        "team",
+        "workflow",
+        "parent_run_link",
         "user",
         "created_at",
         "finished_at",
@@ -205,6 +291,14 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
     @admin.display(description="Duration", ordering="duration")
     def duration_seconds(self, obj: Run) -> str:
         return f"{obj.duration:.3f} s" if obj.duration is not None else "-"
+
+    @admin.display(description="Part of")
+    def parent_run_short(self, obj: Run) -> str:
+        return str(obj.parent_run_id)[:8] if obj.parent_run_id else "-"
+
+    @admin.display(description="Part of (the team or workflow run)")
+    def parent_run_link(self, obj: Run) -> str:
+        return _run_link(obj.parent_run_id)
 
     @admin.display(description="First token after")
     def first_token_after(self, obj: Run) -> str:

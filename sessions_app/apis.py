@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from agents_app.async_views import StrictInputMixin
 from agents_app.serializers import BODY_ERRORS, error_responses
-from sessions_app.models import Memory
+from sessions_app.models import Memory, Session
 from sessions_app.selectors import (
     memory_list_for_user,
     run_get_for_user,
@@ -61,12 +61,20 @@ class SessionListApi(StrictInputMixin, generics.ListAPIView):
     pagination_class = SessionPagination
 
     def get_queryset(self) -> Any:
-        agent_id = self.request.query_params.get("agent_id") or None
-        return session_list_for_user(user=self.request.user, agent_id=agent_id)
+        q = self.request.query_params
+        ids = {key: q.get(key) or None for key in ("agent_id", "team_id", "workflow_id")}
+        if any(value and "\x00" in value for value in ids.values()):
+            # No id holds a NUL character, and PostgreSQL refuses one in a query (a 500).
+            return Session.objects.none()
+        return session_list_for_user(user=self.request.user, **ids)
 
     @extend_schema(
         summary="List my sessions",
-        parameters=[OpenApiParameter("agent_id", OpenApiTypes.STR, description="Only sessions of this agent.")],
+        parameters=[
+            OpenApiParameter("agent_id", OpenApiTypes.STR, description="Only sessions of this agent."),
+            OpenApiParameter("team_id", OpenApiTypes.STR, description="Only sessions of this team."),
+            OpenApiParameter("workflow_id", OpenApiTypes.STR, description="Only sessions of this workflow."),
+        ],
         responses={200: SessionSerializer, **error_responses(401, 404, e404="No such page.")},
     )
     def get(self, request: Any, *args: Any, **kwargs: Any) -> Response:

@@ -9,11 +9,27 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+# Exactly one of agent, team and workflow is set (on sessions and on runs).
+ONE_COMPONENT = (
+    models.Q(agent__isnull=False, team__isnull=True, workflow__isnull=True)
+    | models.Q(agent__isnull=True, team__isnull=False, workflow__isnull=True)
+    | models.Q(agent__isnull=True, team__isnull=True, workflow__isnull=False)
+)
+
 
 class Session(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_sessions")
-    agent = models.ForeignKey("agents_app.Agent", on_delete=models.PROTECT, related_name="sessions")
+    # A session belongs to exactly one agent, team or workflow.
+    agent = models.ForeignKey(
+        "agents_app.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="sessions"
+    )
+    team = models.ForeignKey(
+        "agents_app.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="sessions"
+    )
+    workflow = models.ForeignKey(
+        "agents_app.Workflow", null=True, blank=True, on_delete=models.PROTECT, related_name="sessions"
+    )
     name = models.CharField(max_length=200, blank=True)
     state = models.JSONField(
         default=dict,
@@ -38,9 +54,16 @@ class Session(models.Model):
     class Meta:
         ordering = ["-updated_at"]
         indexes = [models.Index(fields=["user", "-updated_at"], name="session_user_recent")]
+        constraints = [
+            models.CheckConstraint(condition=ONE_COMPONENT, name="session_one_component"),
+        ]
 
     def __str__(self) -> str:
         return self.name or f"Session {self.id}"
+
+    @property
+    def component_type(self) -> str:
+        return "team" if self.team_id else "workflow" if self.workflow_id else "agent"
 
     @property
     def ended(self) -> bool:
@@ -58,7 +81,21 @@ class Run(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="runs")
-    agent = models.ForeignKey("agents_app.Agent", on_delete=models.PROTECT, related_name="runs")
+    # What ran: an agent, a team or a workflow (exactly one). A team's member runs and a workflow's
+    # step runs are child runs of the team's or workflow's run, in the same session.
+    agent = models.ForeignKey("agents_app.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
+    team = models.ForeignKey("agents_app.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
+    workflow = models.ForeignKey(
+        "agents_app.Workflow", null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    parent_run = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="child_runs",
+        help_text="The team or workflow run this member or step run belongs to.",
+    )
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_runs")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     input = models.TextField()
@@ -86,9 +123,22 @@ class Run(models.Model):
             models.Index(fields=["session", "status", "-created_at"], name="run_session_history"),
             models.Index(fields=["status", "created_at"], name="run_status_recent"),
         ]
+        constraints = [
+            models.CheckConstraint(condition=ONE_COMPONENT, name="run_one_component"),
+        ]
 
     def __str__(self) -> str:
         return f"Run {self.id} ({self.status})"
+
+    @property
+    def component_type(self) -> str:
+        return "team" if self.team_id else "workflow" if self.workflow_id else "agent"
+
+    @property
+    def component_id(self) -> str:
+        """The agent's, team's or workflow's slug (select_related them to avoid a query)."""
+        component = self.team if self.team_id else self.workflow if self.workflow_id else self.agent
+        return component.slug if component is not None else ""
 
 
 class Message(models.Model):

@@ -14,21 +14,29 @@ from django.db.models import Count, Prefetch, Q, QuerySet, Subquery
 from sessions_app.models import Memory, Message, Run, Session
 
 
-def session_list_for_user(*, user: Any, agent_id: str | None = None) -> QuerySet[Session]:
-    qs = Session.objects.filter(user=user).select_related("agent").annotate(run_count=Count("runs"))
+def session_list_for_user(
+    *, user: Any, agent_id: str | None = None, team_id: str | None = None, workflow_id: str | None = None
+) -> QuerySet[Session]:
+    qs = Session.objects.filter(user=user).select_related("agent", "team", "workflow").annotate(run_count=Count("runs"))
     if agent_id:
         qs = qs.filter(agent__slug=agent_id)
+    if team_id:
+        qs = qs.filter(team__slug=team_id)
+    if workflow_id:
+        qs = qs.filter(workflow__slug=workflow_id)
     return qs.order_by("-updated_at", "-created_at")
 
 
 def session_detail_for_user(*, user: Any, session_id: UUID) -> Session | None:
     """The session with its runs and their messages in three queries, or None if not the user's."""
-    runs = Run.objects.order_by("created_at").prefetch_related(
-        Prefetch("messages", queryset=Message.objects.order_by("position"))
+    runs = (
+        Run.objects.order_by("created_at")
+        .select_related("agent", "team", "workflow")
+        .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")))
     )
     return (
         Session.objects.filter(user=user, pk=session_id)
-        .select_related("agent")
+        .select_related("agent", "team", "workflow")
         .prefetch_related(Prefetch("runs", queryset=runs))
         .annotate(run_count=Count("runs"))
         .first()
@@ -38,7 +46,7 @@ def session_detail_for_user(*, user: Any, session_id: UUID) -> Session | None:
 def run_get_for_user(*, user: Any, run_id: UUID) -> Run | None:
     return (
         Run.objects.filter(user=user, pk=run_id)
-        .select_related("agent", "session")
+        .select_related("agent", "team", "workflow", "session")
         .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")))
         .first()
     )
@@ -94,7 +102,8 @@ def session_history(
     (the end of what the session summary covers)."""
     if runs <= 0:
         return History()
-    recent = Run.objects.filter(session_id=session_id, status=Run.Status.COMPLETED)
+    # Top-level runs only: a team's member runs and a workflow's step runs are its own business.
+    recent = Run.objects.filter(session_id=session_id, status=Run.Status.COMPLETED, parent_run__isnull=True)
     if after is not None:
         recent = recent.filter(created_at__gt=after)
     rows = (

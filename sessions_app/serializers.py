@@ -29,7 +29,12 @@ class StoredRunMetricsSerializer(serializers.Serializer):
 class RunSerializer(serializers.ModelSerializer):
     run_id = serializers.UUIDField(source="id", read_only=True)
     session_id = serializers.UUIDField(read_only=True)
-    agent_id = serializers.CharField(source="agent.slug", read_only=True)
+    agent_id = serializers.CharField(source="agent.slug", read_only=True, allow_null=True)
+    team_id = serializers.CharField(source="team.slug", read_only=True, allow_null=True)
+    workflow_id = serializers.CharField(source="workflow.slug", read_only=True, allow_null=True)
+    parent_run_id = serializers.UUIDField(
+        read_only=True, allow_null=True, help_text="The team or workflow run this member or step run belongs to."
+    )
     content = serializers.SerializerMethodField(
         help_text="The answer: text, or the JSON object when the agent has an output schema."
     )
@@ -42,6 +47,9 @@ class RunSerializer(serializers.ModelSerializer):
             "run_id",
             "session_id",
             "agent_id",
+            "team_id",
+            "workflow_id",
+            "parent_run_id",
             "status",
             "input",
             "content",
@@ -62,13 +70,25 @@ class RunSerializer(serializers.ModelSerializer):
 
 class SessionSerializer(serializers.ModelSerializer):
     session_id = serializers.UUIDField(source="id", read_only=True)
-    agent_id = serializers.CharField(source="agent.slug", read_only=True)
+    agent_id = serializers.CharField(source="agent.slug", read_only=True, allow_null=True)
+    team_id = serializers.CharField(source="team.slug", read_only=True, allow_null=True)
+    workflow_id = serializers.CharField(source="workflow.slug", read_only=True, allow_null=True)
     run_count = serializers.IntegerField(read_only=True)
     name = serializers.CharField(max_length=200, allow_blank=True)
 
     class Meta:
         model = Session
-        fields = ["session_id", "agent_id", "name", "run_count", "ended_at", "created_at", "updated_at"]
+        fields = [
+            "session_id",
+            "agent_id",
+            "team_id",
+            "workflow_id",
+            "name",
+            "run_count",
+            "ended_at",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["ended_at"]
 
 

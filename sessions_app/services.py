@@ -64,7 +64,9 @@ def _running_runs(session_id: Any, now: Any) -> Any:
     from agents_app.conf import agentos_settings
 
     since = now - timedelta(seconds=float(agentos_settings.RUN_STALE_SECONDS))
-    return Run.objects.filter(session_id=session_id, status=Run.Status.RUNNING, created_at__gte=since)
+    return Run.objects.filter(
+        session_id=session_id, status=Run.Status.RUNNING, created_at__gte=since, parent_run__isnull=True
+    )
 
 
 def run_start(
@@ -387,3 +389,71 @@ def _as_uuid(value: Any) -> UUID | None:
         return UUID(str(value).strip())
     except ValueError:
         return None
+
+
+# ---- Teams and workflows: their runs, and the member and step runs under them ----------------
+
+
+def component_run_start(
+    *, team: Any = None, workflow: Any = None, user: Any, message: str, session_id: UUID | None, history_runs: int
+) -> StartedRun:
+    """`run_start` for a team or a workflow (exactly one): the message and a running Run persisted
+    before any model call. Raises SessionNotFound, SessionEnded or SessionBusy (with the team's or
+    workflow's busy_session_policy) with nothing written."""
+    component = {"team": team} if team is not None else {"workflow": workflow}
+    ((kind, obj),) = component.items()
+    with transaction.atomic():
+        if session_id is None:
+            session = Session.objects.create(user=user, name=_session_name(message), **component)
+            created = True
+            history: list[dict[str, Any]] = []
+        else:
+            now = timezone.now()
+            if not Session.objects.filter(pk=session_id, user=user, **component).update(updated_at=now):
+                raise SessionNotFound(f"No session {session_id} for {kind} {obj.slug!r}.")
+            session = Session.objects.get(pk=session_id)
+            if session.ended_at is not None:
+                raise SessionEnded(
+                    f"Session {session_id} has ended; it takes no more messages. Start a new session.",
+                    session_id=session.pk,
+                )
+            running = list(_running_runs(session.pk, now).values_list("pk", flat=True))
+            if running:
+                raise SessionBusy(
+                    f"Session {session_id} is still answering a previous message.",
+                    session_id=session.pk,
+                    policy=getattr(obj, "busy_session_policy", "reject"),
+                    running_run_ids=running,
+                )
+            created = False
+            history = session_history(session_id=session.pk, runs=history_runs).messages if history_runs else []
+        model = getattr(obj, "model", None)
+        run = Run.objects.create(
+            session=session,
+            user=user,
+            status=Run.Status.RUNNING,
+            input=message,
+            model=model.model_id if model is not None else "",
+            provider=model.provider if model is not None else "",
+            **component,
+        )
+    return StartedRun(run=run, session=session, history=history, session_created=created)
+
+
+def child_run_start(
+    *, parent_run_id: UUID, session_id: UUID, user_id: Any, message: str, agent: Any = None, team: Any = None
+) -> Run:
+    """A member's or step's run under its parent run, in the parent's session. No busy check: the
+    parent holds the session, and its children run inside it (some at the same time)."""
+    model = (agent or team).model
+    return Run.objects.create(
+        session_id=session_id,
+        parent_run_id=parent_run_id,
+        user_id=user_id,
+        agent=agent,
+        team=team,
+        status=Run.Status.RUNNING,
+        input=message,
+        model=model.model_id,
+        provider=model.provider,
+    )

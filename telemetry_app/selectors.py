@@ -227,8 +227,11 @@ def run_metrics(*, period: str = DEFAULT_PERIOD, now: dt.datetime | None = None)
         )
 
     agent_keys = ["agent__slug", "agent__name"]
-    agent_p = percentiles(finished, "duration", (0.5, 0.95), agent_keys)
-    metrics.agents = _group_rows(runs, agent_keys, lambda r: f"{r['agent__name']} ({r['agent__slug']})", agent_p)
+    # Agent runs only (members' and steps' runs included); team and workflow runs have no agent.
+    agent_p = percentiles(finished.filter(agent__isnull=False), "duration", (0.5, 0.95), agent_keys)
+    metrics.agents = _group_rows(
+        runs.filter(agent__isnull=False), agent_keys, lambda r: f"{r['agent__name']} ({r['agent__slug']})", agent_p
+    )
     model_p = percentiles(finished, "duration", (0.5, 0.95), ["provider", "model"])
     metrics.models = _group_rows(
         runs, ["provider", "model"], lambda r: f"{r['model'] or '?'} ({r['provider'] or '?'})", model_p

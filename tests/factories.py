@@ -38,3 +38,39 @@ class AgentFactory(factory.django.DjangoModelFactory):
     model = factory.SubFactory(ModelConfigFactory)
     instructions = "You are a test agent."
     tools = factory.LazyFunction(list)
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "agents_app.Team"
+
+    slug = factory.Sequence(lambda n: f"team-{n}")
+    name = factory.LazyAttribute(lambda o: f"Team {o.slug}")
+    model = factory.SubFactory(ModelConfigFactory)
+    instructions = "You lead a test team."
+    mode = "coordinate"
+
+
+class TeamMemberFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "agents_app.TeamMember"
+
+    team = factory.SubFactory(TeamFactory)
+    order = factory.Sequence(lambda n: n)
+
+
+class WorkflowFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "agents_app.Workflow"
+
+    slug = factory.Sequence(lambda n: f"workflow-{n}")
+    name = factory.LazyAttribute(lambda o: f"Workflow {o.slug}")
+
+
+class WorkflowStepFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "agents_app.WorkflowStep"
+
+    workflow = factory.SubFactory(WorkflowFactory)
+    name = factory.Sequence(lambda n: f"step-{n}")
+    order = factory.Sequence(lambda n: n)

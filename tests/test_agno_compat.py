@@ -90,10 +90,33 @@ async def test_staff_see_the_agents_instructions(asgi, agent, staff_token):
     assert detail.sessions == {"add_history_to_context": True, "num_history_runs": 3}
 
 
-async def test_teams_and_workflows_are_empty_lists(asgi, token):
+async def test_teams_and_workflows_are_empty_lists_without_any(asgi, token):
     for path in ("/teams", "/workflows"):
         r = await asgi.get(OS + path, headers=bearer(token))
         assert r.status_code == 200 and r.json() == []
+
+
+async def test_teams_and_workflows_are_listed_as_agno_models(asgi, agent, token):
+    from agno.os.routers.teams.schema import TeamResponse
+    from agno.os.routers.workflows.schema import WorkflowResponse
+    from asgiref.sync import sync_to_async
+
+    from tests.factories import TeamFactory, TeamMemberFactory, WorkflowFactory, WorkflowStepFactory
+
+    def build() -> None:
+        team = TeamFactory(slug="crew", name="Crew", model=agent.model, mode="route")
+        TeamMemberFactory(team=team, agent=agent)
+        workflow = WorkflowFactory(slug="flow", name="Flow")
+        WorkflowStepFactory(workflow=workflow, name="ask", kind="agent", agent=agent, order=0)
+
+    await sync_to_async(build)()
+    team = TeamResponse.model_validate((await asgi.get(f"{OS}/teams", headers=bearer(token))).json()[0])
+    assert (team.id, team.name, team.mode, team.model.model) == ("crew", "Crew", "route", "scripted-model")
+    assert [m.id for m in team.members] == ["helper"]
+    workflow = WorkflowResponse.model_validate((await asgi.get(f"{OS}/workflows", headers=bearer(token))).json()[0])
+    assert (workflow.id, workflow.steps) == ("flow", [{"name": "ask", "type": "agent", "agent_id": "helper"}])
+    config = ConfigResponse.model_validate((await asgi.get(f"{OS}/config", headers=bearer(token))).json())
+    assert [t.id for t in config.teams] == ["crew"] and [w.id for w in config.workflows] == ["flow"]
 
 
 # ---- Runs ------------------------------------------------------------------------------------

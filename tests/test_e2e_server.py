@@ -57,6 +57,28 @@ def test_demo_agent_answers_over_http(site):
     assert r.headers["server"].lower().startswith("daphne")
 
 
+def test_demo_team_and_workflow_answer_with_no_api_key(site):
+    headers = {"Authorization": f"Bearer {site['token']}"}
+    r = httpx.post(
+        site["base"] + "/api/teams/demo-team/runs", json={"message": "what is 6*7?"}, headers=headers, timeout=10
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "completed" and body["mode"] == "collaborate"
+    assert [m["member_id"] for m in body["member_runs"]] == ["demo"]
+    assert body["member_runs"][0]["content"] == "[offline demo model] I used my tools: calculator returned 42."
+    r = httpx.post(
+        site["base"] + "/api/workflows/demo-workflow/runs",
+        json={"message": "what is 6*7?"},
+        headers=headers,
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["content"] == "[offline demo model] I used my tools: calculator returned 42."
+    assert body["session_state"] == {"last_output": body["content"]}
+
+
 def test_streaming_over_a_real_socket_arrives_frame_by_frame(site):
     headers = {"Authorization": f"Bearer {site['token']}"}
     frames = []

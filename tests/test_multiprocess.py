@@ -57,7 +57,10 @@ def servers(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> 
             "from agents_app.models import Agent, ModelConfig; "
             "u = User.objects.create_user('ada'); print(Token.objects.create(user=u).key); "
             f"m = ModelConfig.objects.create(name='scripted', provider='openai', base_url='{_scripted_server.base_url}', "
-            "model_id='m', max_retries=0); Agent.objects.create(slug='slow', name='Slow', model=m)",
+            "model_id='m', max_retries=0); a = Agent.objects.create(slug='slow', name='Slow', model=m); "
+            "from agents_app.models import Team, TeamMember; "
+            "t = Team.objects.create(slug='crew', name='Crew', model=m, mode='route'); "
+            "TeamMember.objects.create(team=t, agent=a)",
         ],
         cwd=ROOT,
         env=env,
@@ -100,10 +103,10 @@ def servers(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> 
                 proc.wait(5)
 
 
-async def _ws(servers: dict[str, Any], which: int) -> Any:
+async def _ws(servers: dict[str, Any], which: int, path: str = "agents/slow") -> Any:
     from websockets.asyncio.client import connect
 
-    url = f"ws://127.0.0.1:{servers['ports'][which]}/ws/agents/slow/"
+    url = f"ws://127.0.0.1:{servers['ports'][which]}/ws/{path}/"
     return await connect(
         url, subprotocols=["agentos", f"token.{servers['token']}"], open_timeout=5
     )  # no Origin: an app
@@ -183,3 +186,37 @@ async def test_a_client_of_the_other_process_cancels_the_run(servers, scripted_m
         r = await client.post(f"http://127.0.0.1:{servers['ports'][0]}/api/runs/{run_id}/cancel")
         assert (r.status_code, r.json()["status"]) == (202, "cancelled")
     await first.close()
+
+
+async def test_a_team_run_is_resumed_and_cancelled_from_the_other_process(servers, scripted_model):
+    words = " ".join(f"w{i}" for i in range(40))
+    scripted_model.push_tool_calls([{"name": "route_to_member", "arguments": {"member_id": "slow"}, "id": "r"}])
+    scripted_model.push_text(words, chunk_delay=0.08)
+    first = await _ws(servers, 0, "teams/crew")
+    await first.send(json.dumps({"type": "run", "message": "talk slowly"}))
+    seen = [await _next(first) for _ in range(5)]
+    assert [e["event"] for e in seen] == [
+        "TeamRunStarted",
+        "TeamToolCallStarted",
+        "RunStarted",
+        "RunContent",
+        "RunContent",
+    ]
+    await first.close()
+    team_run, member_run = seen[0]["run_id"], seen[2]["run_id"]
+    # Resumed from the other process: the member's events, then the team's end (a member's own
+    # RunCompleted does not end the team's stream there either).
+    second = await _ws(servers, 1, "teams/crew")
+    await second.send(json.dumps({"type": "resume", "run_id": team_run, "after_event_index": 4}))
+    rest = [await _next(second) for _ in range(3)]
+    assert [e["event_index"] for e in rest] == [5, 6, 7]
+    assert {e["parent_run_id"] for e in rest} == {team_run}
+    # Cancelling the member's run from that process stops the team run in the first one.
+    await second.send(json.dumps({"type": "cancel", "run_id": member_run}))
+    frames = []
+    while not frames or frames[-1].get("event") != "TeamRunCancelled":
+        frames.append(await _next(second))
+    await second.close()
+    names = [f["event"] for f in frames]
+    assert "CancelRequested" in names and "RunCancelled" in names
+    assert names.index("RunCancelled") < names.index("TeamRunCancelled")

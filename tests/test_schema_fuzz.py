@@ -43,7 +43,15 @@ from agents_app.engine import arun_agent, run_agent
 from agents_app.models import ModelConfig
 from sessions_app.models import Memory
 from tests.conftest import bearer
-from tests.factories import AgentFactory, ModelConfigFactory, UserFactory
+from tests.factories import (
+    AgentFactory,
+    ModelConfigFactory,
+    TeamFactory,
+    TeamMemberFactory,
+    UserFactory,
+    WorkflowFactory,
+    WorkflowStepFactory,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,6 +71,8 @@ CONFIG = schemathesis.Config.from_dict(
         "phases": {"coverage": {"enabled": os.environ.get("AGENTOS_FUZZ_COVERAGE") == "1"}},
         "operations": [
             {"include-operation-id": "agents_runs_create", "generation": {"max-examples": RUN_EXAMPLES}},
+            {"include-operation-id": "teams_runs_create", "generation": {"max-examples": RUN_EXAMPLES}},
+            {"include-operation-id": "workflows_runs_create", "generation": {"max-examples": RUN_EXAMPLES}},
         ],
     }
 )
@@ -78,8 +88,15 @@ PATH_PARAMETER_KINDS = {
     "id": "models",
     "session_id": "sessions",
     "run_id": "runs",
+    "team_id": "teams",
+    "workflow_id": "workflows",
     "memory_id": "memories",
 }
+RUN_OPERATIONS = (
+    "POST /api/agents/{agent_id}/runs",
+    "POST /api/teams/{team_id}/runs",
+    "POST /api/workflows/{workflow_id}/runs",
+)
 RUN_BODY_KINDS = {"session_id": "sessions", "stream": "stream"}
 KEEP = object()
 PASSWORD = "fuzz-password-1"
@@ -105,7 +122,7 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None
 def flatmap_body(context: Any, body: Any) -> st.SearchStrategy[Any]:
     if not isinstance(body, dict):
         return st.just(body)
-    if context.operation.label == "POST /api/agents/{agent_id}/runs":
+    if context.operation.label in RUN_OPERATIONS:
         return _with_seeded_values(body, RUN_BODY_KINDS)
     if context.operation.label == "POST /api/auth/token/":
         return _with_seeded_values(body, {"username": "usernames", "password": "passwords"})
@@ -131,6 +148,12 @@ def acting_token(request: Any, db: Any) -> Iterator[str]:
     model = ModelConfigFactory(name="fuzz-offline", provider=ModelConfig.Provider.OFFLINE)
     agent = AgentFactory(slug="fuzz-agent", name="Fuzz", model=model, tools=["calculator", "current_time"])
     AgentFactory(slug="fuzz-inactive", model=model, is_active=False)
+    # A team and a workflow that run offline too: the leader combines the members' answers.
+    team = TeamFactory(slug="fuzz-team", model=model, mode="collaborate")
+    TeamMemberFactory(team=team, agent=agent)
+    workflow = WorkflowFactory(slug="fuzz-workflow")
+    WorkflowStepFactory(workflow=workflow, name="ask", kind="agent", agent=agent, order=0)
+    WorkflowStepFactory(workflow=workflow, name="keep", kind="function", function="remember_output", order=1)
     actor, other = (staff, user) if request.param == "staff" else (user, staff)
     mine = run_agent(agent_id=agent.slug, user=actor, message="what is 6*7?")
     theirs = run_agent(agent_id=agent.slug, user=other, message="hello")
@@ -139,6 +162,8 @@ def acting_token(request: Any, db: Any) -> Iterator[str]:
     SEEDED.update(
         agents=["fuzz-agent", "fuzz-agent", "fuzz-inactive"],  # the active agent twice: run it more often
         models=[model.pk],
+        teams=["fuzz-team", "fuzz-team", "nope"],
+        workflows=["fuzz-workflow", "fuzz-workflow", "nope"],
         sessions=[mine.session_id, theirs.session_id],
         runs=[mine.run_id, theirs.run_id],
         memories=[str(my_memory.pk), str(their_memory.pk)],

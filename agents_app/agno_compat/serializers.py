@@ -112,8 +112,63 @@ def agent_summary_json(agent: Agent) -> dict[str, Any]:
     )
 
 
-def config_json(agents: list[Agent], *, name: str) -> dict[str, Any]:
-    """agno's `ConfigResponse`: what this OS serves. No teams, workflows or interfaces (yet)."""
+def team_json(team: Any, members_of: dict[int, list[Any]], *, depth: int = 0) -> dict[str, Any]:
+    """agno's `TeamResponse` (and, its first keys, `TeamSummaryResponse`): the team with its members,
+    agents as agent summaries and teams nested the same way."""
+    members = []
+    for m in members_of.get(team.pk, []):
+        if m.agent_id:
+            members.append(agent_summary_json(m.agent))
+        elif depth < 5:
+            members.append(team_json(m.member_team, members_of, depth=depth + 1))
+    return _compact(
+        {
+            "id": team.slug,
+            "name": team.name,
+            "description": team.description or None,
+            "db_id": DB_ID,
+            "mode": team.mode,
+            "model": model_json(team),
+            "members": members,
+        }
+    )
+
+
+def _step_json(node: Any) -> dict[str, Any]:
+    step = node.step
+    data: dict[str, Any] = {"name": step.name, "type": step.kind}
+    if step.agent_id:
+        data["agent_id"] = step.agent.slug
+    if step.team_id:
+        data["team_id"] = step.team.slug
+    if step.function:
+        data["function"] = step.function
+    if node.children:
+        data["steps"] = [_step_json(child) for child in node.children]
+    return data
+
+
+def workflow_json(workflow: Any, steps: list[Any]) -> dict[str, Any]:
+    """agno's `WorkflowResponse` (and, its first keys, `WorkflowSummaryResponse`)."""
+    return _compact(
+        {
+            "id": workflow.slug,
+            "name": workflow.name,
+            "description": workflow.description or None,
+            "db_id": DB_ID,
+            "steps": [_step_json(node) for node in steps],
+        }
+    )
+
+
+def config_json(
+    agents: list[Agent],
+    *,
+    name: str,
+    teams: list[dict[str, Any]] | None = None,
+    workflows: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """agno's `ConfigResponse`: what this OS serves. No interfaces."""
     models: dict[tuple[str, str], dict[str, str]] = {}
     for agent in agents:
         models.setdefault(
@@ -126,8 +181,8 @@ def config_json(agents: list[Agent], *, name: str) -> dict[str, Any]:
         "os_database": DB_ID,
         "databases": [DB_ID],
         "agents": [agent_summary_json(a) for a in agents],
-        "teams": [],
-        "workflows": [],
+        "teams": teams or [],
+        "workflows": workflows or [],
         "interfaces": [],
     }
 

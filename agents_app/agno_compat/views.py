@@ -176,9 +176,35 @@ def _runnable_agents(user: Any) -> list[Any]:
     return list(agent_list_for_user(user=user).filter(is_active=True).order_by("slug"))
 
 
+def _teams_json() -> list[dict[str, Any]]:
+    """Active teams, each with its members (agno lists the teams an OS serves to every user)."""
+    from agents_app.models import Team
+    from agents_app.selectors_teams import team_members_tree
+
+    return [
+        s.team_json(team, team_members_tree(team))
+        for team in Team.objects.select_related("model").filter(is_active=True).order_by("slug")
+    ]
+
+
+def _workflows_json() -> list[dict[str, Any]]:
+    from agents_app.models import Workflow
+    from agents_app.selectors_teams import workflow_steps_tree
+
+    return [
+        s.workflow_json(workflow, workflow_steps_tree(workflow)[0])
+        for workflow in Workflow.objects.filter(is_active=True).order_by("slug")
+    ]
+
+
 class ConfigView(PreparedGet, AgnoView):
     def prepare_get(self, request: Any) -> dict[str, Any]:
-        return s.config_json(_runnable_agents(request.user), name="AgentOS for Django")
+        return s.config_json(
+            _runnable_agents(request.user),
+            name="AgentOS for Django",
+            teams=_teams_json(),
+            workflows=_workflows_json(),
+        )
 
 
 class AgentListView(PreparedGet, AgnoView):
@@ -195,11 +221,18 @@ class AgentDetailView(PreparedGet, AgnoView):
         return s.agent_json(agent, staff=bool(request.user.is_staff))
 
 
-class EmptyListView(PreparedGet, AgnoView):
-    """`GET /teams`, `GET /workflows`: this site has none (yet)."""
+class TeamListView(PreparedGet, AgnoView):
+    """`GET /teams`: the active teams, with their members."""
 
-    def prepare_get(self, request: Any) -> list[Any]:
-        return []
+    def prepare_get(self, request: Any) -> list[dict[str, Any]]:
+        return _teams_json()
+
+
+class WorkflowListView(PreparedGet, AgnoView):
+    """`GET /workflows`: the active workflows, with their steps."""
+
+    def prepare_get(self, request: Any) -> list[dict[str, Any]]:
+        return _workflows_json()
 
 
 # ---- Runs ----------------------------------------------------------------------------------------
@@ -310,7 +343,7 @@ class AgentRunCancelView(AgnoView):
     def prepare_post(self, request: Any, agent_id: str, run_id: str) -> UUID:
         run_uuid = _parse_uuid(run_id, "Run")
         run = run_get_for_user(user=request.user, run_id=run_uuid)
-        if run is None or run.agent.slug != agent_id:
+        if run is None or run.agent is None or run.agent.slug != agent_id:
             raise NotFound("Run not found")
         return run_uuid
 
@@ -336,7 +369,10 @@ class SessionListView(PreparedGet, AgnoView):
         page = max(q["page"], 1)
         if q.get("type") in ("team", "workflow"):
             return s.page_json([], page=page, limit=limit, total=0)
-        sessions = session_list_for_user(user=request.user, agent_id=q.get("component_id") or None)
+        # Agent sessions only: team and workflow sessions are not served here (see README).
+        sessions = session_list_for_user(user=request.user, agent_id=q.get("component_id") or None).filter(
+            agent__isnull=False
+        )
         if q.get("session_name"):
             sessions = sessions.filter(name__icontains=q["session_name"])
         field = SORT_FIELDS.get(q["sort_by"], "created_at")
@@ -354,7 +390,7 @@ class _SessionView(AgnoView):
         if q.get("type") in ("team", "workflow"):
             raise NotFound(not_found)
         session = session_detail_for_user(user=request.user, session_id=_parse_uuid(session_id, "Session"))
-        if session is None:
+        if session is None or session.agent_id is None:
             raise NotFound(not_found)
         return session
 

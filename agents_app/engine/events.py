@@ -141,4 +141,192 @@ class SessionSummaryCompleted(RunEvent):
     duration: float = 0.0
 
 
-TERMINAL_EVENTS = frozenset({"RunCompleted", "RunError", "RunCancelled"})
+# ---- Teams (agno's TeamRun* names): the leader's own events; members' events are NestedEvents --
+
+
+@dataclass(slots=True)
+class TeamEvent(RunEvent):
+    """A team run's own event: `team_id` instead of `agent_id`."""
+
+    agent_id: str = ""
+    team_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = RunEvent.to_dict(self)
+        del data["agent_id"]
+        return data
+
+
+@dataclass(slots=True)
+class TeamRunStarted(TeamEvent):
+    name: ClassVar[str] = "TeamRunStarted"
+    model: str = ""
+    model_provider: str = ""
+    mode: str = ""
+
+
+@dataclass(slots=True)
+class TeamRunContent(TeamEvent):
+    name: ClassVar[str] = "TeamRunContent"
+    content: str = ""
+    content_type: str = "str"
+
+
+@dataclass(slots=True)
+class TeamToolCallStarted(TeamEvent):
+    name: ClassVar[str] = "TeamToolCallStarted"
+    tool: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TeamToolCallCompleted(TeamEvent):
+    name: ClassVar[str] = "TeamToolCallCompleted"
+    tool: dict[str, Any] = field(default_factory=dict)
+    content: str = ""
+
+
+@dataclass(slots=True)
+class TeamToolCallError(TeamEvent):
+    name: ClassVar[str] = "TeamToolCallError"
+    tool: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(slots=True)
+class TeamRunCompleted(TeamEvent):
+    name: ClassVar[str] = "TeamRunCompleted"
+    content: Any = None
+    content_type: str = "str"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    member_runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class TeamRunError(TeamEvent):
+    name: ClassVar[str] = "TeamRunError"
+    content: str = ""
+    error_type: str = "error"
+    member_runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class TeamRunCancelled(TeamEvent):
+    name: ClassVar[str] = "TeamRunCancelled"
+    reason: str = ""
+
+
+# ---- Workflows (agno's Workflow*/Step* names) --------------------------------------------------
+
+
+@dataclass(slots=True)
+class WorkflowEvent(RunEvent):
+    """A workflow run's own event: `workflow_id` instead of `agent_id`."""
+
+    agent_id: str = ""
+    workflow_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = RunEvent.to_dict(self)
+        del data["agent_id"]
+        return data
+
+
+@dataclass(slots=True)
+class WorkflowStarted(WorkflowEvent):
+    name: ClassVar[str] = "WorkflowStarted"
+    workflow_name: str = ""
+
+
+@dataclass(slots=True)
+class StepStarted(WorkflowEvent):
+    name: ClassVar[str] = "StepStarted"
+    step_name: str = ""
+    step_index: Any = 0  # an int, or [outer, inner, ...] for a step inside a condition or parallel step
+    step_type: str = ""
+
+
+@dataclass(slots=True)
+class StepCompleted(WorkflowEvent):
+    name: ClassVar[str] = "StepCompleted"
+    step_name: str = ""
+    step_index: Any = 0
+    step_type: str = ""
+    content: Any = None
+    content_type: str = "str"
+    condition_result: bool | None = None  # condition steps: whether their steps ran
+
+
+@dataclass(slots=True)
+class WorkflowCompleted(WorkflowEvent):
+    name: ClassVar[str] = "WorkflowCompleted"
+    content: Any = None
+    content_type: str = "str"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    step_results: list[dict[str, Any]] = field(default_factory=list)
+    session_state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class WorkflowError(WorkflowEvent):
+    name: ClassVar[str] = "WorkflowError"
+    content: str = ""
+    error_type: str = "error"
+    step_name: str = ""
+    step_results: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class WorkflowCancelled(WorkflowEvent):
+    name: ClassVar[str] = "WorkflowCancelled"
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class NestedEvent(RunEvent):
+    """A member's or step's own event, forwarded in its parent run's stream: the child run's event as
+    it was (its `run_id`, `agent_id`/`team_id`, name), plus `parent_run_id` and the parent's
+    `event_index`, so a client resumes the parent's stream by one index. Never the parent's end."""
+
+    agent_id: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property  # type: ignore[misc]
+    def name(self) -> str:  # type: ignore[override]
+        return str(self.data.get("event", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.data, "event_index": self.event_index}
+
+
+TERMINAL_EVENTS = frozenset(
+    {
+        "RunCompleted",
+        "RunError",
+        "RunCancelled",
+        "TeamRunCompleted",
+        "TeamRunError",
+        "TeamRunCancelled",
+        "WorkflowCompleted",
+        "WorkflowError",
+        "WorkflowCancelled",
+    }
+)
+STATUS_OF_TERMINAL = {
+    "RunCompleted": "completed",
+    "RunError": "error",
+    "RunCancelled": "cancelled",
+    "TeamRunCompleted": "completed",
+    "TeamRunError": "error",
+    "TeamRunCancelled": "cancelled",
+    "WorkflowCompleted": "completed",
+    "WorkflowError": "error",
+    "WorkflowCancelled": "cancelled",
+}
+
+
+def is_terminal(event: RunEvent | dict[str, Any]) -> bool:
+    """The event that ends its run's stream: a terminal name, and not a member's or step's own end
+    forwarded in its parent's stream (those carry `parent_run_id`)."""
+    if isinstance(event, dict):
+        return event.get("event") in TERMINAL_EVENTS and not event.get("parent_run_id")
+    return event.name in TERMINAL_EVENTS and not isinstance(event, NestedEvent)

@@ -125,7 +125,7 @@ class OfflineProvider(ModelProvider):
         user_text = _last_user_message(messages)
 
         if last.get("role") == "user" and available:
-            calls = self._tool_calls_for(user_text, available)
+            calls = self._team_call_for(user_text, tools) or self._tool_calls_for(user_text, available)
             if calls:
                 return ModelResponse(
                     tool_calls=calls, input_tokens=input_tokens, output_tokens=len(calls), finish_reason="tool_calls"
@@ -154,6 +154,18 @@ class OfflineProvider(ModelProvider):
         return ModelResponse(
             content=content, input_tokens=input_tokens, output_tokens=_words(content), finish_reason="stop"
         )
+
+    @staticmethod
+    def _team_call_for(text: str, tools: list[Tool]) -> list[ToolCallRequest]:
+        """As a team leader (agents_app.engine.team): hand the message to the member it names, else to
+        the first one, so route and coordinate teams can be tried with no model server."""
+        tool = next((t for t in tools if t.name in ("route_to_member", "delegate_task_to_member")), None)
+        members = (tool.parameters.get("properties", {}).get("member_id", {}).get("enum") or []) if tool else []
+        if tool is None or not members:
+            return []
+        chosen = next((m for m in members if m.lower() in text.lower()), members[0])
+        args = {"member_id": chosen} | ({"task": text} if tool.name == "delegate_task_to_member" else {})
+        return [ToolCallRequest(id="call_0", name=tool.name, arguments=json.dumps(args))]
 
     @staticmethod
     def _tool_calls_for(text: str, available: set[str]) -> list[ToolCallRequest]:

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
-from agents_app.models import Agent, ModelConfig
+from agents_app.models import Agent, ModelConfig, Team, TeamMember, Workflow, WorkflowStep
 
 
 class Command(BaseCommand):
@@ -19,6 +19,35 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="admin")
         parser.add_argument("--password", default="admin")
         parser.add_argument("--email", default="admin@example.com")
+
+    def _team_and_workflow(self, model: ModelConfig, agent: Agent) -> None:
+        """A collaborating team and a two-step workflow on the offline model (no tool calls needed)."""
+        team, created = Team.objects.get_or_create(
+            slug="demo-team",
+            defaults={
+                "name": "Demo team",
+                "description": "Two agents answer at once; the leader combines their answers.",
+                "model": model,
+                "mode": Team.Mode.COLLABORATE,
+                "instructions": "Combine your members' answers into one.",
+            },
+        )
+        if created:
+            TeamMember.objects.create(team=team, agent=agent, order=0, role="Calculates, tells the time, counts.")
+            self.stdout.write("Created the demo team 'demo-team' (collaborate mode).")
+        workflow, created = Workflow.objects.get_or_create(
+            slug="demo-workflow",
+            defaults={
+                "name": "Demo workflow",
+                "description": "The demo agent answers; the answer is kept in the state.",
+            },
+        )
+        if created:
+            WorkflowStep.objects.create(workflow=workflow, order=0, name="answer", kind="agent", agent=agent)
+            WorkflowStep.objects.create(
+                workflow=workflow, order=1, name="remember", kind="function", function="remember_output"
+            )
+            self.stdout.write("Created the demo workflow 'demo-workflow' (an agent step, then a function step).")
 
     def handle(self, *args: Any, username: str, password: str, email: str, **options: Any) -> None:
         User = get_user_model()
@@ -53,6 +82,7 @@ class Command(BaseCommand):
         )
         if created:
             self.stdout.write("Created the demo agent 'demo' on the offline model.")
+        self._team_and_workflow(model, _agent)
         self.stdout.write(f"API token for {username!r}: {token.key}")
         self.stdout.write(
             f'Try: curl -H "Authorization: Bearer {token.key}" -H "Content-Type: application/json" '

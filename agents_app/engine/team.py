@@ -1,0 +1,526 @@
+"""The team engine: a leader model and its members (agents or other teams), in one of three modes.
+
+* route: the leader picks one member (a `route_to_member` tool call); that member answers the
+  user's message and its answer is the team's.
+* coordinate: the leader delegates sub-tasks (`delegate_task_to_member`, agno's tool name) as often
+  as it needs, within `max_member_calls`, reads the answers and writes the team's answer.
+* collaborate: every member answers the message at the same time; the leader combines the answers.
+
+Each member run is a child run (agents_app.engine.children): stored on its own, its events
+forwarded in the team's stream with `parent_run_id`. A member that fails ends the team run with
+`member_error`; the member runs that finished are kept, and so is the partial output. Plain async
+Python, like the agent engine: no HTTP here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from agents_app.conf import agentos_settings
+from agents_app.db import db_call
+from agents_app.engine import events as ev
+from agents_app.engine.children import (
+    ChildCancelled,
+    ChildFailed,
+    ChildRun,
+    DelegationDepthExceeded,
+    check_message,
+    content_text,
+    merge,
+    nested,
+    store_parent_run,
+)
+from agents_app.engine.runner import _FAILURES as _MODEL_FAILURES
+from agents_app.models import Team, TeamMember
+from agents_app.providers.base import ModelResponse, ToolCallRequest
+from agents_app.providers.registry import get_provider
+from agents_app.selectors_teams import team_get_active, team_members_tree
+from agents_app.tools.registry import Tool
+from sessions_app.models import Run
+from sessions_app.services import component_run_start
+from telemetry_app.schemas import EventType
+
+logger = logging.getLogger(__name__)
+
+
+class MemberLimitExceeded(Exception):
+    error_type = "member_limit_exceeded"
+
+
+class RoutingError(Exception):
+    error_type = "routing_error"
+
+
+_FAILURES = (*_MODEL_FAILURES, ChildFailed, DelegationDepthExceeded, MemberLimitExceeded, RoutingError)
+
+
+@dataclass(slots=True)
+class TeamRunHandle:
+    """What `team_run_prepare` persisted and the team engine needs; the runtime launches it like an
+    agent's RunHandle (it brings its own `execute_events`)."""
+
+    team: Team
+    members_of: dict[int, list[TeamMember]]
+    user_id: Any
+    run_id: UUID
+    session_id: UUID
+    message: str
+    history: list[dict[str, Any]]
+    created_at: datetime
+    session_created: bool
+    depth: int = 0
+    max_depth: int = 1
+    # The session's state when the run started: each member run starts from it (as an agent run does).
+    session_state: dict[str, Any] = field(default_factory=dict)
+
+    def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
+        return TeamExecution(self, stream=stream).run()
+
+    def error_event(self, index: int, message: str, error_type: str) -> ev.RunEvent:
+        return ev.TeamRunError(
+            run_id=str(self.run_id),
+            session_id=str(self.session_id),
+            team_id=self.team.slug,
+            event_index=index,
+            content=message,
+            error_type=error_type,
+        )
+
+
+def team_run_prepare(*, team_id: str, user: Any, message: str, session_id: UUID | None = None) -> TeamRunHandle:
+    """Validate, then persist the user's message and a running team Run (sync; one transaction).
+    Raises TeamNotFound, SessionNotFound, InvalidRunInput or SessionBusy before anything is written."""
+    check_message(message)
+    team = team_get_active(team_id=team_id)
+    tree = team_members_tree(team)
+    history_runs = min(team.history_runs, int(agentos_settings.MAX_HISTORY_RUNS))
+    started = component_run_start(
+        team=team, user=user, message=message, session_id=session_id, history_runs=history_runs
+    )
+    return TeamRunHandle(
+        team=team,
+        members_of=tree,
+        user_id=user.pk,
+        run_id=started.run.pk,
+        session_id=started.session.pk,
+        message=message,
+        history=started.history,
+        created_at=started.run.created_at,
+        session_created=started.session_created,
+        max_depth=team.max_depth,
+        session_state=started.session.state if isinstance(started.session.state, dict) else {},
+    )
+
+
+def _tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> Tool:
+    """A tool offered to the leader; the team engine runs its calls itself (they start member runs)."""
+    parameters = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+    return Tool(
+        name=name, description=description, parameters=parameters, fn=lambda **_: None, is_async=False, _validator=None
+    )
+
+
+_MODE_GUIDANCE = {
+    Team.Mode.ROUTE: (
+        "You lead a team. Do not answer yourself: pick the one member best placed to answer the user's "
+        "message and call route_to_member with its id. Its answer goes to the user as it is."
+    ),
+    Team.Mode.COORDINATE: (
+        "You lead a team. Break the user's request into tasks, give each to the right member with "
+        "delegate_task_to_member (a clear, self-contained task), read their answers, then write the final "
+        "answer yourself."
+    ),
+    Team.Mode.COLLABORATE: (
+        "You lead a team. Every member has answered the user's message; combine their answers into one "
+        "answer: keep what is right, settle disagreements, leave nothing important out."
+    ),
+}
+
+
+class TeamExecution:
+    """One team run while it executes, like the agent engine's `_Execution`."""
+
+    def __init__(self, handle: TeamRunHandle, *, stream: bool) -> None:
+        self.h = handle
+        self.team = handle.team
+        self.stream = stream
+        self.ids = {"run_id": str(handle.run_id), "session_id": str(handle.session_id), "team_id": self.team.slug}
+        self.counter = itertools.count()
+        self.log: list[ev.RunEvent] = []
+        self.started = time.perf_counter()
+        self.ttft: float | None = None
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.partial: list[str] = []
+        self.content = ""
+        self.children: list[ChildRun] = []
+        # Delegation calls so far, valid or not: a leader that keeps naming unknown members must
+        # not loop forever either.
+        self.delegations = 0
+        self.members = {m.member_id: m for m in handle.members_of.get(self.team.pk, [])}
+        self.messages = self._context()
+
+    # ---- events ----------------------------------------------------------------------------
+
+    def event(self, cls: type[ev.RunEvent], **fields: Any) -> ev.RunEvent:
+        item = cls(event_index=next(self.counter), **self.ids, **fields)
+        self.log.append(item)
+        return item
+
+    def forward(self, data: dict[str, Any]) -> ev.RunEvent:
+        item = ev.NestedEvent(
+            run_id=data.get("run_id", ""),
+            session_id=self.ids["session_id"],
+            event_index=next(self.counter),
+            data=nested(data, self.h.run_id),
+        )
+        self.log.append(item)
+        return item
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+            "time_to_first_token": self.ttft,
+            "duration": time.perf_counter() - self.started,
+        }
+
+    def member_runs(self) -> list[dict[str, Any]]:
+        return [child.summary() for child in self.children if child.run_id is not None]
+
+    # ---- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> AsyncIterator[ev.RunEvent]:
+        config = self.team.model
+        yield self.event(ev.TeamRunStarted, model=config.model_id, model_provider=config.provider, mode=self.team.mode)
+        outcome: dict[str, Any]
+        try:
+            mode = {
+                Team.Mode.ROUTE: self._route,
+                Team.Mode.COORDINATE: self._coordinate,
+                Team.Mode.COLLABORATE: self._collaborate,
+            }.get(self.team.mode, self._coordinate)
+            async for item in mode():
+                yield item
+            outcome = {"status": Run.Status.COMPLETED, "output": self.content}
+            terminal = self.event(
+                ev.TeamRunCompleted,
+                content=self.content,
+                content_type="str",
+                metrics=self.metrics(),
+                member_runs=self.member_runs(),
+            )
+        except _FAILURES as exc:
+            error_type = getattr(exc, "error_type", "model_error")
+            outcome = {
+                "status": Run.Status.ERROR,
+                "output": self._partial(),
+                "error": str(exc),
+                "error_type": error_type,
+            }
+            terminal = self.event(
+                ev.TeamRunError, content=str(exc), error_type=error_type, member_runs=self.member_runs()
+            )
+        except (asyncio.CancelledError, ChildCancelled) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+            message = "The run was cancelled."
+            outcome = {
+                "status": Run.Status.CANCELLED,
+                "output": self._partial(),
+                "error": message,
+                "error_type": "cancelled",
+            }
+            terminal = self.event(ev.TeamRunCancelled, reason=message)
+        except Exception as exc:
+            logger.exception("Team run %s failed with an internal error", self.h.run_id)
+            message = f"Internal error: {type(exc).__name__}"
+            outcome = {
+                "status": Run.Status.ERROR,
+                "output": self._partial(),
+                "error": message,
+                "error_type": "internal_error",
+            }
+            terminal = self.event(
+                ev.TeamRunError, content=message, error_type="internal_error", member_runs=self.member_runs()
+            )
+        await asyncio.shield(self._persist(outcome))
+        yield terminal
+
+    def _partial(self) -> str:
+        """What to keep of a run that did not finish: the leader's words so far, else the answers of
+        the members that finished."""
+        text = "".join(self.partial)
+        if text:
+            return text
+        done = [c for c in self.children if c.status == "completed"]
+        return "\n\n".join(f"[{c.component_id}] {content_text(c.content)}" for c in done)
+
+    async def _persist(self, outcome: dict[str, Any]) -> None:
+        await db_call(
+            store_parent_run,
+            run_id=self.h.run_id,
+            session_id=self.h.session_id,
+            message=self.h.message,
+            outcome=outcome,
+            metrics=self.metrics(),
+            events=[item.to_dict() for item in self.log],
+            event_type=EventType.TEAM,
+            component_id=self.team.slug,
+            model=self.team.model.model_id,
+            provider=self.team.model.provider,
+        )
+
+    # ---- the leader ------------------------------------------------------------------------
+
+    def _roster(self) -> str:
+        lines = []
+        for member_id, m in self.members.items():
+            kind = "team" if m.member_team_id else "agent"
+            about = m.role or (m.member_team.description if m.member_team_id else m.agent.description)
+            name = m.member_team.name if m.member_team_id else m.agent.name
+            lines.append(f"- {member_id} ({kind}, {name}){': ' + about if about else ''}")
+        return "Members:\n" + ("\n".join(lines) if lines else "(none)")
+
+    def _context(self) -> list[dict[str, Any]]:
+        parts = [
+            p for p in (self.team.instructions.strip(), _MODE_GUIDANCE.get(self.team.mode, ""), self._roster()) if p
+        ]
+        return [
+            {"role": "system", "content": "\n\n".join(parts)},
+            *self.h.history,
+            {"role": "user", "content": self.h.message},
+        ]
+
+    async def _leader_call(self, tools: list[Tool]) -> AsyncIterator[ev.RunEvent]:
+        """One model call of the leader; its text streams as TeamRunContent. Sets self.response."""
+        provider = get_provider(self.team.model)
+        self.partial.clear()
+        response: ModelResponse | None = None
+        if self.stream:
+            async for piece in provider.stream(messages=self.messages, tools=tools, response_format=None):
+                if isinstance(piece, str):
+                    if self.ttft is None:
+                        self.ttft = time.perf_counter() - self.started
+                    self.partial.append(piece)
+                    yield self.event(ev.TeamRunContent, content=piece)
+                    await asyncio.sleep(0)
+                else:
+                    response = piece
+            if response is None:
+                from agents_app.providers.base import ModelError
+
+                raise ModelError("The model stream ended without a response.")
+        else:
+            response = await provider.complete(messages=self.messages, tools=tools, response_format=None)
+            if self.ttft is None:
+                self.ttft = time.perf_counter() - self.started
+        self.input_tokens += response.input_tokens
+        self.output_tokens += response.output_tokens
+        self.response = response
+
+    def _tool_info(self, call: ToolCallRequest, args: Any, **extra: Any) -> dict[str, Any]:
+        return {"tool_call_id": call.id, "tool_name": call.name, "tool_args": args, **extra}
+
+    def _member_for(self, call: ToolCallRequest) -> tuple[TeamMember | None, dict[str, Any], str]:
+        try:
+            args = json.loads(call.arguments or "{}")
+        except ValueError:
+            return None, {}, "The arguments are not valid JSON."
+        if not isinstance(args, dict):
+            return None, {}, "The arguments must be a JSON object."
+        member = self.members.get(str(args.get("member_id", "")))
+        if member is None:
+            known = ", ".join(self.members) or "none"
+            return None, args, f"No member {args.get('member_id')!r}. Members: {known}."
+        return member, args, ""
+
+    def _child(self, member: TeamMember, message: str) -> ChildRun:
+        if len(self.children) >= self.team.max_member_calls:
+            raise MemberLimitExceeded(
+                f"Team {self.team.slug!r} may run at most {self.team.max_member_calls} member runs per run."
+            )
+        child = ChildRun(
+            parent_run_id=self.h.run_id,
+            session_id=self.h.session_id,
+            user_id=self.h.user_id,
+            message=message,
+            stream=self.stream,
+            agent=member.agent if member.agent_id else None,
+            team=member.member_team if member.member_team_id else None,
+            members_of=self.h.members_of,
+            depth=self.h.depth + 1,
+            max_depth=self.h.max_depth,
+            session_state=self.h.session_state,
+        )
+        self.children.append(child)
+        return child
+
+    # ---- the modes -------------------------------------------------------------------------
+
+    async def _route(self) -> AsyncIterator[ev.RunEvent]:
+        tool = _tool(
+            "route_to_member",
+            "Hand the user's message to the one member best placed to answer it.",
+            {"member_id": {"type": "string", "enum": list(self.members), "description": "The member's id."}},
+            ["member_id"],
+        )
+        async for item in self._leader_call([tool] if self.members else []):
+            yield item
+        response = self.response
+        if not response.tool_calls:
+            self.content = response.content  # the leader answered itself (e.g. a greeting)
+            return
+        call = response.tool_calls[0]
+        member, args, problem = self._member_for(call)
+        yield self.event(ev.TeamToolCallStarted, tool=self._tool_info(call, args))
+        if member is None:
+            yield self.event(
+                ev.TeamToolCallError, tool=self._tool_info(call, args, tool_call_error=True), error=problem
+            )
+            raise RoutingError(f"The leader routed the message to no valid member: {problem}")
+        child = self._child(member, self.h.message)
+        async for data in child.events():
+            yield self.forward(data)
+        self.content = content_text(child.content)
+        info = self._tool_info(call, args, result=self.content, tool_call_error=False)
+        yield self.event(ev.TeamToolCallCompleted, tool=info, content=self.content)
+
+    async def _coordinate(self) -> AsyncIterator[ev.RunEvent]:
+        tool = _tool(
+            "delegate_task_to_member",
+            "Give a member a task and get its answer back.",
+            {
+                "member_id": {"type": "string", "enum": list(self.members), "description": "The member's id."},
+                "task": {"type": "string", "description": "A clear, self-contained task for the member."},
+            },
+            ["member_id", "task"],
+        )
+        limit = self.team.max_member_calls
+        while True:
+            offered = [tool] if self.members and self.delegations < limit else []
+            async for item in self._leader_call(offered):
+                yield item
+            response = self.response
+            if not (response.tool_calls and offered):
+                if response.tool_calls and not response.content:
+                    raise MemberLimitExceeded(
+                        f"The leader kept delegating after the limit of {limit} delegations for this run."
+                    )
+                self.content = response.content
+                return
+            calls = response.tool_calls[: limit - self.delegations]
+            self.delegations += len(calls)
+            self.messages.append(
+                {
+                    "role": "assistant",
+                    "content": response.content or None,
+                    "tool_calls": [
+                        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                        for c in calls
+                    ],
+                }
+            )
+            for call in calls:
+                member, args, problem = self._member_for(call)
+                if member is not None and not str(args.get("task", "")).strip():
+                    member, problem = None, "The task must not be empty."
+                yield self.event(ev.TeamToolCallStarted, tool=self._tool_info(call, args))
+                if member is None:
+                    info = self._tool_info(call, args, result=None, tool_call_error=True)
+                    yield self.event(ev.TeamToolCallError, tool=info, error=problem)
+                    self.messages.append({"role": "tool", "tool_call_id": call.id, "content": f"Error: {problem}"})
+                    continue
+                child = self._child(member, str(args["task"]))
+                async for data in child.events():
+                    yield self.forward(data)
+                answer = content_text(child.content)
+                info = self._tool_info(call, args, result=answer, tool_call_error=False)
+                yield self.event(ev.TeamToolCallCompleted, tool=info, content=answer)
+                self.messages.append({"role": "tool", "tool_call_id": call.id, "content": answer})
+
+    async def _collaborate(self) -> AsyncIterator[ev.RunEvent]:
+        members = list(self.members.values())
+        if len(members) > self.team.max_member_calls:
+            raise MemberLimitExceeded(
+                f"Team {self.team.slug!r} has {len(members)} members; it may run at most "
+                f"{self.team.max_member_calls} member runs per run."
+            )
+        children = [self._child(m, self.h.message) for m in members]
+        async for _, data in merge([child.events() for child in children]):
+            yield self.forward(data)
+        answers = "\n\n".join(f"## {c.component_id}\n{content_text(c.content)}" for c in children)
+        self.messages.append(
+            {"role": "user", "content": f"Your team's answers to my message:\n\n{answers}\n\nWrite the team's answer."}
+        )
+        async for item in self._leader_call([]):
+            yield item
+        self.content = self.response.content
+
+
+def team_result(handle: TeamRunHandle, events: list[ev.RunEvent]) -> dict[str, Any]:
+    """A whole team run as the non-streaming API returns it (agno's TeamRunOutput field names)."""
+    terminal = events[-1].to_dict()
+    started = events[0].to_dict()
+    status = ev.STATUS_OF_TERMINAL.get(terminal.get("event", ""), "error")
+    own_text = "".join(e.content for e in events if isinstance(e, ev.TeamRunContent))
+    data: dict[str, Any] = {
+        "run_id": str(handle.run_id),
+        "team_id": handle.team.slug,
+        "team_name": handle.team.name,
+        "session_id": str(handle.session_id),
+        "user_id": handle.user_id,
+        "content": terminal.get("content") if status == "completed" else (own_text or None),
+        "content_type": "str",
+        "status": status,
+        "mode": handle.team.mode,
+        "model": started.get("model", ""),
+        "model_provider": started.get("model_provider", ""),
+        "created_at": int(handle.created_at.timestamp()),
+        "metrics": terminal.get("metrics") or {},
+        "member_runs": terminal.get("member_runs") or [],
+    }
+    if status != "completed":
+        data["error"] = {
+            "type": terminal.get("error_type") or "cancelled",
+            "message": terminal.get("content") or terminal.get("reason") or "",
+        }
+    return data
+
+
+async def arun_team(*, team_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
+    """Run a team from your own async code and get its result (as the REST API's JSON)."""
+    from agents_app.runtime import runtime
+
+    handle = await db_call(team_run_prepare, team_id=team_id, user=user, message=message, session_id=session_id)
+    return team_result(handle, await runtime.launch(handle, stream=False).wait())
+
+
+async def astream_team(
+    *, team_id: str, user: Any, message: str, session_id: UUID | None = None
+) -> AsyncIterator[ev.RunEvent]:
+    """`async for event in astream_team(...)`: a team run's events, its members' nested among them."""
+    from agents_app.runtime import runtime
+
+    handle = await db_call(team_run_prepare, team_id=team_id, user=user, message=message, session_id=session_id)
+    async for item in runtime.launch(handle).follow():
+        yield item
+
+
+def run_team(*, team_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
+    """The sync wrapper: run a team from a management command, a Celery task or a sync view."""
+    from asgiref.sync import async_to_sync
+
+    return async_to_sync(arun_team)(team_id=team_id, user=user, message=message, session_id=session_id)

@@ -1,0 +1,419 @@
+"""The workflow engine: ordered steps, each step's output the next step's input.
+
+Step kinds: an agent or a team answers the previous output (a child run, as a team's member runs:
+stored on its own, its events forwarded with `parent_run_id`, `step_name` and `step_index`); a
+registered Python function (agents_app.workflows) returns the output; a condition step runs its own
+steps only when its function returns a true value; a parallel step runs its own steps at the same
+time on the same input and joins their outputs. Every step reads and may change the workflow's
+session state, which is saved with the session when the run ends (completed or not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from asgiref.sync import sync_to_async
+
+from agents_app.conf import agentos_settings
+from agents_app.db import db_call
+from agents_app.engine import events as ev
+from agents_app.engine.children import (
+    ChildCancelled,
+    ChildFailed,
+    ChildRun,
+    DelegationDepthExceeded,
+    check_message,
+    content_text,
+    merge,
+    nested,
+    store_parent_run,
+)
+from agents_app.models import TeamMember, Workflow, WorkflowStep
+from agents_app.selectors_teams import StepNode, workflow_get_active, workflow_steps_tree
+from agents_app.workflows.registry import StepInput, step_registry
+from sessions_app.models import Run
+from sessions_app.services import component_run_start
+from telemetry_app.schemas import EventType
+
+logger = logging.getLogger(__name__)
+
+
+class StepFailed(Exception):
+    """A step's function raised, timed out or is not registered, or a step's agent or team is off."""
+
+    error_type = "step_function_error"
+
+    def __init__(self, message: str, *, error_type: str = "step_function_error") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+@dataclass(slots=True)
+class WorkflowRunHandle:
+    workflow: Workflow
+    steps: list[StepNode]
+    members_of: dict[int, list[TeamMember]]
+    user_id: Any
+    run_id: UUID
+    session_id: UUID
+    message: str
+    state: dict[str, Any]
+    created_at: datetime
+    session_created: bool
+
+    def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
+        return WorkflowExecution(self, stream=stream).run()
+
+    def error_event(self, index: int, message: str, error_type: str) -> ev.RunEvent:
+        return ev.WorkflowError(
+            run_id=str(self.run_id),
+            session_id=str(self.session_id),
+            workflow_id=self.workflow.slug,
+            event_index=index,
+            content=message,
+            error_type=error_type,
+        )
+
+
+def workflow_run_prepare(
+    *, workflow_id: str, user: Any, message: str, session_id: UUID | None = None
+) -> WorkflowRunHandle:
+    """Validate, then persist the user's message and a running workflow Run (sync; one transaction)."""
+    check_message(message)
+    workflow = workflow_get_active(workflow_id=workflow_id)
+    steps, members = workflow_steps_tree(workflow)
+    started = component_run_start(workflow=workflow, user=user, message=message, session_id=session_id, history_runs=0)
+    state = started.session.state if isinstance(started.session.state, dict) else {}
+    return WorkflowRunHandle(
+        workflow=workflow,
+        steps=steps,
+        members_of=members,
+        user_id=user.pk,
+        run_id=started.run.pk,
+        session_id=started.session.pk,
+        message=message,
+        state=copy.deepcopy(state),
+        created_at=started.run.created_at,
+        session_created=started.session_created,
+    )
+
+
+_FAILURES = (ChildFailed, DelegationDepthExceeded, StepFailed)
+
+
+class WorkflowExecution:
+    def __init__(self, handle: WorkflowRunHandle, *, stream: bool) -> None:
+        self.h = handle
+        self.workflow = handle.workflow
+        self.stream = stream
+        self.ids = {
+            "run_id": str(handle.run_id),
+            "session_id": str(handle.session_id),
+            "workflow_id": self.workflow.slug,
+        }
+        self.counter = itertools.count()
+        self.log: list[ev.RunEvent] = []
+        self.started = time.perf_counter()
+        self.state = handle.state
+        self.initial_state = copy.deepcopy(handle.state)
+        self.outputs: dict[str, str] = {}
+        self.results: list[dict[str, Any]] = []
+        self.failed_step = ""
+
+    def event(self, cls: type[ev.RunEvent], **fields: Any) -> ev.RunEvent:
+        item = cls(event_index=next(self.counter), **self.ids, **fields)
+        self.log.append(item)
+        return item
+
+    def forward(self, data: dict[str, Any], step: WorkflowStep, index: Any) -> ev.RunEvent:
+        label = {"workflow_id": self.workflow.slug, "step_name": step.name, "step_index": index}
+        item = ev.NestedEvent(
+            run_id=data.get("run_id", ""),
+            session_id=self.ids["session_id"],
+            event_index=next(self.counter),
+            data=nested(data, self.h.run_id, **label),
+        )
+        self.log.append(item)
+        return item
+
+    def metrics(self) -> dict[str, Any]:
+        # A workflow calls no model itself: its steps' runs carry their own tokens.
+        return {
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "total_tokens": 0,
+            "time_to_first_token": None,
+            "duration": time.perf_counter() - self.started,
+        }
+
+    async def run(self) -> AsyncIterator[ev.RunEvent]:
+        yield self.event(ev.WorkflowStarted, workflow_name=self.workflow.name)
+        holder: list[str] = []
+        outcome: dict[str, Any]
+        try:
+            async for item in self._sequence(self.h.steps, None, self.h.message, holder):
+                yield item
+            content = holder[-1] if holder else self.h.message
+            outcome = {"status": Run.Status.COMPLETED, "output": content}
+            terminal = self.event(
+                ev.WorkflowCompleted,
+                content=content,
+                metrics=self.metrics(),
+                step_results=self.results,
+                session_state=self.state,
+            )
+        except _FAILURES as exc:
+            error_type = "step_error" if isinstance(exc, ChildFailed) else exc.error_type
+            message = f"Step {self.failed_step!r} failed: {exc}"
+            outcome = {
+                "status": Run.Status.ERROR,
+                "output": self._partial(),
+                "error": message,
+                "error_type": error_type,
+            }
+            terminal = self.event(
+                ev.WorkflowError,
+                content=message,
+                error_type=error_type,
+                step_name=self.failed_step,
+                step_results=self.results,
+            )
+        except (asyncio.CancelledError, ChildCancelled) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+            message = "The run was cancelled."
+            outcome = {
+                "status": Run.Status.CANCELLED,
+                "output": self._partial(),
+                "error": message,
+                "error_type": "cancelled",
+            }
+            terminal = self.event(ev.WorkflowCancelled, reason=message)
+        except Exception as exc:
+            logger.exception("Workflow run %s failed with an internal error", self.h.run_id)
+            message = f"Internal error: {type(exc).__name__}"
+            outcome = {
+                "status": Run.Status.ERROR,
+                "output": self._partial(),
+                "error": message,
+                "error_type": "internal_error",
+            }
+            terminal = self.event(
+                ev.WorkflowError, content=message, error_type="internal_error", step_results=self.results
+            )
+        await asyncio.shield(self._persist(outcome))
+        yield terminal
+
+    def _partial(self) -> str:
+        """A run that did not finish keeps the output of the last step that did."""
+        done = [r for r in self.results if r.get("status") == "completed"]
+        return content_text(done[-1]["content"]) if done else ""
+
+    async def _persist(self, outcome: dict[str, Any]) -> None:
+        await db_call(
+            store_parent_run,
+            run_id=self.h.run_id,
+            session_id=self.h.session_id,
+            message=self.h.message,
+            outcome=outcome,
+            metrics=self.metrics(),
+            events=[item.to_dict() for item in self.log],
+            event_type=EventType.WORKFLOW,
+            component_id=self.workflow.slug,
+            model="",
+            provider="",
+            # Only the keys this run changed: a member's own writes, or another writer's, stay.
+            state={k: v for k, v in self.state.items() if k not in self.initial_state or self.initial_state[k] != v},
+            state_removed=sorted(set(self.initial_state) - set(self.state)),
+        )
+
+    # ---- steps -----------------------------------------------------------------------------
+
+    async def _sequence(
+        self, nodes: list[StepNode], prefix: list[int] | None, text: str, holder: list[str]
+    ) -> AsyncIterator[ev.RunEvent]:
+        current = text
+        for position, node in enumerate(nodes):
+            index: Any = position if prefix is None else [*prefix, position]
+            out: list[str] = []
+            async for item in self._step(node, index, current, out):
+                yield item
+            current = out[0]
+        holder.append(current)
+
+    async def _step(self, node: StepNode, index: Any, text: str, out: list[str]) -> AsyncIterator[ev.RunEvent]:
+        step = node.step
+        yield self.event(ev.StepStarted, step_name=step.name, step_index=index, step_type=step.kind)
+        result: dict[str, Any] = {
+            "step_name": step.name,
+            "step_index": index,
+            "step_type": step.kind,
+            "status": "running",
+        }
+        self.results.append(result)
+        condition: bool | None = None
+        try:
+            kind = step.kind
+            if kind in (WorkflowStep.Kind.AGENT, WorkflowStep.Kind.TEAM):
+                component = step.agent if kind == WorkflowStep.Kind.AGENT else step.team
+                if component is None or not component.is_active:
+                    raise StepFailed(f"Its {kind} is missing or inactive.", error_type="step_error")
+                child = ChildRun(
+                    parent_run_id=self.h.run_id,
+                    session_id=self.h.session_id,
+                    user_id=self.h.user_id,
+                    message=text or self.h.message,
+                    stream=self.stream,
+                    agent=step.agent if kind == WorkflowStep.Kind.AGENT else None,
+                    team=step.team if kind == WorkflowStep.Kind.TEAM else None,
+                    members_of=self.h.members_of,
+                    depth=0,
+                    max_depth=step.team.max_depth if step.team is not None else 1,
+                    label={"step_name": step.name},
+                    session_state=self.state,
+                )
+                try:
+                    async for data in child.events():
+                        yield self.forward(data, step, index)
+                finally:
+                    result["run_id"] = str(child.run_id) if child.run_id else None
+                    # What the agent's tools changed in the session state, later steps see.
+                    self.state.update(child.state_set)
+                    for key in child.state_unset:
+                        self.state.pop(key, None)
+                output = content_text(child.content)
+            elif kind == WorkflowStep.Kind.FUNCTION:
+                output = content_text(await self._call(step, text))
+            elif kind == WorkflowStep.Kind.CONDITION:
+                condition = bool(await self._call(step, text))
+                output = text
+                if condition:
+                    holder: list[str] = []
+                    async for item in self._sequence(node.children, _as_list(index), text, holder):
+                        yield item
+                    output = holder[0]
+            elif kind == WorkflowStep.Kind.PARALLEL:
+                branches = [([], child) for child in node.children]
+                sources = [
+                    self._step(child, [*_as_list(index), i], text, holder) for i, (holder, child) in enumerate(branches)
+                ]
+                async for _, item in merge(sources):
+                    yield item
+                output = "\n\n".join(f"## {child.step.name}\n{holder[0]}" for holder, child in branches)
+            else:
+                raise StepFailed(f"Unknown step kind {kind!r}.", error_type="step_error")
+        except (asyncio.CancelledError, ChildCancelled, GeneratorExit):
+            result["status"] = "cancelled"
+            raise
+        except BaseException:
+            result["status"] = "error"
+            self.failed_step = self.failed_step or step.name
+            raise
+        self.outputs[step.name] = output
+        result.update(status="completed", content=output)
+        if condition is not None:
+            result["condition_result"] = condition
+        yield self.event(
+            ev.StepCompleted,
+            step_name=step.name,
+            step_index=index,
+            step_type=step.kind,
+            content=output,
+            condition_result=condition,
+        )
+        out.append(output)
+
+    async def _call(self, step: WorkflowStep, text: str) -> Any:
+        item = step_registry.get(step.function)
+        if item is None:
+            raise StepFailed(f"No registered step function {step.function!r}.")
+        arg = StepInput(
+            input=self.h.message,
+            previous_output=text,
+            outputs=dict(self.outputs),
+            state=self.state,
+            args=dict(step.args or {}),
+            workflow_id=self.workflow.slug,
+            step_name=step.name,
+        )
+        timeout = float(agentos_settings.TOOL_TIMEOUT_SECONDS)
+        try:
+            if item.is_async:
+                return await asyncio.wait_for(item.fn(arg), timeout)
+            return await asyncio.wait_for(sync_to_async(item.fn, thread_sensitive=False)(arg), timeout)
+        except TimeoutError:
+            raise StepFailed(f"Function {step.function} timed out after {timeout:g} s.") from None
+        except Exception as exc:
+            raise StepFailed(f"Function {step.function} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _as_list(index: Any) -> list[int]:
+    return list(index) if isinstance(index, list) else [index]
+
+
+def workflow_result(handle: WorkflowRunHandle, events: list[ev.RunEvent]) -> dict[str, Any]:
+    """A whole workflow run as the non-streaming API returns it (agno's WorkflowRunOutput names)."""
+    terminal = events[-1].to_dict()
+    status = ev.STATUS_OF_TERMINAL.get(terminal.get("event", ""), "error")
+    data: dict[str, Any] = {
+        "run_id": str(handle.run_id),
+        "workflow_id": handle.workflow.slug,
+        "workflow_name": handle.workflow.name,
+        "session_id": str(handle.session_id),
+        "user_id": handle.user_id,
+        "content": terminal.get("content") if status == "completed" else None,
+        "content_type": "str",
+        "status": status,
+        "created_at": int(handle.created_at.timestamp()),
+        "metrics": terminal.get("metrics") or {},
+        "step_results": terminal.get("step_results") or [],
+        "session_state": terminal.get("session_state") or {},
+    }
+    if status != "completed":
+        data["error"] = {
+            "type": terminal.get("error_type") or "cancelled",
+            "message": terminal.get("content") or terminal.get("reason") or "",
+        }
+        data["failed_step"] = terminal.get("step_name") or None
+    return data
+
+
+async def arun_workflow(*, workflow_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
+    """Run a workflow from your own async code and get its result (as the REST API's JSON)."""
+    from agents_app.runtime import runtime
+
+    handle = await db_call(
+        workflow_run_prepare, workflow_id=workflow_id, user=user, message=message, session_id=session_id
+    )
+    return workflow_result(handle, await runtime.launch(handle, stream=False).wait())
+
+
+async def astream_workflow(
+    *, workflow_id: str, user: Any, message: str, session_id: UUID | None = None
+) -> AsyncIterator[ev.RunEvent]:
+    """`async for event in astream_workflow(...)`: a workflow run's events, its steps' runs nested."""
+    from agents_app.runtime import runtime
+
+    handle = await db_call(
+        workflow_run_prepare, workflow_id=workflow_id, user=user, message=message, session_id=session_id
+    )
+    async for item in runtime.launch(handle).follow():
+        yield item
+
+
+def run_workflow(*, workflow_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
+    """The sync wrapper: run a workflow from a management command, a Celery task or a sync view."""
+    from asgiref.sync import async_to_sync
+
+    return async_to_sync(arun_workflow)(workflow_id=workflow_id, user=user, message=message, session_id=session_id)

@@ -1,0 +1,200 @@
+"""The team and workflow admins: pages render, members and steps are edited inline with plain
+validation, and a team run's member runs show on the run's page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from agents_app.engine.team import arun_team
+from agents_app.models import Team, TeamMember, Workflow, WorkflowStep
+from sessions_app.models import Run
+from tests.factories import AgentFactory, ModelConfigFactory, TeamFactory, TeamMemberFactory, WorkflowFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def admin_client(client: Client, staff_user: Any) -> Client:
+    client.force_login(staff_user)
+    return client
+
+
+def inline_management(prefix: str, total: int, initial: int = 0) -> dict[str, Any]:
+    return {
+        f"{prefix}-TOTAL_FORMS": str(total),
+        f"{prefix}-INITIAL_FORMS": str(initial),
+        f"{prefix}-MIN_NUM_FORMS": "0",
+        f"{prefix}-MAX_NUM_FORMS": "1000",
+    }
+
+
+def test_a_team_is_created_with_its_members_inline(admin_client):
+    model = ModelConfigFactory(name="offline")
+    a = AgentFactory(slug="a", model=model)
+    b = AgentFactory(slug="b", model=model)
+    data = {
+        "slug": "pair",
+        "name": "Pair",
+        "description": "",
+        "is_active": "on",
+        "busy_session_policy": "queue",
+        "model": model.pk,
+        "mode": "collaborate",
+        "instructions": "Combine.",
+        "history_runs": "3",
+        "max_depth": "2",
+        "max_member_calls": "8",
+        **inline_management("memberships", 2),
+        "memberships-0-order": "0",
+        "memberships-0-agent": a.pk,
+        "memberships-0-role": "first",
+        "memberships-1-order": "1",
+        "memberships-1-agent": b.pk,
+    }
+    r = admin_client.post(reverse("admin:agents_app_team_add"), data)
+    assert r.status_code == 302, r.content.decode()[:3000]
+    team = Team.objects.get(slug="pair")
+    assert [(m.agent.slug, m.role) for m in team.memberships.order_by("order")] == [("a", "first"), ("b", "")]
+
+
+def test_team_limits_are_validated_in_plain_words(admin_client):
+    model = ModelConfigFactory(name="offline")
+    data = {
+        "slug": "wild",
+        "name": "Wild",
+        "model": model.pk,
+        "mode": "coordinate",
+        "history_runs": "3",
+        "max_depth": "9",
+        "max_member_calls": "0",
+        **inline_management("memberships", 0),
+    }
+    r = admin_client.post(reverse("admin:agents_app_team_add"), data)
+    assert r.status_code == 200
+    errors = r.context["adminform"].form.errors
+    assert errors["max_depth"] == ["Ensure this value is less than or equal to 5."]
+    assert errors["max_member_calls"] == ["Ensure this value is greater than or equal to 1."]
+
+
+def test_a_team_cannot_contain_a_team_that_contains_it():
+    model = ModelConfigFactory(name="offline")
+    outer = TeamFactory(slug="outer", model=model)
+    inner = TeamFactory(slug="inner", model=model)
+    TeamMemberFactory(team=outer, member_team=inner)
+    loop = TeamMember(team=inner, member_team=outer)
+    with pytest.raises(Exception, match="would loop"):
+        loop.full_clean()
+
+
+def test_a_workflow_is_created_with_steps_and_step_functions_are_checked(admin_client):
+    model = ModelConfigFactory(name="offline")
+    agent = AgentFactory(slug="w", model=model)
+    data = {
+        "slug": "flow",
+        "name": "Flow",
+        "description": "",
+        "is_active": "on",
+        "busy_session_policy": "queue",
+        **inline_management("steps", 2),
+        "steps-0-order": "0",
+        "steps-0-name": "ask",
+        "steps-0-kind": "agent",
+        "steps-0-agent": agent.pk,
+        "steps-0-args": "{}",
+        "steps-1-order": "1",
+        "steps-1-name": "keep",
+        "steps-1-kind": "function",
+        "steps-1-function": "remember_output",
+        "steps-1-args": '{"key": "answer"}',
+    }
+    r = admin_client.post(reverse("admin:agents_app_workflow_add"), data)
+    assert r.status_code == 302, r.content.decode()[:3000]
+    steps = list(Workflow.objects.get(slug="flow").steps.order_by("order").values_list("name", "kind", "function"))
+    assert steps == [("ask", "agent", ""), ("keep", "function", "remember_output")]
+
+    bad = {
+        **data,
+        "slug": "flow2",
+        "steps-0-name": "a2",
+        "steps-1-name": "k2",
+        "steps-1-function": "",
+        "steps-0-agent": "",
+    }
+    r = admin_client.post(reverse("admin:agents_app_workflow_add"), bad)
+    assert r.status_code == 200
+    formset_errors = r.context["inline_admin_formsets"][0].formset.errors
+    assert formset_errors[0] == {"agent": ["An agent step needs an agent."]}
+    assert formset_errors[1] == {"function": ["This kind of step needs a registered function."]}
+
+
+def test_pages_render_and_a_team_runs_member_runs_show_on_its_run_page(admin_client, staff_user):
+    model = ModelConfigFactory(name="offline")
+    member = AgentFactory(slug="member", model=model)
+    team = TeamFactory(slug="crew", model=model, mode="collaborate")
+    TeamMemberFactory(team=team, agent=member)
+    workflow = WorkflowFactory(slug="flow")
+    WorkflowStep.objects.create(workflow=workflow, name="ask", kind="agent", agent=member)
+    from asgiref.sync import async_to_sync
+
+    result = async_to_sync(arun_team)(team_id="crew", user=staff_user, message="hello")
+    assert result["status"] == "completed", result
+    parent = Run.objects.get(pk=result["run_id"])
+    child = Run.objects.get(parent_run=parent)
+    for url in [
+        reverse("admin:agents_app_team_changelist"),
+        reverse("admin:agents_app_team_add"),
+        reverse("admin:agents_app_team_change", args=[team.pk]),
+        reverse("admin:agents_app_workflow_changelist"),
+        reverse("admin:agents_app_workflow_add"),
+        reverse("admin:agents_app_workflow_change", args=[workflow.pk]),
+        reverse("admin:sessions_app_run_changelist"),
+        reverse("admin:sessions_app_session_change", args=[parent.session_id]),
+        reverse("admin:sessions_app_session_changelist"),
+    ]:
+        assert admin_client.get(url).status_code == 200, url
+    page = admin_client.get(reverse("admin:sessions_app_run_change", args=[parent.pk])).content.decode()
+    assert "Member and step runs of this run" in page and str(child.pk)[:8] in page
+    child_page = admin_client.get(reverse("admin:sessions_app_run_change", args=[child.pk])).content.decode()
+    assert str(parent.pk)[:8] in child_page
+
+
+def test_steps_are_nested_under_a_condition_step_of_the_same_workflow(admin_client):
+    workflow = WorkflowFactory(slug="gated")
+    gate = WorkflowStep.objects.create(
+        workflow=workflow, name="gate", kind="condition", function="state_flag", args={"key": "go"}, order=0
+    )
+    other = WorkflowFactory(slug="other")
+    foreign = WorkflowStep.objects.create(workflow=other, name="foreign", kind="parallel", order=0)
+    url = reverse("admin:agents_app_workflow_change", args=[workflow.pk])
+    page = admin_client.get(url).content.decode()
+    assert f'value="{gate.pk}"' in page and f'value="{foreign.pk}"' not in page
+    data = {
+        "slug": "gated",
+        "name": "Gated",
+        "description": "",
+        "is_active": "on",
+        "busy_session_policy": "queue",
+        **inline_management("steps", 2, initial=1),
+        "steps-0-id": gate.pk,
+        "steps-0-workflow": workflow.pk,
+        "steps-0-order": "0",
+        "steps-0-name": "gate",
+        "steps-0-kind": "condition",
+        "steps-0-function": "state_flag",
+        "steps-0-args": '{"key": "go"}',
+        "steps-1-workflow": workflow.pk,
+        "steps-1-order": "0",
+        "steps-1-name": "inside",
+        "steps-1-kind": "function",
+        "steps-1-function": "remember_output",
+        "steps-1-parent": gate.pk,
+        "steps-1-args": "{}",
+    }
+    r = admin_client.post(url, data)
+    assert r.status_code == 302, r.content.decode()[:3000]
+    inside = WorkflowStep.objects.get(workflow=workflow, name="inside")
+    assert inside.parent_id == gate.pk
