@@ -158,6 +158,9 @@ def memory_list_for_user(
     """The user's memories, newest first. `agent_id`: only that agent's private ones ("" or None:
     all); `topic`: memories tagged with it (exact, case-insensitive); `search`: text contains."""
     qs = Memory.objects.filter(user=user).select_related("agent")
+    if any(value and "\x00" in value for value in (topic, search, agent_id)):
+        # No memory, topic or id holds a NUL character, and PostgreSQL refuses one in a query.
+        return qs.none()
     if agent_id:
         qs = qs.filter(agent__slug=agent_id)
     if search:

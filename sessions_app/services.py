@@ -276,6 +276,8 @@ class MemoryInvalid(ValueError):
 def _clean_memory(text: Any) -> str:
     if not isinstance(text, str) or not text.strip():
         raise MemoryInvalid("A memory must be a non-empty string.")
+    if "\x00" in text:
+        raise MemoryInvalid("A memory cannot contain a NUL character.")
     text = text.strip()
     if len(text) > MEMORY_MAX_CHARS:
         raise MemoryInvalid(f"A memory is at most {MEMORY_MAX_CHARS} characters; this one has {len(text)}.")
@@ -291,7 +293,7 @@ def _clean_topics(topics: Any) -> list[str]:
     for topic in topics:
         topic = topic.strip().lower()
         if topic and topic not in cleaned:
-            if len(topic) > TOPIC_MAX_CHARS or "|" in topic:
+            if len(topic) > TOPIC_MAX_CHARS or "|" in topic or "\x00" in topic:
                 raise MemoryInvalid(f"A topic is at most {TOPIC_MAX_CHARS} characters, without '|'.")
             cleaned.append(topic)
     if len(cleaned) > TOPICS_MAX:

@@ -567,3 +567,27 @@ async def test_memories_api_rejects_bad_input_with_a_clear_400(asgi, token, payl
     response = await asgi.post("/api/memories/", json=payload, headers=bearer(token))
     assert response.status_code == 400 and field in response.json(), response.text
     assert await Memory.objects.acount() == 0
+
+
+async def test_memory_filters_and_writes_with_a_nul_character_are_refused_cleanly(asgi, token, user):
+    """PostgreSQL refuses NUL in text (a 500 there): filters find nothing, writes are a 400."""
+    await Memory.objects.acreate(user=user, memory="Likes tea.", topics=["drinks"])
+    for param in ("search", "topic", "agent_id"):
+        r = await asgi.get(f"/api/memories/?{param}=a%00b", headers=bearer(token))
+        assert r.status_code == 200 and r.json()["results"] == [], param
+    r = await asgi.post("/api/memories/", json={"memory": "a\x00b"}, headers=bearer(token))
+    assert r.status_code == 400
+    from sessions_app.services import MemoryOperation, memory_apply
+
+    done = await asyncio.to_thread(
+        memory_apply,
+        user_id=user.pk,
+        agent_pk=None,
+        operations=[
+            MemoryOperation(op="add", memory="bad\x00"),
+            MemoryOperation(op="add", memory="ok", topics=["x\x00"]),
+        ],
+        source="automatic",
+        run_id=None,
+    )
+    assert done == {"added": 0, "updated": 0, "deleted": 0, "skipped": 2}

@@ -487,7 +487,7 @@ class MemoryListView(AgnoView):
         memories = memory_list_for_user(
             user=request.user, search=q.get("search_content") or None, agent_id=q.get("agent_id") or None
         )
-        topics = [t.strip() for t in (q.get("topics") or "").split(",") if t.strip()]
+        topics = [t.strip() for t in (q.get("topics") or "").split(",") if t.strip() and "\x00" not in t]
         if topics:
             any_topic = Q()
             for topic in topics:
