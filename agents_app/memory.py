@@ -26,15 +26,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
-from jsonschema import Draft202012Validator
 
 from agents_app.conf import agentos_settings
 from agents_app.db import db_call
 from agents_app.hooks.context import HookContext
-from agents_app.hooks.errors import HookError
 from agents_app.hooks.registry import POST, hook_registry
-from agents_app.providers.base import ResponseFormat
-from agents_app.providers.registry import get_provider
+from agents_app.hooks.structured import ask_json
 from agents_app.tools.context import RunContext
 from agents_app.tools.registry import ToolRegistry
 from sessions_app.models import Memory
@@ -62,23 +59,6 @@ async def _model_config(agent: Agent) -> Any:
 
     config = await ModelConfig.objects.filter(pk=agent.memory_model_id).afirst()
     return config if config is not None else agent.model
-
-
-async def _ask_json(agent: Agent, *, name: str, schema: dict[str, Any], system: str, user: str) -> dict[str, Any]:
-    provider = get_provider(await _model_config(agent))
-    response = await provider.complete(
-        messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-        tools=[],
-        response_format=ResponseFormat(name=name, schema=schema),
-    )
-    try:
-        data = json.loads(response.content)
-    except ValueError:
-        raise HookError(f"The model's answer for {name} is not JSON.") from None
-    error = next(iter(Draft202012Validator(schema).iter_errors(data)), None)
-    if error is not None:
-        raise HookError(f"The model's answer for {name} does not match its schema: {error.message}")
-    return data
 
 
 # ---- what the model reads ------------------------------------------------------------------------
@@ -221,8 +201,8 @@ async def memory_manager(ctx: HookContext) -> None:
     )
     known = "\n".join(memory_line(m) for m in existing) or "(none yet)"
     limit = int(agentos_settings.MEMORY_EXCHANGE_MAX_CHARS)
-    data = await _ask_json(
-        agent,
+    data = await ask_json(
+        await _model_config(agent),
         name="memory_updates",
         schema=MEMORY_UPDATES_SCHEMA,
         system=MEMORY_MANAGER_SYSTEM,
@@ -283,8 +263,8 @@ async def session_summarizer(ctx: HookContext) -> None:
     if todo is None:
         return
     limit = int(agentos_settings.SESSION_SUMMARY_MAX_CHARS)
-    data = await _ask_json(
-        agent,
+    data = await ask_json(
+        await _model_config(agent),
         name="session_summary",
         schema=SUMMARY_SCHEMA,
         system=SUMMARY_SYSTEM.format(limit=limit),

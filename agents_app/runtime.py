@@ -707,10 +707,17 @@ class Runtime:
         to end (at most SESSION_QUEUE_TIMEOUT_SECONDS, then SessionBusy); "interrupt" cancels it and
         waits for it to stop. The history is read only once the session is free, so it is never
         interleaved."""
+        return await self.prepare_with(
+            run_prepare, agent_id=agent_id, user=user, message=message, session_id=session_id
+        )
+
+    async def prepare_with(self, prepare: Callable[..., Any], /, **kwargs: Any) -> Any:
+        """`prepare(**kwargs)` (a sync preparer: run_prepare, or a team's or workflow's) on a
+        database thread, with the busy-session policy of `Runtime.prepare`."""
         deadline: float | None = None
         while True:
             try:
-                return await self._prepare_once(agent_id=agent_id, user=user, message=message, session_id=session_id)
+                return await self._prepare_once(prepare, **kwargs)
             except SessionBusy as busy:
                 if await self._free_orphans(busy.running_run_ids):
                     continue  # the session was only held by runs whose process died
@@ -734,12 +741,12 @@ class Runtime:
                         for run_id in busy.running_run_ids:
                             await self.wait_finished(run_id)
 
-    async def _prepare_once(self, **kwargs: Any) -> RunHandle:
-        """One `run_prepare`, safe against the caller going away: its thread hop cannot be stopped
+    async def _prepare_once(self, prepare: Callable[..., Any], **kwargs: Any) -> Any:
+        """One preparation, safe against the caller going away: its thread hop cannot be stopped
         halfway, so if the caller is cancelled after the run was written, the run is launched anyway
         (its message was stored, so it gets its answer, and its session does not stay busy).
         Callers launch the handle they get at once, with no await in between."""
-        attempt = asyncio.ensure_future(db_call(run_prepare, **kwargs))
+        attempt = asyncio.ensure_future(db_call(prepare, **kwargs))
         try:
             return await asyncio.shield(attempt)
         except asyncio.CancelledError:

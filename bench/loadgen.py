@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
@@ -221,13 +222,18 @@ def _session_from(body: bytes) -> str | None:
     return body[start:end].decode() if end > start else None
 
 
-def agent_loop(*, agent: str, token: str, stream: bool, session_runs: int = 100) -> ClientLoop:
+def _session_loop(
+    *,
+    path: str,
+    headers: dict[str, str],
+    body: Callable[[str, str | None], bytes],
+    marker: bytes | None,
+    done: bytes,
+    session_runs: int,
+) -> ClientLoop:
     """Each client keeps one session (so the agent's history is in context) and starts a fresh
-    one every `session_runs` runs. A run counts as ok only with HTTP 200 and a completed run."""
-    path = f"/api/agents/{agent}/runs"
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    marker = b"event: RunContent" if stream else None
-    done = b"event: RunCompleted" if stream else b'"status":"completed"'
+    one every `session_runs` runs. `body(message, session_id)` encodes a request; a run counts as
+    ok only with HTTP 200 and `done` in the answer."""
 
     async def loop(index: int, conn: Any, deadline: float, samples: list[Sample]) -> None:
         session: str | None = None
@@ -235,13 +241,10 @@ def agent_loop(*, agent: str, token: str, stream: bool, session_runs: int = 100)
         n = 0
         while perf() < deadline:
             n += 1
-            payload: dict[str, Any] = {"message": f"Client {index}, message {n}: what is new today?", "stream": stream}
-            if session is not None:
-                payload["session_id"] = session
-            body = orjson.dumps(payload)
+            payload = body(f"Client {index}, message {n}: what is new today?", session)
             t0 = perf()
             try:
-                reply = await conn.request(path, headers, body, marker)
+                reply = await conn.request(path, headers, payload, marker)
             except Exception as exc:  # noqa: BLE001 - every failure is a counted error
                 samples.append(Sample(perf() - t0, False, None, type(exc).__name__))
                 continue
@@ -260,44 +263,43 @@ def agent_loop(*, agent: str, token: str, stream: bool, session_runs: int = 100)
     return loop
 
 
+def agent_loop(*, agent: str, token: str, stream: bool, session_runs: int = 100) -> ClientLoop:
+    """Our run API: a JSON body, a bearer token."""
+
+    def body(message: str, session: str | None) -> bytes:
+        payload: dict[str, Any] = {"message": message, "stream": stream}
+        if session is not None:
+            payload["session_id"] = session
+        return orjson.dumps(payload)
+
+    return _session_loop(
+        path=f"/api/agents/{agent}/runs",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        body=body,
+        marker=b"event: RunContent" if stream else None,
+        done=b"event: RunCompleted" if stream else b'"status":"completed"',
+        session_runs=session_runs,
+    )
+
+
 def agno_loop(*, agent: str, stream: bool, session_runs: int = 100) -> ClientLoop:
-    """The same client loop against agno's AgentOS: its form body (`message`, `stream`,
-    `session_id`), no authentication (agno's default), `"status":"COMPLETED"` when whole."""
-    from urllib.parse import urlencode
+    """agno's AgentOS: its form body (`message`, `stream`, `session_id`), no authentication (agno's
+    default), `"status":"COMPLETED"` when whole."""
 
-    path = f"/agents/{agent}/runs"
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    marker = b"event: RunContent" if stream else None
-    done = b"event: RunCompleted" if stream else b'"status":"COMPLETED"'
+    def body(message: str, session: str | None) -> bytes:
+        fields = {"message": message, "stream": str(stream).lower()}
+        if session is not None:
+            fields["session_id"] = session
+        return urlencode(fields).encode()
 
-    async def loop(index: int, conn: Any, deadline: float, samples: list[Sample]) -> None:
-        session: str | None = None
-        in_session = 0
-        n = 0
-        while perf() < deadline:
-            n += 1
-            fields = {"message": f"Client {index}, message {n}: what is new today?", "stream": str(stream).lower()}
-            if session is not None:
-                fields["session_id"] = session
-            body = urlencode(fields).encode()
-            t0 = perf()
-            try:
-                reply = await conn.request(path, headers, body, marker)
-            except Exception as exc:  # noqa: BLE001 - every failure is a counted error
-                samples.append(Sample(perf() - t0, False, None, type(exc).__name__))
-                continue
-            ok = reply.status == 200 and done in reply.body
-            error = "" if ok else (f"HTTP {reply.status}" if reply.status != 200 else "run not completed")
-            ttfc = reply.marker_at - t0 if reply.marker_at is not None else None
-            samples.append(Sample(perf() - t0, ok, ttfc, error))
-            if session is None:
-                session = _session_from(reply.body)
-                in_session = 0
-            in_session += 1
-            if in_session >= session_runs:
-                session = None
-
-    return loop
+    return _session_loop(
+        path=f"/agents/{agent}/runs",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        body=body,
+        marker=b"event: RunContent" if stream else None,
+        done=b"event: RunCompleted" if stream else b'"status":"COMPLETED"',
+        session_runs=session_runs,
+    )
 
 
 # ---- The ceiling: the scripted model server, called directly ----------------------------------

@@ -3,6 +3,7 @@ agents wired to it, and an HTTP client that drives the real ASGI application."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -99,6 +100,16 @@ async def asgi() -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=application)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
+    """Server-Sent Events as (event name, data) pairs, checking each frame's shape."""
+    frames = []
+    for block in body.strip().split("\n\n"):
+        lines = block.split("\n")
+        assert len(lines) == 2 and lines[0].startswith("event: ") and lines[1].startswith("data: "), block
+        frames.append((lines[0][len("event: ") :], json.loads(lines[1][len("data: ") :])))
+    return frames
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ read fails here. The live-server test with agno's AgentOSClient is test_agno_com
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -24,19 +23,11 @@ from agno.run.base import RunStatus
 from agents_app.models import Agent
 from sessions_app.models import Message, Run, Session
 from tests.conftest import bearer
+from tests.conftest import parse_sse as sse_frames
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 OS = "/os"
-
-
-def sse_frames(body: str) -> list[tuple[str, dict[str, Any]]]:
-    frames = []
-    for block in body.strip().split("\n\n"):
-        name, data = block.split("\n")
-        assert name.startswith("event: ") and data.startswith("data: "), block
-        frames.append((name[len("event: ") :], json.loads(data[len("data: ") :])))
-    return frames
 
 
 async def run_form(asgi, agent_slug: str, token: str, **fields: Any):

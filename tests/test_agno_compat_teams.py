@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 from agno.run.base import RunStatus
 from agno.run.team import TeamRunOutput, team_run_output_event_from_dict
 from agno.run.workflow import WorkflowRunOutput
 
 from tests.conftest import bearer
+from tests.conftest import parse_sse as sse_frames
 from tests.factories import AgentFactory, TeamFactory, TeamMemberFactory, WorkflowFactory, WorkflowStepFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 OS = "/os"
-
-
-def sse_frames(body: str) -> list[tuple[str, dict[str, Any]]]:
-    frames = []
-    for block in body.strip().split("\n\n"):
-        lines = block.split("\n")
-        frames.append((lines[0][len("event: ") :], json.loads(lines[1][len("data: ") :])))
-    return frames
 
 
 @pytest.fixture

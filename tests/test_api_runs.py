@@ -3,24 +3,12 @@ scripted model server over a loopback socket."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 
 from sessions_app.models import Message, Run, Session
-from tests.conftest import bearer
+from tests.conftest import bearer, parse_sse
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
-    frames = []
-    for block in body.strip().split("\n\n"):
-        lines = block.split("\n")
-        assert lines[0].startswith("event: ") and lines[1].startswith("data: "), block
-        frames.append((lines[0][len("event: ") :], json.loads(lines[1][len("data: ") :])))
-    return frames
 
 
 async def test_plain_run_returns_agno_shaped_json_and_persists(asgi, agent, token, scripted_model, user):

@@ -21,7 +21,7 @@ from agents_app.tools.context import RunContext
 from agents_app.tools.registry import tool_registry
 from sessions_app.models import Memory, Run, Session
 from sessions_app.selectors import session_history
-from tests.conftest import bearer
+from tests.conftest import bearer, parse_sse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,14 +40,6 @@ async def run(asgi: Any, agent: Any, token: str, message: str, session_id: str |
 def system_text(request: dict[str, Any]) -> str:
     first = request["messages"][0]
     return first["content"] if first["role"] == "system" else ""
-
-
-def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
-    frames = []
-    for block in body.strip().split("\n\n"):
-        head, data = block.split("\n", 1)
-        frames.append((head[len("event: ") :], json.loads(data[len("data: ") :])))
-    return frames
 
 
 @pytest.fixture

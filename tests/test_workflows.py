@@ -4,7 +4,6 @@ and team engines for agent and team steps, and the scripted model server over a 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,18 +15,10 @@ from agents_app.tools.context import RunContext
 from agents_app.tools.registry import tool_registry
 from agents_app.workflows.registry import StepInput, step_function, step_registry
 from sessions_app.models import Run, Session
-from tests.conftest import bearer
+from tests.conftest import bearer, parse_sse
 from tests.factories import AgentFactory, TeamFactory, TeamMemberFactory, WorkflowFactory, WorkflowStepFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
-    frames = []
-    for block in body.strip().split("\n\n"):
-        lines = block.split("\n")
-        frames.append((lines[0][len("event: ") :], json.loads(lines[1][len("data: ") :])))
-    return frames
 
 
 @pytest.fixture(autouse=True)

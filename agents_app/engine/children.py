@@ -359,38 +359,8 @@ def store_parent_run(
 
 async def prepare_with_policy(prepare: Any, /, **kwargs: Any) -> Any:
     """Call a sync `team_run_prepare` / `workflow_run_prepare` on a database thread, honouring the
-    team's or workflow's busy_session_policy as `Runtime.prepare` does for agents: a session held
-    only by runs no process has any more (their process died) is freed; then "queue" waits for the
-    running run to end (at most SESSION_QUEUE_TIMEOUT_SECONDS), "interrupt" cancels it first,
-    "reject" raises SessionBusy."""
-    import time
-
+    team's or workflow's busy_session_policy exactly as `Runtime.prepare` does for agents (orphaned
+    runs freed; queue, interrupt or reject; launched anyway if the caller goes away once written)."""
     from agents_app.runtime import runtime
-    from sessions_app.services import SessionBusy
 
-    deadline: float | None = None
-    while True:
-        try:
-            return await db_call(prepare, **kwargs)
-        except SessionBusy as busy:
-            if await runtime._free_orphans(busy.running_run_ids):
-                continue
-            if busy.policy not in ("queue", "interrupt"):
-                raise
-            timeout = float(agentos_settings.SESSION_QUEUE_TIMEOUT_SECONDS)
-            deadline = deadline or time.monotonic() + timeout
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SessionBusy(
-                    f"Session {busy.session_id} was still busy after {timeout:g} s.",
-                    session_id=busy.session_id,
-                    policy=busy.policy,
-                    running_run_ids=busy.running_run_ids,
-                ) from None
-            if busy.policy == "interrupt":
-                for run_id in busy.running_run_ids:
-                    await runtime._cancel(run_id)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    for run_id in busy.running_run_ids:
-                        await runtime.wait_finished(run_id)
+    return await runtime.prepare_with(prepare, **kwargs)

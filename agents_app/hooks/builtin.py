@@ -13,18 +13,13 @@ import json
 import re
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from agents_app.conf import agentos_settings
 from agents_app.hooks.context import HookContext
 from agents_app.hooks.errors import HookError
 from agents_app.hooks.registry import POST, PRE, hook
-from agents_app.providers.base import ResponseFormat
-from agents_app.providers.registry import get_provider
+from agents_app.hooks.structured import ask_json
 
 # ---- the judge ------------------------------------------------------------------------------------
-
-_validators: dict[str, Draft202012Validator] = {}
 
 
 async def _judge_config(ctx: HookContext) -> Any:
@@ -41,21 +36,7 @@ async def _judge_config(ctx: HookContext) -> Any:
 
 async def judge(ctx: HookContext, *, name: str, schema: dict[str, Any], system: str, user: str) -> dict[str, Any]:
     """Ask the judge model for a JSON object matching `schema`; raise HookError if it does not."""
-    provider = get_provider(await _judge_config(ctx))
-    response = await provider.complete(
-        messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-        tools=[],
-        response_format=ResponseFormat(name=name, schema=schema),
-    )
-    try:
-        data = json.loads(response.content)
-    except ValueError:
-        raise HookError("The judge model's answer is not JSON.") from None
-    validator = _validators.get(name) or _validators.setdefault(name, Draft202012Validator(schema))
-    error = next(iter(validator.iter_errors(data)), None)
-    if error is not None:
-        raise HookError(f"The judge model's answer does not match its schema: {error.message}")
-    return data
+    return await ask_json(await _judge_config(ctx), name=name, schema=schema, system=system, user=user)
 
 
 def _about_agent(ctx: HookContext) -> str:
