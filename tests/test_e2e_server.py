@@ -65,8 +65,10 @@ def test_demo_team_and_workflow_answer_with_no_api_key(site):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "completed" and body["mode"] == "collaborate"
-    assert [m["member_id"] for m in body["member_runs"]] == ["demo"]
+    assert [m["member_id"] for m in body["member_runs"]] == ["demo", "demo-writer"]
     assert body["member_runs"][0]["content"] == "[offline demo model] I used my tools: calculator returned 42."
+    assert body["content"].startswith("[offline demo model] My team's answers, combined:\n\n## demo\n")
+    assert "## demo-writer\n" in body["content"]
     r = httpx.post(
         site["base"] + "/api/workflows/demo-workflow/runs",
         json={"message": "what is 6*7?"},

@@ -23,6 +23,8 @@ _TIME = re.compile(r"\b(time|date|today|clock)\b", re.IGNORECASE)
 _COUNT = re.compile(r"\bcount\b.*\bwords?\b|\bhow many words\b", re.IGNORECASE)
 _QUOTED = re.compile(r"[\"“]([^\"”]+)[\"”]")
 _PREFIX = "[offline demo model]"
+_TEAM_ANSWERS = "Your team's answers to my message:"
+_TEAM_ASK = "Write the team's answer."
 _MEMORY_LINE = re.compile(r"^- \[[0-9a-f-]{36}\] (.+?)(?: \(topics: [^)]*\))?$", re.MULTILINE)
 _REMEMBER = re.compile(r"\bremember(?: that)?\s+(.{3,500}?)[.!]?$", re.IGNORECASE | re.DOTALL)
 
@@ -149,6 +151,10 @@ class OfflineProvider(ModelProvider):
                 name = names.get(message.get("tool_call_id"), "a tool")
                 results.append(f"{name} returned {message.get('content')}")
             content = f"{_PREFIX} I used my tools: {'; '.join(reversed(results))}."
+        elif user_text.startswith(_TEAM_ANSWERS):
+            # A collaborating team's leader (agents_app.engine.team): combine the members' answers.
+            answers = user_text[len(_TEAM_ANSWERS) :].split(_TEAM_ASK)[0].strip()
+            content = f"{_PREFIX} My team's answers, combined:\n\n{answers}"
         else:
             content = self._reply(user_text, messages)
         return ModelResponse(
@@ -210,7 +216,7 @@ class OfflineProvider(ModelProvider):
         system = str(messages[0].get("content") or "") if messages and messages[0].get("role") == "system" else ""
         remembered = _MEMORY_LINE.findall(system)
         if remembered:
-            parts.append(f"I remember {len(remembered)} thing(s) about you, e.g. {remembered[0]}")
+            parts.append(f"I remember {len(remembered)} thing(s) about you, e.g. {remembered[0]}.")
         parts.append(
             "I am a built-in offline model for demos and tests; configure a real model in the admin for real answers."
         )

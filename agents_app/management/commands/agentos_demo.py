@@ -33,8 +33,18 @@ class Command(BaseCommand):
             },
         )
         if created:
+            writer, _ = Agent.objects.get_or_create(
+                slug="demo-writer",
+                defaults={
+                    "name": "Demo writer",
+                    "description": "A second offline agent for the demo team: no tools, plain answers.",
+                    "model": model,
+                    "instructions": "You write short, friendly answers.",
+                },
+            )
             TeamMember.objects.create(team=team, agent=agent, order=0, role="Calculates, tells the time, counts.")
-            self.stdout.write("Created the demo team 'demo-team' (collaborate mode).")
+            TeamMember.objects.create(team=team, agent=writer, order=1, role="Writes a friendly answer.")
+            self.stdout.write("Created the demo team 'demo-team' (collaborate mode, two members).")
         workflow, created = Workflow.objects.get_or_create(
             slug="demo-workflow",
             defaults={
