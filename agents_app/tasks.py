@@ -4,8 +4,11 @@ when the service says so. Everything else (claiming, retries, the record) is in 
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import OperationalError
 
 from agents_app.services import hook_execution_run, hook_executions_sweep
+
+DB_ERROR_RETRIES = 20
 
 
 @shared_task(
@@ -18,7 +21,15 @@ from agents_app.services import hook_execution_run, hook_executions_sweep
 )
 def hook_execute_task(self, execution_id: int) -> str:
     """Run one attempt of a background hook (HookExecution `execution_id`); idempotent."""
-    delivery = hook_execution_run(execution_id=execution_id)
+    try:
+        delivery = hook_execution_run(execution_id=execution_id)
+    except OperationalError as exc:
+        # A locked or busy database (SQLite with concurrent writers) or a dropped connection: the
+        # claim is idempotent, so deliver again shortly instead of leaving the execution to the
+        # periodic sweep; a database that stays unusable fails the task after DB_ERROR_RETRIES.
+        if self.request.retries >= DB_ERROR_RETRIES:
+            raise
+        raise self.retry(exc=exc, countdown=min(0.2 * 2**self.request.retries, 10.0)) from exc
     if delivery.retry_in is not None:
         raise self.retry(countdown=max(delivery.retry_in, 0.0))
     return delivery.status

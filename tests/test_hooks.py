@@ -864,3 +864,31 @@ def test_agents_without_any_hooks_build_no_hook_runner():
         session_created=True,
     )
     assert RunHooks.for_run(handle) is None
+
+
+def test_a_locked_database_makes_the_hook_task_deliver_again_not_give_up(monkeypatch):
+    """SQLite answers "database table is locked" to a writer while another connection reads: the
+    task asks Celery to deliver it again shortly (the claim is idempotent)."""
+    from celery.exceptions import Retry
+    from django.db import OperationalError
+
+    from agents_app import tasks
+
+    calls: list[int] = []
+
+    def locked(*, execution_id: int) -> Any:
+        calls.append(execution_id)
+        raise OperationalError("database table is locked: agents_app_hookexecution")
+
+    monkeypatch.setattr(tasks, "hook_execution_run", locked)
+    retried: list[dict[str, Any]] = []
+
+    def fake_retry(**kwargs: Any) -> Retry:
+        retried.append(kwargs)
+        return Retry("again", when=kwargs["countdown"])
+
+    monkeypatch.setattr(tasks.hook_execute_task, "retry", fake_retry)
+    with pytest.raises(Retry):
+        tasks.hook_execute_task.run(7)
+    assert calls == [7] and retried[0]["countdown"] == 0.2
+    assert isinstance(retried[0]["exc"], OperationalError)
