@@ -18,6 +18,20 @@ from tests.factories import AgentFactory, ModelConfigFactory, UserFactory
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """On SQLite, a test database in a file (WAL, busy timeout), not Django's default shared-cache
+    in-memory one: there, a thread writing locks whole tables and another thread's reader or writer
+    fails at once with "database table is locked" (no busy timeout applies). The engine's database
+    threads and the embedded Celery worker are such threads, so that made tests flaky; a file
+    behaves as the product's own SQLite database does."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+@pytest.fixture(scope="session")
 def _scripted_server() -> Iterator[ScriptedModelServer]:
     server = ScriptedModelServer().start()
     yield server
