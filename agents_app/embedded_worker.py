@@ -25,7 +25,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from typing import Any
 
 from agents_app.conf import agentos_settings
@@ -36,6 +35,7 @@ _lock = threading.Lock()
 _thread: threading.Thread | None = None
 _controller: Any = None
 _ready = threading.Event()
+_stopping = threading.Event()
 
 _TRUE = {"true", "1", "yes", "on", "always"}
 _FALSE = {"false", "0", "no", "off", "never"}
@@ -89,12 +89,13 @@ def _sweep() -> None:
 def _sweep_forever() -> None:
     """What Celery beat does in production: re-publish executions whose message was lost (here: died
     with an earlier process), now and then every minute."""
-    while True:
+    while not _stopping.is_set():
         _sweep()
-        time.sleep(60.0)
+        _stopping.wait(60.0)
 
 
 def _on_ready(*args: Any, **kwargs: Any) -> None:
+    _stopping.clear()
     _ready.set()
     threading.Thread(target=_sweep_forever, name="agentos-embedded-hook-sweep", daemon=True).start()
 
@@ -124,6 +125,7 @@ def stop_embedded_worker(timeout: float = 10.0) -> None:
     with _lock:
         controller, thread = _controller, _thread
         _controller = _thread = None
+    _stopping.set()  # the sweep thread ends at its next wake-up instead of outliving the worker
     if controller is not None:
         controller.stop(in_sighandler=False)
     if thread is not None:
