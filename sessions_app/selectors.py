@@ -20,6 +20,9 @@ def session_list_for_user(
     *, user: Any, agent_id: str | None = None, team_id: str | None = None, workflow_id: str | None = None
 ) -> QuerySet[Session]:
     qs = Session.objects.filter(user=user).select_related("agent", "team", "workflow").annotate(run_count=Count("runs"))
+    if any(value and "\x00" in value for value in (agent_id, team_id, workflow_id)):
+        # No id holds a NUL character, and PostgreSQL refuses one in a query (a 500).
+        return qs.none()
     if agent_id:
         qs = qs.filter(agent__slug=agent_id)
     if team_id:

@@ -264,7 +264,7 @@ class _Execution:
         self.log: list[ev.RunEvent] = []
         self.tools = {name: t for name in self.agent.tools if (t := tool_registry.get(name)) is not None}
         if self.agent.memory_mode == "agentic":
-            self.tools.update({t.name: t for t in (memory_tools.get(n) for n in memory_tools.names()) if t})
+            self.tools.update(memory_tools.all())
         # The run's copy of the session state: tools (RunContext) and inline hooks change it; the
         # top-level keys that differ from `state_before` when the run ends are saved with it.
         self.state_before = handle.session_state

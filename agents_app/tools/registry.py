@@ -126,6 +126,9 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return sorted(self._tools)
 
+    def all(self) -> dict[str, Tool]:
+        return dict(self._tools)
+
     def choices(self) -> list[tuple[str, str]]:
         return [(t.name, f"{t.name}: {t.description}") for t in sorted(self._tools.values(), key=lambda t: t.name)]
 
