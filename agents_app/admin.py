@@ -15,10 +15,11 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html
 
-from agents_app.engine import InvalidRunInput, run_agent
+from agents_app.engine import InvalidRunInput
 from agents_app.engine import events as ev
 from agents_app.forms import AgentAdminForm, ModelConfigAdminForm, TryAgentForm, unknown_tools
 from agents_app.models import Agent, ModelConfig
+from agents_app.runs import run_agent
 from agents_app.selectors import AgentNotFound
 from agents_app.services import agent_set_active
 from sessions_app.models import Run

@@ -16,13 +16,13 @@ from drf_spectacular.utils import (
 )
 from rest_framework import permissions, viewsets
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 
-from agents_app.apis_runs import SessionEndedConflict, busy_session, resolve_start
+from agents_app import runs
 from agents_app.async_views import AsyncAPIView, StrictInputMixin
-from agents_app.engine.runner import InvalidRunInput, RunHandle, arun, run_prepare, stream_detached
-from agents_app.models import Agent, ModelConfig
-from agents_app.selectors import AgentNotFound, agent_list_for_user
+from agents_app.models import Agent, ModelConfig, Team, Workflow
+from agents_app.selectors import agent_list_for_user
+from agents_app.selectors_teams import team_list_for_user, workflow_list_for_user
 from agents_app.serializers import (
     BODY_ERRORS,
     AgentAdminSerializer,
@@ -33,32 +33,24 @@ from agents_app.serializers import (
     ServerSentEventSerializer,
     error_responses,
 )
+from agents_app.serializers_teams import (
+    TeamRunOutputSerializer,
+    TeamSerializer,
+    WorkflowRunOutputSerializer,
+    WorkflowSerializer,
+)
 from agents_app.sse import sse_response
-from sessions_app.services import SessionBusy, SessionEnded, SessionNotFound
-
-# A failed run is never a 200: the status says which side failed.
-ERROR_STATUS = {
-    "model_timeout": 504,
-    "model_rate_limited": 503,
-    "internal_error": 500,
-    # Hooks: a guardrail refusing the client's message is the client's side (422: well-formed, refused
-    # by policy; the run is stored with the reason, unlike a 400 where nothing is written). A refused
-    # answer is the model's side, like an answer that misses the output schema: the default 502.
-    "input_rejected": 422,
-    "hook_error": 500,  # a hook of the site's own code failed (after its retries)
-    "hook_timeout": 504,
-}
-UPSTREAM_FAILURE = 502
+from sessions_app.errors import RUN_ERROR_STATUS, UPSTREAM_FAILURE, run_http_status
 
 
-def failed_run_responses() -> dict[int, OpenApiResponse]:
-    """One documented response per status a failed run can get (from ERROR_STATUS), with the error
-    types behind it; the body is the stored run, as for a completed one."""
+def failed_run_responses(serializer: Any = RunOutputSerializer) -> dict[int, OpenApiResponse]:
+    """One documented response per status a failed run can get (sessions_app.errors.RUN_ERROR_STATUS),
+    with the error types behind it; the body is the stored run, as for a completed one."""
     types: dict[int, list[str]] = {UPSTREAM_FAILURE: ["any other (model_error, output_validation_error...)"]}
-    for error_type, status in ERROR_STATUS.items():
+    for error_type, status in RUN_ERROR_STATUS.items():
         types.setdefault(status, []).insert(0, f"`{error_type}`")
     return {
-        status: OpenApiResponse(RunOutputSerializer, description=f"The run failed; `error.type`: {', '.join(names)}.")
+        status: OpenApiResponse(serializer, description=f"The run failed; `error.type`: {', '.join(names)}.")
         for status, names in sorted(types.items())
     }
 
@@ -173,76 +165,118 @@ class ModelConfigViewSet(StrictInputMixin, viewsets.ModelViewSet):
             raise ValidationError({"detail": "Agents use this model config; point them elsewhere first."}) from None
 
 
-class AgentRunApi(AsyncAPIView):
-    """Start a run of an agent: JSON or form body; answer as JSON or as Server-Sent Events."""
+RUN_REQUEST = {
+    "application/json": RunInputSerializer,
+    "application/x-www-form-urlencoded": RunInputSerializer,
+    "multipart/form-data": RunInputSerializer,
+}
+_RUN_OUTPUT = {"agent": RunOutputSerializer, "team": TeamRunOutputSerializer, "workflow": WorkflowRunOutputSerializer}
+
+
+class RunApi(AsyncAPIView):
+    """Start a run of an agent, a team or a workflow (`kind`, from the URL): JSON or form body;
+    answer as JSON (a failed run is never a 200) or as Server-Sent Events."""
 
     permission_classes = [permissions.IsAuthenticated]
+    kind = "agent"
 
-    def prepare_post(self, request: Any, agent_id: str) -> tuple[RunHandle, bool]:
+    def prepare_post(self, request: Any, **kwargs: str) -> tuple[Any, bool]:
         serializer = RunInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        try:
-            handle = run_prepare(
-                agent_id=agent_id, user=request.user, message=data["message"], session_id=data.get("session_id")
-            )
-        except AgentNotFound:
-            raise NotFound(f"No agent with id {agent_id!r}.") from None
-        except SessionNotFound:
-            raise NotFound(f"No session {data.get('session_id')} for agent {agent_id!r}.") from None
-        except InvalidRunInput as exc:
-            raise ValidationError({"message": [str(exc)]}) from None
-        except SessionEnded as exc:
-            raise SessionEndedConflict(str(exc)) from None
-        except SessionBusy as exc:  # 409, or (queue/interrupt policy) a start finished in post()
-            return busy_session(exc, agent_id=agent_id, user=request.user, data=data), data["stream"]
-        return handle, data["stream"]
-
-    @extend_schema(
-        summary="Run an agent",
-        parameters=[OpenApiParameter("agent_id", str, OpenApiParameter.PATH, pattern=SLUG_PATTERN)],
-        request={
-            "application/json": RunInputSerializer,
-            "application/x-www-form-urlencoded": RunInputSerializer,
-            "multipart/form-data": RunInputSerializer,
-        },
-        responses={
-            (200, "application/json"): OpenApiResponse(
-                RunOutputSerializer,
-                description="The run's result; with stream=true, its events as Server-Sent Events instead.",
-            ),
-            # For an event stream the schema describes one event (OpenAPI 3.2's `itemSchema`).
-            (200, "text/event-stream"): OpenApiResponse(
-                ServerSentEventSerializer, description="With stream=true: one Server-Sent Event per run event."
-            ),
-            **error_responses(
-                *BODY_ERRORS,
-                401,
-                403,
-                404,
-                409,
-                e400="Invalid input: missing, blank or oversized message, bad session_id or stream, malformed body.",
-                e403="Cookie authentication without a CSRF token.",
-                e404="Unknown or inactive agent, or a session that is not yours.",
-                e409="The session is still answering a previous message (the agent's busy-session policy rejects), "
-                "or the session has ended.",
-            ),
-            **failed_run_responses(),
-        },
-    )
-    async def post(self, request: Any, agent_id: str) -> Any:
-        handle, stream = self.prepared
-        handle = await resolve_start(handle)
-        if stream:
-            return sse_response(stream_detached(handle))
-        result = await arun(handle)
-        # A cancelled run (someone asked for it) is not a failure: 200 with status "cancelled".
-        status = (
-            200
-            if result.status in ("completed", "cancelled")
-            else ERROR_STATUS.get(result.error_type, UPSTREAM_FAILURE)
+        start = runs.prepare_or_defer(
+            self.kind,
+            kwargs[f"{self.kind}_id"],
+            user=request.user,
+            message=data["message"],
+            session_id=data.get("session_id"),
         )
-        return HttpResponse(orjson.dumps(result.to_dict()), status=status, content_type="application/json")
+        return start, data["stream"]
+
+    async def post(self, request: Any, **kwargs: str) -> Any:
+        start, stream = self.prepared
+        handle = await runs.resolve(start)
+        if stream:
+            return sse_response(runs.launch(handle).follow())
+        result = await runs.wait_result(handle)
+        # A cancelled run (someone asked for it) is not a failure: 200 with status "cancelled".
+        return HttpResponse(orjson.dumps(result), status=run_http_status(result), content_type="application/json")
+
+    @classmethod
+    def for_kind(cls, kind: str) -> type[RunApi]:
+        """The view of one kind, with its own OpenAPI description (the handler is shared)."""
+
+        async def post(self: RunApi, request: Any, **kwargs: str) -> Any:
+            return await RunApi.post(self, request, **kwargs)
+
+        article = "an" if kind[0] in "aeiou" else "a"
+        documented = extend_schema(
+            summary=f"Run {article} {kind}",
+            parameters=[OpenApiParameter(f"{kind}_id", str, OpenApiParameter.PATH, pattern=SLUG_PATTERN)],
+            request=RUN_REQUEST,
+            responses={
+                (200, "application/json"): OpenApiResponse(
+                    _RUN_OUTPUT[kind],
+                    description="The run's result; with stream=true, its events as Server-Sent Events instead.",
+                ),
+                # For an event stream the schema describes one event (OpenAPI 3.2's `itemSchema`).
+                (200, "text/event-stream"): OpenApiResponse(
+                    ServerSentEventSerializer,
+                    description="With stream=true: one Server-Sent Event per run event (a team's members' and a "
+                    "workflow's steps' own events among them, with `parent_run_id`).",
+                ),
+                **error_responses(
+                    *BODY_ERRORS,
+                    401,
+                    403,
+                    404,
+                    409,
+                    e400="Invalid input: missing, blank or oversized message, bad session_id or stream, malformed body.",
+                    e403="Cookie authentication without a CSRF token.",
+                    e404=f"Unknown or inactive {kind}, or a session that is not yours.",
+                    e409=f"The session is still answering a previous message (the {kind}'s busy-session policy "
+                    "rejects; `code` session_busy), or the session has ended (`code` session_ended).",
+                ),
+                **failed_run_responses(_RUN_OUTPUT[kind]),
+            },
+        )(post)
+        return type(f"{kind.capitalize()}RunApi", (cls,), {"kind": kind, "post": documented, "__doc__": cls.__doc__})
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List teams", responses={200: TeamSerializer, **error_responses(401)}),
+    retrieve=extend_schema(summary="Get a team", responses={200: TeamSerializer, **error_responses(401, 404)}),
+)
+class TeamViewSet(StrictInputMixin, viewsets.ReadOnlyModelViewSet):
+    """Teams you can run (staff also see inactive ones). Configure them in the admin."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    serializer_class = TeamSerializer
+    lookup_field = "slug"
+    lookup_url_kwarg = "team_id"
+    lookup_value_regex = "[-a-zA-Z0-9_]+"
+    queryset = Team.objects.none()
+
+    def get_queryset(self) -> Any:
+        return team_list_for_user(user=self.request.user)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List workflows", responses={200: WorkflowSerializer, **error_responses(401)}),
+    retrieve=extend_schema(summary="Get a workflow", responses={200: WorkflowSerializer, **error_responses(401, 404)}),
+)
+class WorkflowViewSet(StrictInputMixin, viewsets.ReadOnlyModelViewSet):
+    """Workflows you can run (staff also see inactive ones), with their steps. Configure them in the admin."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    serializer_class = WorkflowSerializer
+    lookup_field = "slug"
+    lookup_url_kwarg = "workflow_id"
+    lookup_value_regex = "[-a-zA-Z0-9_]+"
+    queryset = Workflow.objects.none()
+
+    def get_queryset(self) -> Any:
+        return workflow_list_for_user(user=self.request.user)
 
 
 # ---- OpenAPI documentation of the pieces this app does not define as views -------------------

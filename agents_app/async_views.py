@@ -31,6 +31,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents_app.db import db_call
+from sessions_app.errors import exception_handler
 
 
 class RequestTooLarge(APIException):
@@ -73,6 +74,11 @@ class StrictInputMixin:
 
     def handle_exception(self, exc: Exception) -> Response:
         return super().handle_exception(as_api_exception(exc))  # type: ignore[misc]
+
+    def get_exception_handler(self) -> Any:
+        # The one error map (sessions_app.errors): every error body has `code` next to `detail`, and
+        # domain errors raised by services and the engine get their own status.
+        return exception_handler
 
 
 class AsyncAPIView(StrictInputMixin, APIView):

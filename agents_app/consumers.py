@@ -1,4 +1,6 @@
-"""The websocket edge: chat with one agent at `ws/agents/<agent_id>/`. Frames in, run events out.
+"""The websocket edge: chat with one agent, team or workflow at `ws/agents/<agent_id>/`,
+`ws/teams/<team_id>/` or `ws/workflows/<workflow_id>/` (one consumer; the kind is given by the route).
+Frames in, run events out.
 
 Thin on purpose: the runtime starts, follows and cancels runs; this translates frames. Client
 frames (JSON text):
@@ -8,8 +10,9 @@ frames (JSON text):
     {"type": "resume", "run_id": "<uuid>", "after_event_index": N, "id": <optional>}
 
 Server frames are the run events, exactly as SSE sends them (`event.to_dict()`, with `event_index`),
-plus two of our own: `{"event": "Error", "error_type", "content", "id"?, "run_id"?}` for a frame we
-cannot act on (the connection stays open), and `{"event": "CancelRequested", "run_id", "status"}`
+plus two of our own: `{"event": "Error", "error_type", "code", "content", "detail", "id"?, "run_id"?}`
+for a frame we cannot act on (the connection stays open; `code` as on the REST API, sessions_app.errors),
+and `{"event": "CancelRequested", "run_id", "status"}`
 when a cancel was accepted. A client that loses its connection reconnects and sends `resume` with
 the last `event_index` it saw; the run went on meanwhile, in whichever process runs it.
 """
@@ -27,18 +30,17 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from agents_app import runs
 from agents_app.conf import agentos_settings
-from agents_app.engine.runner import InvalidRunInput
-from agents_app.runtime import RunNotFound, RunUnavailable, SessionBusy, runtime
-from agents_app.selectors import AgentNotFound, agent_get_active
+from agents_app.runtime import runtime
 from agents_app.ws_auth import SUBPROTOCOL
-from sessions_app.services import SessionEnded, SessionNotFound
+from sessions_app.errors import DomainError, ws_error, ws_error_frame
 
 logger = logging.getLogger(__name__)
 
 # Close codes before accepting (the handshake is refused; browsers see a failed connection).
 CLOSE_UNAUTHENTICATED = 4401
-CLOSE_UNKNOWN_AGENT = 4404
+CLOSE_UNKNOWN_AGENT = 4404  # (any kind: agent, team or workflow)
 
 
 def max_frame_chars() -> int:
@@ -46,10 +48,12 @@ def max_frame_chars() -> int:
     return 2 * int(agentos_settings.MAX_MESSAGE_CHARS) + 4096
 
 
-class AgentChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(AsyncJsonWebsocketConsumer):
     # No channel per connection: the runtime feeds events through in-process queues, so an idle
     # socket costs no channel-layer receive (on Redis, one fewer blocking command per socket).
     channel_layer_alias = "__agentos_none__"
+    # Which kind of run this socket starts: set per route (`ChatConsumer.as_asgi(kind="team")`).
+    kind = "agent"
 
     async def connect(self) -> None:
         self.streams: dict[str, asyncio.Task[None]] = {}
@@ -59,10 +63,10 @@ class AgentChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = user
-        self.agent_id = self.scope["url_route"]["kwargs"]["agent_id"]
+        self.component_id = self.scope["url_route"]["kwargs"][f"{self.kind}_id"]
         try:
-            await database_sync_to_async(agent_get_active)(agent_id=self.agent_id)
-        except AgentNotFound:
+            await database_sync_to_async(runs.component_get_active)(self.kind, self.component_id)
+        except DomainError:
             await self.close(code=CLOSE_UNKNOWN_AGENT)
             return
         offered = self.scope.get("subprotocols") or []
@@ -122,22 +126,13 @@ class AgentChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def start_and_stream(self, message: str, session_id: UUID | None, ref: dict[str, Any]) -> None:
         try:
-            live = await runtime.start(agent_id=self.agent_id, user=self.user, message=message, session_id=session_id)
-        except SessionNotFound:
-            await self.error("unknown_session", "No such session for this agent.", **ref)
+            handle = await runs.prepare(
+                self.kind, self.component_id, user=self.user, message=message, session_id=session_id
+            )
+        except DomainError as exc:
+            await self.send_json(ws_error_frame(exc, **ref))
             return
-        except SessionBusy as exc:
-            await self.error("session_busy", str(exc), session_id=str(exc.session_id), **ref)
-            return
-        except SessionEnded as exc:
-            await self.error("session_ended", str(exc), session_id=str(exc.session_id), **ref)
-            return
-        except InvalidRunInput as exc:
-            await self.error("invalid_input", str(exc), **ref)
-            return
-        except AgentNotFound:
-            await self.error("unknown_agent", f"No active agent {self.agent_id!r}.", **ref)
-            return
+        live = runs.launch(handle)
         await self.stream(str(live.run_id), -1, ref)
 
     async def on_cancel(self, frame: dict[str, Any], ref: dict[str, Any]) -> None:
@@ -147,8 +142,8 @@ class AgentChatConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             status = await runtime.cancel(run_id, user=self.user)
-        except RunNotFound:
-            await self.error("not_found", "No such run.", run_id=str(run_id), **ref)
+        except DomainError as exc:
+            await self.send_json(ws_error_frame(exc, run_id=str(run_id), **ref))
             return
         await self.send_json({"event": "CancelRequested", "run_id": str(run_id), "status": status, **ref})
 
@@ -177,10 +172,8 @@ class AgentChatConsumer(AsyncJsonWebsocketConsumer):
             async with contextlib.aclosing(events):  # type: ignore[type-var]
                 async for event in events:
                     await self.send_json(event)
-        except RunNotFound:
-            await self.error("not_found", "No such run.", run_id=run_id, **ref)
-        except RunUnavailable as exc:
-            await self.error("run_unavailable", str(exc), run_id=run_id, **ref)
+        except DomainError as exc:
+            await self.send_json(ws_error_frame(exc, run_id=run_id, **ref))
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug of ours: tell the client rather than go silent
@@ -191,8 +184,8 @@ class AgentChatConsumer(AsyncJsonWebsocketConsumer):
             if me is not None and self.streams.get(run_id) is me:
                 self.streams.pop(run_id, None)
 
-    async def error(self, error_type: str, content: str, **extra: Any) -> None:
-        await self.send_json({"event": "Error", "error_type": error_type, "content": content, **extra})
+    async def error(self, code: str, detail: str, **extra: Any) -> None:
+        await self.send_json(ws_error(code, detail, **extra))
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:

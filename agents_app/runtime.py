@@ -26,8 +26,9 @@ receive on a layer instance (a host's own consumers use the shared instance), an
 must not own a blocking receive. Runs and their readers stay on their own loops; the bridge talks to
 them with thread-safe calls.
 
-Plain Python and the channel layer: no HTTP, no consumer code. Edges call `start` / `subscribe` /
-`cancel`; the engine's helpers (`arun`, `stream_detached`) call `launch`.
+Plain Python and the channel layer: no HTTP, no consumer code, and no kind of run in particular: it
+holds handles of the engine's protocol (agents_app.engine.protocol.RunnableHandle). The run service
+(agents_app.runs) prepares and launches runs; edges call it, and `subscribe` / `cancel` here.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_la
 from agents_app.conf import agentos_settings
 from agents_app.db import db_call
 from agents_app.engine import events as ev
-from agents_app.engine.runner import RunHandle, execute, run_prepare
+from agents_app.engine.protocol import RunnableHandle
+from sessions_app.errors import NotFoundError, UnavailableError
 from sessions_app.models import Run
 from sessions_app.services import SessionBusy, run_finish
 
@@ -84,13 +86,18 @@ _EVENT_CLASSES: dict[str, type[ev.RunEvent]] = {
 _STATUS_OF_TERMINAL = ev.STATUS_OF_TERMINAL
 
 
-class RunNotFound(LookupError):
+class RunNotFound(NotFoundError):
     """No such run for this user (we never tell whether it exists for someone else)."""
 
+    code = "not_found"
+    default_detail = "No such run."
 
-class RunUnavailable(RuntimeError):
+
+class RunUnavailable(UnavailableError):
     """The run is still marked running, but no server process has it any more (it most likely died
     with its process); its events cannot be followed."""
+
+    code = "run_unavailable"
 
 
 def group_name(run_id: UUID | str) -> str:
@@ -247,7 +254,7 @@ class _Subscriber:
 class LiveRun:
     """A run executing in this process: its task, its events so far, and who reads them."""
 
-    handle: RunHandle
+    handle: RunnableHandle
     loop: asyncio.AbstractEventLoop
     events: list[ev.RunEvent] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
@@ -605,7 +612,7 @@ class Runtime:
 
     # ---- launching ---------------------------------------------------------------------------
 
-    def launch(self, handle: RunHandle, *, stream: bool = True) -> LiveRun:
+    def launch(self, handle: RunnableHandle, *, stream: bool = True) -> LiveRun:
         """Start executing a prepared run in its own task and return at once (call it from a
         running loop). Nothing the caller does later can stop or lose the run."""
         self._purge()
@@ -635,10 +642,7 @@ class Runtime:
         # Nothing is awaited here outside the engine, so a cancel always lands inside `execute`,
         # which turns it into RunCancelled with the partial output stored.
         try:
-            # Teams and workflows bring their own engine (agents_app.engine.team / .workflow).
-            own = getattr(live.handle, "execute_events", None)
-            events = own(stream=stream) if own is not None else execute(live.handle, stream=stream)
-            async for event in events:
+            async for event in live.handle.execute_events(stream=stream):
                 live._append(event)
         except asyncio.CancelledError:
             # Cancelled while the engine was already storing its outcome (that store is shielded
@@ -671,19 +675,7 @@ class Runtime:
 
     async def _fail(self, live: LiveRun, message: str) -> None:
         h = live.handle
-        make_error = getattr(h, "error_event", None)
-        event = (
-            make_error(len(live.events), message, "internal_error")
-            if make_error is not None
-            else ev.RunError(
-                run_id=str(h.run_id),
-                session_id=str(h.session_id),
-                agent_id=h.agent.slug,
-                event_index=len(live.events),
-                content=message,
-                error_type="internal_error",
-            )
-        )
+        event = h.error_event(len(live.events), message, "internal_error")
         with contextlib.suppress(Exception):
             await db_call(
                 run_finish,
@@ -702,19 +694,12 @@ class Runtime:
 
     # ---- starting, with the busy-session policy ----------------------------------------------
 
-    async def prepare(self, *, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunHandle:
-        """`run_prepare`, honouring the agent's busy_session_policy when the session has a run going:
-        "reject" raises SessionBusy; "queue" waits, without blocking the loop, for the running run
-        to end (at most SESSION_QUEUE_TIMEOUT_SECONDS, then SessionBusy); "interrupt" cancels it and
-        waits for it to stop. The history is read only once the session is free, so it is never
-        interleaved."""
-        return await self.prepare_with(
-            run_prepare, agent_id=agent_id, user=user, message=message, session_id=session_id
-        )
-
     async def prepare_with(self, prepare: Callable[..., Any], /, **kwargs: Any) -> Any:
-        """`prepare(**kwargs)` (a sync preparer: run_prepare, or a team's or workflow's) on a
-        database thread, with the busy-session policy of `Runtime.prepare`."""
+        """`prepare(**kwargs)` (a kind's sync preparer: agents_app.runs) on a database thread,
+        honouring the component's busy_session_policy when the session has a run going: "reject"
+        raises SessionBusy; "queue" waits, without blocking the loop, for the running run to end (at
+        most SESSION_QUEUE_TIMEOUT_SECONDS, then SessionBusy); "interrupt" cancels it and waits for it
+        to stop. The history is read only once the session is free, so it is never interleaved."""
         deadline: float | None = None
         while True:
             try:
@@ -754,7 +739,7 @@ class Runtime:
             attempt.add_done_callback(self._launch_abandoned)
             raise
 
-    def _launch_abandoned(self, attempt: asyncio.Future[RunHandle]) -> None:
+    def _launch_abandoned(self, attempt: asyncio.Future[RunnableHandle]) -> None:
         if not attempt.cancelled() and attempt.exception() is None:
             self.launch(attempt.result())
 
@@ -794,10 +779,6 @@ class Runtime:
             return False
         finally:
             bridge.acks.pop(req, None)
-
-    async def start(self, *, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> LiveRun:
-        """Prepare (busy policy included) and launch a streamed run."""
-        return self.launch(await self.prepare(agent_id=agent_id, user=user, message=message, session_id=session_id))
 
     # ---- following -------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 
 from agents_app.conf import agentos_settings
 from agents_app.models import Agent
+from sessions_app.errors import NotFoundError
 
 _cache: dict[str, tuple[float, Agent]] = {}
 _cache_lock = threading.Lock()
@@ -24,8 +25,9 @@ def agent_cache_clear() -> None:
         _cache.clear()
 
 
-class AgentNotFound(LookupError):
-    pass
+class AgentNotFound(NotFoundError):
+    code = "unknown_agent"
+    default_detail = "No such agent."
 
 
 def agent_get_active(*, agent_id: str) -> Agent:

@@ -9,14 +9,17 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 
 from agents_app.models import Team, TeamMember, Workflow, WorkflowStep
+from sessions_app.errors import NotFoundError
 
 
-class TeamNotFound(LookupError):
-    pass
+class TeamNotFound(NotFoundError):
+    code = "unknown_team"
+    default_detail = "No such team."
 
 
-class WorkflowNotFound(LookupError):
-    pass
+class WorkflowNotFound(NotFoundError):
+    code = "unknown_workflow"
+    default_detail = "No such workflow."
 
 
 def team_members_tree(team: Team) -> dict[int, list[TeamMember]]:

@@ -3,9 +3,9 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from agents_app.apis import AgentRunApi, AgentViewSet, ModelConfigViewSet
+from agents_app.apis import AgentViewSet, ModelConfigViewSet, RunApi, TeamViewSet, WorkflowViewSet
 from agents_app.apis_runs import RunCancelApi, RunEventsApi
-from agents_app.apis_teams import TeamRunApi, TeamViewSet, WorkflowRunApi, WorkflowViewSet
+from agents_app.engine.protocol import KINDS
 
 app_name = "agents_app"
 
@@ -16,9 +16,8 @@ router.register("teams", TeamViewSet, basename="team")
 router.register("workflows", WorkflowViewSet, basename="workflow")
 
 urlpatterns = [
-    path("agents/<slug:agent_id>/runs", AgentRunApi.as_view(), name="agent-runs"),
-    path("teams/<slug:team_id>/runs", TeamRunApi.as_view(), name="team-runs"),
-    path("workflows/<slug:workflow_id>/runs", WorkflowRunApi.as_view(), name="workflow-runs"),
+    # One run view; the kind comes from the URL.
+    *(path(f"{kind}s/<slug:{kind}_id>/runs", RunApi.for_kind(kind).as_view(), name=f"{kind}-runs") for kind in KINDS),
     path("runs/<uuid:run_id>/cancel", RunCancelApi.as_view(), name="run-cancel"),
     path("runs/<uuid:run_id>/events", RunEventsApi.as_view(), name="run-events"),
     *router.urls,

@@ -40,8 +40,8 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from agents_app.engine import run_agent  # noqa: E402
 from agents_app.models import Agent, HookExecution, ModelConfig  # noqa: E402
+from agents_app.runs import run_agent  # noqa: E402
 from agents_app.testing.scripted_server import ScriptedModelServer  # noqa: E402
 from sessions_app.models import Memory  # noqa: E402
 

@@ -3,7 +3,7 @@
 Three paths, each in its own fresh session (after one warm-up run, so the per-process agent cache
 and the model client are warm, as they are on a serving process):
 
-* engine, non-streaming: `agents_app.engine.run_agent` (run_prepare + arun);
+* engine, non-streaming: `agents_app.runs.run_agent` (run_prepare + arun);
 * engine, streaming: `astream_agent` drained to its last event;
 Counts are what Django's CaptureQueriesContext (and assertNumQueries) sees, which on Django >= 4.2
 includes BEGIN and COMMIT; "sql_only" leaves those out.
@@ -41,7 +41,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
-from agents_app.engine import astream_agent, run_agent  # noqa: E402
+from agents_app.runs import astream_agent, run_agent  # noqa: E402
 
 
 def _kind(sql: str) -> str:

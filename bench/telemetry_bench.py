@@ -3,7 +3,7 @@
     .venv/bin/python bench/telemetry_bench.py                 # ~1 minute on a 2-core box
     .venv/bin/python bench/telemetry_bench.py --runs 200 --events 5000   # quicker, noisier
 
-1. Added latency per run: `agents_app.engine.run_agent` with the offline model on a throwaway
+1. Added latency per run: `agents_app.runs.run_agent` with the offline model on a throwaway
    SQLite file (WAL, as the site runs it), in pairs of one run with telemetry off and one with it
    on (random order) in the same process, so that drift hits both alike. Reports wall and CPU time
    per run and of the run's final hop (`_Execution._store`, where the modes differ), the median of
@@ -79,8 +79,9 @@ def bench_latency(runs: int) -> dict[str, Any]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from agents_app.engine import run_agent, runner
+    from agents_app.engine import runner
     from agents_app.models import Agent, ModelConfig
+    from agents_app.runs import run_agent
     from telemetry_app import services
     from telemetry_app.models import TelemetryEvent
 

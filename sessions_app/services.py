@@ -14,29 +14,37 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from sessions_app.errors import ConflictError, DomainError, NotFoundError
 from sessions_app.models import Memory, Message, Run, Session
 from sessions_app.selectors import memory_scope_filter, session_history
 
 
-class SessionNotFound(LookupError):
+class SessionNotFound(NotFoundError):
     """No such session for this user and agent (we never reveal whether it exists for another user)."""
 
+    code = "unknown_session"
+    default_detail = "No such session."
 
-class SessionEnded(Exception):
+
+class SessionEnded(ConflictError):
     """The session was ended: it stays readable, but takes no more messages (start a new one)."""
 
+    code = "session_ended"
+
     def __init__(self, message: str, *, session_id: UUID) -> None:
-        super().__init__(message)
+        super().__init__(message, session_id=session_id)
         self.session_id = session_id
 
 
-class SessionBusy(Exception):
+class SessionBusy(ConflictError):
     """The session has a run still going. Raised before anything is written; `policy` is the agent's
     busy_session_policy, so an async caller can honour "queue" or "interrupt" (agents_app.runtime) and
     an edge can answer "reject" with a 409 or an error frame."""
 
+    code = "session_busy"
+
     def __init__(self, message: str, *, session_id: UUID, policy: str, running_run_ids: list[UUID]) -> None:
-        super().__init__(message)
+        super().__init__(message, session_id=session_id)
         self.session_id = session_id
         self.policy = policy
         self.running_run_ids = running_run_ids
@@ -106,7 +114,7 @@ def run_start(
             # serialized, and the busy check below sees the other's committed run. Same query count
             # as a plain lookup: the busy check is an EXISTS on the lookup itself.
             if not Session.objects.filter(pk=session_id, user=user, agent=agent).update(updated_at=now):
-                raise SessionNotFound(f"No session {session_id} for agent {agent.slug!r}.")
+                raise SessionNotFound(f"No session {session_id} for agent {agent.slug!r}.", session_id=session_id)
             session = (
                 Session.objects.filter(pk=session_id).annotate(busy=Exists(_running_runs(OuterRef("pk"), now))).get()
             )
@@ -269,8 +277,10 @@ TOPICS_MAX = 10
 TOPIC_MAX_CHARS = 50
 
 
-class MemoryInvalid(ValueError):
+class MemoryInvalid(DomainError, ValueError):
     """A memory the caller asked to write is empty, too long, or has malformed topics."""
+
+    code = "invalid_memory"
 
 
 def _clean_memory(text: Any) -> str:
@@ -412,7 +422,7 @@ def component_run_start(
         else:
             now = timezone.now()
             if not Session.objects.filter(pk=session_id, user=user, **component).update(updated_at=now):
-                raise SessionNotFound(f"No session {session_id} for {kind} {obj.slug!r}.")
+                raise SessionNotFound(f"No session {session_id} for {kind} {obj.slug!r}.", session_id=session_id)
             session = Session.objects.get(pk=session_id)
             if session.ended_at is not None:
                 raise SessionEnded(

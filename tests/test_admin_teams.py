@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from agents_app.engine.team import arun_team
 from agents_app.models import Team, TeamMember, Workflow, WorkflowStep
+from agents_app.runs import arun_team
 from sessions_app.models import Run
 from tests.factories import AgentFactory, ModelConfigFactory, TeamFactory, TeamMemberFactory, WorkflowFactory
 

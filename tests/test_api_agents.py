@@ -92,7 +92,7 @@ def test_invalid_agent_settings_are_400(staff_token, offline_agent, patch, field
 
 
 def test_agent_with_sessions_cannot_be_deleted(staff_token, offline_agent, user):
-    from agents_app.engine import run_agent
+    from agents_app.runs import run_agent
 
     run_agent(agent_id="offline", user=user, message="hi")
     r = client_for(staff_token).delete("/api/agents/offline/")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from agents_app.engine import run_agent
+from agents_app.runs import run_agent
 from sessions_app.models import Message, Run, Session
 from tests.factories import AgentFactory
 

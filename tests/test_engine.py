@@ -10,9 +10,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents_app.engine import run_agent, stream_agent
-from agents_app.engine.runner import InvalidRunInput, build_context
+from agents_app.engine.protocol import InvalidRunInput
+from agents_app.engine.runner import build_context
 from agents_app.providers.offline import OfflineProvider
+from agents_app.runs import run_agent, stream_agent
 from agents_app.selectors import AgentNotFound
 from agents_app.tools.registry import ToolArgumentsError, ToolRegistry, tool_registry
 from sessions_app.models import Message, Run, Session
@@ -88,7 +89,7 @@ async def test_a_reader_that_stops_early_does_not_lose_the_run(offline_agent, us
 
 @pytest.mark.django_db(transaction=True)
 async def test_concurrent_runs_in_one_session_are_all_kept(offline_agent, user):
-    from agents_app.engine import arun_agent
+    from agents_app.runs import arun_agent
 
     first = await arun_agent(agent_id=offline_agent.slug, user=user, message="start")
     results = await asyncio.gather(

@@ -18,13 +18,13 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from agents_app.engine import run_agent
 from agents_app.hooks import HookContext, hook_registry
 from agents_app.hooks.builtin import merge_topics, redact_text
 from agents_app.hooks.errors import InputRejected
 from agents_app.hooks.registry import Hook, HookRegistry
 from agents_app.hooks.runner import runs_in_background
 from agents_app.models import Agent, HookExecution
+from agents_app.runs import run_agent
 from agents_app.services import hook_execution_run, hook_executions_retry, hook_executions_sweep
 from sessions_app.models import Message, Run, Session
 from tests.conftest import bearer

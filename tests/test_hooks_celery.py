@@ -93,7 +93,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 PRODUCE = """
 import json, time
-from agents_app.engine import run_agent
+from agents_app.runs import run_agent
 from agents_app.models import Agent, ModelConfig
 from django.contrib.auth import get_user_model
 user = get_user_model().objects.create(username="ada")
@@ -181,7 +181,7 @@ def test_a_worker_killed_mid_hook_loses_nothing_and_the_effect_is_applied_once(s
 
 MEMORY_PRODUCE = """
 import json
-from agents_app.engine import run_agent
+from agents_app.runs import run_agent
 from agents_app.models import Agent, ModelConfig
 from django.contrib.auth import get_user_model
 user = get_user_model().objects.create(username="ada")

@@ -39,8 +39,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from agentos_site.asgi import application
-from agents_app.engine import arun_agent, run_agent
 from agents_app.models import ModelConfig
+from agents_app.runs import arun_agent, run_agent
 from sessions_app.models import Memory
 from tests.conftest import bearer
 from tests.factories import (

@@ -400,7 +400,7 @@ async def test_a_busy_session_is_a_409_unless_only_a_dead_process_held_it(
 
 @pytest.mark.parametrize("mode", ["route", "coordinate"])
 def test_route_and_coordinate_teams_run_on_the_offline_model(user, mode):
-    from agents_app.engine.team import run_team
+    from agents_app.runs import run_team
     from tests.factories import ModelConfigFactory
 
     model = ModelConfigFactory(name="offline")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents_app.engine.team import run_team
-from agents_app.engine.workflow import run_workflow
+from agents_app.runs import run_team, run_workflow
 from sessions_app.models import Run
 from telemetry_app.models import TelemetryEvent
 from telemetry_app.schemas import RunCreatedEvent

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from agents_app.engine import run_agent
+from agents_app.runs import run_agent
 from sessions_app.models import Run
 from telemetry_app.api import Client
 from telemetry_app.models import TelemetryEvent

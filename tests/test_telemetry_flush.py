@@ -21,7 +21,7 @@ from django.db import close_old_connections, connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from agents_app.engine import run_agent
+from agents_app.runs import run_agent
 from telemetry_app import services
 from telemetry_app.api import Client, UploadError
 from telemetry_app.conf import RUNTIME_URLS, telemetry_base_url

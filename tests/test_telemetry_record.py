@@ -12,8 +12,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents_app.engine import run_agent, stream_agent
 from agents_app.models import ModelConfig
+from agents_app.runs import run_agent, stream_agent
 from sessions_app.models import Message, Run
 from telemetry_app import __version__
 from telemetry_app import services as telemetry_services

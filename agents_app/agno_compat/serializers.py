@@ -246,6 +246,93 @@ def run_output_json(*, handle: RunHandle, events: list[ev.RunEvent], user_pk: An
     return _compact(body), terminal.name
 
 
+_STATUS = {"completed": "COMPLETED", "error": "ERROR", "cancelled": "CANCELLED"}
+
+
+def _content(result: dict[str, Any]) -> Any:
+    """Like agno: a run that did not complete has its partial text, else its error message."""
+    if result["status"] == "completed" or result.get("content"):
+        return result.get("content")
+    return (result.get("error") or {}).get("message")
+
+
+def team_output_json(handle: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """agno's `TeamRunOutput` (what `TeamRunOutput.from_dict` and agno's client parse), plus our
+    `error: {type, message}` on failures."""
+    members = []
+    for member in result["member_runs"]:
+        key = "team_id" if member["member_type"] == "team" else "agent_id"
+        members.append(
+            {
+                "run_id": member["run_id"],
+                key: member["member_id"],
+                "session_id": result["session_id"],
+                "parent_run_id": result["run_id"],
+                "content": member["content"],
+                "status": _STATUS.get(member["status"], "ERROR"),
+            }
+        )
+    body: dict[str, Any] = {
+        "run_id": result["run_id"],
+        "team_id": result["team_id"],
+        "team_name": result["team_name"],
+        "session_id": result["session_id"],
+        "user_id": user_id_of(handle.user_id),
+        "input": {"input_content": handle.message},
+        "content": _content(result),
+        "content_type": "str",
+        "model": result["model"] or None,
+        "model_provider": result["model_provider"] or None,
+        "metrics": result["metrics"] if result["status"] == "completed" else None,
+        "member_responses": members,
+        "created_at": result["created_at"],
+        "status": _STATUS.get(result["status"], "ERROR"),
+    }
+    if "error" in result:
+        body["error"] = result["error"]
+    return body
+
+
+def workflow_output_json(handle: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """agno's `WorkflowRunOutput`, with `step_results` as its `StepOutput`s."""
+    steps = [
+        {
+            "step_name": step["step_name"],
+            "step_type": step["step_type"],
+            "content": step.get("content"),
+            "step_run_id": step.get("run_id"),
+            "success": step.get("status") == "completed",
+            **({"error": result["error"]["message"]} if step.get("status") == "error" and "error" in result else {}),
+        }
+        for step in result["step_results"]
+    ]
+    body: dict[str, Any] = {
+        "run_id": result["run_id"],
+        "workflow_id": result["workflow_id"],
+        "workflow_name": result["workflow_name"],
+        "session_id": result["session_id"],
+        "user_id": user_id_of(handle.user_id),
+        "input": handle.message,
+        "content": _content(result),
+        "content_type": "str",
+        "step_results": steps,
+        "session_state": result["session_state"],
+        "created_at": result["created_at"],
+        "status": _STATUS.get(result["status"], "ERROR"),
+    }
+    if "error" in result:
+        body["error"] = result["error"]
+    return body
+
+
+def output_json(handle: Any, events: list[ev.RunEvent]) -> dict[str, Any]:
+    """A finished run of any kind as agno's run output (RunOutput, TeamRunOutput, WorkflowRunOutput)."""
+    if handle.kind == "agent":
+        return run_output_json(handle=handle, events=events, user_pk=handle.user_id)[0]
+    result = handle.result(events)
+    return team_output_json(handle, result) if handle.kind == "team" else workflow_output_json(handle, result)
+
+
 # ---- Sessions and stored runs --------------------------------------------------------------------
 
 

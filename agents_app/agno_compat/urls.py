@@ -7,7 +7,7 @@ checked in the views, so an id that cannot exist is a JSON 404 like any unknown 
 
 from django.urls import path
 
-from agents_app.agno_compat import views, views_teams
+from agents_app.agno_compat import views
 
 app_name = "agno_compat"
 
@@ -16,14 +16,14 @@ urlpatterns = [
     path("config", views.ConfigView.as_view(), name="config"),
     path("agents", views.AgentListView.as_view(), name="agents"),
     path("agents/<slug:agent_id>", views.AgentDetailView.as_view(), name="agent"),
-    path("agents/<slug:agent_id>/runs", views.AgentRunView.as_view(), name="agent-runs"),
+    path("agents/<slug:agent_id>/runs", views.RunView.as_view(kind="agent"), name="agent-runs"),
     path(
         "agents/<slug:agent_id>/runs/<str:run_id>/cancel", views.AgentRunCancelView.as_view(), name="agent-run-cancel"
     ),
     path("teams", views.TeamListView.as_view(), name="teams"),
-    path("teams/<slug:team_id>/runs", views_teams.TeamRunView.as_view(), name="team-runs"),
+    path("teams/<slug:team_id>/runs", views.RunView.as_view(kind="team"), name="team-runs"),
     path("workflows", views.WorkflowListView.as_view(), name="workflows"),
-    path("workflows/<slug:workflow_id>/runs", views_teams.WorkflowRunView.as_view(), name="workflow-runs"),
+    path("workflows/<slug:workflow_id>/runs", views.RunView.as_view(kind="workflow"), name="workflow-runs"),
     path("sessions", views.SessionListView.as_view(), name="sessions"),
     path("sessions/<str:session_id>", views.SessionDetailView.as_view(), name="session"),
     path("sessions/<str:session_id>/rename", views.SessionRenameView.as_view(), name="session-rename"),

@@ -26,15 +26,15 @@ from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from agents_app import runs
 from agents_app.agno_compat import serializers as s
-from agents_app.apis import ERROR_STATUS, UPSTREAM_FAILURE
 from agents_app.async_views import AsyncAPIView
 from agents_app.authentication import BearerOrTokenAuthentication
 from agents_app.conf import agentos_settings
 from agents_app.engine import events as ev
-from agents_app.engine.runner import InvalidRunInput, RunHandle, run_prepare
 from agents_app.runtime import RunNotFound, runtime
-from agents_app.selectors import AgentNotFound, agent_list_for_user
+from agents_app.selectors import agent_list_for_user
+from sessions_app.errors import agno_problem, run_http_status
 from sessions_app.models import Memory
 from sessions_app.selectors import (
     memory_list_for_user,
@@ -44,9 +44,6 @@ from sessions_app.selectors import (
 )
 from sessions_app.services import (
     MemoryInvalid,
-    SessionBusy,
-    SessionEnded,
-    SessionNotFound,
     memory_create,
     memory_delete,
     memory_update,
@@ -77,21 +74,6 @@ def _parse_uuid(value: str, what: str) -> UUID:
 def _check_db_id(db_id: str | None) -> None:
     if db_id and db_id != s.DB_ID:
         raise NotFound(f"Database with id '{db_id}' not found")
-
-
-def _fastapi_errors(detail: Any, where: str) -> list[dict[str, Any]]:
-    """DRF's validation errors as FastAPI's 422 list: `{loc: [where, field], msg, type}`."""
-    errors: list[dict[str, Any]] = []
-    if isinstance(detail, dict):
-        for field, messages in detail.items():
-            for message in messages if isinstance(messages, list) else [messages]:
-                text = str(message) if not isinstance(message, dict | list) else orjson.dumps(message).decode()
-                loc = [where] if field == "non_field_errors" else [where, field]
-                errors.append({"loc": loc, "msg": text, "type": getattr(message, "code", "value_error")})
-    else:
-        for message in detail if isinstance(detail, list) else [detail]:
-            errors.append({"loc": [where], "msg": str(message), "type": getattr(message, "code", "value_error")})
-    return errors
 
 
 def _cors_origin(request: Any) -> str | None:
@@ -136,12 +118,8 @@ class AgnoView(AsyncAPIView):
 
     def handle_exception(self, exc: Exception) -> Response:
         response = super().handle_exception(exc)
-        if isinstance(exc, ValidationError):
-            where = "query" if self.request.method in ("GET", "DELETE") else "body"
-            response.status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-            response.data = {"detail": _fastapi_errors(exc.detail, where)}
-        elif isinstance(response.data, dict) and "detail" in response.data:
-            response.data = {"detail": str(response.data["detail"])}
+        where = "query" if self.request.method in ("GET", "DELETE") else "body"
+        response.status_code, response.data = agno_problem(exc, where=where)
         return response
 
     def query(self, serializer_class: type[s.serializers.Serializer]) -> dict[str, Any]:
@@ -240,14 +218,12 @@ class WorkflowListView(PreparedGet, AgnoView):
 
 @dataclass(slots=True)
 class _RunRequest:
-    handle: RunHandle | None  # None: the session is busy and its agent queues or interrupts
+    start: Any  # a prepared handle, or a deferred start (the session is busy: agents_app.runs)
     stream: bool
-    message: str
-    session_id: UUID | None
     session_state: dict[str, Any] | None
 
 
-def _apply_session_state(handle: RunHandle, state: dict[str, Any] | None) -> None:
+def _apply_session_state(handle: Any, state: dict[str, Any] | None) -> None:
     """agno's `session_state` form field: its top-level keys are merged into the session's state
     when the run starts (the run's values win), as agno merges it into the stored state."""
     if state:
@@ -255,33 +231,27 @@ def _apply_session_state(handle: RunHandle, state: dict[str, Any] | None) -> Non
         handle.session_state = {**handle.session_state, **state}  # what the run's tools and hooks see
 
 
-def _prepare_errors(exc: Exception, session_id: UUID | None) -> Exception:
-    """Our engine's refusals as agno's HTTP errors."""
-    if isinstance(exc, AgentNotFound):
-        return NotFound("Agent not found")
-    if isinstance(exc, SessionNotFound):
-        return NotFound(f"Session with id '{session_id}' not found")
-    if isinstance(exc, InvalidRunInput):
-        return ValidationError({"message": [str(exc)]})
-    if isinstance(exc, SessionBusy | SessionEnded):
-        return Conflict(str(exc))
-    return exc
-
-
-async def _sse(events: AsyncIterator[ev.RunEvent], agent_name: str) -> AsyncIterator[bytes]:
+async def _sse(events: AsyncIterator[ev.RunEvent], name_key: str, name: str) -> AsyncIterator[bytes]:
+    """The run's events; its own (not its members' or steps', which carry their own names) get
+    agno's `agent_name` / `team_name` / `workflow_name`."""
     async for event in events:
-        data = s.event_json(event.to_dict(), agent_name=agent_name)
+        data = event.to_dict()
+        if not data.get("parent_run_id"):
+            data[name_key] = name
         yield b"event: " + event.name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-class AgentRunView(AgnoView):
-    """`POST /agents/{agent_id}/runs`: agno's form fields; SSE by default (`stream` omitted means
-    true, as in agno), or one `RunOutput` JSON object with `stream=false`.
+class RunView(AgnoView):
+    """`POST /{agents,teams,workflows}/{id}/runs` (one view; `kind` from the route): agno's form
+    fields; SSE by default (`stream` omitted means true, as in agno), or agno's run output JSON with
+    `stream=false`; a failed run is not a 200 (the REST API's status).
 
     Every run is launched through the runtime, so `.../cancel` finds it from any request, and a
     client that disconnects neither stops nor loses it."""
 
-    def prepare_post(self, request: Any, agent_id: str) -> _RunRequest:
+    kind = "agent"
+
+    def prepare_post(self, request: Any, **kwargs: str) -> _RunRequest:
         form = s.RunFormSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
@@ -290,49 +260,30 @@ class AgentRunView(AgnoView):
             raise ValidationError({sent_media[0]: ["This server does not accept media inputs."]})
         raw_session = (data.get("session_id") or "").strip()
         session_id = _parse_uuid(raw_session, f"Session with id '{raw_session}'") if raw_session else None
-        try:
-            handle: RunHandle | None = run_prepare(
-                agent_id=agent_id, user=request.user, message=data["message"], session_id=session_id
-            )
-        except SessionBusy as busy:
-            if busy.policy not in ("queue", "interrupt"):
-                raise Conflict(str(busy)) from None
-            handle = None
-        except (AgentNotFound, SessionNotFound, SessionEnded, InvalidRunInput) as exc:
-            raise _prepare_errors(exc, session_id) from None
-        if handle is not None:
-            _apply_session_state(handle, data.get("session_state"))
-        return _RunRequest(
-            handle=handle,
-            stream=data["stream"],
-            message=data["message"],
-            session_id=session_id,
-            session_state=data.get("session_state"),
+        start = runs.prepare_or_defer(
+            self.kind, kwargs[f"{self.kind}_id"], user=request.user, message=data["message"], session_id=session_id
         )
+        state = data.get("session_state")
+        if not isinstance(start, runs.Deferred):
+            _apply_session_state(start, state)
+            state = None
+        return _RunRequest(start=start, stream=data["stream"], session_state=state)
 
-    async def post(self, request: Any, agent_id: str) -> Any:
+    async def post(self, request: Any, **kwargs: str) -> Any:
         prepared: _RunRequest = self.prepared
-        handle = prepared.handle
-        if handle is None:
-            try:
-                handle = await runtime.prepare(
-                    agent_id=agent_id, user=request.user, message=prepared.message, session_id=prepared.session_id
-                )
-            except (AgentNotFound, SessionNotFound, SessionEnded, InvalidRunInput, SessionBusy) as exc:
-                raise _prepare_errors(exc, prepared.session_id) from None
+        handle = await runs.resolve(prepared.start)
+        if prepared.session_state:
             await sync_to_async(_apply_session_state)(handle, prepared.session_state)
-        live = runtime.launch(handle, stream=prepared.stream)
+        live = runs.launch(handle, stream=prepared.stream)
         if prepared.stream:
-            response = StreamingHttpResponse(_sse(live.follow(), handle.agent.name), content_type="text/event-stream")
+            events = _sse(live.follow(), f"{self.kind}_name", handle.component_name)
+            response = StreamingHttpResponse(events, content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
             return response
         events = await live.wait()
-        body, terminal = s.run_output_json(handle=handle, events=events, user_pk=request.user.pk)
-        code = 200
-        if terminal == "RunError":
-            code = ERROR_STATUS.get(body["error"]["type"], UPSTREAM_FAILURE)
-        return HttpResponse(orjson.dumps(body), status=code, content_type="application/json")
+        status = run_http_status(handle.result(events))
+        return HttpResponse(orjson.dumps(s.output_json(handle, events)), status=status, content_type="application/json")
 
 
 class AgentRunCancelView(AgnoView):

@@ -1,38 +1,7 @@
-"""The run engine's public API: prepare/execute for edges, run_agent/stream_agent for Python code,
-and the same for teams and workflows (run_team/astream_team, run_workflow/astream_workflow)."""
+"""The run engine: one prepared run in, typed events out, everything persisted. Plain async Python
+with no HTTP and no knowledge of processes; `agents_app.runs` is the API to start runs with."""
 
-from agents_app.engine.runner import (
-    InvalidRunInput,
-    RunHandle,
-    RunResult,
-    arun,
-    arun_agent,
-    astream_agent,
-    execute,
-    run_agent,
-    run_prepare,
-    stream_agent,
-    stream_detached,
-)
-from agents_app.engine.team import arun_team, astream_team, run_team
-from agents_app.engine.workflow import arun_workflow, astream_workflow, run_workflow
+from agents_app.engine.protocol import InvalidRunInput, RunnableHandle
+from agents_app.engine.runner import RunHandle, RunResult, execute, run_prepare
 
-__all__ = [
-    "InvalidRunInput",
-    "RunHandle",
-    "RunResult",
-    "arun",
-    "arun_agent",
-    "arun_team",
-    "arun_workflow",
-    "astream_agent",
-    "astream_team",
-    "astream_workflow",
-    "execute",
-    "run_agent",
-    "run_prepare",
-    "run_team",
-    "run_workflow",
-    "stream_agent",
-    "stream_detached",
-]
+__all__ = ["InvalidRunInput", "RunHandle", "RunResult", "RunnableHandle", "execute", "run_prepare"]

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import itertools
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,12 +19,13 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from jsonschema import Draft202012Validator
 
 from agents_app.conf import agentos_settings
-from agents_app.db import db_call
 from agents_app.engine import events as ev
+from agents_app.engine.outcome import Execution
+from agents_app.engine.protocol import check_message
 from agents_app.hooks import runner as hook_runner
 from agents_app.hooks.errors import HookFailure
 from agents_app.memory import context_memories, memory_section, memory_tools, summary_section
@@ -37,17 +36,12 @@ from agents_app.selectors import agent_get_active
 from agents_app.tools.context import RunContext
 from agents_app.tools.registry import Tool, tool_registry
 from sessions_app.models import Run
-from sessions_app.services import run_finish, run_start
+from sessions_app.services import run_start
 from telemetry_app.schemas import EventType
-from telemetry_app.services import telemetry_record_run, telemetry_transaction
 
 logger = logging.getLogger(__name__)
 
 _SCHEMA_INSTRUCTION = "Answer with a single JSON object that matches this JSON schema, and nothing else:\n{schema}"
-
-
-class InvalidRunInput(ValueError):
-    """The caller's input cannot start a run (empty or oversized message)."""
 
 
 class OutputValidationError(Exception):
@@ -77,6 +71,31 @@ class RunHandle:
     memories: list[str] = field(default_factory=list)
     # The session has, or after this run will have, runs outside the history window and the summary.
     history_overflow: bool = False
+    kind: str = "agent"
+
+    @property
+    def component_id(self) -> str:
+        return self.agent.slug
+
+    @property
+    def component_name(self) -> str:
+        return self.agent.name
+
+    def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
+        return execute(self, stream=stream)
+
+    def error_event(self, index: int, message: str, error_type: str) -> ev.RunEvent:
+        return ev.RunError(
+            run_id=str(self.run_id),
+            session_id=str(self.session_id),
+            agent_id=self.agent.slug,
+            event_index=index,
+            content=message,
+            error_type=error_type,
+        )
+
+    def result(self, events: list[ev.RunEvent]) -> dict[str, Any]:
+        return result_from_events(self, events, self.user_id).to_dict()
 
 
 @dataclass(slots=True)
@@ -139,11 +158,7 @@ def run_prepare(*, agent_id: str, user: Any, message: str, session_id: UUID | No
     Raises AgentNotFound, SessionNotFound, InvalidRunInput or SessionBusy (the session has a run
     going; `Runtime.prepare` applies the agent's busy_session_policy) before anything is written.
     """
-    if not isinstance(message, str) or not message.strip():
-        raise InvalidRunInput("The message must not be empty.")
-    limit = int(agentos_settings.MAX_MESSAGE_CHARS)
-    if len(message) > limit:
-        raise InvalidRunInput(f"The message is {len(message)} characters long; the limit is {limit}.")
+    check_message(message)
     agent = agent_get_active(agent_id=agent_id)
     history_runs = min(agent.history_runs, int(agentos_settings.MAX_HISTORY_RUNS))
     started = run_start(
@@ -232,36 +247,28 @@ async def _call_tool(
     return True, _tool_result_text(result), args
 
 
-def _metrics(input_tokens: int, output_tokens: int, ttft: float | None, started: float) -> dict[str, Any]:
-    return {
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "total_tokens": input_tokens + output_tokens,
-        "time_to_first_token": ttft,
-        "duration": time.perf_counter() - started,
-    }
-
-
 _FAILURES = (ModelError, OutputValidationError, ToolLimitExceeded, UnknownProviderError, HookFailure)
 
 
-class _Execution:
-    """The state of one run while it executes: the messages so far, the partial answer, the token
-    counts, and every event emitted (stored with the run, so a client can resume from any index)."""
+class _Execution(Execution):
+    """The state of one agent run while it executes: the messages so far, the partial answer, the
+    token counts; its lifecycle (events, terminal event, storing) is `Execution`'s."""
+
+    kind = "agent"
+    telemetry_type = EventType.AGENT
+    error_cls = ev.RunError
+    cancelled_cls = ev.RunCancelled
+    failures = _FAILURES
 
     def __init__(self, handle: RunHandle, *, stream: bool) -> None:
-        self.handle = handle
+        super().__init__(
+            handle,
+            stream=stream,
+            ids={"run_id": str(handle.run_id), "session_id": str(handle.session_id), "agent_id": handle.agent.slug},
+        )
         self.agent = handle.agent
-        self.stream = stream
-        self.ids = {"run_id": str(handle.run_id), "session_id": str(handle.session_id), "agent_id": self.agent.slug}
-        self.counter = itertools.count()
-        self.started = time.perf_counter()
-        self.ttft: float | None = None
-        self.input_tokens = 0
-        self.output_tokens = 0
         self.new_messages: list[dict[str, Any]] = []
-        self.partial: list[str] = []
-        self.log: list[ev.RunEvent] = []
+        self.output_json: Any = None
         self.tools = {name: t for name in self.agent.tools if (t := tool_registry.get(name)) is not None}
         if self.agent.memory_mode == "agentic":
             self.tools.update(memory_tools.all())
@@ -280,72 +287,67 @@ class _Execution:
         self.response_format = (
             ResponseFormat(name=f"{self.agent.slug.replace('-', '_')}_output"[:64], schema=schema) if schema else None
         )
-        self.messages = build_context(
+        self.messages_sent = build_context(
             self.agent, handle.history, handle.message, memories=handle.memories, summary=handle.summary
         )
         # Pre-/post-hooks (agents_app.hooks): None for agents without any, so they cost nothing.
         self.hooks = hook_runner.RunHooks.for_run(handle)
         self.hold_output = self.hooks is not None and self.hooks.holds_output
 
-    def event(self, cls: type[ev.RunEvent], **fields: Any) -> ev.RunEvent:
-        item = cls(event_index=next(self.counter), **self.ids, **fields)
-        self.log.append(item)
-        return item
-
-    def metrics(self) -> dict[str, Any]:
-        return _metrics(self.input_tokens, self.output_tokens, self.ttft, self.started)
-
-    async def run(self) -> AsyncIterator[ev.RunEvent]:
+    def started_event(self) -> ev.RunEvent:
         config = self.agent.model
-        yield self.event(ev.RunStarted, model=config.model_id, model_provider=config.provider)
-        outcome: dict[str, Any] = {"output_json": None, "error": "", "error_type": ""}
-        try:
-            if self.hooks is not None:
-                async for item in self.hooks.run_pre(self):
-                    yield item
-            async for item in self._model_loop():
+        return self.event(ev.RunStarted, model=config.model_id, model_provider=config.provider)
+
+    async def body(self) -> AsyncIterator[ev.RunEvent]:
+        if self.hooks is not None:
+            async for item in self.hooks.run_pre(self):
                 yield item
-            content = self.content
-            output_json = _validated_json(self.agent, content) if self.response_format is not None else None
-            if self.hooks is not None:
-                async for item in self.hooks.run_post(self, content, output_json, partial(_validated_json, self.agent)):
-                    yield item
-                content, output_json = self.hooks.content, self.hooks.output_json
-            if self.response_format is not None:
-                if self.stream:
-                    yield self.event(ev.RunContent, content=content, content_type="json")
-                outcome.update(status=Run.Status.COMPLETED, output=content, output_json=output_json)
-                terminal = self.event(ev.RunCompleted, content=output_json, content_type="json", metrics=self.metrics())
-            else:
-                if self.stream and self.hold_output:
-                    yield self.event(ev.RunContent, content=content)
-                outcome.update(status=Run.Status.COMPLETED, output=content)
-                terminal = self.event(ev.RunCompleted, content=content, content_type="str", metrics=self.metrics())
-            self.new_messages.append({"role": "assistant", "content": content})
-        except _FAILURES as exc:
-            error_type = getattr(exc, "error_type", "model_error")
-            outcome.update(status=Run.Status.ERROR, output=self._keep_partial(), error=str(exc), error_type=error_type)
-            terminal = self.event(ev.RunError, content=str(exc), error_type=error_type)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            message = "The run was cancelled."
-            outcome.update(
-                status=Run.Status.CANCELLED, output=self._keep_partial(), error=message, error_type="cancelled"
+        async for item in self._model_loop():
+            yield item
+        content = self.content
+        output_json = _validated_json(self.agent, content) if self.response_format is not None else None
+        if self.hooks is not None:
+            async for item in self.hooks.run_post(self, content, output_json, partial(_validated_json, self.agent)):
+                yield item
+            content, output_json = self.hooks.content, self.hooks.output_json
+        if self.stream and (self.response_format is not None or self.hold_output):
+            yield self.event(
+                ev.RunContent, content=content, content_type="json" if self.response_format is not None else "str"
             )
-            terminal = self.event(ev.RunCancelled, reason=message)
-        except Exception as exc:
-            # A bug of ours: still end the run as an error so it never stays "running" forever.
-            logger.exception("Run %s failed with an internal error", self.handle.run_id)
-            message = f"Internal error: {type(exc).__name__}"
-            outcome.update(
-                status=Run.Status.ERROR, output=self._keep_partial(), error=message, error_type="internal_error"
+        self.content, self.output_json = content, output_json
+        self.new_messages.append({"role": "assistant", "content": content})
+
+    def completed_event(self) -> tuple[dict[str, Any], ev.RunEvent]:
+        outcome = {"status": Run.Status.COMPLETED, "output": self.content, "output_json": self.output_json}
+        if self.response_format is not None:
+            return outcome, self.event(
+                ev.RunCompleted, content=self.output_json, content_type="json", metrics=self.metrics()
             )
-            terminal = self.event(ev.RunError, content=message, error_type="internal_error")
-        # Persist before the terminal event leaves, so whoever sees it can read the stored run.
-        await asyncio.shield(self._persist(outcome))
-        yield terminal
+        return outcome, self.event(ev.RunCompleted, content=self.content, content_type="str", metrics=self.metrics())
+
+    def messages(self, outcome: dict[str, Any]) -> list[dict[str, Any]]:
+        partial_text = outcome.get("output") if outcome["status"] != Run.Status.COMPLETED else ""
+        return (
+            [*self.new_messages, {"role": "assistant", "content": partial_text}] if partial_text else self.new_messages
+        )
+
+    def finisher(self, status: str) -> Callable[..., Any] | None:
+        return self.hooks.finisher(status) if self.hooks is not None else None
+
+    def telemetry_model(self) -> tuple[str, str]:
+        return self.agent.model.model_id, self.agent.model.provider
+
+    # ---- what hooks may change (agents_app.hooks.runner) ------------------------------------------
+
+    def set_input(self, text: str) -> None:
+        """The input as the pre-hooks left it: what the model sees, and what the run stores as its
+        user message (the original text is not kept)."""
+        self.messages_sent[-1] = {**self.messages_sent[-1], "content": text}
+        self.handle.message = text
+
+    def discard_partial(self) -> None:
+        """A rejected answer is neither returned nor stored, not even as partial output."""
+        self.partial.clear()
 
     def state_changes(self) -> tuple[dict[str, Any], list[str]]:
         """The top-level session-state keys this run set (to new values) or deleted."""
@@ -353,49 +355,6 @@ class _Execution:
         before = self.state_before
         changed = {k: v for k, v in state.items() if k not in before or before[k] != v}
         return changed, [k for k in before if k not in state]
-
-    def _keep_partial(self) -> str:
-        text = "".join(self.partial)
-        if text:
-            self.new_messages.append({"role": "assistant", "content": text})
-        return text
-
-    async def _persist(self, outcome: dict[str, Any]) -> None:
-        await db_call(self._store, outcome, self.metrics(), [item.to_dict() for item in self.log])
-
-    def _store(self, outcome: dict[str, Any], metrics: dict[str, Any], events: list[dict[str, Any]]) -> None:
-        """The run's final writes and its telemetry event: one thread hop, one transaction (no
-        transaction and no query for telemetry when it is off; recording never raises)."""
-        state_set, state_unset = self.state_changes()
-        with telemetry_transaction():
-            finish = (self.hooks and self.hooks.finisher(outcome["status"])) or run_finish
-            finish(
-                run_id=self.handle.run_id,
-                messages=self.new_messages,
-                metrics=metrics,
-                events=events,
-                user_message=self.handle.message,
-                session_id=self.handle.session_id,
-                state_set=state_set,
-                state_unset=state_unset,
-                **outcome,
-            )
-            telemetry_record_run(
-                event_type=EventType.AGENT,
-                run_id=self.handle.run_id,
-                session_id=self.handle.session_id,
-                component_id=self.agent.slug,
-                model=self.agent.model.model_id,
-                provider=self.agent.model.provider,
-                status=outcome["status"],
-                input_tokens=metrics["input_tokens"],
-                output_tokens=metrics["output_tokens"],
-                time_to_first_token=metrics["time_to_first_token"],
-                duration=metrics["duration"],
-                error_type=outcome.get("error_type", ""),
-                input=self.handle.message,
-                output=outcome.get("output", ""),
-            )
 
     async def _model_loop(self) -> AsyncIterator[ev.RunEvent]:
         """Call the model, run the tools it asks for, call it again, until it answers; bounded by
@@ -409,11 +368,10 @@ class _Execution:
             self.partial.clear()
             if self.stream:
                 async for piece in provider.stream(
-                    messages=self.messages, tools=offered, response_format=self.response_format
+                    messages=self.messages_sent, tools=offered, response_format=self.response_format
                 ):
                     if isinstance(piece, str):
-                        if self.ttft is None:
-                            self.ttft = time.perf_counter() - self.started
+                        self.mark_first_token()
                         self.partial.append(piece)
                         if self.response_format is None and not self.hold_output:
                             yield self.event(ev.RunContent, content=piece)
@@ -426,10 +384,9 @@ class _Execution:
                     raise ModelError("The model stream ended without a response.")
             else:
                 response = await provider.complete(
-                    messages=self.messages, tools=offered, response_format=self.response_format
+                    messages=self.messages_sent, tools=offered, response_format=self.response_format
                 )
-                if self.ttft is None:
-                    self.ttft = time.perf_counter() - self.started
+                self.mark_first_token()
             self.input_tokens += response.input_tokens
             self.output_tokens += response.output_tokens
 
@@ -453,7 +410,7 @@ class _Execution:
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
             ],
         }
-        self.messages.append(assistant)
+        self.messages_sent.append(assistant)
         self.new_messages.append(assistant)
         for call in calls:
             yield self.event(
@@ -474,7 +431,7 @@ class _Execution:
             else:
                 yield self.event(ev.ToolCallError, tool=tool_info, error=text)
             content = text if ok else f"Error: {text}"
-            self.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+            self.messages_sent.append({"role": "tool", "tool_call_id": call.id, "content": content})
             self.new_messages.append({"role": "tool", "tool_call_id": call.id, "content": content, "name": call.name})
 
 
@@ -543,56 +500,3 @@ def result_from_events(handle: RunHandle, events: list[ev.RunEvent], user_id: An
         result.error_type = "cancelled"
         result.content = "".join(e.content for e in events if isinstance(e, ev.RunContent)) or None
     return result
-
-
-# The runs below are launched through the process's runtime (agents_app.runtime, imported late: it
-# builds on this module), which runs each in its own task, so a caller that goes away (a client
-# disconnects) never stops or loses a run, and any process can follow or cancel it.
-
-
-async def arun(handle: RunHandle) -> RunResult:
-    """Execute a prepared run to the end and return its result."""
-    from agents_app.runtime import runtime
-
-    events = await runtime.launch(handle, stream=False).wait()
-    return result_from_events(handle, events, handle.user_id)
-
-
-def stream_detached(handle: RunHandle) -> AsyncIterator[ev.RunEvent]:
-    """Launch a prepared run at once (call it from a running loop) and return an iterator of its
-    events. The run lives in its own task, so a reader that stops early (a closed browser tab), or
-    never starts reading, does not stop or lose the run."""
-    from agents_app.runtime import runtime
-
-    return runtime.launch(handle).follow()
-
-
-# ---- The Python API: for a Django developer's own code --------------------------------------
-
-
-async def astream_agent(
-    *, agent_id: str, user: Any, message: str, session_id: UUID | None = None
-) -> AsyncIterator[ev.RunEvent]:
-    """`async for event in astream_agent(...)`: a whole run as events, from your own async code.
-    A busy session is handled by the agent's busy_session_policy (agents_app.runtime.Runtime.prepare)."""
-    from agents_app.runtime import runtime
-
-    handle = await runtime.prepare(agent_id=agent_id, user=user, message=message, session_id=session_id)
-    async for item in stream_detached(handle):
-        yield item
-
-
-stream_agent = astream_agent
-
-
-async def arun_agent(*, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunResult:
-    from agents_app.runtime import runtime
-
-    handle = await runtime.prepare(agent_id=agent_id, user=user, message=message, session_id=session_id)
-    return await arun(handle)
-
-
-def run_agent(*, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunResult:
-    """The sync wrapper: run an agent from a management command, a Celery task or a sync view."""
-    runner: Callable[..., Any] = async_to_sync(arun_agent)
-    return runner(agent_id=agent_id, user=user, message=message, session_id=session_id)

@@ -15,10 +15,10 @@ Python, like the agent engine: no HTTP here.
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
+import copy
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,25 +28,19 @@ from uuid import UUID
 from agents_app.conf import agentos_settings
 from agents_app.db import db_call
 from agents_app.engine import events as ev
-from agents_app.engine.children import (
-    ChildCancelled,
-    ChildFailed,
-    ChildRun,
-    DelegationDepthExceeded,
-    check_message,
-    content_text,
-    merge,
-    nested,
-    store_parent_run,
-)
+from agents_app.engine.children import ChildCancelled, ChildFailed, DelegationDepthExceeded, content_text, merge
+from agents_app.engine.outcome import Execution
+from agents_app.engine.protocol import check_message
 from agents_app.engine.runner import _FAILURES as _MODEL_FAILURES
+from agents_app.engine.runner import RunHandle, _Execution
+from agents_app.memory import context_memories
 from agents_app.models import Team, TeamMember
-from agents_app.providers.base import ModelResponse, ToolCallRequest
+from agents_app.providers.base import ModelError, ModelResponse, ToolCallRequest
 from agents_app.providers.registry import get_provider
 from agents_app.selectors_teams import team_get_active, team_members_tree
 from agents_app.tools.registry import Tool
 from sessions_app.models import Run
-from sessions_app.services import component_run_start
+from sessions_app.services import child_run_start, component_run_start, run_finish
 from telemetry_app.schemas import EventType
 
 logger = logging.getLogger(__name__)
@@ -81,9 +75,21 @@ class TeamRunHandle:
     max_depth: int = 1
     # The session's state when the run started: each member run starts from it (as an agent run does).
     session_state: dict[str, Any] = field(default_factory=dict)
+    kind: str = "team"
+
+    @property
+    def component_id(self) -> str:
+        return self.team.slug
+
+    @property
+    def component_name(self) -> str:
+        return self.team.name
 
     def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
         return TeamExecution(self, stream=stream).run()
+
+    def result(self, events: list[ev.RunEvent]) -> dict[str, Any]:
+        return team_result(self, events)
 
     def error_event(self, index: int, message: str, error_type: str) -> ev.RunEvent:
         return ev.TeamRunError(
@@ -93,6 +99,186 @@ class TeamRunHandle:
             event_index=index,
             content=message,
             error_type=error_type,
+        )
+
+
+# ---- child runs ------------------------------------------------------------------------------
+
+
+class ChildRun:
+    """One member or step run: iterate `events()` for the child's own events (as dicts); afterwards
+    `status`, `content`, `error` and `summary()` tell how it ended."""
+
+    def __init__(
+        self,
+        *,
+        parent_run_id: UUID,
+        session_id: UUID,
+        user_id: Any,
+        message: str,
+        stream: bool,
+        agent: Any = None,
+        team: Any = None,
+        members_of: dict[int, list[Any]] | None = None,
+        depth: int = 0,
+        max_depth: int = 1,
+        label: dict[str, Any] | None = None,
+        session_state: dict[str, Any] | None = None,
+    ) -> None:
+        self.parent_run_id = parent_run_id
+        self.session_id = session_id
+        self.user_id = user_id
+        self.message = message
+        self.stream = stream
+        self.agent = agent
+        self.team = team
+        self.members_of = members_of or {}
+        self.depth = depth
+        self.max_depth = max_depth
+        self.label = label or {}
+        # What an agent child starts from (its tools see it through RunContext); it stores the keys it
+        # changes with the session when it ends, and `state_set`/`state_unset` tell its parent.
+        self.session_state = session_state if session_state is not None else {}
+        self.state_set: dict[str, Any] = {}
+        self.state_unset: list[str] = []
+        self.run_id: UUID | None = None
+        self.status = ""
+        self.content: Any = None
+        self.error = ""
+        self.error_type = ""
+        self.metrics: dict[str, Any] = {}
+
+    @property
+    def component_type(self) -> str:
+        return "team" if self.team is not None else "agent"
+
+    @property
+    def component_id(self) -> str:
+        return (self.team or self.agent).slug
+
+    @property
+    def component_name(self) -> str:
+        return (self.team or self.agent).name
+
+    def summary(self) -> dict[str, Any]:
+        data = {
+            "run_id": str(self.run_id) if self.run_id else None,
+            "member_type": self.component_type,
+            "member_id": self.component_id,
+            "status": self.status,
+            "content": self.content,
+        }
+        if self.error_type:
+            data["error"] = {"type": self.error_type, "message": self.error}
+        return {**self.label, **data}
+
+    def _start_sync(self) -> tuple[Run, list[str]]:
+        """One thread hop: the child's row, and (an agent child) the user's memories for its context,
+        as an agent run reads them when it starts."""
+        run = child_run_start(
+            parent_run_id=self.parent_run_id,
+            session_id=self.session_id,
+            user_id=self.user_id,
+            message=self.message,
+            agent=self.agent,
+            team=self.team,
+        )
+        memories = (
+            context_memories(agent=self.agent, user_id=self.user_id, message=self.message)
+            if self.agent is not None
+            else []
+        )
+        return run, memories
+
+    async def _start(self) -> tuple[Run, list[str]]:
+        """Write the child's row. Its thread hop cannot be stopped halfway: if the parent is cancelled
+        meanwhile, the row is still written, so store it as cancelled rather than leave it running."""
+        start = asyncio.ensure_future(db_call(self._start_sync))
+        try:
+            return await asyncio.shield(start)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                run, _ = await start
+                await db_call(
+                    run_finish,
+                    run_id=run.pk,
+                    status=Run.Status.CANCELLED,
+                    output="",
+                    output_json=None,
+                    error="The run was cancelled before it started.",
+                    error_type="cancelled",
+                    messages=[],
+                    metrics={},
+                    events=[],
+                    user_message=self.message,
+                )
+            raise
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        if self.team is not None and self.depth >= self.max_depth:
+            raise DelegationDepthExceeded(
+                f"Team {self.team.slug!r} would run {self.depth} levels deep; the limit is {self.max_depth}."
+            )
+        run, memories = await self._start()
+        self.run_id = run.pk
+        execution: _Execution | None = None
+        source: AsyncIterator[ev.RunEvent]
+        if self.team is not None:
+            handle = TeamRunHandle(
+                team=self.team,
+                members_of=self.members_of,
+                user_id=self.user_id,
+                run_id=run.pk,
+                session_id=self.session_id,
+                message=self.message,
+                history=[],
+                created_at=run.created_at,
+                session_created=False,
+                depth=self.depth,
+                max_depth=self.max_depth,
+                session_state=self.session_state,
+            )
+            source = handle.execute_events(stream=self.stream)
+        else:
+            # The agent engine's own execution (what `execute` iterates), kept to read the state
+            # changes the member's tools made.
+            execution = _Execution(
+                RunHandle(
+                    agent=self.agent,
+                    user_id=self.user_id,
+                    run_id=run.pk,
+                    session_id=self.session_id,
+                    message=self.message,
+                    history=[],
+                    created_at=run.created_at,
+                    session_created=False,
+                    session_state=copy.deepcopy(self.session_state),
+                    memories=memories,
+                ),
+                stream=self.stream,
+            )
+            source = execution.run()
+        last: dict[str, Any] = {}
+        try:
+            async for item in source:
+                last = item.to_dict()
+                yield last
+        finally:
+            if execution is not None:
+                self.state_set, self.state_unset = execution.state_changes()
+        name = last.get("event", "")
+        self.status = ev.STATUS_OF_TERMINAL.get(name, "error")
+        if self.status == "completed":
+            self.content = last.get("content")
+            self.metrics = last.get("metrics") or {}
+            return
+        self.error = last.get("content") or last.get("reason") or "The run ended without an answer."
+        self.error_type = last.get("error_type") or ("cancelled" if self.status == "cancelled" else "error")
+        if self.status == "cancelled":
+            raise ChildCancelled(self.error)
+        raise ChildFailed(
+            f"{self.component_type.capitalize()} {self.component_id!r} failed ({self.error_type}): {self.error}",
+            child_error_type=self.error_type,
         )
 
 
@@ -146,120 +332,66 @@ _MODE_GUIDANCE = {
 }
 
 
-class TeamExecution:
-    """One team run while it executes, like the agent engine's `_Execution`."""
+class TeamExecution(Execution):
+    """One team run while it executes; its lifecycle (events, terminal event, storing) is `Execution`'s."""
+
+    kind = "team"
+    telemetry_type = EventType.TEAM
+    error_cls = ev.TeamRunError
+    cancelled_cls = ev.TeamRunCancelled
+    failures = _FAILURES
 
     def __init__(self, handle: TeamRunHandle, *, stream: bool) -> None:
+        super().__init__(
+            handle,
+            stream=stream,
+            ids={"run_id": str(handle.run_id), "session_id": str(handle.session_id), "team_id": handle.team.slug},
+        )
         self.h = handle
         self.team = handle.team
-        self.stream = stream
-        self.ids = {"run_id": str(handle.run_id), "session_id": str(handle.session_id), "team_id": self.team.slug}
-        self.counter = itertools.count()
-        self.log: list[ev.RunEvent] = []
-        self.started = time.perf_counter()
-        self.ttft: float | None = None
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.partial: list[str] = []
-        self.content = ""
         self.children: list[ChildRun] = []
         # Delegation calls so far, valid or not: a leader that keeps naming unknown members must
         # not loop forever either.
         self.delegations = 0
         self.members = {m.member_id: m for m in handle.members_of.get(self.team.pk, [])}
-        self.messages = self._context()
-
-    # ---- events ----------------------------------------------------------------------------
-
-    def event(self, cls: type[ev.RunEvent], **fields: Any) -> ev.RunEvent:
-        item = cls(event_index=next(self.counter), **self.ids, **fields)
-        self.log.append(item)
-        return item
-
-    def forward(self, data: dict[str, Any]) -> ev.RunEvent:
-        item = ev.NestedEvent(
-            run_id=data.get("run_id", ""),
-            session_id=self.ids["session_id"],
-            event_index=next(self.counter),
-            data=nested(data, self.h.run_id),
-        )
-        self.log.append(item)
-        return item
-
-    def metrics(self) -> dict[str, Any]:
-        return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "total_tokens": self.input_tokens + self.output_tokens,
-            "time_to_first_token": self.ttft,
-            "duration": time.perf_counter() - self.started,
-        }
+        self.messages_sent = self._context()
 
     def member_runs(self) -> list[dict[str, Any]]:
         return [child.summary() for child in self.children if child.run_id is not None]
 
-    # ---- the run ---------------------------------------------------------------------------
+    def member_event(self, data: dict[str, Any], child: ChildRun) -> ev.RunEvent:
+        """A member's own event in the team's stream, named as agno names it (`agent_name` or `team_name`)."""
+        name_key = "team_name" if child.team is not None else "agent_name"
+        return self.forward(data, **{name_key: child.component_name})
 
-    async def run(self) -> AsyncIterator[ev.RunEvent]:
+    # ---- the lifecycle ---------------------------------------------------------------------
+
+    def started_event(self) -> ev.RunEvent:
         config = self.team.model
-        yield self.event(ev.TeamRunStarted, model=config.model_id, model_provider=config.provider, mode=self.team.mode)
-        outcome: dict[str, Any]
-        try:
-            mode = {
-                Team.Mode.ROUTE: self._route,
-                Team.Mode.COORDINATE: self._coordinate,
-                Team.Mode.COLLABORATE: self._collaborate,
-            }.get(self.team.mode, self._coordinate)
-            async for item in mode():
-                yield item
-            outcome = {"status": Run.Status.COMPLETED, "output": self.content}
-            terminal = self.event(
-                ev.TeamRunCompleted,
-                content=self.content,
-                content_type="str",
-                metrics=self.metrics(),
-                member_runs=self.member_runs(),
-            )
-        except _FAILURES as exc:
-            error_type = getattr(exc, "error_type", "model_error")
-            outcome = {
-                "status": Run.Status.ERROR,
-                "output": self._partial(),
-                "error": str(exc),
-                "error_type": error_type,
-            }
-            terminal = self.event(
-                ev.TeamRunError, content=str(exc), error_type=error_type, member_runs=self.member_runs()
-            )
-        except (asyncio.CancelledError, ChildCancelled) as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-            message = "The run was cancelled."
-            outcome = {
-                "status": Run.Status.CANCELLED,
-                "output": self._partial(),
-                "error": message,
-                "error_type": "cancelled",
-            }
-            terminal = self.event(ev.TeamRunCancelled, reason=message)
-        except Exception as exc:
-            logger.exception("Team run %s failed with an internal error", self.h.run_id)
-            message = f"Internal error: {type(exc).__name__}"
-            outcome = {
-                "status": Run.Status.ERROR,
-                "output": self._partial(),
-                "error": message,
-                "error_type": "internal_error",
-            }
-            terminal = self.event(
-                ev.TeamRunError, content=message, error_type="internal_error", member_runs=self.member_runs()
-            )
-        await asyncio.shield(self._persist(outcome))
-        yield terminal
+        return self.event(ev.TeamRunStarted, model=config.model_id, model_provider=config.provider, mode=self.team.mode)
 
-    def _partial(self) -> str:
+    def body(self) -> AsyncIterator[ev.RunEvent]:
+        mode = {
+            Team.Mode.ROUTE: self._route,
+            Team.Mode.COORDINATE: self._coordinate,
+            Team.Mode.COLLABORATE: self._collaborate,
+        }.get(self.team.mode, self._coordinate)
+        return mode()
+
+    def completed_event(self) -> tuple[dict[str, Any], ev.RunEvent]:
+        terminal = self.event(
+            ev.TeamRunCompleted,
+            content=self.content,
+            content_type="str",
+            metrics=self.metrics(),
+            member_runs=self.member_runs(),
+        )
+        return {"status": Run.Status.COMPLETED, "output": self.content}, terminal
+
+    def error_fields(self) -> dict[str, Any]:
+        return {"member_runs": self.member_runs()}
+
+    def partial_output(self) -> str:
         """What to keep of a run that did not finish: the leader's words so far, else the answers of
         the members that finished."""
         text = "".join(self.partial)
@@ -268,20 +400,8 @@ class TeamExecution:
         done = [c for c in self.children if c.status == "completed"]
         return "\n\n".join(f"[{c.component_id}] {content_text(c.content)}" for c in done)
 
-    async def _persist(self, outcome: dict[str, Any]) -> None:
-        await db_call(
-            store_parent_run,
-            run_id=self.h.run_id,
-            session_id=self.h.session_id,
-            message=self.h.message,
-            outcome=outcome,
-            metrics=self.metrics(),
-            events=[item.to_dict() for item in self.log],
-            event_type=EventType.TEAM,
-            component_id=self.team.slug,
-            model=self.team.model.model_id,
-            provider=self.team.model.provider,
-        )
+    def telemetry_model(self) -> tuple[str, str]:
+        return self.team.model.model_id, self.team.model.provider
 
     # ---- the leader ------------------------------------------------------------------------
 
@@ -310,23 +430,19 @@ class TeamExecution:
         self.partial.clear()
         response: ModelResponse | None = None
         if self.stream:
-            async for piece in provider.stream(messages=self.messages, tools=tools, response_format=None):
+            async for piece in provider.stream(messages=self.messages_sent, tools=tools, response_format=None):
                 if isinstance(piece, str):
-                    if self.ttft is None:
-                        self.ttft = time.perf_counter() - self.started
+                    self.mark_first_token()
                     self.partial.append(piece)
                     yield self.event(ev.TeamRunContent, content=piece)
                     await asyncio.sleep(0)
                 else:
                     response = piece
             if response is None:
-                from agents_app.providers.base import ModelError
-
                 raise ModelError("The model stream ended without a response.")
         else:
-            response = await provider.complete(messages=self.messages, tools=tools, response_format=None)
-            if self.ttft is None:
-                self.ttft = time.perf_counter() - self.started
+            response = await provider.complete(messages=self.messages_sent, tools=tools, response_format=None)
+            self.mark_first_token()
         self.input_tokens += response.input_tokens
         self.output_tokens += response.output_tokens
         self.response = response
@@ -393,7 +509,7 @@ class TeamExecution:
             raise RoutingError(f"The leader routed the message to no valid member: {problem}")
         child = self._child(member, self.h.message)
         async for data in child.events():
-            yield self.forward(data)
+            yield self.member_event(data, child)
         self.content = content_text(child.content)
         info = self._tool_info(call, args, result=self.content, tool_call_error=False)
         yield self.event(ev.TeamToolCallCompleted, tool=info, content=self.content)
@@ -423,7 +539,7 @@ class TeamExecution:
                 return
             calls = response.tool_calls[: limit - self.delegations]
             self.delegations += len(calls)
-            self.messages.append(
+            self.messages_sent.append(
                 {
                     "role": "assistant",
                     "content": response.content or None,
@@ -441,15 +557,15 @@ class TeamExecution:
                 if member is None:
                     info = self._tool_info(call, args, result=None, tool_call_error=True)
                     yield self.event(ev.TeamToolCallError, tool=info, error=problem)
-                    self.messages.append({"role": "tool", "tool_call_id": call.id, "content": f"Error: {problem}"})
+                    self.messages_sent.append({"role": "tool", "tool_call_id": call.id, "content": f"Error: {problem}"})
                     continue
                 child = self._child(member, str(args["task"]))
                 async for data in child.events():
-                    yield self.forward(data)
+                    yield self.member_event(data, child)
                 answer = content_text(child.content)
                 info = self._tool_info(call, args, result=answer, tool_call_error=False)
                 yield self.event(ev.TeamToolCallCompleted, tool=info, content=answer)
-                self.messages.append({"role": "tool", "tool_call_id": call.id, "content": answer})
+                self.messages_sent.append({"role": "tool", "tool_call_id": call.id, "content": answer})
 
     async def _collaborate(self) -> AsyncIterator[ev.RunEvent]:
         members = list(self.members.values())
@@ -459,10 +575,10 @@ class TeamExecution:
                 f"{self.team.max_member_calls} member runs per run."
             )
         children = [self._child(m, self.h.message) for m in members]
-        async for _, data in merge([child.events() for child in children]):
-            yield self.forward(data)
+        async for which, data in merge([child.events() for child in children]):
+            yield self.member_event(data, children[which])
         answers = "\n\n".join(f"## {c.component_id}\n{content_text(c.content)}" for c in children)
-        self.messages.append(
+        self.messages_sent.append(
             {"role": "user", "content": f"Your team's answers to my message:\n\n{answers}\n\nWrite the team's answer."}
         )
         async for item in self._leader_call([]):
@@ -498,29 +614,3 @@ def team_result(handle: TeamRunHandle, events: list[ev.RunEvent]) -> dict[str, A
             "message": terminal.get("content") or terminal.get("reason") or "",
         }
     return data
-
-
-async def arun_team(*, team_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
-    """Run a team from your own async code and get its result (as the REST API's JSON)."""
-    from agents_app.runtime import runtime
-
-    handle = await db_call(team_run_prepare, team_id=team_id, user=user, message=message, session_id=session_id)
-    return team_result(handle, await runtime.launch(handle, stream=False).wait())
-
-
-async def astream_team(
-    *, team_id: str, user: Any, message: str, session_id: UUID | None = None
-) -> AsyncIterator[ev.RunEvent]:
-    """`async for event in astream_team(...)`: a team run's events, its members' nested among them."""
-    from agents_app.runtime import runtime
-
-    handle = await db_call(team_run_prepare, team_id=team_id, user=user, message=message, session_id=session_id)
-    async for item in runtime.launch(handle).follow():
-        yield item
-
-
-def run_team(*, team_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
-    """The sync wrapper: run a team from a management command, a Celery task or a sync view."""
-    from asgiref.sync import async_to_sync
-
-    return async_to_sync(arun_team)(team_id=team_id, user=user, message=message, session_id=session_id)

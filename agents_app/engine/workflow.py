@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -24,19 +23,11 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 
 from agents_app.conf import agentos_settings
-from agents_app.db import db_call
 from agents_app.engine import events as ev
-from agents_app.engine.children import (
-    ChildCancelled,
-    ChildFailed,
-    ChildRun,
-    DelegationDepthExceeded,
-    check_message,
-    content_text,
-    merge,
-    nested,
-    store_parent_run,
-)
+from agents_app.engine.children import ChildCancelled, ChildFailed, DelegationDepthExceeded, content_text, merge
+from agents_app.engine.outcome import Execution
+from agents_app.engine.protocol import check_message
+from agents_app.engine.team import ChildRun
 from agents_app.models import TeamMember, Workflow, WorkflowStep
 from agents_app.selectors_teams import StepNode, workflow_get_active, workflow_steps_tree
 from agents_app.workflows.registry import StepInput, step_registry
@@ -69,9 +60,21 @@ class WorkflowRunHandle:
     state: dict[str, Any]
     created_at: datetime
     session_created: bool
+    kind: str = "workflow"
+
+    @property
+    def component_id(self) -> str:
+        return self.workflow.slug
+
+    @property
+    def component_name(self) -> str:
+        return self.workflow.name
 
     def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
         return WorkflowExecution(self, stream=stream).run()
+
+    def result(self, events: list[ev.RunEvent]) -> dict[str, Any]:
+        return workflow_result(self, events)
 
     def error_event(self, index: int, message: str, error_type: str) -> ev.RunEvent:
         return ev.WorkflowError(
@@ -110,133 +113,97 @@ def workflow_run_prepare(
 _FAILURES = (ChildFailed, DelegationDepthExceeded, StepFailed)
 
 
-class WorkflowExecution:
+class WorkflowExecution(Execution):
+    """One workflow run while it executes; its lifecycle (events, terminal event, storing) is `Execution`'s."""
+
+    kind = "workflow"
+    telemetry_type = EventType.WORKFLOW
+    error_cls = ev.WorkflowError
+    cancelled_cls = ev.WorkflowCancelled
+    failures = _FAILURES
+
     def __init__(self, handle: WorkflowRunHandle, *, stream: bool) -> None:
+        super().__init__(
+            handle,
+            stream=stream,
+            ids={
+                "run_id": str(handle.run_id),
+                "session_id": str(handle.session_id),
+                "workflow_id": handle.workflow.slug,
+            },
+        )
         self.h = handle
         self.workflow = handle.workflow
-        self.stream = stream
-        self.ids = {
-            "run_id": str(handle.run_id),
-            "session_id": str(handle.session_id),
-            "workflow_id": self.workflow.slug,
-        }
-        self.counter = itertools.count()
-        self.log: list[ev.RunEvent] = []
-        self.started = time.perf_counter()
         self.state = handle.state
         self.initial_state = copy.deepcopy(handle.state)
         self.outputs: dict[str, str] = {}
         self.results: list[dict[str, Any]] = []
         self.failed_step = ""
+        # agno's WorkflowMetrics: per step that ran an agent or a team, its executor and its run's metrics.
+        self.step_metrics: dict[str, dict[str, Any]] = {}
 
-    def event(self, cls: type[ev.RunEvent], **fields: Any) -> ev.RunEvent:
-        item = cls(event_index=next(self.counter), **self.ids, **fields)
-        self.log.append(item)
-        return item
+    def step_event(self, data: dict[str, Any], step: WorkflowStep, index: Any) -> ev.RunEvent:
+        return self.forward(data, workflow_id=self.workflow.slug, step_name=step.name, step_index=index)
 
-    def forward(self, data: dict[str, Any], step: WorkflowStep, index: Any) -> ev.RunEvent:
-        label = {"workflow_id": self.workflow.slug, "step_name": step.name, "step_index": index}
-        item = ev.NestedEvent(
-            run_id=data.get("run_id", ""),
-            session_id=self.ids["session_id"],
-            event_index=next(self.counter),
-            data=nested(data, self.h.run_id, **label),
-        )
-        self.log.append(item)
-        return item
-
-    def metrics(self) -> dict[str, Any]:
-        # A workflow calls no model itself: its steps' runs carry their own tokens.
+    def own_metrics(self) -> dict[str, Any]:
+        # A workflow calls no model itself: its steps' runs carry (and store) their own tokens, so
+        # adding up stored runs never counts a token twice.
+        duration = time.perf_counter() - self.started
         return {
             "input_tokens": 0,
             "output_tokens": 0,
             "total_tokens": 0,
             "time_to_first_token": None,
-            "duration": time.perf_counter() - self.started,
+            "duration": duration,
         }
 
-    async def run(self) -> AsyncIterator[ev.RunEvent]:
-        yield self.event(ev.WorkflowStarted, workflow_name=self.workflow.name)
-        holder: list[str] = []
-        outcome: dict[str, Any]
-        try:
-            async for item in self._sequence(self.h.steps, None, self.h.message, holder):
-                yield item
-            content = holder[-1] if holder else self.h.message
-            outcome = {"status": Run.Status.COMPLETED, "output": content}
-            terminal = self.event(
-                ev.WorkflowCompleted,
-                content=content,
-                metrics=self.metrics(),
-                step_results=self.results,
-                session_state=self.state,
-            )
-        except _FAILURES as exc:
-            error_type = "step_error" if isinstance(exc, ChildFailed) else exc.error_type
-            message = f"Step {self.failed_step!r} failed: {exc}"
-            outcome = {
-                "status": Run.Status.ERROR,
-                "output": self._partial(),
-                "error": message,
-                "error_type": error_type,
-            }
-            terminal = self.event(
-                ev.WorkflowError,
-                content=message,
-                error_type=error_type,
-                step_name=self.failed_step,
-                step_results=self.results,
-            )
-        except (asyncio.CancelledError, ChildCancelled) as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-            message = "The run was cancelled."
-            outcome = {
-                "status": Run.Status.CANCELLED,
-                "output": self._partial(),
-                "error": message,
-                "error_type": "cancelled",
-            }
-            terminal = self.event(ev.WorkflowCancelled, reason=message)
-        except Exception as exc:
-            logger.exception("Workflow run %s failed with an internal error", self.h.run_id)
-            message = f"Internal error: {type(exc).__name__}"
-            outcome = {
-                "status": Run.Status.ERROR,
-                "output": self._partial(),
-                "error": message,
-                "error_type": "internal_error",
-            }
-            terminal = self.event(
-                ev.WorkflowError, content=message, error_type="internal_error", step_results=self.results
-            )
-        await asyncio.shield(self._persist(outcome))
-        yield terminal
+    def metrics(self) -> dict[str, Any]:
+        """What the run reports: its steps' tokens added up, and agno's `steps` (WorkflowMetrics)."""
+        totals = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+        for step in self.step_metrics.values():
+            for key in totals:
+                totals[key] += int((step.get("metrics") or {}).get(key) or 0)
+        return {**self.own_metrics(), **totals, "steps": dict(self.step_metrics)}
 
-    def _partial(self) -> str:
+    # ---- the lifecycle ---------------------------------------------------------------------
+
+    def started_event(self) -> ev.RunEvent:
+        return self.event(ev.WorkflowStarted, workflow_name=self.workflow.name)
+
+    async def body(self) -> AsyncIterator[ev.RunEvent]:
+        holder: list[str] = []
+        async for item in self._sequence(self.h.steps, None, self.h.message, holder):
+            yield item
+        self.content = holder[-1] if holder else self.h.message
+
+    def completed_event(self) -> tuple[dict[str, Any], ev.RunEvent]:
+        terminal = self.event(
+            ev.WorkflowCompleted,
+            content=self.content,
+            metrics=self.metrics(),
+            step_results=self.results,
+            session_state=self.state,
+        )
+        return {"status": Run.Status.COMPLETED, "output": self.content}, terminal
+
+    def error_type_of(self, exc: BaseException) -> str:
+        return "step_error" if isinstance(exc, ChildFailed) else getattr(exc, "error_type", "step_error")
+
+    def error_message_of(self, exc: BaseException) -> str:
+        return f"Step {self.failed_step!r} failed: {exc}"
+
+    def error_fields(self) -> dict[str, Any]:
+        return {"step_name": self.failed_step, "step_results": self.results}
+
+    def partial_output(self) -> str:
         """A run that did not finish keeps the output of the last step that did."""
         done = [r for r in self.results if r.get("status") == "completed"]
         return content_text(done[-1]["content"]) if done else ""
 
-    async def _persist(self, outcome: dict[str, Any]) -> None:
-        await db_call(
-            store_parent_run,
-            run_id=self.h.run_id,
-            session_id=self.h.session_id,
-            message=self.h.message,
-            outcome=outcome,
-            metrics=self.metrics(),
-            events=[item.to_dict() for item in self.log],
-            event_type=EventType.WORKFLOW,
-            component_id=self.workflow.slug,
-            model="",
-            provider="",
-            # Only the keys this run changed: a member's own writes, or another writer's, stay.
-            state={k: v for k, v in self.state.items() if k not in self.initial_state or self.initial_state[k] != v},
-            state_removed=sorted(set(self.initial_state) - set(self.state)),
-        )
+    def state_changes(self) -> tuple[dict[str, Any], list[str]]:
+        # Only the keys this run changed: a member's own writes, or another writer's, stay.
+        changed = {k: v for k, v in self.state.items() if k not in self.initial_state or self.initial_state[k] != v}
+        return changed, sorted(set(self.initial_state) - set(self.state))
 
     # ---- steps -----------------------------------------------------------------------------
 
@@ -285,7 +252,7 @@ class WorkflowExecution:
                 )
                 try:
                     async for data in child.events():
-                        yield self.forward(data, step, index)
+                        yield self.step_event(data, step, index)
                 finally:
                     result["run_id"] = str(child.run_id) if child.run_id else None
                     # What the agent's tools changed in the session state, later steps see.
@@ -293,6 +260,12 @@ class WorkflowExecution:
                     for key in child.state_unset:
                         self.state.pop(key, None)
                 output = content_text(child.content)
+                self.step_metrics[step.name] = {
+                    "step_name": step.name,
+                    "executor_type": kind,
+                    "executor_name": component.name,
+                    "metrics": child.metrics,
+                }
             elif kind == WorkflowStep.Kind.FUNCTION:
                 output = content_text(await self._call(step, text))
             elif kind == WorkflowStep.Kind.CONDITION:
@@ -387,33 +360,3 @@ def workflow_result(handle: WorkflowRunHandle, events: list[ev.RunEvent]) -> dic
         }
         data["failed_step"] = terminal.get("step_name") or None
     return data
-
-
-async def arun_workflow(*, workflow_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
-    """Run a workflow from your own async code and get its result (as the REST API's JSON)."""
-    from agents_app.runtime import runtime
-
-    handle = await db_call(
-        workflow_run_prepare, workflow_id=workflow_id, user=user, message=message, session_id=session_id
-    )
-    return workflow_result(handle, await runtime.launch(handle, stream=False).wait())
-
-
-async def astream_workflow(
-    *, workflow_id: str, user: Any, message: str, session_id: UUID | None = None
-) -> AsyncIterator[ev.RunEvent]:
-    """`async for event in astream_workflow(...)`: a workflow run's events, its steps' runs nested."""
-    from agents_app.runtime import runtime
-
-    handle = await db_call(
-        workflow_run_prepare, workflow_id=workflow_id, user=user, message=message, session_id=session_id
-    )
-    async for item in runtime.launch(handle).follow():
-        yield item
-
-
-def run_workflow(*, workflow_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
-    """The sync wrapper: run a workflow from a management command, a Celery task or a sync view."""
-    from asgiref.sync import async_to_sync
-
-    return async_to_sync(arun_workflow)(workflow_id=workflow_id, user=user, message=message, session_id=session_id)

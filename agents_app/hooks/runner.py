@@ -303,8 +303,7 @@ class RunHooks:
         if self.input != self.original_input:
             # build_context put the user's message last. The handle carries the run's input from now on
             # (what the run stores, and what telemetry may record), never the original text.
-            execution.messages[-1] = {**execution.messages[-1], "content": self.input}
-            self.handle.message = self.input
+            execution.set_input(self.input)
         self.input_accepted = True
 
     async def run_post(
@@ -340,7 +339,7 @@ class RunHooks:
                 )
         except OutputRejected:
             # A rejected answer is neither returned nor stored, not even as partial output.
-            execution.partial.clear()
+            execution.discard_partial()
             raise
 
     async def _run_internal(self, execution: Any, planned: PlannedHook, is_json: bool) -> AsyncIterator[ev.RunEvent]:

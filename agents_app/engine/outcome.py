@@ -1,0 +1,252 @@
+"""The lifecycle every run shares, written once: start event, body, one terminal event, stored.
+
+Why: the agent, team and workflow engines each had their own copy of the end-of-run ladder (which
+exception ends a run how, what partial output is kept, how the run is stored with its telemetry
+event); a fix in one was missing in the others. An engine now subclasses `Execution`, writes its
+`body()` and says what its events and its partial output are; everything else is here:
+
+* the run's events get consecutive `event_index` values and are kept for the stored run;
+* a domain failure (`failures`) ends the run with the kind's error event and the failure's
+  `error_type`; a cancellation (task cancelled, or a child run cancelled) with the cancelled event;
+  anything else (a bug of ours) with `internal_error`, so a run never stays "running";
+* the outcome, messages, metrics, events, session-state changes and the telemetry event are stored
+  in one thread hop and one transaction (`store_run`), shielded from cancellation, before the
+  terminal event is yielded: whoever sees the end can read the stored run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar
+from uuid import UUID
+
+from agents_app.db import db_call
+from agents_app.engine import events as ev
+from sessions_app.models import Run
+from sessions_app.services import run_finish
+from telemetry_app.services import telemetry_record_run, telemetry_transaction
+
+logger = logging.getLogger(__name__)
+
+
+class ChildCancelled(Exception):
+    """A member or step run was cancelled (the parent was asked to stop): the parent is cancelled too."""
+
+
+CANCELLED_MESSAGE = "The run was cancelled."
+
+
+class Execution:
+    """One run while it executes. Subclasses set the class attributes and implement `body()`,
+    `started_event()`, `completed_event()` and, where they differ, the hooks below."""
+
+    kind: ClassVar[str] = "agent"
+    telemetry_type: ClassVar[str] = "agent"
+    error_cls: ClassVar[type[ev.RunEvent]] = ev.RunError
+    cancelled_cls: ClassVar[type[ev.RunEvent]] = ev.RunCancelled
+    # Exceptions that end a run as an error with their own `error_type` (others are internal errors).
+    failures: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(self, handle: Any, *, stream: bool, ids: dict[str, str]) -> None:
+        self.handle = handle
+        self.stream = stream
+        self.ids = ids
+        self.counter = itertools.count()
+        self.log: list[ev.RunEvent] = []
+        self.started = time.perf_counter()
+        self.ttft: float | None = None
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.partial: list[str] = []
+        self.content: Any = ""
+
+    # ---- events --------------------------------------------------------------------------------
+
+    def event(self, cls: type[ev.RunEvent], **fields: Any) -> ev.RunEvent:
+        item = cls(event_index=next(self.counter), **self.ids, **fields)
+        self.log.append(item)
+        return item
+
+    def forward(self, data: dict[str, Any], **label: Any) -> ev.RunEvent:
+        """A child run's own event, passed on in this run's stream with `parent_run_id` (deeper
+        events keep the run they belong to) and `label`, under this run's next `event_index`."""
+        out = dict(data)
+        if not out.get("parent_run_id"):
+            out["parent_run_id"] = str(self.handle.run_id)
+        for key, value in label.items():
+            out.setdefault(key, value)
+        item = ev.NestedEvent(
+            run_id=data.get("run_id", ""), session_id=self.ids["session_id"], event_index=next(self.counter), data=out
+        )
+        self.log.append(item)
+        return item
+
+    def mark_first_token(self) -> None:
+        if self.ttft is None:
+            self.ttft = time.perf_counter() - self.started
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+            "time_to_first_token": self.ttft,
+            "duration": time.perf_counter() - self.started,
+        }
+
+    def own_metrics(self) -> dict[str, Any]:
+        """What the stored run and its telemetry event count: only this run's own model calls (a
+        child run stores its own), so adding up stored runs never counts a token twice."""
+        return self.metrics()
+
+    # ---- what a kind says ------------------------------------------------------------------------
+
+    def started_event(self) -> ev.RunEvent:
+        raise NotImplementedError
+
+    def body(self) -> AsyncIterator[ev.RunEvent]:
+        raise NotImplementedError
+
+    def completed_event(self) -> tuple[dict[str, Any], ev.RunEvent]:
+        """After `body()` finished: the stored outcome (status, output, output_json) and the terminal event."""
+        raise NotImplementedError
+
+    def error_type_of(self, exc: BaseException) -> str:
+        return getattr(exc, "error_type", "model_error")
+
+    def error_message_of(self, exc: BaseException) -> str:
+        return str(exc)
+
+    def error_fields(self) -> dict[str, Any]:
+        """Extra fields of this kind's error event (a team's member runs, a workflow's failed step)."""
+        return {}
+
+    def partial_output(self) -> str:
+        """What a run that did not complete keeps as its output."""
+        return "".join(self.partial)
+
+    def messages(self, outcome: dict[str, Any]) -> list[dict[str, Any]]:
+        """The messages stored with the run after the user's (the agent engine keeps its tool calls)."""
+        output = outcome.get("output") or ""
+        return [{"role": "assistant", "content": output}] if output else []
+
+    def state_changes(self) -> tuple[dict[str, Any], list[str]]:
+        """The top-level session-state keys this run set or deleted (saved with its outcome)."""
+        return {}, []
+
+    def finisher(self, status: str) -> Callable[..., Any] | None:
+        """`run_finish` extended with what the run's hooks produced, or None."""
+        return None
+
+    def telemetry_model(self) -> tuple[str, str]:
+        return "", ""
+
+    # ---- the lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> AsyncIterator[ev.RunEvent]:
+        yield self.started_event()
+        outcome: dict[str, Any]
+        try:
+            async for item in self.body():
+                yield item
+            outcome, terminal = self.completed_event()
+        except (asyncio.CancelledError, ChildCancelled) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+            outcome = self._failed(Run.Status.CANCELLED, CANCELLED_MESSAGE, "cancelled")
+            terminal = self.event(self.cancelled_cls, reason=CANCELLED_MESSAGE)
+        except self.failures as exc:
+            error_type, message = self.error_type_of(exc), self.error_message_of(exc)
+            outcome = self._failed(Run.Status.ERROR, message, error_type)
+            terminal = self.event(self.error_cls, content=message, error_type=error_type, **self.error_fields())
+        except Exception as exc:
+            # A bug of ours: still end the run as an error so it never stays "running" forever.
+            logger.exception("%s run %s failed with an internal error", self.kind.capitalize(), self.handle.run_id)
+            message = f"Internal error: {type(exc).__name__}"
+            outcome = self._failed(Run.Status.ERROR, message, "internal_error")
+            terminal = self.event(self.error_cls, content=message, error_type="internal_error", **self.error_fields())
+        # Persist before the terminal event leaves, so whoever sees it can read the stored run.
+        await asyncio.shield(db_call(self._store, outcome, self.own_metrics(), [item.to_dict() for item in self.log]))
+        yield terminal
+
+    def _failed(self, status: str, message: str, error_type: str) -> dict[str, Any]:
+        return {"status": status, "output": self.partial_output(), "error": message, "error_type": error_type}
+
+    def _store(self, outcome: dict[str, Any], metrics: dict[str, Any], events: list[dict[str, Any]]) -> None:
+        state_set, state_unset = self.state_changes()
+        model, provider = self.telemetry_model()
+        store_run(
+            run_id=self.handle.run_id,
+            session_id=self.handle.session_id,
+            message=self.handle.message,
+            outcome=outcome,
+            messages=self.messages(outcome),
+            metrics=metrics,
+            events=events,
+            state_set=state_set,
+            state_unset=state_unset,
+            telemetry_type=self.telemetry_type,
+            component_id=self.ids.get(f"{self.kind}_id", ""),
+            model=model,
+            provider=provider,
+            finish=self.finisher(outcome["status"]) or run_finish,
+        )
+
+
+def store_run(
+    *,
+    run_id: UUID,
+    session_id: UUID,
+    message: str,
+    outcome: dict[str, Any],
+    messages: list[dict[str, Any]],
+    metrics: dict[str, Any],
+    events: list[dict[str, Any]],
+    state_set: dict[str, Any],
+    state_unset: list[str],
+    telemetry_type: str,
+    component_id: str,
+    model: str,
+    provider: str,
+    finish: Callable[..., Any] = run_finish,
+) -> None:
+    """A run's final writes and its telemetry event: one transaction (no transaction and no query
+    for telemetry when it is off; recording never raises)."""
+    with telemetry_transaction():
+        finish(
+            run_id=run_id,
+            status=outcome["status"],
+            output=outcome.get("output") or "",
+            output_json=outcome.get("output_json"),
+            error=outcome.get("error", ""),
+            error_type=outcome.get("error_type", ""),
+            messages=messages,
+            metrics=metrics,
+            events=events,
+            user_message=message,
+            session_id=session_id,
+            state_set=state_set,
+            state_unset=state_unset,
+        )
+        telemetry_record_run(
+            event_type=telemetry_type,
+            run_id=run_id,
+            session_id=session_id,
+            component_id=component_id,
+            model=model,
+            provider=provider,
+            status=outcome["status"],
+            input_tokens=metrics.get("input_tokens", 0),
+            output_tokens=metrics.get("output_tokens", 0),
+            time_to_first_token=metrics.get("time_to_first_token"),
+            duration=metrics.get("duration"),
+            error_type=outcome.get("error_type", ""),
+            input=message,
+            output=outcome.get("output") or "",
+        )

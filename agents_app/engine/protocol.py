@@ -1,0 +1,76 @@
+"""What every kind of run (agent, team, workflow) offers to the code that runs it.
+
+Why a protocol: the runtime (agents_app.runtime) launches, follows, cancels and recovers runs, and
+the run service (agents_app.runs) prepares them with the busy-session policy and renders their
+results. Neither should care which kind of run it holds, so a new capability (evals, approvals,
+budgets) is written once. A prepared run is a handle: what its `prepare` function persisted (the
+user's message and a running Run row) and what its engine needs to execute it.
+
+Also here: the input rules every run endpoint shares (`check_message`), so an agent, a team and a
+workflow refuse the same message the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+from agents_app.conf import agentos_settings
+from agents_app.engine import events as ev
+from sessions_app.errors import DomainError
+
+KINDS = ("agent", "team", "workflow")
+
+
+class InvalidRunInput(DomainError, ValueError):
+    """The caller's input cannot start a run (empty or oversized message). Nothing was written."""
+
+    code = "invalid_input"
+    status = 400
+    field = "message"
+
+
+def check_message(message: Any) -> str:
+    """The input rules of every run: a non-empty string within MAX_MESSAGE_CHARS."""
+    if not isinstance(message, str) or not message.strip():
+        raise InvalidRunInput("The message must not be empty.")
+    limit = int(agentos_settings.MAX_MESSAGE_CHARS)
+    if len(message) > limit:
+        raise InvalidRunInput(f"The message is {len(message)} characters long; the limit is {limit}.")
+    return message
+
+
+@runtime_checkable
+class RunnableHandle(Protocol):
+    """A prepared run of any kind. Implemented by RunHandle (agents), TeamRunHandle and
+    WorkflowRunHandle; produced by each kind's `prepare` function (sync, one transaction)."""
+
+    kind: str
+    run_id: UUID
+    session_id: UUID
+    user_id: Any
+    message: str
+    created_at: datetime
+
+    @property
+    def component_id(self) -> str:
+        """The slug of the agent, team or workflow."""
+        ...
+
+    @property
+    def component_name(self) -> str: ...
+
+    def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
+        """Execute the run, yielding its events; the last one is terminal, and the run is stored
+        before it is yielded. Cancelling the iterating task ends it with a cancelled event."""
+        ...
+
+    def error_event(self, index: int, message: str, error_type: str) -> ev.RunEvent:
+        """This kind's error event, for a run that failed outside its engine."""
+        ...
+
+    def result(self, events: list[ev.RunEvent]) -> dict[str, Any]:
+        """The whole run as the non-streaming API answers it (agno's field names)."""
+        ...

@@ -1,0 +1,224 @@
+"""The run service: start, wait for or stream a run of any kind (agent, team, workflow), for every
+edge (REST, websocket, agno routes, admin "try it") and for a Django developer's own code.
+
+Why it sits here, above the runtime: the engine executes one prepared run and knows nothing of
+processes; the runtime (agents_app.runtime) supervises live runs across processes and knows no
+kind of run. This module joins them: a kind's `prepare` (validate and persist the start, in one
+transaction), the busy-session policy, the launch, and the result. An edge takes the kind from
+its URL and calls the same few functions whatever the kind, so a feature is written once.
+
+Preparing happens in two steps so that an async edge pays one thread hop in the common case:
+`prepare_or_defer` (sync: the edge's database hop) returns a handle, or a `Deferred` start when the
+session is busy; `resolve` (async) then applies the busy-session policy without holding a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from asgiref.sync import async_to_sync
+
+from agents_app.engine import events as ev
+from agents_app.engine.protocol import KINDS, RunnableHandle
+from agents_app.engine.runner import RunResult, result_from_events, run_prepare
+from agents_app.engine.team import team_run_prepare
+from agents_app.engine.workflow import workflow_run_prepare
+from agents_app.runtime import LiveRun, runtime
+from agents_app.selectors import agent_get_active
+from agents_app.selectors_teams import team_get_active, workflow_get_active
+from sessions_app.services import SessionBusy
+
+__all__ = [
+    "KINDS",
+    "Deferred",
+    "arun",
+    "arun_agent",
+    "arun_team",
+    "arun_workflow",
+    "astream",
+    "astream_agent",
+    "astream_team",
+    "astream_workflow",
+    "component_get_active",
+    "launch",
+    "prepare",
+    "prepare_or_defer",
+    "resolve",
+    "run_agent",
+    "run_team",
+    "run_workflow",
+    "stream_agent",
+    "wait_result",
+]
+
+
+def _prepare_agent(*, component_id: str, **kwargs: Any) -> RunnableHandle:
+    return run_prepare(agent_id=component_id, **kwargs)
+
+
+def _prepare_team(*, component_id: str, **kwargs: Any) -> RunnableHandle:
+    return team_run_prepare(team_id=component_id, **kwargs)
+
+
+def _prepare_workflow(*, component_id: str, **kwargs: Any) -> RunnableHandle:
+    return workflow_run_prepare(workflow_id=component_id, **kwargs)
+
+
+_PREPARE: dict[str, Callable[..., RunnableHandle]] = {
+    "agent": _prepare_agent,
+    "team": _prepare_team,
+    "workflow": _prepare_workflow,
+}
+_GET_ACTIVE: dict[str, Callable[[str], Any]] = {
+    "agent": lambda component_id: agent_get_active(agent_id=component_id),
+    "team": lambda component_id: team_get_active(team_id=component_id),
+    "workflow": lambda component_id: workflow_get_active(workflow_id=component_id),
+}
+
+
+def component_get_active(kind: str, component_id: str) -> Any:
+    """The active agent, team or workflow (sync); raises the kind's NotFound domain error."""
+    return _GET_ACTIVE[kind](component_id)
+
+
+# ---- preparing ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Deferred:
+    """A start whose session was busy: prepared later, by `resolve`, under the busy-session policy."""
+
+    kind: str
+    component_id: str
+    user: Any
+    message: str
+    session_id: UUID | None
+
+
+def prepare_or_defer(
+    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+) -> RunnableHandle | Deferred:
+    """Sync, one transaction: validate and persist the start of a run (the user's message and a
+    running Run), or, when the session has a run going, a `Deferred` start. Raises the domain errors
+    of a start that cannot be (unknown component or session, ended session, invalid message)."""
+    try:
+        return _PREPARE[kind](component_id=component_id, user=user, message=message, session_id=session_id)
+    except SessionBusy:
+        return Deferred(kind, component_id, user, message, session_id)
+
+
+async def resolve(start: RunnableHandle | Deferred) -> RunnableHandle:
+    """The handle of a start; a deferred one is prepared now, under its component's busy-session
+    policy (reject: SessionBusy; queue: wait; interrupt: cancel the running run, then go)."""
+    if not isinstance(start, Deferred):
+        return start
+    return await runtime.prepare_with(
+        _PREPARE[start.kind],
+        component_id=start.component_id,
+        user=start.user,
+        message=start.message,
+        session_id=start.session_id,
+    )
+
+
+async def prepare(
+    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+) -> RunnableHandle:
+    """Prepare a run from async code, with the busy-session policy."""
+    return await runtime.prepare_with(
+        _PREPARE[kind], component_id=component_id, user=user, message=message, session_id=session_id
+    )
+
+
+# ---- running ---------------------------------------------------------------------------------------
+
+
+def launch(handle: RunnableHandle, *, stream: bool = True) -> LiveRun:
+    """Start a prepared run in its own task (call it from a running loop): a reader that stops early,
+    or never reads, does not stop or lose the run, and any process can follow or cancel it."""
+    return runtime.launch(handle, stream=stream)
+
+
+async def wait_result(handle: RunnableHandle) -> dict[str, Any]:
+    """Execute a prepared run to its end (not streamed) and return its JSON result."""
+    events = await runtime.launch(handle, stream=False).wait()
+    return handle.result(events)
+
+
+async def arun(
+    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+) -> dict[str, Any]:
+    """Run any kind to its end from your own async code; the result is the REST API's JSON."""
+    return await wait_result(await prepare(kind, component_id, user=user, message=message, session_id=session_id))
+
+
+async def astream(
+    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+) -> AsyncIterator[ev.RunEvent]:
+    """`async for event in astream(kind, id, ...)`: a whole run's events (members' or steps' nested)."""
+    handle = await prepare(kind, component_id, user=user, message=message, session_id=session_id)
+    async for item in runtime.launch(handle).follow():
+        yield item
+
+
+# ---- the Python API, by kind (what README documents) -------------------------------------------------
+
+
+async def arun_agent(*, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunResult:
+    """Run an agent from your own async code and get its RunResult (`.content`, `.status`, `.events`)."""
+    handle = await prepare("agent", agent_id, user=user, message=message, session_id=session_id)
+    events = await runtime.launch(handle, stream=False).wait()
+    return result_from_events(handle, events, handle.user_id)  # type: ignore[arg-type]
+
+
+def astream_agent(
+    *, agent_id: str, user: Any, message: str, session_id: UUID | None = None
+) -> AsyncIterator[ev.RunEvent]:
+    """`async for event in astream_agent(...)`: a whole agent run as events, from your own async code."""
+    return astream("agent", agent_id, user=user, message=message, session_id=session_id)
+
+
+stream_agent = astream_agent
+
+
+def run_agent(*, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunResult:
+    """The sync wrapper: run an agent from a management command, a Celery task or a sync view."""
+    runner: Callable[..., RunResult] = async_to_sync(arun_agent)
+    return runner(agent_id=agent_id, user=user, message=message, session_id=session_id)
+
+
+async def arun_team(*, team_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
+    """Run a team from your own async code and get its result (as the REST API's JSON)."""
+    return await arun("team", team_id, user=user, message=message, session_id=session_id)
+
+
+def astream_team(
+    *, team_id: str, user: Any, message: str, session_id: UUID | None = None
+) -> AsyncIterator[ev.RunEvent]:
+    """`async for event in astream_team(...)`: a team run's events, its members' nested among them."""
+    return astream("team", team_id, user=user, message=message, session_id=session_id)
+
+
+def run_team(*, team_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
+    """The sync wrapper: run a team from a management command, a Celery task or a sync view."""
+    return async_to_sync(arun_team)(team_id=team_id, user=user, message=message, session_id=session_id)
+
+
+async def arun_workflow(*, workflow_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
+    """Run a workflow from your own async code and get its result (as the REST API's JSON)."""
+    return await arun("workflow", workflow_id, user=user, message=message, session_id=session_id)
+
+
+def astream_workflow(
+    *, workflow_id: str, user: Any, message: str, session_id: UUID | None = None
+) -> AsyncIterator[ev.RunEvent]:
+    """`async for event in astream_workflow(...)`: a workflow run's events, its steps' runs nested."""
+    return astream("workflow", workflow_id, user=user, message=message, session_id=session_id)
+
+
+def run_workflow(*, workflow_id: str, user: Any, message: str, session_id: UUID | None = None) -> dict[str, Any]:
+    """The sync wrapper: run a workflow from a management command, a Celery task or a sync view."""
+    return async_to_sync(arun_workflow)(workflow_id=workflow_id, user=user, message=message, session_id=session_id)
