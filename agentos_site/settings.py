@@ -137,7 +137,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# Product settings: one dict, read by the apps through agents_app.conf with defaults for
+# Product settings: one dict, read by the apps through sessions_app.conf with defaults for
 # everything not set here.
 AGENTOS = {
     "MAX_MESSAGE_CHARS": env.int("AGENTOS_MAX_MESSAGE_CHARS", default=32_000),

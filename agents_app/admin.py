@@ -15,8 +15,8 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html
 
+from agents_app import events as ev
 from agents_app.engine import InvalidRunInput
-from agents_app.engine import events as ev
 from agents_app.forms import AgentAdminForm, ModelConfigAdminForm, TryAgentForm, unknown_tools
 from agents_app.models import Agent, ModelConfig
 from agents_app.runs import run_agent

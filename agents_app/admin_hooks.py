@@ -19,10 +19,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
+from agents_app.hooks.executions import hook_executions_retry
 from agents_app.hooks.registry import POST, PRE, Hook, hook_registry
 from agents_app.hooks.runner import BACKGROUND, INLINE, global_background_mode
 from agents_app.models import HookExecution
-from agents_app.services import hook_executions_retry
 
 _MODE_LABELS = {"": "Its default", INLINE: "Inline: the answer waits for it", BACKGROUND: "In the background"}
 

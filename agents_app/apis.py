@@ -19,19 +19,16 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import ValidationError
 
 from agents_app import runs
-from agents_app.async_views import AsyncAPIView, StrictInputMixin
 from agents_app.models import Agent, ModelConfig, Team, Workflow
 from agents_app.selectors import agent_list_for_user
 from agents_app.selectors_teams import team_list_for_user, workflow_list_for_user
 from agents_app.serializers import (
-    BODY_ERRORS,
     AgentAdminSerializer,
     AgentSerializer,
     ModelConfigSerializer,
     RunInputSerializer,
     RunOutputSerializer,
     ServerSentEventSerializer,
-    error_responses,
 )
 from agents_app.serializers_teams import (
     TeamRunOutputSerializer,
@@ -40,6 +37,7 @@ from agents_app.serializers_teams import (
     WorkflowSerializer,
 )
 from agents_app.sse import sse_response
+from sessions_app.api_base import BODY_ERRORS, AsyncAPIView, StrictInputMixin, error_responses
 from sessions_app.errors import RUN_ERROR_STATUS, UPSTREAM_FAILURE, run_http_status
 
 

@@ -15,9 +15,9 @@ from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from agents_app.async_views import AsyncAPIView
 from agents_app.runtime import RunUnavailable, runtime
 from agents_app.serializers import ServerSentEventSerializer
+from sessions_app.api_base import AsyncAPIView
 from sessions_app.errors import ws_error_frame
 
 

@@ -11,7 +11,7 @@ class AgentsAppConfig(AppConfig):
     def ready(self) -> None:
         # Tools register themselves on import; importing the configured modules here means the
         # admin and the engine always see the same registry, in every process.
-        from agents_app.conf import agentos_settings
+        from sessions_app.conf import agentos_settings
 
         for module in agentos_settings.TOOL_MODULES:
             import_module(module)

@@ -31,9 +31,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from agents_app import runs
-from agents_app.conf import agentos_settings
 from agents_app.runtime import runtime
 from agents_app.ws_auth import SUBPROTOCOL
+from sessions_app.conf import agentos_settings
 from sessions_app.errors import DomainError, ws_error, ws_error_frame
 
 logger = logging.getLogger(__name__)

@@ -25,9 +25,10 @@ import logging
 import os
 import socket
 import threading
+from functools import partial
 from typing import Any
 
-from agents_app.conf import agentos_settings
+from sessions_app.conf import agentos_settings
 
 logger = logging.getLogger(__name__)
 
@@ -73,31 +74,30 @@ def wait_until_ready(timeout: float = 10.0) -> bool:
     return _ready.wait(timeout)
 
 
-def _sweep() -> None:
+def _sweep(app: Any) -> None:
     from django.db import connections
 
-    from agents_app.services import hook_executions_sweep
-
     try:
-        hook_executions_sweep()
+        # By name, as Celery beat calls it: this module imports nothing of the hook plumbing.
+        app.tasks["agents_app.hook_executions_sweep"]()
     except Exception:  # a sweep failure must not stop the worker
         logger.exception("The embedded worker's sweep of stalled hook executions failed")
     finally:
         connections.close_all()  # this thread's connections: hold none while asleep
 
 
-def _sweep_forever() -> None:
+def _sweep_forever(app: Any) -> None:
     """What Celery beat does in production: re-publish executions whose message was lost (here: died
     with an earlier process), now and then every minute."""
     while not _stopping.is_set():
-        _sweep()
+        _sweep(app)
         _stopping.wait(60.0)
 
 
-def _on_ready(*args: Any, **kwargs: Any) -> None:
+def _on_ready(app: Any) -> None:
     _stopping.clear()
     _ready.set()
-    threading.Thread(target=_sweep_forever, name="agentos-embedded-hook-sweep", daemon=True).start()
+    threading.Thread(target=_sweep_forever, args=(app,), name="agentos-embedded-hook-sweep", daemon=True).start()
 
 
 def _serve(app: Any) -> None:
@@ -109,7 +109,7 @@ def _serve(app: Any) -> None:
             concurrency=int(agentos_settings.HOOKS_EMBEDDED_CONCURRENCY),
             loglevel="WARNING",
             logfile=None,
-            ready_callback=_on_ready,
+            ready_callback=partial(_on_ready, app),
             without_heartbeat=True,
             without_mingle=True,
             without_gossip=True,

@@ -27,22 +27,19 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 
-from agents_app.conf import agentos_settings
-from agents_app.db import db_call
 from agents_app.hooks.context import HookContext
-from agents_app.hooks.registry import POST, hook_registry
+from agents_app.hooks.registry import MEMORY_HOOK, POST, SUMMARY_HOOK, hook_registry
 from agents_app.hooks.structured import ask_json
 from agents_app.tools.context import RunContext
 from agents_app.tools.registry import ToolRegistry
+from sessions_app.conf import agentos_settings
+from sessions_app.db import db_call
 from sessions_app.models import Memory
 from sessions_app.selectors import memories_for_context, memory_line
 from sessions_app.services import MemoryOperation, memory_apply
 
 if TYPE_CHECKING:
     from agents_app.models import Agent
-
-MEMORY_HOOK = "agentos_memory"
-SUMMARY_HOOK = "agentos_session_summary"
 
 
 def memory_scope_pk(agent: Agent) -> int | None:

@@ -9,9 +9,9 @@ Token authentication (for clients without a session) comes with the routes: see 
 
 from django.urls import path
 
-from agents_app.conf import agentos_settings
 from agents_app.consumers import ChatConsumer
 from agents_app.ws_auth import TokenAuthMiddleware
+from sessions_app.conf import agentos_settings
 
 # The chat page builds its websocket URL from this (websocket routes cannot be reversed); a host
 # site that serves its websockets under a prefix sets AGENTOS["WEBSOCKET_PATH"] (e.g. "ai/ws/agents/").

@@ -21,7 +21,7 @@ from uuid import UUID
 
 from asgiref.sync import async_to_sync
 
-from agents_app.engine import events as ev
+from agents_app import events as ev
 from agents_app.engine.protocol import KINDS, RunnableHandle
 from agents_app.engine.runner import RunResult, result_from_events, run_prepare
 from agents_app.engine.team import team_run_prepare

@@ -49,10 +49,10 @@ from uuid import UUID
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 
-from agents_app.conf import agentos_settings
-from agents_app.db import db_call
-from agents_app.engine import events as ev
+from agents_app import events as ev
 from agents_app.engine.protocol import RunnableHandle
+from sessions_app.conf import agentos_settings
+from sessions_app.db import db_call
 from sessions_app.errors import NotFoundError, UnavailableError
 from sessions_app.models import Run
 from sessions_app.services import SessionBusy, run_finish

@@ -8,8 +8,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from agents_app.conf import agentos_settings
 from agents_app.models import Agent
+from sessions_app.conf import agentos_settings
 from sessions_app.errors import NotFoundError
 
 _cache: dict[str, tuple[float, Agent]] = {}

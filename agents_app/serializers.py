@@ -7,12 +7,11 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import build_array_type, build_basic_type
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-from agents_app.conf import agentos_settings
 from agents_app.models import Agent, ModelConfig
 from agents_app.tools.registry import tool_registry
+from sessions_app.conf import agentos_settings
 
 
 class ModelConfigSerializer(serializers.ModelSerializer):
@@ -266,51 +265,3 @@ class RunOutputSerializer(serializers.Serializer):
     created_at = serializers.IntegerField(help_text="Unix time, seconds.")
     metrics = RunMetricsSerializer()
     error = RunErrorSerializer(required=False)
-
-
-# ---- Error bodies ------------------------------------------------------------------------------
-
-
-class ErrorSerializer(serializers.Serializer):
-    """The body of an error that is not about particular fields (DRF's format)."""
-
-    detail = serializers.CharField()
-
-
-VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": (
-        "Field name (or `non_field_errors`) -> list of messages. A body that cannot be parsed at all "
-        '(malformed JSON, bad multipart, too many fields) gives `{"detail": "..."}` instead.'
-    ),
-    "additionalProperties": {},
-    "minProperties": 1,
-}
-
-_ERROR_DESCRIPTIONS = {
-    400: "Invalid input: the fields at fault with their messages, or `detail` for a malformed body.",
-    401: "Not authenticated: no credentials, or an unknown token.",
-    403: "Not allowed: staff only, or (cookie authentication) a missing CSRF token.",
-    404: "No such object, or not yours.",
-    409: "Conflict with the current state of the object.",
-    413: "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
-    415: "The Content-Type is not one of the documented request media types.",
-}
-
-
-def error_responses(*codes: int, **descriptions: str) -> dict[int, OpenApiResponse]:
-    """The documented error responses of an operation: `error_responses(400, 401, 404)`.
-
-    Every 4xx body is JSON: 400 is a validation error (field -> messages), the others `{"detail"}`.
-    A keyword `e404="..."` replaces the default description of that status.
-    """
-    result = {}
-    for code in codes:
-        description = descriptions.get(f"e{code}", _ERROR_DESCRIPTIONS[code])
-        body = VALIDATION_ERROR_SCHEMA if code == 400 else ErrorSerializer
-        result[code] = OpenApiResponse(body, description=description)
-    return result
-
-
-# What any operation with a request body can answer besides its own errors.
-BODY_ERRORS = (400, 413, 415)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import orjson
 from django.http import StreamingHttpResponse
 
-from agents_app.engine.events import RunEvent
+from agents_app.events import RunEvent
 
 
 def sse_frame(event: RunEvent) -> bytes:

@@ -1,12 +1,12 @@
 """Celery tasks of agents_app. Thin: they take ids, call a service, and ask Celery to deliver again
-when the service says so. Everything else (claiming, retries, the record) is in agents_app.services."""
+when the service says so. Everything else (claiming, retries, the record) is in agents_app.hooks.executions."""
 
 from __future__ import annotations
 
 from celery import shared_task
 from django.db import OperationalError
 
-from agents_app.services import hook_execution_run, hook_executions_sweep
+from agents_app.hooks.executions import hook_execution_run, hook_executions_sweep
 
 DB_ERROR_RETRIES = 20
 

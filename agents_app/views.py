@@ -12,8 +12,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from agents_app.conf import agentos_settings
 from agents_app.routing import WS_AGENT_PATH
+from sessions_app.conf import agentos_settings
 
 # A placeholder the script replaces with a session id (URLs with ids cannot be reversed without one).
 _SESSION_PLACEHOLDER = uuid.UUID(int=0)

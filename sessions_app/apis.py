@@ -13,8 +13,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents_app.async_views import StrictInputMixin
-from agents_app.serializers import BODY_ERRORS, error_responses
+from sessions_app.api_base import BODY_ERRORS, StrictInputMixin, error_responses
 from sessions_app.models import Memory
 from sessions_app.selectors import (
     memory_list_for_user,
@@ -209,9 +208,9 @@ class MemoryListApi(StrictInputMixin, generics.ListAPIView):
         data = serializer.validated_data
         agent_pk = None
         if data.get("agent_id"):
-            from agents_app.models import Agent
-
-            agent_pk = Agent.objects.filter(slug=data["agent_id"]).values_list("pk", flat=True).first()
+            # The agent model through the memory's relation: this app imports nothing of agents_app.
+            agent_model = Memory._meta.get_field("agent").related_model
+            agent_pk = agent_model.objects.filter(slug=data["agent_id"]).values_list("pk", flat=True).first()
             if agent_pk is None:
                 raise ValidationError({"agent_id": [f"No agent with id {data['agent_id']!r}."]})
         try:

@@ -69,7 +69,7 @@ def _session_name(message: str) -> str:
 def _running_runs(session_id: Any, now: Any) -> Any:
     """Runs of the session still going. A run marked running for longer than RUN_STALE_SECONDS is
     ignored: its server process most likely died, and it must not block the session forever."""
-    from agents_app.conf import agentos_settings
+    from sessions_app.conf import agentos_settings
 
     since = now - timedelta(seconds=float(agentos_settings.RUN_STALE_SECONDS))
     return Run.objects.filter(
@@ -175,7 +175,7 @@ def run_finish(
 
     Messages are stored even for failed runs (partial output is kept). The update is guarded by
     status=running so a run that was already finished elsewhere is not overwritten. `on_finish` (the
-    run's hooks: agents_app.services.run_finish_with_hooks) runs inside the same transaction, only
+    run's hooks: agents_app.hooks.executions.run_finish_with_hooks) runs inside the same transaction, only
     when the run was stored. `user_message` (the run's input, as the pre-hooks left it) becomes the
     message at position 0. `state_set` / `state_unset`: the top-level session-state keys the run
     changed, merged into the session's state as it is now (session_state_merge), in the same

@@ -135,8 +135,8 @@ def _close_engine_db_threads(django_db_setup: Any, django_db_blocker: Any) -> It
     # The engine's database threads keep their connections; close them before the test database
     # is dropped (PostgreSQL refuses to drop a database that has sessions).
     yield
-    from agents_app.db import db_threads_close_connections
     from agents_app.embedded_worker import stop_embedded_worker
+    from sessions_app.db import db_threads_close_connections
 
     # The embedded Celery worker (background hooks in embedded mode) and its sweep thread, too:
     # otherwise they touch the database after it is gone.

@@ -98,7 +98,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
-# Every key is optional (defaults in agents_app/conf.py and telemetry_app/conf.py).
+# Every key is optional (defaults in sessions_app/conf.py and telemetry_app/conf.py).
 AGENTOS = {"MAX_MESSAGE_CHARS": 8000}
 # Background hooks: Celery's in-memory broker and a worker thread in each server process.
 CELERY_BROKER_URL = "memory://"

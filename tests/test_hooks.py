@@ -21,11 +21,11 @@ from django.utils import timezone
 from agents_app.hooks import HookContext, hook_registry
 from agents_app.hooks.builtin import merge_topics, redact_text
 from agents_app.hooks.errors import InputRejected
+from agents_app.hooks.executions import hook_execution_run, hook_executions_retry, hook_executions_sweep
 from agents_app.hooks.registry import Hook, HookRegistry
 from agents_app.hooks.runner import runs_in_background
 from agents_app.models import Agent, HookExecution
 from agents_app.runs import run_agent
-from agents_app.services import hook_execution_run, hook_executions_retry, hook_executions_sweep
 from sessions_app.models import Message, Run, Session
 from tests.conftest import bearer
 from tests.factories import AgentFactory
@@ -586,7 +586,7 @@ def test_a_claim_held_by_a_live_worker_is_left_alone_and_a_dead_ones_is_taken_ov
 def test_the_sweep_republishes_only_stalled_executions(background_run, monkeypatch):
     published: list[list[tuple[int, str]]] = []
     monkeypatch.setattr(
-        "agents_app.services.hook_executions_publish", lambda *, executions: published.append(executions) or 0
+        "agents_app.hooks.executions.hook_executions_publish", lambda *, executions: published.append(executions) or 0
     )
     execution = background_run["execution"]
     assert hook_executions_sweep() == 0 and published == []  # just queued: its message is on its way

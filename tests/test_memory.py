@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
+from agents_app.hooks.executions import hook_execution_run
 from agents_app.memory import MEMORY_HOOK, SUMMARY_HOOK
 from agents_app.models import HookExecution
 from agents_app.runs import run_agent
-from agents_app.services import hook_execution_run
 from agents_app.tools.context import RunContext
 from agents_app.tools.registry import tool_registry
 from sessions_app.models import Memory, Run, Session

@@ -363,9 +363,9 @@ async def test_teams_are_listed_for_users(asgi, token, openai_model, members):
 async def test_a_team_run_left_by_a_dead_process_replays_with_a_team_terminal_event(
     asgi, token, user, openai_model, members
 ):
-    from agents_app.db import db_call
     from agents_app.engine.team import team_run_prepare
     from agents_app.runtime import _mark_cancelled_if_orphaned
+    from sessions_app.db import db_call
 
     team = await _make(openai_model, members, mode="route")
     handle = await db_call(team_run_prepare, team_id=team.slug, user=user, message="hi")  # never launched
@@ -383,8 +383,8 @@ async def test_a_busy_session_is_a_409_unless_only_a_dead_process_held_it(
 
     from django.utils import timezone
 
-    from agents_app.db import db_call
     from agents_app.engine.team import team_run_prepare
+    from sessions_app.db import db_call
 
     team = await _make(openai_model, members, mode="route", busy_session_policy="reject")
     held = await db_call(team_run_prepare, team_id=team.slug, user=user, message="first")  # never launched

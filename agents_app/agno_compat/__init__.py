@@ -13,7 +13,7 @@ from __future__ import annotations
 def url_prefix() -> str | None:
     """The URL prefix the site mounts the compatibility routes under: "os/" by default, "" for the
     site root, None when the setting is None (not served)."""
-    from agents_app.conf import agentos_settings
+    from sessions_app.conf import agentos_settings
 
     prefix = agentos_settings.AGNO_COMPAT_PREFIX
     if prefix is None:

@@ -16,7 +16,7 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from agents_app.engine import events as ev
+from agents_app import events as ev
 from agents_app.engine.runner import RunHandle
 from agents_app.models import Agent
 from agents_app.tools.registry import tool_registry
@@ -195,7 +195,7 @@ def health_json(started_at: datetime) -> dict[str, Any]:
 
 
 def event_json(event: dict[str, Any], *, agent_name: str) -> dict[str, Any]:
-    """One of our run events (already agno-named, see agents_app.engine.events) with the one field
+    """One of our run events (already agno-named, see agents_app.events) with the one field
     agno's events add: the agent's name."""
     return {**event, "agent_name": agent_name}
 

@@ -26,14 +26,14 @@ from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from agents_app import events as ev
 from agents_app import runs
 from agents_app.agno_compat import serializers as s
-from agents_app.async_views import AsyncAPIView
 from agents_app.authentication import BearerOrTokenAuthentication
-from agents_app.conf import agentos_settings
-from agents_app.engine import events as ev
 from agents_app.runtime import RunNotFound, runtime
 from agents_app.selectors import agent_list_for_user
+from sessions_app.api_base import AsyncAPIView
+from sessions_app.conf import agentos_settings
 from sessions_app.errors import agno_problem, run_http_status
 from sessions_app.models import Memory
 from sessions_app.selectors import (

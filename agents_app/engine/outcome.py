@@ -24,8 +24,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 from uuid import UUID
 
-from agents_app.db import db_call
-from agents_app.engine import events as ev
+from agents_app import events as ev
+from sessions_app.db import db_call
 from sessions_app.models import Run
 from sessions_app.services import run_finish
 from telemetry_app.services import telemetry_record_run, telemetry_transaction

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
-from agents_app.conf import agentos_settings
-from agents_app.engine import events as ev
+from agents_app import events as ev
+from sessions_app.conf import agentos_settings
 from sessions_app.errors import DomainError
 
 KINDS = ("agent", "team", "workflow")

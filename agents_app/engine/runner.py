@@ -22,8 +22,7 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 from jsonschema import Draft202012Validator
 
-from agents_app.conf import agentos_settings
-from agents_app.engine import events as ev
+from agents_app import events as ev
 from agents_app.engine.outcome import Execution
 from agents_app.engine.protocol import check_message
 from agents_app.hooks import runner as hook_runner
@@ -35,6 +34,7 @@ from agents_app.providers.registry import UnknownProviderError, get_provider
 from agents_app.selectors import agent_get_active
 from agents_app.tools.context import RunContext
 from agents_app.tools.registry import Tool, tool_registry
+from sessions_app.conf import agentos_settings
 from sessions_app.models import Run
 from sessions_app.services import run_start
 from telemetry_app.schemas import EventType
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 _SCHEMA_INSTRUCTION = "Answer with a single JSON object that matches this JSON schema, and nothing else:\n{schema}"
 
 
-class OutputValidationError(Exception):
+class OutputValidationError(ValueError):
     error_type = "output_validation_error"
 
 

@@ -25,9 +25,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from agents_app.conf import agentos_settings
-from agents_app.db import db_call
-from agents_app.engine import events as ev
+from agents_app import events as ev
 from agents_app.engine.children import ChildCancelled, ChildFailed, DelegationDepthExceeded, content_text, merge
 from agents_app.engine.outcome import Execution
 from agents_app.engine.protocol import check_message
@@ -39,6 +37,8 @@ from agents_app.providers.base import ModelError, ModelResponse, ToolCallRequest
 from agents_app.providers.registry import get_provider
 from agents_app.selectors_teams import team_get_active, team_members_tree
 from agents_app.tools.registry import Tool
+from sessions_app.conf import agentos_settings
+from sessions_app.db import db_call
 from sessions_app.models import Run
 from sessions_app.services import child_run_start, component_run_start, run_finish
 from telemetry_app.schemas import EventType

@@ -22,8 +22,7 @@ from uuid import UUID
 
 from asgiref.sync import sync_to_async
 
-from agents_app.conf import agentos_settings
-from agents_app.engine import events as ev
+from agents_app import events as ev
 from agents_app.engine.children import ChildCancelled, ChildFailed, DelegationDepthExceeded, content_text, merge
 from agents_app.engine.outcome import Execution
 from agents_app.engine.protocol import check_message
@@ -31,6 +30,7 @@ from agents_app.engine.team import ChildRun
 from agents_app.models import TeamMember, Workflow, WorkflowStep
 from agents_app.selectors_teams import StepNode, workflow_get_active, workflow_steps_tree
 from agents_app.workflows.registry import StepInput, step_registry
+from sessions_app.conf import agentos_settings
 from sessions_app.models import Run
 from sessions_app.services import component_run_start
 from telemetry_app.schemas import EventType

@@ -13,11 +13,11 @@ import json
 import re
 from typing import Any
 
-from agents_app.conf import agentos_settings
 from agents_app.hooks.context import HookContext
 from agents_app.hooks.errors import HookError
 from agents_app.hooks.registry import POST, PRE, hook
 from agents_app.hooks.structured import ask_json
+from sessions_app.conf import agentos_settings
 
 # ---- the judge ------------------------------------------------------------------------------------
 

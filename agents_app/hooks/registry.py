@@ -25,6 +25,9 @@ from typing import Any
 
 PRE = "pre"
 POST = "post"
+# Our internal post-hooks (registered by agents_app.memory), planned from an agent's memory settings.
+MEMORY_HOOK = "agentos_memory"
+SUMMARY_HOOK = "agentos_session_summary"
 PHASES = (PRE, POST)
 
 DEFAULT_RETRIES = 2
@@ -74,7 +77,7 @@ class HookRegistry:
         with self._load_lock:
             if self._loaded:
                 return
-            from agents_app.conf import agentos_settings
+            from sessions_app.conf import agentos_settings
 
             for module in ("agents_app.memory", *agentos_settings.HOOK_MODULES):
                 import_module(module)

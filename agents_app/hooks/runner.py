@@ -38,21 +38,19 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import sync_to_async
-
-from agents_app.conf import agentos_settings
-from agents_app.engine import events as ev
+from agents_app import events as ev
+from agents_app.hooks.calling import call_hook, failure_for
 from agents_app.hooks.context import HookContext
 from agents_app.hooks.errors import (
     HookError,
     HookFailure,
     HookRejected,
-    HookTimeout,
     InputRejected,
     OutputRejected,
 )
-from agents_app.hooks.registry import POST, PRE, Hook, hook_registry
+from agents_app.hooks.registry import MEMORY_HOOK, POST, PRE, SUMMARY_HOOK, Hook, hook_registry
 from agents_app.providers.base import ModelError
+from sessions_app.conf import agentos_settings
 
 if TYPE_CHECKING:
     from agents_app.models import Agent
@@ -103,8 +101,6 @@ class PlannedHook:
 def internal_hooks(agent: Agent, *, history_overflow: bool) -> list[PlannedHook]:
     """Our post-hooks the agent's memory settings call for (agents_app.memory): automatic memory
     after every completed run; a session summary when runs have left the history window."""
-    from agents_app.memory import MEMORY_HOOK, SUMMARY_HOOK
-
     wanted = []
     if agent.memory_mode == "automatic":
         wanted.append(MEMORY_HOOK)
@@ -134,24 +130,6 @@ def plan_hooks(agent: Agent) -> list[PlannedHook]:
                 PlannedHook(name=str(name), phase=phase, position=position, hook=item, background=background)
             )
     return planned
-
-
-async def call_hook(hook: Hook, ctx: HookContext) -> Any:
-    """One attempt, bounded by the hook's timeout (TimeoutError). A sync hook runs in a worker thread;
-    when it overruns, the thread is abandoned (Python cannot stop it) and its result ignored."""
-    if hook.is_async:
-        return await asyncio.wait_for(hook.fn(ctx), hook.timeout)
-    return await asyncio.wait_for(sync_to_async(hook.fn, thread_sensitive=False)(ctx), hook.timeout)
-
-
-def failure_for(hook: Hook, exc: BaseException) -> HookError:
-    """A hook's exception as the error a client may read: our own error types keep their message
-    (written for clients); anything else shows only its type (details go to the log)."""
-    if isinstance(exc, TimeoutError):
-        return HookTimeout(f"The {hook.name} hook did not finish within {hook.timeout:g} s.", hook_name=hook.name)
-    if isinstance(exc, HookFailure | ModelError):
-        return HookError(f"The {hook.name} hook failed: {exc}", hook_name=hook.name)
-    return HookError(f"The {hook.name} hook failed ({type(exc).__name__}).", hook_name=hook.name)
 
 
 def _as_rejection(phase: str, hook: Hook, exc: HookRejected) -> HookRejected:
@@ -345,8 +323,6 @@ class RunHooks:
     async def _run_internal(self, execution: Any, planned: PlannedHook, is_json: bool) -> AsyncIterator[ev.RunEvent]:
         """Automatic memory or a session summary, inline: their own events (agno's names); their
         output is ignored (they only read the answer)."""
-        from agents_app.memory import MEMORY_HOOK
-
         if planned.name == MEMORY_HOOK:
             started_cls, completed_cls = ev.MemoryUpdateStarted, ev.MemoryUpdateCompleted
         else:
@@ -368,12 +344,10 @@ class RunHooks:
                 raise HookError(f"The {planned.name} hook must return a string or None.", hook_name=planned.name)
             self.content = result
             return
-        from agents_app.engine.runner import OutputValidationError
-
         try:
             text = json.dumps(result, ensure_ascii=False)
             self.output_json = validate(text)
-        except (TypeError, ValueError, OutputValidationError) as exc:
+        except (TypeError, ValueError) as exc:  # the engine's OutputValidationError is a ValueError
             raise HookError(
                 f"The {planned.name} hook returned an output that does not match the output schema: {exc}",
                 hook_name=planned.name,
@@ -392,7 +366,7 @@ class RunHooks:
         """`run_finish` extended with what the hooks produced (the rewritten input, the database
         writes of successful inline hooks, background executions to record and enqueue), or None
         when there is nothing. (Session-state changes are the run's own: the engine passes them.)"""
-        from agents_app.services import run_finish_with_hooks
+        from agents_app.hooks.executions import run_finish_with_hooks
 
         background = self.background_rows(status)
         hook_input = self.input if self.input != self.original_input else None

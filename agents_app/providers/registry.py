@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from django.utils.module_loading import import_string
 
-from agents_app.conf import agentos_settings
 from agents_app.providers.base import ModelProvider
+from sessions_app.conf import agentos_settings
 
 if TYPE_CHECKING:
     from agents_app.models import ModelConfig

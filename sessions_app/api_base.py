@@ -1,4 +1,5 @@
-"""The base of the REST edges: strict input handling for every API view, and an async APIView.
+"""The base of the REST edges of the three apps (it lives in sessions_app, the bottom app, so that
+every app can use it): strict input handling for every API view, and an async APIView.
 
 `StrictInputMixin` (on every API view, sync or async) makes every bad body a 4xx with a JSON body:
 JSON is parsed strictly (orjson: no NaN, no lone surrogates, nesting capped), and the request-size
@@ -24,13 +25,14 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpResponse, HttpResponseBase
-from rest_framework import status
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser, get_encoding
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents_app.db import db_call
+from sessions_app.db import db_call
 from sessions_app.errors import exception_handler
 
 
@@ -125,3 +127,53 @@ class AsyncAPIView(StrictInputMixin, APIView):
                 plain[key] = value
             return plain
         return response
+
+
+# ---- Error bodies ------------------------------------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of an error that is not about particular fields (sessions_app.errors)."""
+
+    detail = serializers.CharField(help_text="What went wrong, for people.")
+    code = serializers.CharField(help_text="What went wrong, for programs: stable, snake_case.")
+
+
+VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "Field name (or `non_field_errors`) -> list of messages, plus `detail` (the first message) and "
+        '`code` ("invalid"). A body that cannot be parsed at all (malformed JSON, bad multipart, too many '
+        'fields) gives `{"detail": "...", "code": "parse_error"}` instead.'
+    ),
+    "additionalProperties": {},
+    "minProperties": 1,
+}
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid input: the fields at fault with their messages, or `detail` for a malformed body.",
+    401: "Not authenticated: no credentials, or an unknown token.",
+    403: "Not allowed: staff only, or (cookie authentication) a missing CSRF token.",
+    404: "No such object, or not yours.",
+    409: "Conflict with the current state of the object.",
+    413: "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
+    415: "The Content-Type is not one of the documented request media types.",
+}
+
+
+def error_responses(*codes: int, **descriptions: str) -> dict[int, OpenApiResponse]:
+    """The documented error responses of an operation: `error_responses(400, 401, 404)`.
+
+    Every 4xx body is JSON: 400 is a validation error (field -> messages), the others `{"detail"}`.
+    A keyword `e404="..."` replaces the default description of that status.
+    """
+    result = {}
+    for code in codes:
+        description = descriptions.get(f"e{code}", _ERROR_DESCRIPTIONS[code])
+        body = VALIDATION_ERROR_SCHEMA if code == 400 else ErrorSerializer
+        result[code] = OpenApiResponse(body, description=description)
+    return result
+
+
+# What any operation with a request body can answer besides its own errors.
+BODY_ERRORS = (400, 413, 415)

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from asgiref.sync import AsyncToSync, sync_to_async
 from django.db import close_old_connections, connection
 
-from agents_app.conf import agentos_settings
+from sessions_app.conf import agentos_settings
 
 T = TypeVar("T")
 
