@@ -15,12 +15,23 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 
 from sessions_app.models import Memory, Message, Run, Session
 
+SESSION_KINDS = ("agent", "team", "workflow")
+
 
 def session_list_for_user(
-    *, user: Any, agent_id: str | None = None, team_id: str | None = None, workflow_id: str | None = None
+    *,
+    user: Any,
+    agent_id: str | None = None,
+    team_id: str | None = None,
+    workflow_id: str | None = None,
+    kind: str | None = None,
+    component_id: str | None = None,
 ) -> QuerySet[Session]:
+    """The user's sessions, most recently updated first. `kind` ("agent", "team", "workflow"): only
+    sessions of that kind; `component_id`: only sessions of the agent, team or workflow with that
+    slug (of `kind` when given, else of any kind: agno's clients filter by one id for all three)."""
     qs = Session.objects.filter(user=user).select_related("agent", "team", "workflow").annotate(run_count=Count("runs"))
-    if any(value and "\x00" in value for value in (agent_id, team_id, workflow_id)):
+    if any(value and "\x00" in value for value in (agent_id, team_id, workflow_id, component_id)):
         # No id holds a NUL character, and PostgreSQL refuses one in a query (a 500).
         return qs.none()
     if agent_id:
@@ -29,19 +40,36 @@ def session_list_for_user(
         qs = qs.filter(team__slug=team_id)
     if workflow_id:
         qs = qs.filter(workflow__slug=workflow_id)
+    if kind:
+        qs = qs.filter(_kind_filter(kind))
+    if component_id:
+        kinds = (kind,) if kind else SESSION_KINDS
+        any_of = Q()
+        for name in kinds:
+            any_of |= Q(**{f"{name}__slug": component_id})
+        qs = qs.filter(any_of)
     return qs.order_by("-updated_at", "-created_at")
 
 
-def session_detail_for_user(*, user: Any, session_id: UUID) -> Session | None:
-    """The session with its runs and their messages in three queries, or None if not the user's."""
+def _kind_filter(kind: str) -> Q:
+    if kind not in SESSION_KINDS:
+        raise ValueError(f"Unknown session kind {kind!r}; expected one of {SESSION_KINDS}.")
+    return Q(**{f"{kind}__isnull": False})
+
+
+def session_detail_for_user(*, user: Any, session_id: UUID, kind: str | None = None) -> Session | None:
+    """The session with its runs and their messages in three queries, or None if not the user's
+    (or, with `kind`, not a session of that kind)."""
     runs = (
         Run.objects.order_by("created_at")
         .select_related("agent", "team", "workflow")
         .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")))
     )
+    qs = Session.objects.filter(user=user, pk=session_id)
+    if kind:
+        qs = qs.filter(_kind_filter(kind))
     return (
-        Session.objects.filter(user=user, pk=session_id)
-        .select_related("agent", "team", "workflow")
+        qs.select_related("agent", "team", "workflow")
         .prefetch_related(Prefetch("runs", queryset=runs))
         .annotate(run_count=Count("runs"))
         .first()

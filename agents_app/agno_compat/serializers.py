@@ -1,8 +1,9 @@
 """Our data in agno AgentOS's shapes, and the input of its endpoints.
 
 Output: plain functions from our models and run events to the JSON agno's server emits and its
-client parses (`AgentResponse`, `ConfigResponse`, `RunOutput`, run events, `SessionSchema`,
-`AgentSessionDetailSchema`, `RunSchema`, the `data` + `meta` page). Like agno's server, keys whose
+client parses (`AgentResponse`, `TeamResponse`, `WorkflowResponse`, `ConfigResponse`, `RunOutput`,
+run events, `SessionSchema`, the agent, team and workflow session details, `RunSchema`,
+`TeamRunSchema`, `WorkflowRunSchema`, the `data` + `meta` page). Like agno's server, keys whose
 value would be null are left out. Input: DRF serializers for agno's form fields and query
 parameters.
 """
@@ -10,6 +11,7 @@ parameters.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,6 +134,17 @@ def team_json(team: Any, members_of: dict[int, list[Any]], *, depth: int = 0) ->
             "members": members,
         }
     )
+
+
+def team_detail_json(team: Any, members_of: dict[int, list[Any]], *, staff: bool) -> dict[str, Any]:
+    """agno's `TeamResponse` for `GET /teams/{id}`: the listing's fields and, as for agents, what
+    only staff see: the leader's instructions and its history setting."""
+    data = team_json(team, members_of)
+    if staff:
+        data["sessions"] = {"add_history_to_context": team.history_runs > 0, "num_history_runs": team.history_runs}
+        if team.instructions:
+            data["system_message"] = {"instructions": team.instructions}
+    return data
 
 
 def _step_json(node: Any) -> dict[str, Any]:
@@ -336,8 +349,15 @@ def output_json(handle: Any, events: list[ev.RunEvent]) -> dict[str, Any]:
 # ---- Sessions and stored runs --------------------------------------------------------------------
 
 
+def component_of(obj: Session | Run) -> Any:
+    """The agent, team or workflow a session or run belongs to (select_related them)."""
+    return obj.team if obj.team_id else obj.workflow if obj.workflow_id else obj.agent
+
+
 def session_json(session: Session) -> dict[str, Any]:
-    """agno's `SessionSchema` (one item of `GET /sessions`)."""
+    """agno's `SessionSchema` (one item of `GET /sessions`): `session_type` and the one of
+    `agent_id` / `team_id` / `workflow_id` that names what the session belongs to."""
+    kind = session.component_type
     return _compact(
         {
             "session_id": str(session.pk),
@@ -345,9 +365,9 @@ def session_json(session: Session) -> dict[str, Any]:
             "session_state": session.state or {},
             "created_at": iso(session.created_at),
             "updated_at": iso(session.updated_at),
-            "session_type": "agent",
+            "session_type": kind,
             "user_id": user_id_of(session.user_id),
-            "agent_id": session.agent.slug,
+            f"{kind}_id": component_of(session).slug,
         }
     )
 
@@ -376,25 +396,27 @@ def _metrics(run: Run) -> dict[str, Any]:
     }
 
 
+def _stored_content(run: Run) -> Any:
+    """What a stored run answered: its JSON output, its text, or (failed, nothing said) its error."""
+    if run.output_json is not None:
+        return run.output_json
+    return run.output or run.error or None
+
+
 def run_json(run: Run, *, agent: Agent) -> dict[str, Any]:
     """A stored run as agno's `RunSchema` (an item of `GET /sessions/{id}/runs`). `messages` must
     be prefetched in order."""
-    if run.output_json is not None:
-        content: Any = run.output_json
-    elif run.output:
-        content = run.output
-    else:
-        content = run.error or None
     stored = run.events or []
     return _compact(
         {
             "run_id": str(run.pk),
+            "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
             "agent_id": agent.slug,
             "user_id": user_id_of(run.user_id),
             "session_id": str(run.session_id),
             "status": RUN_STATUS.get(run.status, run.status.upper()),
             "run_input": run.input,
-            "content": content,
+            "content": _stored_content(run),
             "run_response_format": "json" if run.output_json is not None else "text",
             "metrics": _metrics(run),
             "messages": [message_json(m) for m in run.messages.all()] or None,
@@ -408,12 +430,7 @@ def run_json(run: Run, *, agent: Agent) -> dict[str, Any]:
 def session_detail_json(session: Session) -> dict[str, Any]:
     """agno's `AgentSessionDetailSchema` (`GET /sessions/{id}`, rename). The session's runs and
     their messages must be prefetched (sessions_app.selectors.session_detail_for_user)."""
-    runs = list(session.runs.all())
-    totals = {
-        "input_tokens": sum(r.input_tokens for r in runs),
-        "output_tokens": sum(r.output_tokens for r in runs),
-        "total_tokens": sum(r.total_tokens for r in runs),
-    }
+    runs, totals = _session_common(session)
     return _compact(
         {
             "user_id": user_id_of(session.user_id),
@@ -421,11 +438,7 @@ def session_detail_json(session: Session) -> dict[str, Any]:
             "session_id": str(session.pk),
             "session_name": session.name,
             "session_state": session.state or {},
-            "session_summary": (
-                {"summary": session.summary, "topics": None, "updated_at": iso(session.summary_updated_at)}
-                if session.summary
-                else None
-            ),
+            "session_summary": _summary_json(session),
             "agent_id": session.agent.slug,
             "total_tokens": totals["total_tokens"],
             "agent_data": {"name": session.agent.name, "agent_id": session.agent.slug},
@@ -435,6 +448,194 @@ def session_detail_json(session: Session) -> dict[str, Any]:
             "updated_at": iso(session.updated_at),
         }
     )
+
+
+_TEAM_TOOL_EVENTS = ("TeamToolCallCompleted", "TeamToolCallError")
+_WORKFLOW_TERMINALS = ("WorkflowCompleted", "WorkflowError", "WorkflowCancelled")
+
+
+def _named_events(run: Run, name_key: str, name: str) -> list[dict[str, Any]] | None:
+    """A team's or workflow's stored events as its stream sent them: its own events carry its name
+    (`team_name` / `workflow_name`), its members' and steps' nested events are left as they are."""
+    return [e if e.get("parent_run_id") else {**e, name_key: name} for e in run.events or []] or None
+
+
+def team_run_json(run: Run) -> dict[str, Any]:
+    """A stored team run as agno's `TeamRunSchema` (its client tells it from a `RunSchema` by
+    `team_id`). Its members' runs are separate items of the session's runs, with `parent_run_id`.
+    `messages` must be prefetched in order."""
+    stored = run.events or []
+    return _compact(
+        {
+            "run_id": str(run.pk),
+            "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
+            "team_id": run.team.slug,
+            "user_id": user_id_of(run.user_id),
+            "session_id": str(run.session_id),
+            "status": RUN_STATUS.get(run.status, run.status.upper()),
+            "run_input": run.input,
+            "content": _stored_content(run),
+            "run_response_format": "json" if run.output_json is not None else "text",
+            "metrics": _metrics(run),
+            "messages": [message_json(m) for m in run.messages.all()] or None,
+            "tools": [
+                e["tool"]
+                for e in stored
+                if e.get("event") in _TEAM_TOOL_EVENTS and not e.get("parent_run_id") and "tool" in e
+            ]
+            or None,
+            "events": _named_events(run, "team_name", run.team.name),
+            "created_at": iso(run.created_at),
+        }
+    )
+
+
+def _step_results_json(run: Run) -> list[dict[str, Any]]:
+    """The steps a stored workflow run went through, as agno's `StepOutput` dicts: from its
+    terminal event's `step_results` when it has them, else from its `StepCompleted` events."""
+    stored = run.events or []
+    terminal = next((e for e in reversed(stored) if e.get("event") in _WORKFLOW_TERMINALS), {})
+    steps = terminal.get("step_results") or [
+        {**e, "status": "completed", "run_id": None} for e in stored if e.get("event") == "StepCompleted"
+    ]
+    return [
+        _compact(
+            {
+                "step_name": step.get("step_name"),
+                "step_type": step.get("step_type"),
+                "content": step.get("content"),
+                "step_run_id": step.get("run_id"),
+                "success": step.get("status") == "completed",
+            }
+        )
+        for step in steps
+    ]
+
+
+def workflow_run_json(run: Run, *, step_runs: list[Run]) -> dict[str, Any]:
+    """A stored workflow run as agno's `WorkflowRunSchema`: `step_results` (agno's `StepOutput`s)
+    and, as `step_executor_runs`, the runs of the agents and teams its steps ran (`step_runs`, its
+    child runs, each in its own schema). `messages` must be prefetched in order."""
+    return _compact(
+        {
+            "run_id": str(run.pk),
+            "workflow_id": run.workflow.slug,
+            "user_id": user_id_of(run.user_id),
+            "session_id": str(run.session_id),
+            "status": RUN_STATUS.get(run.status, run.status.upper()),
+            "run_input": run.input,
+            "content": _stored_content(run),
+            "content_type": "json" if run.output_json is not None else "str",
+            "metrics": _metrics(run),
+            "step_results": _step_results_json(run),
+            "step_executor_runs": [stored_run_json(child, children={}) for child in step_runs],
+            "events": _named_events(run, "workflow_name", run.workflow.name),
+            "created_at": iso(run.created_at),
+        }
+    )
+
+
+def stored_run_json(run: Run, *, children: dict[Any, list[Run]]) -> dict[str, Any]:
+    """A stored run in the schema of what ran it: `RunSchema` (agent), `TeamRunSchema`,
+    `WorkflowRunSchema` (with its step runs from `children`, child runs by parent run id)."""
+    if run.workflow_id:
+        return workflow_run_json(run, step_runs=children.get(run.pk, []))
+    if run.team_id:
+        return team_run_json(run)
+    return run_json(run, agent=run.agent)
+
+
+def runs_by_parent(runs: list[Run]) -> dict[Any, list[Run]]:
+    children: dict[Any, list[Run]] = {}
+    for run in runs:
+        if run.parent_run_id:
+            children.setdefault(run.parent_run_id, []).append(run)
+    return children
+
+
+def session_runs_json(session: Session, *, keep: Callable[[Run], bool] | None = None) -> list[dict[str, Any]]:
+    """The runs `GET /sessions/{id}/runs` lists, oldest first, as agno's server lists them: every
+    run of an agent or team session (a team's member runs too, each with `parent_run_id`); for a
+    workflow session its workflow runs, whose step runs are inside them (`step_executor_runs`).
+    `keep`: a filter on the listed runs. Runs and messages must be prefetched."""
+    runs = list(session.runs.all())
+    children = runs_by_parent(runs) if session.workflow_id else {}
+    listed = [run for run in runs if session.workflow_id is None or run.parent_run_id is None]
+    return [stored_run_json(run, children=children) for run in listed if keep is None or keep(run)]
+
+
+def _session_common(session: Session) -> tuple[list[Run], dict[str, int]]:
+    """The session's runs and its token totals (every run counts only its own model calls, so the
+    sum over a team's or workflow's member and step runs counts each call once)."""
+    runs = list(session.runs.all())
+    totals = {
+        "input_tokens": sum(r.input_tokens for r in runs),
+        "output_tokens": sum(r.output_tokens for r in runs),
+        "total_tokens": sum(r.total_tokens for r in runs),
+    }
+    return runs, totals
+
+
+def _summary_json(session: Session) -> dict[str, Any] | None:
+    if not session.summary:
+        return None
+    return {"summary": session.summary, "topics": None, "updated_at": iso(session.summary_updated_at)}
+
+
+def team_session_detail_json(session: Session) -> dict[str, Any]:
+    """agno's `TeamSessionDetailSchema`: the chat history is the team's own conversation (its
+    top-level runs' messages, not its members'). Runs and messages must be prefetched."""
+    runs, totals = _session_common(session)
+    return _compact(
+        {
+            "session_id": str(session.pk),
+            "session_name": session.name,
+            "user_id": user_id_of(session.user_id),
+            "team_id": session.team.slug,
+            "session_summary": _summary_json(session),
+            "session_state": session.state or {},
+            "metrics": totals,
+            "total_tokens": totals["total_tokens"],
+            "team_data": {"name": session.team.name, "team_id": session.team.slug},
+            "chat_history": [message_json(m) for r in runs if r.parent_run_id is None for m in r.messages.all()],
+            "created_at": iso(session.created_at),
+            "updated_at": iso(session.updated_at),
+        }
+    )
+
+
+def workflow_session_detail_json(session: Session) -> dict[str, Any]:
+    """agno's `WorkflowSessionDetailSchema` (which has no chat history: a workflow's runs are read
+    with `GET /sessions/{id}/runs`)."""
+    _, totals = _session_common(session)
+    state = session.state or {}
+    return _compact(
+        {
+            "session_id": str(session.pk),
+            "session_name": session.name,
+            "user_id": user_id_of(session.user_id),
+            "workflow_id": session.workflow.slug,
+            "workflow_name": session.workflow.name,
+            "session_data": {"session_state": state, "session_metrics": totals},
+            "session_state": state,
+            "workflow_data": {
+                "name": session.workflow.name,
+                "workflow_id": session.workflow.slug,
+                "description": session.workflow.description or None,
+            },
+            "created_at": iso(session.created_at),
+            "updated_at": iso(session.updated_at),
+        }
+    )
+
+
+def any_session_detail_json(session: Session) -> dict[str, Any]:
+    """The detail schema of the session's kind (agent, team or workflow), as agno's server picks it."""
+    if session.team_id:
+        return team_session_detail_json(session)
+    if session.workflow_id:
+        return workflow_session_detail_json(session)
+    return session_detail_json(session)
 
 
 def page_json(items: list[dict[str, Any]], *, page: int, limit: int, total: int) -> dict[str, Any]:

@@ -71,6 +71,12 @@ def _parse_uuid(value: str, what: str) -> UUID:
         raise NotFound(f"{what} not found") from None
 
 
+def _no_nul(value: str) -> str:
+    """An id as a database filter value: one with a NUL character names nothing (and PostgreSQL
+    refuses it in a query), so it becomes one that cannot match."""
+    return "" if "\x00" in value else value
+
+
 def _check_db_id(db_id: str | None) -> None:
     if db_id and db_id != s.DB_ID:
         raise NotFound(f"Database with id '{db_id}' not found")
@@ -213,6 +219,34 @@ class WorkflowListView(PreparedGet, AgnoView):
         return _workflows_json()
 
 
+class TeamDetailView(PreparedGet, AgnoView):
+    """`GET /teams/{team_id}`: an active team as agno's `TeamResponse` (what `get_team` and
+    `RemoteTeam`'s properties read); staff also see the leader's instructions and history setting."""
+
+    def prepare_get(self, request: Any, team_id: str) -> dict[str, Any]:
+        from agents_app.selectors_teams import TeamNotFound, team_get_active, team_members_tree
+
+        try:
+            team = team_get_active(team_id=_no_nul(team_id))
+        except TeamNotFound:
+            raise NotFound("Team not found") from None
+        return s.team_detail_json(team, team_members_tree(team), staff=bool(request.user.is_staff))
+
+
+class WorkflowDetailView(PreparedGet, AgnoView):
+    """`GET /workflows/{workflow_id}`: an active workflow as agno's `WorkflowResponse` (agno's
+    `version` query parameter is ignored: workflows here have one version, the admin's)."""
+
+    def prepare_get(self, request: Any, workflow_id: str) -> dict[str, Any]:
+        from agents_app.selectors_teams import WorkflowNotFound, workflow_get_active, workflow_steps_tree
+
+        try:
+            workflow = workflow_get_active(workflow_id=_no_nul(workflow_id))
+        except WorkflowNotFound:
+            raise NotFound("Workflow not found") from None
+        return s.workflow_json(workflow, workflow_steps_tree(workflow)[0])
+
+
 # ---- Runs ----------------------------------------------------------------------------------------
 
 
@@ -286,19 +320,22 @@ class RunView(AgnoView):
         return HttpResponse(orjson.dumps(s.output_json(handle, events)), status=status, content_type="application/json")
 
 
-class AgentRunCancelView(AgnoView):
-    """`POST /agents/{agent_id}/runs/{run_id}/cancel`: 200 `{}` like agno, also for a run that has
-    already finished (nothing changes then); 404 for a run that is not this user's run of this
-    agent. The run ends with `RunCancelled`, keeping what it produced so far."""
+class RunCancelView(AgnoView):
+    """`POST /{agents|teams|workflows}/{id}/runs/{run_id}/cancel` (the kind comes from the URL):
+    200 `{}` like agno, also for a run that has already finished (nothing changes then); 404 for a
+    run that is not this user's run of that agent, team or workflow. The run ends with
+    `RunCancelled` / `TeamRunCancelled` / `WorkflowCancelled`, keeping what it produced so far. A
+    team member's or workflow step's run, cancelled through its agent's route, stops the whole run
+    it is part of (the runtime's rule)."""
 
-    def prepare_post(self, request: Any, agent_id: str, run_id: str) -> UUID:
+    def prepare_post(self, request: Any, kind: str, component_id: str, run_id: str) -> UUID:
         run_uuid = _parse_uuid(run_id, "Run")
         run = run_get_for_user(user=request.user, run_id=run_uuid)
-        if run is None or run.agent is None or run.agent.slug != agent_id:
+        if run is None or run.component_type != kind or run.component_id != component_id:
             raise NotFound("Run not found")
         return run_uuid
 
-    async def post(self, request: Any, agent_id: str, run_id: str) -> Any:
+    async def post(self, request: Any, kind: str, component_id: str, run_id: str) -> Any:
         try:
             await runtime.cancel(self.prepared, user=request.user)
         except RunNotFound:
@@ -310,19 +347,17 @@ class AgentRunCancelView(AgnoView):
 
 
 class SessionListView(PreparedGet, AgnoView):
-    """`GET /sessions`: my sessions, agno's `data` + `meta` page. `user_id` is ignored: everyone
-    sees only their own sessions, as in the REST API."""
+    """`GET /sessions`: my sessions, agno's `data` + `meta` page: of every kind, or of the `type`
+    asked (agent, team, workflow); `component_id` is the agent's, team's or workflow's id. `user_id`
+    is ignored: everyone sees only their own sessions, as in the REST API."""
 
     def prepare_get(self, request: Any) -> dict[str, Any]:
         q = self.query(s.SessionListQuerySerializer)
         _check_db_id(q.get("db_id"))
         limit = min(q["limit"], MAX_PAGE_SIZE)
         page = max(q["page"], 1)
-        if q.get("type") in ("team", "workflow"):
-            return s.page_json([], page=page, limit=limit, total=0)
-        # Agent sessions only: team and workflow sessions are not served here (see README).
-        sessions = session_list_for_user(user=request.user, agent_id=q.get("component_id") or None).filter(
-            agent__isnull=False
+        sessions = session_list_for_user(
+            user=request.user, kind=q.get("type") or None, component_id=q.get("component_id") or None
         )
         if q.get("session_name"):
             sessions = sessions.filter(name__icontains=q["session_name"])
@@ -335,22 +370,24 @@ class SessionListView(PreparedGet, AgnoView):
 
 class _SessionView(AgnoView):
     def session(self, request: Any, session_id: str) -> Any:
+        """The user's session with its runs; with `type`, only if it is of that kind (agno's server
+        answers a 404 for a session of another type); without, whatever its kind."""
         q = self.query(s.SessionTypeQuerySerializer)
         _check_db_id(q.get("db_id"))
-        not_found = f"Session with id '{session_id}' not found"
-        if q.get("type") in ("team", "workflow"):
-            raise NotFound(not_found)
-        session = session_detail_for_user(user=request.user, session_id=_parse_uuid(session_id, "Session"))
-        if session is None or session.agent_id is None:
-            raise NotFound(not_found)
+        kind = q.get("type") or None
+        session = session_detail_for_user(user=request.user, session_id=_parse_uuid(session_id, "Session"), kind=kind)
+        if session is None:
+            what = f"{kind.title()} Session" if kind else "Session"
+            raise NotFound(f"{what} with id '{session_id}' not found")
         return session
 
 
 class SessionDetailView(PreparedGet, _SessionView):
-    """`GET /sessions/{id}` (agno's AgentSessionDetailSchema), `DELETE /sessions/{id}` (204)."""
+    """`GET /sessions/{id}` (agno's Agent-, Team- or WorkflowSessionDetailSchema, by the session's
+    kind), `DELETE /sessions/{id}` (204)."""
 
     def prepare_get(self, request: Any, session_id: str) -> dict[str, Any]:
-        return s.session_detail_json(self.session(request, session_id))
+        return s.any_session_detail_json(self.session(request, session_id))
 
     def prepare_delete(self, request: Any, session_id: str) -> None:
         session_delete(session=self.session(request, session_id))
@@ -368,41 +405,42 @@ class SessionRenameView(_SessionView):
         body = s.SessionRenameSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         session = session_rename(session=self.session(request, session_id), name=body.validated_data["session_name"])
-        return s.session_detail_json(session)
+        return s.any_session_detail_json(session)
 
     async def post(self, request: Any, session_id: str) -> Any:
         return Response(self.prepared)
 
 
 class SessionRunsView(PreparedGet, _SessionView):
-    """`GET /sessions/{id}/runs`: the session's runs, oldest first (agno's RunSchema), filtered by
-    `created_after` / `created_before` (Unix seconds) and `status` (repeatable)."""
+    """`GET /sessions/{id}/runs`: the session's runs, oldest first, each in agno's schema of what
+    ran it (`RunSchema`, `TeamRunSchema`, `WorkflowRunSchema`; see `session_runs_json`), filtered
+    by `created_after` / `created_before` (Unix seconds) and `status` (repeatable)."""
 
     def prepare_get(self, request: Any, session_id: str) -> list[dict[str, Any]]:
         q = self.query(s.SessionRunsQuerySerializer)
-        session = self.session(request, session_id)
-        runs = []
-        for run in session.runs.all():
+
+        def keep(run: Any) -> bool:
             created = int(run.created_at.timestamp())
             if "created_after" in q and created < q["created_after"]:
-                continue
+                return False
             if "created_before" in q and created > q["created_before"]:
-                continue
-            if q.get("status") and s.RUN_STATUS.get(run.status, "") not in q["status"]:
-                continue
-            runs.append(s.run_json(run, agent=session.agent))
-        return runs
+                return False
+            return not q.get("status") or s.RUN_STATUS.get(run.status, "") in q["status"]
+
+        return s.session_runs_json(self.session(request, session_id), keep=keep)
 
 
 class SessionRunView(PreparedGet, _SessionView):
-    """`GET /sessions/{id}/runs/{run_id}`: one run of the session (agno's RunSchema)."""
+    """`GET /sessions/{id}/runs/{run_id}`: one run of the session, in its schema (a team's member
+    run or a workflow's step run too)."""
 
     def prepare_get(self, request: Any, session_id: str, run_id: str) -> dict[str, Any]:
         session = self.session(request, session_id)
         wanted = _parse_uuid(run_id, "Run")
-        for run in session.runs.all():
+        runs = list(session.runs.all())
+        for run in runs:
             if run.pk == wanted:
-                return s.run_json(run, agent=session.agent)
+                return s.stored_run_json(run, children=s.runs_by_parent(runs))
         raise NotFound(f"Run with ID {run_id} not found in session {session_id}")
 
 
