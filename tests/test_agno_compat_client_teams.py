@@ -262,7 +262,6 @@ async def test_workflow_sessions_with_agnos_client(client, site, scripted_model)
     assert out.session_id not in [s.session_id for s in page.data]
 
 
-@pytest.mark.xfail(reason="engine: lead", strict=True)
 async def test_a_workflow_stream_parses_to_the_end(client, site, scripted_model):
     # Today the final WorkflowCompleted carries agent-style metrics; agno's client expects
     # `{"steps": {...}}` and raises KeyError 'steps'.
@@ -272,7 +271,6 @@ async def test_a_workflow_stream_parses_to_the_end(client, site, scripted_model)
     assert events[-1].content == "streamed answer"
 
 
-@pytest.mark.xfail(reason="engine: lead", strict=True)
 async def test_member_events_of_a_team_stream_carry_agent_name(client, site, scripted_model):
     scripted_model.push_tool_calls(ROUTE)
     scripted_model.push_text("member answer")
