@@ -239,6 +239,8 @@ def test_try_it_runs_a_team_and_continues_its_conversation(admin_client, staff_u
     assert reverse("admin:sessions_app_run_change", args=[run.pk]) in html
     assert f'name="session_id" value="{run.session_id}"' in html
     assert 'id="try-tools"' not in html
+    metrics = html[html.index('id="try-metrics"') :]
+    assert "Leader's model" in metrics and f'<td class="num">{run.total_tokens}</td>' in metrics
 
     second = admin_client.post(url, {"message": "and again", "session_id": str(run.session_id)}).content.decode()
     assert Run.objects.filter(session_id=run.session_id, parent_run=None).count() == 2
@@ -274,6 +276,8 @@ def test_try_it_runs_a_workflow_and_lists_its_steps(admin_client, staff_user):
     assert f'<a href="{reverse("admin:sessions_app_run_change", args=[step_run.pk])}">1 answer</a>' in steps
     assert "<td>2 remember</td>\n          <td>function</td>" in steps
     assert "Send a message to the workflow <strong>Flow</strong> as" in html  # no model of its own
+    metrics = html[html.index('id="try-metrics"') :]
+    assert '<th scope="col">Duration</th></tr>' in metrics and "Input tokens" not in metrics
 
 
 def test_try_it_shows_a_failed_workflow_and_refuses_an_inactive_team(admin_client):
