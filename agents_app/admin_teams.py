@@ -1,4 +1,5 @@
-"""The admin of teams and workflows: members and steps edited inline, in plain words."""
+"""The admin of teams and workflows: members and steps edited inline, in plain words, and a "try it"
+page for each (agents_app/admin_try.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from agents_app.admin_try import TryItAdminMixin
 from agents_app.models import Team, TeamMember, Workflow, WorkflowStep
 from agents_app.workflows.registry import step_registry
 
@@ -23,8 +25,9 @@ class TeamMemberInline(admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "mode", "model", "member_count", "is_active", "updated_at"]
+class TeamAdmin(TryItAdminMixin, admin.ModelAdmin):
+    try_kind = "team"
+    list_display = ["slug", "name", "mode", "model", "member_count", "is_active", "updated_at", "try_it"]
     list_filter = ["mode", "is_active"]
     search_fields = ["slug", "name", "description"]
     list_select_related = ["model"]
@@ -104,8 +107,9 @@ class WorkflowStepInline(admin.TabularInline):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "step_count", "is_active", "updated_at"]
+class WorkflowAdmin(TryItAdminMixin, admin.ModelAdmin):
+    try_kind = "workflow"
+    list_display = ["slug", "name", "step_count", "is_active", "updated_at", "try_it"]
     list_filter = ["is_active"]
     search_fields = ["slug", "name", "description"]
     prepopulated_fields = {"slug": ["name"]}

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils.html import escape
 
 from agents_app.models import Team, TeamMember, Workflow, WorkflowStep
 from agents_app.runs import arun_team
@@ -198,3 +199,103 @@ def test_steps_are_nested_under_a_condition_step_of_the_same_workflow(admin_clie
     assert r.status_code == 302, r.content.decode()[:3000]
     inside = WorkflowStep.objects.get(workflow=workflow, name="inside")
     assert inside.parent_id == gate.pk
+
+
+# ---- try it, for teams and workflows ---------------------------------------------------------
+
+
+def _answer(html: str) -> str:
+    """The text of the page's answer block."""
+    start = html.index('id="try-answer">') + len('id="try-answer">')
+    return html[start : html.index("</div>", start)]
+
+
+def test_try_it_runs_a_team_and_continues_its_conversation(admin_client, staff_user):
+    model = ModelConfigFactory(name="offline")
+    writer = AgentFactory(slug="writer", name="Writer", model=model)
+    team = TeamFactory(slug="crew", name="Crew", model=model, mode="collaborate")
+    TeamMemberFactory(team=team, agent=writer)
+    url = reverse("admin:agents_app_team_try", args=[team.pk])
+    changelist = admin_client.get(reverse("admin:agents_app_team_changelist")).content.decode()
+    assert f'<a href="{url}">Try it</a>' in changelist
+    change = admin_client.get(reverse("admin:agents_app_team_change", args=[team.pk])).content.decode()
+    assert f'href="{url}" class="viewlink">Try it</a>' in change
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    assert "Send a message to the team <strong>Crew</strong>" in page.content.decode()
+
+    response = admin_client.post(url, {"message": "hello team"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    run = Run.objects.get(parent_run=None)
+    child = Run.objects.get(parent_run=run)
+    assert run.status == Run.Status.COMPLETED and run.team == team and run.user == staff_user
+    assert child.agent == writer and child.status == Run.Status.COMPLETED
+    assert _answer(html) == escape(run.output)
+    assert run.output.startswith("[offline demo model] My team's answers, combined:\n\n## writer\n")
+    members = html[html.index('id="try-children"') :]
+    assert "<caption>Members</caption>" in members
+    assert f'<a href="{reverse("admin:sessions_app_run_change", args=[child.pk])}">writer</a>' in members
+    assert reverse("admin:sessions_app_run_change", args=[run.pk]) in html
+    assert f'name="session_id" value="{run.session_id}"' in html
+    assert 'id="try-tools"' not in html
+    metrics = html[html.index('id="try-metrics"') :]
+    assert "Leader's model" in metrics and f'<td class="num">{run.total_tokens}</td>' in metrics
+
+    second = admin_client.post(url, {"message": "and again", "session_id": str(run.session_id)}).content.decode()
+    assert Run.objects.filter(session_id=run.session_id, parent_run=None).count() == 2
+    earlier = second[second.index("Earlier in this conversation") : second.index('id="try-result"')]
+    assert "hello team" in earlier and '<span class="who">Team</span>' in earlier
+    assert earlier.count('<span class="who">You</span>') == 1  # the member's run is not a turn of its own
+
+
+def test_try_it_runs_a_workflow_and_lists_its_steps(admin_client, staff_user):
+    model = ModelConfigFactory(name="offline")
+    asker = AgentFactory(slug="asker", model=model)
+    workflow = WorkflowFactory(slug="flow", name="Flow")
+    WorkflowStep.objects.create(workflow=workflow, order=0, name="answer", kind="agent", agent=asker)
+    WorkflowStep.objects.create(
+        workflow=workflow, order=1, name="remember", kind="function", function="remember_output"
+    )
+    url = reverse("admin:agents_app_workflow_try", args=[workflow.pk])
+    changelist = admin_client.get(reverse("admin:agents_app_workflow_changelist")).content.decode()
+    assert f'<a href="{url}">Try it</a>' in changelist
+
+    response = admin_client.post(url, {"message": "hello flow"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    run = Run.objects.get(parent_run=None)
+    step_run = Run.objects.get(parent_run=run)
+    assert run.workflow == workflow and run.status == Run.Status.COMPLETED and step_run.agent == asker
+    assert run.output == '[offline demo model] You said: "hello flow". ' + (
+        "I am a built-in offline model for demos and tests; configure a real model in the admin for real answers."
+    )
+    assert _answer(html) == escape(run.output)
+    steps = html[html.index('id="try-children"') :]
+    assert "<caption>Steps</caption>" in steps
+    assert f'<a href="{reverse("admin:sessions_app_run_change", args=[step_run.pk])}">1 answer</a>' in steps
+    assert "<td>2 remember</td>\n          <td>function</td>" in steps
+    assert "Send a message to the workflow <strong>Flow</strong> as" in html  # no model of its own
+    metrics = html[html.index('id="try-metrics"') :]
+    assert '<th scope="col">Duration</th></tr>' in metrics and "Input tokens" not in metrics
+
+
+def test_try_it_shows_a_failed_workflow_and_refuses_an_inactive_team(admin_client):
+    workflow = WorkflowFactory(slug="broken")
+    WorkflowStep.objects.create(workflow=workflow, order=0, name="oops", kind="function", function="no_such_function")
+    html = admin_client.post(
+        reverse("admin:agents_app_workflow_try", args=[workflow.pk]), {"message": "hi"}
+    ).content.decode()
+    run = Run.objects.get()
+    assert run.status == Run.Status.ERROR and run.workflow == workflow
+    assert "The run failed" in html and f"<code>{run.error_type}</code>" in html
+    assert "No registered step function" in html
+
+    team = TeamFactory(slug="idle", is_active=False)
+    url = reverse("admin:agents_app_team_try", args=[team.pk])
+    page = admin_client.get(url).content.decode()
+    assert "This team is inactive, so it refuses runs." in page and 'id="try_form"' not in page
+    assert admin_client.post(url, {"message": "hi"}).status_code == 200
+    assert Run.objects.count() == 1
+    changelist = admin_client.get(reverse("admin:agents_app_team_changelist")).content.decode()
+    assert f'href="{url}"' not in changelist

@@ -1,7 +1,11 @@
-// The chat page: one websocket per agent, run events rendered as they arrive.
-// Every URL comes from data attributes rendered by the server (the apps may be mounted anywhere).
-// Resuming: each run remembers the last event_index shown; after a reconnect the page asks for what
-// came after it, and after a reload it reopens the session and replays a running answer from the start.
+// The chat page: one websocket per agent, team or workflow, run events rendered as they arrive.
+// Every URL comes from data attributes and JSON blocks rendered by the server (the apps may be
+// mounted anywhere). Resuming: each run remembers the last event_index shown; after a reconnect the
+// page asks for what came after it, and after a reload it reopens the session and replays a running
+// answer from the start.
+// Teams and workflows: their streams carry their members' and steps' own events (with
+// parent_run_id). Those become one compact line per member or step ("step 2: writer ✓"), whose text
+// opens on a click; the answer is the team's or workflow's own content and its terminal event.
 (() => {
   "use strict";
 
@@ -14,15 +18,35 @@
     toggle: $("toggle-sessions"), newSession: $("new-session"), messages: $("messages"),
     notice: $("notice"), form: $("composer"), input: $("message"), send: $("send"), stop: $("stop"),
   };
+  const json = (id) => JSON.parse(document.getElementById(id)?.textContent || "{}");
+  const wsPaths = json("chat-ws-paths");
+  const names = json("chat-names");
+  const intros = json("chat-intros");
+  const STARTED = new Set(["RunStarted", "TeamRunStarted", "WorkflowStarted"]);
+  const CONTENT = new Set(["RunContent", "TeamRunContent"]);
+  const COMPLETED = new Set(["RunCompleted", "TeamRunCompleted", "WorkflowCompleted"]);
+  const FAILED = new Set(["RunError", "TeamRunError", "WorkflowError"]);
+  const CANCELLED = new Set(["RunCancelled", "TeamRunCancelled", "WorkflowCancelled"]);
+  const TOOL_STARTED = new Set(["ToolCallStarted", "TeamToolCallStarted"]);
+  const TOOL_COMPLETED = new Set(["ToolCallCompleted", "TeamToolCallCompleted"]);
+  const TOOL_ERROR = new Set(["ToolCallError", "TeamToolCallError"]);
+  const DELEGATE = "delegate_task_to_member"; // a team leader's hand-off: the member's own line shows it
+
+  function parsePick(value) {
+    const at = (value || "").indexOf(":");
+    return at < 0 ? { kind: "agent", slug: value || "" } : { kind: value.slice(0, at), slug: value.slice(at + 1) };
+  }
+
   const state = {
-    agent: els.agent ? els.agent.value : "",
+    ...parsePick(els.agent ? els.agent.value : ""),
     sessionId: null,
     ws: null,
     outbox: [],
     retry: 0,
-    runs: new Map(), // run_id -> {bubble, text, tools: Map, last, done}
+    runs: new Map(), // run_id -> {bubble, text, tools: Map, parts: Map, last, done}
     pending: [], // bubbles of "run" frames sent, waiting for their RunStarted: {id, bubble}
     nextId: 1,
+    childParents: new Map(), // a member's or step's run_id -> its parent's run_id
     connectedOnce: false,
   };
 
@@ -49,7 +73,7 @@
 
   function assistantBubble() {
     const bubble = el("div", "msg assistant streaming");
-    bubble.append(el("div", "tools"), el("div", "text"));
+    bubble.append(el("div", "parts"), el("div", "tools"), el("div", "text"));
     els.messages.append(bubble);
     scrollDown();
     return bubble;
@@ -58,6 +82,54 @@
   function brief(value, limit = 160) {
     const text = typeof value === "string" ? value : JSON.stringify(value);
     return text && text.length > limit ? text.slice(0, limit) + "…" : text || "";
+  }
+
+  function newRun(bubble) {
+    return { bubble, text: "", tools: new Map(), parts: new Map(), last: -1, done: false };
+  }
+
+  function displayName(kind, slug) {
+    return (names[kind] && names[kind][slug]) || slug || "";
+  }
+
+  function stepNumber(index) {
+    return (Array.isArray(index) ? index : [index]).map((i) => Number(i) + 1).join(".");
+  }
+
+  // One line per member run or workflow step: a label, a state mark, a one-line preview of its
+  // text; a click opens its whole text. Keyed by the child's run id or "step:<index>".
+  function partLine(run, key, label, depth) {
+    let part = run.parts.get(key);
+    if (!part) {
+      const line = el("details", "part running");
+      line.style.setProperty("--depth", String(depth || 0));
+      const summary = el("summary");
+      summary.append(el("span", "part-mark"), el("span", "part-label", label), el("span", "part-preview"));
+      line.append(summary, el("div", "part-text"));
+      part = { line, text: "", depth: depth || 0 };
+      run.parts.set(key, part);
+      run.bubble.querySelector(".parts").append(line);
+    }
+    return part;
+  }
+
+  // The preview shows the newest words while the text streams, its beginning once it is done.
+  function partText(part, text) {
+    part.text = text;
+    part.line.querySelector(".part-text").textContent = text;
+    const flat = text.replace(/\s+/g, " ").trim();
+    const streaming = part.line.classList.contains("running");
+    part.line.querySelector(".part-preview").textContent = streaming && flat.length > 90 ? "…" + flat.slice(-90) : flat;
+  }
+
+  function partNote(part, note) {
+    part.line.querySelector(".part-preview").textContent = note;
+  }
+
+  function partDone(part, cls) {
+    part.line.classList.remove("running");
+    part.line.classList.add(cls);
+    if (cls === "completed") partText(part, part.text);
   }
 
   function toolChip(run, tool) {
@@ -93,15 +165,95 @@
     let run = state.runs.get(event.run_id);
     if (!run) {
       const waiting = state.pending.shift();
-      run = { bubble: waiting ? waiting.bubble : assistantBubble(), text: "", tools: new Map(), last: -1, done: false };
+      run = newRun(waiting ? waiting.bubble : assistantBubble());
       run.bubble.dataset.runId = event.run_id;
       state.runs.set(event.run_id, run);
     }
     return run;
   }
 
+  // The top-level run a member's or step's event belongs to (members of members included).
+  function topRunOf(event) {
+    let id = event.parent_run_id;
+    for (let hops = 0; id && hops < 32; hops++) {
+      if (state.runs.has(id)) return { run: state.runs.get(id), id };
+      id = state.childParents.get(id);
+    }
+    return null;
+  }
+
+  // A member's or step's own event, shown on its line; never in the answer.
+  function onNestedEvent(event) {
+    const top = topRunOf(event);
+    if (!top) return;
+    const run = top.run;
+    if (event.event_index <= run.last) return; // already shown
+    run.last = event.event_index;
+    if (run.replay === "pending") {
+      run.replay = "on";
+      run.parts.clear();
+      run.bubble.querySelector(".parts").replaceChildren();
+    }
+    state.childParents.set(event.run_id, event.parent_run_id);
+    let part = run.parts.get(event.run_id);
+    if (STARTED.has(event.event)) {
+      const kind = { RunStarted: "agent", TeamRunStarted: "team", WorkflowStarted: "workflow" }[event.event];
+      const who = displayName(kind, event[`${kind}_id`]);
+      const direct = event.parent_run_id === top.id;
+      if (direct && event.step_name !== undefined && event.step_index !== undefined) {
+        // A workflow step's run: its step's line, labelled with who answers.
+        part = partLine(run, `step:${JSON.stringify(event.step_index)}`, `step ${stepNumber(event.step_index)}: ${event.step_name}`, 0);
+        part.line.querySelector(".part-label").textContent = `step ${stepNumber(event.step_index)}: ${event.step_name} · ${who}`;
+      } else {
+        const parent = run.parts.get(event.parent_run_id);
+        part = partLine(run, event.run_id, who, direct ? 0 : (parent ? parent.depth : 0) + 1);
+      }
+      run.parts.set(event.run_id, part);
+      return;
+    }
+    if (!part) return;
+    if (CONTENT.has(event.event)) {
+      if (event.content_type !== "json") partText(part, part.text + event.content);
+    } else if (TOOL_STARTED.has(event.event)) {
+      if (event.tool && event.tool.tool_name !== DELEGATE) partNote(part, `using ${event.tool.tool_name}…`);
+    } else if (COMPLETED.has(event.event)) {
+      partText(part, typeof event.content === "string" ? event.content : JSON.stringify(event.content ?? part.text, null, 2));
+      if (!event.step_name || event.parent_run_id !== top.id) partDone(part, "completed"); // (a step: StepCompleted)
+    } else if (FAILED.has(event.event)) {
+      partDone(part, "failed");
+      partNote(part, `Error: ${event.content}`);
+    } else if (CANCELLED.has(event.event)) {
+      partDone(part, "cancelled");
+      partNote(part, "stopped");
+    }
+  }
+
+  // A workflow's own StepStarted/StepCompleted: the step's line (function steps have no run).
+  function onStep(run, event) {
+    const key = `step:${JSON.stringify(event.step_index)}`;
+    const depth = Array.isArray(event.step_index) ? event.step_index.length - 1 : 0;
+    const part = partLine(run, key, `step ${stepNumber(event.step_index)}: ${event.step_name}`, depth);
+    if (event.event === "StepStarted") return;
+    if (event.condition_result === false) {
+      partDone(part, "skipped");
+      partNote(part, "skipped: the condition was not met");
+      return;
+    }
+    if (event.content !== null && event.content !== undefined && event.step_type !== "condition") {
+      partText(part, typeof event.content === "string" ? event.content : JSON.stringify(event.content, null, 2));
+    }
+    partDone(part, "completed");
+  }
+
+  function finishParts(run, cls) {
+    for (const part of run.parts.values()) {
+      if (part.line.classList.contains("running")) partDone(part, cls);
+    }
+  }
+
   function onEvent(event) {
     if (event.event === "Error") {
+      if (event.run_id && state.runs.get(event.run_id)?.replay) return; // the stored lines stay
       const waiting = state.pending.findIndex((p) => p.id === event.id);
       if (waiting >= 0) {
         const [{ bubble }] = state.pending.splice(waiting, 1);
@@ -115,55 +267,68 @@
       return;
     }
     if (event.event === "CancelRequested" || !event.run_id) return;
+    if (event.parent_run_id) {
+      onNestedEvent(event);
+      scrollDown();
+      return;
+    }
     const run = runFor(event);
     if (event.event_index <= run.last) return; // already shown (a resume overlaps what we had)
     run.last = event.event_index;
-    switch (event.event) {
-      case "RunStarted":
-        if (!state.sessionId || state.sessionId !== event.session_id) {
-          const isNew = !state.sessionId;
-          state.sessionId = event.session_id;
-          rememberLocation();
-          if (isNew) loadSessions();
-        }
-        break;
-      case "RunContent":
-        if (event.content_type === "json") break; // the whole object arrives with RunCompleted
+    const name = event.event;
+    if (run.replay) {
+      // A finished team or workflow run, opened again: its answer is shown; its events only
+      // redraw the member and step lines (the stored runs lack the steps' names).
+      if (run.replay === "pending") {
+        run.replay = "on";
+        run.parts.clear();
+        run.bubble.querySelector(".parts").replaceChildren();
+      }
+      if (name === "StepStarted" || name === "StepCompleted") onStep(run, event);
+      return;
+    }
+    if (STARTED.has(name)) {
+      if (!state.sessionId || state.sessionId !== event.session_id) {
+        const isNew = !state.sessionId;
+        state.sessionId = event.session_id;
+        rememberLocation();
+        if (isNew) loadSessions();
+      }
+    } else if (CONTENT.has(name)) {
+      if (event.content_type !== "json") {
+        // (a JSON answer arrives whole with the terminal event)
         run.text += event.content;
         run.bubble.querySelector(".text").textContent = run.text;
-        break;
-      case "ToolCallStarted":
-        toolChip(run, event.tool);
-        break;
-      case "ToolCallCompleted": {
+      }
+    } else if (name === "StepStarted" || name === "StepCompleted") {
+      onStep(run, event);
+    } else if (TOOL_STARTED.has(name)) {
+      if (event.tool.tool_name !== DELEGATE) toolChip(run, event.tool);
+    } else if (TOOL_COMPLETED.has(name)) {
+      if (event.tool.tool_name !== DELEGATE) {
         const chip = toolChip(run, event.tool);
         chip.classList.remove("running");
         chip.querySelector(".tool-result").textContent = ` → ${brief(event.content)}`;
-        break;
       }
-      case "ToolCallError": {
-        const chip = toolChip(run, event.tool);
-        chip.classList.remove("running");
-        chip.classList.add("failed");
-        chip.querySelector(".tool-result").textContent = ` ✗ ${brief(event.error)}`;
-        break;
-      }
-      case "RunCompleted":
-        run.done = true;
-        run.bubble.querySelector(".text").textContent =
-          event.content_type === "json" ? JSON.stringify(event.content, null, 2) : (event.content ?? run.text);
-        status(run, "completed");
-        break;
-      case "RunError":
-        run.done = true;
-        status(run, "failed", `Error: ${event.content}`);
-        break;
-      case "RunCancelled":
-        run.done = true;
-        status(run, "cancelled", "Stopped.");
-        break;
-      default:
-        break;
+    } else if (TOOL_ERROR.has(name)) {
+      const chip = toolChip(run, event.tool);
+      chip.classList.remove("running");
+      chip.classList.add("failed");
+      chip.querySelector(".tool-result").textContent = ` ✗ ${brief(event.error)}`;
+    } else if (COMPLETED.has(name)) {
+      run.done = true;
+      run.bubble.querySelector(".text").textContent =
+        event.content_type === "json" ? JSON.stringify(event.content, null, 2) : (event.content ?? run.text);
+      finishParts(run, "completed");
+      status(run, "completed");
+    } else if (FAILED.has(name)) {
+      run.done = true;
+      finishParts(run, "failed");
+      status(run, "failed", `Error: ${event.content}${event.step_name ? ` (step ${event.step_name})` : ""}`);
+    } else if (CANCELLED.has(name)) {
+      run.done = true;
+      finishParts(run, "cancelled");
+      status(run, "cancelled", "Stopped.");
     }
     refreshButtons();
     scrollDown();
@@ -173,7 +338,7 @@
 
   function wsUrl() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${location.host}${cfg.wsPath}${encodeURIComponent(state.agent)}/`;
+    return `${scheme}//${location.host}${wsPaths[state.kind]}${encodeURIComponent(state.slug)}/`;
   }
 
   function send(frame) {
@@ -182,7 +347,7 @@
   }
 
   function connect() {
-    if (!state.agent) return;
+    if (!state.slug || !wsPaths[state.kind]) return;
     const ws = new WebSocket(wsUrl(), ["agentos"]);
     state.ws = ws;
     els.conn.textContent = "connecting…";
@@ -206,7 +371,7 @@
     };
     ws.onmessage = (message) => onEvent(JSON.parse(message.data));
     ws.onclose = (closed) => {
-      if (state.ws !== ws) return; // replaced on purpose (another agent)
+      if (state.ws !== ws) return; // replaced on purpose (another agent, team or workflow)
       els.conn.textContent = "reconnecting…";
       els.conn.className = "conn";
       if (closed.code === 4401) {
@@ -229,7 +394,7 @@
   // ---- sessions -------------------------------------------------------------------------------------
 
   function rememberLocation() {
-    const params = new URLSearchParams({ agent: state.agent });
+    const params = new URLSearchParams({ [state.kind]: state.slug });
     if (state.sessionId) params.set("session", state.sessionId);
     history.replaceState(null, "", `${location.pathname}?${params}`);
   }
@@ -242,8 +407,8 @@
   }
 
   async function loadSessions() {
-    if (!state.agent) return;
-    const params = new URLSearchParams({ agent_id: state.agent, page_size: "50" });
+    if (!state.slug) return;
+    const params = new URLSearchParams({ [`${state.kind}_id`]: state.slug, page_size: "50" });
     try {
       const page = await getJSON(`${cfg.sessionsUrl}?${params}`);
       els.list.replaceChildren(
@@ -269,6 +434,7 @@
 
   function clearConversation() {
     state.runs.clear();
+    state.childParents.clear();
     state.pending = [];
     els.messages.replaceChildren();
     showNotice("");
@@ -292,21 +458,60 @@
       return;
     }
     if (state.sessionId !== sessionId) return; // another one was opened meanwhile
-    for (const stored of session.runs || []) {
+    // Member and step runs are stored in the session too: they become lines of their top run.
+    const all = session.runs || [];
+    const parents = new Map(all.map((stored) => [stored.run_id, stored.parent_run_id]));
+    const topOf = (stored) => {
+      let id = stored.parent_run_id;
+      for (let hops = 0; parents.get(id) && hops < 32; hops++) id = parents.get(id);
+      return id;
+    };
+    const children = new Map();
+    for (const stored of all) {
+      if (!stored.parent_run_id) continue;
+      const top = topOf(stored);
+      if (!children.has(top)) children.set(top, []);
+      children.get(top).push(stored);
+    }
+    for (const stored of all.filter((r) => !r.parent_run_id)) {
       userBubble(stored.input);
       const bubble = assistantBubble();
       bubble.dataset.runId = stored.run_id;
-      const run = { bubble, text: "", tools: new Map(), last: -1, done: stored.status !== "running" };
+      const run = newRun(bubble);
+      run.done = stored.status !== "running";
       state.runs.set(stored.run_id, run);
       if (!run.done) {
         // Still answering (a reload mid-run, or another device): replay it from the start.
         send({ type: "resume", run_id: stored.run_id, after_event_index: -1 });
         continue;
       }
+      renderStoredParts(run, stored.run_id, children.get(stored.run_id) || []);
       renderStored(run, stored);
+      if (stored.team_id || stored.workflow_id) {
+        // Redraw its member and step lines from its stored events (until they come, or if they
+        // cannot, the lines drawn from the stored member and step runs stay).
+        run.replay = "pending";
+        send({ type: "resume", run_id: stored.run_id, after_event_index: -1 });
+      }
     }
     refreshButtons();
     scrollDown();
+  }
+
+  function renderStoredParts(run, topId, stored) {
+    const depth = new Map([[topId, -1]]);
+    for (const child of stored) {
+      const kind = child.team_id ? "team" : child.workflow_id ? "workflow" : "agent";
+      const level = (depth.get(child.parent_run_id) ?? 0) + 1;
+      depth.set(child.run_id, level);
+      const part = partLine(run, child.run_id, displayName(kind, child[`${kind}_id`]), level);
+      const content = child.content;
+      partText(part, content !== null && typeof content === "object" ? JSON.stringify(content, null, 2) : content || "");
+      if (child.status === "error") {
+        partDone(part, "failed");
+        partNote(part, `Error: ${child.error}`);
+      } else partDone(part, child.status === "cancelled" ? "cancelled" : "completed");
+    }
   }
 
   function renderStored(run, stored) {
@@ -316,6 +521,7 @@
     }
     for (const message of stored.messages || []) {
       for (const call of message.tool_calls || []) {
+        if (call.function && call.function.name === DELEGATE) continue; // the member's line shows it
         let args = call.function && call.function.arguments;
         try {
           args = JSON.parse(args);
@@ -335,9 +541,27 @@
     else status(run, "completed");
   }
 
+  // A new conversation starts with who answers: a team's members, a workflow's steps.
+  function showIntro() {
+    const intro = intros[`${state.kind}:${state.slug}`];
+    if (!intro || els.messages.childElementCount) return;
+    const box = el("div", "intro");
+    box.append(el("p", "intro-kind", state.kind), el("h2", null, intro.name));
+    if (intro.description) box.append(el("p", null, intro.description));
+    if (intro.parts.length) {
+      const label = state.kind === "team" ? "Members" : "Steps";
+      const list = el(state.kind === "workflow" ? "ol" : "ul", "intro-parts");
+      list.setAttribute("aria-label", label);
+      for (const part of intro.parts) list.append(el("li", null, part));
+      box.append(el("p", "intro-label", `${label}:`), list);
+    }
+    els.messages.append(box);
+  }
+
   function newSession() {
     clearConversation();
     state.sessionId = null;
+    showIntro();
     rememberLocation();
     for (const button of els.list.querySelectorAll(".session")) button.classList.remove("current");
     els.input.focus();
@@ -348,13 +572,14 @@
   function submit(event) {
     event.preventDefault();
     const text = els.input.value.trim();
-    if (!text || !state.agent) return;
+    if (!text || !state.slug) return;
     const max = Number(cfg.maxChars || 0);
     if (max && text.length > max) {
       showNotice(`Messages are limited to ${max} characters.`);
       return;
     }
     showNotice("");
+    els.messages.querySelector(".intro")?.remove();
     userBubble(text);
     const id = state.nextId++;
     state.pending.push({ id, bubble: assistantBubble() });
@@ -391,7 +616,7 @@
   });
   if (els.agent) {
     els.agent.addEventListener("change", () => {
-      state.agent = els.agent.value;
+      Object.assign(state, parsePick(els.agent.value));
       newSession();
       reconnect();
       loadSessions();
@@ -404,5 +629,5 @@
   connect();
   loadSessions();
   if (params.get("session")) openSession(params.get("session"));
-  else rememberLocation();
+  else newSession();
 })();
