@@ -49,6 +49,7 @@ def test_a_team_is_created_with_its_members_inline(admin_client):
         "max_depth": "2",
         "max_member_calls": "8",
         **inline_management("memberships", 2),
+        **inline_management("hooks", 0),
         "memberships-0-order": "0",
         "memberships-0-agent": a.pk,
         "memberships-0-role": "first",
@@ -72,6 +73,7 @@ def test_team_limits_are_validated_in_plain_words(admin_client):
         "max_depth": "9",
         "max_member_calls": "0",
         **inline_management("memberships", 0),
+        **inline_management("hooks", 0),
     }
     r = admin_client.post(reverse("admin:agents_app_team_add"), data)
     assert r.status_code == 200
