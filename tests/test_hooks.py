@@ -976,3 +976,27 @@ def test_a_locked_database_makes_the_hook_task_deliver_again_not_give_up(monkeyp
         tasks.hook_execute_task.run(7)
     assert calls == [7] and retried[0]["countdown"] == 0.2
     assert isinstance(retried[0]["exc"], OperationalError)
+
+
+@pytest.mark.django_db
+def test_hook_rows_are_cached_with_the_agent_and_the_cache_follows_their_changes(offline_agent):
+    from agents_app.hooks.runner import plan_hooks
+    from agents_app.selectors import agent_get_active
+
+    def planned() -> tuple[list[tuple[str, bool]], int]:
+        with CaptureQueriesContext(connection) as ctx:
+            plan = plan_hooks(agent_get_active(agent_id=offline_agent.slug))
+        return [(p.name, p.background) for p in plan], len(ctx.captured_queries)
+
+    assert planned() == ([], 2)  # the agent with its model, then its hook rows: once
+    assert planned() == ([], 0)  # from the cache
+    row = AgentHook.objects.create(agent=offline_agent, phase="pre", position=0, hook="track_topics")
+    assert planned() == ([("track_topics", True)], 2)
+    assert planned() == ([("track_topics", True)], 0)
+    row.mode = "inline"
+    row.save()
+    assert planned() == ([("track_topics", False)], 2)
+    row.delete()
+    assert planned() == ([], 2)
+    attach_hooks(offline_agent, post=["output_check"])  # the API's bulk replacement clears it too
+    assert planned() == ([("output_check", False)], 2)
