@@ -132,6 +132,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name for the hook-mode choices (a hook row's mode, an agent's memory/summary hook modes).
+    "ENUM_NAME_OVERRIDES": {"HookModeEnum": "agents_app.models.HookMode"},
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from agents_app.admin_hooks import AgentHookInline, unknown_hooks
 from agents_app.admin_try import TryItAdminMixin
 from agents_app.forms import AgentAdminForm, ModelConfigAdminForm, unknown_tools
 from agents_app.models import Agent, ModelConfig
@@ -70,12 +71,16 @@ class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
     actions = ["activate", "deactivate"]
+    inlines = [AgentHookInline]
     fieldsets = [
         (
             None,
             {
-                "description": "Who the agent is. The agent id is what apps use to call it, so change it with care.",
-                "fields": ["name", "slug", "description", "is_active"],
+                "description": (
+                    "Who the agent is. The agent id is what apps use to call it, so change it with care. The "
+                    "busy-session policy says what a message to a session whose answer is still running does."
+                ),
+                "fields": ["name", "slug", "description", "is_active", "busy_session_policy"],
             },
         ),
         (
@@ -106,7 +111,13 @@ class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
                     "How much of the earlier conversation the agent sees when it answers. With summaries on, "
                     "the runs that leave this window are summarized and the summary is sent instead."
                 ),
-                "fields": ["history_runs", "history_max_chars", "session_summaries", "initial_session_state"],
+                "fields": [
+                    "history_runs",
+                    "history_max_chars",
+                    "session_summaries",
+                    "summary_hook_mode",
+                    "initial_session_state",
+                ],
             },
         ),
         (
@@ -123,6 +134,7 @@ class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
                     "memory_context_items",
                     "memory_context_chars",
                     "memory_model",
+                    "memory_hook_mode",
                 ],
             },
         ),
@@ -164,12 +176,16 @@ class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
                 "Runs skip them. Untick them below and save, or register them again.",
                 messages.WARNING,
             )
+        original = context.get("original")
+        hooks = unknown_hooks(original.hooks.all()) if request.method == "GET" and original is not None else []
+        if hooks:
+            self.message_user(
+                request,
+                f"This agent has hooks that no code registers: {', '.join(hooks)}. Its runs fail until they are "
+                "deleted below or registered again.",
+                messages.WARNING,
+            )
         return super().render_change_form(request, context, *args, **kwargs)
 
-
-# Hooks (issue 4): the "Hooks" section of the agent form, and the HookExecution admin.
-from agents_app.admin_hooks import install_agent_hook_fields  # noqa: E402
-
-install_agent_hook_fields(AgentAdmin)
 
 from agents_app import admin_teams  # noqa: E402,F401  (registers the team and workflow admins)

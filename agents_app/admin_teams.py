@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from agents_app.admin_hooks import TeamHookInline
 from agents_app.admin_try import TryItAdminMixin
 from agents_app.models import Team, TeamMember, Workflow, WorkflowStep
 from agents_app.workflows.registry import step_registry
@@ -33,7 +34,7 @@ class TeamAdmin(TryItAdminMixin, admin.ModelAdmin):
     list_select_related = ["model"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
-    inlines = [TeamMemberInline]
+    inlines = [TeamMemberInline, TeamHookInline]
     fieldsets = [
         (None, {"fields": ["slug", "name", "description", "is_active", "busy_session_policy"]}),
         (

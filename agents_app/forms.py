@@ -145,6 +145,7 @@ class AgentAdminForm(forms.ModelForm):
             "slug",
             "description",
             "is_active",
+            "busy_session_policy",
             "model",
             "instructions",
             "tools",
@@ -153,12 +154,14 @@ class AgentAdminForm(forms.ModelForm):
             "history_runs",
             "history_max_chars",
             "session_summaries",
+            "summary_hook_mode",
             "initial_session_state",
             "memory_mode",
             "memory_scope",
             "memory_context_items",
             "memory_context_chars",
             "memory_model",
+            "memory_hook_mode",
         ]
         widgets = {"instructions": forms.Textarea(attrs={"rows": 8, "cols": 80})}
         labels = {
@@ -173,6 +176,9 @@ class AgentAdminForm(forms.ModelForm):
             "memory_context_items": "Memories in context at most",
             "memory_context_chars": "Memory characters at most",
             "memory_model": "Model for memory and summaries",
+            "memory_hook_mode": "Memory extraction runs",
+            "summary_hook_mode": "Summaries run",
+            "busy_session_policy": "When the session is busy",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

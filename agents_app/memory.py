@@ -10,7 +10,7 @@ Three pieces, chosen per agent in the admin (Agent.memory_mode, Agent.session_su
   structured output, and applies them. It runs as the internal hook `agentos_memory`, so it gets
   what every hook gets: background on a Celery worker by default (retries, timeout, a
   HookExecution record, effects applied exactly once), inline when AGENTOS["HOOKS_BACKGROUND"] is
-  "never" or the agent's hook_modes say so (then the run streams MemoryUpdateStarted/Completed).
+  "never" or the agent's memory_hook_mode says so (then the run streams MemoryUpdateStarted/Completed).
 * **Session summaries**: when a session outgrows its history window, the internal hook
   `agentos_session_summary` folds the runs that left the window into the session's summary, which
   later runs get instead of those runs (SessionSummaryStarted/Completed when inline).

@@ -95,42 +95,14 @@ def validate_tool_names(value: Any) -> None:
         raise ValidationError(f"Unknown tools: {', '.join(unknown)}. Registered: {', '.join(tool_registry.names())}.")
 
 
-def _validate_hook_names(value: Any, phase: str) -> None:
-    from agents_app.hooks.registry import hook_registry
+class HookMode(models.TextChoices):
+    """Where an attached hook runs. "default" defers to the hook's decorator (`@hook(background=...)`);
+    AGENTOS["HOOKS_BACKGROUND"] (always/never) overrides all three, and guardrails always run inline
+    (agents_app.hooks.runner has the precedence)."""
 
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValidationError("Hooks must be a list of hook names, in the order they run.")
-    if len(set(value)) != len(value):
-        raise ValidationError("A hook can be listed only once per phase.")
-    known = hook_registry.names(phase)
-    unknown = [name for name in value if name not in known]
-    if unknown:
-        where = "before the model (pre)" if phase == "pre" else "after the model (post)"
-        raise ValidationError(
-            f"Not registered as a hook that runs {where}: {', '.join(unknown)}. Registered: {', '.join(known) or 'none'}."
-        )
-
-
-def validate_pre_hook_names(value: Any) -> None:
-    _validate_hook_names(value, "pre")
-
-
-def validate_post_hook_names(value: Any) -> None:
-    _validate_hook_names(value, "post")
-
-
-def validate_hook_modes(value: Any) -> None:
-    """{hook name: "inline" | "background"}; guardrails cannot be put in the background."""
-    from agents_app.hooks.registry import hook_registry
-
-    if not isinstance(value, dict):
-        raise ValidationError('Hook modes must be an object such as {"track_topics": "background"}.')
-    for name, mode in value.items():
-        if mode not in ("inline", "background"):
-            raise ValidationError(f'Hook {name}: the mode must be "inline" or "background", not {mode!r}.')
-        item = hook_registry.get(name)
-        if item is not None and item.guardrail and mode == "background":
-            raise ValidationError(f"Hook {name} is a guardrail: it always runs inline.")
+    DEFAULT = "default", "Its default"
+    INLINE = "inline", "Inline: the answer waits for it"
+    BACKGROUND = "background", "In the background, on a worker"
 
 
 class Agent(TimeStampedModel):
@@ -159,28 +131,6 @@ class Agent(TimeStampedModel):
         help_text="Tool calls allowed per run; then the model must answer without tools.",
     )
     is_active = models.BooleanField(default=True, help_text="Inactive agents are hidden and refuse runs.")
-    pre_hooks = models.JSONField(
-        default=list,
-        blank=True,
-        validators=[validate_pre_hook_names],
-        help_text="Hooks that see (and may rewrite or reject) the input before the model runs, in order.",
-    )
-    post_hooks = models.JSONField(
-        default=list,
-        blank=True,
-        validators=[validate_post_hook_names],
-        help_text="Hooks that see (and may rewrite or reject) the answer after the model, in order.",
-    )
-    hook_modes = models.JSONField(
-        default=dict,
-        blank=True,
-        validators=[validate_hook_modes],
-        help_text=(
-            'Where each hook runs for this agent: "inline" (the answer waits for it) or "background" (a worker '
-            "runs it after the answer). A hook not listed uses its own default; AGENTOS['HOOKS_BACKGROUND'] "
-            "(always/never) overrides this; guardrails always run inline."
-        ),
-    )
 
     class BusySessionPolicy(models.TextChoices):
         REJECT = "reject", "Reject the new message (409 / an error frame)"
@@ -213,7 +163,7 @@ class Agent(TimeStampedModel):
         default=MemoryMode.OFF,
         help_text=(
             "Automatic extraction runs as a hook after each completed run: in the background on a worker "
-            "unless AGENTOS['HOOKS_BACKGROUND'] is never or hook_modes sets agentos_memory to inline."
+            "unless AGENTOS['HOOKS_BACKGROUND'] is never or the memory hook's mode below is inline."
         ),
     )
     memory_scope = models.CharField(max_length=16, choices=MemoryScope.choices, default=MemoryScope.USER)
@@ -253,6 +203,20 @@ class Agent(TimeStampedModel):
         validators=[MaxValueValidator(1_000_000)],
         help_text="At most this many characters of history go to the model; the oldest runs are dropped first.",
     )
+    # Our internal hooks are planned from the memory settings above, not attached as hook rows; these
+    # say only where they run (what `hook_modes` said for them before hooks became rows).
+    memory_hook_mode = models.CharField(
+        max_length=16,
+        choices=HookMode.choices,
+        default=HookMode.DEFAULT,
+        help_text="Where automatic memory extraction (the agentos_memory hook) runs; its default: in the background.",
+    )
+    summary_hook_mode = models.CharField(
+        max_length=16,
+        choices=HookMode.choices,
+        default=HookMode.DEFAULT,
+        help_text="Where session summaries (the agentos_session_summary hook) are made; its default: in the background.",
+    )
 
     class Meta:
         ordering = ["slug"]
@@ -276,6 +240,120 @@ class Agent(TimeStampedModel):
     @property
     def agent_id(self) -> str:
         return self.slug
+
+    def pre_hook_rows(self) -> list[AgentHook]:
+        """The hooks before the model, in order (from the prefetched rows when the selector loaded them)."""
+        return [row for row in self.hooks.all() if row.phase == "pre"]  # type: ignore[attr-defined]
+
+    def post_hook_rows(self) -> list[AgentHook]:
+        """The hooks after the model, in order."""
+        return [row for row in self.hooks.all() if row.phase == "post"]  # type: ignore[attr-defined]
+
+
+HOOK_MAX_RETRIES = 20  # the registry's own bound for @hook(retries=...)
+HOOK_MAX_TIMEOUT_SECONDS = 3600.0
+HOOK_MAX_POSITION = 999
+
+
+def validate_hook_setting(*, phase: str, hook: str, mode: str) -> None:
+    """One attached hook: registered in code for that phase, and a mode it may run in. Shared by the
+    admin inline (AgentHook.clean) and the staff API (AgentAdminSerializer), so both refuse the same
+    things with the same words. Raises ValidationError keyed by field ("hook" or "mode")."""
+    from agents_app.hooks.registry import hook_registry
+
+    known = hook_registry.names(phase)
+    item = hook_registry.get(hook)
+    if item is None or item.internal or hook not in known:
+        where = "before the model (pre)" if phase == "pre" else "after the model (post)"
+        raise ValidationError(
+            {"hook": f"Not registered as a hook that runs {where}: {hook}. Registered: {', '.join(known) or 'none'}."}
+        )
+    if mode not in HookMode.values:
+        raise ValidationError({"mode": f"The mode must be one of {', '.join(HookMode.values)}, not {mode!r}."})
+    if item.guardrail and mode == HookMode.BACKGROUND:
+        raise ValidationError({"mode": f"Hook {hook} is a guardrail: it always runs inline."})
+
+
+def validate_hook_list(*, phase: str, hooks: list[str]) -> None:
+    """The hooks of one phase of one agent (or team), in order: each at most once (a run records one
+    execution per hook and phase)."""
+    repeated = sorted({name for name in hooks if hooks.count(name) > 1})
+    if repeated:
+        where = "before" if phase == "pre" else "after"
+        raise ValidationError(f"A hook can be attached only once {where} the model: {', '.join(repeated)}.")
+
+
+class AgentHook(models.Model):
+    """One hook attached to an agent (or, later, a team): which registered hook, before or after the
+    model, its place in that phase's order, where it runs, and optional retries/timeout that replace
+    the decorator's. Internal hooks (automatic memory, session summaries) are never rows: the engine
+    plans them from the agent's memory settings."""
+
+    class Phase(models.TextChoices):
+        PRE = "pre", "Before the model"
+        POST = "post", "After the model"
+
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="hooks")
+    team = models.ForeignKey("Team", null=True, blank=True, on_delete=models.CASCADE, related_name="hooks")
+    phase = models.CharField(max_length=8, choices=Phase.choices, default=Phase.PRE)
+    position = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(HOOK_MAX_POSITION)],
+        help_text="The order within the phase: lower runs first.",
+    )
+    hook = models.CharField(max_length=100, help_text="The name of a hook registered in code with @hook.")
+    mode = models.CharField(max_length=16, choices=HookMode.choices, default=HookMode.DEFAULT)
+    max_retries = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(HOOK_MAX_RETRIES)],
+        help_text="Retries after a failed attempt; empty: the hook's own (usually 2).",
+    )
+    timeout_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(HOOK_MAX_TIMEOUT_SECONDS)],
+        help_text="Seconds one attempt may take; empty: the hook's own (usually 30).",
+    )
+
+    class Meta:
+        # "pre" sorts after "post": descending lists the pre-hooks first, as they run.
+        ordering = ["-phase", "position", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(agent__isnull=False, team__isnull=True) | models.Q(agent__isnull=True, team__isnull=False)
+                ),
+                name="agenthook_agent_xor_team",
+            ),
+            models.CheckConstraint(condition=models.Q(phase__in=["pre", "post"]), name="agenthook_phase_valid"),
+            models.UniqueConstraint(fields=["agent", "phase", "position"], name="agenthook_unique_agent_position"),
+            models.UniqueConstraint(fields=["team", "phase", "position"], name="agenthook_unique_team_position"),
+            models.UniqueConstraint(fields=["agent", "phase", "hook"], name="agenthook_unique_agent_hook"),
+            models.UniqueConstraint(fields=["team", "phase", "hook"], name="agenthook_unique_team_hook"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hook} ({self.phase} #{self.position})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        from agents_app.selectors import agent_cache_clear
+
+        agent_cache_clear()
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().delete(*args, **kwargs)
+        from agents_app.selectors import agent_cache_clear
+
+        agent_cache_clear()
+        return result
+
+    def clean(self) -> None:
+        # (An inline on a page adding its agent has neither yet; the check constraint guards the rest.)
+        if self.agent_id and self.team_id:
+            raise ValidationError("A hook belongs to either an agent or a team, not both.")
+        validate_hook_setting(phase=self.phase, hook=self.hook, mode=self.mode)
 
 
 class HookExecution(TimeStampedModel):
@@ -301,6 +379,11 @@ class HookExecution(TimeStampedModel):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Attempts started so far.")
     max_attempts = models.PositiveSmallIntegerField(default=1, help_text="The hook's retries + 1, when queued.")
+    timeout_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Seconds per attempt, as planned for the run (with the agent's override); empty: the hook's own.",
+    )
     error = models.TextField(blank=True, help_text="Why the last attempt failed.")
     duration = models.FloatField(null=True, blank=True, help_text="Seconds the last attempt took.")
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="A retry waits until then (backoff).")

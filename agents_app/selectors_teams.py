@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 
 from agents_app.models import Team, TeamMember, Workflow, WorkflowStep
+from agents_app.selectors import hooks_prefetch
 from sessions_app.errors import NotFoundError
 
 
@@ -34,6 +35,7 @@ def team_members_tree(team: Team) -> dict[int, list[TeamMember]]:
         rows = (
             TeamMember.objects.filter(team_id__in=frontier)
             .select_related("agent__model", "member_team__model")
+            .prefetch_related(hooks_prefetch("agent__hooks"))
             .order_by("order", "pk")
         )
         for pk in frontier:
@@ -70,6 +72,7 @@ def workflow_steps_tree(workflow: Workflow) -> tuple[list[StepNode], dict[int, l
     rows = list(
         WorkflowStep.objects.filter(workflow=workflow)
         .select_related("agent__model", "team__model")
+        .prefetch_related(hooks_prefetch("agent__hooks"))
         .order_by("order", "pk")
     )
     nodes = {row.pk: StepNode(row) for row in rows}

@@ -2,19 +2,72 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import build_array_type, build_basic_type
 from drf_spectacular.types import OpenApiTypes
 from rest_framework import serializers
 
-from agents_app.models import Agent, ModelConfig
+from agents_app.hooks.registry import hook_registry
+from agents_app.models import (
+    HOOK_MAX_POSITION,
+    HOOK_MAX_RETRIES,
+    HOOK_MAX_TIMEOUT_SECONDS,
+    Agent,
+    AgentHook,
+    HookMode,
+    ModelConfig,
+    validate_hook_list,
+    validate_hook_setting,
+)
 from agents_app.tools.registry import tool_registry
 from sessions_app.conf import agentos_settings
 
 
-class ModelConfigSerializer(serializers.ModelSerializer):
+class StrictFieldsMixin:
+    """A write body naming a field the serializer does not accept (unknown, or read-only) is a 400
+    naming it, instead of DRF's default of silently ignoring it: a client that misspells a setting,
+    or sets one this API does not write, learns so instead of reading a 201 and trusting it."""
+
+    # Keys a form post may carry besides the fields (Django's CSRF token); never an error.
+    ignored_keys = frozenset({"csrfmiddlewaretoken"})
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            fields = self.fields  # type: ignore[attr-defined]
+            writable = sorted(name for name, field in fields.items() if not field.read_only)
+            errors: dict[str, list[str]] = {}
+            for key in data:
+                if key in self.ignored_keys:
+                    continue
+                field = fields.get(key)
+                if field is None:
+                    errors[str(key)] = [f"Unknown field. The writable fields are: {', '.join(writable)}."]
+                elif field.read_only:
+                    errors[str(key)] = ["This field is read-only."]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictFieldsSchema(OpenApiSerializerExtension):
+    """Document the strictness: the request bodies of strict serializers allow no other properties."""
+
+    target_class = StrictFieldsMixin
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
+
+
+class ModelConfigSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     """Staff only. The API key can be set but is never returned: `has_api_key` says whether one is."""
 
     api_key = serializers.CharField(
@@ -124,8 +177,75 @@ def _json_value_problem(value: Any, *, max_depth: int) -> str | None:
     return None
 
 
-class AgentAdminSerializer(serializers.ModelSerializer):
-    """What staff read and write: every setting of the agent."""
+class HookNameField(serializers.CharField):
+    """The name of a registered hook (checked against the registry, with its phase, by the parent)."""
+
+
+class HookNameFieldSchema(OpenApiSerializerFieldExtension):
+    """Document the registered hook names as an enum, read when the schema is generated."""
+
+    target_class = HookNameField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        item = build_basic_type(OpenApiTypes.STR)
+        item["enum"] = hook_registry.names()
+        return item
+
+
+class HookRowSerializer(StrictFieldsMixin, serializers.Serializer):
+    """One attached hook; its place in the list is its order in the phase."""
+
+    hook = HookNameField(max_length=100, help_text="A hook registered in code with @hook.")
+    mode = serializers.ChoiceField(
+        choices=HookMode.choices,
+        default=HookMode.DEFAULT,
+        help_text="Where it runs: its default (the decorator's), inline, or in the background. Guardrails: inline.",
+    )
+    max_retries = serializers.IntegerField(
+        min_value=0,
+        max_value=HOOK_MAX_RETRIES,
+        allow_null=True,
+        default=None,
+        help_text="Retries after a failed attempt; null: the hook's own.",
+    )
+    timeout_seconds = serializers.FloatField(
+        min_value=0.1,
+        max_value=HOOK_MAX_TIMEOUT_SECONDS,
+        allow_null=True,
+        default=None,
+        help_text="Seconds one attempt may take; null: the hook's own.",
+    )
+
+
+def validate_hook_rows(phase: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The API's side of the admin's validation (the same functions): each row's hook registered for
+    the phase and its mode allowed, each hook once. Errors are keyed by the row's index, as DRF keys
+    the errors of the rows' own fields."""
+    problems: dict[int, dict[str, list[str]]] = {}
+    for index, row in enumerate(rows):
+        try:
+            # (A PATCH skips the row's defaults: a missing mode is the default one.)
+            validate_hook_setting(phase=phase, hook=row["hook"], mode=row.get("mode", HookMode.DEFAULT))
+        except DjangoValidationError as exc:
+            problems[index] = exc.message_dict
+    if problems:
+        raise serializers.ValidationError(problems)
+    try:
+        validate_hook_list(phase=phase, hooks=[row["hook"] for row in rows])
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.messages) from None
+    return rows
+
+
+HOOK_LIST_HELP = (
+    "The hooks that run {when}, in order (the list order is the order). Replaces the whole list when "
+    "written; omit it to leave the hooks as they are."
+)
+
+
+class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    """What staff read and write: every setting of the agent. Unknown or read-only fields in a write
+    are refused (400)."""
 
     agent_id = serializers.SlugField(source="slug", max_length=100)
     model = serializers.PrimaryKeyRelatedField(queryset=ModelConfig.objects.all())
@@ -134,6 +254,20 @@ class AgentAdminSerializer(serializers.ModelSerializer):
     initial_session_state = serializers.JSONField(required=False)
     memory_model = serializers.PrimaryKeyRelatedField(
         queryset=ModelConfig.objects.all(), required=False, allow_null=True
+    )
+    pre_hooks = HookRowSerializer(
+        many=True,
+        required=False,
+        max_length=HOOK_MAX_POSITION + 1,
+        source="pre_hook_rows",
+        help_text=HOOK_LIST_HELP.format(when="before the model (they see, and may rewrite or refuse, the message)"),
+    )
+    post_hooks = HookRowSerializer(
+        many=True,
+        required=False,
+        max_length=HOOK_MAX_POSITION + 1,
+        source="post_hook_rows",
+        help_text=HOOK_LIST_HELP.format(when="after the model (they see, and may rewrite or refuse, the answer)"),
     )
 
     class Meta:
@@ -146,6 +280,9 @@ class AgentAdminSerializer(serializers.ModelSerializer):
             "instructions",
             "tools",
             "output_schema",
+            "pre_hooks",
+            "post_hooks",
+            "busy_session_policy",
             "history_runs",
             "history_max_chars",
             "session_summaries",
@@ -155,6 +292,8 @@ class AgentAdminSerializer(serializers.ModelSerializer):
             "memory_context_items",
             "memory_context_chars",
             "memory_model",
+            "memory_hook_mode",
+            "summary_hook_mode",
             "max_tool_calls",
             "is_active",
             "created_at",
@@ -170,6 +309,41 @@ class AgentAdminSerializer(serializers.ModelSerializer):
         if qs.exists():
             raise serializers.ValidationError("An agent with this id already exists.")
         return value
+
+    def validate_pre_hooks(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return validate_hook_rows(AgentHook.Phase.PRE, value)
+
+    def validate_post_hooks(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return validate_hook_rows(AgentHook.Phase.POST, value)
+
+    def create(self, validated_data: dict[str, Any]) -> Agent:
+        hooks = self._pop_hooks(validated_data)
+        with transaction.atomic():
+            agent = super().create(validated_data)
+            self._save_hooks(agent, hooks)
+        return agent
+
+    def update(self, instance: Agent, validated_data: dict[str, Any]) -> Agent:
+        hooks = self._pop_hooks(validated_data)
+        with transaction.atomic():
+            agent = super().update(instance, validated_data)
+            self._save_hooks(agent, hooks)
+        return agent
+
+    @staticmethod
+    def _pop_hooks(validated_data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        phases = {"pre_hook_rows": AgentHook.Phase.PRE, "post_hook_rows": AgentHook.Phase.POST}
+        return {phase: validated_data.pop(key) for key, phase in phases.items() if key in validated_data}
+
+    @staticmethod
+    def _save_hooks(agent: Agent, hooks: dict[str, list[dict[str, Any]]]) -> None:
+        from agents_app.services import hooks_replace
+
+        for phase, rows in hooks.items():
+            hooks_replace(owner=agent, phase=phase, rows=rows)
+        if hooks:
+            # The rows read back are the new ones, not those prefetched with the agent.
+            getattr(agent, "_prefetched_objects_cache", {}).pop("hooks", None)
 
     def validate_initial_session_state(self, value: Any) -> Any:
         if not isinstance(value, dict):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from agents_app.models import Agent
+from agents_app.models import Agent, AgentHook, Team
 from agents_app.selectors import agent_cache_clear
 
 logger = logging.getLogger(__name__)
@@ -29,3 +30,28 @@ def agent_set_active(*, agents: Iterable[Agent], is_active: bool) -> int:
         )
     agent_cache_clear()
     return changed
+
+
+def hooks_replace(*, owner: Agent | Team, phase: str, rows: list[dict[str, Any]]) -> list[AgentHook]:
+    """Make `rows` (validated: hook, mode, max_retries, timeout_seconds) the owner's hooks of `phase`,
+    in list order. Replacing the whole phase in one transaction (delete, then insert) never meets the
+    unique (owner, phase, position/hook) constraints halfway, as reordering rows in place would."""
+    owner_field = "agent" if isinstance(owner, Agent) else "team"
+    with transaction.atomic():
+        AgentHook.objects.filter(**{owner_field: owner}, phase=phase).delete()
+        created = AgentHook.objects.bulk_create(
+            [
+                AgentHook(
+                    **{owner_field: owner},
+                    phase=phase,
+                    position=position,
+                    hook=row["hook"],
+                    mode=row.get("mode") or AgentHook._meta.get_field("mode").default,
+                    max_retries=row.get("max_retries"),
+                    timeout_seconds=row.get("timeout_seconds"),
+                )
+                for position, row in enumerate(rows)
+            ]
+        )
+    agent_cache_clear()  # a bulk write skips AgentHook.save
+    return created

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import factory
 from django.contrib.auth import get_user_model
 
@@ -74,3 +76,14 @@ class WorkflowStepFactory(factory.django.DjangoModelFactory):
     workflow = factory.SubFactory(WorkflowFactory)
     name = factory.Sequence(lambda n: f"step-{n}")
     order = factory.Sequence(lambda n: n)
+
+
+def attach_hooks(agent: Agent, *, pre: list[str] | None = None, post: list[str] | None = None, **row: Any) -> None:
+    """Give `agent` these hooks (by name, in order) through the same service the staff API uses;
+    a phase not given is left as it is. `row` fields (mode, max_retries, timeout_seconds) apply to
+    every row given."""
+    from agents_app.services import hooks_replace
+
+    for phase, names in (("pre", pre), ("post", post)):
+        if names is not None:
+            hooks_replace(owner=agent, phase=phase, rows=[{"hook": name, **row} for name in names])

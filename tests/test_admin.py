@@ -82,6 +82,14 @@ def agent_post(model: ModelConfig, **changes: Any) -> dict[str, Any]:
         "memory_context_items": 10,
         "memory_context_chars": 2000,
         "memory_model": "",
+        "memory_hook_mode": "default",
+        "summary_hook_mode": "default",
+        "busy_session_policy": "queue",
+        # The hook inline (tests/test_hooks.py adds rows).
+        "hooks-TOTAL_FORMS": "0",
+        "hooks-INITIAL_FORMS": "0",
+        "hooks-MIN_NUM_FORMS": "0",
+        "hooks-MAX_NUM_FORMS": "1000",
     }
     data.update(changes)
     return data
@@ -489,10 +497,25 @@ def test_saving_an_agent_with_memory_settings_and_an_initial_state(admin_client)
         True,
         model,
     )
-    # The hooks table keeps the modes of the internal memory hooks, which it does not list.
-    agent.hook_modes = {"agentos_memory": "inline"}
-    agent.save()
+    # Where our memory hooks run, and the busy-session policy, are on the page too.
     change = reverse("admin:agents_app_agent_change", args=[agent.pk])
-    assert admin_client.post(change, agent_post(model, memory_mode="automatic")).status_code == 302
+    page = admin_client.get(change).content.decode()
+    assert 'name="memory_hook_mode"' in page and 'name="summary_hook_mode"' in page
+    assert 'name="busy_session_policy"' in page
+    posted = agent_post(
+        model,
+        memory_mode="automatic",
+        memory_hook_mode="inline",
+        summary_hook_mode="background",
+        busy_session_policy="interrupt",
+    )
+    assert admin_client.post(change, posted).status_code == 302
     agent.refresh_from_db()
-    assert agent.hook_modes == {"agentos_memory": "inline"} and agent.initial_session_state == {}
+    assert (agent.memory_hook_mode, agent.summary_hook_mode, agent.busy_session_policy) == (
+        "inline",
+        "background",
+        "interrupt",
+    )
+    assert agent.initial_session_state == {}
+    bad = admin_client.post(change, {**posted, "busy_session_policy": "wait"})
+    assert bad.status_code == 200 and "Select a valid choice" in bad.content.decode()

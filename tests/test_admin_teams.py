@@ -50,6 +50,7 @@ def test_a_team_is_created_with_its_members_inline(admin_client):
         "max_depth": "2",
         "max_member_calls": "8",
         **inline_management("memberships", 2),
+        **inline_management("hooks", 0),
         "memberships-0-order": "0",
         "memberships-0-agent": a.pk,
         "memberships-0-role": "first",
@@ -73,6 +74,7 @@ def test_team_limits_are_validated_in_plain_words(admin_client):
         "max_depth": "9",
         "max_member_calls": "0",
         **inline_management("memberships", 0),
+        **inline_management("hooks", 0),
     }
     r = admin_client.post(reverse("admin:agents_app_team_add"), data)
     assert r.status_code == 200
@@ -299,3 +301,44 @@ def test_try_it_shows_a_failed_workflow_and_refuses_an_inactive_team(admin_clien
     assert Run.objects.count() == 1
     changelist = admin_client.get(reverse("admin:agents_app_team_changelist")).content.decode()
     assert f'href="{url}"' not in changelist
+
+
+def test_a_team_gets_hook_rows_inline(admin_client):
+    from agents_app.models import AgentHook
+
+    model = ModelConfigFactory(name="offline")
+    a = AgentFactory(slug="a", model=model)
+    data = {
+        "slug": "guarded",
+        "name": "Guarded",
+        "description": "",
+        "is_active": "on",
+        "busy_session_policy": "queue",
+        "model": model.pk,
+        "mode": "route",
+        "instructions": "",
+        "history_runs": "3",
+        "max_depth": "2",
+        "max_member_calls": "8",
+        **inline_management("memberships", 1),
+        "memberships-0-order": "0",
+        "memberships-0-agent": a.pk,
+        **inline_management("hooks", 1),
+        "hooks-0-phase": "pre",
+        "hooks-0-position": "1",
+        "hooks-0-hook": "redact_pii",
+        "hooks-0-mode": "default",
+    }
+    page = admin_client.get(reverse("admin:agents_app_team_add")).content.decode()
+    assert 'name="hooks-TOTAL_FORMS"' in page and "team runs do not run them yet" in page
+    r = admin_client.post(reverse("admin:agents_app_team_add"), data)
+    assert r.status_code == 302, r.content.decode()[:3000]
+    team = Team.objects.get(slug="guarded")
+    assert list(AgentHook.objects.values_list("team_id", "agent_id", "phase", "position", "hook")) == [
+        (team.pk, None, "pre", 1, "redact_pii")
+    ]
+    bad = admin_client.post(
+        reverse("admin:agents_app_team_change", args=[team.pk]),
+        {**data, **inline_management("hooks", 1), "hooks-0-hook": "output_check"},
+    )
+    assert bad.status_code == 200 and "Not registered as a hook that runs before the model" in bad.content.decode()

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -24,11 +25,11 @@ from agents_app.hooks.errors import InputRejected
 from agents_app.hooks.executions import hook_execution_run, hook_executions_retry, hook_executions_sweep
 from agents_app.hooks.registry import Hook, HookRegistry
 from agents_app.hooks.runner import runs_in_background
-from agents_app.models import Agent, HookExecution
+from agents_app.models import AgentHook, HookExecution
 from agents_app.runs import run_agent
 from sessions_app.models import Message, Run, Session
 from tests.conftest import bearer
-from tests.factories import AgentFactory
+from tests.factories import AgentFactory, attach_hooks
 
 
 @pytest.fixture
@@ -135,30 +136,33 @@ def test_where_a_hook_runs_follows_the_documented_precedence(decorator, agent_mo
         phases=frozenset({"pre"}),
         guardrail=guardrail,
     )
-    agent = Agent(hook_modes={"h": agent_mode} if agent_mode else {})
     with hook_settings(HOOKS_BACKGROUND=site):
-        assert runs_in_background(item, agent) is expected
+        assert runs_in_background(item, agent_mode or "default") is expected
 
 
 @pytest.mark.django_db
-def test_agent_validation_knows_the_registered_hooks_and_their_phases(offline_agent):
+def test_hook_rows_are_validated_against_the_registry_and_their_phases(offline_agent):
     from django.core.exceptions import ValidationError
 
-    offline_agent.pre_hooks = ["redact_pii", "input_check", "track_topics"]
-    offline_agent.post_hooks = ["redact_pii", "output_check"]
-    offline_agent.hook_modes = {"track_topics": "inline"}
-    offline_agent.full_clean()
-    for field, value, message in [
-        ("pre_hooks", ["output_check"], "Not registered as a hook that runs before the model"),
-        ("post_hooks", ["nope"], "nope"),
-        ("pre_hooks", ["redact_pii", "redact_pii"], "only once"),
-        ("hook_modes", {"input_check": "background"}, "guardrail"),
-        ("hook_modes", {"track_topics": "sometimes"}, "inline"),
+    attach_hooks(offline_agent, pre=["redact_pii", "input_check", "track_topics"])
+    attach_hooks(offline_agent, post=["redact_pii", "output_check"])
+    for row in AgentHook.objects.filter(agent=offline_agent):
+        row.full_clean()
+    for phase, hook, mode, message in [
+        ("pre", "output_check", "default", "Not registered as a hook that runs before the model"),
+        ("post", "nope", "default", "nope"),
+        ("post", "agentos_memory", "default", "Not registered"),  # ours: planned from the memory settings
+        ("pre", "input_check", "background", "guardrail"),
+        ("pre", "track_topics", "sometimes", "mode"),
     ]:
-        agent = Agent.objects.get(pk=offline_agent.pk)
-        setattr(agent, field, value)
+        row = AgentHook(agent=offline_agent, phase=phase, position=9, hook=hook, mode=mode)
         with pytest.raises(ValidationError, match=message):
-            agent.full_clean()
+            row.full_clean()
+    # Once per phase, and one place per position: a form catches both, the database too.
+    with pytest.raises(ValidationError, match="already exists"):
+        AgentHook(agent=offline_agent, phase="pre", position=7, hook="redact_pii").full_clean()
+    with pytest.raises(ValidationError, match="already exists"):
+        AgentHook(agent=offline_agent, phase="post", position=0, hook="track_topics").full_clean()
 
 
 # ---- inline hooks in the engine -----------------------------------------------------------------
@@ -184,7 +188,7 @@ def test_pre_hooks_run_in_order_each_seeing_the_last_rewrite_and_the_model_sees_
     register(upper)
     register(exclaim)
     register(observe)
-    agent.pre_hooks = ["upper", "exclaim", "observe"]
+    attach_hooks(agent, pre=["upper", "exclaim", "observe"])
     agent.save()
     scripted_model.push_text("ok")
     result = run_agent(agent_id=agent.slug, user=user, message="hello")
@@ -225,7 +229,7 @@ def test_rejected_input_is_a_typed_run_error_stored_on_the_run_and_the_model_is_
     calls: list[str] = []
     register(no_shouting, guardrail=True)
     register(lambda ctx: calls.append("after"), name="after_reject")
-    agent.pre_hooks = ["no_shouting", "after_reject"]
+    attach_hooks(agent, pre=["no_shouting", "after_reject"])
     agent.save()
     result = run_agent(agent_id=agent.slug, user=user, message="HELLO")
     assert (result.status, result.error_type, result.error) == ("error", "input_rejected", "Please do not shout.")
@@ -246,13 +250,13 @@ def test_rejected_input_is_a_typed_run_error_stored_on_the_run_and_the_model_is_
 async def test_rejections_reach_the_api_client_with_their_status(register, asgi, agent, token, scripted_model):
     register(lambda ctx: ctx.reject("Off topic."), name="refuse_in", guardrail=True, phases=["pre"])
     register(lambda ctx: ctx.reject("Too rude."), name="refuse_out", guardrail=True, phases=["post"])
-    agent.pre_hooks = ["refuse_in"]
+    await sync_to_async(attach_hooks)(agent, pre=["refuse_in"])
     await agent.asave()
     r = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "hi"}, headers=bearer(token))
     assert r.status_code == 422
     assert r.json()["error"] == {"type": "input_rejected", "message": "Off topic."}
 
-    agent.pre_hooks, agent.post_hooks = [], ["refuse_out"]
+    await sync_to_async(attach_hooks)(agent, pre=[], post=["refuse_out"])
     await agent.asave()
     scripted_model.push_text("a rude answer")
     r = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "hi", "stream": True}, headers=bearer(token))
@@ -276,7 +280,7 @@ async def test_a_rejection_reaches_the_websocket_as_a_run_error(register, offlin
     from tests.test_websocket import connect, until_terminal
 
     register(lambda ctx: ctx.reject("Not on this channel."), name="refuse_ws", guardrail=True, phases=["pre"])
-    offline_agent.pre_hooks = ["refuse_ws"]
+    await sync_to_async(attach_hooks)(offline_agent, pre=["refuse_ws"])
     await offline_agent.asave()
     comm = await connect(offline_agent.slug, token=token)
     await comm.send_json_to({"type": "run", "message": "hello"})
@@ -294,7 +298,7 @@ def test_post_hooks_rewrite_the_answer_in_order_and_the_stream_carries_only_the_
 
     register(lambda ctx: ctx.output.replace("secret", "*****"), name="mask", phases=["post"])
     register(lambda ctx: ctx.output + " (checked)", name="stamp", phases=["post"])
-    agent.post_hooks = ["mask", "stamp"]
+    attach_hooks(agent, post=["mask", "stamp"])
     agent.save()
     scripted_model.push_text("the secret is out")
 
@@ -329,13 +333,13 @@ def test_post_hooks_on_structured_output_get_the_object_and_a_rewrite_is_revalid
     }
     register(lambda ctx: {**ctx.output, "city": "Paris"}, name="to_paris", phases=["post"])
     register(lambda ctx: {**ctx.output, "score": "high"}, name="breaks_schema", phases=["post"])
-    offline_agent.post_hooks = ["to_paris"]
+    attach_hooks(offline_agent, post=["to_paris"])
     offline_agent.save()
     result = run_agent(agent_id=offline_agent.slug, user=user, message="somewhere nice")
     assert result.status == "completed" and result.content == {"city": "Paris", "score": 2}
     assert Run.objects.get(pk=result.run_id).output_json == {"city": "Paris", "score": 2}
 
-    offline_agent.post_hooks = ["breaks_schema"]
+    attach_hooks(offline_agent, post=["breaks_schema"])
     offline_agent.save()
     result = run_agent(agent_id=offline_agent.slug, user=user, message="again")
     assert result.error_type == "hook_error"
@@ -358,18 +362,18 @@ def test_inline_failures_are_retried_then_fail_the_run_with_hook_error_or_timeou
         await asyncio.sleep(5)
 
     register(sleepy, timeout=0.05, retries=0)
-    offline_agent.pre_hooks = ["flaky"]
+    attach_hooks(offline_agent, pre=["flaky"])
     offline_agent.save()
     assert run_agent(agent_id=offline_agent.slug, user=user, message="hi").status == "completed"
     assert attempts == [1, 2, 3]
 
-    offline_agent.pre_hooks = ["broken"]
+    attach_hooks(offline_agent, pre=["broken"])
     offline_agent.save()
     result = run_agent(agent_id=offline_agent.slug, user=user, message="hi")
     # The client reads the hook and the exception type, not the exception's text.
     assert (result.error_type, result.error) == ("hook_error", "The broken hook failed (ZeroDivisionError).")
 
-    offline_agent.pre_hooks = ["sleepy"]
+    attach_hooks(offline_agent, pre=["sleepy"])
     offline_agent.save()
     started = time.perf_counter()
     result = run_agent(agent_id=offline_agent.slug, user=user, message="hi")
@@ -385,18 +389,15 @@ async def test_hook_errors_and_timeouts_have_their_status_codes(register, asgi, 
     register(lambda ctx: 1 / 0, name="broken", retries=0)
     register(sleepy, timeout=0.05, retries=0)
     for hook_name, status in (("broken", 500), ("sleepy", 504)):
-        offline_agent.pre_hooks = [hook_name]
-        await offline_agent.asave()
+        await sync_to_async(attach_hooks)(offline_agent, pre=[hook_name])
         r = await asgi.post(f"/api/agents/{offline_agent.slug}/runs", json={"message": "hi"}, headers=bearer(token))
         assert r.status_code == status, r.text
 
 
 @pytest.mark.django_db
 def test_an_unregistered_hook_fails_the_run_before_the_model(offline_agent, user, scripted_model):
-    Agent.objects.filter(pk=offline_agent.pk).update(pre_hooks=["vanished"])
-    from agents_app.selectors import agent_cache_clear
-
-    agent_cache_clear()
+    # Stored when it was registered; its module is gone now (rows skip validation when created directly).
+    AgentHook.objects.create(agent=offline_agent, phase="pre", position=0, hook="vanished")
     result = run_agent(agent_id=offline_agent.slug, user=user, message="hi")
     assert result.error_type == "hook_error" and "vanished" in result.error
     assert event_names(result) == ["RunStarted", "RunError"]
@@ -415,7 +416,7 @@ def test_inline_hooks_update_the_session_state_merged_with_the_run(register, off
 
     register(count)
     register(strike_then_reject)
-    offline_agent.pre_hooks = ["count", "strike_then_reject"]
+    attach_hooks(offline_agent, pre=["count", "strike_then_reject"])
     offline_agent.save()
     first = run_agent(agent_id=offline_agent.slug, user=user, message="hi")
     session = Session.objects.get(pk=first.session_id)
@@ -438,7 +439,7 @@ def test_agents_without_hooks_pay_nothing_and_a_background_hook_adds_one_insert(
         return [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
 
     plain = queries("one")
-    offline_agent.post_hooks = ["later"]
+    attach_hooks(offline_agent, post=["later"])
     offline_agent.save()
     queries("the agent is cached again")
     with_hook = queries("two")
@@ -461,7 +462,7 @@ def background_run(register, offline_agent, user, django_capture_on_commit_callb
         return behaviour["fn"](ctx)
 
     register(later, background=True, retries=2, timeout=0.5)
-    offline_agent.pre_hooks, offline_agent.post_hooks = [], ["later"]
+    attach_hooks(offline_agent, pre=[], post=["later"])
     offline_agent.save()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         result = run_agent(agent_id=offline_agent.slug, user=user, message="hello there")
@@ -593,7 +594,7 @@ def test_the_sweep_republishes_only_stalled_executions(background_run, monkeypat
     old = timezone.now() - timedelta(hours=1)
     HookExecution.objects.filter(pk=execution.pk).update(updated_at=old)
     hook_executions_sweep()
-    assert published == [[(execution.pk, "later")]]
+    assert published == [[(execution.pk, "later", 0.5)]]  # with the timeout planned for the run
     hook_executions_sweep()  # the sweep bumped updated_at: not published again at once
     assert len(published) == 1
 
@@ -602,11 +603,11 @@ def test_the_sweep_republishes_only_stalled_executions(background_run, monkeypat
 def test_background_pre_hooks_are_not_queued_for_a_rejected_input(register, offline_agent, user):
     register(lambda ctx: None, name="later_pre", background=True, phases=["pre"])
     register(lambda ctx: ctx.reject("no"), name="gate", guardrail=True, phases=["pre"])
-    offline_agent.pre_hooks = ["later_pre", "gate"]
+    attach_hooks(offline_agent, pre=["later_pre", "gate"])
     offline_agent.save()
     assert run_agent(agent_id=offline_agent.slug, user=user, message="hi").error_type == "input_rejected"
     assert not HookExecution.objects.exists()
-    offline_agent.pre_hooks = ["later_pre"]
+    attach_hooks(offline_agent, pre=["later_pre"])
     offline_agent.save()
     run_agent(agent_id=offline_agent.slug, user=user, message="hi")
     assert list(HookExecution.objects.values_list("hook_name", "phase")) == [("later_pre", "pre")]
@@ -624,7 +625,7 @@ async def test_a_slow_background_hook_does_not_delay_the_response(register, asgi
         ctx.session_state["slow_done"] = True
 
     register(slow, background=True, timeout=10, retries=0)
-    offline_agent.post_hooks = ["slow"]
+    await sync_to_async(attach_hooks)(offline_agent, post=["slow"])
     await offline_agent.asave()
     started = time.perf_counter()
     r = await asgi.post(f"/api/agents/{offline_agent.slug}/runs", json={"message": "hi"}, headers=bearer(token))
@@ -648,7 +649,7 @@ async def test_a_slow_background_hook_does_not_delay_the_response(register, asgi
 
 @pytest.mark.django_db
 def test_input_check_rejects_with_the_judges_concerns_and_recommendations(agent, user, scripted_model):
-    agent.pre_hooks = ["input_check"]
+    attach_hooks(agent, pre=["input_check"])
     agent.save()
     scripted_model.push_json(
         {
@@ -680,7 +681,7 @@ def test_input_check_rejects_with_the_judges_concerns_and_recommendations(agent,
 
 @pytest.mark.django_db
 def test_output_check_withholds_an_answer_the_judge_rejects(agent, user, scripted_model):
-    agent.post_hooks = ["output_check"]
+    attach_hooks(agent, post=["output_check"])
     agent.save()
     scripted_model.push_text("whatever, figure it out yourself")
     scripted_model.push_json(
@@ -704,7 +705,7 @@ def test_output_check_withholds_an_answer_the_judge_rejects(agent, user, scripte
 
 @pytest.mark.django_db
 def test_a_judge_that_answers_garbage_fails_closed(agent, user, scripted_model):
-    agent.pre_hooks = ["input_check"]
+    attach_hooks(agent, pre=["input_check"])
     agent.save()
     for _ in range(3):  # the hook's attempts
         scripted_model.push_text("I think it is fine!")
@@ -714,8 +715,8 @@ def test_a_judge_that_answers_garbage_fails_closed(agent, user, scripted_model):
 
 @pytest.mark.django_db
 def test_model_judged_hooks_work_with_the_offline_model(offline_agent, user):
-    offline_agent.pre_hooks = ["input_check"]
-    offline_agent.post_hooks = ["output_check"]
+    attach_hooks(offline_agent, pre=["input_check"])
+    attach_hooks(offline_agent, post=["output_check"])
     offline_agent.save()
     result = run_agent(agent_id=offline_agent.slug, user=user, message="hello")
     assert result.status == "completed"
@@ -724,7 +725,7 @@ def test_model_judged_hooks_work_with_the_offline_model(offline_agent, user):
 
 @pytest.mark.django_db
 def test_the_judge_model_can_be_another_model_config(agent, offline_agent, user, scripted_model):
-    agent.pre_hooks = ["input_check"]
+    attach_hooks(agent, pre=["input_check"])
     agent.save()
     scripted_model.push_text("answer")
     with hook_settings(HOOKS_JUDGE_MODEL=offline_agent.model.name):
@@ -755,8 +756,8 @@ def test_redaction_patterns(text, expected):
 
 @pytest.mark.django_db
 def test_redact_pii_keeps_secrets_from_the_model_the_database_and_the_client(agent, user, scripted_model):
-    agent.pre_hooks = ["redact_pii"]
-    agent.post_hooks = ["redact_pii"]
+    attach_hooks(agent, pre=["redact_pii"])
+    attach_hooks(agent, post=["redact_pii"])
     agent.save()
     scripted_model.push_text("Sure, I will email bob@example.org.")
     result = run_agent(agent_id=agent.slug, user=user, message="my key is sk-abcdefghijklmnopqrstuvwxyz0123 ok?")
@@ -776,7 +777,7 @@ def test_topics_are_merged_without_duplicates_and_bounded():
 def test_track_topics_keeps_the_topics_in_the_session_state(
     agent, user, scripted_model, django_capture_on_commit_callbacks
 ):
-    agent.pre_hooks = ["track_topics"]  # background by default
+    attach_hooks(agent, pre=["track_topics"])  # background by default
     agent.save()
     scripted_model.push_text("An answer about invoices.")
     with django_capture_on_commit_callbacks(execute=False):
@@ -802,35 +803,118 @@ def admin_client(client: Any, staff_user: Any) -> Any:
     return client
 
 
+def hook_rows_post(rows: list[dict[str, Any]], *, initial: int = 0) -> dict[str, Any]:
+    """The hook inline of an agent's admin form: management data, then one form per row."""
+    data: dict[str, Any] = {
+        "hooks-TOTAL_FORMS": str(len(rows)),
+        "hooks-INITIAL_FORMS": str(initial),
+        "hooks-MIN_NUM_FORMS": "0",
+        "hooks-MAX_NUM_FORMS": "1000",
+    }
+    for index, row in enumerate(rows):
+        defaults = {"mode": "default", "max_retries": "", "timeout_seconds": ""}
+        data.update({f"hooks-{index}-{key}": value for key, value in {**defaults, **row}.items()})
+    return data
+
+
 @pytest.mark.django_db
-def test_admin_picks_hooks_in_order_and_where_they_run(admin_client, offline_agent):
+def test_admin_edits_hook_rows_inline_round_trip(admin_client, offline_agent, user):
     from django.urls import reverse
 
     from tests.test_admin import agent_post
 
     url = reverse("admin:agents_app_agent_change", args=[offline_agent.pk])
     page = admin_client.get(url).content.decode()
-    assert 'class="agentos-hooks"' in page
-    assert 'name="hooks__pre__input_check"' in page and 'name="hooks__post__input_check"' not in page
-    assert "Always inline (a guardrail)" in page and 'name="hooks__mode__track_topics"' in page
-    data = agent_post(
-        offline_agent.model,
-        name=offline_agent.name,
-        slug=offline_agent.slug,
-        hooks__pre__redact_pii="2",
-        hooks__pre__input_check="1",
-        hooks__pre__track_topics="3",
-        hooks__post__output_check="1",
-        hooks__mode__track_topics="inline",
-    )
-    response = admin_client.post(url, data)
+    assert 'name="hooks-TOTAL_FORMS"' in page and 'name="hooks-__prefix__-hook"' in page
+    assert "redact_pii: " in page and "(after the model only) [guardrail: always inline]" in page
+    assert '<option value="agentos_memory"' not in page  # ours are not attachable
+    base = agent_post(offline_agent.model, name=offline_agent.name, slug=offline_agent.slug)
+    rows = [
+        {"phase": "pre", "position": "2", "hook": "redact_pii"},
+        {"phase": "pre", "position": "1", "hook": "input_check"},
+        {"phase": "pre", "position": "3", "hook": "track_topics", "mode": "inline", "max_retries": "0"},
+        {"phase": "post", "position": "1", "hook": "output_check", "timeout_seconds": "12.5"},
+    ]
+    response = admin_client.post(url, {**base, **hook_rows_post(rows)})
     assert response.status_code == 302, response.content.decode()[:3000]
-    offline_agent.refresh_from_db()
-    assert offline_agent.pre_hooks == ["input_check", "redact_pii", "track_topics"]
-    assert offline_agent.post_hooks == ["output_check"]
-    assert offline_agent.hook_modes == {"track_topics": "inline"}
-    bad = admin_client.post(url, {**data, "hooks__pre__redact_pii": "first"})
-    assert bad.status_code == 200 and "the order must be a whole number" in bad.content.decode()
+    stored = list(
+        AgentHook.objects.filter(agent=offline_agent).values_list(
+            "phase", "position", "hook", "mode", "max_retries", "timeout_seconds"
+        )
+    )
+    assert stored == [
+        ("pre", 1, "input_check", "default", None, None),
+        ("pre", 2, "redact_pii", "default", None, None),
+        ("pre", 3, "track_topics", "inline", 0, None),
+        ("post", 1, "output_check", "default", None, 12.5),
+    ]
+    # The page shows them back, and a run plans them in that order, with the row's settings.
+    page = admin_client.get(url).content.decode()
+    assert 'name="hooks-INITIAL_FORMS" value="4"' in page and 'value="12.5"' in page
+    from agents_app.hooks.runner import plan_hooks
+    from agents_app.selectors import agent_get_active
+
+    planned = plan_hooks(agent_get_active(agent_id=offline_agent.slug))
+    assert [(p.phase, p.position, p.name, p.background) for p in planned] == [
+        ("pre", 0, "input_check", False),
+        ("pre", 1, "redact_pii", False),
+        ("pre", 2, "track_topics", False),
+        ("post", 0, "output_check", False),
+    ]
+    assert (planned[2].hook.retries, planned[3].hook.timeout, planned[0].hook.retries) == (0, 12.5, 2)
+
+    # Swapping two rows' order and hooks, and deleting one, in one save (the unique constraints
+    # would trip halfway without parking the rows first).
+    ids = {row.hook: row.pk for row in AgentHook.objects.filter(agent=offline_agent)}
+    edited = [
+        {"id": ids["input_check"], "phase": "pre", "position": "2", "hook": "input_check"},
+        {"id": ids["redact_pii"], "phase": "pre", "position": "1", "hook": "redact_pii"},
+        {"id": ids["track_topics"], "phase": "pre", "position": "3", "hook": "track_topics", "DELETE": "on"},
+        {"id": ids["output_check"], "phase": "post", "position": "1", "hook": "redact_pii"},
+    ]
+    response = admin_client.post(url, {**base, **hook_rows_post(edited, initial=4)})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert list(AgentHook.objects.filter(agent=offline_agent).values_list("phase", "position", "hook")) == [
+        ("pre", 1, "redact_pii"),
+        ("pre", 2, "input_check"),
+        ("post", 1, "redact_pii"),
+    ]
+
+    # Refused with the API's words: wrong phase, a guardrail in the background, a hook twice.
+    for bad_rows, message in [
+        ([{"phase": "pre", "position": "1", "hook": "output_check"}], "Not registered as a hook that runs before"),
+        ([{"phase": "pre", "position": "1", "hook": "input_check", "mode": "background"}], "is a guardrail"),
+        (
+            [
+                {"phase": "post", "position": "1", "hook": "redact_pii"},
+                {"phase": "post", "position": "2", "hook": "redact_pii"},
+            ],
+            "A hook can be attached only once after the model: redact_pii.",
+        ),
+    ]:
+        AgentHook.objects.filter(agent=offline_agent).delete()
+        bad = admin_client.post(url, {**base, **hook_rows_post(bad_rows)})
+        assert bad.status_code == 200 and message in bad.content.decode(), message
+        assert not AgentHook.objects.filter(agent=offline_agent).exists()
+
+
+@pytest.mark.django_db
+def test_admin_warns_about_unregistered_hooks_and_refuses_to_keep_them(admin_client, offline_agent):
+    from django.urls import reverse
+
+    from tests.test_admin import agent_post
+
+    row = AgentHook.objects.create(agent=offline_agent, phase="pre", position=0, hook="vanished")
+    url = reverse("admin:agents_app_agent_change", args=[offline_agent.pk])
+    page = admin_client.get(url).content.decode()
+    assert "This agent has hooks that no code registers: vanished." in page
+    assert "⚠ vanished: not registered in code (delete this row to save)" in page
+    base = agent_post(offline_agent.model, name=offline_agent.name, slug=offline_agent.slug)
+    kept = hook_rows_post([{"id": row.pk, "phase": "pre", "position": "0", "hook": "vanished"}], initial=1)
+    assert admin_client.post(url, {**base, **kept}).status_code == 200
+    dropped = {**kept, "hooks-0-DELETE": "on"}
+    assert admin_client.post(url, {**base, **dropped}).status_code == 302
+    assert not AgentHook.objects.filter(agent=offline_agent).exists()
 
 
 @pytest.mark.django_db
@@ -892,3 +976,27 @@ def test_a_locked_database_makes_the_hook_task_deliver_again_not_give_up(monkeyp
         tasks.hook_execute_task.run(7)
     assert calls == [7] and retried[0]["countdown"] == 0.2
     assert isinstance(retried[0]["exc"], OperationalError)
+
+
+@pytest.mark.django_db
+def test_hook_rows_are_cached_with_the_agent_and_the_cache_follows_their_changes(offline_agent):
+    from agents_app.hooks.runner import plan_hooks
+    from agents_app.selectors import agent_get_active
+
+    def planned() -> tuple[list[tuple[str, bool]], int]:
+        with CaptureQueriesContext(connection) as ctx:
+            plan = plan_hooks(agent_get_active(agent_id=offline_agent.slug))
+        return [(p.name, p.background) for p in plan], len(ctx.captured_queries)
+
+    assert planned() == ([], 2)  # the agent with its model, then its hook rows: once
+    assert planned() == ([], 0)  # from the cache
+    row = AgentHook.objects.create(agent=offline_agent, phase="pre", position=0, hook="track_topics")
+    assert planned() == ([("track_topics", True)], 2)
+    assert planned() == ([("track_topics", True)], 0)
+    row.mode = "inline"
+    row.save()
+    assert planned() == ([("track_topics", False)], 2)
+    row.delete()
+    assert planned() == ([], 2)
+    attach_hooks(offline_agent, post=["output_check"])  # the API's bulk replacement clears it too
+    assert planned() == ([("output_check", False)], 2)

@@ -93,12 +93,13 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 PRODUCE = """
 import json, time
+from agents_app.models import Agent, AgentHook, ModelConfig
 from agents_app.runs import run_agent
-from agents_app.models import Agent, ModelConfig
 from django.contrib.auth import get_user_model
 user = get_user_model().objects.create(username="ada")
 model = ModelConfig.objects.create(name="offline", provider="offline", model_id="offline-demo")
-Agent.objects.create(slug="counter", name="Counter", model=model, post_hooks=["slow_counter"])
+agent = Agent.objects.create(slug="counter", name="Counter", model=model)
+AgentHook.objects.create(agent=agent, phase="post", position=0, hook="slow_counter")
 started = time.perf_counter()
 result = run_agent(agent_id="counter", user=user, message="hello")
 print(json.dumps({"elapsed": time.perf_counter() - started, "status": result.status,
@@ -181,8 +182,8 @@ def test_a_worker_killed_mid_hook_loses_nothing_and_the_effect_is_applied_once(s
 
 MEMORY_PRODUCE = """
 import json
+from agents_app.models import Agent, AgentHook, ModelConfig
 from agents_app.runs import run_agent
-from agents_app.models import Agent, ModelConfig
 from django.contrib.auth import get_user_model
 user = get_user_model().objects.create(username="ada")
 model = ModelConfig.objects.create(name="offline", provider="offline", model_id="offline-demo")

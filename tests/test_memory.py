@@ -130,7 +130,7 @@ async def test_agent_scoped_memories_are_private_to_their_agent(asgi, agent, tok
 
 async def test_automatic_memory_inline_streams_memory_events_and_extracts(asgi, agent, token, user, scripted_model):
     agent.memory_mode = "automatic"
-    agent.hook_modes = {MEMORY_HOOK: "inline"}
+    agent.memory_hook_mode = "inline"
     await agent.asave()
     existing = await Memory.objects.acreate(user=user, memory="The user lives in Paris.", topics=["home"])
     scripted_model.push_text("Lyon is lovely.")
@@ -213,7 +213,7 @@ def test_a_failing_memory_manager_is_retried_and_never_fails_the_run(
 
 def test_offline_model_remembers_what_the_user_says_about_themselves(offline_agent, user):
     offline_agent.memory_mode = "automatic"
-    offline_agent.hook_modes = {MEMORY_HOOK: "inline"}
+    offline_agent.memory_hook_mode = "inline"
     offline_agent.save()
     run_agent(agent_id=offline_agent.slug, user=user, message="Hello! My name is Ada. What is 2+2?")
     assert list(Memory.objects.values_list("memory", flat=True)) == ['The user said: "My name is Ada"']
@@ -347,7 +347,7 @@ def test_a_runs_state_changes_merge_with_a_concurrent_writer_of_other_keys(agent
 async def test_a_summary_of_dropped_runs_replaces_them_in_the_context(asgi, agent, token, scripted_model):
     agent.history_runs = 2
     agent.session_summaries = True
-    agent.hook_modes = {SUMMARY_HOOK: "inline"}
+    agent.summary_hook_mode = "inline"
     await agent.asave()
     session_id = None
     for i in range(3):

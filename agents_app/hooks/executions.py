@@ -6,6 +6,7 @@ name, so it never imports the task module (which imports it)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import random
 import time
@@ -42,14 +43,14 @@ def run_finish_with_hooks(
     *,
     hook_input: str | None,
     deferred: list[Callable[[], Any]],
-    background: list[tuple[str, str, int, int]],
+    background: list[tuple[str, str, int, int, float]],
     **finish: Any,
 ) -> None:
     """`run_finish`, plus what the run's hooks produced, in the same transaction: the input as the
     pre-hooks rewrote it (stored as the run's input and its user message), the database writes of
     successful inline hooks (HookContext.on_success), and one HookExecution row per background hook
-    (name, phase, position, max_attempts), published to Celery only once the transaction has
-    committed."""
+    (name, phase, position, max_attempts, timeout seconds), published to Celery only once the
+    transaction has committed."""
     run_id = finish["run_id"]
 
     def also() -> None:
@@ -60,13 +61,20 @@ def run_finish_with_hooks(
         if background:
             rows = HookExecution.objects.bulk_create(
                 [
-                    HookExecution(run_id=run_id, hook_name=name, phase=phase, position=position, max_attempts=attempts)
-                    for name, phase, position, attempts in background
+                    HookExecution(
+                        run_id=run_id,
+                        hook_name=name,
+                        phase=phase,
+                        position=position,
+                        max_attempts=attempts,
+                        timeout_seconds=timeout,
+                    )
+                    for name, phase, position, attempts, timeout in background
                 ]
             )
             if any(row.pk is None for row in rows):  # a database that returns no ids from bulk inserts
-                rows = list(HookExecution.objects.filter(run_id=run_id).only("pk", "hook_name"))
-            executions = [(row.pk, row.hook_name) for row in rows]
+                rows = list(HookExecution.objects.filter(run_id=run_id).only("pk", "hook_name", "timeout_seconds"))
+            executions = [(row.pk, row.hook_name, row.timeout_seconds) for row in rows]
             # robust: a broker that is down must not fail a run that is already stored (the sweep
             # re-publishes whatever could not be published).
             transaction.on_commit(partial(hook_executions_publish, executions=executions), robust=True)
@@ -74,16 +82,25 @@ def run_finish_with_hooks(
     run_finish(**finish, on_finish=also)
 
 
-def hook_executions_publish(*, executions: list[tuple[int, str]]) -> int:
-    """Send one Celery task per (execution id, hook name); return how many were sent. Called after
+def _hook_timeout(name: str, planned: float | None) -> float:
+    """Seconds per attempt of a background execution: as planned for its run (the agent's hook row
+    may override the decorator's), else the registered hook's, else the default."""
+    if planned is not None:
+        return float(planned)
+    item = hook_registry.get(name)
+    return item.timeout if item is not None else DEFAULT_TIMEOUT_SECONDS
+
+
+def hook_executions_publish(*, executions: list[tuple[int, str, float | None]]) -> int:
+    """Send one Celery task per (execution id, hook name, planned timeout); return how many were
+    sent. Called after
     the recording transaction committed, so a worker always finds the row. In embedded mode this
     also starts the in-process worker thread on first use."""
     ensure_embedded_worker(current_app)
     grace = float(agentos_settings.HOOKS_LEASE_GRACE_SECONDS)
     sent = 0
-    for execution_id, name in executions:
-        item = hook_registry.get(name)
-        timeout = item.timeout if item is not None else DEFAULT_TIMEOUT_SECONDS
+    for execution_id, name, planned in executions:
+        timeout = _hook_timeout(name, planned)
         try:
             # The hard time limit (prefork workers) stops a hook stuck beyond its own timeout.
             current_app.send_task(HOOK_EXECUTE_TASK, (execution_id,), time_limit=timeout + grace / 2)
@@ -156,8 +173,7 @@ def hook_execution_run(*, execution_id: int) -> HookDelivery:
                 updated_at=now,
             )
             continue
-        item = hook_registry.get(row.hook_name)
-        timeout = item.timeout if item is not None else DEFAULT_TIMEOUT_SECONDS
+        timeout = _hook_timeout(row.hook_name, row.timeout_seconds)
         lease = now + timedelta(seconds=timeout + float(agentos_settings.HOOKS_LEASE_GRACE_SECONDS))
         claimed = (
             HookExecution.objects.filter(pk=row.pk, status=row.status, attempts=row.attempts)
@@ -181,6 +197,8 @@ def _attempt(row: HookExecution, attempt: int) -> HookDelivery:
     Status = HookExecution.Status
     run = row.run
     item = hook_registry.get(row.hook_name)
+    if item is not None and row.timeout_seconds is not None:
+        item = dataclasses.replace(item, timeout=float(row.timeout_seconds))
     state_before = copy.deepcopy(run.session.state if isinstance(run.session.state, dict) else {})
     started = time.perf_counter()
     error = ""
@@ -264,11 +282,11 @@ def hook_executions_sweep(*, limit: int = 500) -> int:
         HookExecution.objects.filter(updated_at__lt=stale)
         .filter(Q(status=Status.QUEUED) | Q(status=Status.RUNNING, lease_expires_at__lt=now))
         .order_by("updated_at")
-        .values_list("pk", "hook_name")[:limit]
+        .values_list("pk", "hook_name", "timeout_seconds")[:limit]
     )
     if not executions:
         return 0
-    HookExecution.objects.filter(pk__in=[pk for pk, _ in executions]).update(updated_at=now)
+    HookExecution.objects.filter(pk__in=[pk for pk, _, _ in executions]).update(updated_at=now)
     return hook_executions_publish(executions=executions)
 
 
@@ -277,9 +295,11 @@ def hook_executions_retry(*, executions: Iterable[HookExecution]) -> int:
     pks = [e.pk for e in executions]
     with transaction.atomic():
         rows = list(
-            HookExecution.objects.filter(pk__in=pks, status=HookExecution.Status.FAILED).values_list("pk", "hook_name")
+            HookExecution.objects.filter(pk__in=pks, status=HookExecution.Status.FAILED).values_list(
+                "pk", "hook_name", "timeout_seconds"
+            )
         )
-        HookExecution.objects.filter(pk__in=[pk for pk, _ in rows], status=HookExecution.Status.FAILED).update(
+        HookExecution.objects.filter(pk__in=[pk for pk, _, _ in rows], status=HookExecution.Status.FAILED).update(
             status=HookExecution.Status.QUEUED,
             attempts=0,
             next_attempt_at=None,

@@ -1,7 +1,7 @@
 """The hook registry: plain or async Python functions become hooks an operator can attach to agents.
 
 Mirrors the tool registry (`agents_app.tools.registry`): `@hook` records a function under a name,
-the admin offers the registered names, and agents store the names they use, in order.
+the admin and the staff API offer the registered names, and agents attach them as rows (AgentHook).
 
 A hook is called with one argument, a `HookContext` (agents_app.hooks.context), and returns:
 

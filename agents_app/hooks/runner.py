@@ -9,9 +9,12 @@ precedence:
 2. AGENTOS["HOOKS_BACKGROUND"] (env AGENTOS_HOOKS_BACKGROUND): `always` puts every other hook in the
    background, `never` runs every hook inline, whatever agents and decorators say. `auto` (the
    default) defers to:
-3. the agent's choice for that hook in the admin (`Agent.hook_modes`: "inline" or "background"),
-   and where the agent has none, to
+3. the agent's choice for that hook (`AgentHook.mode`: "inline" or "background"; for our internal
+   hooks `Agent.memory_hook_mode` / `summary_hook_mode`), and where it is "default", to
 4. the decorator's `background=` (default False).
+
+An agent's hook rows may also replace the decorator's `retries` and `timeout`: the planned hook is
+then the registered one with those values, for inline and background runs alike.
 
 Inline pre-hooks run after RunStarted and before the model, in the agent's order, each seeing the
 input as the previous one left it; the model sees, and the run stores as its user message, the input
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -75,17 +79,16 @@ def global_background_mode() -> bool | None:
     return _GLOBAL_MODES[key]
 
 
-def runs_in_background(hook: Hook, agent: Agent) -> bool:
-    """Where `hook` runs for `agent`; the precedence is in this module's docstring."""
+def runs_in_background(hook: Hook, mode: str) -> bool:
+    """Where `hook` runs when its agent chose `mode` ("default", "inline" or "background"); the
+    precedence is in this module's docstring."""
     if hook.guardrail:
         return False
     forced = global_background_mode()
     if forced is not None:
         return forced
-    modes = agent.hook_modes if isinstance(agent.hook_modes, dict) else {}
-    chosen = modes.get(hook.name)
-    if chosen in MODES:
-        return chosen == BACKGROUND
+    if mode in MODES:
+        return mode == BACKGROUND
     return hook.background
 
 
@@ -98,37 +101,46 @@ class PlannedHook:
     background: bool
 
 
-def internal_hooks(agent: Agent, *, history_overflow: bool) -> list[PlannedHook]:
+def internal_hooks(agent: Agent, *, history_overflow: bool, after: int = 0) -> list[PlannedHook]:
     """Our post-hooks the agent's memory settings call for (agents_app.memory): automatic memory
-    after every completed run; a session summary when runs have left the history window."""
+    after every completed run; a session summary when runs have left the history window. They are
+    placed after the agent's `after` post-hooks."""
     wanted = []
     if agent.memory_mode == "automatic":
-        wanted.append(MEMORY_HOOK)
+        wanted.append((MEMORY_HOOK, agent.memory_hook_mode))
     if agent.session_summaries and history_overflow:
-        wanted.append(SUMMARY_HOOK)
-    start = len(agent.post_hooks) if isinstance(agent.post_hooks, list) else 0
+        wanted.append((SUMMARY_HOOK, agent.summary_hook_mode))
     planned = []
-    for offset, name in enumerate(wanted):
+    for offset, (name, mode) in enumerate(wanted):
         item = hook_registry.get(name)
         assert item is not None  # registered by agents_app.memory, which hook_registry always loads
         planned.append(
             PlannedHook(
-                name=name, phase=POST, position=start + offset, hook=item, background=runs_in_background(item, agent)
+                name=name, phase=POST, position=after + offset, hook=item, background=runs_in_background(item, mode)
             )
         )
     return planned
 
 
 def plan_hooks(agent: Agent) -> list[PlannedHook]:
-    """The agent's hooks in order, pre then post, each with where it runs."""
+    """The agent's hook rows in order, pre then post, each with where it runs and the registered
+    hook with the row's retries and timeout, if it sets them. The rows come with the agent
+    (prefetched by the selectors), so this does not query."""
+    from agents_app.selectors import agent_hook_rows
+
     planned: list[PlannedHook] = []
-    for phase, names in ((PRE, agent.pre_hooks), (POST, agent.post_hooks)):
-        for position, name in enumerate(names if isinstance(names, list) else []):
-            item = hook_registry.get(name) if isinstance(name, str) else None
-            background = runs_in_background(item, agent) if item is not None else False
-            planned.append(
-                PlannedHook(name=str(name), phase=phase, position=position, hook=item, background=background)
-            )
+    for phase in (PRE, POST):
+        rows = [row for row in agent_hook_rows(agent) if row.phase == phase]
+        for position, row in enumerate(sorted(rows, key=lambda r: (r.position, r.pk or 0))):
+            item = hook_registry.get(row.hook)
+            if item is not None and (row.max_retries is not None or row.timeout_seconds is not None):
+                item = dataclasses.replace(
+                    item,
+                    retries=item.retries if row.max_retries is None else row.max_retries,
+                    timeout=item.timeout if row.timeout_seconds is None else float(row.timeout_seconds),
+                )
+            background = runs_in_background(item, row.mode) if item is not None else False
+            planned.append(PlannedHook(name=row.hook, phase=phase, position=position, hook=item, background=background))
     return planned
 
 
@@ -161,11 +173,12 @@ class RunHooks:
 
     @classmethod
     def for_run(cls, handle: Any) -> RunHooks | None:
-        agent = handle.agent
-        extra = internal_hooks(agent, history_overflow=handle.history_overflow)
-        if not (agent.pre_hooks or agent.post_hooks or extra):
+        planned = plan_hooks(handle.agent)
+        after = sum(1 for p in planned if p.phase == POST)
+        extra = internal_hooks(handle.agent, history_overflow=handle.history_overflow, after=after)
+        if not (planned or extra):
             return None
-        return cls(handle, plan_hooks(agent) + extra)
+        return cls(handle, planned + extra)
 
     @property
     def holds_output(self) -> bool:
@@ -376,5 +389,7 @@ class RunHooks:
             run_finish_with_hooks,
             hook_input=hook_input,
             deferred=list(self.deferred),
-            background=[(p.name, p.phase, p.position, p.hook.max_attempts) for p in background if p.hook],
+            background=[
+                (p.name, p.phase, p.position, p.hook.max_attempts, p.hook.timeout) for p in background if p.hook
+            ],
         )

@@ -16,17 +16,17 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='agent',
             name='hook_modes',
-            field=models.JSONField(blank=True, default=dict, help_text='Where each hook runs for this agent: "inline" (the answer waits for it) or "background" (a worker runs it after the answer). A hook not listed uses its own default; AGENTOS[\'HOOKS_BACKGROUND\'] (always/never) overrides this; guardrails always run inline.', validators=[agents_app.models.validate_hook_modes]),
+            field=models.JSONField(blank=True, default=dict, help_text='Where each hook runs for this agent: "inline" (the answer waits for it) or "background" (a worker runs it after the answer). A hook not listed uses its own default; AGENTOS[\'HOOKS_BACKGROUND\'] (always/never) overrides this; guardrails always run inline.'),
         ),
         migrations.AddField(
             model_name='agent',
             name='post_hooks',
-            field=models.JSONField(blank=True, default=list, help_text='Hooks that see (and may rewrite or reject) the answer after the model, in order.', validators=[agents_app.models.validate_post_hook_names]),
+            field=models.JSONField(blank=True, default=list, help_text='Hooks that see (and may rewrite or reject) the answer after the model, in order.'),
         ),
         migrations.AddField(
             model_name='agent',
             name='pre_hooks',
-            field=models.JSONField(blank=True, default=list, help_text='Hooks that see (and may rewrite or reject) the input before the model runs, in order.', validators=[agents_app.models.validate_pre_hook_names]),
+            field=models.JSONField(blank=True, default=list, help_text='Hooks that see (and may rewrite or reject) the input before the model runs, in order.'),
         ),
         migrations.CreateModel(
             name='HookExecution',
