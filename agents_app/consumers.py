@@ -55,6 +55,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # Which kind of run this socket starts: set per route (`ChatConsumer.as_asgi(kind="team")`).
     kind = "agent"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Channels checks as_asgi's keyword arguments against the class but does not set them.
+        self.kind = kwargs.pop("kind", self.kind)
+        super().__init__(*args, **kwargs)
+
     async def connect(self) -> None:
         self.streams: dict[str, asyncio.Task[None]] = {}
         self.starting: set[asyncio.Task[None]] = set()

@@ -112,6 +112,11 @@ async def test_orphaned_runs_are_cancelled_in_the_database_and_do_not_block_sess
     assert [e["event"] for e in events] == ["RunCancelled"]
 
 
+async def start(rt: Runtime, **kwargs: Any) -> Any:
+    """Prepare under the busy-session policy and launch, on a throwaway runtime (as agents_app.runs does)."""
+    return rt.launch(await rt.prepare_with(run_prepare, **kwargs))
+
+
 async def test_queue_policy_waits_for_a_run_outside_the_runtime(offline_agent, user):
     first = await prepare(offline_agent, user, "first")
     with pytest.raises(SessionBusy) as busy:
@@ -119,7 +124,9 @@ async def test_queue_policy_waits_for_a_run_outside_the_runtime(offline_agent, u
     assert (busy.value.policy, busy.value.running_run_ids) == ("queue", [first.run_id])
     rt = Runtime(remote=False)
     waiting = asyncio.ensure_future(
-        rt.prepare(agent_id=offline_agent.slug, user=user, message="second", session_id=first.session_id)
+        rt.prepare_with(
+            run_prepare, agent_id=offline_agent.slug, user=user, message="second", session_id=first.session_id
+        )
     )
     await asyncio.sleep(0.3)
     assert not waiting.done()
@@ -149,7 +156,7 @@ async def test_a_run_left_by_a_dead_process_does_not_hold_its_session(offline_ag
     await offline_agent.asave()
     rt = Runtime(remote=False)
     live = await asyncio.wait_for(
-        rt.start(agent_id=offline_agent.slug, user=user, message="next", session_id=lost.session_id), 5
+        start(rt, agent_id=offline_agent.slug, user=user, message="next", session_id=lost.session_id), 5
     )
     assert (await live.wait())[-1].name == "RunCompleted"
     assert (await Run.objects.aget(pk=lost.run_id)).status == "cancelled"
@@ -157,7 +164,7 @@ async def test_a_run_left_by_a_dead_process_does_not_hold_its_session(offline_ag
 
 async def test_a_caller_that_goes_away_while_its_run_is_written_still_gets_it_run(offline_agent, user):
     rt = Runtime(remote=False)
-    starting = asyncio.ensure_future(rt.start(agent_id=offline_agent.slug, user=user, message="hello?"))
+    starting = asyncio.ensure_future(start(rt, agent_id=offline_agent.slug, user=user, message="hello?"))
     # Cancel the caller once the run is being (or has just been) written in the database thread.
     for _ in range(400):
         if await Run.objects.filter(input="hello?").aexists():
@@ -180,8 +187,8 @@ async def test_queue_policy_gives_up_after_the_timeout(offline_agent, user, sett
     settings.AGENTOS = {**settings.AGENTOS, "SESSION_QUEUE_TIMEOUT_SECONDS": 0.3}
     first = await prepare(offline_agent, user, "first")
     with pytest.raises(SessionBusy, match=r"still busy after 0\.3 s"):
-        await Runtime(remote=False).prepare(
-            agent_id=offline_agent.slug, user=user, message="second", session_id=first.session_id
+        await Runtime(remote=False).prepare_with(
+            run_prepare, agent_id=offline_agent.slug, user=user, message="second", session_id=first.session_id
         )
     assert await Message.objects.filter(content="second").acount() == 0
 
@@ -195,7 +202,9 @@ async def test_concurrent_messages_never_share_a_history(offline_agent, user):
     handles = []
 
     async def send(i: int) -> None:
-        handle = await rt.prepare(agent_id=offline_agent.slug, user=user, message=f"m{i}", session_id=session_id)
+        handle = await rt.prepare_with(
+            run_prepare, agent_id=offline_agent.slug, user=user, message=f"m{i}", session_id=session_id
+        )
         handles.append(handle)
         await rt.launch(handle).wait()
 
@@ -281,7 +290,10 @@ async def test_queue_policy_waits_for_a_run_in_another_process(agent, user, scri
     live = owner.launch(await prepare(agent, user, "first"))
     await asyncio.wrap_future(live.joined)
     handle = await asyncio.wait_for(
-        other.prepare(agent_id=agent.slug, user=user, message="second", session_id=live.handle.session_id), 10
+        other.prepare_with(
+            run_prepare, agent_id=agent.slug, user=user, message="second", session_id=live.handle.session_id
+        ),
+        10,
     )
     assert live.done
     assert [m["content"] for m in handle.history] == ["first", "first answer takes a while"]
