@@ -94,7 +94,7 @@ def _sweep_forever(app: Any) -> None:
         _stopping.wait(60.0)
 
 
-def _on_ready(app: Any) -> None:
+def _on_ready(app: Any, *args: Any) -> None:
     _stopping.clear()
     _ready.set()
     threading.Thread(target=_sweep_forever, args=(app,), name="agentos-embedded-hook-sweep", daemon=True).start()

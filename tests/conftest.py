@@ -142,3 +142,9 @@ def _close_engine_db_threads(django_db_setup: Any, django_db_blocker: Any) -> It
     # otherwise they touch the database after it is gone.
     stop_embedded_worker()
     db_threads_close_connections()
+
+
+def without_error_code(body: dict) -> dict:
+    """A validation error's field errors, after checking the `detail` and `code` every error body has."""
+    assert body["code"] == "invalid" and isinstance(body["detail"], str) and body["detail"], body
+    return {k: v for k, v in body.items() if k not in ("detail", "code")}

@@ -47,9 +47,9 @@ async def test_everything_else_needs_one_of_our_tokens(asgi, agent):
     for path in ("/config", "/agents", "/agents/helper", "/sessions"):
         r = await asgi.get(OS + path)
         assert r.status_code == 401, path
-        assert r.json() == {"detail": "Authentication credentials were not provided."}
+        assert r.json() == {"detail": "Authentication credentials were not provided.", "code": "not_authenticated"}
     r = await asgi.get(f"{OS}/agents", headers=bearer("not-a-token"))
-    assert r.status_code == 401 and r.json() == {"detail": "Invalid token."}
+    assert r.status_code == 401 and r.json() == {"detail": "Invalid token.", "code": "authentication_failed"}
     r = await run_form(asgi, agent.slug, "not-a-token", message="hi")
     assert r.status_code == 401
     assert await Run.objects.acount() == 0
@@ -72,7 +72,7 @@ async def test_agents_list_detail_and_config_parse_as_agno_models(asgi, agent, o
     assert [a.id for a in config.agents] == ["helper"] and config.teams == [] and config.workflows == []
     assert config.databases == ["default"]
     r = await asgi.get(f"{OS}/agents/{offline_agent.slug}", headers=bearer(token))
-    assert r.status_code == 404 and r.json() == {"detail": "Agent not found"}
+    assert r.status_code == 404 and r.json() == {"detail": "Agent not found", "code": "unknown_agent"}
 
 
 async def test_staff_see_the_agents_instructions(asgi, agent, staff_token):
@@ -243,7 +243,7 @@ async def test_unknown_agent_and_sessions_that_are_not_yours_are_404(asgi, agent
     scripted_model.push_text("mine")
     mine = RunOutput.from_dict((await run_form(asgi, agent.slug, token, message="a", stream="false")).json())
     r = await run_form(asgi, "nope", token, message="hi")
-    assert r.status_code == 404 and r.json() == {"detail": "Agent not found"}
+    assert r.status_code == 404 and r.json() == {"detail": "Agent not found", "code": "unknown_agent"}
     for session_id in (mine.session_id, "00000000-0000-0000-0000-000000000000", "not-a-uuid"):
         r = await run_form(asgi, agent.slug, other_token, message="hi", session_id=session_id)
         assert r.status_code == 404, session_id
@@ -383,7 +383,7 @@ async def test_rename_and_delete_only_my_sessions(asgi, agent, token, other_toke
     ):
         r = await asgi.request(method, path, headers=bearer(other_token), **kwargs)
         assert r.status_code == 404, (method, path)
-        assert r.json() == {"detail": f"Session with id '{session_id}' not found"}
+        assert r.json() == {"detail": f"Session with id '{session_id}' not found", "code": "not_found"}
     r = await asgi.post(url + "/rename", json={"session_name": "Trip to Rome"}, headers=bearer(token))
     assert r.status_code == 200
     assert AgentSessionDetailSchema.model_validate(r.json()).session_name == "Trip to Rome"

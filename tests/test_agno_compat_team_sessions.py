@@ -116,9 +116,9 @@ async def test_unknown_ids_are_json_404s_in_agnos_shape(asgi, crew, token):
     ]
     for method, url, params, detail in cases:
         r = await getattr(asgi, method)(url, params=params, headers=bearer(token))
-        assert (r.status_code, r.headers["content-type"], r.json()) == (404, "application/json", {"detail": detail}), (
-            url
-        )
+        code = {"Team not found": "unknown_team", "Workflow not found": "unknown_workflow"}.get(detail, "not_found")
+        body = {"detail": detail, "code": code}
+        assert (r.status_code, r.headers["content-type"], r.json()) == (404, "application/json", body), url
 
 
 # ---- Cancel --------------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ async def test_cancel_takes_the_kind_from_the_url_and_checks_the_run_is_that_com
         (f"{OS}/teams/crew/runs/{flow['run_id']}/cancel", token),
     ]:
         r = await asgi.post(url, headers=bearer(token_))
-        assert (r.status_code, r.json()) == (404, {"detail": "Run not found"}), url
+        assert (r.status_code, r.json()) == (404, {"detail": "Run not found", "code": "not_found"}), url
     for url in (
         f"{OS}/teams/crew/runs/{team_run}/cancel",
         f"{OS}/agents/member/runs/{member_run}/cancel",
@@ -346,4 +346,4 @@ async def test_an_agent_session_still_parses_as_an_agent_session(asgi, agent, to
     )
     assert (detail.agent_id, detail.session_name) == ("helper", "hi")
     r = await asgi.get(f"{OS}/sessions/{session_id}", params={"type": "team"}, headers=bearer(token))
-    assert r.json() == {"detail": f"Team Session with id '{session_id}' not found"}
+    assert r.json() == {"detail": f"Team Session with id '{session_id}' not found", "code": "not_found"}

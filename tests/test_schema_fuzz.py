@@ -239,7 +239,10 @@ async def test_other_methods_on_the_async_run_view_are_not_a_500(asgi, offline_a
     options = await asgi.options(url, headers=bearer(token))
     assert options.status_code == 200 and options.json()["name"] == "Agent Run Api"
     get = await asgi.get(url, headers=bearer(token))
-    assert get.status_code == 405 and get.json() == {"detail": 'Method "GET" not allowed.'}
+    assert get.status_code == 405 and get.json() == {
+        "detail": 'Method "GET" not allowed.',
+        "code": "method_not_allowed",
+    }
 
 
 @pytest.mark.parametrize(

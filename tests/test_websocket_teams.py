@@ -152,7 +152,9 @@ async def test_an_empty_message_is_an_error_frame_and_the_socket_stays_open(team
     assert frame == {
         "event": "Error",
         "error_type": "invalid_input",
+        "code": "invalid_input",
         "content": "The message must not be empty.",
+        "detail": "The message must not be empty.",
         "id": 7,
     }
     await asyncio.sleep(0)

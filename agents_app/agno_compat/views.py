@@ -31,7 +31,7 @@ from agents_app import runs
 from agents_app.agno_compat import serializers as s
 from agents_app.authentication import BearerOrTokenAuthentication
 from agents_app.runtime import RunNotFound, runtime
-from agents_app.selectors import agent_list_for_user
+from agents_app.selectors import AgentNotFound, agent_list_for_user
 from sessions_app.api_base import AsyncAPIView
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import agno_problem, run_http_status
@@ -201,7 +201,7 @@ class AgentDetailView(PreparedGet, AgnoView):
     def prepare_get(self, request: Any, agent_id: str) -> dict[str, Any]:
         agent = agent_list_for_user(user=request.user).filter(slug=agent_id, is_active=True).first()
         if agent is None:
-            raise NotFound("Agent not found")
+            raise AgentNotFound()
         return s.agent_json(agent, staff=bool(request.user.is_staff))
 
 
@@ -224,12 +224,9 @@ class TeamDetailView(PreparedGet, AgnoView):
     `RemoteTeam`'s properties read); staff also see the leader's instructions and history setting."""
 
     def prepare_get(self, request: Any, team_id: str) -> dict[str, Any]:
-        from agents_app.selectors_teams import TeamNotFound, team_get_active, team_members_tree
+        from agents_app.selectors_teams import team_get_active, team_members_tree
 
-        try:
-            team = team_get_active(team_id=_no_nul(team_id))
-        except TeamNotFound:
-            raise NotFound("Team not found") from None
+        team = team_get_active(team_id=_no_nul(team_id))  # TeamNotFound: 404 "Team not found"
         return s.team_detail_json(team, team_members_tree(team), staff=bool(request.user.is_staff))
 
 
@@ -238,12 +235,9 @@ class WorkflowDetailView(PreparedGet, AgnoView):
     `version` query parameter is ignored: workflows here have one version, the admin's)."""
 
     def prepare_get(self, request: Any, workflow_id: str) -> dict[str, Any]:
-        from agents_app.selectors_teams import WorkflowNotFound, workflow_get_active, workflow_steps_tree
+        from agents_app.selectors_teams import workflow_get_active, workflow_steps_tree
 
-        try:
-            workflow = workflow_get_active(workflow_id=_no_nul(workflow_id))
-        except WorkflowNotFound:
-            raise NotFound("Workflow not found") from None
+        workflow = workflow_get_active(workflow_id=_no_nul(workflow_id))  # 404 "Workflow not found"
         return s.workflow_json(workflow, workflow_steps_tree(workflow)[0])
 
 
