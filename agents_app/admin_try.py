@@ -23,8 +23,7 @@ from agents_app import events as ev
 from agents_app.engine import InvalidRunInput
 from agents_app.forms import TryAgentForm
 from agents_app.runs import run_agent, run_team, run_workflow
-from agents_app.selectors import AgentNotFound
-from agents_app.selectors_teams import TeamNotFound, WorkflowNotFound
+from agents_app.selectors import AgentNotFound, TeamNotFound, WorkflowNotFound
 from sessions_app.models import Run
 from sessions_app.services import SessionBusy, SessionEnded, SessionNotFound
 

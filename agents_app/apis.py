@@ -20,8 +20,7 @@ from rest_framework.exceptions import ValidationError
 
 from agents_app import runs
 from agents_app.models import Agent, ModelConfig, Team, Workflow
-from agents_app.selectors import agent_list_for_user
-from agents_app.selectors_teams import team_list_for_user, workflow_list_for_user
+from agents_app.selectors import agent_list_for_user, team_list_for_user, workflow_list_for_user
 from agents_app.serializers import (
     AgentAdminSerializer,
     AgentSerializer,
@@ -29,8 +28,6 @@ from agents_app.serializers import (
     RunInputSerializer,
     RunOutputSerializer,
     ServerSentEventSerializer,
-)
-from agents_app.serializers_teams import (
     TeamRunOutputSerializer,
     TeamSerializer,
     WorkflowRunOutputSerializer,

@@ -8,6 +8,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from agents_app.cache import agent_cache_clear
+
 
 class TimeStampedModel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
@@ -58,8 +60,6 @@ class ModelConfig(TimeStampedModel):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         super().save(*args, **kwargs)
-        from agents_app.selectors import agent_cache_clear
-
         agent_cache_clear()
 
 
@@ -226,14 +226,10 @@ class Agent(TimeStampedModel):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         super().save(*args, **kwargs)
-        from agents_app.selectors import agent_cache_clear
-
         agent_cache_clear()
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         result = super().delete(*args, **kwargs)
-        from agents_app.selectors import agent_cache_clear
-
         agent_cache_clear()
         return result
 
@@ -338,14 +334,10 @@ class AgentHook(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         super().save(*args, **kwargs)
-        from agents_app.selectors import agent_cache_clear
-
         agent_cache_clear()
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         result = super().delete(*args, **kwargs)
-        from agents_app.selectors import agent_cache_clear
-
         agent_cache_clear()
         return result
 

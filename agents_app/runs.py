@@ -27,8 +27,7 @@ from agents_app.engine.runner import RunResult, result_from_events, run_prepare
 from agents_app.engine.team import team_run_prepare
 from agents_app.engine.workflow import workflow_run_prepare
 from agents_app.runtime import LiveRun, runtime
-from agents_app.selectors import agent_get_active
-from agents_app.selectors_teams import team_get_active, workflow_get_active
+from agents_app.selectors import agent_get_active, team_get_active, workflow_get_active
 from sessions_app.services import SessionBusy
 
 __all__ = [

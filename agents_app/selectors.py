@@ -1,20 +1,21 @@
-"""Reads of agents. Agents are read on every run, so they are cached per process briefly, with their
-hook rows: a run plans its hooks from the cached agent without a query."""
+"""Reads of agents, teams and workflows. Agents are read on every run, so they are cached per process
+briefly, with their hook rows: a run plans its hooks from the cached agent without a query. A team's
+or workflow's whole configuration is loaded before its run starts, so a run never queries it midway."""
 
 from __future__ import annotations
 
-import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
-from agents_app.models import Agent, AgentHook
+from agents_app.cache import agent_cache_clear, agent_cache_get, agent_cache_put
+from agents_app.models import Agent, AgentHook, Team, TeamMember, Workflow, WorkflowStep
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import NotFoundError
 
-_cache: dict[str, tuple[float, Agent]] = {}
-_cache_lock = threading.Lock()
+__all__ = ["AgentNotFound", "agent_cache_clear", "agent_get_active", "agent_hook_rows", "agent_list_for_user"]
 
 
 def hooks_prefetch(path: str = "hooks") -> Prefetch:
@@ -32,16 +33,6 @@ def agent_hook_rows(agent: Agent) -> list[AgentHook]:
     return list(agent.hooks.all())
 
 
-def agent_cache_clear() -> None:
-    """Forget cached agents; called when an agent, one of its hook rows or a model config is saved in
-    this process.
-
-    Other processes see the change within AGENT_CACHE_SECONDS.
-    """
-    with _cache_lock:
-        _cache.clear()
-
-
 class AgentNotFound(NotFoundError):
     code = "unknown_agent"
     default_detail = "No such agent."
@@ -50,9 +41,9 @@ class AgentNotFound(NotFoundError):
 def agent_get_active(*, agent_id: str) -> Agent:
     """The active agent with its model config and hook rows, from the cache when fresh (zero queries)."""
     now = time.monotonic()
-    hit = _cache.get(agent_id)
-    if hit is not None and hit[0] > now:
-        return hit[1]
+    hit = agent_cache_get(agent_id, now)
+    if hit is not None:
+        return hit
     agent = (
         Agent.objects.select_related("model").prefetch_related(hooks_prefetch()).filter(slug=agent_id, is_active=True)
     ).first()
@@ -60,8 +51,7 @@ def agent_get_active(*, agent_id: str) -> Agent:
         raise AgentNotFound(f"No active agent with id {agent_id!r}.")
     ttl = float(agentos_settings.AGENT_CACHE_SECONDS)
     if ttl > 0:
-        with _cache_lock:
-            _cache[agent_id] = (now + ttl, agent)
+        agent_cache_put(agent_id, agent, now + ttl)
     return agent
 
 
@@ -71,3 +61,94 @@ def agent_list_for_user(*, user: Any) -> QuerySet[Agent]:
     if getattr(user, "is_staff", False):
         return qs
     return qs.filter(is_active=True)
+
+
+# ---- Teams and workflows -----------------------------------------------------------------------
+
+
+class TeamNotFound(NotFoundError):
+    code = "unknown_team"
+    default_detail = "No such team."
+
+
+class WorkflowNotFound(NotFoundError):
+    code = "unknown_workflow"
+    default_detail = "No such workflow."
+
+
+def team_members_tree(team: Team) -> dict[int, list[TeamMember]]:
+    """The active members of the team and of every team inside it, by team pk: one query per level
+    (at most the deepest max_depth allows), loaded before the run so it never queries mid-run."""
+    tree: dict[int, list[TeamMember]] = {}
+    frontier = {team.pk}
+    for _ in range(6):
+        frontier -= set(tree)
+        if not frontier:
+            break
+        rows = (
+            TeamMember.objects.filter(team_id__in=frontier)
+            .select_related("agent__model", "member_team__model")
+            .prefetch_related(hooks_prefetch("agent__hooks"))
+            .order_by("order", "pk")
+        )
+        for pk in frontier:
+            tree[pk] = []
+        for row in rows:
+            if (row.agent_id and row.agent.is_active) or (row.member_team_id and row.member_team.is_active):
+                tree[row.team_id].append(row)
+        frontier = {m.member_team_id for rows_ in tree.values() for m in rows_ if m.member_team_id}
+    return tree
+
+
+def team_get_active(*, team_id: str) -> Team:
+    team = Team.objects.select_related("model").filter(slug=team_id, is_active=True).first()
+    if team is None:
+        raise TeamNotFound(f"No active team with id {team_id!r}.")
+    return team
+
+
+@dataclass(slots=True)
+class StepNode:
+    step: WorkflowStep
+    children: list[StepNode] = field(default_factory=list)
+
+
+def workflow_get_active(*, workflow_id: str) -> Workflow:
+    workflow = Workflow.objects.filter(slug=workflow_id, is_active=True).first()
+    if workflow is None:
+        raise WorkflowNotFound(f"No active workflow with id {workflow_id!r}.")
+    return workflow
+
+
+def workflow_steps_tree(workflow: Workflow) -> tuple[list[StepNode], dict[int, list[TeamMember]]]:
+    """The workflow's steps as a tree (one query), and the members of every team its steps run."""
+    rows = list(
+        WorkflowStep.objects.filter(workflow=workflow)
+        .select_related("agent__model", "team__model")
+        .prefetch_related(hooks_prefetch("agent__hooks"))
+        .order_by("order", "pk")
+    )
+    nodes = {row.pk: StepNode(row) for row in rows}
+    top: list[StepNode] = []
+    for row in rows:
+        parent = nodes.get(row.parent_id) if row.parent_id else None
+        (parent.children if parent is not None else top).append(nodes[row.pk])
+    members: dict[int, list[TeamMember]] = {}
+    for row in rows:
+        if row.team_id and row.team_id not in members:
+            members.update(team_members_tree(row.team))
+    return top, members
+
+
+def team_list_for_user(*, user: Any) -> QuerySet[Team]:
+    """Staff see every team; everyone else the active ones."""
+    members = TeamMember.objects.select_related("agent", "member_team").order_by("order", "pk")
+    qs = Team.objects.select_related("model").prefetch_related(Prefetch("memberships", queryset=members))
+    return qs if getattr(user, "is_staff", False) else qs.filter(is_active=True)
+
+
+def workflow_list_for_user(*, user: Any) -> QuerySet[Workflow]:
+    """Staff see every workflow; everyone else the active ones."""
+    steps = WorkflowStep.objects.select_related("agent", "team").order_by("order", "pk")
+    qs = Workflow.objects.prefetch_related(Prefetch("steps", queryset=steps))
+    return qs if getattr(user, "is_staff", False) else qs.filter(is_active=True)

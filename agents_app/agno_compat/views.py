@@ -163,7 +163,7 @@ def _runnable_agents(user: Any) -> list[Any]:
 def _teams_json() -> list[dict[str, Any]]:
     """Active teams, each with its members (agno lists the teams an OS serves to every user)."""
     from agents_app.models import Team
-    from agents_app.selectors_teams import team_members_tree
+    from agents_app.selectors import team_members_tree
 
     return [
         s.team_json(team, team_members_tree(team))
@@ -173,7 +173,7 @@ def _teams_json() -> list[dict[str, Any]]:
 
 def _workflows_json() -> list[dict[str, Any]]:
     from agents_app.models import Workflow
-    from agents_app.selectors_teams import workflow_steps_tree
+    from agents_app.selectors import workflow_steps_tree
 
     return [
         s.workflow_json(workflow, workflow_steps_tree(workflow)[0])
@@ -224,7 +224,7 @@ class TeamDetailView(PreparedGet, AgnoView):
     `RemoteTeam`'s properties read); staff also see the leader's instructions and history setting."""
 
     def prepare_get(self, request: Any, team_id: str) -> dict[str, Any]:
-        from agents_app.selectors_teams import team_get_active, team_members_tree
+        from agents_app.selectors import team_get_active, team_members_tree
 
         team = team_get_active(team_id=_no_nul(team_id))  # TeamNotFound: 404 "Team not found"
         return s.team_detail_json(team, team_members_tree(team), staff=bool(request.user.is_staff))
@@ -235,7 +235,7 @@ class WorkflowDetailView(PreparedGet, AgnoView):
     `version` query parameter is ignored: workflows here have one version, the admin's)."""
 
     def prepare_get(self, request: Any, workflow_id: str) -> dict[str, Any]:
-        from agents_app.selectors_teams import workflow_get_active, workflow_steps_tree
+        from agents_app.selectors import workflow_get_active, workflow_steps_tree
 
         workflow = workflow_get_active(workflow_id=_no_nul(workflow_id))  # 404 "Workflow not found"
         return s.workflow_json(workflow, workflow_steps_tree(workflow)[0])

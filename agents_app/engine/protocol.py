@@ -13,8 +13,9 @@ workflow refuse the same message the same way.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 from uuid import UUID
 
 from agents_app import events as ev
@@ -74,3 +75,40 @@ class RunnableHandle(Protocol):
     def result(self, events: list[ev.RunEvent]) -> dict[str, Any]:
         """The whole run as the non-streaming API answers it (agno's field names)."""
         ...
+
+
+@dataclass(slots=True, kw_only=True)
+class PreparedRun:
+    """What every kind's handle holds: the ids its `prepare` wrote, and what follows from its kind.
+    Subclasses add their component (`agent`, `team`, `workflow`) and what their engine needs."""
+
+    kind: ClassVar[str]
+    error_cls: ClassVar[type[ev.RunEvent]]
+    user_id: Any
+    run_id: UUID
+    session_id: UUID
+    message: str
+    created_at: datetime
+    session_created: bool = False
+
+    @property
+    def component(self) -> Any:
+        return getattr(self, self.kind)
+
+    @property
+    def component_id(self) -> str:
+        return self.component.slug
+
+    @property
+    def component_name(self) -> str:
+        return self.component.name
+
+    def error_event(self, index: int, message: str, error_type: str) -> ev.RunEvent:
+        return self.error_cls(
+            run_id=str(self.run_id),
+            session_id=str(self.session_id),
+            event_index=index,
+            content=message,
+            error_type=error_type,
+            **{f"{self.kind}_id": self.component_id},
+        )

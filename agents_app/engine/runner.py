@@ -14,7 +14,6 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -24,7 +23,7 @@ from jsonschema import Draft202012Validator
 
 from agents_app import events as ev
 from agents_app.engine.outcome import Execution
-from agents_app.engine.protocol import check_message
+from agents_app.engine.protocol import PreparedRun, check_message
 from agents_app.hooks import runner as hook_runner
 from agents_app.hooks.errors import HookFailure
 from agents_app.memory import context_memories, memory_section, memory_tools, summary_section
@@ -52,18 +51,14 @@ class ToolLimitExceeded(Exception):
     error_type = "tool_limit_exceeded"
 
 
-@dataclass(slots=True)
-class RunHandle:
+@dataclass(slots=True, kw_only=True)
+class RunHandle(PreparedRun):
     """What `run_prepare` persisted and `execute` needs: ids, the agent, the context to send."""
 
+    kind = "agent"
+    error_cls = ev.RunError
     agent: Agent
-    user_id: Any
-    run_id: UUID
-    session_id: UUID
-    message: str
-    history: list[dict[str, Any]]
-    created_at: datetime
-    session_created: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
     # The session's state when the run started (the run works on a copy; see RunContext).
     session_state: dict[str, Any] = field(default_factory=dict)
     # The session summary (agents with session_summaries) and the memory lines for the context.
@@ -71,28 +66,9 @@ class RunHandle:
     memories: list[str] = field(default_factory=list)
     # The session has, or after this run will have, runs outside the history window and the summary.
     history_overflow: bool = False
-    kind: str = "agent"
-
-    @property
-    def component_id(self) -> str:
-        return self.agent.slug
-
-    @property
-    def component_name(self) -> str:
-        return self.agent.name
 
     def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
         return execute(self, stream=stream)
-
-    def error_event(self, index: int, message: str, error_type: str) -> ev.RunEvent:
-        return ev.RunError(
-            run_id=str(self.run_id),
-            session_id=str(self.session_id),
-            agent_id=self.agent.slug,
-            event_index=index,
-            content=message,
-            error_type=error_type,
-        )
 
     def result(self, events: list[ev.RunEvent]) -> dict[str, Any]:
         return result_from_events(self, events, self.user_id).to_dict()

@@ -21,21 +21,20 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from agents_app import events as ev
 from agents_app.engine.children import ChildCancelled, ChildFailed, DelegationDepthExceeded, content_text, merge
 from agents_app.engine.outcome import Execution
-from agents_app.engine.protocol import check_message
+from agents_app.engine.protocol import PreparedRun, check_message
 from agents_app.engine.runner import _FAILURES as _MODEL_FAILURES
 from agents_app.engine.runner import RunHandle, _Execution
 from agents_app.memory import context_memories
 from agents_app.models import Team, TeamMember
 from agents_app.providers.base import ModelError, ModelResponse, ToolCallRequest
 from agents_app.providers.registry import get_provider
-from agents_app.selectors_teams import team_get_active, team_members_tree
+from agents_app.selectors import team_get_active, team_members_tree
 from agents_app.tools.registry import Tool
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
@@ -57,49 +56,25 @@ class RoutingError(Exception):
 _FAILURES = (*_MODEL_FAILURES, ChildFailed, DelegationDepthExceeded, MemberLimitExceeded, RoutingError)
 
 
-@dataclass(slots=True)
-class TeamRunHandle:
-    """What `team_run_prepare` persisted and the team engine needs; the runtime launches it like an
-    agent's RunHandle (it brings its own `execute_events`)."""
+@dataclass(slots=True, kw_only=True)
+class TeamRunHandle(PreparedRun):
+    """What `team_run_prepare` persisted and the team engine needs."""
 
+    kind = "team"
+    error_cls = ev.TeamRunError
     team: Team
     members_of: dict[int, list[TeamMember]]
-    user_id: Any
-    run_id: UUID
-    session_id: UUID
-    message: str
-    history: list[dict[str, Any]]
-    created_at: datetime
-    session_created: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
     depth: int = 0
     max_depth: int = 1
     # The session's state when the run started: each member run starts from it (as an agent run does).
     session_state: dict[str, Any] = field(default_factory=dict)
-    kind: str = "team"
-
-    @property
-    def component_id(self) -> str:
-        return self.team.slug
-
-    @property
-    def component_name(self) -> str:
-        return self.team.name
 
     def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
         return TeamExecution(self, stream=stream).run()
 
     def result(self, events: list[ev.RunEvent]) -> dict[str, Any]:
         return team_result(self, events)
-
-    def error_event(self, index: int, message: str, error_type: str) -> ev.RunEvent:
-        return ev.TeamRunError(
-            run_id=str(self.run_id),
-            session_id=str(self.session_id),
-            team_id=self.team.slug,
-            event_index=index,
-            content=message,
-            error_type=error_type,
-        )
 
 
 # ---- child runs ------------------------------------------------------------------------------

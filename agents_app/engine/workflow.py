@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -25,10 +24,10 @@ from asgiref.sync import sync_to_async
 from agents_app import events as ev
 from agents_app.engine.children import ChildCancelled, ChildFailed, DelegationDepthExceeded, content_text, merge
 from agents_app.engine.outcome import Execution
-from agents_app.engine.protocol import check_message
+from agents_app.engine.protocol import PreparedRun, check_message
 from agents_app.engine.team import ChildRun
 from agents_app.models import TeamMember, Workflow, WorkflowStep
-from agents_app.selectors_teams import StepNode, workflow_get_active, workflow_steps_tree
+from agents_app.selectors import StepNode, workflow_get_active, workflow_steps_tree
 from agents_app.workflows.registry import StepInput, step_registry
 from sessions_app.conf import agentos_settings
 from sessions_app.models import Run
@@ -48,43 +47,22 @@ class StepFailed(Exception):
         self.error_type = error_type
 
 
-@dataclass(slots=True)
-class WorkflowRunHandle:
+@dataclass(slots=True, kw_only=True)
+class WorkflowRunHandle(PreparedRun):
+    """What `workflow_run_prepare` persisted and the workflow engine needs."""
+
+    kind = "workflow"
+    error_cls = ev.WorkflowError
     workflow: Workflow
     steps: list[StepNode]
     members_of: dict[int, list[TeamMember]]
-    user_id: Any
-    run_id: UUID
-    session_id: UUID
-    message: str
     state: dict[str, Any]
-    created_at: datetime
-    session_created: bool
-    kind: str = "workflow"
-
-    @property
-    def component_id(self) -> str:
-        return self.workflow.slug
-
-    @property
-    def component_name(self) -> str:
-        return self.workflow.name
 
     def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
         return WorkflowExecution(self, stream=stream).run()
 
     def result(self, events: list[ev.RunEvent]) -> dict[str, Any]:
         return workflow_result(self, events)
-
-    def error_event(self, index: int, message: str, error_type: str) -> ev.RunEvent:
-        return ev.WorkflowError(
-            run_id=str(self.run_id),
-            session_id=str(self.session_id),
-            workflow_id=self.workflow.slug,
-            event_index=index,
-            content=message,
-            error_type=error_type,
-        )
 
 
 def workflow_run_prepare(

@@ -1,0 +1,31 @@
+"""The per-process cache of the agents runs read (agents_app.selectors.agent_get_active).
+
+Its own module, below the models: a model's save() clears it, and the selectors fill it, so neither
+has to import the other's module back.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+_cache: dict[str, tuple[float, Any]] = {}
+_lock = threading.Lock()
+
+
+def agent_cache_get(agent_id: str, now: float) -> Any | None:
+    """The cached agent, if it is still fresh at monotonic time `now`."""
+    hit = _cache.get(agent_id)
+    return hit[1] if hit is not None and hit[0] > now else None
+
+
+def agent_cache_put(agent_id: str, agent: Any, expires: float) -> None:
+    with _lock:
+        _cache[agent_id] = (expires, agent)
+
+
+def agent_cache_clear() -> None:
+    """Forget cached agents; called when an agent, one of its hook rows or a model config is saved in
+    this process. Other processes see the change within AGENT_CACHE_SECONDS."""
+    with _lock:
+        _cache.clear()
