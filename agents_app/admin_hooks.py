@@ -123,8 +123,8 @@ class AgentHookInline(admin.TabularInline):
 class TeamHookInline(AgentHookInline):
     fk_name = "team"
     help_note = (
-        "Hooks (stored for the team; team runs do not run them yet. Before the model they see the message, "
-        "after it the answer; each phase runs in order, lowest first)"
+        "Hooks (around the team's run, as for an agent: before the leader they see the message, after it "
+        "the team's answer; each phase runs in order, lowest first)"
     )
 
 

@@ -193,6 +193,34 @@ class TeamToolCallError(TeamEvent):
 
 
 @dataclass(slots=True)
+class TeamPreHookStarted(TeamEvent):
+    name: ClassVar[str] = "TeamPreHookStarted"
+    pre_hook_name: str = ""
+
+
+@dataclass(slots=True)
+class TeamPreHookCompleted(TeamEvent):
+    name: ClassVar[str] = "TeamPreHookCompleted"
+    pre_hook_name: str = ""
+    duration: float = 0.0
+    transformed: bool = False
+
+
+@dataclass(slots=True)
+class TeamPostHookStarted(TeamEvent):
+    name: ClassVar[str] = "TeamPostHookStarted"
+    post_hook_name: str = ""
+
+
+@dataclass(slots=True)
+class TeamPostHookCompleted(TeamEvent):
+    name: ClassVar[str] = "TeamPostHookCompleted"
+    post_hook_name: str = ""
+    duration: float = 0.0
+    transformed: bool = False
+
+
+@dataclass(slots=True)
 class TeamRunCompleted(TeamEvent):
     name: ClassVar[str] = "TeamRunCompleted"
     content: Any = None
@@ -330,3 +358,12 @@ def is_terminal(event: RunEvent | dict[str, Any]) -> bool:
     if isinstance(event, dict):
         return event.get("event") in TERMINAL_EVENTS and not event.get("parent_run_id")
     return event.name in TERMINAL_EVENTS and not isinstance(event, NestedEvent)
+
+
+# Every event type, by name (to rebuild events read back from the database, and for the hooks,
+# which emit the hook events of whatever kind of run they are attached to).
+EVENT_CLASSES: dict[str, type[RunEvent]] = {
+    cls.name: cls
+    for cls in list(globals().values())
+    if isinstance(cls, type) and issubclass(cls, RunEvent) and isinstance(cls.name, str) and cls is not RunEvent
+}

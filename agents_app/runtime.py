@@ -77,12 +77,6 @@ BATCH_LIMIT = 256
 # the run's group yet.
 ORPHAN_GRACE_SECONDS = 5.0
 
-# Every event type the engine defines, by name (to rebuild events read back from the database).
-_EVENT_CLASSES: dict[str, type[ev.RunEvent]] = {
-    cls.name: cls
-    for cls in vars(ev).values()
-    if isinstance(cls, type) and issubclass(cls, ev.RunEvent) and isinstance(cls.name, str) and cls is not ev.RunEvent
-}
 _STATUS_OF_TERMINAL = ev.STATUS_OF_TERMINAL
 
 
@@ -116,7 +110,7 @@ def _event_from_dict(data: dict[str, Any]) -> ev.RunEvent:
             event_index=data.get("event_index", 0),
             data=data,
         )
-    cls = _EVENT_CLASSES.get(data.get("event", ""), ev.RunEvent)
+    cls = ev.EVENT_CLASSES.get(data.get("event", ""), ev.RunEvent)
     names = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
     return cls(**{k: v for k, v in data.items() if k in names})
 

@@ -88,7 +88,7 @@ def team_members_tree(team: Team) -> dict[int, list[TeamMember]]:
         rows = (
             TeamMember.objects.filter(team_id__in=frontier)
             .select_related("agent__model", "member_team__model")
-            .prefetch_related(hooks_prefetch("agent__hooks"))
+            .prefetch_related(hooks_prefetch("agent__hooks"), hooks_prefetch("member_team__hooks"))
             .order_by("order", "pk")
         )
         for pk in frontier:
@@ -101,7 +101,9 @@ def team_members_tree(team: Team) -> dict[int, list[TeamMember]]:
 
 
 def team_get_active(*, team_id: str) -> Team:
-    team = Team.objects.select_related("model").filter(slug=team_id, is_active=True).first()
+    team = (
+        Team.objects.select_related("model").prefetch_related(hooks_prefetch()).filter(slug=team_id, is_active=True)
+    ).first()
     if team is None:
         raise TeamNotFound(f"No active team with id {team_id!r}.")
     return team
@@ -125,7 +127,7 @@ def workflow_steps_tree(workflow: Workflow) -> tuple[list[StepNode], dict[int, l
     rows = list(
         WorkflowStep.objects.filter(workflow=workflow)
         .select_related("agent__model", "team__model")
-        .prefetch_related(hooks_prefetch("agent__hooks"))
+        .prefetch_related(hooks_prefetch("agent__hooks"), hooks_prefetch("team__hooks"))
         .order_by("order", "pk")
     )
     nodes = {row.pk: StepNode(row) for row in rows}

@@ -330,7 +330,7 @@ def test_a_team_gets_hook_rows_inline(admin_client):
         "hooks-0-mode": "default",
     }
     page = admin_client.get(reverse("admin:agents_app_team_add")).content.decode()
-    assert 'name="hooks-TOTAL_FORMS"' in page and "team runs do not run them yet" in page
+    assert 'name="hooks-TOTAL_FORMS"' in page and "before the leader they see the message" in page
     r = admin_client.post(reverse("admin:agents_app_team_add"), data)
     assert r.status_code == 302, r.content.decode()[:3000]
     team = Team.objects.get(slug="guarded")

@@ -17,6 +17,7 @@ event); a fix in one was missing in the others. An engine now subclasses `Execut
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import logging
 import time
@@ -25,6 +26,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from agents_app import events as ev
+from agents_app.hooks.runner import RunHooks
 from sessions_app.db import db_call
 from sessions_app.models import Run
 from sessions_app.services import run_finish
@@ -45,9 +47,12 @@ class Execution:
     `started_event()`, `completed_event()` and, where they differ, the hooks below."""
 
     kind: ClassVar[str] = "agent"
+    # Its hook events are named with this prefix ("" for agents, "Team" for teams: agno's names).
+    event_prefix: ClassVar[str] = ""
     telemetry_type: ClassVar[str] = "agent"
     error_cls: ClassVar[type[ev.RunEvent]] = ev.RunError
     cancelled_cls: ClassVar[type[ev.RunEvent]] = ev.RunCancelled
+    response_format: Any = None  # an agent's output schema, for the model and the hooks
     # Exceptions that end a run as an error with their own `error_type` (others are internal errors).
     failures: ClassVar[tuple[type[BaseException], ...]] = ()
 
@@ -63,6 +68,16 @@ class Execution:
         self.output_tokens = 0
         self.partial: list[str] = []
         self.content: Any = ""
+        self.output_json: Any = None
+        # The messages sent to the model; the user's message is the last one until the model is called.
+        self.messages_sent: list[dict[str, Any]] = []
+        # The run's copy of the session state (hooks, and an agent's tools, change it); the keys that
+        # differ from the handle's when the run ends are saved with it.
+        self.session_state: dict[str, Any] = copy.deepcopy(getattr(handle, "session_state", {}))
+        # Pre- and post-hooks (agents_app.hooks): None when the run has none, so it pays nothing.
+        self.hooks = RunHooks.for_run(handle)
+        # Inline post-hooks may rewrite or reject the answer: stream no deltas, only the final content.
+        self.hold_output = self.hooks is not None and self.hooks.holds_output
 
     # ---- events --------------------------------------------------------------------------------
 
@@ -84,6 +99,10 @@ class Execution:
         )
         self.log.append(item)
         return item
+
+    def hook_event(self, name: str) -> type[ev.RunEvent]:
+        """This kind's hook event class, e.g. "PreHookStarted" -> TeamPreHookStarted for a team."""
+        return ev.EVENT_CLASSES[self.event_prefix + name]
 
     def mark_first_token(self) -> None:
         if self.ttft is None:
@@ -111,6 +130,16 @@ class Execution:
     def body(self) -> AsyncIterator[ev.RunEvent]:
         raise NotImplementedError
 
+    async def deliver(self) -> AsyncIterator[ev.RunEvent]:
+        """After the post-hooks: what a streamed run still owes its reader (the final content, when
+        the hooks held it back)."""
+        return
+        yield  # an async generator with nothing to yield
+
+    def validate_output(self, text: str) -> Any:
+        """A JSON answer rewritten by a post-hook, checked as the model's was (agents with a schema)."""
+        return None
+
     def completed_event(self) -> tuple[dict[str, Any], ev.RunEvent]:
         """After `body()` finished: the stored outcome (status, output, output_json) and the terminal event."""
         raise NotImplementedError
@@ -135,12 +164,26 @@ class Execution:
         return [{"role": "assistant", "content": output}] if output else []
 
     def state_changes(self) -> tuple[dict[str, Any], list[str]]:
-        """The top-level session-state keys this run set or deleted (saved with its outcome)."""
-        return {}, []
+        """The top-level session-state keys this run set (to new values) or deleted."""
+        state, before = self.session_state, getattr(self.handle, "session_state", {})
+        changed = {k: v for k, v in state.items() if k not in before or before[k] != v}
+        return changed, [k for k in before if k not in state]
 
     def finisher(self, status: str) -> Callable[..., Any] | None:
         """`run_finish` extended with what the run's hooks produced, or None."""
-        return None
+        return self.hooks.finisher(status) if self.hooks is not None else None
+
+    # ---- what hooks may change (agents_app.hooks.runner) ------------------------------------------
+
+    def set_input(self, text: str) -> None:
+        """The input as the pre-hooks left it: what the model sees, and what the run stores as its
+        user message (the original text is not kept)."""
+        self.messages_sent[-1] = {**self.messages_sent[-1], "content": text}
+        self.handle.message = text
+
+    def discard_partial(self) -> None:
+        """A rejected answer is neither returned nor stored, not even as partial output."""
+        self.partial.clear()
 
     def telemetry_model(self) -> tuple[str, str]:
         return "", ""
@@ -151,7 +194,16 @@ class Execution:
         yield self.started_event()
         outcome: dict[str, Any]
         try:
+            if self.hooks is not None:
+                async for item in self.hooks.run_pre(self):
+                    yield item
             async for item in self.body():
+                yield item
+            if self.hooks is not None:
+                async for item in self.hooks.run_post(self, self.content, self.output_json, self.validate_output):
+                    yield item
+                self.content, self.output_json = self.hooks.content, self.hooks.output_json
+            async for item in self.deliver():
                 yield item
             outcome, terminal = self.completed_event()
         except (asyncio.CancelledError, ChildCancelled) as exc:

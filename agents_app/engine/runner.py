@@ -9,12 +9,10 @@ never pays a hop per message.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -24,7 +22,6 @@ from jsonschema import Draft202012Validator
 from agents_app import events as ev
 from agents_app.engine.outcome import Execution
 from agents_app.engine.protocol import PreparedRun, check_message
-from agents_app.hooks import runner as hook_runner
 from agents_app.hooks.errors import HookFailure
 from agents_app.memory import context_memories, memory_section, memory_tools, summary_section
 from agents_app.models import Agent
@@ -244,20 +241,16 @@ class _Execution(Execution):
         )
         self.agent = handle.agent
         self.new_messages: list[dict[str, Any]] = []
-        self.output_json: Any = None
         self.tools = {name: t for name in self.agent.tools if (t := tool_registry.get(name)) is not None}
         if self.agent.memory_mode == "agentic":
             self.tools.update(memory_tools.all())
-        # The run's copy of the session state: tools (RunContext) and inline hooks change it; the
-        # top-level keys that differ from `state_before` when the run ends are saved with it.
-        self.state_before = handle.session_state
-        self.state: dict[str, Any] = copy.deepcopy(handle.session_state)
+        # The run's tools see the run's session state (the same dict the hooks change).
         self.context = RunContext(
             run_id=handle.run_id,
             session_id=handle.session_id,
             user_id=handle.user_id,
             agent=self.agent,
-            session_state=self.state,
+            session_state=self.session_state,
         )
         schema = self.agent.output_schema
         self.response_format = (
@@ -266,32 +259,25 @@ class _Execution(Execution):
         self.messages_sent = build_context(
             self.agent, handle.history, handle.message, memories=handle.memories, summary=handle.summary
         )
-        # Pre-/post-hooks (agents_app.hooks): None for agents without any, so they cost nothing.
-        self.hooks = hook_runner.RunHooks.for_run(handle)
-        self.hold_output = self.hooks is not None and self.hooks.holds_output
 
     def started_event(self) -> ev.RunEvent:
         config = self.agent.model
         return self.event(ev.RunStarted, model=config.model_id, model_provider=config.provider)
 
     async def body(self) -> AsyncIterator[ev.RunEvent]:
-        if self.hooks is not None:
-            async for item in self.hooks.run_pre(self):
-                yield item
         async for item in self._model_loop():
             yield item
-        content = self.content
-        output_json = _validated_json(self.agent, content) if self.response_format is not None else None
-        if self.hooks is not None:
-            async for item in self.hooks.run_post(self, content, output_json, partial(_validated_json, self.agent)):
-                yield item
-            content, output_json = self.hooks.content, self.hooks.output_json
+        if self.response_format is not None:
+            self.output_json = _validated_json(self.agent, self.content)
+
+    def validate_output(self, text: str) -> Any:
+        return _validated_json(self.agent, text)
+
+    async def deliver(self) -> AsyncIterator[ev.RunEvent]:
         if self.stream and (self.response_format is not None or self.hold_output):
-            yield self.event(
-                ev.RunContent, content=content, content_type="json" if self.response_format is not None else "str"
-            )
-        self.content, self.output_json = content, output_json
-        self.new_messages.append({"role": "assistant", "content": content})
+            content_type = "json" if self.response_format is not None else "str"
+            yield self.event(ev.RunContent, content=self.content, content_type=content_type)
+        self.new_messages.append({"role": "assistant", "content": self.content})
 
     def completed_event(self) -> tuple[dict[str, Any], ev.RunEvent]:
         outcome = {"status": Run.Status.COMPLETED, "output": self.content, "output_json": self.output_json}
@@ -307,30 +293,8 @@ class _Execution(Execution):
             [*self.new_messages, {"role": "assistant", "content": partial_text}] if partial_text else self.new_messages
         )
 
-    def finisher(self, status: str) -> Callable[..., Any] | None:
-        return self.hooks.finisher(status) if self.hooks is not None else None
-
     def telemetry_model(self) -> tuple[str, str]:
         return self.agent.model.model_id, self.agent.model.provider
-
-    # ---- what hooks may change (agents_app.hooks.runner) ------------------------------------------
-
-    def set_input(self, text: str) -> None:
-        """The input as the pre-hooks left it: what the model sees, and what the run stores as its
-        user message (the original text is not kept)."""
-        self.messages_sent[-1] = {**self.messages_sent[-1], "content": text}
-        self.handle.message = text
-
-    def discard_partial(self) -> None:
-        """A rejected answer is neither returned nor stored, not even as partial output."""
-        self.partial.clear()
-
-    def state_changes(self) -> tuple[dict[str, Any], list[str]]:
-        """The top-level session-state keys this run set (to new values) or deleted."""
-        state = self.context.session_state  # a hook may have replaced the dict
-        before = self.state_before
-        changed = {k: v for k, v in state.items() if k not in before or before[k] != v}
-        return changed, [k for k in before if k not in state]
 
     async def _model_loop(self) -> AsyncIterator[ev.RunEvent]:
         """Call the model, run the tools it asks for, call it again, until it answers; bounded by

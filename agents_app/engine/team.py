@@ -311,6 +311,7 @@ class TeamExecution(Execution):
     """One team run while it executes; its lifecycle (events, terminal event, storing) is `Execution`'s."""
 
     kind = "team"
+    event_prefix = "Team"
     telemetry_type = EventType.TEAM
     error_cls = ev.TeamRunError
     cancelled_cls = ev.TeamRunCancelled
@@ -378,6 +379,10 @@ class TeamExecution(Execution):
     def telemetry_model(self) -> tuple[str, str]:
         return self.team.model.model_id, self.team.model.provider
 
+    async def deliver(self) -> AsyncIterator[ev.RunEvent]:
+        if self.stream and self.hold_output:
+            yield self.event(ev.TeamRunContent, content=self.content)
+
     # ---- the leader ------------------------------------------------------------------------
 
     def _roster(self) -> str:
@@ -409,7 +414,8 @@ class TeamExecution(Execution):
                 if isinstance(piece, str):
                     self.mark_first_token()
                     self.partial.append(piece)
-                    yield self.event(ev.TeamRunContent, content=piece)
+                    if not self.hold_output:  # inline post-hooks may still rewrite the answer
+                        yield self.event(ev.TeamRunContent, content=piece)
                     await asyncio.sleep(0)
                 else:
                     response = piece
@@ -454,7 +460,7 @@ class TeamExecution(Execution):
             members_of=self.h.members_of,
             depth=self.h.depth + 1,
             max_depth=self.h.max_depth,
-            session_state=self.h.session_state,
+            session_state=self.session_state,  # as the team's pre-hooks left it
         )
         self.children.append(child)
         return child

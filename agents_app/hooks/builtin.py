@@ -25,7 +25,7 @@ from sessions_app.conf import agentos_settings
 async def _judge_config(ctx: HookContext) -> Any:
     name = str(agentos_settings.HOOKS_JUDGE_MODEL or "").strip()
     if not name:
-        return ctx.agent.model
+        return ctx.component.model
     from agents_app.models import ModelConfig
 
     config = await ModelConfig.objects.filter(name=name).afirst()
@@ -40,7 +40,7 @@ async def judge(ctx: HookContext, *, name: str, schema: dict[str, Any], system: 
 
 
 def _about_agent(ctx: HookContext) -> str:
-    agent = ctx.agent
+    agent = ctx.component
     parts = [f"Name: {agent.name}"]
     if agent.description.strip():
         parts.append(f"Description: {agent.description.strip()}")

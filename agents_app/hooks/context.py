@@ -10,7 +10,7 @@ from agents_app.hooks.errors import InputRejected, OutputRejected
 from agents_app.hooks.registry import PRE
 
 if TYPE_CHECKING:
-    from agents_app.models import Agent
+    from agents_app.models import Agent, Team
     from sessions_app.models import Run, Session
 
 
@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 class HookContext:
     """What a hook sees of the run it is attached to.
 
-    * `agent`, `run`, `session`, `user`: the model instances (loaded before the first hook of the
-      run; `run` is a snapshot: `run.status` is "running" for inline hooks). Treat them as read-only;
+    * `agent` (or, for a team's run, `team`; the other is None), `run`, `session`, `user`: the model
+      instances (loaded before the first hook of the run; `run` is a snapshot: `run.status` is "running" for inline hooks). Treat them as read-only;
       from an async hook, reach the ORM through `sync_to_async`.
     * `input`: the user's message as the previous pre-hooks left it (background hooks: as stored).
     * `output`, `output_type` (post-hooks only): the answer, a string (`"str"`) or, for agents with an
@@ -39,7 +39,8 @@ class HookContext:
     phase: str
     background: bool
     attempt: int
-    agent: Agent
+    agent: Agent | None
+    team: Team | None = None
     run: Run
     session: Session
     user: Any
@@ -48,6 +49,12 @@ class HookContext:
     output_type: str = "str"
     session_state: dict[str, Any] = field(default_factory=dict)
     deferred: list[Callable[[], Any]] = field(default_factory=list)
+
+    @property
+    def component(self) -> Any:
+        """The agent or the team whose run this is (both have a name, a description, instructions and
+        a model)."""
+        return self.agent if self.agent is not None else self.team
 
     def on_success(self, fn: Callable[[], Any]) -> None:
         self.deferred.append(fn)

@@ -151,7 +151,7 @@ def hook_execution_run(*, execution_id: int) -> HookDelivery:
     for _ in range(3):  # re-read after losing a claim race
         now = timezone.now()
         row = (
-            HookExecution.objects.select_related("run__session", "run__user", "run__agent__model")
+            HookExecution.objects.select_related("run__session", "run__user", "run__agent__model", "run__team__model")
             .filter(pk=execution_id)
             .first()
         )
@@ -214,6 +214,7 @@ def _attempt(row: HookExecution, attempt: int) -> HookDelivery:
             background=True,
             attempt=attempt,
             agent=run.agent,
+            team=run.team,
             run=run,
             session=run.session,
             user=run.user,

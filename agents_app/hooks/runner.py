@@ -153,11 +153,14 @@ def _as_rejection(phase: str, hook: Hook, exc: HookRejected) -> HookRejected:
 
 
 class RunHooks:
-    """The hooks of one run, created by the engine only for agents that have hooks."""
+    """The hooks of one run of an agent or a team, created by the engine only when it has hooks.
+    It talks to the run through the execution the engine hands it (`event`, `hook_event`,
+    `session_state`, `response_format`, `set_input`, `discard_partial`), whatever its kind."""
 
     def __init__(self, handle: Any, planned: list[PlannedHook]) -> None:
         self.handle = handle
-        self.agent = handle.agent
+        self.kind: str = handle.kind
+        self.owner = handle.component  # the agent or the team
         self.pre = [p for p in planned if p.phase == PRE]
         self.post = [p for p in planned if p.phase == POST]
         self.original_input: str = handle.message
@@ -166,16 +169,25 @@ class RunHooks:
         self.content: str = ""
         self.output_json: Any = None
         self._objects: tuple[Any, Any, Any] | None = None
-        # The run's RunContext: its session_state is the run's state, shared with its tools.
-        self.run_context: Any = None
+        # The run's execution: its session_state is the run's state (an agent's tools share it).
+        self.execution: Any = None
         # Database writes of successful inline hooks (HookContext.on_success), for the run's finish.
         self.deferred: list[Callable[[], Any]] = []
 
     @classmethod
     def for_run(cls, handle: Any) -> RunHooks | None:
-        planned = plan_hooks(handle.agent)
+        """The hooks of an agent's or a team's run (their hook rows; for agents, also the memory
+        hooks their settings call for); None when there are none, so such runs pay nothing."""
+        owner = handle.component
+        if not hasattr(owner, "hooks"):  # workflows have no hooks of their own
+            return None
+        planned = plan_hooks(owner)
         after = sum(1 for p in planned if p.phase == POST)
-        extra = internal_hooks(handle.agent, history_overflow=handle.history_overflow, after=after)
+        extra = (
+            internal_hooks(owner, history_overflow=handle.history_overflow, after=after)
+            if handle.kind == "agent"
+            else []
+        )
         if not (planned or extra):
             return None
         return cls(handle, planned + extra)
@@ -189,8 +201,8 @@ class RunHooks:
     # ---- context ---------------------------------------------------------------------------------
 
     async def _load(self, execution: Any) -> None:
-        """Run, session and user in one query; the state is the run's (execution.context)."""
-        self.run_context = execution.context
+        """Run, session and user in one query; the state is the run's (execution.session_state)."""
+        self.execution = execution
         if self._objects is not None:
             return
         from sessions_app.models import Run
@@ -200,7 +212,7 @@ class RunHooks:
 
     def _keep_state(self, state: dict[str, Any]) -> None:
         """Make a hook's state the run's, in place: the run's tools hold the same dict."""
-        live = self.run_context.session_state
+        live = self.execution.session_state
         if state is not live:
             live.clear()
             live.update(state)
@@ -213,12 +225,13 @@ class RunHooks:
             phase=planned.phase,
             background=False,
             attempt=attempt,
-            agent=self.agent,
+            agent=self.owner if self.kind == "agent" else None,
+            team=self.owner if self.kind == "team" else None,
             run=run,
             session=session,
             user=user,
             input=self.input,
-            session_state=copy.deepcopy(self.run_context.session_state),
+            session_state=copy.deepcopy(self.execution.session_state),
             **fields,
         )
 
@@ -259,8 +272,8 @@ class RunHooks:
         missing = [p.name for p in (*self.pre, *self.post) if p.hook is None]
         if missing:
             raise HookError(
-                f"This agent uses hooks that no code registers: {', '.join(missing)}. "
-                "Remove them from the agent in the admin, or register them with @hook.",
+                f"This {self.kind} uses hooks that no code registers: {', '.join(missing)}. "
+                f"Remove them from the {self.kind} in the admin, or register them with @hook.",
                 hook_name=missing[0],
             )
 
@@ -273,7 +286,7 @@ class RunHooks:
         if inline:
             await self._load(execution)
         for planned in inline:
-            yield execution.event(ev.PreHookStarted, pre_hook_name=planned.name)
+            yield execution.event(execution.hook_event("PreHookStarted"), pre_hook_name=planned.name)
             started = time.perf_counter()
             result = await self._call(planned)
             transformed = False
@@ -286,7 +299,7 @@ class RunHooks:
                 transformed = result != self.input
                 self.input = result
             yield execution.event(
-                ev.PreHookCompleted,
+                execution.hook_event("PreHookCompleted"),
                 pre_hook_name=planned.name,
                 duration=time.perf_counter() - started,
                 transformed=transformed,
@@ -313,7 +326,7 @@ class RunHooks:
                     async for item in self._run_internal(execution, planned, is_json):
                         yield item
                     continue
-                yield execution.event(ev.PostHookStarted, post_hook_name=planned.name)
+                yield execution.event(execution.hook_event("PostHookStarted"), post_hook_name=planned.name)
                 started = time.perf_counter()
                 current = self.output_json if is_json else self.content
                 result = await self._call(
@@ -323,7 +336,7 @@ class RunHooks:
                 if transformed:
                     self._set_output(planned, result, is_json, validate)
                 yield execution.event(
-                    ev.PostHookCompleted,
+                    execution.hook_event("PostHookCompleted"),
                     post_hook_name=planned.name,
                     duration=time.perf_counter() - started,
                     transformed=transformed,
