@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin
@@ -20,12 +18,10 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html
 
 from agents_app import events as ev
-from agents_app.engine import InvalidRunInput
 from agents_app.forms import TryAgentForm
-from agents_app.runs import run_agent, run_team, run_workflow
-from agents_app.selectors import AgentNotFound, TeamNotFound, WorkflowNotFound
+from agents_app.runs import run_events
+from sessions_app.errors import DomainError
 from sessions_app.models import Run
-from sessions_app.services import SessionBusy, SessionEnded, SessionNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -86,23 +82,32 @@ def _stored_metrics(run_id: Any) -> dict[str, Any]:
     }
 
 
-def agent_outcome(result: Any) -> dict[str, Any]:
-    """An agent's RunResult as the page shows it."""
-    content, is_json = _content(result.content, result.content_type)
+def try_outcome(handle: Any, events: list[ev.RunEvent]) -> dict[str, Any]:
+    """A finished run of any kind as the page shows it: its result (the REST API's JSON), an agent's
+    tool calls, and a team's members' or a workflow's steps' runs as rows."""
+    result = handle.result(events)
+    content, is_json = _content(result.get("content"), result.get("content_type", "str"))
+    error = result.get("error") or {}
+    children = [_child_row(m.get("member_id", ""), m.get("member_type", ""), m) for m in result.get("member_runs", [])]
+    children += [
+        _child_row(f"{_step_number(s.get('step_index'))} {s.get('step_name', '')}", s.get("step_type", ""), s)
+        for s in result.get("step_results") or []
+    ]
     return {
-        "run_id": result.run_id,
-        "session_id": result.session_id,
-        "status": result.status,
+        "run_id": result["run_id"],
+        "session_id": result["session_id"],
+        "status": result["status"],
         "content": content,
         "content_is_json": is_json,
-        "error": result.error,
-        "error_type": result.error_type,
-        "tool_calls": _tool_calls(result.events),
-        "children": [],
-        "metrics": dict(result.metrics or {}) or _stored_metrics(result.run_id),
-        "model": result.model,
-        "provider": result.model_provider,
-        "run_url": _admin_url("admin:sessions_app_run_change", result.run_id),
+        "error": error.get("message", ""),
+        "error_type": error.get("type", ""),
+        "tool_calls": _tool_calls(events),
+        "children": children,
+        "metrics": {k: v for k, v in (result.get("metrics") or {}).items() if k != "steps"}
+        or _stored_metrics(result["run_id"]),
+        "model": result.get("model", ""),
+        "provider": result.get("model_provider", ""),
+        "run_url": _admin_url("admin:sessions_app_run_change", result["run_id"]),
     }
 
 
@@ -119,67 +124,19 @@ def _child_row(name: str, kind: str, child: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def component_outcome(result: dict[str, Any]) -> dict[str, Any]:
-    """A team's or workflow's result (the REST API's JSON) as the page shows it: its members' or
-    steps' runs as rows instead of tool calls."""
-    content, is_json = _content(result.get("content"), result.get("content_type", "str"))
-    error = result.get("error") or {}
-    if "member_runs" in result:
-        children = [_child_row(m.get("member_id", ""), m.get("member_type", ""), m) for m in result["member_runs"]]
-    else:
-        children = [
-            _child_row(f"{_step_number(s.get('step_index'))} {s.get('step_name', '')}", s.get("step_type", ""), s)
-            for s in result.get("step_results") or []
-        ]
-    return {
-        "run_id": result["run_id"],
-        "session_id": result["session_id"],
-        "status": result["status"],
-        "content": content,
-        "content_is_json": is_json,
-        "error": error.get("message", ""),
-        "error_type": error.get("type", ""),
-        "tool_calls": [],
-        "children": children,
-        "metrics": dict(result.get("metrics") or {}) or _stored_metrics(result["run_id"]),
-        "model": result.get("model", ""),
-        "provider": result.get("model_provider", ""),
-        "run_url": _admin_url("admin:sessions_app_run_change", result["run_id"]),
-    }
-
-
 def _step_number(index: Any) -> str:
     """Step indexes count from 0 (a list for nested steps); people count from 1."""
     parts = index if isinstance(index, list) else [index]
     return ".".join(str(int(p) + 1) for p in parts if isinstance(p, int))
 
 
-@dataclass(frozen=True, slots=True)
-class TryKind:
-    """How "try it" runs one kind of component and words it."""
-
-    run: Callable[..., dict[str, Any]]
-    not_found: type[Exception]
-    children_title: str  # the heading of the member/step table ("" for agents)
-    run_filter: str  # the runs changelist filter that shows this component's runs
-
-
-def _run_agent(obj: Any, user: Any, message: str, session_id: Any) -> dict[str, Any]:
-    return agent_outcome(run_agent(agent_id=obj.slug, user=user, message=message, session_id=session_id))
-
-
-def _run_team(obj: Any, user: Any, message: str, session_id: Any) -> dict[str, Any]:
-    return component_outcome(run_team(team_id=obj.slug, user=user, message=message, session_id=session_id))
-
-
-def _run_workflow(obj: Any, user: Any, message: str, session_id: Any) -> dict[str, Any]:
-    return component_outcome(run_workflow(workflow_id=obj.slug, user=user, message=message, session_id=session_id))
-
-
-TRY_KINDS: dict[str, TryKind] = {
-    "agent": TryKind(_run_agent, AgentNotFound, "", "agent__id__exact"),
-    "team": TryKind(_run_team, TeamNotFound, "Members", "team__id__exact"),
-    "workflow": TryKind(_run_workflow, WorkflowNotFound, "Steps", "workflow__id__exact"),
+# By kind: the heading of the member/step table ("" for agents), and the runs changelist filter.
+CHILDREN_TITLES = {"agent": "", "team": "Members", "workflow": "Steps"}
+# What the page says when the conversation cannot take the message (the form keeps the session or not).
+PROBLEMS = {
+    "unknown_session": ("That conversation no longer exists (it may have been deleted). A new one starts now.", False),
+    "session_ended": ("That conversation has ended. A new one starts now.", False),
+    "session_busy": ("This conversation is still answering an earlier message. Send again in a moment.", True),
 }
 
 
@@ -224,7 +181,6 @@ class TryItAdminMixin:
         if not self.has_view_permission(request, obj):  # type: ignore[attr-defined]
             raise PermissionDenied
         kind = self.try_kind
-        spec = TRY_KINDS[kind]
         form = TryAgentForm(request.POST if request.method == "POST" else None)
         outcome: dict[str, Any] | None = None
         problem = ""
@@ -235,29 +191,25 @@ class TryItAdminMixin:
             if valid and obj.is_active:
                 message = form.cleaned_data["message"]
                 try:
-                    result = spec.run(obj, request.user, message, session_id)
-                except spec.not_found:
-                    problem = self._inactive_text(kind)
-                except SessionNotFound:
-                    problem = "That conversation no longer exists (it may have been deleted). A new one starts now."
-                    session_id = None
-                    form = TryAgentForm(initial={"message": message})
-                except SessionEnded:
-                    problem = "That conversation has ended. A new one starts now."
-                    session_id = None
-                    form = TryAgentForm(initial={"message": message})
-                except SessionBusy:
-                    problem = "This conversation is still answering an earlier message. Send again in a moment."
-                    form = TryAgentForm(initial={"message": message, "session_id": session_id})
-                except InvalidRunInput as exc:
-                    form.add_error("message", str(exc))
+                    handle, events = run_events(
+                        kind, obj.slug, user=request.user, message=message, session_id=session_id
+                    )
+                except DomainError as exc:
+                    if exc.code == "invalid_input":
+                        form.add_error("message", exc.detail)
+                    elif exc.code in PROBLEMS:
+                        problem, keep = PROBLEMS[exc.code]
+                        session_id = session_id if keep else None
+                        form = TryAgentForm(initial={"message": message, "session_id": session_id})
+                    else:  # the component is inactive (or gone) by now
+                        problem = self._inactive_text(kind)
                 except Exception as exc:  # shown to the operator trying the component, and logged
                     logger.exception("Trying %s %s from the admin failed", kind, obj.slug)
                     outcome = {"status": "error", "error_type": type(exc).__name__, "error": str(exc)}
                     outcome["message"] = message
                 else:
-                    outcome = result | {"message": message}
-                    session_id = result["session_id"]
+                    outcome = try_outcome(handle, events) | {"message": message}
+                    session_id = outcome["session_id"]
                     form = TryAgentForm(initial={"session_id": session_id})
         conversation = self._try_conversation(request, obj, session_id, exclude=(outcome or {}).get("run_id"))
         context = {
@@ -268,8 +220,8 @@ class TryItAdminMixin:
             "original": obj,
             "kind": kind,
             "inactive_text": self._inactive_text(kind),
-            "children_title": spec.children_title,
-            "runs_url": f"{reverse('admin:sessions_app_run_changelist')}?{spec.run_filter}={obj.pk}",
+            "children_title": CHILDREN_TITLES[kind],
+            "runs_url": f"{reverse('admin:sessions_app_run_changelist')}?{kind}__id__exact={obj.pk}",
             "model_name": self._try_model_name(obj),
             "has_view_permission": True,
             "form": form,

@@ -35,6 +35,7 @@ __all__ = [
     "Deferred",
     "arun",
     "arun_agent",
+    "arun_events",
     "arun_team",
     "arun_workflow",
     "astream",
@@ -47,6 +48,7 @@ __all__ = [
     "prepare_or_defer",
     "resolve",
     "run_agent",
+    "run_events",
     "run_team",
     "run_workflow",
     "stream_agent",
@@ -161,6 +163,22 @@ async def astream(
     handle = await prepare(kind, component_id, user=user, message=message, session_id=session_id)
     async for item in runtime.launch(handle).follow():
         yield item
+
+
+async def arun_events(
+    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+) -> tuple[RunnableHandle, list[ev.RunEvent]]:
+    """Run any kind to its end; its handle and every event (for callers that show more than the
+    result, such as the admin's "try it")."""
+    handle = await prepare(kind, component_id, user=user, message=message, session_id=session_id)
+    return handle, await runtime.launch(handle, stream=False).wait()
+
+
+def run_events(
+    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+) -> tuple[RunnableHandle, list[ev.RunEvent]]:
+    """The sync wrapper of `arun_events`."""
+    return async_to_sync(arun_events)(kind, component_id, user=user, message=message, session_id=session_id)
 
 
 # ---- the Python API, by kind (what README documents) -------------------------------------------------
