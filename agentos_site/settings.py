@@ -124,6 +124,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    # The one error map: `code` next to `detail` in every error body, also for views that are not
+    # the apps' own (the token endpoint). The apps' views use it whatever this says.
+    "EXCEPTION_HANDLER": "sessions_app.errors.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {

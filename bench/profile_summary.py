@@ -75,7 +75,7 @@ HOTSPOTS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("  DRF token authentication (BearerOrTokenAuthentication)", ("BearerOrTokenAuthentication.authenticate",)),
     ("  run_prepare -> run_start (session, history, run + message)", ("run_start",)),
-    ("    history read (session_history_messages)", ("session_history_messages",)),
+    ("    history read (session_history)", ("session_history",)),
     ("run_finish (update run, bulk_create messages)", ("run_finish",)),
     ("opening a new DB connection (BaseDatabaseWrapper.connect)", ("BaseDatabaseWrapper.connect",)),
     ("BEGIN (Atomic.__enter__)", ("Atomic.__enter__",)),

@@ -210,11 +210,6 @@ def session_history(
     )
 
 
-def session_history_messages(*, session_id: UUID, runs: int) -> list[dict[str, Any]]:
-    """Messages of the session's last `runs` completed runs, oldest first (no other bound)."""
-    return session_history(session_id=session_id, runs=runs).messages
-
-
 # ---- memories ------------------------------------------------------------------------------------
 
 _WORD = re.compile(r"\w{3,}", re.UNICODE)

@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from sessions_app.errors import exception_handler
 from telemetry_app.conf import telemetry_settings
 from telemetry_app.models import TelemetrySender
 from telemetry_app.schemas import Batch
@@ -119,10 +120,12 @@ class SenderKeyScheme(OpenApiAuthenticationExtension):
         return {"type": "http", "scheme": "bearer", "description": "A telemetry sender's key (TelemetrySender)."}
 
 
-_ERROR = inline_serializer("TelemetryError", {"detail": serializers.CharField()})
+_ERROR = inline_serializer("TelemetryError", {"detail": serializers.CharField(), "code": serializers.CharField()})
 
 
 class TelemetryBatchApi(APIView):
+    # The one error map (sessions_app.errors): `code` next to `detail`, whatever the host's DRF settings.
+    get_exception_handler = staticmethod(lambda: exception_handler)  # type: ignore[assignment]
     authentication_classes = [SenderKeyAuthentication]
     permission_classes = [IsTelemetrySender]
     parser_classes: list[Any] = []  # the body is read raw and validated by pydantic in one pass
@@ -168,7 +171,11 @@ class TelemetryBatchApi(APIView):
                 for e in exc.errors(include_url=False, include_input=False)[:20]
             ]
             return Response(
-                {"detail": f"Invalid batch: {exc.error_count()} error(s); nothing was stored.", "errors": errors},
+                {
+                    "detail": f"Invalid batch: {exc.error_count()} error(s); nothing was stored.",
+                    "code": "invalid",
+                    "errors": errors,
+                },
                 status=status.HTTP_400_BAD_REQUEST,
             )
         limit = int(telemetry_settings.TELEMETRY_COLLECTOR_MAX_EVENTS)

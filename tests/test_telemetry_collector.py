@@ -139,7 +139,7 @@ def test_one_invalid_event_refuses_the_whole_batch(sender_key):
     r = post(batch(run_event(), run_event(input_tokens=-5), run_event()), sender_key)
     assert r.status_code == 400
     body = r.json()
-    assert body["detail"] == "Invalid batch: 1 error(s); nothing was stored."
+    assert (body["detail"], body["code"]) == ("Invalid batch: 1 error(s); nothing was stored.", "invalid")
     assert body["errors"] == [
         {
             "loc": "events.1.run_created.input_tokens",
@@ -182,7 +182,7 @@ def test_oversized_batches_are_413s_and_store_nothing(sender_key, settings):
     settings.AGENTOS = {**settings.AGENTOS, "TELEMETRY_COLLECTOR_MAX_EVENTS": 2}
     r = post(batch(run_event(), run_event(), run_event()), sender_key)
     assert r.status_code == 413
-    assert r.json() == {"detail": "The batch has 3 events; this collector accepts at most 2."}
+    assert r.json() == {"detail": "The batch has 3 events; this collector accepts at most 2.", "code": "payload_too_large"}
     settings.AGENTOS = {**settings.AGENTOS, "TELEMETRY_COLLECTOR_MAX_BYTES": 1000}
     r = post(batch(run_event(), run_event()), sender_key)
     assert r.status_code == 413
