@@ -3,7 +3,7 @@
 Every value has a default that works in the embedded mode (SQLite, in-memory channel layer, no
 broker server, offline demo model), so `manage.py runserver` works on a fresh machine. Production
 sets DATABASE_URL, REDIS_URL, DJANGO_SECRET_KEY, DJANGO_DEBUG=false and DJANGO_ALLOWED_HOSTS.
-Every variable is listed in README.md under "Configuration".
+Every variable is listed in docs/configuration.md.
 """
 
 from pathlib import Path
@@ -150,7 +150,7 @@ AGENTOS = {
     "TOOL_TIMEOUT_SECONDS": env.float("AGENTOS_TOOL_TIMEOUT_SECONDS", default=30.0),
     "API_RUNTIME": env.str("AGENTOS_API_RUNTIME", default="prd"),
     "ALPHA_FEATURES": env.bool("AGENTOS_ALPHA_FEATURES", default=False),
-    # Telemetry (telemetry_app; README "Telemetry"): run and launch events buffered in the database
+    # Telemetry (telemetry_app; docs/telemetry.md): run and launch events buffered in the database
     # and uploaded in batches by Celery beat to the collector of AGENTOS_API_RUNTIME (or _URL).
     "TELEMETRY": env.bool("AGENTOS_TELEMETRY", default=False),
     "TELEMETRY_URL": env.str("AGENTOS_TELEMETRY_URL", default=""),

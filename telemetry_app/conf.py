@@ -1,7 +1,7 @@
 """Telemetry settings: keys of the `AGENTOS` dict in the host's settings, with a default for each.
 
 The site's settings fill them from the environment (`AGENTOS_TELEMETRY`, `AGENTOS_API_RUNTIME`,
-`AGENTOS_TELEMETRY_URL`, ...; see README "Telemetry"). Values are read on access, never cached, so
+`AGENTOS_TELEMETRY_URL`, ...; see docs/telemetry.md). Values are read on access, never cached, so
 `override_settings` and the `settings` test fixture see changes.
 """
 
@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
     # Collector side: the largest batch accepted (events, and bytes of the request body).
     "TELEMETRY_COLLECTOR_MAX_EVENTS": 1000,
     "TELEMETRY_COLLECTOR_MAX_BYTES": 5 * 1024 * 1024,
-    # Experimental features (see README "Alpha features").
+    # Experimental features (see docs/telemetry.md, "Alpha features").
     "ALPHA_FEATURES": False,
 }
 

@@ -203,7 +203,7 @@ async def test_session_state_is_merged_into_the_sessions_state(asgi, agent, toke
 async def test_failed_run_is_not_a_200_but_its_body_is_still_a_run_output(asgi, agent, token, scripted_model):
     scripted_model.push_error(500, "upstream exploded")
     r = await run_form(asgi, agent.slug, token, message="hi", stream="false")
-    assert r.status_code == 502  # agno answers 200 here; see README "Coming from agno"
+    assert r.status_code == 502  # agno answers 200 here; see docs/coming-from-agno.md
     out = RunOutput.from_dict(r.json())
     assert out.status == RunStatus.error and "upstream exploded" in out.content
     assert r.json()["error"]["type"] == "model_error"

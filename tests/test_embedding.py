@@ -1,7 +1,7 @@
-"""The three apps dropped into an existing Django site, as README "Add to an existing Django site"
-says: build the wheel, install it (with its dependencies) into a fresh venv, write a separate project
-there with its own settings, a custom user model, its own URL prefix and ASGI routing, migrate, serve
-it under daphne and run an agent over HTTP and over the websocket.
+"""The three apps dropped into an existing Django site, as docs/deployment.md ("Add the apps to an
+existing Django site") says: build the wheel, install it (with its dependencies) into a fresh venv,
+write a separate project there with its own settings, a custom user model, its own URL prefix and
+ASGI routing, migrate, serve it under daphne and run an agent over HTTP and over the websocket.
 
 Slow (a venv and a package install): runs when AGENTOS_EMBED_TEST=1 or in CI (CI=true)."""
 

@@ -1,6 +1,6 @@
 """Lifecycle hooks for agents: pre-hooks see (and may rewrite or reject) the input before the model
 runs; post-hooks see (and may rewrite or reject) the answer. A hook runs inline or in the background
-(a Celery task after the run commits). See agents_app.hooks.runner for the rules, and README "Hooks".
+(a Celery task after the run commits). See agents_app.hooks.runner for the rules, and docs/hooks.md.
 
     from agents_app.hooks import HookContext, hook
 
