@@ -181,7 +181,7 @@ def run_events(
     return async_to_sync(arun_events)(kind, component_id, user=user, message=message, session_id=session_id)
 
 
-# ---- the Python API, by kind (what README documents) -------------------------------------------------
+# ---- the Python API, by kind (docs/python-api.md) -------------------------------------------------
 
 
 async def arun_agent(*, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunResult:

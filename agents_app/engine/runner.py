@@ -169,7 +169,7 @@ def build_context(
     summary: str = "",
 ) -> list[dict[str, Any]]:
     """One system message (instructions, output schema, memories, the session summary), then the
-    session's history window, then the new message. Each part has its own bound (README, "Memory")."""
+    session's history window, then the new message. Each part has its own bound (docs/memory.md)."""
     system_parts = [agent.instructions.strip()] if agent.instructions.strip() else []
     if agent.output_schema:
         system_parts.append(_SCHEMA_INSTRUCTION.format(schema=json.dumps(agent.output_schema)))
