@@ -182,7 +182,10 @@ def test_oversized_batches_are_413s_and_store_nothing(sender_key, settings):
     settings.AGENTOS = {**settings.AGENTOS, "TELEMETRY_COLLECTOR_MAX_EVENTS": 2}
     r = post(batch(run_event(), run_event(), run_event()), sender_key)
     assert r.status_code == 413
-    assert r.json() == {"detail": "The batch has 3 events; this collector accepts at most 2.", "code": "payload_too_large"}
+    assert r.json() == {
+        "detail": "The batch has 3 events; this collector accepts at most 2.",
+        "code": "payload_too_large",
+    }
     settings.AGENTOS = {**settings.AGENTOS, "TELEMETRY_COLLECTOR_MAX_BYTES": 1000}
     r = post(batch(run_event(), run_event()), sender_key)
     assert r.status_code == 413
