@@ -126,7 +126,7 @@ REST_FRAMEWORK = {
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     # The one error map: `code` next to `detail` in every error body, also for views that are not
     # the apps' own (the token endpoint). The apps' views use it whatever this says.
-    "EXCEPTION_HANDLER": "sessions_app.errors.exception_handler",
+    "EXCEPTION_HANDLER": "sessions_app.api_base.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {

@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from django.db import transaction
+
 _cache: dict[str, tuple[float, Any]] = {}
 _lock = threading.Lock()
 
@@ -26,6 +28,14 @@ def agent_cache_put(agent_id: str, agent: Any, expires: float) -> None:
 
 def agent_cache_clear() -> None:
     """Forget cached agents; called when an agent, one of its hook rows or a model config is saved in
-    this process. Other processes see the change within AGENT_CACHE_SECONDS."""
+    this process. Other processes see the change within AGENT_CACHE_SECONDS. Cleared now and again
+    when the writing transaction commits, so a run that read the old rows meanwhile cannot keep them
+    cached."""
+    _clear()
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(_clear)
+
+
+def _clear() -> None:
     with _lock:
         _cache.clear()

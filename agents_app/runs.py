@@ -28,7 +28,7 @@ from agents_app.engine.team import team_run_prepare
 from agents_app.engine.workflow import workflow_run_prepare
 from agents_app.runtime import LiveRun, runtime
 from agents_app.selectors import agent_get_active, team_get_active, workflow_get_active
-from sessions_app.services import SessionBusy
+from sessions_app.services import SessionBusy, session_state_merge
 
 __all__ = [
     "KINDS",
@@ -51,6 +51,7 @@ __all__ = [
     "run_events",
     "run_team",
     "run_workflow",
+    "session_state_seed",
     "stream_agent",
     "wait_result",
 ]
@@ -132,6 +133,14 @@ async def prepare(
     return await runtime.prepare_with(
         _PREPARE[kind], component_id=component_id, user=user, message=message, session_id=session_id
     )
+
+
+def session_state_seed(handle: RunnableHandle, state: dict[str, Any] | None) -> None:
+    """Sync: merge `state`'s top-level keys into the session's state as the run starts (the caller's
+    values win), and into what the run's tools, hooks and steps see. agno's `session_state` run field."""
+    if state:
+        session_state_merge(session_id=handle.session_id, state_set=state, state_unset=[])
+        handle.session_state = {**handle.session_state, **state}  # type: ignore[attr-defined]
 
 
 # ---- running ---------------------------------------------------------------------------------------

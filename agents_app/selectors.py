@@ -10,12 +10,10 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
-from agents_app.cache import agent_cache_clear, agent_cache_get, agent_cache_put
+from agents_app.cache import agent_cache_get, agent_cache_put
 from agents_app.models import Agent, AgentHook, Team, TeamMember, Workflow, WorkflowStep
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import NotFoundError
-
-__all__ = ["AgentNotFound", "agent_cache_clear", "agent_get_active", "agent_hook_rows", "agent_list_for_user"]
 
 
 def hooks_prefetch(path: str = "hooks") -> Prefetch:

@@ -9,8 +9,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from agents_app.cache import agent_cache_clear
 from agents_app.models import Agent, AgentHook, Team
-from agents_app.selectors import agent_cache_clear
 
 logger = logging.getLogger(__name__)
 

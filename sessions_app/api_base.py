@@ -23,17 +23,19 @@ from typing import Any
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import HttpResponse, HttpResponseBase
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import Http404, HttpResponse, HttpResponseBase
 from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions as drf
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser, get_encoding
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from sessions_app.db import db_call
-from sessions_app.errors import exception_handler
+from sessions_app.errors import AGNO_DETAIL, DomainError, Problem, problem_for
 
 
 class RequestTooLarge(APIException):
@@ -177,3 +179,84 @@ def error_responses(*codes: int, **descriptions: str) -> dict[int, OpenApiRespon
 
 # What any operation with a request body can answer besides its own errors.
 BODY_ERRORS = (400, 413, 415)
+
+
+# ---- errors: the one map (sessions_app.errors) on DRF and on agno's routes ----------------------------
+
+
+def _first_message(detail: Any) -> str:
+    """The first human-readable message of DRF's nested error detail (for `detail` next to the fields)."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            text = _first_message(value)
+            return text if key in ("non_field_errors", "detail") else f"{key}: {text}"
+        return "Invalid input."
+    if isinstance(detail, list):
+        return _first_message(detail[0]) if detail else "Invalid input."
+    return str(detail)
+
+
+def api_problem(exc: BaseException) -> Problem | None:
+    """The answer for `exc` (a domain error, or DRF's or Django's own), or None when it is not an
+    error we answer (a bug: a 500)."""
+    domain = problem_for(exc)
+    if domain is not None:
+        return domain
+    if isinstance(exc, drf.ValidationError):
+        detail = exc.detail
+        if isinstance(detail, dict):
+            return Problem(400, "invalid", _first_message(detail), dict(detail))
+        return Problem(400, "invalid", _first_message(detail), {"errors": detail})
+    if isinstance(exc, drf.APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else exc.default_code
+        return Problem(exc.status_code, str(code), str(exc.detail))
+    if isinstance(exc, Http404):
+        return Problem(404, "not_found", str(exc) or "Not found.")
+    if isinstance(exc, PermissionDenied):
+        return Problem(403, "permission_denied", str(exc) or "You do not have permission to perform this action.")
+    return None
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's exception handler, with every error body carrying `code` next to `detail`, and domain
+    errors answered with their own status. Returns None (DRF then re-raises: a 500) for anything else."""
+    problem = api_problem(exc)
+    if problem is None:
+        return None
+    response = drf_exception_handler(exc, context) if isinstance(exc, drf.APIException) else None
+    if response is None:
+        response = Response(status=problem.status)
+    response.data = problem.body()
+    return response
+
+
+# ---- agno's routes ---------------------------------------------------------------------------------
+
+
+def fastapi_errors(detail: Any, where: str) -> list[dict[str, Any]]:
+    """DRF's validation errors as FastAPI's 422 list: `{loc: [where, field], msg, type}`."""
+    errors: list[dict[str, Any]] = []
+    if isinstance(detail, dict):
+        for field, messages in detail.items():
+            for message in messages if isinstance(messages, list) else [messages]:
+                text = str(message) if not isinstance(message, dict | list) else orjson.dumps(message).decode()
+                loc = [where] if field == "non_field_errors" else [where, field]
+                errors.append({"loc": loc, "msg": text, "type": getattr(message, "code", "value_error")})
+    else:
+        for message in detail if isinstance(detail, list) else [detail]:
+            errors.append({"loc": [where], "msg": str(message), "type": getattr(message, "code", "value_error")})
+    return errors
+
+
+def agno_problem(exc: BaseException, *, where: str) -> tuple[int, dict[str, Any]]:
+    """An error in agno's (FastAPI's) shapes, with our `code` added: 422 with a list of `{loc, msg,
+    type}` for invalid fields (where: "body" or "query"), else `{"detail": "..."}`."""
+    if isinstance(exc, drf.ValidationError) or (isinstance(exc, DomainError) and exc.field):
+        detail = exc.detail if isinstance(exc, drf.ValidationError) else {exc.field: [exc.detail]}
+        return 422, {"detail": fastapi_errors(detail, where), "code": "validation_error"}
+    problem = api_problem(exc) or Problem(500, "internal_error", "Internal Server Error")
+    text = AGNO_DETAIL.get(problem.code, problem.detail)
+    if problem.code == "unknown_session" and "session_id" in problem.extra:
+        text = f"Session with id '{problem.extra['session_id']}' not found"
+    return problem.status, {"detail": text, "code": problem.code}

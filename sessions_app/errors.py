@@ -5,14 +5,17 @@ turned into HTTP by hand in seven places, with bodies that said only `detail`, s
 tell a busy session from an ended one without parsing English. Here each failure has a stable,
 machine-readable `code`, and every edge renders it from this module:
 
-* REST (DRF): `{"detail": "...", "code": "..."}` with the status below (`exception_handler`, which
-  every API view of the three apps uses; a host may set it as DRF's EXCEPTION_HANDLER too).
+* REST (DRF): `{"detail": "...", "code": "..."}` with the status below (`exception_handler` in
+  sessions_app.api_base, which every API view of the three apps uses; a host may set it as DRF's
+  EXCEPTION_HANDLER too, as the demo site does).
 * websocket: an `Error` frame, `{"event": "Error", "error_type": code, "code": code, "content": detail,
   "detail": detail}`; the socket stays open (`ws_error_frame`).
-* agno's routes: FastAPI's shapes (`{"detail": ...}`, 422 with a list), with `code` added.
+* agno's routes: FastAPI's shapes (`{"detail": ...}`, 422 with a list), with `code` added
+  (`agno_problem` in sessions_app.api_base).
 
 Domain errors are raised by services, selectors and the engine (which know nothing of HTTP) as
-subclasses of `DomainError`; each class carries its code and its HTTP status. This module lives in
+subclasses of `DomainError`; each class carries its code and its HTTP status. This module imports no
+web framework, so the engine can raise them; the DRF rendering is in sessions_app.api_base. This module lives in
 sessions_app, the bottom app, so that all three apps can use it without an import going upwards.
 It also holds the HTTP status of a run that ended in an error (`run_http_status`): a failed run is
 never a 200.
@@ -22,13 +25,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
-from rest_framework import exceptions as drf
-from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 
 class DomainError(Exception):
@@ -82,55 +78,21 @@ class Problem:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
-        return {**self.extra, "detail": self.detail, "code": self.code}
-
-
-def _first_message(detail: Any) -> str:
-    """The first human-readable message of DRF's nested error detail (for `detail` next to the fields)."""
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            text = _first_message(value)
-            return text if key in ("non_field_errors", "detail") else f"{key}: {text}"
-        return "Invalid input."
-    if isinstance(detail, list):
-        return _first_message(detail[0]) if detail else "Invalid input."
-    return str(detail)
+        body = dict(self.extra)  # field errors keep their shape, a `detail` field error included
+        body.setdefault("detail", self.detail)
+        body["code"] = self.code
+        return body
 
 
 def problem_for(exc: BaseException) -> Problem | None:
-    """The answer for `exc`, or None when it is not an error we answer (a bug: a 500)."""
-    if isinstance(exc, DomainError):
-        extra = {k: str(v) if not isinstance(v, int | float | bool | list | dict) else v for k, v in exc.extra.items()}
-        if exc.field:
-            extra[exc.field] = [exc.detail]
-        return Problem(exc.status, exc.code, exc.detail, extra)
-    if isinstance(exc, drf.ValidationError):
-        detail = exc.detail
-        if isinstance(detail, dict):
-            return Problem(400, "invalid", _first_message(detail), dict(detail))
-        return Problem(400, "invalid", _first_message(detail), {"errors": detail})
-    if isinstance(exc, drf.APIException):
-        codes = exc.get_codes()
-        code = codes if isinstance(codes, str) else exc.default_code
-        return Problem(exc.status_code, str(code), str(exc.detail))
-    if isinstance(exc, Http404):
-        return Problem(404, "not_found", str(exc) or "Not found.")
-    if isinstance(exc, PermissionDenied):
-        return Problem(403, "permission_denied", str(exc) or "You do not have permission to perform this action.")
-    return None
-
-
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's exception handler, with every error body carrying `code` next to `detail`, and domain
-    errors answered with their own status. Returns None (DRF then re-raises: a 500) for anything else."""
-    problem = problem_for(exc)
-    if problem is None:
+    """The answer for a domain error, or None for anything else (the REST base, sessions_app.api_base,
+    also answers DRF's and Django's own errors)."""
+    if not isinstance(exc, DomainError):
         return None
-    response = drf_exception_handler(exc, context) if isinstance(exc, drf.APIException) else None
-    if response is None:
-        response = Response(status=problem.status)
-    response.data = problem.body()
-    return response
+    extra = {k: str(v) if not isinstance(v, int | float | bool | list | dict) else v for k, v in exc.extra.items()}
+    if exc.field:
+        extra[exc.field] = [exc.detail]
+    return Problem(exc.status, exc.code, exc.detail, extra)
 
 
 def ws_error_frame(problem: Problem | BaseException, **ref: Any) -> dict[str, Any]:
@@ -153,42 +115,12 @@ def ws_error(code: str, detail: str, **ref: Any) -> dict[str, Any]:
     return ws_error_frame(Problem(400, code, detail), **ref)
 
 
-# ---- agno's routes ---------------------------------------------------------------------------------
-
-# agno's own texts for what its clients most often meet.
+# agno's own texts for what its clients most often meet (sessions_app.api_base.agno_problem).
 AGNO_DETAIL = {
     "unknown_agent": "Agent not found",
     "unknown_team": "Team not found",
     "unknown_workflow": "Workflow not found",
 }
-
-
-def fastapi_errors(detail: Any, where: str) -> list[dict[str, Any]]:
-    """DRF's validation errors as FastAPI's 422 list: `{loc: [where, field], msg, type}`."""
-    errors: list[dict[str, Any]] = []
-    if isinstance(detail, dict):
-        for field, messages in detail.items():
-            for message in messages if isinstance(messages, list) else [messages]:
-                text = str(message) if not isinstance(message, dict | list) else orjson.dumps(message).decode()
-                loc = [where] if field == "non_field_errors" else [where, field]
-                errors.append({"loc": loc, "msg": text, "type": getattr(message, "code", "value_error")})
-    else:
-        for message in detail if isinstance(detail, list) else [detail]:
-            errors.append({"loc": [where], "msg": str(message), "type": getattr(message, "code", "value_error")})
-    return errors
-
-
-def agno_problem(exc: BaseException, *, where: str) -> tuple[int, dict[str, Any]]:
-    """An error in agno's (FastAPI's) shapes, with our `code` added: 422 with a list of `{loc, msg,
-    type}` for invalid fields (where: "body" or "query"), else `{"detail": "..."}`."""
-    if isinstance(exc, drf.ValidationError) or (isinstance(exc, DomainError) and exc.field):
-        detail = exc.detail if isinstance(exc, drf.ValidationError) else {exc.field: [exc.detail]}
-        return 422, {"detail": fastapi_errors(detail, where), "code": "validation_error"}
-    problem = problem_for(exc) or Problem(500, "internal_error", "Internal Server Error")
-    text = AGNO_DETAIL.get(problem.code, problem.detail)
-    if problem.code == "unknown_session" and "session_id" in problem.extra:
-        text = f"Session with id '{problem.extra['session_id']}' not found"
-    return problem.status, {"detail": text, "code": problem.code}
 
 
 # ---- failed runs --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sessions_app.errors import exception_handler
+from sessions_app.api_base import exception_handler
 from telemetry_app.conf import telemetry_settings
 from telemetry_app.models import TelemetrySender
 from telemetry_app.schemas import Batch

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
+from agents_app.cache import agent_cache_clear
 from agents_app.models import Agent, ModelConfig
-from agents_app.selectors import agent_cache_clear
 from agents_app.testing.scripted_server import ScriptedModelServer
 from tests.factories import AgentFactory, ModelConfigFactory, UserFactory
 

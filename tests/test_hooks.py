@@ -852,9 +852,9 @@ def test_admin_edits_hook_rows_inline_round_trip(admin_client, offline_agent, us
     page = admin_client.get(url).content.decode()
     assert 'name="hooks-INITIAL_FORMS" value="4"' in page and 'value="12.5"' in page
     from agents_app.hooks.runner import plan_hooks
-    from agents_app.selectors import agent_get_active
+    from agents_app.selectors import agent_get_active, agent_hook_rows
 
-    planned = plan_hooks(agent_get_active(agent_id=offline_agent.slug))
+    planned = plan_hooks(agent_hook_rows(agent_get_active(agent_id=offline_agent.slug)))
     assert [(p.phase, p.position, p.name, p.background) for p in planned] == [
         ("pre", 0, "input_check", False),
         ("pre", 1, "redact_pii", False),
@@ -981,11 +981,11 @@ def test_a_locked_database_makes_the_hook_task_deliver_again_not_give_up(monkeyp
 @pytest.mark.django_db
 def test_hook_rows_are_cached_with_the_agent_and_the_cache_follows_their_changes(offline_agent):
     from agents_app.hooks.runner import plan_hooks
-    from agents_app.selectors import agent_get_active
+    from agents_app.selectors import agent_get_active, agent_hook_rows
 
     def planned() -> tuple[list[tuple[str, bool]], int]:
         with CaptureQueriesContext(connection) as ctx:
-            plan = plan_hooks(agent_get_active(agent_id=offline_agent.slug))
+            plan = plan_hooks(agent_hook_rows(agent_get_active(agent_id=offline_agent.slug)))
         return [(p.name, p.background) for p in plan], len(ctx.captured_queries)
 
     assert planned() == ([], 2)  # the agent with its model, then its hook rows: once

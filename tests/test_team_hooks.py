@@ -111,3 +111,32 @@ def test_a_teams_background_post_hook_is_recorded_and_sees_the_team(register, us
     assert (execution.hook_name, execution.phase, execution.run.team_id) == ("audit", "post", team.pk)
     assert hook_execution_run(execution_id=execution.pk).status == "succeeded"
     assert seen == [(None, "solo", result["content"])]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_rejected_team_answer_is_neither_streamed_nor_stored_even_when_a_member_made_it(
+    register,  # noqa: F811
+    asgi,
+    token,
+    scripted_model,
+    crew,
+):
+    register(lambda ctx: ctx.reject("Not to be said."), name="censor", phases=["post"])
+    await sync_to_async(attach_hooks)(crew, post=["censor"])
+    crew.mode = "route"
+    await crew.asave()
+    scripted_model.push_tool_calls([{"name": "route_to_member", "arguments": {"member_id": "writer"}, "id": "r"}])
+    scripted_model.push_text("SECRET ANSWER")  # the member's answer is the team's, in route mode
+    r = await asgi.post("/api/teams/crew/runs", json={"message": "hi", "stream": True}, headers=bearer(token))
+    assert r.status_code == 200
+    assert "SECRET" not in r.text
+    events = [data for _, data in parse_sse(r.text)]
+    assert events[-1]["event"] == "TeamRunError" and events[-1]["error_type"] == "output_rejected"
+    assert [m["content"] for m in events[-1]["member_runs"]] == [None]
+    run = await Run.objects.aget(team=crew)
+    assert (run.status, run.error_type, run.output) == ("error", "output_rejected", "")
+    assert [m async for m in Message.objects.filter(run=run).values_list("role", flat=True)] == ["user"]
+    scripted_model.push_tool_calls([{"name": "route_to_member", "arguments": {"member_id": "writer"}, "id": "r"}])
+    scripted_model.push_text("SECRET ANSWER")
+    r = await asgi.post("/api/teams/crew/runs", json={"message": "again"}, headers=bearer(token))
+    assert r.status_code == 502 and "SECRET" not in r.text  # the non-streamed answer too

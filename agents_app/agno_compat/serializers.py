@@ -338,11 +338,11 @@ def workflow_output_json(handle: Any, result: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def output_json(handle: Any, events: list[ev.RunEvent]) -> dict[str, Any]:
-    """A finished run of any kind as agno's run output (RunOutput, TeamRunOutput, WorkflowRunOutput)."""
+def output_json(handle: Any, events: list[ev.RunEvent], result: dict[str, Any]) -> dict[str, Any]:
+    """A finished run of any kind (`result`: `handle.result(events)`) as agno's run output
+    (RunOutput, TeamRunOutput, WorkflowRunOutput)."""
     if handle.kind == "agent":
         return run_output_json(handle=handle, events=events, user_pk=handle.user_id)[0]
-    result = handle.result(events)
     return team_output_json(handle, result) if handle.kind == "team" else workflow_output_json(handle, result)
 
 

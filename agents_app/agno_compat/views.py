@@ -32,9 +32,9 @@ from agents_app.agno_compat import serializers as s
 from agents_app.authentication import BearerOrTokenAuthentication
 from agents_app.runtime import RunNotFound, runtime
 from agents_app.selectors import AgentNotFound, agent_list_for_user
-from sessions_app.api_base import AsyncAPIView
+from sessions_app.api_base import AsyncAPIView, agno_problem
 from sessions_app.conf import agentos_settings
-from sessions_app.errors import agno_problem, run_http_status
+from sessions_app.errors import run_http_status
 from sessions_app.models import Memory
 from sessions_app.selectors import (
     memory_list_for_user,
@@ -49,7 +49,6 @@ from sessions_app.services import (
     memory_update,
     session_delete,
     session_rename,
-    session_state_merge,
 )
 
 STARTED_AT = datetime.now(UTC)
@@ -251,14 +250,6 @@ class _RunRequest:
     session_state: dict[str, Any] | None
 
 
-def _apply_session_state(handle: Any, state: dict[str, Any] | None) -> None:
-    """agno's `session_state` form field: its top-level keys are merged into the session's state
-    when the run starts (the run's values win), as agno merges it into the stored state."""
-    if state:
-        session_state_merge(session_id=handle.session_id, state_set=state, state_unset=[])
-        handle.session_state = {**handle.session_state, **state}  # what the run's tools and hooks see
-
-
 async def _sse(events: AsyncIterator[ev.RunEvent], name_key: str, name: str) -> AsyncIterator[bytes]:
     """The run's events; its own (not its members' or steps', which carry their own names) get
     agno's `agent_name` / `team_name` / `workflow_name`."""
@@ -293,7 +284,7 @@ class RunView(AgnoView):
         )
         state = data.get("session_state")
         if not isinstance(start, runs.Deferred):
-            _apply_session_state(start, state)
+            runs.session_state_seed(start, state)
             state = None
         return _RunRequest(start=start, stream=data["stream"], session_state=state)
 
@@ -301,7 +292,7 @@ class RunView(AgnoView):
         prepared: _RunRequest = self.prepared
         handle = await runs.resolve(prepared.start)
         if prepared.session_state:
-            await sync_to_async(_apply_session_state)(handle, prepared.session_state)
+            await sync_to_async(runs.session_state_seed)(handle, prepared.session_state)
         live = runs.launch(handle, stream=prepared.stream)
         if prepared.stream:
             events = _sse(live.follow(), f"{self.kind}_name", handle.component_name)
@@ -310,8 +301,9 @@ class RunView(AgnoView):
             response["X-Accel-Buffering"] = "no"
             return response
         events = await live.wait()
-        status = run_http_status(handle.result(events))
-        return HttpResponse(orjson.dumps(s.output_json(handle, events)), status=status, content_type="application/json")
+        result = handle.result(events)
+        body = s.output_json(handle, events, result)
+        return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
 
 
 class RunCancelView(AgnoView):

@@ -67,6 +67,8 @@ class Execution:
         self.input_tokens = 0
         self.output_tokens = 0
         self.partial: list[str] = []
+        # Set when a post-hook rejected the answer: it is neither returned nor stored, not even partly.
+        self.discarded = False
         self.content: Any = ""
         self.output_json: Any = None
         # The messages sent to the model; the user's message is the last one until the model is called.
@@ -184,6 +186,7 @@ class Execution:
     def discard_partial(self) -> None:
         """A rejected answer is neither returned nor stored, not even as partial output."""
         self.partial.clear()
+        self.discarded = True
 
     def telemetry_model(self) -> tuple[str, str]:
         return "", ""
@@ -228,7 +231,8 @@ class Execution:
         yield terminal
 
     def _failed(self, status: str, message: str, error_type: str) -> dict[str, Any]:
-        return {"status": status, "output": self.partial_output(), "error": message, "error_type": error_type}
+        output = "" if self.discarded else self.partial_output()
+        return {"status": status, "output": output, "error": message, "error_type": error_type}
 
     def _store(self, outcome: dict[str, Any], metrics: dict[str, Any], events: list[dict[str, Any]]) -> None:
         state_set, state_unset = self.state_changes()

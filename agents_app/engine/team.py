@@ -333,12 +333,25 @@ class TeamExecution(Execution):
         self.messages_sent = self._context()
 
     def member_runs(self) -> list[dict[str, Any]]:
-        return [child.summary() for child in self.children if child.run_id is not None]
+        runs = [child.summary() for child in self.children if child.run_id is not None]
+        # A rejected answer is not shown, and the members' answers made it.
+        return [{**run, "content": None} for run in runs] if self.discarded else runs
 
-    def member_event(self, data: dict[str, Any], child: ChildRun) -> ev.RunEvent:
-        """A member's own event in the team's stream, named as agno names it (`agent_name` or `team_name`)."""
+    def member_event(self, data: dict[str, Any], child: ChildRun) -> ev.RunEvent | None:
+        """A member's own event in the team's stream, named as agno names it (`agent_name` or
+        `team_name`). While inline post-hooks may still rewrite or reject the team's answer, which
+        the members' answers make, their words stay out of the stream: no deltas, no content."""
+        if self.hold_output:
+            if data.get("event") in ("RunContent", "TeamRunContent"):
+                return None
+            if data.get("content") is not None:
+                data = {**data, "content": None}
         name_key = "team_name" if child.team is not None else "agent_name"
         return self.forward(data, **{name_key: child.component_name})
+
+    def shown(self, text: str) -> str:
+        """A member's answer as a delegation event shows it (nothing while hooks hold the answer)."""
+        return "" if self.hold_output else text
 
     # ---- the lifecycle ---------------------------------------------------------------------
 
@@ -490,10 +503,11 @@ class TeamExecution(Execution):
             raise RoutingError(f"The leader routed the message to no valid member: {problem}")
         child = self._child(member, self.h.message)
         async for data in child.events():
-            yield self.member_event(data, child)
+            if (item := self.member_event(data, child)) is not None:
+                yield item
         self.content = content_text(child.content)
-        info = self._tool_info(call, args, result=self.content, tool_call_error=False)
-        yield self.event(ev.TeamToolCallCompleted, tool=info, content=self.content)
+        info = self._tool_info(call, args, result=self.shown(self.content), tool_call_error=False)
+        yield self.event(ev.TeamToolCallCompleted, tool=info, content=self.shown(self.content))
 
     async def _coordinate(self) -> AsyncIterator[ev.RunEvent]:
         tool = _tool(
@@ -542,10 +556,11 @@ class TeamExecution(Execution):
                     continue
                 child = self._child(member, str(args["task"]))
                 async for data in child.events():
-                    yield self.member_event(data, child)
+                    if (item := self.member_event(data, child)) is not None:
+                        yield item
                 answer = content_text(child.content)
-                info = self._tool_info(call, args, result=answer, tool_call_error=False)
-                yield self.event(ev.TeamToolCallCompleted, tool=info, content=answer)
+                info = self._tool_info(call, args, result=self.shown(answer), tool_call_error=False)
+                yield self.event(ev.TeamToolCallCompleted, tool=info, content=self.shown(answer))
                 self.messages_sent.append({"role": "tool", "tool_call_id": call.id, "content": answer})
 
     async def _collaborate(self) -> AsyncIterator[ev.RunEvent]:
@@ -557,7 +572,8 @@ class TeamExecution(Execution):
             )
         children = [self._child(m, self.h.message) for m in members]
         async for which, data in merge([child.events() for child in children]):
-            yield self.member_event(data, children[which])
+            if (item := self.member_event(data, children[which])) is not None:
+                yield item
         answers = "\n\n".join(f"## {c.component_id}\n{content_text(c.content)}" for c in children)
         self.messages_sent.append(
             {"role": "user", "content": f"Your team's answers to my message:\n\n{answers}\n\nWrite the team's answer."}

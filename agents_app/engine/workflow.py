@@ -11,11 +11,10 @@ session state, which is saved with the session when the run ends (completed or n
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -56,7 +55,8 @@ class WorkflowRunHandle(PreparedRun):
     workflow: Workflow
     steps: list[StepNode]
     members_of: dict[int, list[TeamMember]]
-    state: dict[str, Any]
+    # The session's state when the run started; the run works on a copy that its steps share.
+    session_state: dict[str, Any] = field(default_factory=dict)
 
     def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
         return WorkflowExecution(self, stream=stream).run()
@@ -73,7 +73,6 @@ def workflow_run_prepare(
     workflow = workflow_get_active(workflow_id=workflow_id)
     steps, members = workflow_steps_tree(workflow)
     started = component_run_start(workflow=workflow, user=user, message=message, session_id=session_id, history_runs=0)
-    state = started.session.state if isinstance(started.session.state, dict) else {}
     return WorkflowRunHandle(
         workflow=workflow,
         steps=steps,
@@ -82,7 +81,7 @@ def workflow_run_prepare(
         run_id=started.run.pk,
         session_id=started.session.pk,
         message=message,
-        state=copy.deepcopy(state),
+        session_state=started.session.state if isinstance(started.session.state, dict) else {},
         created_at=started.run.created_at,
         session_created=started.session_created,
     )
@@ -112,8 +111,6 @@ class WorkflowExecution(Execution):
         )
         self.h = handle
         self.workflow = handle.workflow
-        self.state = handle.state
-        self.initial_state = copy.deepcopy(handle.state)
         self.outputs: dict[str, str] = {}
         self.results: list[dict[str, Any]] = []
         self.failed_step = ""
@@ -160,7 +157,7 @@ class WorkflowExecution(Execution):
             content=self.content,
             metrics=self.metrics(),
             step_results=self.results,
-            session_state=self.state,
+            session_state=self.session_state,
         )
         return {"status": Run.Status.COMPLETED, "output": self.content}, terminal
 
@@ -177,11 +174,6 @@ class WorkflowExecution(Execution):
         """A run that did not finish keeps the output of the last step that did."""
         done = [r for r in self.results if r.get("status") == "completed"]
         return content_text(done[-1]["content"]) if done else ""
-
-    def state_changes(self) -> tuple[dict[str, Any], list[str]]:
-        # Only the keys this run changed: a member's own writes, or another writer's, stay.
-        changed = {k: v for k, v in self.state.items() if k not in self.initial_state or self.initial_state[k] != v}
-        return changed, sorted(set(self.initial_state) - set(self.state))
 
     # ---- steps -----------------------------------------------------------------------------
 
@@ -226,7 +218,7 @@ class WorkflowExecution(Execution):
                     depth=0,
                     max_depth=step.team.max_depth if step.team is not None else 1,
                     label={"step_name": step.name},
-                    session_state=self.state,
+                    session_state=self.session_state,
                 )
                 try:
                     async for data in child.events():
@@ -234,9 +226,9 @@ class WorkflowExecution(Execution):
                 finally:
                     result["run_id"] = str(child.run_id) if child.run_id else None
                     # What the agent's tools changed in the session state, later steps see.
-                    self.state.update(child.state_set)
+                    self.session_state.update(child.state_set)
                     for key in child.state_unset:
-                        self.state.pop(key, None)
+                        self.session_state.pop(key, None)
                 output = content_text(child.content)
                 self.step_metrics[step.name] = {
                     "step_name": step.name,
@@ -293,7 +285,7 @@ class WorkflowExecution(Execution):
             input=self.h.message,
             previous_output=text,
             outputs=dict(self.outputs),
-            state=self.state,
+            state=self.session_state,
             args=dict(step.args or {}),
             workflow_id=self.workflow.slug,
             step_name=step.name,

@@ -54,6 +54,7 @@ from agents_app.hooks.errors import (
 )
 from agents_app.hooks.registry import MEMORY_HOOK, POST, PRE, SUMMARY_HOOK, Hook, hook_registry
 from agents_app.providers.base import ModelError
+from agents_app.selectors import agent_hook_rows
 from sessions_app.conf import agentos_settings
 
 if TYPE_CHECKING:
@@ -122,16 +123,14 @@ def internal_hooks(agent: Agent, *, history_overflow: bool, after: int = 0) -> l
     return planned
 
 
-def plan_hooks(agent: Agent) -> list[PlannedHook]:
-    """The agent's hook rows in order, pre then post, each with where it runs and the registered
-    hook with the row's retries and timeout, if it sets them. The rows come with the agent
-    (prefetched by the selectors), so this does not query."""
-    from agents_app.selectors import agent_hook_rows
-
+def plan_hooks(rows: list[Any]) -> list[PlannedHook]:
+    """An agent's or team's hook rows (agents_app.selectors.agent_hook_rows) in order, pre then post,
+    each with where it runs and the registered hook with the row's retries and timeout, if it sets
+    them. The rows come with the agent or team (prefetched by the selectors), so this does not query."""
     planned: list[PlannedHook] = []
     for phase in (PRE, POST):
-        rows = [row for row in agent_hook_rows(agent) if row.phase == phase]
-        for position, row in enumerate(sorted(rows, key=lambda r: (r.position, r.pk or 0))):
+        in_phase = sorted((row for row in rows if row.phase == phase), key=lambda r: (r.position, r.pk or 0))
+        for position, row in enumerate(in_phase):
             item = hook_registry.get(row.hook)
             if item is not None and (row.max_retries is not None or row.timeout_seconds is not None):
                 item = dataclasses.replace(
@@ -178,19 +177,18 @@ class RunHooks:
     def for_run(cls, handle: Any) -> RunHooks | None:
         """The hooks of an agent's or a team's run (their hook rows; for agents, also the memory
         hooks their settings call for); None when there are none, so such runs pay nothing."""
+        if handle.kind == "workflow":  # workflows have no hooks of their own
+            return None
         owner = handle.component
-        if not hasattr(owner, "hooks"):  # workflows have no hooks of their own
+        rows = agent_hook_rows(owner)
+        wants_memory = handle.kind == "agent" and (owner.memory_mode == "automatic" or owner.session_summaries)
+        if not (rows or wants_memory):
             return None
-        planned = plan_hooks(owner)
-        after = sum(1 for p in planned if p.phase == POST)
-        extra = (
-            internal_hooks(owner, history_overflow=handle.history_overflow, after=after)
-            if handle.kind == "agent"
-            else []
-        )
-        if not (planned or extra):
-            return None
-        return cls(handle, planned + extra)
+        planned = plan_hooks(rows)
+        if handle.kind == "agent":
+            after = sum(1 for p in planned if p.phase == POST)
+            planned += internal_hooks(owner, history_overflow=handle.history_overflow, after=after)
+        return cls(handle, planned) if planned else None
 
     @property
     def holds_output(self) -> bool:
