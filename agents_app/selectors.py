@@ -152,3 +152,44 @@ def workflow_list_for_user(*, user: Any) -> QuerySet[Workflow]:
     steps = WorkflowStep.objects.select_related("agent", "team").order_by("order", "pk")
     qs = Workflow.objects.prefetch_related(Prefetch("steps", queryset=steps))
     return qs if getattr(user, "is_staff", False) else qs.filter(is_active=True)
+
+
+def teams_with_members() -> list[tuple[Team, dict[int, list[TeamMember]]]]:
+    """Every active team with its members' tree (team_members_tree), by slug."""
+    teams = Team.objects.select_related("model").filter(is_active=True).order_by("slug")
+    return [(team, team_members_tree(team)) for team in teams]
+
+
+def workflows_with_steps() -> list[tuple[Workflow, list[StepNode]]]:
+    """Every active workflow with its steps' tree (workflow_steps_tree), by slug."""
+    return [(flow, workflow_steps_tree(flow)[0]) for flow in Workflow.objects.filter(is_active=True).order_by("slug")]
+
+
+# ---- the chat page ----------------------------------------------------------------------------------
+
+
+def chat_components() -> dict[str, list[dict[str, Any]]]:
+    """Every active agent, team and workflow, by kind, with what the page says about each before
+    the first message: a team's members, a workflow's steps (in order)."""
+    agents = list(Agent.objects.filter(is_active=True).order_by("name").values("slug", "name", "description"))
+    teams = list(Team.objects.filter(is_active=True).order_by("name").values("id", "slug", "name", "description"))
+    members: dict[int, list[str]] = {}
+    for m in (
+        TeamMember.objects.filter(team__in=[t["id"] for t in teams])
+        .select_related("agent", "member_team")
+        .order_by("order", "pk")
+    ):
+        members.setdefault(m.team_id, []).append(m.agent.name if m.agent_id else m.member_team.name)
+    flows = list(Workflow.objects.filter(is_active=True).order_by("name").values("id", "slug", "name", "description"))
+    steps: dict[int, list[str]] = {}
+    for s in WorkflowStep.objects.filter(workflow__in=[w["id"] for w in flows], parent=None).order_by("order", "pk"):
+        steps.setdefault(s.workflow_id, []).append(s.name)
+    return {
+        "agent": [{**a, "parts": []} for a in agents],
+        "team": [{**_public(t), "parts": members.get(t["id"], [])} for t in teams],
+        "workflow": [{**_public(w), "parts": steps.get(w["id"], [])} for w in flows],
+    }
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: row[key] for key in ("slug", "name", "description")}

@@ -14,6 +14,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from agents_app.routing import WS_AGENT_PATH
+from agents_app.selectors import chat_components
 from sessions_app.conf import agentos_settings
 
 # A placeholder the script replaces with a session id (URLs with ids cannot be reversed without one).
@@ -37,35 +38,6 @@ def chat_kinds() -> list[ChatKind]:
         ChatKind("team", "Teams", "/" + str(agentos_settings.TEAMS_WEBSOCKET_PATH)),
         ChatKind("workflow", "Workflows", "/" + str(agentos_settings.WORKFLOWS_WEBSOCKET_PATH)),
     ]
-
-
-def chat_components() -> dict[str, list[dict[str, Any]]]:
-    """Every active agent, team and workflow, by kind, with what the page says about each before
-    the first message: a team's members, a workflow's steps (in order)."""
-    from agents_app.models import Agent, Team, TeamMember, Workflow, WorkflowStep
-
-    agents = list(Agent.objects.filter(is_active=True).order_by("name").values("slug", "name", "description"))
-    teams = list(Team.objects.filter(is_active=True).order_by("name").values("id", "slug", "name", "description"))
-    members: dict[int, list[str]] = {}
-    for m in (
-        TeamMember.objects.filter(team__in=[t["id"] for t in teams])
-        .select_related("agent", "member_team")
-        .order_by("order", "pk")
-    ):
-        members.setdefault(m.team_id, []).append(m.agent.name if m.agent_id else m.member_team.name)
-    flows = list(Workflow.objects.filter(is_active=True).order_by("name").values("id", "slug", "name", "description"))
-    steps: dict[int, list[str]] = {}
-    for s in WorkflowStep.objects.filter(workflow__in=[w["id"] for w in flows], parent=None).order_by("order", "pk"):
-        steps.setdefault(s.workflow_id, []).append(s.name)
-    return {
-        "agent": [{**a, "parts": []} for a in agents],
-        "team": [{**_public(t), "parts": members.get(t["id"], [])} for t in teams],
-        "workflow": [{**_public(w), "parts": steps.get(w["id"], [])} for w in flows],
-    }
-
-
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: row[key] for key in ("slug", "name", "description")}
 
 
 def _pick(request: HttpRequest, components: dict[str, list[dict[str, Any]]]) -> tuple[str, str]:

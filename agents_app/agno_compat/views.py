@@ -31,7 +31,7 @@ from agents_app import runs
 from agents_app.agno_compat import serializers as s
 from agents_app.authentication import BearerOrTokenAuthentication
 from agents_app.runtime import RunNotFound, runtime
-from agents_app.selectors import AgentNotFound, agent_list_for_user
+from agents_app.selectors import AgentNotFound, agent_list_for_user, teams_with_members, workflows_with_steps
 from sessions_app.api_base import AsyncAPIView, agno_problem
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import run_http_status
@@ -161,23 +161,11 @@ def _runnable_agents(user: Any) -> list[Any]:
 
 def _teams_json() -> list[dict[str, Any]]:
     """Active teams, each with its members (agno lists the teams an OS serves to every user)."""
-    from agents_app.models import Team
-    from agents_app.selectors import team_members_tree
-
-    return [
-        s.team_json(team, team_members_tree(team))
-        for team in Team.objects.select_related("model").filter(is_active=True).order_by("slug")
-    ]
+    return [s.team_json(team, tree) for team, tree in teams_with_members()]
 
 
 def _workflows_json() -> list[dict[str, Any]]:
-    from agents_app.models import Workflow
-    from agents_app.selectors import workflow_steps_tree
-
-    return [
-        s.workflow_json(workflow, workflow_steps_tree(workflow)[0])
-        for workflow in Workflow.objects.filter(is_active=True).order_by("slug")
-    ]
+    return [s.workflow_json(workflow, steps) for workflow, steps in workflows_with_steps()]
 
 
 class ConfigView(PreparedGet, AgnoView):
