@@ -197,7 +197,7 @@ async def arun_agent(*, agent_id: str, user: Any, message: str, session_id: UUID
     """Run an agent from your own async code and get its RunResult (`.content`, `.status`, `.events`)."""
     handle = await prepare("agent", agent_id, user=user, message=message, session_id=session_id)
     events = await runtime.launch(handle, stream=False).wait()
-    return result_from_events(handle, events, handle.user_id)  # type: ignore[arg-type]
+    return result_from_events(handle, events)  # type: ignore[arg-type]
 
 
 def astream_agent(

@@ -39,6 +39,7 @@ DB_ID = "default"
 OS_ID = "agentos-django"
 
 _TOOL_EVENTS = ("ToolCallCompleted", "ToolCallError")
+_TEAM_TOOL_EVENTS = ("TeamToolCallCompleted", "TeamToolCallError")
 
 
 def _compact(data: dict[str, Any]) -> dict[str, Any]:
@@ -205,12 +206,6 @@ def health_json(started_at: datetime) -> dict[str, Any]:
 
 
 # ---- Runs as they happen -------------------------------------------------------------------------
-
-
-def event_json(event: dict[str, Any], *, agent_name: str) -> dict[str, Any]:
-    """One of our run events (already agno-named, see agents_app.events) with the one field
-    agno's events add: the agent's name."""
-    return {**event, "agent_name": agent_name}
 
 
 def _partial_text(events: list[ev.RunEvent]) -> str:
@@ -403,15 +398,19 @@ def _stored_content(run: Run) -> Any:
     return run.output or run.error or None
 
 
-def run_json(run: Run, *, agent: Agent) -> dict[str, Any]:
-    """A stored run as agno's `RunSchema` (an item of `GET /sessions/{id}/runs`). `messages` must
-    be prefetched in order."""
+def run_json(run: Run) -> dict[str, Any]:
+    """A stored agent's or team's run as agno's `RunSchema` / `TeamRunSchema` (an item of `GET
+    /sessions/{id}/runs`; agno's client tells them apart by `team_id`). A team's members' runs are
+    separate items, with `parent_run_id`. `messages` must be prefetched in order."""
     stored = run.events or []
+    team = run.team if run.team_id else None
+    tool_events = _TEAM_TOOL_EVENTS if team is not None else _TOOL_EVENTS
+    component = team or run.agent
     return _compact(
         {
             "run_id": str(run.pk),
             "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
-            "agent_id": agent.slug,
+            ("team_id" if team is not None else "agent_id"): component.slug,
             "user_id": user_id_of(run.user_id),
             "session_id": str(run.session_id),
             "status": RUN_STATUS.get(run.status, run.status.upper()),
@@ -420,8 +419,13 @@ def run_json(run: Run, *, agent: Agent) -> dict[str, Any]:
             "run_response_format": "json" if run.output_json is not None else "text",
             "metrics": _metrics(run),
             "messages": [message_json(m) for m in run.messages.all()] or None,
-            "tools": [e["tool"] for e in stored if e.get("event") in _TOOL_EVENTS and "tool" in e] or None,
-            "events": [event_json(e, agent_name=agent.name) for e in stored] or None,
+            "tools": [
+                e["tool"]
+                for e in stored
+                if e.get("event") in tool_events and not e.get("parent_run_id") and "tool" in e
+            ]
+            or None,
+            "events": _named_events(run, "team_name" if team is not None else "agent_name", component.name),
             "created_at": iso(run.created_at),
         }
     )
@@ -450,7 +454,6 @@ def session_detail_json(session: Session) -> dict[str, Any]:
     )
 
 
-_TEAM_TOOL_EVENTS = ("TeamToolCallCompleted", "TeamToolCallError")
 _WORKFLOW_TERMINALS = ("WorkflowCompleted", "WorkflowError", "WorkflowCancelled")
 
 
@@ -458,36 +461,6 @@ def _named_events(run: Run, name_key: str, name: str) -> list[dict[str, Any]] | 
     """A team's or workflow's stored events as its stream sent them: its own events carry its name
     (`team_name` / `workflow_name`), its members' and steps' nested events are left as they are."""
     return [e if e.get("parent_run_id") else {**e, name_key: name} for e in run.events or []] or None
-
-
-def team_run_json(run: Run) -> dict[str, Any]:
-    """A stored team run as agno's `TeamRunSchema` (its client tells it from a `RunSchema` by
-    `team_id`). Its members' runs are separate items of the session's runs, with `parent_run_id`.
-    `messages` must be prefetched in order."""
-    stored = run.events or []
-    return _compact(
-        {
-            "run_id": str(run.pk),
-            "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
-            "team_id": run.team.slug,
-            "user_id": user_id_of(run.user_id),
-            "session_id": str(run.session_id),
-            "status": RUN_STATUS.get(run.status, run.status.upper()),
-            "run_input": run.input,
-            "content": _stored_content(run),
-            "run_response_format": "json" if run.output_json is not None else "text",
-            "metrics": _metrics(run),
-            "messages": [message_json(m) for m in run.messages.all()] or None,
-            "tools": [
-                e["tool"]
-                for e in stored
-                if e.get("event") in _TEAM_TOOL_EVENTS and not e.get("parent_run_id") and "tool" in e
-            ]
-            or None,
-            "events": _named_events(run, "team_name", run.team.name),
-            "created_at": iso(run.created_at),
-        }
-    )
 
 
 def _step_results_json(run: Run) -> list[dict[str, Any]]:
@@ -540,9 +513,7 @@ def stored_run_json(run: Run, *, children: dict[Any, list[Run]]) -> dict[str, An
     `WorkflowRunSchema` (with its step runs from `children`, child runs by parent run id)."""
     if run.workflow_id:
         return workflow_run_json(run, step_runs=children.get(run.pk, []))
-    if run.team_id:
-        return team_run_json(run)
-    return run_json(run, agent=run.agent)
+    return run_json(run)
 
 
 def runs_by_parent(runs: list[Run]) -> dict[Any, list[Run]]:

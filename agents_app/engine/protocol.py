@@ -84,6 +84,8 @@ class PreparedRun:
 
     kind: ClassVar[str]
     error_cls: ClassVar[type[ev.RunEvent]]
+    # The kind's own content deltas (a failed run's result keeps them as its partial answer).
+    content_cls: ClassVar[type[ev.RunEvent] | None] = None
     user_id: Any
     run_id: UUID
     session_id: UUID
@@ -112,3 +114,35 @@ class PreparedRun:
             error_type=error_type,
             **{f"{self.kind}_id": self.component_id},
         )
+
+    def result(self, events: list[ev.RunEvent]) -> dict[str, Any]:
+        """The whole run as the non-streaming API answers it (agno's field names): what every kind
+        has, then the kind's own fields (`result_fields`); a run that did not complete has `error`."""
+        terminal, started = events[-1].to_dict(), events[0].to_dict()
+        status = ev.STATUS_OF_TERMINAL.get(terminal.get("event", ""), "error")
+        completed = status == "completed"
+        cls = self.content_cls
+        partial = "".join(e.content for e in events if cls is not None and type(e) is cls)  # type: ignore[attr-defined]
+        data: dict[str, Any] = {
+            "run_id": str(self.run_id),
+            f"{self.kind}_id": self.component_id,
+            f"{self.kind}_name": self.component_name,
+            "session_id": str(self.session_id),
+            "user_id": self.user_id,
+            "content": terminal.get("content") if completed else (partial or None),
+            "content_type": terminal.get("content_type", "str") if completed else "str",
+            "status": status,
+            "created_at": int(self.created_at.timestamp()),
+            "metrics": terminal.get("metrics") or {},
+            **self.result_fields(started, terminal, completed),
+        }
+        if not completed:
+            data["error"] = {
+                "type": terminal.get("error_type") or "cancelled",
+                "message": terminal.get("content") or terminal.get("reason") or "",
+            }
+        return data
+
+    def result_fields(self, started: dict[str, Any], terminal: dict[str, Any], completed: bool) -> dict[str, Any]:
+        """The kind's own fields of its result."""
+        return {}

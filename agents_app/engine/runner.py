@@ -54,6 +54,7 @@ class RunHandle(PreparedRun):
 
     kind = "agent"
     error_cls = ev.RunError
+    content_cls = ev.RunContent
     agent: Agent
     history: list[dict[str, Any]] = field(default_factory=list)
     # The session's state when the run started (the run works on a copy; see RunContext).
@@ -67,8 +68,8 @@ class RunHandle(PreparedRun):
     def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
         return execute(self, stream=stream)
 
-    def result(self, events: list[ev.RunEvent]) -> dict[str, Any]:
-        return result_from_events(self, events, self.user_id).to_dict()
+    def result_fields(self, started: dict[str, Any], terminal: dict[str, Any], completed: bool) -> dict[str, Any]:
+        return {"model": started.get("model", ""), "model_provider": started.get("model_provider", "")}
 
 
 @dataclass(slots=True)
@@ -406,37 +407,8 @@ def _validated_json(agent: Agent, content: str) -> Any:
     return data
 
 
-def result_from_events(handle: RunHandle, events: list[ev.RunEvent], user_id: Any) -> RunResult:
-    """Fold a run's events into its result, as the non-streaming API returns it."""
-    terminal = events[-1]
-    started = events[0]
-    result = RunResult(
-        run_id=str(handle.run_id),
-        session_id=str(handle.session_id),
-        agent_id=handle.agent.slug,
-        agent_name=handle.agent.name,
-        user_id=user_id,
-        status=Run.Status.COMPLETED,
-        content=None,
-        content_type="str",
-        model=getattr(started, "model", ""),
-        model_provider=getattr(started, "model_provider", ""),
-        created_at=int(handle.created_at.timestamp()),
-        metrics={},
-        events=events,
-    )
-    if isinstance(terminal, ev.RunCompleted):
-        result.content = terminal.content
-        result.content_type = terminal.content_type
-        result.metrics = terminal.metrics
-    elif isinstance(terminal, ev.RunError):
-        result.status = Run.Status.ERROR
-        result.error = terminal.content
-        result.error_type = terminal.error_type
-        result.content = "".join(e.content for e in events if isinstance(e, ev.RunContent)) or None
-    elif isinstance(terminal, ev.RunCancelled):
-        result.status = Run.Status.CANCELLED
-        result.error = terminal.reason
-        result.error_type = "cancelled"
-        result.content = "".join(e.content for e in events if isinstance(e, ev.RunContent)) or None
-    return result
+def result_from_events(handle: RunHandle, events: list[ev.RunEvent]) -> RunResult:
+    """An agent's run as a RunResult (what `agents_app.runs.run_agent` returns), from its result."""
+    data = handle.result(events)
+    error = data.pop("error", {"type": "", "message": ""})
+    return RunResult(**data, error=error["message"], error_type=error["type"], events=events)

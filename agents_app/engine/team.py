@@ -62,6 +62,7 @@ class TeamRunHandle(PreparedRun):
 
     kind = "team"
     error_cls = ev.TeamRunError
+    content_cls = ev.TeamRunContent
     team: Team
     members_of: dict[int, list[TeamMember]]
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -73,8 +74,14 @@ class TeamRunHandle(PreparedRun):
     def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
         return TeamExecution(self, stream=stream).run()
 
-    def result(self, events: list[ev.RunEvent]) -> dict[str, Any]:
-        return team_result(self, events)
+    def result_fields(self, started: dict[str, Any], terminal: dict[str, Any], completed: bool) -> dict[str, Any]:
+        """agno's TeamRunOutput names: the mode, the leader's model, and the member runs."""
+        return {
+            "mode": self.team.mode,
+            "model": started.get("model", ""),
+            "model_provider": started.get("model_provider", ""),
+            "member_runs": terminal.get("member_runs") or [],
+        }
 
 
 # ---- child runs ------------------------------------------------------------------------------
@@ -581,33 +588,3 @@ class TeamExecution(Execution):
         async for item in self._leader_call([]):
             yield item
         self.content = self.response.content
-
-
-def team_result(handle: TeamRunHandle, events: list[ev.RunEvent]) -> dict[str, Any]:
-    """A whole team run as the non-streaming API returns it (agno's TeamRunOutput field names)."""
-    terminal = events[-1].to_dict()
-    started = events[0].to_dict()
-    status = ev.STATUS_OF_TERMINAL.get(terminal.get("event", ""), "error")
-    own_text = "".join(e.content for e in events if isinstance(e, ev.TeamRunContent))
-    data: dict[str, Any] = {
-        "run_id": str(handle.run_id),
-        "team_id": handle.team.slug,
-        "team_name": handle.team.name,
-        "session_id": str(handle.session_id),
-        "user_id": handle.user_id,
-        "content": terminal.get("content") if status == "completed" else (own_text or None),
-        "content_type": "str",
-        "status": status,
-        "mode": handle.team.mode,
-        "model": started.get("model", ""),
-        "model_provider": started.get("model_provider", ""),
-        "created_at": int(handle.created_at.timestamp()),
-        "metrics": terminal.get("metrics") or {},
-        "member_runs": terminal.get("member_runs") or [],
-    }
-    if status != "completed":
-        data["error"] = {
-            "type": terminal.get("error_type") or "cancelled",
-            "message": terminal.get("content") or terminal.get("reason") or "",
-        }
-    return data

@@ -61,8 +61,13 @@ class WorkflowRunHandle(PreparedRun):
     def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
         return WorkflowExecution(self, stream=stream).run()
 
-    def result(self, events: list[ev.RunEvent]) -> dict[str, Any]:
-        return workflow_result(self, events)
+    def result_fields(self, started: dict[str, Any], terminal: dict[str, Any], completed: bool) -> dict[str, Any]:
+        """agno's WorkflowRunOutput names: the steps' results and the session state; the failed step."""
+        fields = {
+            "step_results": terminal.get("step_results") or [],
+            "session_state": terminal.get("session_state") or {},
+        }
+        return fields if completed else {**fields, "failed_step": terminal.get("step_name") or None}
 
 
 def workflow_run_prepare(
@@ -303,30 +308,3 @@ class WorkflowExecution(Execution):
 
 def _as_list(index: Any) -> list[int]:
     return list(index) if isinstance(index, list) else [index]
-
-
-def workflow_result(handle: WorkflowRunHandle, events: list[ev.RunEvent]) -> dict[str, Any]:
-    """A whole workflow run as the non-streaming API returns it (agno's WorkflowRunOutput names)."""
-    terminal = events[-1].to_dict()
-    status = ev.STATUS_OF_TERMINAL.get(terminal.get("event", ""), "error")
-    data: dict[str, Any] = {
-        "run_id": str(handle.run_id),
-        "workflow_id": handle.workflow.slug,
-        "workflow_name": handle.workflow.name,
-        "session_id": str(handle.session_id),
-        "user_id": handle.user_id,
-        "content": terminal.get("content") if status == "completed" else None,
-        "content_type": "str",
-        "status": status,
-        "created_at": int(handle.created_at.timestamp()),
-        "metrics": terminal.get("metrics") or {},
-        "step_results": terminal.get("step_results") or [],
-        "session_state": terminal.get("session_state") or {},
-    }
-    if status != "completed":
-        data["error"] = {
-            "type": terminal.get("error_type") or "cancelled",
-            "message": terminal.get("content") or terminal.get("reason") or "",
-        }
-        data["failed_step"] = terminal.get("step_name") or None
-    return data
