@@ -19,7 +19,6 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 from agents_app import events as ev
-from agents_app.engine.runner import RunHandle
 from agents_app.models import Agent
 from agents_app.tools.registry import tool_registry
 from sessions_app.models import Message, Run, Session
@@ -208,52 +207,6 @@ def health_json(started_at: datetime) -> dict[str, Any]:
 # ---- Runs as they happen -------------------------------------------------------------------------
 
 
-def _partial_text(events: list[ev.RunEvent]) -> str:
-    return "".join(e.content for e in events if isinstance(e, ev.RunContent) and e.content_type == "str")
-
-
-def run_output_json(*, handle: RunHandle, events: list[ev.RunEvent], user_pk: Any) -> tuple[dict[str, Any], str]:
-    """A finished run as agno's `RunOutput` JSON (what `AgentOSClient.run_agent` parses), and its
-    terminal event's name. A failed or cancelled run keeps its partial text as `content`, or, like
-    agno, the error or cancellation message when there is none; a failed run also carries our
-    `error: {type, message}` (agno's client ignores it)."""
-    started = next((e for e in events if isinstance(e, ev.RunStarted)), None)
-    terminal = events[-1]
-    tools = [e.tool for e in events if isinstance(e, ev.ToolCallCompleted | ev.ToolCallError)]
-    body: dict[str, Any] = {
-        "run_id": str(handle.run_id),
-        "agent_id": handle.agent.slug,
-        "agent_name": handle.agent.name,
-        "session_id": str(handle.session_id),
-        "user_id": user_id_of(user_pk),
-        "input": {"input_content": handle.message},
-        "content": None,
-        "content_type": "str",
-        "model": getattr(started, "model", None) or None,
-        "model_provider": getattr(started, "model_provider", None) or None,
-        "metrics": None,
-        "tools": tools or None,
-        "created_at": epoch(handle.created_at),
-        "status": "RUNNING",
-    }
-    if isinstance(terminal, ev.RunCompleted):
-        body.update(
-            content=terminal.content,
-            content_type=terminal.content_type,
-            metrics=terminal.metrics,
-            status="COMPLETED",
-        )
-    elif isinstance(terminal, ev.RunError):
-        body.update(
-            content=_partial_text(events) or terminal.content,
-            status="ERROR",
-            error={"type": terminal.error_type, "message": terminal.content},
-        )
-    elif isinstance(terminal, ev.RunCancelled):
-        body.update(content=_partial_text(events) or terminal.reason, status="CANCELLED")
-    return _compact(body), terminal.name
-
-
 _STATUS = {"completed": "COMPLETED", "error": "ERROR", "cancelled": "CANCELLED"}
 
 
@@ -264,81 +217,65 @@ def _content(result: dict[str, Any]) -> Any:
     return (result.get("error") or {}).get("message")
 
 
-def team_output_json(handle: Any, result: dict[str, Any]) -> dict[str, Any]:
-    """agno's `TeamRunOutput` (what `TeamRunOutput.from_dict` and agno's client parse), plus our
-    `error: {type, message}` on failures."""
-    members = []
-    for member in result["member_runs"]:
-        key = "team_id" if member["member_type"] == "team" else "agent_id"
-        members.append(
-            {
-                "run_id": member["run_id"],
-                key: member["member_id"],
-                "session_id": result["session_id"],
-                "parent_run_id": result["run_id"],
-                "content": member["content"],
-                "status": _STATUS.get(member["status"], "ERROR"),
-            }
-        )
-    body: dict[str, Any] = {
-        "run_id": result["run_id"],
-        "team_id": result["team_id"],
-        "team_name": result["team_name"],
+def _member_json(result: dict[str, Any], member: dict[str, Any]) -> dict[str, Any]:
+    key = "team_id" if member["member_type"] == "team" else "agent_id"
+    return {
+        "run_id": member["run_id"],
+        key: member["member_id"],
         "session_id": result["session_id"],
-        "user_id": user_id_of(handle.user_id),
-        "input": {"input_content": handle.message},
-        "content": _content(result),
-        "content_type": "str",
-        "model": result["model"] or None,
-        "model_provider": result["model_provider"] or None,
-        "metrics": result["metrics"] if result["status"] == "completed" else None,
-        "member_responses": members,
-        "created_at": result["created_at"],
-        "status": _STATUS.get(result["status"], "ERROR"),
+        "parent_run_id": result["run_id"],
+        "content": member["content"],
+        "status": _STATUS.get(member["status"], "ERROR"),
     }
-    if "error" in result:
-        body["error"] = result["error"]
-    return body
 
 
-def workflow_output_json(handle: Any, result: dict[str, Any]) -> dict[str, Any]:
-    """agno's `WorkflowRunOutput`, with `step_results` as its `StepOutput`s."""
-    steps = [
-        {
-            "step_name": step["step_name"],
-            "step_type": step["step_type"],
-            "content": step.get("content"),
-            "step_run_id": step.get("run_id"),
-            "success": step.get("status") == "completed",
-            **({"error": result["error"]["message"]} if step.get("status") == "error" and "error" in result else {}),
-        }
-        for step in result["step_results"]
-    ]
-    body: dict[str, Any] = {
-        "run_id": result["run_id"],
-        "workflow_id": result["workflow_id"],
-        "workflow_name": result["workflow_name"],
-        "session_id": result["session_id"],
-        "user_id": user_id_of(handle.user_id),
-        "input": handle.message,
-        "content": _content(result),
-        "content_type": "str",
-        "step_results": steps,
-        "session_state": result["session_state"],
-        "created_at": result["created_at"],
-        "status": _STATUS.get(result["status"], "ERROR"),
+def _step_output_json(result: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+    failed = step.get("status") == "error" and "error" in result
+    return {
+        "step_name": step["step_name"],
+        "step_type": step["step_type"],
+        "content": step.get("content"),
+        "step_run_id": step.get("run_id"),
+        "success": step.get("status") == "completed",
+        **({"error": result["error"]["message"]} if failed else {}),
     }
-    if "error" in result:
-        body["error"] = result["error"]
-    return body
 
 
 def output_json(handle: Any, events: list[ev.RunEvent], result: dict[str, Any]) -> dict[str, Any]:
-    """A finished run of any kind (`result`: `handle.result(events)`) as agno's run output
-    (RunOutput, TeamRunOutput, WorkflowRunOutput)."""
-    if handle.kind == "agent":
-        return run_output_json(handle=handle, events=events, user_pk=handle.user_id)[0]
-    return team_output_json(handle, result) if handle.kind == "team" else workflow_output_json(handle, result)
+    """A finished run of any kind (`result`: `handle.result(events)`) as agno's run output:
+    `RunOutput`, `TeamRunOutput` or `WorkflowRunOutput` (what agno's client parses), plus our
+    `error: {type, message}` on failures (agno's client ignores it)."""
+    kind = handle.kind
+    completed = result["status"] == "completed"
+    body: dict[str, Any] = {
+        "run_id": result["run_id"],
+        f"{kind}_id": result[f"{kind}_id"],
+        f"{kind}_name": result[f"{kind}_name"],
+        "session_id": result["session_id"],
+        "user_id": user_id_of(handle.user_id),
+        "input": handle.message if kind == "workflow" else {"input_content": handle.message},
+        "content": _content(result),
+        "content_type": result["content_type"],
+        "created_at": result["created_at"],
+        "status": _STATUS.get(result["status"], "ERROR"),
+    }
+    if kind == "workflow":
+        body["step_results"] = [_step_output_json(result, step) for step in result["step_results"]]
+        body["session_state"] = result["session_state"]
+    else:
+        body.update(
+            model=result["model"] or None,
+            model_provider=result["model_provider"] or None,
+            metrics=result["metrics"] if completed else None,
+        )
+    if kind == "team":
+        body["member_responses"] = [_member_json(result, member) for member in result["member_runs"]]
+    if kind == "agent":
+        tools = [e.tool for e in events if isinstance(e, ev.ToolCallCompleted | ev.ToolCallError)]
+        body["tools"] = tools or None
+    if "error" in result:
+        body["error"] = result["error"]
+    return _compact(body) if kind == "agent" else body
 
 
 # ---- Sessions and stored runs --------------------------------------------------------------------
