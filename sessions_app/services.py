@@ -79,42 +79,41 @@ def _running_runs(session_id: Any, now: Any) -> Any:
 
 def run_start(
     *,
-    agent: Any,
+    kind: str,
+    component: Any,
     user: Any,
     message: str,
     session_id: UUID | None,
-    history_runs: int,
+    history_runs: int | None,
     history_max_chars: int | None = None,
     history_max_messages: int | None = None,
 ) -> StartedRun:
-    """Persist a running Run before any model call, so a crash can never lose the message; read
-    the session (its state and summary) and its bounded history in the same transaction.
+    """Persist a running Run of an agent, a team or a workflow (`kind`, `component`) before any
+    model call, so a crash can never lose the message; read the session (its state and summary) and
+    its bounded history (None: none, for workflows) in the same transaction.
 
-    A new session starts with a copy of the agent's initial session state. Raises SessionNotFound,
-    SessionEnded, or SessionBusy (the session has a running run; runs of one session never
-    overlap, so no run is answered from a history, or a state, another run is still writing),
-    before anything is written.
+    A new session starts with a copy of the component's initial session state, if it has one.
+    Raises SessionNotFound, SessionEnded, or SessionBusy (the session has a running run; runs of one
+    session never overlap, so no run is answered from a history, or a state, another run is still
+    writing; `policy` is the component's busy_session_policy), before anything is written.
     """
+    owner = {kind: component}
     with transaction.atomic():
         overflow = False
+        history: list[dict[str, Any]] = []
         if session_id is None:
-            initial = getattr(agent, "initial_session_state", None)
-            session = Session.objects.create(
-                user=user,
-                agent=agent,
-                name=_session_name(message),
-                state=copy.deepcopy(initial) if isinstance(initial, dict) else {},
-            )
+            initial = getattr(component, "initial_session_state", None)
+            state = copy.deepcopy(initial) if isinstance(initial, dict) else {}
+            session = Session.objects.create(user=user, name=_session_name(message), state=state, **owner)
             created = True
-            history: list[dict[str, Any]] = []
         else:
             now = timezone.now()
             # The UPDATE comes first: it locks the session row (PostgreSQL; SQLite's IMMEDIATE
             # transaction holds the write lock already) so two messages racing into one session are
             # serialized, and the busy check below sees the other's committed run. Same query count
             # as a plain lookup: the busy check is an EXISTS on the lookup itself.
-            if not Session.objects.filter(pk=session_id, user=user, agent=agent).update(updated_at=now):
-                raise SessionNotFound(f"No session {session_id} for agent {agent.slug!r}.", session_id=session_id)
+            if not Session.objects.filter(pk=session_id, user=user, **owner).update(updated_at=now):
+                raise SessionNotFound(f"No session {session_id} for {kind} {component.slug!r}.", session_id=session_id)
             session = (
                 Session.objects.filter(pk=session_id).annotate(busy=Exists(_running_runs(OuterRef("pk"), now))).get()
             )
@@ -128,26 +127,28 @@ def run_start(
                 raise SessionBusy(
                     f"Session {session_id} is still answering a previous message.",
                     session_id=session.pk,
-                    policy=getattr(agent, "busy_session_policy", "reject"),
+                    policy=getattr(component, "busy_session_policy", "reject"),
                     running_run_ids=running,
                 )
             created = False
-            window = session_history(
-                session_id=session.pk,
-                runs=history_runs,
-                max_chars=history_max_chars,
-                max_messages=history_max_messages,
-                after=session.summary_until,
-            )
-            history, overflow = window.messages, window.overflow
+            if history_runs is not None:
+                window = session_history(
+                    session_id=session.pk,
+                    runs=history_runs,
+                    max_chars=history_max_chars,
+                    max_messages=history_max_messages,
+                    after=session.summary_until,
+                )
+                history, overflow = window.messages, window.overflow
+        model = getattr(component, "model", None)
         run = Run.objects.create(
             session=session,
-            agent=agent,
             user=user,
             status=Run.Status.RUNNING,
             input=message,
-            model=agent.model.model_id,
-            provider=agent.model.provider,
+            model=model.model_id if model is not None else "",
+            provider=model.provider if model is not None else "",
+            **owner,
         )
         # The user's message is the run's `input` from here on; its Message row (position 0) is
         # written with the run's other messages when it ends, saving an INSERT per run.
@@ -404,52 +405,6 @@ def _as_uuid(value: Any) -> UUID | None:
 
 
 # ---- Teams and workflows: their runs, and the member and step runs under them ----------------
-
-
-def component_run_start(
-    *, team: Any = None, workflow: Any = None, user: Any, message: str, session_id: UUID | None, history_runs: int
-) -> StartedRun:
-    """`run_start` for a team or a workflow (exactly one): the message and a running Run persisted
-    before any model call. Raises SessionNotFound, SessionEnded or SessionBusy (with the team's or
-    workflow's busy_session_policy) with nothing written."""
-    component = {"team": team} if team is not None else {"workflow": workflow}
-    ((kind, obj),) = component.items()
-    with transaction.atomic():
-        if session_id is None:
-            session = Session.objects.create(user=user, name=_session_name(message), **component)
-            created = True
-            history: list[dict[str, Any]] = []
-        else:
-            now = timezone.now()
-            if not Session.objects.filter(pk=session_id, user=user, **component).update(updated_at=now):
-                raise SessionNotFound(f"No session {session_id} for {kind} {obj.slug!r}.", session_id=session_id)
-            session = Session.objects.get(pk=session_id)
-            if session.ended_at is not None:
-                raise SessionEnded(
-                    f"Session {session_id} has ended; it takes no more messages. Start a new session.",
-                    session_id=session.pk,
-                )
-            running = list(_running_runs(session.pk, now).values_list("pk", flat=True))
-            if running:
-                raise SessionBusy(
-                    f"Session {session_id} is still answering a previous message.",
-                    session_id=session.pk,
-                    policy=getattr(obj, "busy_session_policy", "reject"),
-                    running_run_ids=running,
-                )
-            created = False
-            history = session_history(session_id=session.pk, runs=history_runs).messages if history_runs else []
-        model = getattr(obj, "model", None)
-        run = Run.objects.create(
-            session=session,
-            user=user,
-            status=Run.Status.RUNNING,
-            input=message,
-            model=model.model_id if model is not None else "",
-            provider=model.provider if model is not None else "",
-            **component,
-        )
-    return StartedRun(run=run, session=session, history=history, session_created=created)
 
 
 def child_run_start(

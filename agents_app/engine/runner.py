@@ -136,7 +136,8 @@ def run_prepare(*, agent_id: str, user: Any, message: str, session_id: UUID | No
     agent = agent_get_active(agent_id=agent_id)
     history_runs = min(agent.history_runs, int(agentos_settings.MAX_HISTORY_RUNS))
     started = run_start(
-        agent=agent,
+        kind="agent",
+        component=agent,
         user=user,
         message=message,
         session_id=session_id,

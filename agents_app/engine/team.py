@@ -39,7 +39,7 @@ from agents_app.tools.registry import Tool
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.models import Run
-from sessions_app.services import child_run_start, component_run_start, run_finish
+from sessions_app.services import child_run_start, run_finish, run_start
 from telemetry_app.schemas import EventType
 
 logger = logging.getLogger(__name__)
@@ -271,8 +271,8 @@ def team_run_prepare(*, team_id: str, user: Any, message: str, session_id: UUID 
     team = team_get_active(team_id=team_id)
     tree = team_members_tree(team)
     history_runs = min(team.history_runs, int(agentos_settings.MAX_HISTORY_RUNS))
-    started = component_run_start(
-        team=team, user=user, message=message, session_id=session_id, history_runs=history_runs
+    started = run_start(
+        kind="team", component=team, user=user, message=message, session_id=session_id, history_runs=history_runs
     )
     return TeamRunHandle(
         team=team,

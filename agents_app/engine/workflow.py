@@ -30,7 +30,7 @@ from agents_app.selectors import StepNode, workflow_get_active, workflow_steps_t
 from agents_app.workflows.registry import StepInput, step_registry
 from sessions_app.conf import agentos_settings
 from sessions_app.models import Run
-from sessions_app.services import component_run_start
+from sessions_app.services import run_start
 from telemetry_app.schemas import EventType
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,9 @@ def workflow_run_prepare(
     check_message(message)
     workflow = workflow_get_active(workflow_id=workflow_id)
     steps, members = workflow_steps_tree(workflow)
-    started = component_run_start(workflow=workflow, user=user, message=message, session_id=session_id, history_runs=0)
+    started = run_start(
+        kind="workflow", component=workflow, user=user, message=message, session_id=session_id, history_runs=None
+    )
     return WorkflowRunHandle(
         workflow=workflow,
         steps=steps,
