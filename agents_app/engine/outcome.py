@@ -27,6 +27,8 @@ from uuid import UUID
 
 from agents_app import events as ev
 from agents_app.hooks.runner import RunHooks
+from agents_app.providers.base import ModelError, ModelResponse
+from agents_app.providers.registry import get_provider
 from sessions_app.db import db_call
 from sessions_app.models import Run
 from sessions_app.services import run_finish
@@ -51,6 +53,7 @@ class Execution:
     event_prefix: ClassVar[str] = ""
     telemetry_type: ClassVar[str] = "agent"
     error_cls: ClassVar[type[ev.RunEvent]] = ev.RunError
+    content_cls: ClassVar[type[ev.RunEvent]] = ev.RunContent  # this kind's content deltas
     cancelled_cls: ClassVar[type[ev.RunEvent]] = ev.RunCancelled
     response_format: Any = None  # an agent's output schema, for the model and the hooks
     # Exceptions that end a run as an error with their own `error_type` (others are internal errors).
@@ -105,6 +108,38 @@ class Execution:
     def hook_event(self, name: str) -> type[ev.RunEvent]:
         """This kind's hook event class, e.g. "PreHookStarted" -> TeamPreHookStarted for a team."""
         return ev.EVENT_CLASSES[self.event_prefix + name]
+
+    async def model_call(self, config: Any, tools: list[Any]) -> AsyncIterator[ev.RunEvent]:
+        """One call of the model `config` with the messages so far, streamed as this kind's content
+        deltas (unless the answer is structured or hooks hold it back); sets `self.response` and
+        counts its tokens."""
+        provider = get_provider(config)
+        self.partial.clear()
+        response: ModelResponse | None = None
+        if self.stream:
+            async for piece in provider.stream(
+                messages=self.messages_sent, tools=tools, response_format=self.response_format
+            ):
+                if not isinstance(piece, str):
+                    response = piece
+                    continue
+                self.mark_first_token()
+                self.partial.append(piece)
+                if self.response_format is None and not self.hold_output:
+                    yield self.event(self.content_cls, content=piece)
+                    # Let readers of this run send the frame now: chunks that arrived in one
+                    # network read would otherwise all leave together at the end.
+                    await asyncio.sleep(0)
+            if response is None:
+                raise ModelError("The model stream ended without a response.")
+        else:
+            response = await provider.complete(
+                messages=self.messages_sent, tools=tools, response_format=self.response_format
+            )
+            self.mark_first_token()
+        self.input_tokens += response.input_tokens
+        self.output_tokens += response.output_tokens
+        self.response = response
 
     def mark_first_token(self) -> None:
         if self.ttft is None:

@@ -26,7 +26,7 @@ from agents_app.hooks.errors import HookFailure
 from agents_app.memory import context_memories, memory_section, memory_tools, summary_section
 from agents_app.models import Agent
 from agents_app.providers.base import ModelError, ModelResponse, ResponseFormat, ToolCallRequest
-from agents_app.providers.registry import UnknownProviderError, get_provider
+from agents_app.providers.registry import UnknownProviderError
 from agents_app.selectors import agent_get_active
 from agents_app.tools.context import RunContext
 from agents_app.tools.registry import Tool, tool_registry
@@ -302,36 +302,12 @@ class _Execution(Execution):
         """Call the model, run the tools it asks for, call it again, until it answers; bounded by
         the agent's max_tool_calls. Sets self.content to the final answer."""
         agent = self.agent
-        provider = get_provider(agent.model)
         calls_used = 0
         while True:
             offered = list(self.tools.values()) if calls_used < agent.max_tool_calls else []
-            response: ModelResponse | None = None
-            self.partial.clear()
-            if self.stream:
-                async for piece in provider.stream(
-                    messages=self.messages_sent, tools=offered, response_format=self.response_format
-                ):
-                    if isinstance(piece, str):
-                        self.mark_first_token()
-                        self.partial.append(piece)
-                        if self.response_format is None and not self.hold_output:
-                            yield self.event(ev.RunContent, content=piece)
-                            # Let readers of this run send the frame now: chunks that arrived in one
-                            # network read would otherwise all leave together at the end.
-                            await asyncio.sleep(0)
-                    else:
-                        response = piece
-                if response is None:
-                    raise ModelError("The model stream ended without a response.")
-            else:
-                response = await provider.complete(
-                    messages=self.messages_sent, tools=offered, response_format=self.response_format
-                )
-                self.mark_first_token()
-            self.input_tokens += response.input_tokens
-            self.output_tokens += response.output_tokens
-
+            async for item in self.model_call(agent.model, offered):
+                yield item
+            response = self.response
             if not (response.tool_calls and offered):
                 if response.tool_calls and not response.content:
                     raise ToolLimitExceeded(

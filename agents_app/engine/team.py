@@ -32,8 +32,7 @@ from agents_app.engine.runner import _FAILURES as _MODEL_FAILURES
 from agents_app.engine.runner import RunHandle, _Execution
 from agents_app.memory import context_memories
 from agents_app.models import Team, TeamMember
-from agents_app.providers.base import ModelError, ModelResponse, ToolCallRequest
-from agents_app.providers.registry import get_provider
+from agents_app.providers.base import ToolCallRequest
 from agents_app.selectors import team_get_active, team_members_tree
 from agents_app.tools.registry import Tool
 from sessions_app.conf import agentos_settings
@@ -321,6 +320,7 @@ class TeamExecution(Execution):
     event_prefix = "Team"
     telemetry_type = EventType.TEAM
     error_cls = ev.TeamRunError
+    content_cls = ev.TeamRunContent
     cancelled_cls = ev.TeamRunCancelled
     failures = _FAILURES
 
@@ -424,29 +424,9 @@ class TeamExecution(Execution):
             {"role": "user", "content": self.h.message},
         ]
 
-    async def _leader_call(self, tools: list[Tool]) -> AsyncIterator[ev.RunEvent]:
+    def _leader_call(self, tools: list[Tool]) -> AsyncIterator[ev.RunEvent]:
         """One model call of the leader; its text streams as TeamRunContent. Sets self.response."""
-        provider = get_provider(self.team.model)
-        self.partial.clear()
-        response: ModelResponse | None = None
-        if self.stream:
-            async for piece in provider.stream(messages=self.messages_sent, tools=tools, response_format=None):
-                if isinstance(piece, str):
-                    self.mark_first_token()
-                    self.partial.append(piece)
-                    if not self.hold_output:  # inline post-hooks may still rewrite the answer
-                        yield self.event(ev.TeamRunContent, content=piece)
-                    await asyncio.sleep(0)
-                else:
-                    response = piece
-            if response is None:
-                raise ModelError("The model stream ended without a response.")
-        else:
-            response = await provider.complete(messages=self.messages_sent, tools=tools, response_format=None)
-            self.mark_first_token()
-        self.input_tokens += response.input_tokens
-        self.output_tokens += response.output_tokens
-        self.response = response
+        return self.model_call(self.team.model, tools)
 
     def _tool_info(self, call: ToolCallRequest, args: Any, **extra: Any) -> dict[str, Any]:
         return {"tool_call_id": call.id, "tool_name": call.name, "tool_args": args, **extra}
