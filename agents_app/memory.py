@@ -29,7 +29,7 @@ from asgiref.sync import sync_to_async
 
 from agents_app.hooks.context import HookContext
 from agents_app.hooks.registry import MEMORY_HOOK, POST, SUMMARY_HOOK, hook_registry
-from agents_app.hooks.structured import ask_json
+from agents_app.hooks.structured import ask_json, object_schema
 from agents_app.tools.context import RunContext
 from agents_app.tools.registry import ToolRegistry
 from sessions_app.conf import agentos_settings
@@ -152,28 +152,15 @@ for _fn in (add_memory, update_memory, delete_memory):
 
 # ---- automatic memory: the memory manager ------------------------------------------------------
 
-MEMORY_UPDATES_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "operations": {
-            "type": "array",
-            "maxItems": 20,
-            "items": {
-                "type": "object",
-                "properties": {
-                    "op": {"type": "string", "enum": ["add", "update", "delete"]},
-                    "memory_id": {"type": ["string", "null"]},
-                    "memory": {"type": ["string", "null"]},
-                    "topics": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
-                },
-                "required": ["op", "memory_id", "memory", "topics"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["operations"],
-    "additionalProperties": False,
-}
+_MEMORY_OPERATION = object_schema(
+    {
+        "op": {"type": "string", "enum": ["add", "update", "delete"]},
+        "memory_id": {"type": ["string", "null"]},
+        "memory": {"type": ["string", "null"]},
+        "topics": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+    }
+)
+MEMORY_UPDATES_SCHEMA = object_schema({"operations": {"type": "array", "maxItems": 20, "items": _MEMORY_OPERATION}})
 
 MEMORY_MANAGER_SYSTEM = (
     "You maintain the memories an assistant keeps about one user across conversations. Given the "
@@ -227,12 +214,7 @@ async def memory_manager(ctx: HookContext) -> None:
 
 # ---- session summaries -------------------------------------------------------------------------
 
-SUMMARY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"summary": {"type": "string"}},
-    "required": ["summary"],
-    "additionalProperties": False,
-}
+SUMMARY_SCHEMA = object_schema({"summary": {"type": "string"}})
 
 SUMMARY_SYSTEM = (
     "You keep a running summary of a conversation between a user and an assistant, so the assistant "
@@ -274,23 +256,14 @@ async def session_summarizer(ctx: HookContext) -> None:
         ctx.on_success(partial(session_summary_store, session_id=ctx.session_id, summary=summary, until=todo.until))
 
 
-hook_registry.register(
+_internal = partial(hook_registry.register, background=True, retries=2, timeout=120.0, phases=(POST,), internal=True)
+_internal(
     memory_manager,
     name=MEMORY_HOOK,
     description="Automatic memory: extract the user's memories from each completed run.",
-    background=True,
-    retries=2,
-    timeout=120.0,
-    phases=(POST,),
-    internal=True,
 )
-hook_registry.register(
+_internal(
     session_summarizer,
     name=SUMMARY_HOOK,
     description="Session summaries: fold runs that left the history window into the session's summary.",
-    background=True,
-    retries=2,
-    timeout=120.0,
-    phases=(POST,),
-    internal=True,
 )

@@ -45,8 +45,6 @@ class OutputRejected(HookRejected):
 class HookError(HookFailure):
     """A hook raised (after its retries), returned a value of the wrong type, or is not registered."""
 
-    error_type = "hook_error"
-
 
 class HookTimeout(HookError):
     """A hook did not finish within its timeout (after its retries)."""

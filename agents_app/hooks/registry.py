@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
+from agents_app.tools.registry import Registry, decorator
+
 PRE = "pre"
 POST = "post"
 # Our internal post-hooks (registered by agents_app.memory), planned from an agent's memory settings.
@@ -63,9 +65,9 @@ class Hook:
         return f"{self.name}: {self.description}" if self.description else self.name
 
 
-class HookRegistry:
+class HookRegistry(Registry[Hook]):
     def __init__(self) -> None:
-        self._hooks: dict[str, Hook] = {}
+        super().__init__()
         self._loaded = False
         self._load_lock = threading.Lock()
 
@@ -127,26 +129,19 @@ class HookRegistry:
             guardrail=bool(guardrail),
             internal=internal,
         )
-        self._hooks[hook_name] = item
-        return item
+        return self._add(item)
 
     def get(self, name: str) -> Hook | None:
         self._ensure_loaded()
-        return self._hooks.get(name)
+        return super().get(name)
 
     def all(self, *, internal: bool = False) -> list[Hook]:
         """The registered hooks an operator can attach (with `internal=True`, ours too)."""
         self._ensure_loaded()
-        return sorted((h for h in self._hooks.values() if internal or not h.internal), key=lambda h: h.name)
+        return sorted((h for h in self._items.values() if internal or not h.internal), key=lambda h: h.name)
 
     def names(self, phase: str | None = None) -> list[str]:
         return [h.name for h in self.all() if phase is None or phase in h.phases]
-
-    def choices(self, phase: str | None = None) -> list[tuple[str, str]]:
-        return [(h.name, h.label()) for h in self.all() if phase is None or phase in h.phases]
-
-    def unregister(self, name: str) -> None:
-        self._hooks.pop(name, None)
 
 
 hook_registry = HookRegistry()
@@ -169,18 +164,5 @@ def hook(
     AGENTOS["HOOKS_BACKGROUND"] (`always` / `never`) overrides both for the whole site. Guardrails
     (`guardrail=True`) always run inline. The function stays callable as before.
     """
-
-    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        hook_registry.register(
-            func,
-            name=name,
-            description=description,
-            background=background,
-            retries=retries,
-            timeout=timeout,
-            phases=phases,
-            guardrail=guardrail,
-        )
-        return func
-
-    return decorate(fn) if fn is not None else decorate
+    options = {"background": background, "retries": retries, "timeout": timeout, "phases": phases}
+    return decorator(hook_registry.register, fn, name=name, description=description, guardrail=guardrail, **options)

@@ -15,6 +15,11 @@ from agents_app.providers.registry import get_provider
 _validators: dict[str, Draft202012Validator] = {}
 
 
+def object_schema(properties: dict[str, Any]) -> dict[str, Any]:
+    """An object with exactly these properties, all required: what strict structured output accepts."""
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
 async def ask_json(config: Any, *, name: str, schema: dict[str, Any], system: str, user: str) -> dict[str, Any]:
     """The answer of the model `config` (a ModelConfig) as structured output named `name`; a
     HookError (retried like any hook failure) when it is not JSON or misses the schema. A schema is

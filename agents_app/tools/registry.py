@@ -10,14 +10,58 @@ import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any, Generic, Protocol, TypeVar, get_type_hints
 
-from pydantic import ConfigDict, ValidationError, create_model
+from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from agents_app.tools.context import RunContext
 
 _ARG_LINE = re.compile(r"^\s{2,}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
 _SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Raises|Example|Examples)\s*:\s*$")
+
+
+class _Named(Protocol):
+    name: str
+    description: str
+
+
+T = TypeVar("T", bound=_Named)
+
+
+class Registry(Generic[T]):
+    """Registered items (tools, hooks, step functions) by name; `register` is each kind's own."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, T] = {}
+
+    def _add(self, item: T) -> T:
+        self._items[item.name] = item
+        return item
+
+    def get(self, name: str) -> T | None:
+        return self._items.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def choices(self) -> list[tuple[str, str]]:
+        """(name, "name: description") pairs for a form's select, by name."""
+        items = [self._items[name] for name in self.names()]
+        return [(i.name, f"{i.name}: {i.description}" if i.description else i.name) for i in items]
+
+    def unregister(self, name: str) -> None:
+        self._items.pop(name, None)
+
+
+def decorator(register: Callable[..., Any], fn: Callable[..., Any] | None, **options: Any) -> Any:
+    """What `@tool`, `@hook` and `@step_function` share: used bare or with options, `register` the
+    function and leave it callable as before."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        register(func, **options)
+        return func
+
+    return decorate(fn) if fn is not None else decorate
 
 
 class ToolArgumentsError(ValueError):
@@ -79,10 +123,7 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return " ".join(part.strip() for part in description if part.strip()), args
 
 
-class ToolRegistry:
-    def __init__(self) -> None:
-        self._tools: dict[str, Tool] = {}
-
+class ToolRegistry(Registry[Tool]):
     def register(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> Tool:
         tool_name = name or fn.__name__
         if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", tool_name):
@@ -98,8 +139,6 @@ class ToolRegistry:
                 context_param = param.name
                 continue
             annotation = hints.get(param.name, str)
-            from pydantic import Field
-
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[param.name] = (annotation, Field(default, description=arg_docs.get(param.name)))
         validator = create_model(f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
@@ -117,23 +156,10 @@ class ToolRegistry:
             _validator=validator,
             context_param=context_param,
         )
-        self._tools[tool_name] = tool
-        return tool
-
-    def get(self, name: str) -> Tool | None:
-        return self._tools.get(name)
-
-    def names(self) -> list[str]:
-        return sorted(self._tools)
+        return self._add(tool)
 
     def all(self) -> dict[str, Tool]:
-        return dict(self._tools)
-
-    def choices(self) -> list[tuple[str, str]]:
-        return [(t.name, f"{t.name}: {t.description}") for t in sorted(self._tools.values(), key=lambda t: t.name)]
-
-    def unregister(self, name: str) -> None:
-        self._tools.pop(name, None)
+        return dict(self._items)
 
 
 tool_registry = ToolRegistry()
@@ -144,9 +170,4 @@ def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, descr
 
     The function stays callable as before; the decorator only records it.
     """
-
-    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        tool_registry.register(func, name=name, description=description)
-        return func
-
-    return decorate(fn) if fn is not None else decorate
+    return decorator(tool_registry.register, fn, name=name, description=description)

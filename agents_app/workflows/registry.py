@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+from agents_app.tools.registry import Registry, decorator
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -38,35 +40,11 @@ class StepFunction:
     is_async: bool
 
 
-class StepRegistry:
-    def __init__(self) -> None:
-        self._functions: dict[str, StepFunction] = {}
-
+class StepRegistry(Registry[StepFunction]):
     def register(self, fn: Callable[..., Any], *, name: str | None = None) -> StepFunction:
-        key = name or fn.__name__
         doc = inspect.getdoc(fn) or ""
-        item = StepFunction(
-            name=key,
-            description=doc.split("\n\n", 1)[0].replace("\n", " "),
-            fn=fn,
-            is_async=inspect.iscoroutinefunction(fn),
-        )
-        self._functions[key] = item
-        return item
-
-    def unregister(self, name: str) -> None:
-        self._functions.pop(name, None)
-
-    def get(self, name: str) -> StepFunction | None:
-        return self._functions.get(name)
-
-    def names(self) -> list[str]:
-        return sorted(self._functions)
-
-    def choices(self) -> list[tuple[str, str]]:
-        return [
-            (n, f"{n}: {self._functions[n].description}" if self._functions[n].description else n) for n in self.names()
-        ]
+        description = doc.split("\n\n", 1)[0].replace("\n", " ")
+        return self._add(StepFunction(name or fn.__name__, description, fn, inspect.iscoroutinefunction(fn)))
 
 
 step_registry = StepRegistry()
@@ -79,9 +57,4 @@ def step_function(*, name: str | None = None) -> Callable[[F], F]: ...
 def step_function(fn: Any = None, *, name: str | None = None) -> Any:
     """Register a workflow step function: `@step_function` or `@step_function(name="...")`.
     List its module in AGENTOS["STEP_MODULES"] so it is imported at start-up."""
-
-    def decorate(func: F) -> F:
-        step_registry.register(func, name=name)
-        return func
-
-    return decorate(fn) if fn is not None else decorate
+    return decorator(step_registry.register, fn, name=name)
