@@ -121,10 +121,9 @@ def _counts() -> dict[str, Any]:
 
 def _bucket_starts(period: Period, until: dt.datetime) -> list[dt.datetime]:
     step = dt.timedelta(hours=1) if period.bucket == "hour" else dt.timedelta(days=1)
-    if period.bucket == "hour":
-        last = until.replace(minute=0, second=0, microsecond=0)
-    else:
-        last = until.replace(hour=0, minute=0, second=0, microsecond=0)
+    last = until.replace(minute=0, second=0, microsecond=0)
+    if period.bucket != "hour":
+        last = last.replace(hour=0)
     count = int(period.span / step)
     return [last - step * i for i in range(count - 1, -1, -1)]
 
@@ -164,12 +163,9 @@ def run_metrics(*, period: str = DEFAULT_PERIOD, now: dt.datetime | None = None)
         ttft=percentiles(finished, "time_to_first_token", (0.5, 0.95))[()],
     )
 
-    trunc = TruncHour if chosen.bucket == "hour" else TruncDay
-    bucketed = runs.annotate(bucket=trunc("created_at", tzinfo=dt.UTC))
-    by_bucket = {row["bucket"]: row for row in bucketed.values("bucket").annotate(**_counts())}
-    bucket_p = percentiles(
-        finished.annotate(bucket=trunc("created_at", tzinfo=dt.UTC)), "duration", (0.5, 0.95), ["bucket"]
-    )
+    bucket = (TruncHour if chosen.bucket == "hour" else TruncDay)("created_at", tzinfo=dt.UTC)
+    by_bucket = {row["bucket"]: row for row in runs.annotate(bucket=bucket).values("bucket").annotate(**_counts())}
+    bucket_p = percentiles(finished.annotate(bucket=bucket), "duration", (0.5, 0.95), ["bucket"])
     metrics.buckets = [
         Bucket(start=start, **_totals(by_bucket.get(start, {}), bucket_p.get((start,), {}))) for start in starts
     ]
