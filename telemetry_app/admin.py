@@ -14,16 +14,18 @@ from telemetry_app.models import ReceivedEvent, TelemetryEvent, TelemetrySender
 from telemetry_app.services import new_sender_key, telemetry_sender_rotate_key
 
 
-def _json(value: Any) -> str:
-    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', json.dumps(value, indent=2))
-
-
 class ReadOnlyMixin:
+    """Events are written by the app only; staff read them, with the payload pretty-printed."""
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="Payload")
+    def data(self, obj: ReceivedEvent | TelemetryEvent) -> str:
+        return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', json.dumps(obj.payload, indent=2))
 
 
 @admin.register(TelemetrySender)
@@ -36,17 +38,15 @@ class TelemetrySenderAdmin(admin.ModelAdmin):
     actions = ["rotate_key"]
 
     def save_model(self, request: HttpRequest, obj: TelemetrySender, form: Any, change: bool) -> None:
-        if not change:
-            key = new_sender_key(obj)
-            super().save_model(request, obj, form, change)
+        key = None if change else new_sender_key(obj)  # a new sender gets its key here, shown once
+        super().save_model(request, obj, form, change)
+        if key:
             self.message_user(
                 request,
                 f"The key of {obj.name} is {key} — copy it now, it is not shown again. "
                 "The sending site sets it as AGENTOS_TELEMETRY_API_KEY.",
                 messages.WARNING,
             )
-            return
-        super().save_model(request, obj, form, change)
 
     @admin.action(description="Rotate the key of the selected senders (the old keys stop working)")
     def rotate_key(self, request: HttpRequest, queryset: QuerySet[TelemetrySender]) -> None:
@@ -65,10 +65,6 @@ class ReceivedEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     readonly_fields = ["sender", "event_id", "kind", "event_type", "site_id", "created_at", "received_at", "data"]
     exclude = ["payload"]
 
-    @admin.display(description="Payload")
-    def data(self, obj: ReceivedEvent) -> str:
-        return _json(obj.payload)
-
 
 @admin.register(TelemetryEvent)
 class TelemetryEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
@@ -77,19 +73,5 @@ class TelemetryEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["id", "kind", "event_type", "created_at", "delivered_at", "attempts", "next_attempt_at"]
     list_filter = ["kind", "event_type", ("delivered_at", admin.EmptyFieldListFilter)]
     date_hierarchy = "created_at"
-    readonly_fields = [
-        "id",
-        "kind",
-        "event_type",
-        "created_at",
-        "delivered_at",
-        "attempts",
-        "next_attempt_at",
-        "last_error",
-        "data",
-    ]
+    readonly_fields = [*list_display, "last_error", "data"]
     exclude = ["payload", "claim"]
-
-    @admin.display(description="Payload")
-    def data(self, obj: TelemetryEvent) -> str:
-        return _json(obj.payload)

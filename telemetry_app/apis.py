@@ -143,16 +143,9 @@ class TelemetryBatchApi(APIView):
         responses={
             202: inline_serializer(
                 "TelemetryBatchAccepted",
-                {
-                    "received": serializers.IntegerField(),
-                    "stored": serializers.IntegerField(),
-                    "duplicates": serializers.IntegerField(),
-                },
+                {name: serializers.IntegerField() for name in ("received", "stored", "duplicates")},
             ),
-            400: _ERROR,
-            401: _ERROR,
-            413: _ERROR,
-            415: _ERROR,
+            **dict.fromkeys((400, 401, 413, 415), _ERROR),
         },
         tags=["telemetry"],
     )

@@ -112,13 +112,8 @@ def _legend(series: Sequence[Series], width: int, height: int) -> list[str]:
 
 
 def _empty(chart_id: str, title: str, width: int, height: int, message: str) -> SafeString:
-    return _frame(
-        chart_id,
-        title,
-        width,
-        height,
-        [f'<text class="empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">{escape(message)}</text>'],
-    )
+    text = f'<text class="empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">{escape(message)}</text>'
+    return _frame(chart_id, title, width, height, [text])
 
 
 def bar_chart(

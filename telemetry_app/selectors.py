@@ -41,64 +41,19 @@ LATENCY_FRACTIONS = (0.5, 0.95, 0.99)
 TOP_GROUPS = 12
 
 
-@dataclass
-class Bucket:
-    start: dt.datetime
+@dataclass(kw_only=True)
+class Totals:
+    """Run counts, tokens and latency of a set of runs (the keys `_counts()` aggregates)."""
+
     runs: int = 0
     completed: int = 0
     errors: int = 0
     cancelled: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    p50: float | None = None
-    p95: float | None = None
-
-    @property
-    def error_rate(self) -> float | None:
-        finished = self.completed + self.errors + self.cancelled
-        return self.errors / finished if finished else None
-
-
-@dataclass
-class GroupRow:
-    key: str
-    label: str
-    runs: int
-    errors: int
-    input_tokens: int
-    output_tokens: int
-    avg_duration: float | None
-    p50: float | None = None
-    p95: float | None = None
-    finished: int = 0
-
-    @property
-    def error_rate(self) -> float | None:
-        return self.errors / self.finished if self.finished else None
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-
-@dataclass
-class RunMetrics:
-    period: Period
-    since: dt.datetime
-    until: dt.datetime
-    runs: int = 0
-    completed: int = 0
-    errors: int = 0
-    cancelled: int = 0
-    running: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     avg_duration: float | None = None
-    duration: dict[float, float | None] = field(default_factory=dict)
-    ttft: dict[float, float | None] = field(default_factory=dict)
-    buckets: list[Bucket] = field(default_factory=list)
-    agents: list[GroupRow] = field(default_factory=list)
-    models: list[GroupRow] = field(default_factory=list)
+    p50: float | None = None
+    p95: float | None = None
 
     @property
     def finished(self) -> int:
@@ -112,13 +67,32 @@ class RunMetrics:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    @property
-    def p50(self) -> float | None:
-        return self.duration.get(0.5)
+
+@dataclass(kw_only=True)
+class Bucket(Totals):
+    start: dt.datetime
+
+
+@dataclass(kw_only=True)
+class GroupRow(Totals):
+    key: str
+    label: str
+
+
+@dataclass(kw_only=True)
+class RunMetrics(Totals):
+    period: Period
+    since: dt.datetime
+    until: dt.datetime
+    duration: dict[float, float | None] = field(default_factory=dict)
+    ttft: dict[float, float | None] = field(default_factory=dict)
+    buckets: list[Bucket] = field(default_factory=list)
+    agents: list[GroupRow] = field(default_factory=list)
+    models: list[GroupRow] = field(default_factory=list)
 
     @property
-    def p95(self) -> float | None:
-        return self.duration.get(0.95)
+    def running(self) -> int:
+        return self.runs - self.finished
 
     @property
     def p99(self) -> float | None:
@@ -147,35 +121,25 @@ def _counts() -> dict[str, Any]:
 
 def _bucket_starts(period: Period, until: dt.datetime) -> list[dt.datetime]:
     step = dt.timedelta(hours=1) if period.bucket == "hour" else dt.timedelta(days=1)
-    if period.bucket == "hour":
-        last = until.replace(minute=0, second=0, microsecond=0)
-    else:
-        last = until.replace(hour=0, minute=0, second=0, microsecond=0)
+    last = until.replace(minute=0, second=0, microsecond=0)
+    if period.bucket != "hour":
+        last = last.replace(hour=0)
     count = int(period.span / step)
     return [last - step * i for i in range(count - 1, -1, -1)]
 
 
-def _group_rows(
-    qs: QuerySet[Run], keys: list[str], label: Any, dur: dict[Any, dict[float, float | None]]
-) -> list[GroupRow]:
+def _totals(row: dict[str, Any], p: dict[float, float | None]) -> dict[str, Any]:
+    """`Totals` fields from a `_counts()` row (an empty row: no runs) and its percentiles."""
+    return {**{k: row[k] for k in _counts() if k in row}, "p50": p.get(0.5), "p95": p.get(0.95)}
+
+
+def _group_rows(runs: QuerySet[Run], finished: QuerySet[Run], keys: list[str], label: Any) -> list[GroupRow]:
+    """The busiest groups of `runs` by `keys`, with the duration percentiles of their finished runs."""
+    dur = percentiles(finished, "duration", (0.5, 0.95), keys)
     rows = []
-    for row in qs.values(*keys).annotate(**_counts()).order_by("-runs", *keys)[:TOP_GROUPS]:
+    for row in runs.values(*keys).annotate(**_counts()).order_by("-runs", *keys)[:TOP_GROUPS]:
         key = tuple(row[k] for k in keys)
-        p = dur.get(key, {})
-        rows.append(
-            GroupRow(
-                key="/".join(str(v) for v in key),
-                label=label(row),
-                runs=row["runs"],
-                errors=row["errors"],
-                finished=row["completed"] + row["errors"] + row["cancelled"],
-                input_tokens=row["input_tokens"],
-                output_tokens=row["output_tokens"],
-                avg_duration=row["avg_duration"],
-                p50=p.get(0.5),
-                p95=p.get(0.95),
-            )
-        )
+        rows.append(GroupRow(key="/".join(map(str, key)), label=label(row), **_totals(row, dur.get(key, {}))))
     return rows
 
 
@@ -187,55 +151,31 @@ def run_metrics(*, period: str = DEFAULT_PERIOD, now: dt.datetime | None = None)
     until = now or timezone.now()
     starts = _bucket_starts(chosen, until)
     since = starts[0]
-    metrics = RunMetrics(period=chosen, since=since, until=until)
     runs = Run.objects.filter(created_at__gte=since, created_at__lte=until).order_by()
     finished = runs.exclude(status=Run.Status.RUNNING)
-
-    totals = runs.aggregate(**_counts())
-    metrics.runs = totals["runs"]
-    metrics.completed = totals["completed"]
-    metrics.errors = totals["errors"]
-    metrics.cancelled = totals["cancelled"]
-    metrics.running = metrics.runs - metrics.finished
-    metrics.input_tokens = totals["input_tokens"]
-    metrics.output_tokens = totals["output_tokens"]
-    metrics.avg_duration = totals["avg_duration"]
-    metrics.duration = percentiles(finished, "duration", LATENCY_FRACTIONS)[()]
-    metrics.ttft = percentiles(finished, "time_to_first_token", (0.5, 0.95))[()]
-
-    trunc = TruncHour if chosen.bucket == "hour" else TruncDay
-    bucketed = runs.annotate(bucket=trunc("created_at", tzinfo=dt.UTC))
-    by_bucket = {row["bucket"]: row for row in bucketed.values("bucket").annotate(**_counts())}
-    bucket_p = percentiles(
-        finished.annotate(bucket=trunc("created_at", tzinfo=dt.UTC)), "duration", (0.5, 0.95), ["bucket"]
+    duration = percentiles(finished, "duration", LATENCY_FRACTIONS)[()]
+    metrics = RunMetrics(
+        period=chosen,
+        since=since,
+        until=until,
+        **_totals(runs.aggregate(**_counts()), duration),
+        duration=duration,
+        ttft=percentiles(finished, "time_to_first_token", (0.5, 0.95))[()],
     )
-    for start in starts:
-        row = by_bucket.get(start, {})
-        p = bucket_p.get((start,), {})
-        metrics.buckets.append(
-            Bucket(
-                start=start,
-                runs=row.get("runs", 0),
-                completed=row.get("completed", 0),
-                errors=row.get("errors", 0),
-                cancelled=row.get("cancelled", 0),
-                input_tokens=row.get("input_tokens", 0),
-                output_tokens=row.get("output_tokens", 0),
-                p50=p.get(0.5),
-                p95=p.get(0.95),
-            )
-        )
 
-    agent_keys = ["agent__slug", "agent__name"]
+    bucket = (TruncHour if chosen.bucket == "hour" else TruncDay)("created_at", tzinfo=dt.UTC)
+    by_bucket = {row["bucket"]: row for row in runs.annotate(bucket=bucket).values("bucket").annotate(**_counts())}
+    bucket_p = percentiles(finished.annotate(bucket=bucket), "duration", (0.5, 0.95), ["bucket"])
+    metrics.buckets = [
+        Bucket(start=start, **_totals(by_bucket.get(start, {}), bucket_p.get((start,), {}))) for start in starts
+    ]
+
     # Agent runs only (members' and steps' runs included); team and workflow runs have no agent.
-    agent_p = percentiles(finished.filter(agent__isnull=False), "duration", (0.5, 0.95), agent_keys)
-    metrics.agents = _group_rows(
-        runs.filter(agent__isnull=False), agent_keys, lambda r: f"{r['agent__name']} ({r['agent__slug']})", agent_p
-    )
-    model_p = percentiles(finished, "duration", (0.5, 0.95), ["provider", "model"])
-    metrics.models = _group_rows(
-        runs, ["provider", "model"], lambda r: f"{r['model'] or '?'} ({r['provider'] or '?'})", model_p
-    )
+    agent_runs, agent_finished = runs.filter(agent__isnull=False), finished.filter(agent__isnull=False)
+    agent_label = lambda r: f"{r['agent__name']} ({r['agent__slug']})"  # noqa: E731
+    metrics.agents = _group_rows(agent_runs, agent_finished, ["agent__slug", "agent__name"], agent_label)
+    model_label = lambda r: f"{r['model'] or '?'} ({r['provider'] or '?'})"  # noqa: E731
+    metrics.models = _group_rows(runs, finished, ["provider", "model"], model_label)
     return metrics
 
 
@@ -254,17 +194,7 @@ def collected_events(*, since: dt.datetime, until: dt.datetime) -> list[Collecte
     rows = (
         ReceivedEvent.objects.filter(created_at__gte=since, created_at__lte=until)
         .values("sender__name", "site_id", "kind", "event_type")
-        .annotate(events=Count("pk"), last=Max("created_at"))
+        .annotate(events=Count("pk"), last_event_at=Max("created_at"))
         .order_by("-events", "sender__name", "site_id")[:50]
     )
-    return [
-        CollectedRow(
-            sender=r["sender__name"],
-            site_id=r["site_id"],
-            kind=r["kind"],
-            event_type=r["event_type"],
-            events=r["events"],
-            last_event_at=r["last"],
-        )
-        for r in rows
-    ]
+    return [CollectedRow(sender=r.pop("sender__name"), **r) for r in rows]

@@ -94,11 +94,7 @@ def telemetry_record_run(
             error_type=error_type or "",
             content=content,
         )
-        rows = [_row(event, event_type=event.event_type)]
-        launch = _take_launch()
-        if launch is not None:
-            rows.append(launch)
-        _insert(rows)
+        _insert([_row(event, event_type=event.event_type), *_take_launch()])
         return True
     except Exception:  # telemetry must never fail the run
         logger.exception("Could not record a telemetry event for run %s", run_id)
@@ -111,10 +107,9 @@ def telemetry_record_launch() -> bool:
         return False
     try:
         launch = _take_launch()
-        if launch is None:
-            return False
-        _insert([launch])
-        return True
+        if launch:
+            _insert(launch)
+        return bool(launch)
     except Exception:
         logger.exception("Could not record the telemetry launch event")
         return False
@@ -153,15 +148,16 @@ def _served(model_name: str) -> list[str]:
     return [str(v) for v in qs.order_by(field).values_list(field, flat=True)[:10_000]]
 
 
-def _take_launch() -> dict[str, Any] | None:
+def _take_launch() -> list[dict[str, Any]]:
+    """The launch event's row if this process has not recorded it yet (then it has), else none."""
     global _launch_pending
     if not _launch_pending:
-        return None
+        return []
     with _launch_lock:
         if not _launch_pending:
-            return None
+            return []
         _launch_pending = False
-    return _row(launch_event(), event_type="")
+    return [_row(launch_event(), event_type="")]
 
 
 def _row(event: RunCreatedEvent | LaunchEvent, *, event_type: str) -> dict[str, Any]:
