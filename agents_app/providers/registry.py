@@ -46,9 +46,7 @@ def get_provider(config: ModelConfig) -> ModelProvider:
     loop = asyncio.get_running_loop()
     key = (config.pk, config.provider, config.updated_at)
     with _lock:
-        per_loop = _instances.get(loop)
-        if per_loop is None:
-            per_loop = _instances[loop] = {}
+        per_loop = _instances.setdefault(loop, {})
         provider = per_loop.get(key)
         if provider is None:
             # Drop instances of older versions of this config (edited in the admin).
