@@ -36,8 +36,7 @@ def provider_class(name: str) -> type[ModelProvider]:
         path = agentos_settings.MODEL_PROVIDERS.get(name)
         if path is None:
             raise UnknownProviderError(f"No model provider named {name!r} is configured.")
-        cls = import_string(path)
-        _classes[name] = cls
+        cls = _classes[name] = import_string(path)
     return cls
 
 
