@@ -87,7 +87,14 @@ class ModelProvider:
         tools: list[Tool],
         response_format: ResponseFormat | None = None,
     ) -> ModelResponse:
-        raise NotImplementedError
+        """The whole answer at once. By default the final item of stream(); providers with a cheaper
+        non-streaming call override it."""
+        response = None
+        async for piece in self.stream(messages=messages, tools=tools, response_format=response_format):
+            response = piece
+        if not isinstance(response, ModelResponse):
+            raise ModelError("The model stream ended without a final response.")
+        return response
 
     def stream(
         self,

@@ -53,28 +53,22 @@ def _instance_for(schema: dict[str, Any], text: str, depth: int = 0) -> Any:
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
-        props = schema.get("properties", {})
         if depth > 5:
             return {}
-        return {name: _instance_for(sub, text, depth + 1) for name, sub in props.items()}
+        return {name: _instance_for(sub, text, depth + 1) for name, sub in schema.get("properties", {}).items()}
     if kind == "array":
         items = schema.get("items", {"type": "string"})
         count = max(1, schema.get("minItems", 1))
         return [_instance_for(items, text, depth + 1) for _ in range(count)]
-    if kind == "integer":
-        return max(int(schema.get("minimum", 0)), min(_words(text), int(schema.get("maximum", 10**9))))
-    if kind == "number":
-        return float(max(schema.get("minimum", 0), min(_words(text), schema.get("maximum", 10**9))))
+    if kind in ("integer", "number"):
+        value = max(schema.get("minimum", 0), min(_words(text), schema.get("maximum", 10**9)))
+        return int(value) if kind == "integer" else float(value)
     if kind == "boolean":
         return True
     if kind == "null":
         return None
-    value = f"{_PREFIX} {text}".strip()
-    max_length = schema.get("maxLength")
-    min_length = schema.get("minLength", 0)
-    if max_length is not None:
-        value = value[:max_length]
-    return value.ljust(min_length, ".")
+    value = f"{_PREFIX} {text}".strip()[: schema.get("maxLength")]
+    return value.ljust(schema.get("minLength", 0), ".")
 
 
 _SELF_STATEMENT = re.compile(
@@ -113,6 +107,13 @@ def _session_summary(prompt: str) -> dict[str, Any]:
 
 
 _MEMORY_TASKS = {"memory_updates": _memory_updates, "session_summary": _session_summary}
+
+
+def _calls(wanted: list[tuple[str, dict[str, Any]]]) -> list[ToolCallRequest]:
+    """Tool call requests for (tool name, arguments) pairs, numbered in order."""
+    return [
+        ToolCallRequest(id=f"call_{i}", name=name, arguments=json.dumps(args)) for i, (name, args) in enumerate(wanted)
+    ]
 
 
 class OfflineProvider(ModelProvider):
@@ -171,39 +172,22 @@ class OfflineProvider(ModelProvider):
             return []
         chosen = next((m for m in members if m.lower() in text.lower()), members[0])
         args = {"member_id": chosen} | ({"task": text} if tool.name == "delegate_task_to_member" else {})
-        return [ToolCallRequest(id="call_0", name=tool.name, arguments=json.dumps(args))]
+        return _calls([(tool.name, args)])
 
     @staticmethod
     def _tool_calls_for(text: str, available: set[str]) -> list[ToolCallRequest]:
-        calls: list[ToolCallRequest] = []
+        wanted: list[tuple[str, dict[str, Any]]] = []
         if "calculator" in available:
-            for expression in _ARITHMETIC.findall(text)[:4]:
-                calls.append(
-                    ToolCallRequest(
-                        id=f"call_{len(calls)}",
-                        name="calculator",
-                        arguments=json.dumps({"expression": expression.strip()}),
-                    )
-                )
+            wanted += [("calculator", {"expression": e.strip()}) for e in _ARITHMETIC.findall(text)[:4]]
         if "current_time" in available and _TIME.search(text):
-            calls.append(ToolCallRequest(id=f"call_{len(calls)}", name="current_time", arguments="{}"))
+            wanted.append(("current_time", {}))
         if "text_stats" in available and _COUNT.search(text):
             quoted = _QUOTED.search(text)
-            calls.append(
-                ToolCallRequest(
-                    id=f"call_{len(calls)}",
-                    name="text_stats",
-                    arguments=json.dumps({"text": quoted.group(1) if quoted else text}),
-                )
-            )
+            wanted.append(("text_stats", {"text": quoted.group(1) if quoted else text}))
         remember = _REMEMBER.search(text)
         if "add_memory" in available and remember:
-            calls.append(
-                ToolCallRequest(
-                    id=f"call_{len(calls)}", name="add_memory", arguments=json.dumps({"memory": remember.group(1)})
-                )
-            )
-        return calls
+            wanted.append(("add_memory", {"memory": remember.group(1)}))
+        return _calls(wanted)
 
     @staticmethod
     def _reply(text: str, messages: list[dict[str, Any]]) -> str:
@@ -221,15 +205,6 @@ class OfflineProvider(ModelProvider):
             "I am a built-in offline model for demos and tests; configure a real model in the admin for real answers."
         )
         return " ".join(parts)
-
-    async def complete(
-        self,
-        *,
-        messages: list[dict[str, Any]],
-        tools: list[Tool],
-        response_format: ResponseFormat | None = None,
-    ) -> ModelResponse:
-        return self._decide(messages, tools, response_format)
 
     async def stream(
         self,

@@ -167,13 +167,10 @@ class OpenAICompatibleProvider(ModelProvider):
                         yield text
                     for tc in delta.get("tool_calls") or ():
                         slot = calls.setdefault(tc.get("index", 0), {"id": "", "name": "", "arguments": []})
-                        if tc.get("id"):
-                            slot["id"] = tc["id"]
                         function = tc.get("function") or {}
-                        if function.get("name"):
-                            slot["name"] = function["name"]
-                        if function.get("arguments"):
-                            slot["arguments"].append(function["arguments"])
+                        slot["id"] = tc.get("id") or slot["id"]
+                        slot["name"] = function.get("name") or slot["name"]
+                        slot["arguments"].append(function.get("arguments") or "")
                     if choice.get("finish_reason"):
                         result.finish_reason = choice["finish_reason"]
         except ModelError:

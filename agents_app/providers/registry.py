@@ -36,8 +36,7 @@ def provider_class(name: str) -> type[ModelProvider]:
         path = agentos_settings.MODEL_PROVIDERS.get(name)
         if path is None:
             raise UnknownProviderError(f"No model provider named {name!r} is configured.")
-        cls = import_string(path)
-        _classes[name] = cls
+        cls = _classes[name] = import_string(path)
     return cls
 
 
@@ -46,9 +45,7 @@ def get_provider(config: ModelConfig) -> ModelProvider:
     loop = asyncio.get_running_loop()
     key = (config.pk, config.provider, config.updated_at)
     with _lock:
-        per_loop = _instances.get(loop)
-        if per_loop is None:
-            per_loop = _instances[loop] = {}
+        per_loop = _instances.setdefault(loop, {})
         provider = per_loop.get(key)
         if provider is None:
             # Drop instances of older versions of this config (edited in the admin).

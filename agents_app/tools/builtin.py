@@ -20,15 +20,7 @@ _BIN_OPS = {
     ast.Pow: operator.pow,
 }
 _UNARY_OPS = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_FUNCS = {
-    "sqrt": math.sqrt,
-    "abs": abs,
-    "round": round,
-    "log": math.log,
-    "sin": math.sin,
-    "cos": math.cos,
-    "tan": math.tan,
-}
+_FUNCS = {"abs": abs, "round": round} | {name: getattr(math, name) for name in ("sqrt", "log", "sin", "cos", "tan")}
 _NAMES = {"pi": math.pi, "e": math.e}
 
 
