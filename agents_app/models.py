@@ -502,6 +502,7 @@ class TeamMember(models.Model):
             if self.member_team_id == self.team_id:
                 raise ValidationError("A team cannot be a member of itself.")
             # A team that (through its members) contains this team would loop forever.
+            team_memberships = TeamMember.objects.filter(member_team__isnull=False)
             seen: set[int] = set()
             frontier = {self.member_team_id}
             while frontier:
@@ -509,12 +510,7 @@ class TeamMember(models.Model):
                     raise ValidationError("That team already contains this team: the teams would loop.")
                 seen |= frontier
                 frontier = (
-                    set(
-                        TeamMember.objects.filter(team_id__in=frontier, member_team__isnull=False).values_list(
-                            "member_team_id", flat=True
-                        )
-                    )
-                    - seen
+                    set(team_memberships.filter(team_id__in=frontier).values_list("member_team_id", flat=True)) - seen
                 )
 
 
