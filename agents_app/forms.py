@@ -130,7 +130,6 @@ class AgentAdminForm(forms.ModelForm):
             "Leave empty for plain text answers."
         ),
     )
-
     initial_session_state = PrettyJSONField(
         label="Initial session state",
         required=False,

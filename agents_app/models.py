@@ -19,6 +19,30 @@ class TimeStampedModel(models.Model):
         abstract = True
 
 
+class SluggedModel(TimeStampedModel):
+    """Agents, teams and workflows: named by a `slug` (their id in URLs and events), listed by it."""
+
+    class Meta:
+        abstract = True
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"  # type: ignore[attr-defined]
+
+
+class ClearsAgentCache:
+    """Saving or deleting a row of this model changes what a cached agent would run with."""
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)  # type: ignore[misc]
+        agent_cache_clear()
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().delete(*args, **kwargs)  # type: ignore[misc]
+        agent_cache_clear()
+        return result
+
+
 class ModelConfig(TimeStampedModel):
     """One model endpoint. Any OpenAI-compatible server works (OpenAI, Ollama, vLLM, LM Studio,
     OpenRouter); the offline provider needs no server and no key."""
@@ -105,7 +129,7 @@ class HookMode(models.TextChoices):
     BACKGROUND = "background", "In the background, on a worker"
 
 
-class Agent(TimeStampedModel):
+class Agent(ClearsAgentCache, SluggedModel):
     """An agent as configured by an operator; `slug` is the agent_id used in URLs and events."""
 
     slug = models.SlugField(max_length=100, unique=True, help_text="The agent id used in URLs and the API.")
@@ -218,21 +242,6 @@ class Agent(TimeStampedModel):
         help_text="Where session summaries (the agentos_session_summary hook) are made; its default: in the background.",
     )
 
-    class Meta:
-        ordering = ["slug"]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.slug})"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        super().save(*args, **kwargs)
-        agent_cache_clear()
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        result = super().delete(*args, **kwargs)
-        agent_cache_clear()
-        return result
-
     @property
     def agent_id(self) -> str:
         return self.slug
@@ -279,15 +288,18 @@ def validate_hook_list(*, phase: str, hooks: list[str]) -> None:
         raise ValidationError(f"A hook can be attached only once {where} the model: {', '.join(repeated)}.")
 
 
-class AgentHook(models.Model):
+class HookPhase(models.TextChoices):
+    PRE = "pre", "Before the model"
+    POST = "post", "After the model"
+
+
+class AgentHook(ClearsAgentCache, models.Model):
     """One hook attached to an agent (or, later, a team): which registered hook, before or after the
     model, its place in that phase's order, where it runs, and optional retries/timeout that replace
     the decorator's. Internal hooks (automatic memory, session summaries) are never rows: the engine
     plans them from the agent's memory settings."""
 
-    class Phase(models.TextChoices):
-        PRE = "pre", "Before the model"
-        POST = "post", "After the model"
+    Phase = HookPhase
 
     agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="hooks")
     team = models.ForeignKey("Team", null=True, blank=True, on_delete=models.CASCADE, related_name="hooks")
@@ -332,15 +344,6 @@ class AgentHook(models.Model):
     def __str__(self) -> str:
         return f"{self.hook} ({self.phase} #{self.position})"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        super().save(*args, **kwargs)
-        agent_cache_clear()
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        result = super().delete(*args, **kwargs)
-        agent_cache_clear()
-        return result
-
     def clean(self) -> None:
         # (An inline on a page adding its agent has neither yet; the check constraint guards the rest.)
         if self.agent_id and self.team_id:
@@ -360,9 +363,7 @@ class HookExecution(TimeStampedModel):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
-    class Phase(models.TextChoices):
-        PRE = "pre", "Before the model"
-        POST = "post", "After the model"
+    Phase = HookPhase
 
     run = models.ForeignKey("sessions_app.Run", on_delete=models.CASCADE, related_name="hook_executions")
     hook_name = models.CharField(max_length=100)
@@ -403,7 +404,17 @@ class HookExecution(TimeStampedModel):
 # ---- Teams and workflows --------------------------------------------------------------------
 
 
-class Team(TimeStampedModel):
+def _busy_session_policy_field() -> models.CharField:
+    """The busy-session setting of a team or workflow: the agents' choices and default."""
+    return models.CharField(
+        max_length=16,
+        choices=Agent.BusySessionPolicy.choices,
+        default=Agent.BusySessionPolicy.QUEUE,
+        help_text="What happens when a message arrives in a session whose previous run is still going (as for agents).",
+    )
+
+
+class Team(SluggedModel):
     """Several agents (or other teams) under a leader model; `slug` is the team_id in URLs and events."""
 
     class Mode(models.TextChoices):
@@ -437,18 +448,7 @@ class Team(TimeStampedModel):
         help_text="How many previous runs of the session the leader sees as context.",
     )
     is_active = models.BooleanField(default=True, help_text="Inactive teams are hidden and refuse runs.")
-    busy_session_policy = models.CharField(
-        max_length=16,
-        choices=Agent.BusySessionPolicy.choices,
-        default=Agent.BusySessionPolicy.QUEUE,
-        help_text="What happens when a message arrives in a session whose previous run is still going (as for agents).",
-    )
-
-    class Meta:
-        ordering = ["slug"]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.slug})"
+    busy_session_policy = _busy_session_policy_field()
 
     @property
     def team_id(self) -> str:
@@ -502,6 +502,7 @@ class TeamMember(models.Model):
             if self.member_team_id == self.team_id:
                 raise ValidationError("A team cannot be a member of itself.")
             # A team that (through its members) contains this team would loop forever.
+            team_memberships = TeamMember.objects.filter(member_team__isnull=False)
             seen: set[int] = set()
             frontier = {self.member_team_id}
             while frontier:
@@ -509,12 +510,7 @@ class TeamMember(models.Model):
                     raise ValidationError("That team already contains this team: the teams would loop.")
                 seen |= frontier
                 frontier = (
-                    set(
-                        TeamMember.objects.filter(team_id__in=frontier, member_team__isnull=False).values_list(
-                            "member_team_id", flat=True
-                        )
-                    )
-                    - seen
+                    set(team_memberships.filter(team_id__in=frontier).values_list("member_team_id", flat=True)) - seen
                 )
 
 
@@ -526,25 +522,14 @@ def validate_step_function_name(value: Any) -> None:
         raise ValidationError(f"No registered step function {value!r}. Registered: {names}.")
 
 
-class Workflow(TimeStampedModel):
+class Workflow(SluggedModel):
     """Ordered steps; each step's output is the next step's input. `slug` is the workflow_id."""
 
     slug = models.SlugField(max_length=100, unique=True, help_text="The workflow id used in URLs and the API.")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     is_active = models.BooleanField(default=True, help_text="Inactive workflows are hidden and refuse runs.")
-    busy_session_policy = models.CharField(
-        max_length=16,
-        choices=Agent.BusySessionPolicy.choices,
-        default=Agent.BusySessionPolicy.QUEUE,
-        help_text="What happens when a message arrives in a session whose previous run is still going (as for agents).",
-    )
-
-    class Meta:
-        ordering = ["slug"]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.slug})"
+    busy_session_policy = _busy_session_policy_field()
 
     @property
     def workflow_id(self) -> str:

@@ -28,6 +28,7 @@ from agents_app.models import (
     WorkflowStep,
     validate_hook_list,
     validate_hook_setting,
+    validate_json_schema,
 )
 from agents_app.tools.registry import tool_registry
 from sessions_app.conf import agentos_settings
@@ -164,22 +165,21 @@ class AgentSerializer(serializers.ModelSerializer):
 MAX_OUTPUT_SCHEMA_DEPTH = 40
 
 
-def _json_value_problem(value: Any, *, max_depth: int) -> str | None:
-    """Why a parsed JSON value cannot be stored and used, or None. Walks without recursion."""
+def _check_json_value(value: Any, *, max_depth: int = MAX_OUTPUT_SCHEMA_DEPTH) -> None:
+    """Refuse (400) a parsed JSON value that cannot be stored and used. Walks without recursion."""
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
         if isinstance(item, dict | list):
             if depth > max_depth:
-                return f"Nested more than {max_depth} levels deep."
+                raise serializers.ValidationError(f"Nested more than {max_depth} levels deep.")
             children = item.values() if isinstance(item, dict) else item
             pending.extend((child, depth + 1) for child in children)
             if isinstance(item, dict):
                 pending.extend((key, depth) for key in item)
         elif isinstance(item, str) and "\x00" in item:
             # PostgreSQL cannot store U+0000 in text or jsonb (DRF's CharField refuses it too).
-            return "Null characters are not allowed."
-    return None
+            raise serializers.ValidationError("Null characters are not allowed.")
 
 
 class HookNameField(serializers.CharField):
@@ -324,16 +324,12 @@ class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     def create(self, validated_data: dict[str, Any]) -> Agent:
         hooks = self._pop_hooks(validated_data)
         with transaction.atomic():
-            agent = super().create(validated_data)
-            self._save_hooks(agent, hooks)
-        return agent
+            return self._save_hooks(super().create(validated_data), hooks)
 
     def update(self, instance: Agent, validated_data: dict[str, Any]) -> Agent:
         hooks = self._pop_hooks(validated_data)
         with transaction.atomic():
-            agent = super().update(instance, validated_data)
-            self._save_hooks(agent, hooks)
-        return agent
+            return self._save_hooks(super().update(instance, validated_data), hooks)
 
     @staticmethod
     def _pop_hooks(validated_data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -341,7 +337,7 @@ class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         return {phase: validated_data.pop(key) for key, phase in phases.items() if key in validated_data}
 
     @staticmethod
-    def _save_hooks(agent: Agent, hooks: dict[str, list[dict[str, Any]]]) -> None:
+    def _save_hooks(agent: Agent, hooks: dict[str, list[dict[str, Any]]]) -> Agent:
         from agents_app.services import hooks_replace
 
         for phase, rows in hooks.items():
@@ -349,23 +345,16 @@ class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         if hooks:
             # The rows read back are the new ones, not those prefetched with the agent.
             getattr(agent, "_prefetched_objects_cache", {}).pop("hooks", None)
+        return agent
 
     def validate_initial_session_state(self, value: Any) -> Any:
         if not isinstance(value, dict):
             raise serializers.ValidationError('Must be a JSON object, e.g. {"cart": []}.')
-        problem = _json_value_problem(value, max_depth=MAX_OUTPUT_SCHEMA_DEPTH)
-        if problem:
-            raise serializers.ValidationError(problem)
+        _check_json_value(value)
         return value
 
     def validate_output_schema(self, value: Any) -> Any:
-        from django.core.exceptions import ValidationError as DjangoValidationError
-
-        from agents_app.models import validate_json_schema
-
-        problem = _json_value_problem(value, max_depth=MAX_OUTPUT_SCHEMA_DEPTH)
-        if problem:
-            raise serializers.ValidationError(problem)
+        _check_json_value(value)
         try:
             validate_json_schema(value)
         except DjangoValidationError as exc:

@@ -48,6 +48,12 @@ def uuid_path_parameter(name: str) -> OpenApiParameter:
     return OpenApiParameter(name, OpenApiTypes.UUID, OpenApiParameter.PATH, pattern=UUID_PATTERN)
 
 
+# A write to the user's own object: its 403 can only be the CSRF check.
+_CSRF_403 = "Cookie authentication without a CSRF token."
+_WRITE_ERRORS_NO_BODY = error_responses(401, 403, 404, e403=_CSRF_403)
+_WRITE_ERRORS = error_responses(*BODY_ERRORS, 401, 403, 404, e403=_CSRF_403)
+
+
 class SessionPagination(PageNumberPagination):
     page_size = 20
     page_size_query_param = "page_size"
@@ -98,10 +104,7 @@ class SessionDetailApi(StrictInputMixin, APIView):
         summary="Rename my session",
         parameters=[uuid_path_parameter("session_id")],
         request=SessionRenameSerializer,
-        responses={
-            200: SessionSerializer,
-            **error_responses(*BODY_ERRORS, 401, 403, 404, e403="Cookie authentication without a CSRF token."),
-        },
+        responses={200: SessionSerializer, **_WRITE_ERRORS},
     )
     def patch(self, request: Any, session_id: Any) -> Response:
         serializer = SessionRenameSerializer(data=request.data, partial=True)
@@ -114,7 +117,7 @@ class SessionDetailApi(StrictInputMixin, APIView):
     @extend_schema(
         summary="Delete my session, its runs and messages",
         parameters=[uuid_path_parameter("session_id")],
-        responses={204: None, **error_responses(401, 403, 404, e403="Cookie authentication without a CSRF token.")},
+        responses={204: None, **_WRITE_ERRORS_NO_BODY},
     )
     def delete(self, request: Any, session_id: Any) -> Response:
         session_delete(session=self._get(request, session_id))
@@ -130,10 +133,7 @@ class SessionEndApi(StrictInputMixin, APIView):
         "it answers 409). Ending an ended session changes nothing.",
         parameters=[uuid_path_parameter("session_id")],
         request=None,
-        responses={
-            200: SessionSerializer,
-            **error_responses(401, 403, 404, e403="Cookie authentication without a CSRF token."),
-        },
+        responses={200: SessionSerializer, **_WRITE_ERRORS_NO_BODY},
     )
     def post(self, request: Any, session_id: Any) -> Response:
         session = session_list_for_user(user=request.user).filter(pk=session_id).first()
@@ -173,13 +173,9 @@ class MemoryListApi(StrictInputMixin, generics.ListAPIView):
     pagination_class = MemoryPagination
 
     def get_queryset(self) -> Any:
-        params = self.request.query_params
-        return memory_list_for_user(
-            user=self.request.user,
-            topic=params.get("topic") or None,
-            search=params.get("search") or None,
-            agent_id=params.get("agent_id") or None,
-        )
+        q = self.request.query_params
+        filters = {key: q.get(key) or None for key in ("topic", "search", "agent_id")}
+        return memory_list_for_user(user=self.request.user, **filters)
 
     @extend_schema(
         summary="List my memories",
@@ -197,10 +193,7 @@ class MemoryListApi(StrictInputMixin, generics.ListAPIView):
     @extend_schema(
         summary="Add a memory about me",
         request=MemoryCreateSerializer,
-        responses={
-            201: MemorySerializer,
-            **error_responses(*BODY_ERRORS, 401, 403, e403="Cookie authentication without a CSRF token."),
-        },
+        responses={201: MemorySerializer, **error_responses(*BODY_ERRORS, 401, 403, e403=_CSRF_403)},
     )
     def post(self, request: Any) -> Response:
         serializer = MemoryCreateSerializer(data=request.data)
@@ -257,13 +250,11 @@ class MemoryDetailApi(StrictInputMixin, APIView):
             raise _memory_error(exc) from None
         return Response(MemorySerializer(memory).data)
 
-    _write_errors = error_responses(*BODY_ERRORS, 401, 403, 404, e403="Cookie authentication without a CSRF token.")
-
     @extend_schema(
         summary="Change one of my memories (text and/or topics)",
         parameters=[uuid_path_parameter("memory_id")],
         request=MemoryUpdateSerializer,
-        responses={200: MemorySerializer, **_write_errors},
+        responses={200: MemorySerializer, **_WRITE_ERRORS},
     )
     def patch(self, request: Any, memory_id: Any) -> Response:
         return self._update(request, memory_id, partial=True)
@@ -272,7 +263,7 @@ class MemoryDetailApi(StrictInputMixin, APIView):
         summary="Replace one of my memories",
         parameters=[uuid_path_parameter("memory_id")],
         request=MemoryUpdateSerializer,
-        responses={200: MemorySerializer, **_write_errors},
+        responses={200: MemorySerializer, **_WRITE_ERRORS},
     )
     def put(self, request: Any, memory_id: Any) -> Response:
         return self._update(request, memory_id, partial=False)
@@ -280,7 +271,7 @@ class MemoryDetailApi(StrictInputMixin, APIView):
     @extend_schema(
         summary="Delete one of my memories",
         parameters=[uuid_path_parameter("memory_id")],
-        responses={204: None, **error_responses(401, 403, 404, e403="Cookie authentication without a CSRF token.")},
+        responses={204: None, **_WRITE_ERRORS_NO_BODY},
     )
     def delete(self, request: Any, memory_id: Any) -> Response:
         memory_delete(memory=self._get(request, memory_id))

@@ -17,19 +17,28 @@ ONE_COMPONENT = (
 )
 
 
-class Session(models.Model):
+def _component_fk(model: str, related_name: str) -> models.ForeignKey:
+    """The optional link of a session or run to the agent, team or workflow it belongs to."""
+    return models.ForeignKey(
+        f"agents_app.{model}", null=True, blank=True, on_delete=models.PROTECT, related_name=related_name
+    )
+
+
+class ComponentMixin:
+    """What a session or run belongs to, by which of its agent, team and workflow is set."""
+
+    @property
+    def component_type(self) -> str:
+        return "team" if self.team_id else "workflow" if self.workflow_id else "agent"  # type: ignore[attr-defined]
+
+
+class Session(ComponentMixin, models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_sessions")
     # A session belongs to exactly one agent, team or workflow.
-    agent = models.ForeignKey(
-        "agents_app.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="sessions"
-    )
-    team = models.ForeignKey(
-        "agents_app.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="sessions"
-    )
-    workflow = models.ForeignKey(
-        "agents_app.Workflow", null=True, blank=True, on_delete=models.PROTECT, related_name="sessions"
-    )
+    agent = _component_fk("Agent", "sessions")
+    team = _component_fk("Team", "sessions")
+    workflow = _component_fk("Workflow", "sessions")
     name = models.CharField(max_length=200, blank=True)
     state = models.JSONField(
         default=dict,
@@ -62,15 +71,11 @@ class Session(models.Model):
         return self.name or f"Session {self.id}"
 
     @property
-    def component_type(self) -> str:
-        return "team" if self.team_id else "workflow" if self.workflow_id else "agent"
-
-    @property
     def ended(self) -> bool:
         return self.ended_at is not None
 
 
-class Run(models.Model):
+class Run(ComponentMixin, models.Model):
     """One message in, one answer out. A row per run, so concurrent runs never overwrite each other."""
 
     class Status(models.TextChoices):
@@ -83,11 +88,9 @@ class Run(models.Model):
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="runs")
     # What ran: an agent, a team or a workflow (exactly one). A team's member runs and a workflow's
     # step runs are child runs of the team's or workflow's run, in the same session.
-    agent = models.ForeignKey("agents_app.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
-    team = models.ForeignKey("agents_app.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
-    workflow = models.ForeignKey(
-        "agents_app.Workflow", null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
-    )
+    agent = _component_fk("Agent", "runs")
+    team = _component_fk("Team", "runs")
+    workflow = _component_fk("Workflow", "runs")
     parent_run = models.ForeignKey(
         "self",
         null=True,
@@ -129,10 +132,6 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"Run {self.id} ({self.status})"
-
-    @property
-    def component_type(self) -> str:
-        return "team" if self.team_id else "workflow" if self.workflow_id else "agent"
 
     @property
     def component_id(self) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import operator
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import reduce
 from typing import Any
 from uuid import UUID
 
@@ -34,20 +36,14 @@ def session_list_for_user(
     if any(value and "\x00" in value for value in (agent_id, team_id, workflow_id, component_id)):
         # No id holds a NUL character, and PostgreSQL refuses one in a query (a 500).
         return qs.none()
-    if agent_id:
-        qs = qs.filter(agent__slug=agent_id)
-    if team_id:
-        qs = qs.filter(team__slug=team_id)
-    if workflow_id:
-        qs = qs.filter(workflow__slug=workflow_id)
+    for name, slug in zip(SESSION_KINDS, (agent_id, team_id, workflow_id), strict=True):
+        if slug:
+            qs = qs.filter(**{f"{name}__slug": slug})
     if kind:
         qs = qs.filter(_kind_filter(kind))
     if component_id:
         kinds = (kind,) if kind else SESSION_KINDS
-        any_of = Q()
-        for name in kinds:
-            any_of |= Q(**{f"{name}__slug": component_id})
-        qs = qs.filter(any_of)
+        qs = qs.filter(reduce(operator.or_, (Q(**{f"{name}__slug": component_id}) for name in kinds)))
     return qs.order_by("-updated_at", "-created_at")
 
 
@@ -115,9 +111,8 @@ class History:
 def _chars(message: dict[str, Any]) -> int:
     size = len(message.get("content") or "")
     for call in message.get("tool_calls") or []:
-        size += len(str(call.get("function", {}).get("arguments", ""))) + len(
-            str(call.get("function", {}).get("name", ""))
-        )
+        function = call.get("function", {})
+        size += len(str(function.get("arguments", ""))) + len(str(function.get("name", "")))
     return size
 
 
