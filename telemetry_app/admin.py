@@ -10,20 +10,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from sessions_app.admin import RecordAdminMixin
 from telemetry_app.models import ReceivedEvent, TelemetryEvent, TelemetrySender
 from telemetry_app.services import new_sender_key, telemetry_sender_rotate_key
 
 
 def _json(value: Any) -> str:
     return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', json.dumps(value, indent=2))
-
-
-class ReadOnlyMixin:
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(TelemetrySender)
@@ -36,17 +29,15 @@ class TelemetrySenderAdmin(admin.ModelAdmin):
     actions = ["rotate_key"]
 
     def save_model(self, request: HttpRequest, obj: TelemetrySender, form: Any, change: bool) -> None:
-        if not change:
-            key = new_sender_key(obj)
-            super().save_model(request, obj, form, change)
+        key = None if change else new_sender_key(obj)
+        super().save_model(request, obj, form, change)
+        if key is not None:
             self.message_user(
                 request,
                 f"The key of {obj.name} is {key} — copy it now, it is not shown again. "
                 "The sending site sets it as AGENTOS_TELEMETRY_API_KEY.",
                 messages.WARNING,
             )
-            return
-        super().save_model(request, obj, form, change)
 
     @admin.action(description="Rotate the key of the selected senders (the old keys stop working)")
     def rotate_key(self, request: HttpRequest, queryset: QuerySet[TelemetrySender]) -> None:
@@ -56,7 +47,7 @@ class TelemetrySenderAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReceivedEvent)
-class ReceivedEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ReceivedEventAdmin(RecordAdminMixin, admin.ModelAdmin):
     list_display = ["event_id", "sender", "site_id", "kind", "event_type", "created_at", "received_at"]
     list_filter = ["kind", "event_type", "sender"]
     list_select_related = ["sender"]
@@ -71,23 +62,13 @@ class ReceivedEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(TelemetryEvent)
-class TelemetryEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class TelemetryEventAdmin(RecordAdminMixin, admin.ModelAdmin):
     """The outbox: what this site recorded and whether it was delivered."""
 
     list_display = ["id", "kind", "event_type", "created_at", "delivered_at", "attempts", "next_attempt_at"]
     list_filter = ["kind", "event_type", ("delivered_at", admin.EmptyFieldListFilter)]
     date_hierarchy = "created_at"
-    readonly_fields = [
-        "id",
-        "kind",
-        "event_type",
-        "created_at",
-        "delivered_at",
-        "attempts",
-        "next_attempt_at",
-        "last_error",
-        "data",
-    ]
+    readonly_fields = [*list_display, "last_error", "data"]
     exclude = ["payload", "claim"]
 
     @admin.display(description="Payload")
