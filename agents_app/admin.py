@@ -3,12 +3,11 @@ words), each with a "try it" page that runs it as the admin (agents_app/admin_tr
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from agents_app.admin_hooks import AgentHookInline, TeamHookInline, unknown_hooks
@@ -17,8 +16,6 @@ from agents_app.forms import AgentAdminForm, ModelConfigAdminForm, unknown_tools
 from agents_app.models import Agent, ModelConfig, Team, TeamMember, Workflow, WorkflowStep
 from agents_app.services import agent_set_active
 from agents_app.workflows.registry import step_registry
-
-logger = logging.getLogger(__name__)
 
 
 @admin.register(ModelConfig)
@@ -238,8 +235,6 @@ class TeamAdmin(TryItAdminMixin, admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> Any:
-        from django.db.models import Count
-
         return super().get_queryset(request).annotate(_members=Count("memberships"))
 
     @admin.display(description="Members", ordering="_members")
@@ -297,8 +292,6 @@ class WorkflowAdmin(TryItAdminMixin, admin.ModelAdmin):
     inlines = [WorkflowStepInline]
 
     def get_queryset(self, request: HttpRequest) -> Any:
-        from django.db.models import Count
-
         return super().get_queryset(request).annotate(_steps=Count("steps"))
 
     @admin.display(description="Steps", ordering="_steps")

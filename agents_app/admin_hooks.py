@@ -22,6 +22,7 @@ from agents_app.hooks.executions import hook_executions_retry
 from agents_app.hooks.registry import hook_registry
 from agents_app.hooks.runner import global_background_mode
 from agents_app.models import AgentHook, HookExecution, validate_hook_list
+from sessions_app.admin import RecordAdminMixin
 
 # Positions rows are parked at while a save reorders them (see AgentHookFormSet.save_existing_objects);
 # far above what an operator may enter (HOOK_MAX_POSITION).
@@ -129,7 +130,7 @@ class TeamHookInline(AgentHookInline):
 
 
 @admin.register(HookExecution)
-class HookExecutionAdmin(admin.ModelAdmin):
+class HookExecutionAdmin(RecordAdminMixin, admin.ModelAdmin):
     """Background hook executions: what ran, for which run, how it ended. A record: read-only, except
     the action that retries failed ones."""
 
@@ -168,12 +169,6 @@ class HookExecutionAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("agents_app.change_hookexecution")

@@ -70,16 +70,8 @@ def _content(content: Any, content_type: str) -> tuple[str, bool]:
 
 
 def _stored_metrics(run_id: Any) -> dict[str, Any]:
-    run = Run.objects.filter(pk=run_id).first()
-    if run is None:
-        return {}
-    return {
-        "input_tokens": run.input_tokens,
-        "output_tokens": run.output_tokens,
-        "total_tokens": run.total_tokens,
-        "time_to_first_token": run.time_to_first_token,
-        "duration": run.duration,
-    }
+    metrics = ("input_tokens", "output_tokens", "total_tokens", "time_to_first_token", "duration")
+    return Run.objects.filter(pk=run_id).values(*metrics).first() or {}
 
 
 def try_outcome(handle: Any, events: list[ev.RunEvent]) -> dict[str, Any]:
@@ -161,10 +153,6 @@ class TryItAdminMixin:
             *super().get_urls(),  # type: ignore[misc]
         ]
 
-    @staticmethod
-    def _inactive_text(kind: str) -> str:
-        return f"This {kind} is inactive, so it refuses runs."
-
     @admin.display(description="Try")
     def try_it(self, obj: Any) -> str:
         if not obj.is_active:
@@ -181,6 +169,7 @@ class TryItAdminMixin:
         if not self.has_view_permission(request, obj):  # type: ignore[attr-defined]
             raise PermissionDenied
         kind = self.try_kind
+        inactive_text = f"This {kind} is inactive, so it refuses runs."
         form = TryAgentForm(request.POST if request.method == "POST" else None)
         outcome: dict[str, Any] | None = None
         problem = ""
@@ -202,7 +191,7 @@ class TryItAdminMixin:
                         session_id = session_id if keep else None
                         form = TryAgentForm(initial={"message": message, "session_id": session_id})
                     else:  # the component is inactive (or gone) by now
-                        problem = self._inactive_text(kind)
+                        problem = inactive_text
                 except Exception as exc:  # shown to the operator trying the component, and logged
                     logger.exception("Trying %s %s from the admin failed", kind, obj.slug)
                     outcome = {"status": "error", "error_type": type(exc).__name__, "error": str(exc)}
@@ -219,7 +208,7 @@ class TryItAdminMixin:
             "opts": self.opts,
             "original": obj,
             "kind": kind,
-            "inactive_text": self._inactive_text(kind),
+            "inactive_text": inactive_text,
             "children_title": CHILDREN_TITLES[kind],
             "runs_url": f"{reverse('admin:sessions_app_run_changelist')}?{kind}__id__exact={obj.pk}",
             "model_name": self._try_model_name(obj),

@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
+from django.db.models import Count
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from sessions_app.models import Memory, Message, Run, Session
+from sessions_app.services import session_end
 
 
 def _short(text: str, length: int = 80) -> str:
@@ -29,8 +31,12 @@ def _pre(value: Any) -> str:
     )
 
 
+def _seconds(value: float | None) -> str:
+    return f"{value:.3f} s" if value is not None else "-"
+
+
 class RecordAdminMixin:
-    """No adding or editing from the admin: the run engine writes these rows."""
+    """No adding or editing from the admin: code writes these rows (the run engine, a worker)."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -46,26 +52,19 @@ def _run_link(run_id: Any) -> str:
     return format_html('<a href="{}">{}</a>', url, str(run_id)[:8])
 
 
-class ChildRunInline(RecordAdminMixin, admin.TabularInline):
-    """A team's member runs, a workflow's step runs."""
+class _RunRowsInline(RecordAdminMixin, admin.TabularInline):
+    """Runs as read-only rows: a session's turns, or a run's member and step runs."""
 
     model = Run
-    fk_name = "parent_run"
     fields = ["run_link", "ran", "status", "short_input", "short_output", "total_tokens", "created_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
     ordering = ["created_at"]
-    verbose_name = "child run"
-    verbose_name_plural = "Member and step runs of this run"
 
     @admin.display(description="Run")
     def run_link(self, obj: Run) -> str:
         return _run_link(obj.pk)
-
-    @admin.display(description="Agent or team")
-    def ran(self, obj: Run) -> str:
-        return f"{obj.component_type} {obj.component_id}"
 
     @admin.display(description="Input")
     def short_input(self, obj: Run) -> str:
@@ -79,10 +78,21 @@ class ChildRunInline(RecordAdminMixin, admin.TabularInline):
         return super().get_queryset(request).select_related("agent", "team", "workflow")
 
 
-class RunInline(RecordAdminMixin, admin.TabularInline):
-    model = Run
+class ChildRunInline(_RunRowsInline):
+    """A team's member runs, a workflow's step runs."""
+
+    fk_name = "parent_run"
+    verbose_name = "child run"
+    verbose_name_plural = "Member and step runs of this run"
+
+    @admin.display(description="Agent or team")
+    def ran(self, obj: Run) -> str:
+        return f"{obj.component_type} {obj.component_id}"
+
+
+class RunInline(_RunRowsInline):
     fk_name = "session"
-    fields = [
+    fields = readonly_fields = [
         "run_link",
         "ran",
         "parent_link",
@@ -93,21 +103,8 @@ class RunInline(RecordAdminMixin, admin.TabularInline):
         "duration_seconds",
         "created_at",
     ]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     show_change_link = False
-    ordering = ["created_at"]
     verbose_name_plural = "Runs (oldest first)"
-
-    @admin.display(description="Run")
-    def run_link(self, obj: Run) -> str:
-        url = reverse("admin:sessions_app_run_change", args=[quote(obj.pk)])
-        return format_html('<a href="{}">{}</a>', url, str(obj.pk)[:8])
-
-    @admin.display(description="Input")
-    def short_input(self, obj: Run) -> str:
-        return _short(obj.input)
 
     @admin.display(description="Agent, team or workflow")
     def ran(self, obj: Run) -> str:
@@ -117,16 +114,9 @@ class RunInline(RecordAdminMixin, admin.TabularInline):
     def parent_link(self, obj: Run) -> str:
         return _run_link(obj.parent_run_id)
 
-    def get_queryset(self, request: HttpRequest) -> Any:
-        return super().get_queryset(request).select_related("agent", "team", "workflow")
-
-    @admin.display(description="Output")
-    def short_output(self, obj: Run) -> str:
-        return _short(obj.output or obj.error)
-
     @admin.display(description="Duration")
     def duration_seconds(self, obj: Run) -> str:
-        return f"{obj.duration:.3f} s" if obj.duration is not None else "-"
+        return _seconds(obj.duration)
 
 
 @admin.register(Session)
@@ -159,10 +149,6 @@ class SessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="End selected sessions (they stay readable, but take no more messages)")
     def end_sessions(self, request: HttpRequest, queryset: Any) -> None:
-        from django.contrib import messages
-
-        from sessions_app.services import session_end
-
         count = 0
         for session in queryset:
             if session.ended_at is None:
@@ -176,8 +162,6 @@ class SessionAdmin(admin.ModelAdmin):
         return [*readonly, "user", "agent", "team", "workflow"] if obj is not None else readonly
 
     def get_queryset(self, request: HttpRequest) -> Any:
-        from django.db.models import Count
-
         return super().get_queryset(request).annotate(_run_count=Count("runs"))
 
     @admin.display(description="Runs", ordering="_run_count")
@@ -263,34 +247,11 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
             },
         ),
     ]
-    readonly_fields = [
-        "id",
-        "status",
-        "session",
-        "agent",
-        "team",
-        "workflow",
-        "parent_run_link",
-        "user",
-        "created_at",
-        "finished_at",
-        "input",
-        "output",
-        "output_json_pretty",
-        "error_type",
-        "error",
-        "provider",
-        "model",
-        "input_tokens",
-        "output_tokens",
-        "total_tokens",
-        "first_token_after",
-        "duration_seconds",
-    ]
+    readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
 
     @admin.display(description="Duration", ordering="duration")
     def duration_seconds(self, obj: Run) -> str:
-        return f"{obj.duration:.3f} s" if obj.duration is not None else "-"
+        return _seconds(obj.duration)
 
     @admin.display(description="Part of")
     def parent_run_short(self, obj: Run) -> str:
@@ -302,7 +263,7 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="First token after")
     def first_token_after(self, obj: Run) -> str:
-        return f"{obj.time_to_first_token:.3f} s" if obj.time_to_first_token is not None else "-"
+        return _seconds(obj.time_to_first_token)
 
     @admin.display(description="Output JSON")
     def output_json_pretty(self, obj: Run) -> str:

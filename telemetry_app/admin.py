@@ -10,18 +10,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from sessions_app.admin import RecordAdminMixin
 from telemetry_app.models import ReceivedEvent, TelemetryEvent, TelemetrySender
 from telemetry_app.services import new_sender_key, telemetry_sender_rotate_key
 
 
-class ReadOnlyMixin:
+class PayloadAdminMixin(RecordAdminMixin):
     """Events are written by the app only; staff read them, with the payload pretty-printed."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Payload")
     def data(self, obj: ReceivedEvent | TelemetryEvent) -> str:
@@ -56,7 +51,7 @@ class TelemetrySenderAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReceivedEvent)
-class ReceivedEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ReceivedEventAdmin(PayloadAdminMixin, admin.ModelAdmin):
     list_display = ["event_id", "sender", "site_id", "kind", "event_type", "created_at", "received_at"]
     list_filter = ["kind", "event_type", "sender"]
     list_select_related = ["sender"]
@@ -67,7 +62,7 @@ class ReceivedEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(TelemetryEvent)
-class TelemetryEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class TelemetryEventAdmin(PayloadAdminMixin, admin.ModelAdmin):
     """The outbox: what this site recorded and whether it was delivered."""
 
     list_display = ["id", "kind", "event_type", "created_at", "delivered_at", "attempts", "next_attempt_at"]
