@@ -369,22 +369,24 @@ def run_json(run: Run) -> dict[str, Any]:
 
 
 def session_detail_json(session: Session) -> dict[str, Any]:
-    """agno's `AgentSessionDetailSchema` (`GET /sessions/{id}`, rename). The session's runs and
-    their messages must be prefetched (sessions_app.selectors.session_detail_for_user)."""
+    """agno's `AgentSessionDetailSchema` or `TeamSessionDetailSchema` (`GET /sessions/{id}`, rename):
+    a team's chat history is its own conversation (its top-level runs' messages, not its members').
+    The session's runs and their messages must be prefetched (sessions_app.selectors)."""
     runs, totals = _session_common(session)
+    kind, component = session.component_type, component_of(session)
     return _compact(
         {
             "user_id": user_id_of(session.user_id),
-            "agent_session_id": str(session.pk),
+            "agent_session_id": str(session.pk) if kind == "agent" else None,
             "session_id": str(session.pk),
             "session_name": session.name,
             "session_state": session.state or {},
             "session_summary": _summary_json(session),
-            "agent_id": session.agent.slug,
+            f"{kind}_id": component.slug,
             "total_tokens": totals["total_tokens"],
-            "agent_data": {"name": session.agent.name, "agent_id": session.agent.slug},
+            f"{kind}_data": {"name": component.name, f"{kind}_id": component.slug},
             "metrics": totals,
-            "chat_history": [message_json(m) for r in runs for m in r.messages.all()],
+            "chat_history": [message_json(m) for r in runs if r.parent_run_id is None for m in r.messages.all()],
             "created_at": iso(session.created_at),
             "updated_at": iso(session.updated_at),
         }
@@ -490,28 +492,6 @@ def _summary_json(session: Session) -> dict[str, Any] | None:
     return {"summary": session.summary, "topics": None, "updated_at": iso(session.summary_updated_at)}
 
 
-def team_session_detail_json(session: Session) -> dict[str, Any]:
-    """agno's `TeamSessionDetailSchema`: the chat history is the team's own conversation (its
-    top-level runs' messages, not its members'). Runs and messages must be prefetched."""
-    runs, totals = _session_common(session)
-    return _compact(
-        {
-            "session_id": str(session.pk),
-            "session_name": session.name,
-            "user_id": user_id_of(session.user_id),
-            "team_id": session.team.slug,
-            "session_summary": _summary_json(session),
-            "session_state": session.state or {},
-            "metrics": totals,
-            "total_tokens": totals["total_tokens"],
-            "team_data": {"name": session.team.name, "team_id": session.team.slug},
-            "chat_history": [message_json(m) for r in runs if r.parent_run_id is None for m in r.messages.all()],
-            "created_at": iso(session.created_at),
-            "updated_at": iso(session.updated_at),
-        }
-    )
-
-
 def workflow_session_detail_json(session: Session) -> dict[str, Any]:
     """agno's `WorkflowSessionDetailSchema` (which has no chat history: a workflow's runs are read
     with `GET /sessions/{id}/runs`)."""
@@ -539,8 +519,6 @@ def workflow_session_detail_json(session: Session) -> dict[str, Any]:
 
 def any_session_detail_json(session: Session) -> dict[str, Any]:
     """The detail schema of the session's kind (agent, team or workflow), as agno's server picks it."""
-    if session.team_id:
-        return team_session_detail_json(session)
     if session.workflow_id:
         return workflow_session_detail_json(session)
     return session_detail_json(session)

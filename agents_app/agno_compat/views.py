@@ -22,7 +22,7 @@ from asgiref.sync import sync_to_async
 from django.db.models import Q
 from django.http import HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from rest_framework import permissions, status
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -54,12 +54,6 @@ from sessions_app.services import (
 STARTED_AT = datetime.now(UTC)
 SORT_FIELDS = {"created_at": "created_at", "updated_at": "updated_at", "session_name": "name"}
 MAX_PAGE_SIZE = 100
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "Conflict."
-    default_code = "conflict"
 
 
 def _parse_uuid(value: str, what: str) -> UUID:

@@ -202,51 +202,31 @@ class ChildRun:
             )
         run, memories = await self._start()
         self.run_id = run.pk
-        execution: _Execution | None = None
-        source: AsyncIterator[ev.RunEvent]
+        # The child's own copy of the session state: its hooks and tools change it, and it stores (and
+        # tells its parent, `state_set`/`state_unset`) the keys it changed.
+        common = {
+            "user_id": self.user_id,
+            "run_id": run.pk,
+            "session_id": self.session_id,
+            "message": self.message,
+            "created_at": run.created_at,
+            "session_state": copy.deepcopy(self.session_state),
+        }
+        execution: Execution
         if self.team is not None:
             handle = TeamRunHandle(
-                team=self.team,
-                members_of=self.members_of,
-                user_id=self.user_id,
-                run_id=run.pk,
-                session_id=self.session_id,
-                message=self.message,
-                history=[],
-                created_at=run.created_at,
-                session_created=False,
-                depth=self.depth,
-                max_depth=self.max_depth,
-                session_state=self.session_state,
+                team=self.team, members_of=self.members_of, depth=self.depth, max_depth=self.max_depth, **common
             )
-            source = handle.execute_events(stream=self.stream)
+            execution = TeamExecution(handle, stream=self.stream)
         else:
-            # The agent engine's own execution (what `execute` iterates), kept to read the state
-            # changes the member's tools made.
-            execution = _Execution(
-                RunHandle(
-                    agent=self.agent,
-                    user_id=self.user_id,
-                    run_id=run.pk,
-                    session_id=self.session_id,
-                    message=self.message,
-                    history=[],
-                    created_at=run.created_at,
-                    session_created=False,
-                    session_state=copy.deepcopy(self.session_state),
-                    memories=memories,
-                ),
-                stream=self.stream,
-            )
-            source = execution.run()
+            execution = _Execution(RunHandle(agent=self.agent, memories=memories, **common), stream=self.stream)
         last: dict[str, Any] = {}
         try:
-            async for item in source:
+            async for item in execution.run():
                 last = item.to_dict()
                 yield last
         finally:
-            if execution is not None:
-                self.state_set, self.state_unset = execution.state_changes()
+            self.state_set, self.state_unset = execution.state_changes()
         name = last.get("event", "")
         self.status = ev.STATUS_OF_TERMINAL.get(name, "error")
         if self.status == "completed":
