@@ -326,19 +326,6 @@ class NestedEvent(RunEvent):
         return {**self.data, "event_index": self.event_index}
 
 
-TERMINAL_EVENTS = frozenset(
-    {
-        "RunCompleted",
-        "RunError",
-        "RunCancelled",
-        "TeamRunCompleted",
-        "TeamRunError",
-        "TeamRunCancelled",
-        "WorkflowCompleted",
-        "WorkflowError",
-        "WorkflowCancelled",
-    }
-)
 STATUS_OF_TERMINAL = {
     "RunCompleted": "completed",
     "RunError": "error",
@@ -350,6 +337,7 @@ STATUS_OF_TERMINAL = {
     "WorkflowError": "error",
     "WorkflowCancelled": "cancelled",
 }
+TERMINAL_EVENTS = frozenset(STATUS_OF_TERMINAL)
 
 
 def is_terminal(event: RunEvent | dict[str, Any]) -> bool:

@@ -59,10 +59,15 @@ class Execution:
     # Exceptions that end a run as an error with their own `error_type` (others are internal errors).
     failures: ClassVar[tuple[type[BaseException], ...]] = ()
 
-    def __init__(self, handle: Any, *, stream: bool, ids: dict[str, str]) -> None:
+    def __init__(self, handle: Any, *, stream: bool) -> None:
         self.handle = handle
         self.stream = stream
-        self.ids = ids
+        # What every event of the run carries: its run, its session, and its agent, team or workflow.
+        self.ids = {
+            "run_id": str(handle.run_id),
+            "session_id": str(handle.session_id),
+            f"{self.kind}_id": handle.component_id,
+        }
         self.counter = itertools.count()
         self.log: list[ev.RunEvent] = []
         self.started = time.perf_counter()

@@ -236,11 +236,7 @@ class _Execution(Execution):
     failures = _FAILURES
 
     def __init__(self, handle: RunHandle, *, stream: bool) -> None:
-        super().__init__(
-            handle,
-            stream=stream,
-            ids={"run_id": str(handle.run_id), "session_id": str(handle.session_id), "agent_id": handle.agent.slug},
-        )
+        super().__init__(handle, stream=stream)
         self.agent = handle.agent
         self.new_messages: list[dict[str, Any]] = []
         self.tools = {name: t for name in self.agent.tools if (t := tool_registry.get(name)) is not None}

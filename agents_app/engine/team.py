@@ -305,11 +305,7 @@ class TeamExecution(Execution):
     failures = _FAILURES
 
     def __init__(self, handle: TeamRunHandle, *, stream: bool) -> None:
-        super().__init__(
-            handle,
-            stream=stream,
-            ids={"run_id": str(handle.run_id), "session_id": str(handle.session_id), "team_id": handle.team.slug},
-        )
+        super().__init__(handle, stream=stream)
         self.h = handle
         self.team = handle.team
         self.children: list[ChildRun] = []

@@ -107,15 +107,7 @@ class WorkflowExecution(Execution):
     failures = _FAILURES
 
     def __init__(self, handle: WorkflowRunHandle, *, stream: bool) -> None:
-        super().__init__(
-            handle,
-            stream=stream,
-            ids={
-                "run_id": str(handle.run_id),
-                "session_id": str(handle.session_id),
-                "workflow_id": handle.workflow.slug,
-            },
-        )
+        super().__init__(handle, stream=stream)
         self.h = handle
         self.workflow = handle.workflow
         self.outputs: dict[str, str] = {}

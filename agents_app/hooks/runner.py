@@ -1,5 +1,5 @@
-"""Running hooks: which hooks a run has and where each runs, the inline ones inside the engine, and
-one attempt of any hook (shared with the Celery task that runs background hooks).
+"""Running hooks: which hooks a run has and where each runs, and the inline ones inside the engine
+(agents_app.hooks.calling makes one attempt; agents_app.hooks.executions runs background hooks).
 
 Where a hook runs (inline, or in the background on a Celery worker) is decided per run, with this
 precedence:
