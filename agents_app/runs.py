@@ -22,7 +22,7 @@ from uuid import UUID
 from asgiref.sync import async_to_sync
 
 from agents_app import events as ev
-from agents_app.engine.protocol import KINDS, RunnableHandle
+from agents_app.engine.protocol import RunnableHandle
 from agents_app.engine.runner import RunResult, result_from_events, run_prepare
 from agents_app.engine.team import team_run_prepare
 from agents_app.engine.workflow import workflow_run_prepare
@@ -30,60 +30,27 @@ from agents_app.runtime import LiveRun, runtime
 from agents_app.selectors import agent_get_active, team_get_active, workflow_get_active
 from sessions_app.services import SessionBusy, session_state_merge
 
-__all__ = [
-    "KINDS",
-    "Deferred",
-    "arun",
-    "arun_agent",
-    "arun_events",
-    "arun_team",
-    "arun_workflow",
-    "astream",
-    "astream_agent",
-    "astream_team",
-    "astream_workflow",
-    "component_get_active",
-    "launch",
-    "prepare",
-    "prepare_or_defer",
-    "resolve",
-    "run_agent",
-    "run_events",
-    "run_team",
-    "run_workflow",
-    "session_state_seed",
-    "stream_agent",
-    "wait_result",
-]
-
-
-def _prepare_agent(*, component_id: str, **kwargs: Any) -> RunnableHandle:
-    return run_prepare(agent_id=component_id, **kwargs)
-
-
-def _prepare_team(*, component_id: str, **kwargs: Any) -> RunnableHandle:
-    return team_run_prepare(team_id=component_id, **kwargs)
-
-
-def _prepare_workflow(*, component_id: str, **kwargs: Any) -> RunnableHandle:
-    return workflow_run_prepare(workflow_id=component_id, **kwargs)
-
-
-_PREPARE: dict[str, Callable[..., RunnableHandle]] = {
-    "agent": _prepare_agent,
-    "team": _prepare_team,
-    "workflow": _prepare_workflow,
+# By kind: its `prepare` function and the keyword that names its component; how to get it, active.
+_PREPARE: dict[str, tuple[Callable[..., RunnableHandle], str]] = {
+    "agent": (run_prepare, "agent_id"),
+    "team": (team_run_prepare, "team_id"),
+    "workflow": (workflow_run_prepare, "workflow_id"),
 }
-_GET_ACTIVE: dict[str, Callable[[str], Any]] = {
-    "agent": lambda component_id: agent_get_active(agent_id=component_id),
-    "team": lambda component_id: team_get_active(team_id=component_id),
-    "workflow": lambda component_id: workflow_get_active(workflow_id=component_id),
+_GET_ACTIVE: dict[str, Callable[..., Any]] = {
+    "agent": agent_get_active,
+    "team": team_get_active,
+    "workflow": workflow_get_active,
 }
+
+
+def _prepare(*, kind: str, component_id: str, **kwargs: Any) -> RunnableHandle:
+    prepare, key = _PREPARE[kind]
+    return prepare(**{key: component_id}, **kwargs)
 
 
 def component_get_active(kind: str, component_id: str) -> Any:
     """The active agent, team or workflow (sync); raises the kind's NotFound domain error."""
-    return _GET_ACTIVE[kind](component_id)
+    return _GET_ACTIVE[kind](**{_PREPARE[kind][1]: component_id})
 
 
 # ---- preparing ------------------------------------------------------------------------------------
@@ -107,7 +74,7 @@ def prepare_or_defer(
     running Run), or, when the session has a run going, a `Deferred` start. Raises the domain errors
     of a start that cannot be (unknown component or session, ended session, invalid message)."""
     try:
-        return _PREPARE[kind](component_id=component_id, user=user, message=message, session_id=session_id)
+        return _prepare(kind=kind, component_id=component_id, user=user, message=message, session_id=session_id)
     except SessionBusy:
         return Deferred(kind, component_id, user, message, session_id)
 
@@ -118,7 +85,8 @@ async def resolve(start: RunnableHandle | Deferred) -> RunnableHandle:
     if not isinstance(start, Deferred):
         return start
     return await runtime.prepare_with(
-        _PREPARE[start.kind],
+        _prepare,
+        kind=start.kind,
         component_id=start.component_id,
         user=start.user,
         message=start.message,
@@ -131,7 +99,7 @@ async def prepare(
 ) -> RunnableHandle:
     """Prepare a run from async code, with the busy-session policy."""
     return await runtime.prepare_with(
-        _PREPARE[kind], component_id=component_id, user=user, message=message, session_id=session_id
+        _prepare, kind=kind, component_id=component_id, user=user, message=message, session_id=session_id
     )
 
 

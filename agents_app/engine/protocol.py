@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 from uuid import UUID
 
 from agents_app import events as ev
@@ -43,44 +43,12 @@ def check_message(message: Any) -> str:
     return message
 
 
-@runtime_checkable
-class RunnableHandle(Protocol):
-    """A prepared run of any kind. Implemented by RunHandle (agents), TeamRunHandle and
-    WorkflowRunHandle; produced by each kind's `prepare` function (sync, one transaction)."""
-
-    kind: str
-    run_id: UUID
-    session_id: UUID
-    user_id: Any
-    message: str
-    created_at: datetime
-
-    @property
-    def component_id(self) -> str:
-        """The slug of the agent, team or workflow."""
-        ...
-
-    @property
-    def component_name(self) -> str: ...
-
-    def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
-        """Execute the run, yielding its events; the last one is terminal, and the run is stored
-        before it is yielded. Cancelling the iterating task ends it with a cancelled event."""
-        ...
-
-    def error_event(self, index: int, message: str, error_type: str) -> ev.RunEvent:
-        """This kind's error event, for a run that failed outside its engine."""
-        ...
-
-    def result(self, events: list[ev.RunEvent]) -> dict[str, Any]:
-        """The whole run as the non-streaming API answers it (agno's field names)."""
-        ...
-
-
 @dataclass(slots=True, kw_only=True)
 class PreparedRun:
-    """What every kind's handle holds: the ids its `prepare` wrote, and what follows from its kind.
-    Subclasses add their component (`agent`, `team`, `workflow`) and what their engine needs."""
+    """A prepared run of any kind: what its kind's `prepare` wrote (sync, one transaction), and what
+    the runtime and the run service use whatever the kind. RunHandle (agents), TeamRunHandle and
+    WorkflowRunHandle add their component (`agent`, `team`, `workflow`), what their engine needs,
+    and `execute_events`; `result_fields` for what their result adds."""
 
     kind: ClassVar[str]
     error_cls: ClassVar[type[ev.RunEvent]]
@@ -105,7 +73,13 @@ class PreparedRun:
     def component_name(self) -> str:
         return self.component.name
 
+    def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
+        """Execute the run, yielding its events; the last one is terminal, and the run is stored
+        before it is yielded. Cancelling the iterating task ends it with a cancelled event."""
+        raise NotImplementedError
+
     def error_event(self, index: int, message: str, error_type: str) -> ev.RunEvent:
+        """This kind's error event, for a run that failed outside its engine."""
         return self.error_cls(
             run_id=str(self.run_id),
             session_id=str(self.session_id),
@@ -146,3 +120,6 @@ class PreparedRun:
     def result_fields(self, started: dict[str, Any], terminal: dict[str, Any], completed: bool) -> dict[str, Any]:
         """The kind's own fields of its result."""
         return {}
+
+
+RunnableHandle = PreparedRun  # the name the runtime and the run service type their handles with
