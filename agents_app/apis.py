@@ -251,27 +251,23 @@ class TeamViewSet(StrictInputMixin, viewsets.ReadOnlyModelViewSet):
     lookup_url_kwarg = "team_id"
     lookup_value_regex = "[-a-zA-Z0-9_]+"
     queryset = Team.objects.none()
+    list_for_user = staticmethod(team_list_for_user)
 
     def get_queryset(self) -> Any:
-        return team_list_for_user(user=self.request.user)
+        return self.list_for_user(user=self.request.user)
 
 
 @extend_schema_view(
     list=extend_schema(summary="List workflows", responses={200: WorkflowSerializer, **error_responses(401)}),
     retrieve=extend_schema(summary="Get a workflow", responses={200: WorkflowSerializer, **error_responses(401, 404)}),
 )
-class WorkflowViewSet(StrictInputMixin, viewsets.ReadOnlyModelViewSet):
+class WorkflowViewSet(TeamViewSet):
     """Workflows you can run (staff also see inactive ones), with their steps. Configure them in the admin."""
 
-    permission_classes = [permissions.IsAuthenticated]
     serializer_class = WorkflowSerializer
-    lookup_field = "slug"
     lookup_url_kwarg = "workflow_id"
-    lookup_value_regex = "[-a-zA-Z0-9_]+"
     queryset = Workflow.objects.none()
-
-    def get_queryset(self) -> Any:
-        return workflow_list_for_user(user=self.request.user)
+    list_for_user = staticmethod(workflow_list_for_user)
 
 
 # ---- OpenAPI documentation of the pieces this app does not define as views -------------------

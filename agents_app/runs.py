@@ -1,15 +1,11 @@
-"""The run service: start, wait for or stream a run of any kind (agent, team, workflow), for every
-edge (REST, websocket, agno routes, admin "try it") and for a Django developer's own code.
+"""The run service: start, wait for or stream a run of any kind, for every edge (REST, websocket,
+agno routes, admin "try it") and for a developer's own code. It joins the engine (one prepared run,
+no processes) and the runtime (live runs across processes, no kinds): a kind's `prepare`, the
+busy-session policy, the launch, the result. Edges take the kind from their URL.
 
-Why it sits here, above the runtime: the engine executes one prepared run and knows nothing of
-processes; the runtime (agents_app.runtime) supervises live runs across processes and knows no
-kind of run. This module joins them: a kind's `prepare` (validate and persist the start, in one
-transaction), the busy-session policy, the launch, and the result. An edge takes the kind from
-its URL and calls the same few functions whatever the kind, so a feature is written once.
-
-Preparing happens in two steps so that an async edge pays one thread hop in the common case:
-`prepare_or_defer` (sync: the edge's database hop) returns a handle, or a `Deferred` start when the
-session is busy; `resolve` (async) then applies the busy-session policy without holding a thread.
+Preparing takes two steps so that an async edge pays one thread hop in the common case:
+`prepare_or_defer` (sync) returns a handle, or a `Deferred` start when the session is busy;
+`resolve` (async) then applies the busy-session policy without holding a thread.
 """
 
 from __future__ import annotations
@@ -163,8 +159,7 @@ def run_events(
 
 async def arun_agent(*, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunResult:
     """Run an agent from your own async code and get its RunResult (`.content`, `.status`, `.events`)."""
-    handle = await prepare("agent", agent_id, user=user, message=message, session_id=session_id)
-    events = await runtime.launch(handle, stream=False).wait()
+    handle, events = await arun_events("agent", agent_id, user=user, message=message, session_id=session_id)
     return result_from_events(handle, events)  # type: ignore[arg-type]
 
 

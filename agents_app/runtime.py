@@ -209,21 +209,24 @@ def replay_stored(state: _RunState, after: int) -> list[dict[str, Any]]:
     if state.status == Run.Status.RUNNING or any(_is_terminal(e) for e in state.events):
         return events
     index = max((e.get("event_index", -1) for e in state.events), default=-1) + 1
-    ids: dict[str, Any] = {"run_id": str(state.run_id), "session_id": str(state.session_id), "agent_id": state.agent_id}
-    completed, failed, cancelled = ev.RunCompleted, ev.RunError, ev.RunCancelled
-    if state.team_id:
-        ids = {**ids, "agent_id": "", "team_id": state.team_id}
-        completed, failed, cancelled = ev.TeamRunCompleted, ev.TeamRunError, ev.TeamRunCancelled
-    elif state.workflow_id:
-        ids = {**ids, "agent_id": "", "workflow_id": state.workflow_id}
-        completed, failed, cancelled = ev.WorkflowCompleted, ev.WorkflowError, ev.WorkflowCancelled
+    # The kind's terminal events are named "<prefix>Completed", "<prefix>Error", "<prefix>Cancelled".
+    prefix, key, component = (
+        ("TeamRun", "team_id", state.team_id)
+        if state.team_id
+        else ("Workflow", "workflow_id", state.workflow_id)
+        if state.workflow_id
+        else ("Run", "agent_id", state.agent_id)
+    )
+    ids: dict[str, Any] = {"run_id": str(state.run_id), "session_id": str(state.session_id), key: component}
     made: ev.RunEvent
     if state.status == Run.Status.COMPLETED:
-        made = completed(event_index=index, content=state.output, **ids)
+        made = ev.EVENT_CLASSES[f"{prefix}Completed"](event_index=index, content=state.output, **ids)
     elif state.status == Run.Status.ERROR:
-        made = failed(event_index=index, content=state.error, error_type=state.error_type or "error", **ids)
+        error_type = state.error_type or "error"
+        made = ev.EVENT_CLASSES[f"{prefix}Error"](event_index=index, content=state.error, error_type=error_type, **ids)
     else:
-        made = cancelled(event_index=index, reason=state.error or "The run was cancelled.", **ids)
+        reason = state.error or "The run was cancelled."
+        made = ev.EVENT_CLASSES[f"{prefix}Cancelled"](event_index=index, reason=reason, **ids)
     if index > after:
         events.append(made.to_dict())
     return events

@@ -1,24 +1,14 @@
-"""The one error map: how a domain error, or a DRF/Django error, becomes an answer on every edge.
+"""The one error map: each failure a caller can meet has a stable `code` and an HTTP status, and
+every edge renders it from here, so a client tells a busy session from an ended one without parsing
+English (before, seven edges turned errors into HTTP by hand, with only a `detail`):
 
-Why one module: the same failure (an unknown agent, a busy session, an ended session) used to be
-turned into HTTP by hand in seven places, with bodies that said only `detail`, so a client could not
-tell a busy session from an ended one without parsing English. Here each failure has a stable,
-machine-readable `code`, and every edge renders it from this module:
+* REST: `{"detail": "...", "code": "..."}` (`exception_handler` in sessions_app.api_base);
+* websocket: an `Error` frame with `error_type`/`code` and `content`/`detail`; the socket stays open;
+* agno's routes: FastAPI's shapes with `code` added (`agno_problem` in sessions_app.api_base).
 
-* REST (DRF): `{"detail": "...", "code": "..."}` with the status below (`exception_handler` in
-  sessions_app.api_base, which every API view of the three apps uses; a host may set it as DRF's
-  EXCEPTION_HANDLER too, as the demo site does).
-* websocket: an `Error` frame, `{"event": "Error", "error_type": code, "code": code, "content": detail,
-  "detail": detail}`; the socket stays open (`ws_error_frame`).
-* agno's routes: FastAPI's shapes (`{"detail": ...}`, 422 with a list), with `code` added
-  (`agno_problem` in sessions_app.api_base).
-
-Domain errors are raised by services, selectors and the engine (which know nothing of HTTP) as
-subclasses of `DomainError`; each class carries its code and its HTTP status. This module imports no
-web framework, so the engine can raise them; the DRF rendering is in sessions_app.api_base. This module lives in
-sessions_app, the bottom app, so that all three apps can use it without an import going upwards.
-It also holds the HTTP status of a run that ended in an error (`run_http_status`): a failed run is
-never a 200.
+Services, selectors and the engine raise `DomainError` subclasses, each with its code and status.
+This module imports no web framework (the engine raises these) and lives in the bottom app, so all
+three apps use it. It also maps a failed run's error type to its HTTP status: never a 200.
 """
 
 from __future__ import annotations

@@ -1,17 +1,13 @@
-"""The lifecycle every run shares, written once: start event, body, one terminal event, stored.
+"""The lifecycle every run shares, written once (each engine had its own end-of-run ladder, and a
+fix in one was missing in the others). An engine subclasses `Execution`, writes `body()` and says
+what its events, result and partial output are; here:
 
-Why: the agent, team and workflow engines each had their own copy of the end-of-run ladder (which
-exception ends a run how, what partial output is kept, how the run is stored with its telemetry
-event); a fix in one was missing in the others. An engine now subclasses `Execution`, writes its
-`body()` and says what its events and its partial output are; everything else is here:
-
-* the run's events get consecutive `event_index` values and are kept for the stored run;
-* a domain failure (`failures`) ends the run with the kind's error event and the failure's
-  `error_type`; a cancellation (task cancelled, or a child run cancelled) with the cancelled event;
-  anything else (a bug of ours) with `internal_error`, so a run never stays "running";
-* the outcome, messages, metrics, events, session-state changes and the telemetry event are stored
-  in one thread hop and one transaction (`store_run`), shielded from cancellation, before the
-  terminal event is yielded: whoever sees the end can read the stored run.
+* pre-hooks before the body, post-hooks after it, for every kind with hooks;
+* consecutive `event_index` values; events kept for the stored run;
+* a domain failure ends the run with the kind's error event and its `error_type`; a cancellation
+  with the cancelled event; anything else (a bug of ours) with `internal_error`;
+* outcome, messages, metrics, events, state changes and the telemetry event stored in one thread hop
+  and one transaction (`store_run`), shielded, before the terminal event is yielded.
 """
 
 from __future__ import annotations
