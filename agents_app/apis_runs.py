@@ -4,38 +4,19 @@ the run wherever it executes)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
-import orjson
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from agents_app.runtime import RunUnavailable, runtime
+from agents_app.runtime import runtime
 from agents_app.serializers import ServerSentEventSerializer
+from agents_app.sse import sse_response
 from sessions_app.api_base import AsyncAPIView
-from sessions_app.errors import ws_error_frame
-
-
-def sse_dict_frame(event: dict[str, Any]) -> bytes:
-    """The same framing as agents_app.sse, for events that arrive as dicts (from another process
-    or the database)."""
-    return b"event: " + str(event.get("event", "message")).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
-
-
-async def _frames(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    try:
-        async for event in events:
-            yield sse_dict_frame(event)
-    except RunUnavailable as exc:
-        yield sse_dict_frame(ws_error_frame(exc))
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
-
 
 RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
@@ -99,8 +80,6 @@ class RunEventsApi(AsyncAPIView):
         },
     )
     async def get(self, request: Any, run_id: UUID) -> Any:
-        from django.http import StreamingHttpResponse
-
         raw = request.query_params.get("after_event_index", "-1")
         try:
             after = int(raw)
@@ -108,8 +87,4 @@ class RunEventsApi(AsyncAPIView):
             after = -2
         if after < -1:
             raise ValidationError({"after_event_index": ["Must be an integer >= -1."]})
-        events = await runtime.subscribe(run_id, user=request.user, after_event_index=after)
-        response = StreamingHttpResponse(_frames(events), content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-        return response
+        return sse_response(await runtime.subscribe(run_id, user=request.user, after_event_index=after))

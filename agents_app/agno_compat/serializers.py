@@ -594,20 +594,18 @@ class RunFormSerializer(serializers.Serializer):
 MEDIA_FIELDS = ("images", "audio", "videos", "files", "input_files")
 
 
-class SessionListQuerySerializer(serializers.Serializer):
+class SessionTypeQuerySerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=["agent", "team", "workflow"], required=False)
+    db_id = serializers.CharField(required=False, allow_blank=True)
+
+
+class SessionListQuerySerializer(SessionTypeQuerySerializer):
     component_id = serializers.CharField(required=False, allow_blank=True)
     session_name = serializers.CharField(required=False, allow_blank=True)
     limit = serializers.IntegerField(min_value=1, default=20)
     page = serializers.IntegerField(min_value=0, default=1)
     sort_by = serializers.CharField(required=False, default="created_at")
     sort_order = serializers.ChoiceField(choices=["asc", "desc"], default="desc")
-    db_id = serializers.CharField(required=False, allow_blank=True)
-
-
-class SessionTypeQuerySerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=["agent", "team", "workflow"], required=False)
-    db_id = serializers.CharField(required=False, allow_blank=True)
 
 
 class SessionRunsQuerySerializer(SessionTypeQuerySerializer):

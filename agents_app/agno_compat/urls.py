@@ -8,6 +8,7 @@ checked in the views, so an id that cannot exist is a JSON 404 like any unknown 
 from django.urls import path
 
 from agents_app.agno_compat import views
+from agents_app.engine.protocol import KINDS
 
 app_name = "agno_compat"
 
@@ -16,30 +17,20 @@ urlpatterns = [
     path("config", views.ConfigView.as_view(), name="config"),
     path("agents", views.AgentListView.as_view(), name="agents"),
     path("agents/<slug:agent_id>", views.AgentDetailView.as_view(), name="agent"),
-    path("agents/<slug:agent_id>/runs", views.RunView.as_view(kind="agent"), name="agent-runs"),
-    path(
-        "agents/<str:component_id>/runs/<str:run_id>/cancel",
-        views.RunCancelView.as_view(),
-        {"kind": "agent"},
-        name="agent-run-cancel",
-    ),
     path("teams", views.TeamListView.as_view(), name="teams"),
     path("teams/<str:team_id>", views.TeamDetailView.as_view(), name="team"),
-    path("teams/<slug:team_id>/runs", views.RunView.as_view(kind="team"), name="team-runs"),
-    path(
-        "teams/<str:component_id>/runs/<str:run_id>/cancel",
-        views.RunCancelView.as_view(),
-        {"kind": "team"},
-        name="team-run-cancel",
-    ),
     path("workflows", views.WorkflowListView.as_view(), name="workflows"),
     path("workflows/<str:workflow_id>", views.WorkflowDetailView.as_view(), name="workflow"),
-    path("workflows/<slug:workflow_id>/runs", views.RunView.as_view(kind="workflow"), name="workflow-runs"),
-    path(
-        "workflows/<str:component_id>/runs/<str:run_id>/cancel",
-        views.RunCancelView.as_view(),
-        {"kind": "workflow"},
-        name="workflow-run-cancel",
+    # One run view and one cancel view for every kind; the kind comes from the route.
+    *(path(f"{kind}s/<slug:{kind}_id>/runs", views.RunView.as_view(kind=kind), name=f"{kind}-runs") for kind in KINDS),
+    *(
+        path(
+            f"{kind}s/<str:component_id>/runs/<str:run_id>/cancel",
+            views.RunCancelView.as_view(),
+            {"kind": kind},
+            name=f"{kind}-run-cancel",
+        )
+        for kind in KINDS
     ),
     path("sessions", views.SessionListView.as_view(), name="sessions"),
     path("sessions/<str:session_id>", views.SessionDetailView.as_view(), name="session"),

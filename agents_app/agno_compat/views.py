@@ -20,7 +20,7 @@ from uuid import UUID
 import orjson
 from asgiref.sync import sync_to_async
 from django.db.models import Q
-from django.http import HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase, JsonResponse
 from rest_framework import permissions, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
@@ -32,6 +32,7 @@ from agents_app.agno_compat import serializers as s
 from agents_app.authentication import BearerOrTokenAuthentication
 from agents_app.runtime import RunNotFound, runtime
 from agents_app.selectors import AgentNotFound, agent_list_for_user, teams_with_members, workflows_with_steps
+from agents_app.sse import sse_response
 from sessions_app.api_base import AsyncAPIView, agno_problem
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import run_http_status
@@ -232,14 +233,14 @@ class _RunRequest:
     session_state: dict[str, Any] | None
 
 
-async def _sse(events: AsyncIterator[ev.RunEvent], name_key: str, name: str) -> AsyncIterator[bytes]:
+async def _named(events: AsyncIterator[ev.RunEvent], name_key: str, name: str) -> AsyncIterator[dict[str, Any]]:
     """The run's events; its own (not its members' or steps', which carry their own names) get
     agno's `agent_name` / `team_name` / `workflow_name`."""
     async for event in events:
         data = event.to_dict()
         if not data.get("parent_run_id"):
             data[name_key] = name
-        yield b"event: " + event.name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+        yield data
 
 
 class RunView(AgnoView):
@@ -277,11 +278,7 @@ class RunView(AgnoView):
             await sync_to_async(runs.session_state_seed)(handle, prepared.session_state)
         live = runs.launch(handle, stream=prepared.stream)
         if prepared.stream:
-            events = _sse(live.follow(), f"{self.kind}_name", handle.component_name)
-            response = StreamingHttpResponse(events, content_type="text/event-stream")
-            response["Cache-Control"] = "no-cache"
-            response["X-Accel-Buffering"] = "no"
-            return response
+            return sse_response(_named(live.follow(), f"{self.kind}_name", handle.component_name))
         events = await live.wait()
         result = handle.result(events)
         body = s.output_json(handle, events, result)
