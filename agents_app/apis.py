@@ -17,6 +17,7 @@ from drf_spectacular.utils import (
 from rest_framework import permissions, viewsets
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
 
 from agents_app import runs
 from agents_app.models import Agent, ModelConfig, Team, Workflow
@@ -33,7 +34,7 @@ from agents_app.serializers import (
     WorkflowRunOutputSerializer,
     WorkflowSerializer,
 )
-from agents_app.sse import sse_response
+from agents_app.sse import EventStreamRenderer, sse_response
 from sessions_app.api_base import BODY_ERRORS, AsyncAPIView, StrictInputMixin, error_responses
 from sessions_app.errors import RUN_ERROR_STATUS, UPSTREAM_FAILURE, run_http_status
 
@@ -173,6 +174,7 @@ class RunApi(AsyncAPIView):
     answer as JSON (a failed run is never a 200) or as Server-Sent Events."""
 
     permission_classes = [permissions.IsAuthenticated]
+    renderer_classes = [JSONRenderer, EventStreamRenderer]  # JSON, or the event stream (stream=true)
     kind = "agent"
 
     def prepare_post(self, request: Any, **kwargs: str) -> tuple[Any, bool]:

@@ -11,11 +11,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from agents_app.runtime import runtime
 from agents_app.serializers import ServerSentEventSerializer
-from agents_app.sse import sse_response
+from agents_app.sse import EventStreamRenderer, sse_response
 from sessions_app.api_base import AsyncAPIView
 
 RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
@@ -57,6 +58,7 @@ class RunEventsApi(AsyncAPIView):
     """Resume a run's event stream after the last event a client saw."""
 
     permission_classes = [permissions.IsAuthenticated]
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
 
     @extend_schema(
         summary="Stream one of my runs' events (resume)",

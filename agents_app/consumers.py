@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 from uuid import UUID
@@ -35,6 +34,7 @@ from agents_app.runtime import runtime
 from agents_app.ws_auth import SUBPROTOCOL
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import DomainError, ws_error, ws_error_frame
+from sessions_app.inputs import InvalidInput, parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +90,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.error("frame_too_large", f"Frames are limited to {max_frame_chars()} characters.")
             return
         try:
-            frame = json.loads(text_data)
-        except ValueError:
-            await self.error("bad_frame", "Frames must be JSON.")
+            frame = parse_json(text_data, field="frame")  # strict, and no NUL, lone surrogate or deep nesting
+        except InvalidInput as exc:
+            await self.error("bad_frame", f"Frames must be JSON: {exc.detail}")
             return
         if not isinstance(frame, dict):
             await self.error("bad_frame", "A frame must be a JSON object with a 'type'.")

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from django.http import StreamingHttpResponse
+from rest_framework.renderers import BaseRenderer
 
 from agents_app.events import RunEvent
 from sessions_app.errors import DomainError, ws_error_frame
@@ -33,3 +34,16 @@ def sse_response(events: AsyncIterator[Any]) -> StreamingHttpResponse:
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # tell nginx not to buffer the stream
     return response
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets content negotiation accept `Accept: text/event-stream` (what browsers' EventSource and
+    most SSE clients send) on the views that stream; the stream itself is `sse_response`. An error
+    answered before any stream starts is rendered as its JSON body."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+    charset = None
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        return b"" if data is None else orjson.dumps(data)

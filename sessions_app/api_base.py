@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import Http404, HttpResponse, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions as drf
 from rest_framework import serializers, status
@@ -36,6 +37,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from sessions_app.db import db_call
 from sessions_app.errors import AGNO_DETAIL, DomainError, Problem, problem_for
+
+logger = logging.getLogger(__name__)
 
 
 class RequestTooLarge(APIException):
@@ -218,12 +221,13 @@ def api_problem(exc: BaseException) -> Problem | None:
     return None
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's exception handler, with every error body carrying `code` next to `detail`, and domain
-    errors answered with their own status. Returns None (DRF then re-raises: a 500) for anything else."""
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF's exception handler, with every error body carrying `code` next to `detail`, domain
+    errors answered with their own status, and anything else a JSON 500 (`internal_error`)."""
     problem = api_problem(exc)
-    if problem is None:
-        return None
+    if problem is None:  # a bug of ours: logged with its traceback, answered in the API's shape
+        logger.error("Internal error in %s", type(context.get("view")).__name__, exc_info=exc)
+        problem = Problem(500, "internal_error", "Internal server error.")
     response = drf_exception_handler(exc, context) if isinstance(exc, drf.APIException) else None
     if response is None:
         response = Response(status=problem.status)
@@ -235,17 +239,22 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def fastapi_errors(detail: Any, where: str) -> list[dict[str, Any]]:
-    """DRF's validation errors as FastAPI's 422 list: `{loc: [where, field], msg, type}`."""
+    """DRF's validation errors as FastAPI's 422 list: `{loc: [where, field, (index...)], msg, type}`,
+    nested field and list-item errors (DRF keys those by index) flattened into their location."""
     errors: list[dict[str, Any]] = []
-    if isinstance(detail, dict):
-        for field, messages in detail.items():
-            for message in messages if isinstance(messages, list) else [messages]:
-                text = str(message) if not isinstance(message, dict | list) else orjson.dumps(message).decode()
-                loc = [where] if field == "non_field_errors" else [where, field]
-                errors.append({"loc": loc, "msg": text, "type": getattr(message, "code", "value_error")})
-    else:
-        for message in detail if isinstance(detail, list) else [detail]:
-            errors.append({"loc": [where], "msg": str(message), "type": getattr(message, "code", "value_error")})
+
+    def walk(node: Any, loc: list[Any]) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, loc if key == "non_field_errors" else [*loc, key])
+        elif isinstance(node, list) and any(isinstance(item, dict | list) for item in node):
+            for index, item in enumerate(node):
+                walk(item, [*loc, index])
+        else:
+            for message in node if isinstance(node, list) else [node]:
+                errors.append({"loc": loc, "msg": str(message), "type": getattr(message, "code", "value_error")})
+
+    walk(detail, [where])
     return errors
 
 
@@ -260,3 +269,9 @@ def agno_problem(exc: BaseException, *, where: str) -> tuple[int, dict[str, Any]
     if problem.code == "unknown_session" and "session_id" in problem.extra:
         text = f"Session with id '{problem.extra['session_id']}' not found"
     return problem.status, {"detail": text, "code": problem.code}
+
+
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """A path under the REST API that nothing serves: a JSON 404 in the API's shape, not Django's
+    HTML page (mount it last under the API's prefix)."""
+    return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)

@@ -10,7 +10,6 @@ parameters.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +20,7 @@ from rest_framework.fields import empty
 from agents_app import events as ev
 from agents_app.models import Agent
 from agents_app.tools.registry import tool_registry
+from sessions_app.inputs import InvalidInput, clean_json, parse_json
 from sessions_app.models import Message, Run, Session
 
 # agno's RunStatus values, from our Run.Status.
@@ -553,11 +553,13 @@ class JSONObjectStringField(serializers.Field):
     an object in a JSON body."""
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, str):
-            try:
-                data = json.loads(data) if data.strip() else {}
-            except ValueError:
-                raise serializers.ValidationError("Must be a JSON object (invalid JSON).") from None
+        try:  # strict JSON, no NUL, lone surrogate or deep nesting (sessions_app.inputs)
+            if isinstance(data, str):
+                data = parse_json(data, field=self.field_name) if data.strip() else {}
+            else:
+                clean_json(data, field=self.field_name)
+        except InvalidInput as exc:
+            raise serializers.ValidationError(f"Must be a JSON object: {exc.detail}") from None
         if not isinstance(data, dict):
             raise serializers.ValidationError("Must be a JSON object.")
         return data

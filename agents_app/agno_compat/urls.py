@@ -5,7 +5,7 @@ clients then use `<site>/<prefix>` as their AgentOS base URL. Ids are matched as
 checked in the views, so an id that cannot exist is a JSON 404 like any unknown one.
 """
 
-from django.urls import path
+from django.urls import path, re_path
 
 from agents_app.agno_compat import views
 from agents_app.engine.protocol import KINDS
@@ -40,4 +40,6 @@ urlpatterns = [
     path("memories", views.MemoryListView.as_view(), name="memories"),
     path("memories/<str:memory_id>", views.MemoryDetailView.as_view(), name="memory"),
     path("memory_topics", views.MemoryTopicsView.as_view(), name="memory-topics"),
+    # Anything else under the prefix: FastAPI's JSON 404 (with our code), as agno's server answers.
+    re_path(r"", views.not_found),
 ]

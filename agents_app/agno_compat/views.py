@@ -32,7 +32,7 @@ from agents_app.agno_compat import serializers as s
 from agents_app.authentication import BearerOrTokenAuthentication
 from agents_app.runtime import RunNotFound, runtime
 from agents_app.selectors import AgentNotFound, agent_list_for_user, teams_with_members, workflows_with_steps
-from agents_app.sse import sse_response
+from agents_app.sse import EventStreamRenderer, sse_response
 from sessions_app.api_base import AsyncAPIView, agno_problem
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import run_http_status
@@ -126,6 +126,15 @@ class AgnoView(AsyncAPIView):
         serializer = serializer_class(data=self.request.query_params)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
+
+
+def not_found(request: Any, *args: Any, **kwargs: Any) -> JsonResponse:
+    """An agno route this server does not serve."""
+    response = JsonResponse({"detail": "Not Found", "code": "not_found"}, status=404)
+    origin = _cors_origin(request)
+    if origin:
+        _add_cors(response, origin)
+    return response
 
 
 class PreparedGet:
@@ -252,6 +261,7 @@ class RunView(AgnoView):
     client that disconnects neither stops nor loses it."""
 
     kind = "agent"
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
 
     def prepare_post(self, request: Any, **kwargs: str) -> _RunRequest:
         form = s.RunFormSerializer(data=request.data)

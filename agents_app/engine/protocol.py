@@ -21,6 +21,7 @@ from uuid import UUID
 from agents_app import events as ev
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import DomainError
+from sessions_app.inputs import InvalidInput, clean_text
 
 KINDS = ("agent", "team", "workflow")
 
@@ -37,6 +38,10 @@ def check_message(message: Any) -> str:
     """The input rules of every run: a non-empty string within MAX_MESSAGE_CHARS."""
     if not isinstance(message, str) or not message.strip():
         raise InvalidRunInput("The message must not be empty.")
+    try:
+        clean_text(message)  # no NUL character, no lone surrogate (sessions_app.inputs)
+    except InvalidInput as exc:
+        raise InvalidRunInput(exc.detail) from None
     limit = int(agentos_settings.MAX_MESSAGE_CHARS)
     if len(message) > limit:
         raise InvalidRunInput(f"The message is {len(message)} characters long; the limit is {limit}.")
