@@ -26,11 +26,13 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions as drf
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser, get_encoding
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -80,6 +82,10 @@ class StrictInputMixin:
     parser_classes = [StrictJSONParser, FormParser, MultiPartParser]
 
     def handle_exception(self, exc: Exception) -> Response:
+        request = getattr(self, "request", None)
+        if getattr(getattr(request, "accepted_renderer", None), "format", "") == "event-stream":
+            # A client that asked for an event stream gets its error as JSON (nothing streamed yet).
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"  # type: ignore[union-attr]
         return super().handle_exception(as_api_exception(exc))  # type: ignore[misc]
 
     def get_exception_handler(self) -> Any:
@@ -271,6 +277,7 @@ def agno_problem(exc: BaseException, *, where: str) -> tuple[int, dict[str, Any]
     return problem.status, {"detail": text, "code": problem.code}
 
 
+@csrf_exempt  # a 404 whatever the method: it changes nothing, so a missing CSRF token is no reason for a 403
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """A path under the REST API that nothing serves: a JSON 404 in the API's shape, not Django's
     HTML page (mount it last under the API's prefix)."""
