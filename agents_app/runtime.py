@@ -792,11 +792,11 @@ class Runtime:
         if live is not None:
             if live.user_id != user.pk:
                 raise RunNotFound(f"No run {run_id}.")
-            return _as_dicts(live.follow(after))
+            return _with_end_notice(_as_dicts(live.follow(after)), run_id)
         state = await db_call(_run_state, run_id, user.pk)
         if state is None:
             raise RunNotFound(f"No run {run_id}.")
-        return self._follow_elsewhere(state, after)
+        return _with_end_notice(self._follow_elsewhere(state, after), run_id)
 
     async def _follow_elsewhere(
         self, state: _RunState, after: int, *, terminal_only: bool = False
@@ -883,6 +883,30 @@ class Runtime:
         # No process has it. The user asked to stop it: store it as cancelled (a no-op if it
         # ended meanwhile). If it still runs somewhere outside any runtime, its outcome is dropped.
         return await db_call(_mark_cancelled_if_orphaned, run_id)
+
+
+async def _with_end_notice(events: AsyncIterator[dict[str, Any]], run_id: UUID) -> AsyncIterator[dict[str, Any]]:
+    """`events`, then, if they held no terminal event because the reader resumed past the end of a
+    finished run, one `RunEnded` notice with its final status: a client can tell "finished" from
+    "nothing yet" (it is not one of the run's events: it has no `event_index`)."""
+    terminal = False
+    try:
+        async for data in events:
+            terminal = terminal or _is_terminal(data)
+            yield data
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    if not terminal:
+        state = await db_call(_run_state, run_id)
+        if state is not None and state.status != Run.Status.RUNNING:
+            last = max((e.get("event_index", -1) for e in state.events), default=-1)
+            yield {
+                "event": "RunEnded",
+                "run_id": str(run_id),
+                "session_id": str(state.session_id),
+                "status": state.status,
+                "last_event_index": last,
+            }
 
 
 async def _as_dicts(events: AsyncIterator[ev.RunEvent]) -> AsyncIterator[dict[str, Any]]:

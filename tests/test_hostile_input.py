@@ -128,3 +128,26 @@ async def test_streaming_endpoints_accept_an_event_stream_accept_header(asgi, of
         f"/api/agents/{offline_agent.slug}/runs", json={"message": "hi"}, headers={**bearer(token), "Accept": "*/*"}
     )
     assert r.status_code == 200 and r.json()["status"] == "completed"
+
+
+async def test_a_resume_past_the_end_of_a_finished_run_says_it_has_ended(asgi, offline_agent, token):
+    r = await asgi.post(
+        f"/api/agents/{offline_agent.slug}/runs", json={"message": "hi", "stream": True}, headers=bearer(token)
+    )
+    events = parse_sse(r.text)
+    run_id, last = events[-1][1]["run_id"], events[-1][1]["event_index"]
+    r = await asgi.get(f"/api/runs/{run_id}/events", params={"after_event_index": last}, headers=bearer(token))
+    ((name, notice),) = parse_sse(r.text)
+    assert (name, notice["status"], notice["last_event_index"], "event_index" in notice) == (
+        "RunEnded",
+        "completed",
+        last,
+        False,
+    )
+    comm = await connect(offline_agent.slug, token=token)
+    await comm.send_json_to({"type": "resume", "run_id": run_id, "after_event_index": last + 5})
+    frame = await comm.receive_json_from(timeout=5)
+    assert (frame["event"], frame["run_id"], frame["status"]) == ("RunEnded", run_id, "completed")
+    await comm.send_json_to({"type": "resume", "run_id": run_id, "after_event_index": last - 1})
+    assert (await comm.receive_json_from(timeout=5))["event"] == "RunCompleted"  # a terminal event: no notice
+    await comm.disconnect()
