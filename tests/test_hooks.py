@@ -597,6 +597,18 @@ def test_the_sweep_republishes_only_stalled_executions(background_run, monkeypat
     assert published == [[(execution.pk, "later", 0.5)]]  # with the timeout planned for the run
     hook_executions_sweep()  # the sweep bumped updated_at: not published again at once
     assert len(published) == 1
+    # A claim whose worker died: taken up as soon as its lease has expired, not HOOKS_SWEEP_AFTER_SECONDS later.
+    now = timezone.now()
+    HookExecution.objects.filter(pk=execution.pk).update(
+        status="running", attempts=1, lease_expires_at=now + timedelta(seconds=5), updated_at=now - timedelta(minutes=1)
+    )
+    hook_executions_sweep()
+    assert len(published) == 1  # its lease still runs: its worker may be alive
+    HookExecution.objects.filter(pk=execution.pk).update(lease_expires_at=now - timedelta(seconds=1))
+    hook_executions_sweep()
+    assert published[-1] == [(execution.pk, "later", 0.5)] and len(published) == 2
+    hook_executions_sweep()  # re-published just now: not again until the lease grace has passed
+    assert len(published) == 2
 
 
 @pytest.mark.django_db

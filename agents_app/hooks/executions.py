@@ -273,15 +273,21 @@ def _attempt(row: HookExecution, attempt: int) -> HookDelivery:
 
 
 def hook_executions_sweep(*, limit: int = 500) -> int:
-    """Re-publish executions whose task may have been lost: queued, or running with an expired lease
-    (its worker died), and untouched for HOOKS_SWEEP_AFTER_SECONDS. Duplicates are harmless (the claim
-    is idempotent). Celery beat runs this every minute; the embedded worker when it starts."""
+    """Re-publish executions whose task may have been lost: queued and untouched for
+    HOOKS_SWEEP_AFTER_SECONDS, or running with an expired lease (its worker died: the lease is the
+    evidence, so there is no further wait; HOOKS_LEASE_GRACE_SECONDS keeps one expired execution from
+    being re-published on every sweep). Duplicates are harmless (the claim is idempotent). Celery beat
+    runs this every minute, so a dead worker's hook runs again within its lease plus about a minute;
+    the embedded worker sweeps when it starts and every minute."""
     now = timezone.now()
     stale = now - timedelta(seconds=float(agentos_settings.HOOKS_SWEEP_AFTER_SECONDS))
+    republished = now - timedelta(seconds=float(agentos_settings.HOOKS_LEASE_GRACE_SECONDS))
     Status = HookExecution.Status
     executions = list(
-        HookExecution.objects.filter(updated_at__lt=stale)
-        .filter(Q(status=Status.QUEUED) | Q(status=Status.RUNNING, lease_expires_at__lt=now))
+        HookExecution.objects.filter(
+            Q(status=Status.QUEUED, updated_at__lt=stale)
+            | Q(status=Status.RUNNING, lease_expires_at__lt=now, updated_at__lt=republished)
+        )
         .order_by("updated_at")
         .values_list("pk", "hook_name", "timeout_seconds")[:limit]
     )
