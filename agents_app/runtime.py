@@ -55,7 +55,7 @@ from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.errors import NotFoundError, UnavailableError
 from sessions_app.models import Run
-from sessions_app.services import SessionBusy, run_finish
+from sessions_app.services import SessionBusy, run_cancel, run_finish
 
 logger = logging.getLogger(__name__)
 
@@ -187,17 +187,7 @@ def _root_run_id(run_id: UUID) -> UUID:
 def _mark_cancelled_if_orphaned(run_id: UUID) -> str:
     """Cancel a run that no process has (it died with its process, or runs outside any runtime).
     Guarded by status=running, so a run that finished meanwhile keeps its outcome."""
-    run_finish(
-        run_id=run_id,
-        status=Run.Status.CANCELLED,
-        output="",
-        output_json=None,
-        error="The run was cancelled; no server process had it any more.",
-        error_type="cancelled",
-        messages=[],
-        metrics={},
-        events=None,
-    )
+    run_cancel(run_id=run_id, reason="The run was cancelled; no server process had it any more.")
     return Run.objects.filter(pk=run_id).values_list("status", flat=True).first() or Run.Status.CANCELLED
 
 

@@ -220,6 +220,23 @@ def run_finish(
             on_finish()
 
 
+def run_cancel(*, run_id: UUID, reason: str, user_message: str | None = None, events: Any = None) -> None:
+    """Store a run that produced nothing as cancelled (guarded by status=running, as `run_finish` is):
+    a child run cancelled before it started, or a run no process has any more."""
+    run_finish(
+        run_id=run_id,
+        status=Run.Status.CANCELLED,
+        output="",
+        output_json=None,
+        error=reason,
+        error_type="cancelled",
+        messages=[],
+        metrics={},
+        events=events,
+        user_message=user_message,
+    )
+
+
 def session_rename(*, session: Session, name: str) -> Session:
     session.name = name
     session.save(update_fields=["name", "updated_at"])

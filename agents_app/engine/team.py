@@ -38,7 +38,7 @@ from agents_app.tools.registry import Tool
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.models import Run
-from sessions_app.services import child_run_start, run_finish, run_start
+from sessions_app.services import child_run_start, run_cancel, run_start
 from telemetry_app.schemas import EventType
 
 logger = logging.getLogger(__name__)
@@ -180,19 +180,8 @@ class ChildRun:
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 run, _ = await start
-                await db_call(
-                    run_finish,
-                    run_id=run.pk,
-                    status=Run.Status.CANCELLED,
-                    output="",
-                    output_json=None,
-                    error="The run was cancelled before it started.",
-                    error_type="cancelled",
-                    messages=[],
-                    metrics={},
-                    events=[],
-                    user_message=self.message,
-                )
+                reason = "The run was cancelled before it started."
+                await db_call(run_cancel, run_id=run.pk, reason=reason, user_message=self.message, events=[])
             raise
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
