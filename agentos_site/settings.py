@@ -169,6 +169,11 @@ AGENTOS = {
     # `auto`: a worker thread in each web process when the broker is memory:// (embedded mode).
     "HOOKS_EMBEDDED_WORKER": env.str("AGENTOS_HOOKS_EMBEDDED_WORKER", default="auto"),
     "HOOKS_JUDGE_MODEL": env.str("AGENTOS_HOOKS_JUDGE_MODEL", default=""),
+    # Crash recovery (docs/deployment.md): each process's heartbeat period, the silence after which
+    # its runs are taken over, and how often a streaming run checkpoints its output and events.
+    "PROCESS_HEARTBEAT_SECONDS": env.float("AGENTOS_PROCESS_HEARTBEAT_SECONDS", default=2.0),
+    "PROCESS_DEAD_SECONDS": env.float("AGENTOS_PROCESS_DEAD_SECONDS", default=6.0),
+    "RUN_CHECKPOINT_SECONDS": env.float("AGENTOS_RUN_CHECKPOINT_SECONDS", default=1.0),
 }
 
 # Celery (agentos_site/celery.py reads every CELERY_* setting): background hooks, and the periodic

@@ -18,6 +18,14 @@ lives only in memory:
   batches when they come faster than the layer takes them. If nobody answers, the database decides.
 * With the in-memory layer (the embedded, single-process default) there is nobody remote, so the
   channel layer is not used at all.
+* Crash recovery: while a run streams, the engine checkpoints its partial output and events. With a
+  shared layer each process writes a heartbeat (sessions_app.liveness), and a run whose process
+  stopped beating is taken over within seconds, by any process that meets it (a resumer, a queued
+  message, a cancel) or by every process's heartbeat thread: stored as `interrupted`, keeping what
+  was checkpointed, with a terminal event at the next `event_index`, so every resumer gets it.
+* A channel layer that fails on this process does not break resuming: the follower falls back to
+  the run's checkpoints in the database. A cancel that needs the layer answers 503
+  (`channel_layer_unavailable`).
 
 The mailbox lives on a small daemon thread with its own event loop and its own instance of the
 configured layer (`_Bridge`). Why not on the server's loop: channels_redis lets only one event loop
@@ -38,6 +46,7 @@ import collections
 import concurrent.futures
 import contextlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -50,22 +59,33 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 
 from agents_app import events as ev
+from agents_app.engine.outcome import store_run
 from agents_app.engine.protocol import RunnableHandle
+from sessions_app import liveness
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.errors import NotFoundError, UnavailableError
 from sessions_app.models import Run
-from sessions_app.services import SessionBusy, run_cancel, run_finish
+from sessions_app.services import SessionBusy, run_finish
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LiveRun", "RunNotFound", "RunUnavailable", "Runtime", "SessionBusy", "runtime"]
+__all__ = [
+    "ChannelLayerUnavailable",
+    "LiveRun",
+    "RunNotFound",
+    "RunUnavailable",
+    "Runtime",
+    "SessionBusy",
+    "liveness_stop",
+    "runtime",
+]
 
 GROUP_PREFIX = "agentos.run."
 # How long a remote request waits for the owning process to answer before the database decides.
 ANSWER_TIMEOUT = 1.0
-# A remote follower asks the owner again after this long without events: a cheap heartbeat that
-# finds out whether the owner is still there (if not, the database decides).
+# A remote follower asks the owner again after this long without events (a dropped subscription
+# is noticed); in between, it checks the owner's heartbeat every PROCESS_HEARTBEAT_SECONDS.
 IDLE_TIMEOUT = 15.0
 # A finished run stays in memory this long, so a client reconnecting right away is served from
 # memory rather than from the database (which has every event too). Short: at 100 runs/s each
@@ -92,6 +112,18 @@ class RunUnavailable(UnavailableError):
     with its process); its events cannot be followed."""
 
     code = "run_unavailable"
+
+
+class ChannelLayerUnavailable(UnavailableError):
+    """This process cannot reach the channel layer, and the request needs the process that runs the
+    run (to cancel it): a clear 503 the client may retry, never a 500."""
+
+    code = "channel_layer_unavailable"
+    default_detail = "The channel layer is unreachable from this server; try again."
+
+
+INTERRUPTED_MESSAGE = "The server process running this run stopped; what it streamed until then is kept."
+ORPHAN_CANCELLED_MESSAGE = "The run was cancelled; no server process had it any more."
 
 
 def group_name(run_id: UUID | str) -> str:
@@ -134,6 +166,7 @@ class _RunState:
     created_at: float
     team_id: str | None = None  # a team's or a workflow's run (agent_id is then None)
     workflow_id: str | None = None
+    owner: str = ""  # the process executing it (sessions_app.liveness)
 
 
 def _run_state(run_id: UUID, user_id: Any = None) -> _RunState | None:
@@ -153,13 +186,14 @@ def _run_state(run_id: UUID, user_id: Any = None) -> _RunState | None:
         "created_at",
         "team__slug",
         "workflow__slug",
+        "owner",
     ).first()
     if row is None:
         return None
-    owner, session_id, agent_id, status, error, error_type, output, events, created_at, team_id, workflow_id = row
+    user, session_id, agent_id, status, error, error_type, output, events, created_at, team_id, workflow_id, owner = row
     return _RunState(
         run_id=run_id,
-        user_id=owner,
+        user_id=user,
         session_id=session_id,
         agent_id=agent_id,
         status=status,
@@ -170,6 +204,7 @@ def _run_state(run_id: UUID, user_id: Any = None) -> _RunState | None:
         created_at=created_at.timestamp(),
         team_id=team_id,
         workflow_id=workflow_id,
+        owner=owner,
     )
 
 
@@ -184,22 +219,13 @@ def _root_run_id(run_id: UUID) -> UUID:
     return run_id
 
 
-def _mark_cancelled_if_orphaned(run_id: UUID) -> str:
-    """Cancel a run that no process has (it died with its process, or runs outside any runtime).
-    Guarded by status=running, so a run that finished meanwhile keeps its outcome."""
-    run_cancel(run_id=run_id, reason="The run was cancelled; no server process had it any more.")
-    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first() or Run.Status.CANCELLED
+def _last_index(events: list[dict[str, Any]]) -> int:
+    return max((e.get("event_index", -1) for e in events), default=-1)
 
 
-def replay_stored(state: _RunState, after: int) -> list[dict[str, Any]]:
-    """A finished run's events after index `after`, from its row. A run stored without its terminal
-    event (cancelled because its process died) gets one made from the row, so a client always
-    learns the final state."""
-    events = [e for e in state.events if e.get("event_index", -1) > after]
-    if state.status == Run.Status.RUNNING or any(_is_terminal(e) for e in state.events):
-        return events
-    index = max((e.get("event_index", -1) for e in state.events), default=-1) + 1
-    # The kind's terminal events are named "<prefix>Completed", "<prefix>Error", "<prefix>Cancelled".
+def _terminal_event(state: _RunState, index: int, status: str, message: str, error_type: str) -> dict[str, Any]:
+    """The kind's terminal event for a run that ended as `status`, made from its row (agno's names:
+    "<prefix>Completed", "<prefix>Error", "<prefix>Cancelled")."""
     prefix, key, component = (
         ("TeamRun", "team_id", state.team_id)
         if state.team_id
@@ -209,16 +235,82 @@ def replay_stored(state: _RunState, after: int) -> list[dict[str, Any]]:
     )
     ids: dict[str, Any] = {"run_id": str(state.run_id), "session_id": str(state.session_id), key: component}
     made: ev.RunEvent
-    if state.status == Run.Status.COMPLETED:
-        made = ev.EVENT_CLASSES[f"{prefix}Completed"](event_index=index, content=state.output, **ids)
-    elif state.status == Run.Status.ERROR:
-        error_type = state.error_type or "error"
-        made = ev.EVENT_CLASSES[f"{prefix}Error"](event_index=index, content=state.error, error_type=error_type, **ids)
+    if status == Run.Status.COMPLETED:
+        made = ev.EVENT_CLASSES[f"{prefix}Completed"](event_index=index, content=message, **ids)
+    elif status == Run.Status.ERROR:
+        made = ev.EVENT_CLASSES[f"{prefix}Error"](
+            event_index=index, content=message, error_type=error_type or "error", **ids
+        )
     else:
-        reason = state.error or "The run was cancelled."
-        made = ev.EVENT_CLASSES[f"{prefix}Cancelled"](event_index=index, reason=reason, **ids)
-    if index > after:
-        events.append(made.to_dict())
+        made = ev.EVENT_CLASSES[f"{prefix}Cancelled"](
+            event_index=index, reason=message or "The run was cancelled.", **ids
+        )
+    return made.to_dict()
+
+
+def _settle(run_id: UUID, *, status: str, reason: str, error_type: str, after: int = -1) -> str:
+    """Store a run that no process executes any more (its process died, or it never started) as
+    ended, keeping the output and events it checkpointed, with a terminal event at the next
+    `event_index` after the stored ones and after `after` (the last one a resumer saw, which may be
+    past the last checkpoint), so every resumer receives it. Its telemetry event is recorded too.
+    Guarded by status=running (racing settlers, or the owner finishing after all, store once).
+    Returns the run's status afterwards."""
+    state = _run_state(run_id)
+    if state is None:
+        return Run.Status.CANCELLED  # deleted with its session
+    if state.status != Run.Status.RUNNING:
+        return state.status
+    if error_type == "interrupted":
+        logger.warning("Run %s was left running by a server process that stopped; taking it over", run_id)
+    row = Run.objects.filter(pk=run_id).values("input", "model", "provider").first() or {}
+    output = state.output
+    terminal = _terminal_event(state, max(_last_index(state.events), after) + 1, status, reason, error_type)
+    kind = "team" if state.team_id else "workflow" if state.workflow_id else "agent"
+    store_run(
+        run_id=run_id,
+        session_id=state.session_id,
+        message=row.get("input", ""),
+        outcome={"status": status, "output": output, "error": reason, "error_type": error_type},
+        messages=[{"role": "assistant", "content": output}] if output else [],
+        metrics={},
+        events=[*state.events, terminal],
+        state_set={},
+        state_unset=[],
+        telemetry_type=kind,
+        component_id=state.team_id or state.workflow_id or state.agent_id or "",
+        model=row.get("model", ""),
+        provider=row.get("provider", ""),
+    )
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first() or Run.Status.CANCELLED
+
+
+def _settle_interrupted(run_id: UUID, after: int = -1) -> str:
+    """A run whose process stopped beating: an error of type `interrupted`."""
+    return _settle(run_id, status=Run.Status.ERROR, reason=INTERRUPTED_MESSAGE, error_type="interrupted", after=after)
+
+
+def _settle_cancelled(run_id: UUID) -> str:
+    """A run its user asked to stop that no process has: stored cancelled, keeping its checkpoints."""
+    return _settle(run_id, status=Run.Status.CANCELLED, reason=ORPHAN_CANCELLED_MESSAGE, error_type="cancelled")
+
+
+def replay_stored(state: _RunState, after: int) -> list[dict[str, Any]]:
+    """A run's stored events after index `after`: all of a finished run's, or a running run's
+    checkpoints so far. A finished run stored without its terminal event gets one made from its
+    row, so a client always learns the final state."""
+    events = [e for e in state.events if e.get("event_index", -1) > after]
+    if state.status == Run.Status.RUNNING:
+        return events
+    terminal = next((e for e in reversed(state.events) if _is_terminal(e)), None)
+    if terminal is None:
+        message = state.output if state.status == Run.Status.COMPLETED else state.error
+        terminal = _terminal_event(state, _last_index(state.events) + 1, state.status, message, state.error_type)
+        if terminal["event_index"] > after:
+            events.append(terminal)
+    if terminal["event_index"] <= after and state.error_type == "interrupted":
+        # Its process died after streaming events it never checkpointed, and this reader saw some
+        # of them: it still gets the end, numbered after the last event it saw.
+        events.append({**terminal, "event_index": after + 1})
     return events
 
 
@@ -371,12 +463,27 @@ class _Bridge:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     async def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return await asyncio.wrap_future(self.submit(coro))
+        """Run a layer call on the bridge; a failing layer raises ChannelLayerUnavailable."""
+        try:
+            return await asyncio.wrap_future(self.submit(coro))
+        except ChannelFull:
+            raise
+        except Exception as exc:
+            logger.warning("The channel layer is unreachable: %s", exc)
+            raise ChannelLayerUnavailable() from exc
 
     async def mailbox(self) -> str:
         self._ensure_started()
-        assert self._opened is not None
-        return await asyncio.wrap_future(self._opened)
+        opened = self._opened
+        assert opened is not None
+        try:
+            return await asyncio.wrap_future(opened)
+        except Exception as exc:
+            with self._start_lock:  # try again next time: the layer may be back
+                if self._opened is opened:
+                    self._opened = None
+            logger.warning("The channel layer is unreachable: %s", exc)
+            raise ChannelLayerUnavailable() from exc
 
     def _ensure_started(self) -> None:
         with self._start_lock:
@@ -537,6 +644,76 @@ class _Bridge:
             logger.warning("Forwarding run events to %s failed", reply_to, exc_info=True)
 
 
+# ---- this process's heartbeat, and the takeover of dead processes' runs ------------------------
+
+
+class _Liveness:
+    """A daemon thread, one per process, started by the first runtime that shares runs with other
+    processes: every PROCESS_HEARTBEAT_SECONDS it records this process's heartbeat, then settles
+    the runs of processes that stopped beating. So a dead process's runs are taken over within
+    PROCESS_DEAD_SECONDS plus one heartbeat period even when nobody asks for them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._stop = threading.Event()
+        self._failures = 0
+        self._beats = 0
+
+    def ensure(self) -> None:
+        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+                return
+            self._pid = os.getpid()  # a forked child starts its own (the parent's is not there)
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, name="agentos-liveness", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        stop = self._stop
+        while True:
+            self.tick()
+            if stop.wait(float(agentos_settings.PROCESS_HEARTBEAT_SECONDS)):
+                return
+
+    def tick(self) -> None:
+        """One heartbeat and one takeover pass (never raises: a database hiccup is retried next time)."""
+        try:
+            liveness.beat()
+            for run_id in liveness.orphaned_run_ids():
+                _settle_interrupted(run_id)
+            self._beats += 1
+            if self._beats % 1000 == 1:
+                liveness.forget_dead()
+            if self._failures:
+                logger.warning("The process heartbeat works again after %d failures", self._failures)
+            self._failures = 0
+        except Exception:
+            self._failures += 1
+            logger.warning("The process heartbeat failed (%d in a row)", self._failures, exc_info=self._failures == 1)
+        finally:
+            with contextlib.suppress(Exception):
+                liveness.release_connection()
+
+
+_liveness = _Liveness()
+
+
+def liveness_stop() -> None:
+    """Stop this process's heartbeat thread (tests, before their database is dropped)."""
+    _liveness.stop()
+
+
 # ---- the supervisor -------------------------------------------------------------------------
 
 
@@ -606,6 +783,7 @@ class Runtime:
         live = LiveRun(handle=handle, loop=asyncio.get_running_loop())
         self._live[handle.run_id] = live
         if self.remote:
+            _liveness.ensure()
             live.joined = self.bridge.submit(self._join(live))
         live.task = self._spawn(self._pump(live, stream))
         return live
@@ -731,23 +909,36 @@ class Runtime:
             self.launch(attempt.result())
 
     async def _free_orphans(self, run_ids: list[UUID]) -> bool:
-        """Store as cancelled the runs that hold a session but that no process runs any more (their
-        process died in a restart); True if that freed them all. Asked only when a session is busy."""
+        """Settle the runs that hold a session but that no process runs any more (their process
+        died); True if that freed them all. Asked only when a session is busy."""
         freed = 0
         for run_id in run_ids:
             state = await db_call(_run_state, run_id)
             if state is None or state.status != Run.Status.RUNNING:
                 freed += 1
             elif not await self._owned_anywhere(state):
-                logger.warning("Run %s was left running by a process that is gone; cancelling it", run_id)
-                await db_call(_mark_cancelled_if_orphaned, run_id)
+                await db_call(_settle_interrupted, run_id)
                 freed += 1
         return freed == len(run_ids)
 
-    async def _owned_anywhere(self, state: _RunState) -> bool:
+    async def _owned_anywhere(self, state: _RunState, *, ask: bool = True) -> bool:
+        """Whether some process still executes this running run. Its owner's heartbeat decides
+        (sessions_app.liveness); a beating owner is asked too, since it may have lost the run; when
+        it cannot be asked (the layer is down), the heartbeat is trusted. With the in-memory layer
+        this process is the only one: a run it does not have is nobody's, unless this process made
+        it (someone's own `execute` loop runs it here, outside any runtime)."""
         if self._get_live(state.run_id) is not None or time.time() - state.created_at < ORPHAN_GRACE_SECONDS:
             return True
-        return self.remote and await self._ask_owner(state.run_id, "agentos.ping")
+        if not self.remote:
+            return state.owner == liveness.process_id()
+        if not await db_call(liveness.owner_alive, state.owner, state.created_at):
+            return False
+        if not ask:
+            return True
+        try:
+            return await self._ask_owner(state.run_id, "agentos.ping")
+        except ChannelLayerUnavailable:
+            return True
 
     async def _ask_owner(self, run_id: UUID, kind: str) -> bool:
         """Send a request to the process that runs `run_id`; True if it answered."""
@@ -777,7 +968,7 @@ class Runtime:
 
         Close the iterator when you stop early (`contextlib.aclosing`), so the run stops feeding it.
         """
-        after = max(int(after_event_index), -1)
+        after = min(max(int(after_event_index), -1), 2**31)  # (the channel layer carries 64-bit integers)
         live = self._get_live(run_id)
         if live is not None:
             if live.user_id != user.pk:
@@ -793,6 +984,7 @@ class Runtime:
     ) -> AsyncIterator[dict[str, Any]]:
         last = after
         poll = 0.1
+        layer_up = self.remote
         while True:
             if state.status != Run.Status.RUNNING:
                 for data in replay_stored(state, last):
@@ -805,23 +997,37 @@ class Runtime:
                     yield event.to_dict()
                 return
             answered = False
-            if self.remote:
-                follower = _RemoteFollower(self.bridge, state.run_id, last, terminal_only)
-                async for data in follower:
-                    yield data
-                    last = data["event_index"]
+            if layer_up:
+                follower = _RemoteFollower(self, state, last, terminal_only)
+                try:
+                    async for data in follower:
+                        yield data
+                        last = data["event_index"]
+                except ChannelLayerUnavailable:
+                    # Follow from the run's checkpoints instead (a little behind, but never broken).
+                    logger.warning("Following run %s from the database: the channel layer is down", state.run_id)
+                    layer_up = False
                 if follower.finished:
                     return
-                answered = follower.answered
+                answered = follower.answered and not follower.owner_gone
+            elif not terminal_only:
+                for data in replay_stored(state, last):
+                    if data.get("event_index") != last + 1:
+                        break
+                    yield data
+                    last = data["event_index"]
             if answered:
                 poll = 0.1
+            elif not await self._owned_anywhere(state, ask=layer_up):
+                # Its process died: take it over now (ending it after what this reader saw).
+                await db_call(_settle_interrupted, state.run_id, last)
             else:
-                # Nobody has it: it is ending right now, or it runs outside any runtime (someone's
-                # own `execute` loop), or its process died. The database tells which, in time.
+                # It is ending right now, or it is followed from the database, or it runs outside
+                # any runtime (someone's own `execute` loop). The database tells, in time.
                 if time.time() - state.created_at > float(agentos_settings.RUN_STALE_SECONDS):
                     raise RunUnavailable(f"Run {state.run_id} is marked running but no server process has it.")
                 await asyncio.sleep(poll)
-                poll = min(poll * 2, 2.0)
+                poll = min(poll * 2, 1.0)
             fresh = await db_call(_run_state, state.run_id)
             if fresh is None:
                 return  # deleted with its session meanwhile
@@ -868,11 +1074,18 @@ class Runtime:
         if live is not None:
             live.cancel()
             return "cancelling"
-        if self.remote and await self._ask_owner(run_id, "agentos.cancel"):
-            return "cancelling"
+        if self.remote:
+            state = await db_call(_run_state, run_id)
+            if state is None or state.status != Run.Status.RUNNING:
+                return state.status if state is not None else Run.Status.CANCELLED
+            owner_alive = await db_call(liveness.owner_alive, state.owner, state.created_at)
+            # A beating owner must be reached: without the layer that is a 503, not a guess.
+            if owner_alive and await self._ask_owner(run_id, "agentos.cancel"):
+                return "cancelling"
         # No process has it. The user asked to stop it: store it as cancelled (a no-op if it
-        # ended meanwhile). If it still runs somewhere outside any runtime, its outcome is dropped.
-        return await db_call(_mark_cancelled_if_orphaned, run_id)
+        # ended meanwhile), keeping what it checkpointed. If it still runs somewhere outside any
+        # runtime, its outcome is dropped.
+        return await db_call(_settle_cancelled, run_id)
 
 
 async def _with_end_notice(events: AsyncIterator[dict[str, Any]], run_id: UUID) -> AsyncIterator[dict[str, Any]]:
@@ -914,13 +1127,15 @@ class _RemoteFollower:
     stream goes quiet or has a gap (the caller asks again from the last index: cheap, and it finds
     out whether the owner is still there)."""
 
-    def __init__(self, bridge: _Bridge, run_id: UUID, after: int, terminal_only: bool) -> None:
-        self.bridge = bridge
-        self.run_id = run_id
+    def __init__(self, runtime: Runtime, state: _RunState, after: int, terminal_only: bool) -> None:
+        self.bridge = runtime.bridge
+        self.state = state
+        self.run_id = state.run_id
         self.last = after
         self.terminal_only = terminal_only
         self.answered = False
         self.finished = False
+        self.owner_gone = False  # its process stopped beating while this follower waited
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         bridge = self.bridge
@@ -939,14 +1154,25 @@ class _RemoteFollower:
         }
         try:
             await bridge.call(bridge.layer.group_send(group, request))
-            timeout = ANSWER_TIMEOUT
+            check_every = max(0.2, float(agentos_settings.PROCESS_HEARTBEAT_SECONDS))
+            quiet = 0.0
             while True:
+                timeout = check_every if self.answered else ANSWER_TIMEOUT
                 try:
                     message = await asyncio.wait_for(queue.get(), timeout)
                 except TimeoutError:
-                    return
+                    if not self.answered:
+                        return
+                    quiet += timeout
+                    state = self.state
+                    if not await db_call(liveness.owner_alive, state.owner, state.created_at):
+                        self.owner_gone = True
+                        return
+                    if quiet >= IDLE_TIMEOUT:
+                        return  # ask again: the subscription may have been dropped
+                    continue
                 self.answered = True
-                timeout = IDLE_TIMEOUT
+                quiet = 0.0
                 for data in message["events"]:
                     index = data.get("event_index", -1)
                     if index <= self.last and not _is_terminal(data):

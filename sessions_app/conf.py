@@ -49,6 +49,14 @@ DEFAULTS: dict[str, Any] = {
     # its session busy (its server process most likely died).
     "SESSION_QUEUE_TIMEOUT_SECONDS": 120.0,
     "RUN_STALE_SECONDS": 900.0,
+    # Crash recovery (sessions_app.liveness, agents_app.runtime). With a shared channel layer, each
+    # server process writes a heartbeat this often; a run whose process has not beaten for
+    # PROCESS_DEAD_SECONDS is taken over (stored as interrupted, keeping what it streamed).
+    "PROCESS_HEARTBEAT_SECONDS": 2.0,
+    "PROCESS_DEAD_SECONDS": 6.0,
+    # A streaming run saves its output and events so far this often (0: only when it ends), so a
+    # crash loses at most this much of what it streamed. Runs shorter than this never pay for it.
+    "RUN_CHECKPOINT_SECONDS": 1.0,
     # agno AgentOS compatible API (agents_app.agno_compat): the URL prefix it is served under
     # ("os" -> /os/agents, ...; "" serves it at the site root like agno's server; None: not served),
     # and the browser origins allowed to call it (agno's Agent UI runs on localhost:3000).

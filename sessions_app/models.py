@@ -114,8 +114,14 @@ class Run(ComponentMixin, models.Model):
     time_to_first_token = models.FloatField(null=True, blank=True, help_text="Seconds.")
     duration = models.FloatField(null=True, blank=True, help_text="Seconds.")
     events = models.JSONField(
-        null=True, blank=True, help_text="Every event the run emitted, stored when it ends, for clients that resume."
+        null=True,
+        blank=True,
+        help_text="Every event the run emitted, for clients that resume: saved while it streams "
+        "(every RUN_CHECKPOINT_SECONDS) and when it ends.",
     )
+    # The server process executing it (ServerProcess.id; empty: none known). Not a foreign key: a
+    # process's row comes and goes with its heartbeat, a run's owner is history.
+    owner = models.CharField(max_length=32, blank=True, default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -225,3 +231,22 @@ class Memory(models.Model):
 def topics_index(topics: Any) -> str:
     names = [str(t).strip().lower() for t in topics or [] if str(t).strip()] if isinstance(topics, list) else []
     return "|" + "|".join(names) + "|" if names else ""
+
+
+class ServerProcess(models.Model):
+    """A server process that executes runs, and its heartbeat (sessions_app.liveness). A running run
+    whose owner stopped beating is taken over by another process (agents_app.runtime): stored as
+    interrupted, keeping what it streamed, with a terminal event resumers receive."""
+
+    id = models.CharField(primary_key=True, max_length=32, editable=False)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "server process"
+        verbose_name_plural = "server processes"
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid} ({self.id})"

@@ -15,6 +15,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from sessions_app.errors import ConflictError, DomainError, NotFoundError
+from sessions_app.liveness import process_id
 from sessions_app.models import Memory, Message, Run, Session
 from sessions_app.selectors import memory_scope_filter, session_history
 
@@ -148,6 +149,7 @@ def run_start(
             input=message,
             model=model.model_id if model is not None else "",
             provider=model.provider if model is not None else "",
+            owner=process_id(),
             **owner,
         )
         # The user's message is the run's `input` from here on; its Message row (position 0) is
@@ -218,6 +220,17 @@ def run_finish(
             session_state_merge(session_id=session_id, state_set=state_set or {}, state_unset=state_unset or [])
         if updated and on_finish is not None:
             on_finish()
+
+
+def run_checkpoint(*, run_id: UUID, output: str, events: list[dict[str, Any]]) -> bool:
+    """Save what a run has streamed so far (its partial output and events), so a crash of its
+    process loses at most the time since the last checkpoint. Guarded by status=running: a
+    checkpoint that arrives after the run was stored changes nothing. True if saved."""
+    return bool(
+        Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
+            output=output, events=events, updated_at=timezone.now()
+        )
+    )
 
 
 def run_cancel(*, run_id: UUID, reason: str, user_message: str | None = None, events: Any = None) -> None:
@@ -440,4 +453,5 @@ def child_run_start(
         input=message,
         model=model.model_id,
         provider=model.provider,
+        owner=process_id(),
     )

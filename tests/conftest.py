@@ -136,7 +136,10 @@ def _close_engine_db_threads(django_db_setup: Any, django_db_blocker: Any) -> It
     # is dropped (PostgreSQL refuses to drop a database that has sessions).
     yield
     from agents_app.embedded_worker import stop_embedded_worker
+    from agents_app.runtime import liveness_stop
     from sessions_app.db import db_threads_close_connections
+
+    liveness_stop()  # this process's heartbeat thread (runtimes on a shared channel layer start it)
 
     # The embedded Celery worker (background hooks in embedded mode) and its sweep thread, too:
     # otherwise they touch the database after it is gone.

@@ -69,32 +69,14 @@ def servers(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> 
         text=True,
     ).stdout
     token = out.strip().splitlines()[-1]
-    ports = [free_port(), free_port()]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "agentos_site.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for port in ports
-    ]
+    procs: list[subprocess.Popen] = []
     try:
-        for port, proc in zip(ports, procs, strict=True):
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/api/agents/", timeout=1)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        pytest.fail("daphne did not start: " + proc.stderr.read().decode()[-2000:])
-                    time.sleep(0.1)
-        yield {"ports": ports, "token": token}
+        ports = [_spawn(env, procs) for _ in range(2)]
+        yield {"ports": ports, "token": token, "env": env, "procs": procs}
     finally:
         for proc in procs:
-            proc.terminate()
+            if proc.poll() is None:
+                proc.terminate()
         for proc in procs:
             try:
                 proc.wait(2)
@@ -103,10 +85,32 @@ def servers(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> 
                 proc.wait(5)
 
 
-async def _ws(servers: dict[str, Any], which: int, path: str = "agents/slow") -> Any:
+def _spawn(env: dict[str, str], procs: list[subprocess.Popen]) -> int:
+    """One more daphne process on the shared database; its port once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "agentos_site.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    procs.append(proc)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/api/agents/", timeout=1)
+            return port
+        except httpx.TransportError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail("daphne did not start: " + proc.stderr.read().decode()[-2000:])
+            time.sleep(0.1)
+
+
+async def _ws(servers: dict[str, Any], which: int, path: str = "agents/slow", port: int | None = None) -> Any:
     from websockets.asyncio.client import connect
 
-    url = f"ws://127.0.0.1:{servers['ports'][which]}/ws/{path}/"
+    url = f"ws://127.0.0.1:{port or servers['ports'][which]}/ws/{path}/"
     return await connect(
         url, subprotocols=["agentos", f"token.{servers['token']}"], open_timeout=5
     )  # no Origin: an app
@@ -220,3 +224,130 @@ async def test_a_team_run_is_resumed_and_cancelled_from_the_other_process(server
     names = [f["event"] for f in frames]
     assert "CancelRequested" in names and "RunCancelled" in names
     assert names.index("RunCancelled") < names.index("TeamRunCancelled")
+
+
+async def _read_until_terminal(ws: Any, timeout: float) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    while not frames or frames[-1].get("event") not in TERMINAL:
+        frames.append(await _next(ws, timeout))
+    return frames
+
+
+async def test_a_process_killed_mid_stream_is_taken_over(servers, scripted_model):
+    """SIGKILL the process streaming a run: a resumer on another process (websocket and SSE) gets a
+    terminal event at the next event_index within the takeover bound, the stored run keeps what was
+    streamed (checkpoints), and the next message into the session is answered at once."""
+    victim = _spawn(servers["env"], servers["procs"])
+    proc = servers["procs"][-1]
+    words = " ".join(f"w{i}" for i in range(300))
+    scripted_model.push_text(words, chunk_delay=0.03)
+    first = await _ws(servers, 0, port=victim)
+    await first.send(json.dumps({"type": "run", "message": "talk slowly"}))
+    seen = [await _next(first) for _ in range(3)]
+    run_id, session_id = seen[0]["run_id"], seen[0]["session_id"]
+    base1 = f"http://127.0.0.1:{servers['ports'][1]}"
+    headers = {"Authorization": f"Bearer {servers['token']}"}
+    # Followers on process 1: a websocket resumer and an SSE one.
+    second = await _ws(servers, 1)
+    await second.send(json.dumps({"type": "resume", "run_id": run_id, "after_event_index": 2}))
+    followed = [await _next(second) for _ in range(60)]  # about 2 s of streaming: checkpoints exist
+    async with httpx.AsyncClient(headers=headers, timeout=30) as client:
+        sse: list[dict[str, Any]] = []
+
+        async def follow_sse() -> None:
+            url = f"{base1}/api/runs/{run_id}/events?after_event_index=0"
+            async with client.stream("GET", url) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data: "):
+                        sse.append(json.loads(line[6:]))
+
+        sse_task = asyncio.ensure_future(follow_sse())
+        while len(sse) < 10:
+            await asyncio.sleep(0.05)
+        proc.kill()  # SIGKILL: no shutdown code runs
+        killed = time.monotonic()
+        rest = await _read_until_terminal(second, timeout=30)
+        took_over = time.monotonic() - killed
+        await asyncio.wait_for(sse_task, 30)
+        await second.close()
+        ws_events = seen + followed + rest
+        terminal = rest[-1]
+        print(f"\ntakeover after SIGKILL: {took_over:.1f} s")
+        assert (terminal["event"], terminal["error_type"]) == ("RunError", "interrupted")
+        # The terminal event follows the last event this resumer saw; nothing is skipped before it.
+        assert [e["event_index"] for e in ws_events] == list(range(len(ws_events)))
+        assert sse[-1] == {**terminal} or (sse[-1]["event"], sse[-1]["error_type"]) == ("RunError", "interrupted")
+        assert sse[-1]["event_index"] > sse[-2]["event_index"]
+        assert took_over < 15, took_over  # the bound is PROCESS_DEAD_SECONDS (6) + a heartbeat (2)
+        # The stored run keeps what was streamed, up to its last checkpoint (at most 1 s behind).
+        streamed = "".join(e["content"] for e in ws_events if e["event"] == "RunContent")
+        run = (await client.get(f"{base1}/api/runs/{run_id}/")).json()
+        assert run["status"] == "error" and run["content"], run
+        assert streamed.startswith(run["content"]) and len(run["content"]) >= len(streamed) // 2
+        # The session is free: the next message into it is answered at once.
+        scripted_model.push_text("still here")
+        started = time.monotonic()
+        r = await client.post(
+            f"{base1}/api/agents/slow/runs", json={"message": "are you there?", "session_id": session_id}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["content"] == "still here"
+        assert time.monotonic() - started < 5
+    await first.close()  # (its server is gone: this waits for the close timeout)
+
+
+async def test_the_next_message_after_a_kill_waits_only_for_the_takeover(servers, scripted_model):
+    """No resumer: the next message, sent right after its process was killed, finds the session held
+    by the dead run; it takes the run over (its owner no longer answers) and is answered."""
+    victim = _spawn(servers["env"], servers["procs"])
+    proc = servers["procs"][-1]
+    scripted_model.push_text(" ".join(f"w{i}" for i in range(300)), chunk_delay=0.03)
+    first = await _ws(servers, 0, port=victim)
+    await first.send(json.dumps({"type": "run", "message": "talk slowly"}))
+    seen = [await _next(first) for _ in range(40)]
+    proc.kill()
+    killed = time.monotonic()
+    await asyncio.sleep(1.5)
+    scripted_model.push_text("answered")
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {servers['token']}"}, timeout=60) as client:
+        base1 = f"http://127.0.0.1:{servers['ports'][1]}"
+        r = await client.post(
+            f"{base1}/api/agents/slow/runs", json={"message": "next", "session_id": seen[0]["session_id"]}
+        )
+        answered = time.monotonic() - killed
+        print(f"\nnext message answered {answered:.1f} s after the kill")
+        assert r.status_code == 200 and r.json()["content"] == "answered", r.text
+        assert answered < 15, answered
+        lost = (await client.get(f"{base1}/api/runs/{seen[0]['run_id']}/")).json()
+        assert lost["status"] == "error" and lost["content"].startswith("w0 w1")
+    await first.close()
+
+
+async def test_a_process_without_the_channel_layer_answers_clearly(servers, scripted_model):
+    """One process cannot reach Redis: resuming a run of another process still streams every event
+    (from the run's checkpoints), and cancelling it is a 503 with a code, not a 500."""
+    dead_redis = free_port()  # nothing listens there
+    broken = _spawn({**servers["env"], "REDIS_URL": f"redis://127.0.0.1:{dead_redis}/0"}, servers["procs"])
+    words = " ".join(f"w{i}" for i in range(80))
+    first, seen = await _start_slow_run(servers, scripted_model, words)
+    run_id = seen[0]["run_id"]
+    base = f"http://127.0.0.1:{broken}"
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {servers['token']}"}, timeout=30) as client:
+        r = await client.post(f"{base}/api/runs/{run_id}/cancel")
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "channel_layer_unavailable" and r.json()["detail"]
+        ws = await _ws(servers, 0, port=broken)
+        await ws.send(json.dumps({"type": "cancel", "run_id": run_id}))
+        frame = await _next(ws)
+        assert (frame["event"], frame["code"]) == ("Error", "channel_layer_unavailable")
+        # The socket still answers, and resuming through it works.
+        await ws.send(json.dumps({"type": "resume", "run_id": run_id, "after_event_index": 2}))
+        rest = await _read_until_terminal(ws, timeout=30)
+        await ws.close()
+        events = seen + rest
+        assert [e["event_index"] for e in events] == list(range(len(events)))
+        assert rest[-1]["event"] == "RunCompleted" and rest[-1]["content"] == words
+        r = await client.get(f"{base}/api/runs/{run_id}/events?after_event_index=-1")
+        replayed = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+        assert replayed == events
+    await first.close()

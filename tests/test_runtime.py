@@ -19,7 +19,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from agents_app.engine.runner import run_prepare
-from agents_app.runtime import RunNotFound, Runtime, RunUnavailable, SessionBusy
+from agents_app.runtime import RunNotFound, Runtime, RunUnavailable, SessionBusy, liveness_stop
 from sessions_app.models import Message, Run, Session
 from sessions_app.services import run_finish
 
@@ -149,9 +149,12 @@ async def test_queue_policy_waits_for_a_run_outside_the_runtime(offline_agent, u
 
 async def test_a_run_left_by_a_dead_process_does_not_hold_its_session(offline_agent, user):
     """A restart killed the process of a running run: the next message does not wait for it (under
-    any policy); the run is stored as cancelled."""
+    any policy); the run is stored as interrupted."""
     lost = await prepare(offline_agent, user, "lost in a restart")
-    await Run.objects.filter(pk=lost.run_id).aupdate(created_at=timezone.now() - timedelta(seconds=30))
+    await Run.objects.filter(pk=lost.run_id).aupdate(
+        created_at=timezone.now() - timedelta(seconds=30),
+        owner="0" * 32,  # a process that is gone
+    )
     offline_agent.busy_session_policy = "reject"
     await offline_agent.asave()
     rt = Runtime(remote=False)
@@ -159,7 +162,8 @@ async def test_a_run_left_by_a_dead_process_does_not_hold_its_session(offline_ag
         start(rt, agent_id=offline_agent.slug, user=user, message="next", session_id=lost.session_id), 5
     )
     assert (await live.wait())[-1].name == "RunCompleted"
-    assert (await Run.objects.aget(pk=lost.run_id)).status == "cancelled"
+    lost_run = await Run.objects.aget(pk=lost.run_id)
+    assert (lost_run.status, lost_run.error_type) == ("error", "interrupted")
 
 
 async def test_a_caller_that_goes_away_while_its_run_is_written_still_gets_it_run(offline_agent, user):
@@ -256,6 +260,9 @@ def redis_layer() -> Any:
         yield make
         for rt in runtimes:
             rt.close()
+    # Their launches started this process's heartbeat thread: on SQLite a background writer would
+    # make other tests' transactions fail ("database is locked"), so it stops with the fixture.
+    liveness_stop()
 
 
 async def test_another_process_follows_and_cancels_a_run_over_the_channel_layer(

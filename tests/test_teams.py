@@ -364,16 +364,23 @@ async def test_a_team_run_left_by_a_dead_process_replays_with_a_team_terminal_ev
     asgi, token, user, openai_model, members
 ):
     from agents_app.engine.team import team_run_prepare
-    from agents_app.runtime import _mark_cancelled_if_orphaned
+    from agents_app.runtime import _settle_cancelled, _settle_interrupted
     from sessions_app.db import db_call
 
     team = await _make(openai_model, members, mode="route")
     handle = await db_call(team_run_prepare, team_id=team.slug, user=user, message="hi")  # never launched
-    await db_call(_mark_cancelled_if_orphaned, handle.run_id)
+    await db_call(_settle_cancelled, handle.run_id)
     r = await asgi.get(f"/api/runs/{handle.run_id}/events", headers=bearer(token))
     frames = parse_sse(r.text)
     assert [name for name, _ in frames] == ["TeamRunCancelled"]
     assert frames[0][1]["team_id"] == "crew" and "agent_id" not in frames[0][1]
+    # One whose process died is taken over as interrupted, with the team's error event.
+    other = await db_call(team_run_prepare, team_id=team.slug, user=user, message="hi again")
+    await db_call(_settle_interrupted, other.run_id)
+    frames = parse_sse((await asgi.get(f"/api/runs/{other.run_id}/events", headers=bearer(token))).text)
+    assert [(name, data["error_type"], data["event_index"]) for name, data in frames] == [
+        ("TeamRunError", "interrupted", 0)
+    ]
 
 
 async def test_a_busy_session_is_a_409_unless_only_a_dead_process_held_it(
@@ -390,12 +397,13 @@ async def test_a_busy_session_is_a_409_unless_only_a_dead_process_held_it(
     held = await db_call(team_run_prepare, team_id=team.slug, user=user, message="first")  # never launched
     r = await run_team(asgi, team.slug, token, session_id=str(held.session_id))
     assert r.status_code == 409  # young: its process may still be starting it
-    # Older than the grace period and no process has it: its process died. The session is freed.
-    await Run.objects.filter(pk=held.run_id).aupdate(created_at=timezone.now() - timedelta(seconds=30))
+    # Older than the grace period and made by a process that is gone: the session is freed.
+    await Run.objects.filter(pk=held.run_id).aupdate(created_at=timezone.now() - timedelta(seconds=30), owner="0" * 32)
     scripted_model.push_text("answered")
     r = await run_team(asgi, team.slug, token, session_id=str(held.session_id))
     assert r.status_code == 200, r.text
-    assert (await Run.objects.aget(pk=held.run_id)).status == "cancelled"
+    held_run = await Run.objects.aget(pk=held.run_id)
+    assert (held_run.status, held_run.error_type) == ("error", "interrupted")
 
 
 @pytest.mark.parametrize("mode", ["route", "coordinate"])

@@ -7,7 +7,9 @@ what its events, result and partial output are; here:
 * a domain failure ends the run with the kind's error event and its `error_type`; a cancellation
   with the cancelled event; anything else (a bug of ours) with `internal_error`;
 * outcome, messages, metrics, events, state changes and the telemetry event stored in one thread hop
-  and one transaction (`store_run`), shielded, before the terminal event is yielded.
+  and one transaction (`store_run`), shielded, before the terminal event is yielded;
+* while it streams, a checkpoint of its partial output and events every RUN_CHECKPOINT_SECONDS (in
+  the background, never delaying an event), so a crash of the process loses at most that window.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from agents_app import events as ev
 from agents_app.hooks.runner import RunHooks
 from agents_app.providers.base import ModelError, ModelResponse
 from agents_app.providers.registry import get_provider
+from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.models import Run
-from sessions_app.services import run_finish
+from sessions_app.services import run_checkpoint, run_finish
 from telemetry_app.services import telemetry_record_run, telemetry_transaction
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,11 @@ class Execution:
         }
         self.counter = itertools.count()
         self.log: list[ev.RunEvent] = []
+        self._dicts: list[dict[str, Any]] = []  # self.log as dicts, made once per event
+        every = float(agentos_settings.RUN_CHECKPOINT_SECONDS)
+        self._checkpoint_every = every if every > 0 else float("inf")
+        self._next_checkpoint = time.monotonic() + self._checkpoint_every
+        self._checkpointing: asyncio.Future[Any] | None = None
         self.started = time.perf_counter()
         self.ttft: float | None = None
         self.input_tokens = 0
@@ -90,6 +98,8 @@ class Execution:
     def event(self, cls: type[ev.RunEvent], **fields: Any) -> ev.RunEvent:
         item = cls(event_index=next(self.counter), **self.ids, **fields)
         self.log.append(item)
+        if time.monotonic() >= self._next_checkpoint:
+            self.checkpoint()
         return item
 
     def forward(self, data: dict[str, Any], **label: Any) -> ev.RunEvent:
@@ -104,7 +114,30 @@ class Execution:
             run_id=data.get("run_id", ""), session_id=self.ids["session_id"], event_index=next(self.counter), data=out
         )
         self.log.append(item)
+        if time.monotonic() >= self._next_checkpoint:
+            self.checkpoint()
         return item
+
+    def event_dicts(self) -> list[dict[str, Any]]:
+        """The events so far as dicts (each converted once, for checkpoints and the final store)."""
+        dicts = self._dicts
+        for item in self.log[len(dicts) :]:
+            dicts.append(item.to_dict())
+        return dicts
+
+    def checkpoint(self) -> None:
+        """Save the partial output and the events so far, in the background (one at a time; the
+        next event after a slow one's end tries again). Output that hooks hold back, or that a
+        post-hook rejected, is not saved: only what a reader could have seen."""
+        self._next_checkpoint = time.monotonic() + self._checkpoint_every
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        output = "" if self.discarded or self.hold_output else self.partial_output()
+        saving = asyncio.ensure_future(
+            db_call(run_checkpoint, run_id=self.handle.run_id, output=output, events=list(self.event_dicts()))
+        )
+        saving.add_done_callback(_checkpoint_done)
+        self._checkpointing = saving
 
     def hook_event(self, name: str) -> type[ev.RunEvent]:
         """This kind's hook event class, e.g. "PreHookStarted" -> TeamPreHookStarted for a team."""
@@ -263,7 +296,8 @@ class Execution:
             outcome = self._failed(Run.Status.ERROR, message, "internal_error")
             terminal = self.event(self.error_cls, content=message, error_type="internal_error", **self.error_fields())
         # Persist before the terminal event leaves, so whoever sees it can read the stored run.
-        await asyncio.shield(db_call(self._store, outcome, self.own_metrics(), [item.to_dict() for item in self.log]))
+        # (A checkpoint still in flight cannot overwrite it: checkpoints only touch running runs.)
+        await asyncio.shield(db_call(self._store, outcome, self.own_metrics(), self.event_dicts()))
         yield terminal
 
     def _failed(self, status: str, message: str, error_type: str) -> dict[str, Any]:
@@ -289,6 +323,11 @@ class Execution:
             provider=provider,
             finish=self.finisher(outcome["status"]) or run_finish,
         )
+
+
+def _checkpoint_done(saving: asyncio.Future[Any]) -> None:
+    if not saving.cancelled() and saving.exception() is not None:
+        logger.warning("Could not save a checkpoint of a run", exc_info=saving.exception())
 
 
 def store_run(
