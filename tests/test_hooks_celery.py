@@ -2,7 +2,10 @@
 after committing and answers without waiting for it; a worker killed in the middle of the hook loses
 nothing (the broker redelivers the unacknowledged task, the dead attempt's claim expires, a second
 worker runs the hook again) and the hook's effect on the session state is applied exactly once; a
-redelivered task does nothing.
+redelivered task does nothing. A `celery worker -B` (prefork, with its embedded beat, as production
+runs it) SIGKILLed as a whole mid-hook, with the production visibility timeout: the sweep of a new
+worker's beat brings the hook back once the dead attempt's lease expires, within the lease plus one
+sweep period, and prints the figure (`pytest tests/test_hooks_celery.py -k sigkill -s`).
 
 Everything runs in separate processes that share a SQLite file: a producer (`manage.py shell`, as a
 web process would) and the workers (`celery -A agentos_site worker`), with tests/worker_settings.py.
@@ -11,14 +14,17 @@ Skipped when Redis is unreachable, except in CI (CI=true), where it must run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,17 +70,22 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=60)
     workers: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start_worker(name: str) -> subprocess.Popen[bytes]:
+    def start_worker(name: str, *options: str) -> subprocess.Popen[bytes]:
+        """A `celery worker` in a process group of its own (its pool children and embedded beat
+        included), so that a test can kill it as a whole; `--pool=solo` unless `options` say otherwise."""
         log = tmp_path / f"{name}.log"
+        if not any(option.startswith("--pool") for option in options):
+            options = ("--pool=solo", *options)
         process = subprocess.Popen(
             [
-                *(sys.executable, "-m", "celery", "-A", "agentos_site", "worker", "--pool=solo", "--loglevel=INFO"),
+                *(sys.executable, "-m", "celery", "-A", "agentos_site", "worker", "--loglevel=INFO", *options),
                 *("--without-mingle", "--without-gossip", "--without-heartbeat", f"--hostname={name}@%h"),
             ],
             cwd=ROOT,
             env=env,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         workers.append((process, log))
         return process
@@ -87,6 +98,8 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+        with contextlib.suppress(ProcessLookupError):  # pool children or beat that outlived their main process
+            os.killpg(process.pid, signal.SIGKILL)
         print(f"---- {log.name}\n{log.read_text()[-4000:]}")
     client.flushdb()
 
@@ -182,6 +195,7 @@ def test_a_worker_killed_mid_hook_loses_nothing_and_the_effect_is_applied_once(s
 
 MEMORY_PRODUCE = """
 import json
+import re
 from agents_app.models import Agent, AgentHook, ModelConfig
 from agents_app.runs import run_agent
 from django.contrib.auth import get_user_model
@@ -221,3 +235,123 @@ def test_automatic_memory_and_summaries_run_on_a_real_worker(stack):
     assert memories == ['The user said: "I like green tea"', 'The user said: "My name is Ada"']
     summary, until = _query(db, "SELECT summary, summary_until FROM sessions_app_session")[0]
     assert "My name is Ada." in summary and "I like green tea." in summary and until
+
+
+# The sweep period and lease grace of the SIGKILL test; the defaults keep it short (about 25 s).
+# AGENTOS_HOOK_RECOVERY_SWEEP=60 AGENTOS_HOOK_RECOVERY_GRACE=30 measures the production defaults
+# (about 2 minutes).
+RECOVERY_SWEEP_SECONDS = float(os.environ.get("AGENTOS_HOOK_RECOVERY_SWEEP", "1"))
+RECOVERY_GRACE_SECONDS = float(os.environ.get("AGENTOS_HOOK_RECOVERY_GRACE", "1"))
+
+
+def _epoch(value: str) -> float:
+    """A datetime column as Django stores it in SQLite (naive UTC), in seconds since the epoch."""
+    return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (reaped or not, a zombie runs nothing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _ready_at(log: Path) -> float | None:
+    """When the worker writing `log` said it was ready (None: not yet)."""
+    return time.time() if " ready." in log.read_text() else None
+
+
+def test_sigkill_of_a_worker_with_beat_the_sweep_brings_its_hook_back_once_the_lease_expires(stack, tmp_path):
+    """The production topology (`celery worker -B`: a prefork pool and the embedded beat, which
+    schedules the sweep) killed as a whole with SIGKILL while its hook runs: no warm shutdown, no
+    acknowledgement, no requeue. The broker keeps the dead delivery unacknowledged for the
+    visibility timeout (the production hour here), so only the sweep can bring the hook back: a new
+    worker's beat runs it, it re-publishes the execution as soon as the dead attempt's lease
+    (the hook's timeout + HOOKS_LEASE_GRACE_SECONDS) has expired, and attempt 2 runs the hook to the
+    end, once. Kill to redelivery is bounded by the lease plus one sweep period; the figure is printed
+    (`pytest tests/test_hooks_celery.py -k sigkill -s`)."""
+    env = stack["env"]
+    env.update(
+        AGENTOS_TEST_VISIBILITY_TIMEOUT="3600",
+        AGENTOS_TEST_SWEEP_SECONDS=str(RECOVERY_SWEEP_SECONDS),
+        AGENTOS_TEST_LEASE_GRACE=str(RECOVERY_GRACE_SECONDS),
+        AGENTOS_TEST_HOOK_SLEEP="3",  # below the hook's 4 s timeout
+    )
+    worker = ("--pool=prefork", "--concurrency=2", "--beat", f"--schedule-filename={tmp_path / 'celerybeat-schedule'}")
+    first = stack["start_worker"]("first", *worker)
+    produced = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", PRODUCE],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    run = json.loads(produced.stdout.strip().splitlines()[-1])
+    assert run["status"] == "completed", run
+    db, markers = stack["db"], stack["markers"]
+    execution_id = _query(
+        db, "SELECT id FROM agents_app_hookexecution WHERE run_id = ?", run["run_id"].replace("-", "")
+    )[0][0]
+
+    _wait_for(lambda: (markers / "started-1").exists(), 60, "the first attempt to start")
+    hook_pid = int(_wait_for(lambda: (markers / "started-1").read_text(), 5, "the hook's pid"))
+    # The hook runs in a pool child of the worker, in the worker's process group.
+    assert hook_pid != first.pid and os.getpgid(hook_pid) == first.pid
+    killed_at = time.time()
+    os.killpg(first.pid, signal.SIGKILL)  # the main process, its pool children and its beat at once
+    first.wait(10)
+    _wait_for(lambda: not _alive(hook_pid), 10, "the pool child running the hook to die")
+    status, attempts, claimed, lease = _query(
+        db,
+        "SELECT status, attempts, started_at, lease_expires_at FROM agents_app_hookexecution WHERE id = ?",
+        execution_id,
+    )[0]
+    assert (status, attempts) == ("running", 1)
+    assert not (markers / "finished.log").exists()
+    lease_seconds = _epoch(lease) - _epoch(claimed)  # the hook's timeout + HOOKS_LEASE_GRACE_SECONDS
+    assert lease_seconds == pytest.approx(4.0 + RECOVERY_GRACE_SECONDS, abs=0.01)
+    # The dead delivery is still held unacknowledged by the broker: it is not what brings the hook back.
+    unacked = [body for body in stack["redis"].hvals("unacked") if b"agents_app.hook_execute" in body]
+    assert len(unacked) == 1
+
+    second = stack["start_worker"]("second", *worker)
+    log = stack["workers"][-1][1]
+    ready_at = _wait_for(lambda: _ready_at(log), 60, "the new worker to be ready")
+    # Worst case: the lease runs out (or the new worker starts) just after a sweep; then one period.
+    expected = max(_epoch(lease), ready_at) - killed_at + RECOVERY_SWEEP_SECONDS
+    _wait_for(lambda: (markers / "started-2").exists(), 3 * expected + 10, "the second attempt to start")
+    redelivered_at = (markers / "started-2").stat().st_mtime
+    _wait_for(
+        lambda: (
+            _query(db, "SELECT status FROM agents_app_hookexecution WHERE id = ?", execution_id)[0][0] == "succeeded"
+        ),
+        30,
+        "the execution to succeed",
+    )
+    finished_at = time.time()
+    recovery = redelivered_at - killed_at
+    print(
+        f"\nhook recovery after SIGKILL of `celery worker -B`: {recovery:.1f} s from the kill to attempt 2 "
+        f"(lease {lease_seconds:.0f} s = hook timeout 4 s + grace {RECOVERY_GRACE_SECONDS:g} s, it expired "
+        f"{_epoch(lease) - killed_at:.1f} s after the kill; sweep every {RECOVERY_SWEEP_SECONDS:g} s; new worker "
+        f"ready {ready_at - killed_at:.1f} s after the kill; expected at most {expected:.1f} s); "
+        f"succeeded {finished_at - killed_at:.1f} s after the kill"
+    )
+    assert recovery < 3 * expected
+
+    status, attempts, error, started = _query(
+        db, "SELECT status, attempts, error, started_at FROM agents_app_hookexecution WHERE id = ?", execution_id
+    )[0]
+    assert (status, attempts, error) == ("succeeded", 2, "")
+    assert _epoch(started) >= _epoch(lease)  # taken over only once the dead attempt's lease had expired
+    assert json.loads(_query(db, "SELECT state FROM sessions_app_session")[0][0]) == {"count": 1}
+    assert (markers / "finished.log").read_text().splitlines() == [f"{run['run_id']} attempt 2"]
+    text = log.read_text()
+    # The sweep (scheduled by the new worker's beat) re-published it, and the takeover says why.
+    assert re.search(r"agents_app\.hook_executions_sweep\[[^]]+\] succeeded in [0-9.]+s: 1\b", text), text[-4000:]
+    assert f"execution {execution_id}): attempt 1 of 4 never finished" in text, text[-4000:]
+    assert second.poll() is None

@@ -188,6 +188,18 @@ def hook_execution_run(*, execution_id: int) -> HookDelivery:
             )
         )
         if claimed:
+            if row.status == Status.RUNNING:
+                # The record of the lost attempt: the row keeps only the last one's outcome.
+                logger.warning(
+                    "Background hook %s (execution %s): attempt %d of %d never finished (its worker stopped; "
+                    "its lease expired at %s); starting attempt %d.",
+                    row.hook_name,
+                    row.pk,
+                    row.attempts,
+                    row.max_attempts,
+                    row.lease_expires_at.isoformat() if row.lease_expires_at else "?",
+                    row.attempts + 1,
+                )
             return _attempt(row, row.attempts + 1)
     row = HookExecution.objects.filter(pk=execution_id).only("status").first()
     return HookDelivery(status=row.status if row else "missing")
