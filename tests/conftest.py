@@ -117,12 +117,16 @@ async def asgi() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
-    """Server-Sent Events as (event name, data) pairs, checking each frame's shape."""
+    """Server-Sent Events as (event name, data) pairs, checking each frame's shape (an `id:` line,
+    where there is one, must be the event's `event_index`)."""
     frames = []
     for block in body.strip().split("\n\n"):
         lines = block.split("\n")
+        event_id = lines.pop(0)[len("id: ") :] if lines[0].startswith("id: ") else None
         assert len(lines) == 2 and lines[0].startswith("event: ") and lines[1].startswith("data: "), block
-        frames.append((lines[0][len("event: ") :], json.loads(lines[1][len("data: ") :])))
+        data = json.loads(lines[1][len("data: ") :])
+        assert event_id is None or event_id == str(data["event_index"]), block
+        frames.append((lines[0][len("event: ") :], data))
     return frames
 
 
