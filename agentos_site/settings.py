@@ -169,6 +169,9 @@ AGENTOS = {
     # `auto`: a worker thread in each web process when the broker is memory:// (embedded mode).
     "HOOKS_EMBEDDED_WORKER": env.str("AGENTOS_HOOKS_EMBEDDED_WORKER", default="auto"),
     "HOOKS_JUDGE_MODEL": env.str("AGENTOS_HOOKS_JUDGE_MODEL", default=""),
+    # How often the hook sweep runs (beat and the embedded worker): a dead worker's hook runs again
+    # within its lease (timeout + HOOKS_LEASE_GRACE_SECONDS) plus this.
+    "HOOKS_SWEEP_INTERVAL_SECONDS": env.float("AGENTOS_HOOKS_SWEEP_INTERVAL_SECONDS", default=15.0),
     # Crash recovery (docs/deployment.md): each process's heartbeat period, the silence after which
     # its runs are taken over, and how often a streaming run checkpoints its output and events.
     "PROCESS_HEARTBEAT_SECONDS": env.float("AGENTOS_PROCESS_HEARTBEAT_SECONDS", default=2.0),
@@ -205,7 +208,11 @@ if CELERY_BROKER_URL.startswith("memory://"):
     # Embedded: the worker thread polls its in-process queue this often (seconds).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.05}
 CELERY_BEAT_SCHEDULE = {
-    "agentos-hook-executions-sweep": {"task": "agents_app.hook_executions_sweep", "schedule": 60.0},
+    "agentos-hook-executions-sweep": {
+        "task": "agents_app.hook_executions_sweep",
+        "schedule": AGENTOS["HOOKS_SWEEP_INTERVAL_SECONDS"],
+        "options": {"expires": AGENTOS["HOOKS_SWEEP_INTERVAL_SECONDS"]},
+    },
     # Upload the telemetry buffer (a no-op while AGENTOS_TELEMETRY is off). `expires`: ticks missed
     # while no worker runs are dropped, not piled up.
     "agentos-telemetry-flush": {

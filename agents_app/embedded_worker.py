@@ -88,10 +88,10 @@ def _sweep(app: Any) -> None:
 
 def _sweep_forever(app: Any) -> None:
     """What Celery beat does in production: re-publish executions whose message was lost (here: died
-    with an earlier process), now and then every minute."""
+    with an earlier process), now and then every HOOKS_SWEEP_INTERVAL_SECONDS."""
     while not _stopping.is_set():
         _sweep(app)
-        _stopping.wait(60.0)
+        _stopping.wait(float(agentos_settings.HOOKS_SWEEP_INTERVAL_SECONDS))
 
 
 def _on_ready(app: Any, *args: Any) -> None:

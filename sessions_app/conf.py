@@ -75,9 +75,11 @@ DEFAULTS: dict[str, Any] = {
     "HOOKS_RETRY_BACKOFF_SECONDS": 2.0,
     "HOOKS_RETRY_BACKOFF_MAX_SECONDS": 300.0,
     # A claimed attempt is presumed dead (its worker was killed) after the hook's timeout plus this.
-    "HOOKS_LEASE_GRACE_SECONDS": 30.0,
-    # The periodic sweep re-publishes executions left queued (or with an expired lease) this long.
+    "HOOKS_LEASE_GRACE_SECONDS": 10.0,
+    # The periodic sweep (every HOOKS_SWEEP_INTERVAL_SECONDS, Celery beat or the embedded worker)
+    # re-publishes executions left queued this long, and running ones as soon as their lease expired.
     "HOOKS_SWEEP_AFTER_SECONDS": 300.0,
+    "HOOKS_SWEEP_INTERVAL_SECONDS": 15.0,
     # The model the model-judged builtin hooks call: a ModelConfig name; empty = the agent's own model.
     "HOOKS_JUDGE_MODEL": "",
     # The topics tracker keeps at most this many topics in the session state.

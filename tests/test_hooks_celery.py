@@ -238,8 +238,8 @@ def test_automatic_memory_and_summaries_run_on_a_real_worker(stack):
 
 
 # The sweep period and lease grace of the SIGKILL test; the defaults keep it short (about 25 s).
-# AGENTOS_HOOK_RECOVERY_SWEEP=60 AGENTOS_HOOK_RECOVERY_GRACE=30 measures the production defaults
-# (about 2 minutes).
+# AGENTOS_HOOK_RECOVERY_SWEEP=15 AGENTOS_HOOK_RECOVERY_GRACE=10 measures the production defaults
+# (about 30 s).
 RECOVERY_SWEEP_SECONDS = float(os.environ.get("AGENTOS_HOOK_RECOVERY_SWEEP", "1"))
 RECOVERY_GRACE_SECONDS = float(os.environ.get("AGENTOS_HOOK_RECOVERY_GRACE", "1"))
 
