@@ -4,7 +4,8 @@ Clients written against agno's AgentOS server (its Python `AgentOSClient`, `Remo
 Agent UI) work against this site by pointing their base URL at `<site>/os` (the prefix is
 `AGENTOS["AGNO_COMPAT_PREFIX"]`) and sending `Authorization: Bearer <token>` with one of our API
 tokens. `serializers.py` maps our data to agno's field names and shapes; `views.py` are the edges;
-docs/coming-from-agno.md lists what differs from agno's own server.
+`schema.py` generates their OpenAPI document (`<prefix>/openapi.json`); docs/coming-from-agno.md
+lists what differs from agno's own server.
 """
 
 from __future__ import annotations

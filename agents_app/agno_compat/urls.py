@@ -8,6 +8,7 @@ checked in the views, so an id that cannot exist is a JSON 404 like any unknown 
 from django.urls import path, re_path
 
 from agents_app.agno_compat import views
+from agents_app.agno_compat.schema import OpenApiView
 from agents_app.engine.protocol import KINDS
 
 app_name = "agno_compat"
@@ -22,7 +23,10 @@ urlpatterns = [
     path("workflows", views.WorkflowListView.as_view(), name="workflows"),
     path("workflows/<str:workflow_id>", views.WorkflowDetailView.as_view(), name="workflow"),
     # One run view and one cancel view for every kind; the kind comes from the route.
-    *(path(f"{kind}s/<slug:{kind}_id>/runs", views.RunView.as_view(kind=kind), name=f"{kind}-runs") for kind in KINDS),
+    *(
+        path(f"{kind}s/<slug:{kind}_id>/runs", views.RunView.for_kind(kind).as_view(), name=f"{kind}-runs")
+        for kind in KINDS
+    ),
     *(
         path(
             f"{kind}s/<str:component_id>/runs/<str:run_id>/cancel",
@@ -41,5 +45,7 @@ urlpatterns = [
     path("memories/<str:memory_id>", views.MemoryDetailView.as_view(), name="memory"),
     path("memory_topics", views.MemoryTopicsView.as_view(), name="memory-topics"),
     # Anything else under the prefix: FastAPI's JSON 404 (with our code), as agno's server answers.
+    # This API's OpenAPI document (agno's server serves its own at /openapi.json).
+    path("openapi.json", OpenApiView.as_view(routes=__name__), name="openapi"),
     re_path(r"", views.not_found),
 ]

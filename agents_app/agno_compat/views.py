@@ -22,6 +22,7 @@ from asgiref.sync import sync_to_async
 from django.db.models import Q
 from django.http import HttpResponse, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
@@ -29,12 +30,13 @@ from rest_framework.response import Response
 
 from agents_app import events as ev
 from agents_app import runs
+from agents_app.agno_compat import schema as doc
 from agents_app.agno_compat import serializers as s
 from agents_app.authentication import BearerOrTokenAuthentication
 from agents_app.runtime import RunNotFound, runtime
 from agents_app.selectors import AgentNotFound, agent_list_for_user, teams_with_members, workflows_with_steps
 from agents_app.sse import EventStreamRenderer, sse_response
-from sessions_app.api_base import AsyncAPIView, agno_problem
+from sessions_app.api_base import AsyncAPIView, agno_problem, as_api_exception
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import run_http_status
 from sessions_app.models import Memory
@@ -72,6 +74,15 @@ def _no_nul(value: str) -> str:
     return "" if "\x00" in value else value
 
 
+def _page_of(queryset: Any, *, page: int, limit: int) -> tuple[list[Any], int]:
+    """One page of `queryset` and the total count. agno bounds neither `page` nor its offset; a page
+    past the end is empty without asking the database for it (an offset past 2**63 is an error
+    there, not an empty result)."""
+    total = queryset.count()
+    offset = (page - 1) * limit
+    return (list(queryset[offset : offset + limit]) if offset < total else []), total
+
+
 def _check_db_id(db_id: str | None) -> None:
     if db_id and db_id != s.DB_ID:
         raise NotFound(f"Database with id '{db_id}' not found")
@@ -94,12 +105,12 @@ def _add_cors(response: HttpResponseBase, origin: str) -> None:
 
 class AgnoView(AsyncAPIView):
     """Base of the compatibility views: Bearer tokens (the REST API's), agno's error shapes, CORS
-    for the configured browser origins, and not part of our OpenAPI schema (agno documents it)."""
+    for the configured browser origins; documented in `<prefix>/openapi.json` only (schema.py)."""
 
     authentication_classes = [BearerOrTokenAuthentication]
     permission_classes = [permissions.IsAuthenticated]
     renderer_classes = [JSONRenderer]
-    schema = None
+    schema = doc.AgnoAutoSchema()
 
     async def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponseBase:  # type: ignore[override]
         origin = _cors_origin(request)
@@ -118,14 +129,19 @@ class AgnoView(AsyncAPIView):
         return response
 
     def handle_exception(self, exc: Exception) -> Response:
+        exc = as_api_exception(exc)  # Django's request-size guards: 413 / 400, as on the REST API
         response = super().handle_exception(exc)
-        where = "query" if self.request.method in ("GET", "DELETE") else "body"
-        response.status_code, response.data = agno_problem(exc, where=where)
+        response.status_code, response.data = agno_problem(exc, where=getattr(exc, "agno_where", "body"))
         return response
 
     def query(self, serializer_class: type[s.serializers.Serializer]) -> dict[str, Any]:
+        """The query parameters, validated: their errors are located in "query", not "body"."""
         serializer = serializer_class(data=self.request.query_params)
-        serializer.is_valid(raise_exception=True)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except ValidationError as exc:
+            exc.agno_where = "query"  # type: ignore[attr-defined]
+            raise
         return serializer.validated_data
 
 
@@ -151,6 +167,9 @@ class PreparedGet:
 # ---- Discovery ---------------------------------------------------------------------------------
 
 
+@doc.documented(
+    get=extend_schema(summary="Health check", auth=[], responses={200: doc.HealthSerializer}),
+)
 class HealthView(PreparedGet, AgnoView):
     authentication_classes: list[Any] = []
     permission_classes = [permissions.AllowAny]
@@ -174,6 +193,9 @@ def _workflows_json() -> list[dict[str, Any]]:
     return [s.workflow_json(workflow, steps) for workflow, steps in workflows_with_steps()]
 
 
+@doc.documented(
+    get=extend_schema(summary="What this OS serves", responses={200: doc.ConfigSerializer, **doc.agno_errors(401)}),
+)
 class ConfigView(PreparedGet, AgnoView):
     def prepare_get(self, request: Any) -> dict[str, Any]:
         return s.config_json(
@@ -184,12 +206,24 @@ class ConfigView(PreparedGet, AgnoView):
         )
 
 
+@doc.documented(
+    get=extend_schema(
+        summary="List the agents you can run",
+        responses={200: doc.AgentSerializer(many=True), **doc.agno_errors(401)},
+    ),
+)
 class AgentListView(PreparedGet, AgnoView):
     def prepare_get(self, request: Any) -> list[dict[str, Any]]:
         staff = bool(request.user.is_staff)
         return [s.agent_json(agent, staff=staff) for agent in _runnable_agents(request.user)]
 
 
+@doc.documented(
+    get=extend_schema(
+        summary="Get an agent",
+        responses={200: doc.AgentSerializer, **doc.agno_errors(401, 404, e404="No active agent with this id.")},
+    ),
+)
 class AgentDetailView(PreparedGet, AgnoView):
     def prepare_get(self, request: Any, agent_id: str) -> dict[str, Any]:
         agent = agent_list_for_user(user=request.user).filter(slug=agent_id, is_active=True).first()
@@ -198,6 +232,11 @@ class AgentDetailView(PreparedGet, AgnoView):
         return s.agent_json(agent, staff=bool(request.user.is_staff))
 
 
+@doc.documented(
+    get=extend_schema(
+        summary="List the active teams", responses={200: doc.TeamSerializer(many=True), **doc.agno_errors(401)}
+    ),
+)
 class TeamListView(PreparedGet, AgnoView):
     """`GET /teams`: the active teams, with their members."""
 
@@ -205,6 +244,12 @@ class TeamListView(PreparedGet, AgnoView):
         return _teams_json()
 
 
+@doc.documented(
+    get=extend_schema(
+        summary="List the active workflows",
+        responses={200: doc.WorkflowSerializer(many=True), **doc.agno_errors(401)},
+    ),
+)
 class WorkflowListView(PreparedGet, AgnoView):
     """`GET /workflows`: the active workflows, with their steps."""
 
@@ -212,6 +257,12 @@ class WorkflowListView(PreparedGet, AgnoView):
         return _workflows_json()
 
 
+@doc.documented(
+    get=extend_schema(
+        summary="Get a team",
+        responses={200: doc.TeamSerializer, **doc.agno_errors(401, 404, e404="No active team with this id.")},
+    ),
+)
 class TeamDetailView(PreparedGet, AgnoView):
     """`GET /teams/{team_id}`: an active team as agno's `TeamResponse` (what `get_team` and
     `RemoteTeam`'s properties read); staff also see the leader's instructions and history setting."""
@@ -223,6 +274,15 @@ class TeamDetailView(PreparedGet, AgnoView):
         return s.team_detail_json(team, team_members_tree(team), staff=bool(request.user.is_staff))
 
 
+@doc.documented(
+    get=extend_schema(
+        summary="Get a workflow",
+        responses={
+            200: doc.WorkflowSerializer,
+            **doc.agno_errors(401, 404, e404="No active workflow with this id."),
+        },
+    ),
+)
 class WorkflowDetailView(PreparedGet, AgnoView):
     """`GET /workflows/{workflow_id}`: an active workflow as agno's `WorkflowResponse` (agno's
     `version` query parameter is ignored: workflows here have one version, the admin's)."""
@@ -296,7 +356,56 @@ class RunView(AgnoView):
         body = s.output_json(handle, events, result)
         return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
 
+    @classmethod
+    def for_kind(cls, kind: str) -> type[RunView]:
+        """The view of one kind, with its own OpenAPI description (the handler is shared)."""
 
+        async def post(self: RunView, request: Any, **kwargs: str) -> Any:
+            return await RunView.post(self, request, **kwargs)
+
+        article = "an" if kind[0] in "aeiou" else "a"
+        documented = extend_schema(
+            summary=f"Run {article} {kind}",
+            description=(
+                f"agno's run of {article} {kind}: its form fields (multipart or urlencoded, as agno's client sends "
+                "them) or the same fields as a JSON object. Other fields agno's client may send (stream_events, "
+                "dependencies, knowledge_filters...) are ignored; media (images, audio, videos, files) are refused "
+                "with a 422; `background=true` is refused with a 422."
+            ),
+            request=doc.RUN_REQUEST,
+            responses={
+                (200, "application/json"): OpenApiResponse(
+                    doc.RUN_OUTPUT[kind], description="With stream=false: the finished run."
+                ),
+                (200, "text/event-stream"): OpenApiResponse(
+                    doc.RunEventSerializer,
+                    description="With stream=true (the default): one Server-Sent Event per run event.",
+                ),
+                **doc.agno_errors(
+                    *doc.BODY_ERRORS,
+                    401,
+                    404,
+                    409,
+                    e404=f"Unknown or inactive {kind}, or a session that is not yours.",
+                    e409="The session is still answering a previous message (`code` session_busy), or it has "
+                    "ended (`code` session_ended).",
+                ),
+                **doc.failed_run_responses(kind),
+            },
+        )(post)
+        return type(f"{kind.capitalize()}RunView", (cls,), {"kind": kind, "post": documented, "__doc__": cls.__doc__})
+
+
+@doc.documented(
+    post=extend_schema(
+        summary="Cancel a run",
+        request=None,
+        responses={
+            200: OpenApiResponse(doc.EmptySerializer, description="`{}`, also for a run that has already finished."),
+            **doc.agno_errors(401, 404, e404="Not your run of this agent, team or workflow."),
+        },
+    ),
+)
 class RunCancelView(AgnoView):
     """`POST /{agents|teams|workflows}/{id}/runs/{run_id}/cancel` (the kind comes from the URL):
     200 `{}` like agno, also for a run that has already finished (nothing changes then); 404 for a
@@ -323,6 +432,14 @@ class RunCancelView(AgnoView):
 # ---- Sessions ------------------------------------------------------------------------------------
 
 
+@doc.documented(
+    get=extend_schema(
+        summary="List your sessions",
+        operation_id="sessions_list",
+        parameters=[s.SessionListQuerySerializer],
+        responses={200: doc.SessionPageSerializer, **doc.agno_errors(401, 404, 422, e404="An unknown `db_id`.")},
+    ),
+)
 class SessionListView(PreparedGet, AgnoView):
     """`GET /sessions`: my sessions, agno's `data` + `meta` page: of every kind, or of the `type`
     asked (agent, team, workflow); `component_id` is the agent's, team's or workflow's id. `user_id`
@@ -340,8 +457,8 @@ class SessionListView(PreparedGet, AgnoView):
             sessions = sessions.filter(name__icontains=q["session_name"])
         field = SORT_FIELDS.get(q["sort_by"], "created_at")
         sessions = sessions.order_by(f"-{field}" if q["sort_order"] == "desc" else field, "-created_at")
-        total = sessions.count()
-        items = [s.session_json(x) for x in sessions[(page - 1) * limit : page * limit]]
+        rows, total = _page_of(sessions, page=page, limit=limit)
+        items = [s.session_json(x) for x in rows]
         return s.page_json(items, page=page, limit=limit, total=total)
 
 
@@ -359,6 +476,24 @@ class _SessionView(AgnoView):
         return session
 
 
+SESSION_404 = "Not your session (of that `type`), or an unknown `db_id`."
+
+
+@doc.documented(
+    get=extend_schema(
+        summary="Get a session",
+        parameters=[s.SessionTypeQuerySerializer],
+        responses={200: doc.SessionDetailSerializer, **doc.agno_errors(401, 404, 422, e404=SESSION_404)},
+    ),
+    delete=extend_schema(
+        summary="Delete a session",
+        parameters=[s.SessionTypeQuerySerializer],
+        responses={
+            204: OpenApiResponse(description="Deleted, with its runs."),
+            **doc.agno_errors(401, 404, 422, e404=SESSION_404),
+        },
+    ),
+)
 class SessionDetailView(PreparedGet, _SessionView):
     """`GET /sessions/{id}` (agno's Agent-, Team- or WorkflowSessionDetailSchema, by the session's
     kind), `DELETE /sessions/{id}` (204)."""
@@ -375,6 +510,14 @@ class SessionDetailView(PreparedGet, _SessionView):
         return HttpResponse(status=status.HTTP_204_NO_CONTENT)
 
 
+@doc.documented(
+    post=extend_schema(
+        summary="Rename a session",
+        parameters=[s.SessionTypeQuerySerializer],
+        request=s.SessionRenameSerializer,
+        responses={200: doc.SessionDetailSerializer, **doc.agno_errors(*doc.BODY_ERRORS, 401, 404, e404=SESSION_404)},
+    ),
+)
 class SessionRenameView(_SessionView):
     """`POST /sessions/{id}/rename` with JSON `{"session_name": ...}`: the renamed session."""
 
@@ -388,6 +531,13 @@ class SessionRenameView(_SessionView):
         return Response(self.prepared)
 
 
+@doc.documented(
+    get=extend_schema(
+        summary="List a session's runs",
+        parameters=[s.SessionRunsQuerySerializer],
+        responses={200: doc.StoredRunSerializer(many=True), **doc.agno_errors(401, 404, 422, e404=SESSION_404)},
+    ),
+)
 class SessionRunsView(PreparedGet, _SessionView):
     """`GET /sessions/{id}/runs`: the session's runs, oldest first, each in agno's schema of what
     ran it (`RunSchema`, `TeamRunSchema`, `WorkflowRunSchema`; see `session_runs_json`), filtered
@@ -407,6 +557,16 @@ class SessionRunsView(PreparedGet, _SessionView):
         return s.session_runs_json(self.session(request, session_id), keep=keep)
 
 
+@doc.documented(
+    get=extend_schema(
+        summary="Get one run of a session",
+        parameters=[s.SessionTypeQuerySerializer],
+        responses={
+            200: doc.StoredRunSerializer,
+            **doc.agno_errors(401, 404, 422, e404="Not your session, or no such run in it."),
+        },
+    ),
+)
 class SessionRunView(PreparedGet, _SessionView):
     """`GET /sessions/{id}/runs/{run_id}`: one run of the session, in its schema (a team's member
     run or a workflow's step run too)."""
@@ -439,6 +599,28 @@ def _memory_invalid(exc: MemoryInvalid) -> ValidationError:
     return ValidationError({"memory": [str(exc)]})
 
 
+@doc.documented(
+    get=extend_schema(
+        summary="List your memories",
+        operation_id="memories_list",
+        parameters=[s.MemoryListQuerySerializer],
+        responses={200: doc.MemoryPageSerializer, **doc.agno_errors(401, 404, 422, e404="An unknown `db_id`.")},
+    ),
+    post=extend_schema(
+        summary="Create a memory",
+        request=s.MemoryWriteSerializer,
+        responses={200: doc.MemorySerializer, **doc.agno_errors(*doc.BODY_ERRORS, 401)},
+    ),
+    delete=extend_schema(
+        summary="Delete memories",
+        operation_id="memories_bulk_destroy",
+        request=s.MemoryBulkDeleteSerializer,
+        responses={
+            204: OpenApiResponse(description="Deleted (ids that are not yours are skipped)."),
+            **doc.agno_errors(*doc.BODY_ERRORS, 401, 404, e404="An id that is not a memory id."),
+        },
+    ),
+)
 class MemoryListView(AgnoView):
     """`GET /memories` (agno's page of `UserMemorySchema`; `agent_id`, comma-separated `topics`,
     `search_content`), `POST /memories` (create; 200 like agno), `DELETE /memories` (bulk, 204)."""
@@ -461,8 +643,8 @@ class MemoryListView(AgnoView):
             memories = memories.filter(any_topic)
         field = MEMORY_SORT_FIELDS.get(q["sort_by"], "updated_at")
         memories = memories.order_by(f"-{field}" if q["sort_order"] == "desc" else field, "-created_at")
-        total = memories.count()
-        items = [s.memory_json(m) for m in memories[(page - 1) * limit : page * limit]]
+        rows, total = _page_of(memories, page=page, limit=limit)
+        items = [s.memory_json(m) for m in rows]
         return s.page_json(items, page=page, limit=limit, total=total)
 
     async def get(self, request: Any) -> Any:
@@ -496,6 +678,23 @@ class MemoryListView(AgnoView):
         return HttpResponse(status=status.HTTP_204_NO_CONTENT)
 
 
+MEMORY_404 = "Not your memory."
+
+
+@doc.documented(
+    get=extend_schema(
+        summary="Get a memory", responses={200: doc.MemorySerializer, **doc.agno_errors(401, 404, e404=MEMORY_404)}
+    ),
+    patch=extend_schema(
+        summary="Replace a memory's text and topics",
+        request=s.MemoryWriteSerializer,
+        responses={200: doc.MemorySerializer, **doc.agno_errors(*doc.BODY_ERRORS, 401, 404, e404=MEMORY_404)},
+    ),
+    delete=extend_schema(
+        summary="Delete a memory",
+        responses={204: OpenApiResponse(description="Deleted."), **doc.agno_errors(401, 404, e404=MEMORY_404)},
+    ),
+)
 class MemoryDetailView(AgnoView):
     """`GET`, `PATCH` (replaces text and topics, as agno does) and `DELETE /memories/{id}`."""
 
@@ -527,6 +726,12 @@ class MemoryDetailView(AgnoView):
         return HttpResponse(status=status.HTTP_204_NO_CONTENT)
 
 
+@doc.documented(
+    get=extend_schema(
+        summary="List your memories' topics",
+        responses={200: {"type": "array", "items": {"type": "string"}}, **doc.agno_errors(401)},
+    ),
+)
 class MemoryTopicsView(PreparedGet, AgnoView):
     """`GET /memory_topics`: the distinct topics of my memories, sorted."""
 
