@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from asgiref.sync import async_to_sync
+from django.db import transaction
 
 from agents_app import events as ev
 from agents_app.engine.protocol import RunnableHandle
@@ -39,9 +40,18 @@ _GET_ACTIVE: dict[str, Callable[..., Any]] = {
 }
 
 
-def _prepare(*, kind: str, component_id: str, **kwargs: Any) -> RunnableHandle:
+def _prepare(
+    *, kind: str, component_id: str, session_state: dict[str, Any] | None = None, **kwargs: Any
+) -> RunnableHandle:
+    """The kind's preparation; with `session_state` (agno's run field), its merge into the session
+    in the same transaction, so a run that never started leaves the session's state as it was."""
     prepare, key = _PREPARE[kind]
-    return prepare(**{key: component_id}, **kwargs)
+    if not session_state:
+        return prepare(**{key: component_id}, **kwargs)
+    with transaction.atomic():
+        handle = prepare(**{key: component_id}, **kwargs)
+        session_state_seed(handle, session_state)
+    return handle
 
 
 def component_get_active(kind: str, component_id: str) -> Any:
@@ -61,18 +71,33 @@ class Deferred:
     user: Any
     message: str
     session_id: UUID | None
+    session_state: dict[str, Any] | None = None
 
 
 def prepare_or_defer(
-    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+    kind: str,
+    component_id: str,
+    *,
+    user: Any,
+    message: str,
+    session_id: UUID | None = None,
+    session_state: dict[str, Any] | None = None,
 ) -> RunnableHandle | Deferred:
     """Sync, one transaction: validate and persist the start of a run (the user's message and a
-    running Run), or, when the session has a run going, a `Deferred` start. Raises the domain errors
-    of a start that cannot be (unknown component or session, ended session, invalid message)."""
+    running Run, and `session_state` merged into the session's), or, when the session has a run
+    going, a `Deferred` start. Raises the domain errors of a start that cannot be (unknown
+    component or session, ended session, invalid message)."""
     try:
-        return _prepare(kind=kind, component_id=component_id, user=user, message=message, session_id=session_id)
+        return _prepare(
+            kind=kind,
+            component_id=component_id,
+            user=user,
+            message=message,
+            session_id=session_id,
+            session_state=session_state,
+        )
     except SessionBusy:
-        return Deferred(kind, component_id, user, message, session_id)
+        return Deferred(kind, component_id, user, message, session_id, session_state)
 
 
 async def resolve(start: RunnableHandle | Deferred) -> RunnableHandle:
@@ -87,6 +112,7 @@ async def resolve(start: RunnableHandle | Deferred) -> RunnableHandle:
         user=start.user,
         message=start.message,
         session_id=start.session_id,
+        session_state=start.session_state,
     )
 
 

@@ -75,11 +75,11 @@ def _one_run(user: Any, every: float) -> dict[str, Any]:
         return events
 
     # (The agent stays cached across runs, as on a busy server: only the checkpoints differ.)
-    with override_settings(AGENTOS={**settings.AGENTOS, "RUN_CHECKPOINT_SECONDS": every, "AGENT_CACHE_SECONDS": 3600}):
-        with CaptureQueriesContext(connection) as queries:
-            cpu, wall = time.process_time(), time.perf_counter()
-            events = async_to_sync(drain)()
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    agentos = {**settings.AGENTOS, "RUN_CHECKPOINT_SECONDS": every, "AGENT_CACHE_SECONDS": 3600}
+    with override_settings(AGENTOS=agentos), CaptureQueriesContext(connection) as queries:
+        cpu, wall = time.process_time(), time.perf_counter()
+        events = async_to_sync(drain)()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     sql = [q["sql"] for q in queries.captured_queries]
     statements = [s for s in sql if s.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")]
     checkpoints = [s for s in statements if s.startswith("UPDATE") and "events" in s and '"status" =' in s]

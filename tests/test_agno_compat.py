@@ -4,6 +4,7 @@ read fails here. The live-server test with agno's AgentOSClient is test_agno_com
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -198,6 +199,31 @@ async def test_session_state_is_merged_into_the_sessions_state(asgi, agent, toke
         (await asgi.get(f"{OS}/sessions/{session_id}", headers=bearer(token))).json()
     )
     assert detail.session_state == {"city": "Rome", "days": 4}
+
+
+async def test_session_state_of_a_queued_message_is_merged_when_it_starts(asgi, agent, token, scripted_model):
+    """The session is busy: the message waits (queue policy), and its state is merged in the
+    transaction that starts its run, after the running one ended, not before."""
+    scripted_model.push_text("ok")
+    first = await run_form(asgi, agent.slug, token, message="hi", stream="false", session_state='{"days": 3}')
+    session_id = first.json()["session_id"]
+    scripted_model.push_text("slow answer, word by word", chunk_delay=0.1)
+    scripted_model.push_text("second")
+    slow = asyncio.ensure_future(
+        run_form(asgi, agent.slug, token, message="slow", stream="false", session_id=session_id)
+    )
+    for _ in range(100):
+        if len(scripted_model.requests) == 2:
+            break
+        await asyncio.sleep(0.02)
+    queued = await run_form(
+        asgi, agent.slug, token, message="later", stream="false", session_id=session_id, session_state='{"days": 9}'
+    )
+    assert (await slow).status_code == 200 and queued.status_code == 200
+    detail = AgentSessionDetailSchema.model_validate(
+        (await asgi.get(f"{OS}/sessions/{session_id}", headers=bearer(token))).json()
+    )
+    assert detail.session_state == {"days": 9}
 
 
 async def test_failed_run_is_not_a_200_but_its_body_is_still_a_run_output(asgi, agent, token, scripted_model):

@@ -18,7 +18,6 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.db.models import Q
 from django.http import HttpResponse, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -301,7 +300,6 @@ class WorkflowDetailView(PreparedGet, AgnoView):
 class _RunRequest:
     start: Any  # a prepared handle, or a deferred start (the session is busy: agents_app.runs)
     stream: bool
-    session_state: dict[str, Any] | None
 
 
 async def _named(events: AsyncIterator[ev.RunEvent], name_key: str, name: str) -> AsyncIterator[dict[str, Any]]:
@@ -335,19 +333,18 @@ class RunView(AgnoView):
         raw_session = (data.get("session_id") or "").strip()
         session_id = _parse_uuid(raw_session, f"Session with id '{raw_session}'") if raw_session else None
         start = runs.prepare_or_defer(
-            self.kind, kwargs[f"{self.kind}_id"], user=request.user, message=data["message"], session_id=session_id
+            self.kind,
+            kwargs[f"{self.kind}_id"],
+            user=request.user,
+            message=data["message"],
+            session_id=session_id,
+            session_state=data.get("session_state"),
         )
-        state = data.get("session_state")
-        if not isinstance(start, runs.Deferred):
-            runs.session_state_seed(start, state)
-            state = None
-        return _RunRequest(start=start, stream=data["stream"], session_state=state)
+        return _RunRequest(start=start, stream=data["stream"])
 
     async def post(self, request: Any, **kwargs: str) -> Any:
         prepared: _RunRequest = self.prepared
         handle = await runs.resolve(prepared.start)
-        if prepared.session_state:
-            await sync_to_async(runs.session_state_seed)(handle, prepared.session_state)
         live = runs.launch(handle, stream=prepared.stream)
         if prepared.stream:
             return sse_response(_named(live.follow(), f"{self.kind}_name", handle.component_name))
