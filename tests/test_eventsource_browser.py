@@ -27,19 +27,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 from tests.conftest import parse_sse
 from tests.live_server import free_port, serving
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TOKEN = "e5" * 20  # ada's REST token, to start runs from the test (the page uses its session cookie)
 TERMINAL = ["RunCompleted", "RunError", "RunCancelled"]
 # Names a stream may hold besides the run's own: the end notice and an error frame.
@@ -47,23 +39,9 @@ EXTRA_NAMES = ["RunEnded", "Error", "message"]
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is not installed (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install -r requirements-dev.txt)"
-    return None
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _needs_a_browser() -> None:
-    reason = _missing()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the browser test, but {reason}")
-        pytest.skip(reason)
+    require_browser()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ adds boundary values of every field; a few minutes).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,29 +51,12 @@ from tests.factories import (
     WorkflowFactory,
     WorkflowStepFactory,
 )
+from tests.fuzzing import fuzz_config
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MAX_EXAMPLES = int(os.environ.get("AGENTOS_FUZZ_EXAMPLES", "30"))
-RUN_EXAMPLES = max(MAX_EXAMPLES, 60)  # the run endpoint is the one that matters most
-
-CONFIG = schemathesis.Config.from_dict(
-    {
-        "seed": 20250601,
-        "generation": {
-            "max-examples": MAX_EXAMPLES,
-            "deterministic": True,
-            "database": "none",
-            # Credentials are a real token per role (below), never generated.
-            "with-security-parameters": False,
-        },
-        "phases": {"coverage": {"enabled": os.environ.get("AGENTOS_FUZZ_COVERAGE") == "1"}},
-        "operations": [
-            {"include-operation-id": "agents_runs_create", "generation": {"max-examples": RUN_EXAMPLES}},
-            {"include-operation-id": "teams_runs_create", "generation": {"max-examples": RUN_EXAMPLES}},
-            {"include-operation-id": "workflows_runs_create", "generation": {"max-examples": RUN_EXAMPLES}},
-        ],
-    }
+CONFIG = fuzz_config(
+    seed=20250601, examples=30, run_operation_ids=["agents_runs_create", "teams_runs_create", "workflows_runs_create"]
 )
 
 schema = schemathesis.openapi.from_asgi("/api/schema/", application, config=CONFIG)

@@ -16,7 +16,6 @@ Bounded for CI: a fixed number of examples per operation, derandomized, no examp
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -50,28 +49,12 @@ from tests.factories import (
     WorkflowFactory,
     WorkflowStepFactory,
 )
+from tests.fuzzing import fuzz_config
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MAX_EXAMPLES = int(os.environ.get("AGENTOS_FUZZ_EXAMPLES", "25"))
-RUN_EXAMPLES = max(MAX_EXAMPLES, 50)  # the run endpoints are the ones that matter most
-
-CONFIG = schemathesis.Config.from_dict(
-    {
-        "seed": 20250602,
-        "generation": {
-            "max-examples": MAX_EXAMPLES,
-            "deterministic": True,
-            "database": "none",
-            # Credentials are a real token per role (below), never generated.
-            "with-security-parameters": False,
-        },
-        "phases": {"coverage": {"enabled": os.environ.get("AGENTOS_FUZZ_COVERAGE") == "1"}},
-        "operations": [
-            {"include-operation-id": f"{kind}s_runs_create", "generation": {"max-examples": RUN_EXAMPLES}}
-            for kind in ("agent", "team", "workflow")
-        ],
-    }
+CONFIG = fuzz_config(
+    seed=20250602, examples=25, run_operation_ids=[f"{kind}s_runs_create" for kind in ("agent", "team", "workflow")]
 )
 
 schema = schemathesis.openapi.from_asgi("/os/openapi.json", application, config=CONFIG)
