@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -351,3 +352,45 @@ async def test_a_process_without_the_channel_layer_answers_clearly(servers, scri
         replayed = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
         assert replayed == events
     await first.close()
+
+
+async def test_a_dead_broker_does_not_hold_up_a_run_with_a_background_hook(servers, scripted_model):
+    """The Celery broker is unreachable from this process: a run whose agent has a background hook
+    is answered as usual (publishing gives up within CELERY_BROKER_CONNECTION_TIMEOUT), and its
+    hook execution stays queued for the sweep, with a warning logged."""
+    env = servers["env"]
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from agents_app.models import Agent, AgentHook; a = Agent.objects.get(slug='slow'); "
+            "h = Agent.objects.create(slug='hooked', name='Hooked', model=a.model); "
+            "AgentHook.objects.create(agent=h, phase='pre', hook='track_topics')",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    dead_broker = free_port()
+    port = _spawn(
+        {
+            **env,
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{dead_broker}/0",
+            "AGENTOS_HOOKS_EMBEDDED_WORKER": "false",
+        },
+        servers["procs"],
+    )
+    scripted_model.push_text("answered anyway")
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {servers['token']}"}, timeout=30) as client:
+        started = time.monotonic()
+        r = await client.post(f"http://127.0.0.1:{port}/api/agents/hooked/runs", json={"message": "tea and maps"})
+        took = time.monotonic() - started
+    assert r.status_code == 200 and r.json()["content"] == "answered anyway", r.text
+    assert took < 8, took
+    db = env["DATABASE_URL"].removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT hook_name, status FROM agents_app_hookexecution").fetchall()
+    assert rows == [("track_topics", "queued")]
