@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
 _controller: Any = None
+_sweeper: threading.Thread | None = None
 _ready = threading.Event()
 _stopping = threading.Event()
 
@@ -97,7 +98,9 @@ def _sweep_forever(app: Any) -> None:
 def _on_ready(app: Any, *args: Any) -> None:
     _stopping.clear()
     _ready.set()
-    threading.Thread(target=_sweep_forever, args=(app,), name="agentos-embedded-hook-sweep", daemon=True).start()
+    global _sweeper
+    _sweeper = threading.Thread(target=_sweep_forever, args=(app,), name="agentos-embedded-hook-sweep", daemon=True)
+    _sweeper.start()
 
 
 def _serve(app: Any) -> None:
@@ -130,3 +133,6 @@ def stop_embedded_worker(timeout: float = 10.0) -> None:
         controller.stop(in_sighandler=False)
     if thread is not None:
         thread.join(timeout)
+    sweeper = _sweeper
+    if sweeper is not None:
+        sweeper.join(timeout)  # a sweep in progress holds a connection (a test database cannot be dropped)
