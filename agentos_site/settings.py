@@ -177,6 +177,10 @@ AGENTOS = {
     "PROCESS_HEARTBEAT_SECONDS": env.float("AGENTOS_PROCESS_HEARTBEAT_SECONDS", default=2.0),
     "PROCESS_DEAD_SECONDS": env.float("AGENTOS_PROCESS_DEAD_SECONDS", default=6.0),
     "RUN_CHECKPOINT_SECONDS": env.float("AGENTOS_RUN_CHECKPOINT_SECONDS", default=1.0),
+    # Prometheus metrics at /metrics (docs/deployment.md#metrics): a scraper sends the token as a
+    # Bearer token; without one, only staff users (by their session) may read them.
+    "METRICS_ENABLED": env.bool("AGENTOS_METRICS_ENABLED", default=True),
+    "METRICS_TOKEN": env.str("AGENTOS_METRICS_TOKEN", default=""),
 }
 
 # Celery (agentos_site/celery.py reads every CELERY_* setting): background hooks, and the periodic

@@ -17,3 +17,8 @@ class AgentsAppConfig(AppConfig):
             import_module(module)
         for module in agentos_settings.STEP_MODULES:
             import_module(module)
+        # Background hook executions in the Prometheus metrics (read at scrape time).
+        from agents_app.hooks.executions import hook_metrics
+        from telemetry_app.metrics import register_reading
+
+        register_reading(hook_metrics)

@@ -35,6 +35,7 @@ from agents_app.ws_auth import SUBPROTOCOL
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import DomainError, ws_error, ws_error_frame
 from sessions_app.inputs import InvalidInput, parse_json
+from telemetry_app.metrics import websocket_closed, websocket_opened
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         super().__init__(*args, **kwargs)
 
     async def connect(self) -> None:
+        self.counted = False  # in the open-websockets gauge
         self.streams: dict[str, asyncio.Task[None]] = {}
         self.starting: set[asyncio.Task[None]] = set()
         user = self.scope.get("user")
@@ -76,10 +78,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         offered = self.scope.get("subprotocols") or []
         await self.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        websocket_opened(self.kind)
+        self.counted = True
 
     async def disconnect(self, code: int) -> None:
         # Stop reading; the runs themselves go on (and are stored) whoever reads them.
-        for task in [*self.streams.values(), *self.starting]:
+        if getattr(self, "counted", False):
+            websocket_closed(self.kind)
+            self.counted = False
+        for task in [*getattr(self, "streams", {}).values(), *getattr(self, "starting", ())]:
             task.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:

@@ -67,6 +67,7 @@ from sessions_app.db import db_call
 from sessions_app.errors import NotFoundError, UnavailableError
 from sessions_app.models import Run
 from sessions_app.services import SessionBusy, run_finish
+from telemetry_app.metrics import record_busy_wait
 
 logger = logging.getLogger(__name__)
 
@@ -866,18 +867,24 @@ class Runtime:
         most SESSION_QUEUE_TIMEOUT_SECONDS, then SessionBusy); "interrupt" cancels it and waits for it
         to stop. The history is read only once the session is free, so it is never interleaved."""
         deadline: float | None = None
+        waiting: tuple[str, float] | None = None  # (policy, since): for the busy-session metrics
         while True:
             try:
-                return await self._prepare_once(prepare, **kwargs)
+                handle = await self._prepare_once(prepare, **kwargs)
             except SessionBusy as busy:
+                waiting = waiting or (busy.policy, time.monotonic())
                 if await self._free_orphans(busy.running_run_ids):
+                    record_busy_wait(policy=busy.policy, outcome="freed", seconds=time.monotonic() - waiting[1])
+                    waiting = None
                     continue  # the session was only held by runs whose process died
                 if busy.policy not in ("queue", "interrupt"):
+                    record_busy_wait(policy=busy.policy, outcome="rejected", seconds=0.0)
                     raise
                 timeout = float(agentos_settings.SESSION_QUEUE_TIMEOUT_SECONDS)
                 deadline = deadline or time.monotonic() + timeout
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    record_busy_wait(policy=busy.policy, outcome="timed_out", seconds=time.monotonic() - waiting[1])
                     raise SessionBusy(
                         f"Session {busy.session_id} was still busy after {timeout:g} s.",
                         session_id=busy.session_id,
@@ -891,6 +898,10 @@ class Runtime:
                     async with asyncio.timeout(remaining):
                         for run_id in busy.running_run_ids:
                             await self.wait_finished(run_id)
+            else:
+                if waiting is not None:
+                    record_busy_wait(policy=waiting[0], outcome="started", seconds=time.monotonic() - waiting[1])
+                return handle
 
     async def _prepare_once(self, prepare: Callable[..., Any], **kwargs: Any) -> Any:
         """One preparation, safe against the caller going away: its thread hop cannot be stopped

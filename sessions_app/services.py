@@ -173,8 +173,9 @@ def run_finish(
     session_id: UUID | None = None,
     state_set: dict[str, Any] | None = None,
     state_unset: list[str] | None = None,
-) -> None:
+) -> bool:
     """Store what the run produced, in one transaction: the new messages and the run's outcome.
+    True if stored (False: it was stored already, by a process that took it over, or deleted).
 
     Messages are stored even for failed runs (partial output is kept). The update is guarded by
     status=running so a run that was already finished elsewhere is not overwritten. `on_finish` (the
@@ -220,6 +221,7 @@ def run_finish(
             session_state_merge(session_id=session_id, state_set=state_set or {}, state_unset=state_unset or [])
         if updated and on_finish is not None:
             on_finish()
+    return bool(updated)
 
 
 def run_checkpoint(*, run_id: UUID, output: str, events: list[dict[str, Any]]) -> bool:

@@ -55,6 +55,10 @@ DEFAULTS: dict[str, Any] = {
     "TELEMETRY_COLLECTOR_MAX_BYTES": 5 * 1024 * 1024,
     # Experimental features (see docs/telemetry.md, "Alpha features").
     "ALPHA_FEATURES": False,
+    # Prometheus metrics at /metrics (telemetry_app.metrics): served at all, and the Bearer token a
+    # scraper sends (empty: staff users only, by their session).
+    "METRICS_ENABLED": True,
+    "METRICS_TOKEN": "",
 }
 
 

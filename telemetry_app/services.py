@@ -31,6 +31,7 @@ from django.utils import timezone
 from telemetry_app import __version__
 from telemetry_app.api import Client, UploadError
 from telemetry_app.conf import alpha_features_enabled, telemetry_enabled, telemetry_settings, telemetry_site_id
+from telemetry_app.metrics import record_telemetry_upload_failure
 from telemetry_app.models import ReceivedEvent, TelemetryEvent, TelemetrySender
 from telemetry_app.schemas import SCHEMA_VERSION, Batch, EventType, LaunchEvent, RunContent, RunCreatedEvent
 
@@ -356,6 +357,7 @@ def telemetry_flush(
                     last_error=result.error,
                 )
                 result.failed += len(rows)
+                record_telemetry_upload_failure()
                 logger.warning("Telemetry upload of %d events failed (attempt %d): %s", len(rows), attempts, exc)
                 break
             # If this flush outlived its lease and another one re-claimed the rows, they are left to

@@ -1,15 +1,20 @@
-"""The staff metrics dashboard: this site's runs over a chosen period, drawn as inline SVG."""
+"""The staff metrics dashboard (this site's runs over a chosen period, drawn as inline SVG), and the
+Prometheus scrape endpoint."""
 
 from __future__ import annotations
 
+import hmac
+
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET
 
 from telemetry_app.charts import Series, bar_chart, hbar_chart, line_chart
-from telemetry_app.conf import alpha_features_enabled, telemetry_enabled
+from telemetry_app.conf import alpha_features_enabled, telemetry_enabled, telemetry_settings
+from telemetry_app.metrics import CONTENT_TYPE_LATEST
+from telemetry_app.metrics import render as render_metrics
 from telemetry_app.selectors import DEFAULT_PERIOD, PERIODS, RunMetrics, collected_events, run_metrics
 
 COLORS = {
@@ -111,3 +116,25 @@ def dashboard(request: HttpRequest) -> TemplateResponse:
         "collected": collected_events(since=metrics.since, until=metrics.until) if alpha else None,
     }
     return TemplateResponse(request, "telemetry_app/dashboard.html", context)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus scrape endpoint (GET /metrics). A scraper sends `Authorization: Bearer
+    <METRICS_TOKEN>`; a staff user may look with their session. Errors are JSON with a `code`."""
+    if not telemetry_settings.METRICS_ENABLED:
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    if request.method not in ("GET", "HEAD"):
+        return JsonResponse(
+            {"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"}, status=405
+        )
+    token = str(telemetry_settings.METRICS_TOKEN or "")
+    sent = request.headers.get("Authorization", "")
+    by_token = bool(token) and hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+    user = getattr(request, "user", None)
+    if not by_token and not (user is not None and user.is_active and user.is_staff):
+        return JsonResponse(
+            {"detail": "Send the metrics token as a Bearer token.", "code": "not_authenticated"},
+            status=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)

@@ -31,6 +31,7 @@ from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.models import Run
 from sessions_app.services import run_checkpoint, run_finish
+from telemetry_app.metrics import record_run
 from telemetry_app.services import telemetry_record_run, telemetry_transaction
 
 logger = logging.getLogger(__name__)
@@ -348,9 +349,10 @@ def store_run(
     finish: Callable[..., Any] = run_finish,
 ) -> None:
     """A run's final writes and its telemetry event: one transaction (no transaction and no query
-    for telemetry when it is off; recording never raises)."""
+    for telemetry when it is off; recording never raises). Its metrics are counted once stored,
+    once only (a run settled by another process meanwhile is not counted twice)."""
     with telemetry_transaction():
-        finish(
+        stored = finish(
             run_id=run_id,
             status=outcome["status"],
             output=outcome.get("output") or "",
@@ -380,4 +382,16 @@ def store_run(
             error_type=outcome.get("error_type", ""),
             input=message,
             output=outcome.get("output") or "",
+        )
+    if stored:
+        record_run(
+            kind=telemetry_type,
+            component=component_id,
+            status=outcome["status"],
+            error_type=outcome.get("error_type", ""),
+            provider=provider,
+            duration=metrics.get("duration"),
+            time_to_first_token=metrics.get("time_to_first_token"),
+            input_tokens=metrics.get("input_tokens", 0),
+            output_tokens=metrics.get("output_tokens", 0),
         )

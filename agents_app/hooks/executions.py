@@ -45,7 +45,7 @@ def run_finish_with_hooks(
     deferred: list[Callable[[], Any]],
     background: list[tuple[str, str, int, int, float]],
     **finish: Any,
-) -> None:
+) -> bool:
     """`run_finish`, plus what the run's hooks produced, in the same transaction: the input as the
     pre-hooks rewrote it (stored as the run's input and its user message), the database writes of
     successful inline hooks (HookContext.on_success), and one HookExecution row per background hook
@@ -79,7 +79,7 @@ def run_finish_with_hooks(
             # re-publishes whatever could not be published).
             transaction.on_commit(partial(hook_executions_publish, executions=executions), robust=True)
 
-    run_finish(**finish, on_finish=also)
+    return run_finish(**finish, on_finish=also)
 
 
 def _hook_timeout(name: str, planned: float | None) -> float:
@@ -328,3 +328,21 @@ def hook_executions_retry(*, executions: Iterable[HookExecution]) -> int:
         if rows:
             transaction.on_commit(partial(hook_executions_publish, executions=rows), robust=True)
     return len(rows)
+
+
+def hook_metrics() -> Iterable[Any]:
+    """Prometheus readings at scrape time (telemetry_app.metrics): executions by status, and the
+    age of the oldest one waiting to run (a growing age: no worker takes them)."""
+    from django.db.models import Count, Min
+    from prometheus_client.core import GaugeMetricFamily
+
+    counts = dict(HookExecution.objects.values_list("status").annotate(n=Count("id")).order_by())
+    by_status = GaugeMetricFamily("agentos_hook_executions", "Background hook executions by status.", labels=["status"])
+    for status in HookExecution.Status.values:
+        by_status.add_metric([status], counts.get(status, 0))
+    yield by_status
+    oldest = HookExecution.objects.filter(status=HookExecution.Status.QUEUED).aggregate(at=Min("created_at"))["at"]
+    age = (timezone.now() - oldest).total_seconds() if oldest is not None else 0.0
+    yield GaugeMetricFamily(
+        "agentos_hook_queue_oldest_seconds", "Age of the oldest queued background hook execution.", value=age
+    )
