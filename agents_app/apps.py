@@ -17,3 +17,8 @@ class AgentsAppConfig(AppConfig):
             import_module(module)
         for module in agentos_settings.STEP_MODULES:
             import_module(module)
+
+        # `celery worker` and `celery beat` processes write heartbeats that /readyz reads.
+        from agents_app.health import celery_heartbeats_connect
+
+        celery_heartbeats_connect()
