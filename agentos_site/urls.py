@@ -10,6 +10,8 @@ from sessions_app.api_base import api_not_found
 urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("admin/", admin.site.urls),
+    # /healthz (the process answers) and /readyz (its dependencies do): no auth, JSON (docs/deployment.md#health).
+    path("", include("agents_app.health_urls")),
     path("", include("agents_app.page_urls")),
     path("api/", include("agents_app.urls")),
     path("api/", include("sessions_app.urls")),

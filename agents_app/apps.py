@@ -22,3 +22,8 @@ class AgentsAppConfig(AppConfig):
         from telemetry_app.metrics import register_reading
 
         register_reading(hook_metrics)
+
+        # `celery worker` and `celery beat` processes write heartbeats that /readyz reads.
+        from agents_app.health import celery_heartbeats_connect
+
+        celery_heartbeats_connect()

@@ -57,6 +57,9 @@ DEFAULTS: dict[str, Any] = {
     # A streaming run saves its output and events so far this often (0: only when it ends), so a
     # crash loses at most this much of what it streamed. Runs shorter than this never pay for it.
     "RUN_CHECKPOINT_SECONDS": 1.0,
+    # `/readyz` and agno's `/health` (agents_app.health): each dependency's check gives up after this
+    # long and counts as failed; the checks run concurrently, so this bounds the whole answer.
+    "HEALTH_TIMEOUT_SECONDS": 2.0,
     # agno AgentOS compatible API (agents_app.agno_compat): the URL prefix it is served under
     # ("os" -> /os/agents, ...; "" serves it at the site root like agno's server; None: not served),
     # and the browser origins allowed to call it (agno's Agent UI runs on localhost:3000).

@@ -234,11 +234,19 @@ def topics_index(topics: Any) -> str:
 
 
 class ServerProcess(models.Model):
-    """A server process that executes runs, and its heartbeat (sessions_app.liveness). A running run
-    whose owner stopped beating is taken over by another process (agents_app.runtime): stored as
-    interrupted, keeping what it streamed, with a terminal event resumers receive."""
+    """A process of the deployment and its heartbeat. Server processes (sessions_app.liveness) execute
+    runs: a running run whose owner stopped beating is taken over by another process
+    (agents_app.runtime): stored as interrupted, keeping what it streamed, with a terminal event
+    resumers receive. Celery workers and beat beat too (agents_app.health), so that any server
+    process's `/readyz` can tell whether one of them is alive; a run's owner is never one of those."""
+
+    class Kind(models.TextChoices):
+        SERVER = "server", "server"
+        WORKER = "worker", "Celery worker"
+        BEAT = "beat", "Celery beat"
 
     id = models.CharField(primary_key=True, max_length=32, editable=False)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SERVER)
     host = models.CharField(max_length=255, blank=True)
     pid = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField()

@@ -355,3 +355,49 @@ def test_sigkill_of_a_worker_with_beat_the_sweep_brings_its_hook_back_once_the_l
     assert re.search(r"agents_app\.hook_executions_sweep\[[^]]+\] succeeded in [0-9.]+s: 1\b", text), text[-4000:]
     assert f"execution {execution_id}): attempt 1 of 4 never finished" in text, text[-4000:]
     assert second.poll() is None
+
+
+READINESS = """
+import asyncio, json
+from agents_app.health import readiness
+print(json.dumps(asyncio.run(readiness()).as_dict()))
+"""
+
+
+def test_readiness_sees_a_real_worker_and_its_beat_and_a_stopped_worker_at_once(stack, tmp_path):
+    """What `/readyz` of a server process (`manage.py shell` here, on the Redis broker) reports about
+    a real `celery worker -B`: not ready before it runs; its main process and its embedded beat (a
+    forked child) each write a heartbeat; a warm shutdown removes the worker's at once."""
+    db = stack["db"]
+
+    def report() -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", READINESS],
+            cwd=ROOT,
+            env=stack["env"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    before = report()
+    assert before["status"] == "unavailable" and before["detail"] == "Not ready: worker, beat.", before
+    assert before["checks"]["broker"]["status"] == "ok"
+
+    worker = stack["start_worker"]("health", "--beat", f"--schedule-filename={tmp_path / 'celerybeat-schedule'}")
+    _wait_for(lambda: _query(db, "SELECT COUNT(*) FROM sessions_app_serverprocess")[0][0] == 2, 60, "two heartbeats")
+    ready = report()
+    assert ready["status"] == "ok", ready
+    assert ready["checks"]["worker"]["detail"].startswith("1 worker seen")
+    assert ready["checks"]["beat"]["detail"].startswith("1 beat seen")
+    pids = dict(_query(db, "SELECT kind, pid FROM sessions_app_serverprocess"))
+    assert pids["worker"] == worker.pid and pids["beat"] not in (0, worker.pid)  # beat: the worker's child
+
+    worker.send_signal(signal.SIGTERM)  # a warm shutdown
+    worker.wait(30)
+    assert _query(db, "SELECT kind FROM sessions_app_serverprocess WHERE kind = 'worker'") == []
+    after = report()
+    assert after["checks"]["worker"]["error"].endswith("(never seen)"), after
+    assert after["status"] == "unavailable"

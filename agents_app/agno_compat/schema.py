@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from django.urls import include, path
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema_field
 from drf_spectacular.views import SpectacularJSONAPIView
 from rest_framework import permissions, serializers
 from rest_framework.request import Request
@@ -153,9 +153,45 @@ def agno_errors(*codes: int, **descriptions: str) -> dict[int, OpenApiResponse]:
 # ---- agno's response shapes (documentation only) ------------------------------------------------
 
 
+# Patterns, not enums: drf-spectacular turns every enum into a component named after its field,
+# and these would push the run's `status` enum out of its name (with a warning on every load).
+@extend_schema_field({"type": "string", "pattern": "^(ok|failed|skipped)$"})
+class _CheckStatusField(serializers.CharField):
+    pass
+
+
+@extend_schema_field({"type": "string", "pattern": "^(ok|unavailable)$"})
+class _ReadinessStatusField(serializers.CharField):
+    pass
+
+
+class HealthCheckSerializer(serializers.Serializer):
+    """One dependency in a readiness report (agents_app.health)."""
+
+    status = _CheckStatusField(help_text="`ok`, `failed` or `skipped` (not configured, not needed, or excluded).")
+    latency_ms = serializers.FloatField(help_text="How long the check took, in milliseconds.")
+    error = serializers.CharField(required=False, help_text="Why it failed, in short.")
+    detail = serializers.CharField(required=False, help_text="What was found, or why it was skipped.")
+
+
+class HealthChecksSerializer(serializers.Serializer):
+    database = HealthCheckSerializer()
+    migrations = HealthCheckSerializer()
+    cache = HealthCheckSerializer()
+    channel_layer = HealthCheckSerializer()
+    broker = HealthCheckSerializer()
+    worker = HealthCheckSerializer()
+    beat = HealthCheckSerializer()
+
+
 class HealthSerializer(serializers.Serializer):
-    status = serializers.CharField()
+    """agno's `HealthResponse` (`status`, `instantiated_at`), plus the readiness report."""
+
+    status = _ReadinessStatusField(help_text="`ok` when ready, else `unavailable`.")
     instantiated_at = serializers.CharField(help_text="UTC, `YYYY-MM-DDTHH:MM:SSZ`.")
+    checks = HealthChecksSerializer(help_text="One entry per dependency.")
+    detail = serializers.CharField(required=False, help_text="When not ready: the failed checks.")
+    code = serializers.CharField(required=False, help_text='When not ready: "unavailable".')
 
 
 class ModelSerializer(serializers.Serializer):

@@ -200,8 +200,10 @@ def config_json(
     }
 
 
-def health_json(started_at: datetime) -> dict[str, Any]:
-    return {"status": "ok", "instantiated_at": iso(started_at)}
+def health_json(started_at: datetime, readiness: dict[str, Any]) -> dict[str, Any]:
+    """agno's health answer (`status`, `instantiated_at`) with our readiness report added: `checks`,
+    and `detail`/`code` when not ready (agents_app.health)."""
+    return {**readiness, "instantiated_at": iso(started_at)}
 
 
 # ---- Runs as they happen -------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from agents_app import runs
 from agents_app.agno_compat import schema as doc
 from agents_app.agno_compat import serializers as s
 from agents_app.authentication import BearerOrTokenAuthentication
+from agents_app.health import readiness
 from agents_app.runtime import RunNotFound, runtime
 from agents_app.selectors import AgentNotFound, agent_list_for_user, teams_with_members, workflows_with_steps
 from agents_app.sse import EventStreamRenderer, sse_response
@@ -167,14 +168,27 @@ class PreparedGet:
 
 
 @doc.documented(
-    get=extend_schema(summary="Health check", auth=[], responses={200: doc.HealthSerializer}),
+    get=extend_schema(
+        summary="Health check",
+        description=(
+            "agno's health answer, which is also this server's readiness: every dependency is checked "
+            "as by `/readyz` (database and migrations, cache, channel layer, broker, Celery worker and "
+            "beat), 200 when all that this deployment needs answer, 503 when one does not."
+        ),
+        auth=[],
+        responses={
+            200: doc.HealthSerializer,
+            503: OpenApiResponse(doc.HealthSerializer, description="Not ready: `detail` names the failed checks."),
+        },
+    ),
 )
-class HealthView(PreparedGet, AgnoView):
+class HealthView(AgnoView):
     authentication_classes: list[Any] = []
     permission_classes = [permissions.AllowAny]
 
-    def prepare_get(self, request: Any) -> dict[str, Any]:
-        return s.health_json(STARTED_AT)
+    async def get(self, request: Any) -> Response:
+        report = await readiness()
+        return Response(s.health_json(STARTED_AT, report.as_dict()), status=200 if report.ready else 503)
 
 
 def _runnable_agents(user: Any) -> list[Any]:
