@@ -159,10 +159,20 @@ def _core_readings() -> Iterable[Metric]:
 
     running = Run.objects.filter(status=Run.Status.RUNNING, parent_run__isnull=True).count()
     yield _gauge("agentos_runs_running", "Top-level runs marked running now.", running)
-    alive = ServerProcess.objects.filter(beat_at__gte=liveness.alive_cutoff()).count()
-    yield _gauge(
-        "agentos_server_processes_alive", "Server processes whose heartbeat is fresh (shared channel layer).", alive
+    alive = dict(
+        ServerProcess.objects.filter(beat_at__gte=liveness.alive_cutoff())
+        .values_list("kind")
+        .annotate(n=Count("id"))
+        .order_by()
     )
+    processes = GaugeMetricFamily(
+        "agentos_processes_alive",
+        "Processes with a fresh heartbeat, by kind: server (on a shared channel layer), worker, beat.",
+        labels=["kind"],
+    )
+    for kind in ServerProcess.Kind.values:
+        processes.add_metric([kind], alive.get(kind, 0))
+    yield processes
     buffer = TelemetryEvent.objects.filter(delivered_at__isnull=True).aggregate(
         depth=Count("id"), retrying=Count("id", filter=Q(attempts__gt=0)), oldest=Min("created_at")
     )
