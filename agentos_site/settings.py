@@ -109,7 +109,12 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # redis-py 8's default socket timeout (5 s) equals channels_redis's receive block time,
             # so an idle receive would time out; give the socket more room than the block.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 10}]},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 10}],
+                # Every key the layer writes starts with it: sites (or test runs) sharing a Redis
+                # database keep apart.
+                "prefix": env.str("CHANNEL_LAYER_PREFIX", default="asgi"),
+            },
         }
     }
 else:
@@ -135,8 +140,19 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    # One name for the hook-mode choices (a hook row's mode, an agent's memory/summary hook modes).
-    "ENUM_NAME_OVERRIDES": {"HookModeEnum": "agents_app.models.HookMode"},
+    # Names for choice sets that share a field name (drf-spectacular would otherwise invent names
+    # such as `StatusC17Enum` and warn on every schema load; CI fails on schema warnings): one name
+    # for the hook-mode choices (a hook row's mode, an agent's memory/summary hook modes); a stored
+    # run's status versus the status a finished run answers with; an agent's output content type
+    # (text or JSON) versus a team's or workflow's (text only). The lists match the serializers'
+    # ChoiceFields; if those change, the warning (and CI) says so.
+    "ENUM_NAME_OVERRIDES": {
+        "HookModeEnum": "agents_app.models.HookMode",
+        "RunStatusEnum": "sessions_app.models.Run.Status",
+        "FinishedRunStatusEnum": ["completed", "error", "cancelled"],
+        "RunOutputContentTypeEnum": ["str", "json"],
+        "TextContentTypeEnum": ["str"],
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

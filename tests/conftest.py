@@ -3,7 +3,10 @@ agents wired to it, and an HTTP client that drives the real ASGI application."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,6 +18,7 @@ from agents_app.cache import agent_cache_clear
 from agents_app.models import Agent, ModelConfig
 from agents_app.testing.scripted_server import ScriptedModelServer
 from tests.factories import AgentFactory, ModelConfigFactory, UserFactory
+from tests.redis_helpers import SESSION_PREFIX, RedisNamespace, configured_redis_url, delete_keys, redis_namespace
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +33,58 @@ def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> No
     database = settings.DATABASES["default"]
     if database["ENGINE"] == "django.db.backends.sqlite3":
         database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+def _redis_layer_urls(layers: dict[str, Any]) -> set[str]:
+    """The Redis URLs of the channels_redis layers among `layers`."""
+    urls = set()
+    for layer in layers.values():
+        if layer.get("BACKEND", "").startswith("channels_redis."):
+            for host in layer.get("CONFIG", {}).get("hosts", []):
+                address = host.get("address") if isinstance(host, dict) else host
+                if isinstance(address, str):
+                    urls.add(address)
+    return urls
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_keys_of_this_run_only() -> Iterator[None]:
+    """The site's own Redis channel layer (a suite run with `REDIS_URL` set, as CI's PostgreSQL pass)
+    writes its keys under this run's prefix, here and in the server processes tests start (they
+    inherit `CHANNEL_LAYER_PREFIX`), not under the default `asgi` a developer's own site uses; at the
+    end, whatever is left under the run's prefix is deleted (tests/redis_helpers.py)."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    prefix = f"{SESSION_PREFIX}site:"
+    urls = _redis_layer_urls(settings.CHANNEL_LAYERS)
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    for layer in layers.values():
+        if layer.get("BACKEND", "").startswith("channels_redis."):
+            layer.setdefault("CONFIG", {})["prefix"] = prefix
+    inherited = os.environ.get("CHANNEL_LAYER_PREFIX")
+    os.environ["CHANNEL_LAYER_PREFIX"] = prefix
+    try:
+        with override_settings(CHANNEL_LAYERS=layers):
+            yield
+    finally:
+        if inherited is None:
+            os.environ.pop("CHANNEL_LAYER_PREFIX", None)
+        else:
+            os.environ["CHANNEL_LAYER_PREFIX"] = inherited
+        import redis
+
+        for url in (urls | {configured_redis_url()}) - {""}:
+            with contextlib.suppress(redis.RedisError):  # unreachable: the tests that need it said so
+                delete_keys(url, SESSION_PREFIX)
+
+
+@pytest.fixture
+def isolated_redis() -> Iterator[RedisNamespace]:
+    """The test Redis (skip without one, fail in CI) and a key prefix of this test's own, whose keys
+    are deleted when it ends."""
+    with redis_namespace("t") as namespace:
+        yield namespace
 
 
 @pytest.fixture(scope="session")

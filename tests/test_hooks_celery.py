@@ -9,7 +9,9 @@ sweep period, and prints the figure (`pytest tests/test_hooks_celery.py -k sigki
 
 Everything runs in separate processes that share a SQLite file: a producer (`manage.py shell`, as a
 web process would) and the workers (`celery -A agentos_site worker`), with tests/worker_settings.py.
-Skipped when Redis is unreachable, except in CI (CI=true), where it must run.
+The broker is the test Redis (tests/redis_helpers.py: AGENTOS_TEST_REDIS_URL, else REDIS_URL), every
+key under a prefix of the test's own (kombu's `global_keyprefix`), deleted at the end. Skipped without
+it, except in CI (CI=true), where it must run.
 """
 
 from __future__ import annotations
@@ -30,29 +32,16 @@ from typing import Any
 
 import pytest
 
+from tests.redis_helpers import RedisNamespace
+
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("AGENTOS_TEST_CELERY_REDIS", "redis://127.0.0.1:6379/11")
 
 pytestmark = pytest.mark.slow
 
 
-def _redis_or_skip() -> Any:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required in CI at {REDIS_URL}: {exc}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    return client
-
-
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    client = _redis_or_skip()
-    client.flushdb()
+def stack(tmp_path: Path, isolated_redis: RedisNamespace) -> Iterator[dict[str, Any]]:
+    client = isolated_redis.client()
     markers = tmp_path / "markers"
     markers.mkdir()
     db = tmp_path / "db.sqlite3"
@@ -60,7 +49,8 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
         "DATABASE_URL": f"sqlite:///{db}",
-        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_BROKER_URL": isolated_redis.url,
+        "AGENTOS_TEST_REDIS_PREFIX": isolated_redis.prefix,  # the broker's global_keyprefix
         "AGENTOS_TEST_MARKER_DIR": str(markers),
         "AGENTOS_TEST_HOOK_SLEEP": "1.5",
         "PYTHONPATH": str(ROOT),
@@ -90,7 +80,15 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         workers.append((process, log))
         return process
 
-    yield {"env": env, "db": db, "markers": markers, "start_worker": start_worker, "workers": workers, "redis": client}
+    yield {
+        "env": env,
+        "db": db,
+        "markers": markers,
+        "start_worker": start_worker,
+        "workers": workers,
+        "redis": client,
+        "redis_prefix": isolated_redis.prefix,
+    }
     for process, log in workers:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -101,7 +99,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         with contextlib.suppress(ProcessLookupError):  # pool children or beat that outlived their main process
             os.killpg(process.pid, signal.SIGKILL)
         print(f"---- {log.name}\n{log.read_text()[-4000:]}")
-    client.flushdb()
+    client.close()  # `isolated_redis` deletes the test's keys
 
 
 PRODUCE = """
@@ -182,7 +180,10 @@ def test_a_worker_killed_mid_hook_loses_nothing_and_the_effect_is_applied_once(s
     # A redelivered task (the same message again) does nothing.
     from celery import Celery
 
-    producer = Celery(broker=REDIS_URL)
+    producer = Celery(
+        broker=stack["env"]["CELERY_BROKER_URL"],
+        broker_transport_options={"global_keyprefix": stack["redis_prefix"]},
+    )
     task_id = producer.send_task("agents_app.hook_execute", args=[execution_id]).id
     log = stack["workers"][-1][1]
     _wait_for(lambda: f"[{task_id}] succeeded" in log.read_text(), 20, "the duplicate task to be processed")
@@ -315,7 +316,10 @@ def test_sigkill_of_a_worker_with_beat_the_sweep_brings_its_hook_back_once_the_l
     lease_seconds = _epoch(lease) - _epoch(claimed)  # the hook's timeout + HOOKS_LEASE_GRACE_SECONDS
     assert lease_seconds == pytest.approx(4.0 + RECOVERY_GRACE_SECONDS, abs=0.01)
     # The dead delivery is still held unacknowledged by the broker: it is not what brings the hook back.
-    unacked = [body for body in stack["redis"].hvals("unacked") if b"agents_app.hook_execute" in body]
+    # (The broker's keys, `unacked` among them, carry the test's prefix.)
+    unacked = [
+        body for body in stack["redis"].hvals(f"{stack['redis_prefix']}unacked") if b"agents_app.hook_execute" in body
+    ]
     assert len(unacked) == 1
 
     second = stack["start_worker"]("second", *worker)

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,29 +19,30 @@ import httpx
 import pytest
 
 from tests.live_server import free_port
+from tests.redis_helpers import RedisNamespace, redis_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 TERMINAL = {"RunCompleted", "RunError", "RunCancelled"}
 
 
-def _redis_up() -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-        return True
-    return False
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Iterator[dict[str, Any]]:
-    if not _redis_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis is not reachable at 127.0.0.1:6379, and CI needs it")
-        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+    # The test Redis (tests/redis_helpers.py): the servers' channel layer writes under a prefix of
+    # this module's own, deleted at the end.
+    with redis_namespace("multiprocess") as namespace:
+        yield from _servers(tmp_path_factory, _scripted_server, namespace)
+
+
+def _servers(
+    tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any, namespace: RedisNamespace
+) -> Iterator[dict[str, Any]]:
     db = tmp_path_factory.mktemp("multi") / "shared.sqlite3"
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{db}",
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "REDIS_URL": namespace.url,
+        "CHANNEL_LAYER_PREFIX": namespace.prefix,
         "DJANGO_DEBUG": "false",
         "DJANGO_LOG_LEVEL": "ERROR",
     }

@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
-import socket
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +19,7 @@ from agents_app.engine.runner import run_prepare
 from agents_app.runtime import RunNotFound, Runtime, RunUnavailable, SessionBusy, liveness_stop
 from sessions_app.models import Message, Run, Session
 from sessions_app.services import run_finish
+from tests.redis_helpers import RedisNamespace
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -231,23 +229,15 @@ def _created(runs: list[Run], run_id: Any) -> Any:
 # ---- two "processes" on Redis ------------------------------------------------------------------
 
 
-def _redis_up() -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-        return True
-    return False
-
-
 @pytest.fixture
-def redis_layer() -> Any:
-    if not _redis_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis is not reachable at 127.0.0.1:6379, and CI needs it")
-        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+def redis_layer(isolated_redis: RedisNamespace) -> Any:
+    """Runtimes on a Redis channel layer of their own: the test Redis (tests/redis_helpers.py) under
+    the test's key prefix, each Runtime standing for one server process."""
     layers = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
         "redis": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"], "prefix": f"agentos-test-{uuid.uuid4().hex[:8]}"},
+            "CONFIG": {"hosts": [isolated_redis.url], "prefix": isolated_redis.prefix},
         },
     }
     runtimes: list[Runtime] = []
