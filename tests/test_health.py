@@ -253,9 +253,10 @@ async def test_the_celery_signal_handlers_beat_and_a_worker_that_stops_is_gone_a
     assert body["checks"]["worker"]["error"] == "no worker heartbeat in the last 6 s (never seen)"
 
 
-@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (a Redis the tests may use)")
-async def test_a_reachable_redis_channel_layer_is_ok(asgi):
-    with override_settings(CHANNEL_LAYERS=redis_layer(os.environ["REDIS_URL"])):
+async def test_a_reachable_redis_channel_layer_is_ok(asgi, isolated_redis):
+    layers = redis_layer(isolated_redis.url)
+    layers["default"]["CONFIG"]["prefix"] = isolated_redis.prefix
+    with override_settings(CHANNEL_LAYERS=layers):
         r = await asgi.get("/readyz")
     assert r.status_code == 200, r.json()
     assert r.json()["checks"]["channel_layer"] == {
