@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from agentos_site.logconfig import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -44,6 +46,8 @@ INSTALLED_APPS = [
 # Django's standard middleware, in versions that run in the event loop under ASGI instead of
 # taking a thread hop per hook (agentos_site/middleware.py says why and when they still do).
 MIDDLEWARE = [
+    # First: every line logged while a request is served carries its id, and so does the response.
+    "agentos_site.middleware.RequestIdMiddleware",
     "agentos_site.middleware.SecurityMiddleware",
     "agentos_site.middleware.SessionMiddleware",
     "agentos_site.middleware.CommonMiddleware",
@@ -98,7 +102,15 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+# `collectstatic` writes each file under a content-hashed name with gzip copies next to it
+# (servestatic's storage); with DEBUG off the ASGI application serves STATIC_ROOT itself
+# (agentos_site/asgi.py), hashed names cached for a year. Until collectstatic has run, names stay
+# unhashed (agentos_site/storage.py), as in development.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "agentos_site.storage.StaticFilesStorage"},
+}
 LOGIN_URL = "admin:login"
 
 # Channels: in-memory for the embedded single process; Redis when several processes serve.
@@ -242,9 +254,10 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="WARNING")},
-}
+# One handler on the root logger, each line printed once; text, or JSON lines carrying the ids of
+# the run and the request they were written for (agentos_site/logconfig.py says how).
+LOG_FORMAT = env.str("DJANGO_LOG_FORMAT", default="text")
+LOGGING = logging_config(level=env.str("DJANGO_LOG_LEVEL", default="WARNING"), fmt=LOG_FORMAT)
+if LOG_FORMAT == "json":
+    # A Celery worker keeps the site's handler instead of installing its own text one.
+    CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -61,7 +61,7 @@ from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_la
 from agents_app import events as ev
 from agents_app.engine.outcome import store_run
 from agents_app.engine.protocol import RunnableHandle
-from sessions_app import liveness
+from sessions_app import liveness, logcontext
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.errors import NotFoundError, UnavailableError
@@ -261,27 +261,32 @@ def _settle(run_id: UUID, *, status: str, reason: str, error_type: str, after: i
         return Run.Status.CANCELLED  # deleted with its session
     if state.status != Run.Status.RUNNING:
         return state.status
-    if error_type == "interrupted":
-        logger.warning("Run %s was left running by a server process that stopped; taking it over", run_id)
-    row = Run.objects.filter(pk=run_id).values("input", "model", "provider").first() or {}
-    output = state.output
-    terminal = _terminal_event(state, max(_last_index(state.events), after) + 1, status, reason, error_type)
     kind = "team" if state.team_id else "workflow" if state.workflow_id else "agent"
-    store_run(
-        run_id=run_id,
-        session_id=state.session_id,
-        message=row.get("input", ""),
-        outcome={"status": status, "output": output, "error": reason, "error_type": error_type},
-        messages=[{"role": "assistant", "content": output}] if output else [],
-        metrics={},
-        events=[*state.events, terminal],
-        state_set={},
-        state_unset=[],
-        telemetry_type=kind,
-        component_id=state.team_id or state.workflow_id or state.agent_id or "",
-        model=row.get("model", ""),
-        provider=row.get("provider", ""),
-    )
+    component_id = state.team_id or state.workflow_id or state.agent_id or ""
+    # What settling logs (the takeover, a telemetry failure) is the run's, whoever settles it.
+    with logcontext.run_context(
+        run_id=run_id, session_id=state.session_id, kind=kind, component_id=component_id, user_id=state.user_id
+    ):
+        if error_type == "interrupted":
+            logger.warning("Run %s was left running by a server process that stopped; taking it over", run_id)
+        row = Run.objects.filter(pk=run_id).values("input", "model", "provider").first() or {}
+        output = state.output
+        terminal = _terminal_event(state, max(_last_index(state.events), after) + 1, status, reason, error_type)
+        store_run(
+            run_id=run_id,
+            session_id=state.session_id,
+            message=row.get("input", ""),
+            outcome={"status": status, "output": output, "error": reason, "error_type": error_type},
+            messages=[{"role": "assistant", "content": output}] if output else [],
+            metrics={},
+            events=[*state.events, terminal],
+            state_set={},
+            state_unset=[],
+            telemetry_type=kind,
+            component_id=component_id,
+            model=row.get("model", ""),
+            provider=row.get("provider", ""),
+        )
     return Run.objects.filter(pk=run_id).values_list("status", flat=True).first() or Run.Status.CANCELLED
 
 
@@ -805,6 +810,13 @@ class Runtime:
                 await self.bridge.layer.group_discard(group_name(live.run_id), self.bridge.channel)
 
     async def _pump(self, live: LiveRun, stream: bool) -> None:
+        # This task is the run's (its children run inside it): with JSON logs, what it logs carries
+        # the run's ids (sessions_app.logcontext). Never reset: the task ends with the run.
+        if logcontext.enabled():
+            h = live.handle
+            logcontext.bind_run(
+                run_id=h.run_id, session_id=h.session_id, kind=h.kind, component_id=h.component_id, user_id=h.user_id
+            )
         # Nothing is awaited here outside the engine, so a cancel always lands inside `execute`,
         # which turns it into RunCancelled with the partial output stored.
         try:

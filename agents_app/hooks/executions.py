@@ -28,6 +28,7 @@ from agents_app.hooks.context import HookContext
 from agents_app.hooks.errors import HookError, HookRejected
 from agents_app.hooks.registry import DEFAULT_TIMEOUT_SECONDS, POST, hook_registry
 from agents_app.models import HookExecution
+from sessions_app import logcontext
 from sessions_app.conf import agentos_settings
 from sessions_app.models import Run
 from sessions_app.services import run_finish, session_state_merge
@@ -188,21 +189,39 @@ def hook_execution_run(*, execution_id: int) -> HookDelivery:
             )
         )
         if claimed:
-            if row.status == Status.RUNNING:
-                # The record of the lost attempt: the row keeps only the last one's outcome.
-                logger.warning(
-                    "Background hook %s (execution %s): attempt %d of %d never finished (its worker stopped; "
-                    "its lease expired at %s); starting attempt %d.",
-                    row.hook_name,
-                    row.pk,
-                    row.attempts,
-                    row.max_attempts,
-                    row.lease_expires_at.isoformat() if row.lease_expires_at else "?",
-                    row.attempts + 1,
-                )
-            return _attempt(row, row.attempts + 1)
+            with logcontext.run_context(**_log_fields(row.run)):
+                return _claimed(row)
     row = HookExecution.objects.filter(pk=execution_id).only("status").first()
     return HookDelivery(status=row.status if row else "missing")
+
+
+def _log_fields(run: Run) -> dict[str, Any]:
+    """The run a background hook works for, for its log lines (sessions_app.logcontext)."""
+    kind, component = ("team", run.team) if run.team_id else ("agent", run.agent)
+    return {
+        "run_id": run.pk,
+        "session_id": run.session_id,
+        "kind": kind,
+        "component_id": component.slug if component is not None else None,
+        "user_id": run.user_id,
+    }
+
+
+def _claimed(row: HookExecution) -> HookDelivery:
+    """Run the attempt just claimed (`row` as it was read before the claim)."""
+    if row.status == HookExecution.Status.RUNNING:
+        # The record of the lost attempt: the row keeps only the last one's outcome.
+        logger.warning(
+            "Background hook %s (execution %s): attempt %d of %d never finished (its worker stopped; "
+            "its lease expired at %s); starting attempt %d.",
+            row.hook_name,
+            row.pk,
+            row.attempts,
+            row.max_attempts,
+            row.lease_expires_at.isoformat() if row.lease_expires_at else "?",
+            row.attempts + 1,
+        )
+    return _attempt(row, row.attempts + 1)
 
 
 def _attempt(row: HookExecution, attempt: int) -> HookDelivery:
