@@ -236,6 +236,10 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT",
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 # Redis: an unacknowledged task (its worker died) is redelivered after this many seconds.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+# Redis broker: a prefix on every key Celery writes, so that two sites (or a test) can share one
+# Redis database without sharing queues.
+if env.str("CELERY_BROKER_KEY_PREFIX", default=""):
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env.str("CELERY_BROKER_KEY_PREFIX")
 if CELERY_BROKER_URL.startswith("memory://"):
     # Embedded: the worker thread polls its in-process queue this often (seconds).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.05}
