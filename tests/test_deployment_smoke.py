@@ -295,7 +295,9 @@ def _check(deployment: Deployment, token: str, database_url: str, scripted: Any)
 
     # Telemetry: beat's flush uploads the runs' events to the collector (this site).
     def uploaded() -> bool:
-        received = _sql(database_url, "SELECT count(*) FROM telemetry_app_receivedevent WHERE kind = 'run_created'")[0][0]
+        received = _sql(database_url, "SELECT count(*) FROM telemetry_app_receivedevent WHERE kind = 'run_created'")[0][
+            0
+        ]
         waiting = _sql(database_url, "SELECT count(*) FROM telemetry_app_telemetryevent WHERE delivered_at IS NULL")
         return received >= 4 and waiting[0][0] == 0
 
