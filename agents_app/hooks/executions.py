@@ -189,7 +189,8 @@ def hook_execution_run(*, execution_id: int) -> HookDelivery:
             )
         )
         if claimed:
-            with logcontext.run_context(**_log_fields(row.run)):
+            # (The run's ids cost a query or two: only read when the log lines carry them.)
+            with logcontext.run_context(**(_log_fields(row.run) if logcontext.enabled() else {})):
                 return _claimed(row)
     row = HookExecution.objects.filter(pk=execution_id).only("status").first()
     return HookDelivery(status=row.status if row else "missing")
