@@ -205,6 +205,13 @@ def _close_engine_db_threads(django_db_setup: Any, django_db_blocker: Any) -> It
     # otherwise they touch the database after it is gone.
     stop_embedded_worker()
     db_threads_close_connections()
+    # And asgiref's thread for `sync_to_async` calls made outside `async_to_sync` (async tests'
+    # own database calls, Django's async ORM): nothing closes its connection otherwise.
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    with contextlib.suppress(Exception):
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result(5)
 
 
 def without_error_code(body: dict) -> dict:
