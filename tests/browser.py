@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's, unless CHROMIUM names another binary.
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -21,7 +22,7 @@ CHROMIUM_ARGS = [
 
 def _missing() -> str | None:
     if not CHROMIUM.exists():
-        return f"{CHROMIUM} is not installed (apt-get install chromium)"
+        return f"{CHROMIUM} is not installed (apt-get install chromium, or set CHROMIUM)"
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:

@@ -8,7 +8,6 @@ import datetime as dt
 import math
 import os
 import random
-import shutil
 
 import pytest
 from django.db import connection
@@ -24,6 +23,7 @@ from telemetry_app.models import ReceivedEvent
 from telemetry_app.routes import PageRoutes
 from telemetry_app.selectors import run_metrics
 from telemetry_app.services import telemetry_sender_create
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 from tests.factories import AgentFactory, ModelConfigFactory, UserFactory
 
 URL = PageRoutes.DASHBOARD
@@ -212,35 +212,11 @@ def test_collected_telemetry_is_an_alpha_feature(data, settings, monkeypatch):
 
 # ---- in a real browser -----------------------------------------------------------------------
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _browser_available() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed"
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        return f"Chromium is not installed at {CHROMIUM}"
-    return None
-
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_the_dashboard_renders_its_charts_in_chromium(live_server, tmp_path):
-    missing = _browser_available()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests must run in CI: {missing}")
-        pytest.skip(missing)
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     user = UserFactory(username="boss", is_staff=True, is_superuser=True)
@@ -257,7 +233,7 @@ def test_the_dashboard_renders_its_charts_in_chromium(live_server, tmp_path):
         )
     requests: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1600})
             page.on("request", lambda r: requests.append(r.url))
