@@ -20,7 +20,7 @@ from agents_app.serializers import ServerSentEventSerializer
 from agents_app.sse import EventStreamRenderer, sse_response, starting_with
 from sessions_app.api_base import AsyncAPIView
 from sessions_app.models import Run
-from sessions_app.selectors import run_get_for_user
+from sessions_app.selectors import run_status_for_user
 
 RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
@@ -74,8 +74,8 @@ class RunEventsApi(AsyncAPIView):
         if not header:
             return after, False
         after = max(after, _event_index(header, "Last-Event-ID"))
-        run = run_get_for_user(user=request.user, run_id=run_id)
-        return after, run is not None and run.status != Run.Status.RUNNING
+        status = run_status_for_user(user=request.user, run_id=run_id)
+        return after, status is not None and status != Run.Status.RUNNING
 
     @extend_schema(
         summary="Stream one of my runs' events (resume)",

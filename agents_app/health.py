@@ -35,9 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
-import socket
 import threading
 import time
 import uuid
@@ -53,7 +51,7 @@ from django.utils import timezone
 from agents_app.embedded_worker import embedded_worker_enabled
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
-from sessions_app.liveness import dead_after
+from sessions_app.liveness import dead_after, record_heartbeat
 from sessions_app.models import ServerProcess
 from telemetry_app.conf import telemetry_enabled
 
@@ -472,16 +470,7 @@ class _Heartbeat:
         return self
 
     def beat(self) -> None:
-        now = timezone.now()
-        if not ServerProcess.objects.filter(pk=self.id).update(beat_at=now):
-            ServerProcess.objects.create(
-                pk=self.id,
-                kind=self.kind,
-                host=socket.gethostname()[:255],
-                pid=os.getpid(),
-                started_at=self.started_at,
-                beat_at=now,
-            )
+        record_heartbeat(self.id, self.kind, self.started_at)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -40,6 +40,7 @@ __all__ = [
     "orphaned_run_ids",
     "owner_alive",
     "process_id",
+    "record_heartbeat",
 ]
 
 _lock = threading.Lock()
@@ -69,19 +70,24 @@ def alive_cutoff() -> Any:
 
 
 def beat() -> None:
-    """Record that this process is alive (one UPDATE; an INSERT the first time)."""
-    pid = os.getpid()
-    me = process_id()
+    """Record that this server process is alive."""
+    record_heartbeat(process_id(), ServerProcess.Kind.SERVER, _started.get(os.getpid()))
+
+
+def record_heartbeat(pk: str, kind: str, started_at: Any = None) -> None:
+    """Write a process's heartbeat row (one UPDATE; an INSERT the first time): server processes
+    here, Celery workers and beat from agents_app.health."""
     now = timezone.now()
-    if not ServerProcess.objects.filter(pk=me).update(beat_at=now):
+    if not ServerProcess.objects.filter(pk=pk).update(beat_at=now):
         ServerProcess.objects.update_or_create(
-            pk=me,
+            pk=pk,
             defaults={"beat_at": now},
             create_defaults={
                 "beat_at": now,
-                "started_at": _started.get(pid, now),
+                "kind": kind,
+                "started_at": started_at or now,
                 "host": socket.gethostname()[:255],
-                "pid": pid,
+                "pid": os.getpid(),
             },
         )
 

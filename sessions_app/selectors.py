@@ -81,6 +81,11 @@ def run_get_for_user(*, user: Any, run_id: UUID) -> Run | None:
     )
 
 
+def run_status_for_user(*, user: Any, run_id: UUID) -> str | None:
+    """A run's status, if it is this user's (one small query: no messages, no events)."""
+    return Run.objects.filter(user=user, pk=run_id).values_list("status", flat=True).first()
+
+
 def message_to_openai(role: str, content: str, tool_calls: Any, tool_call_id: str, name: str) -> dict[str, Any]:
     """A stored message in the chat format models expect, so history replays exactly."""
     if role == Message.Role.TOOL:
