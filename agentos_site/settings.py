@@ -205,6 +205,9 @@ AGENTOS = {
     "PROCESS_HEARTBEAT_SECONDS": env.float("AGENTOS_PROCESS_HEARTBEAT_SECONDS", default=2.0),
     "PROCESS_DEAD_SECONDS": env.float("AGENTOS_PROCESS_DEAD_SECONDS", default=6.0),
     "RUN_CHECKPOINT_SECONDS": env.float("AGENTOS_RUN_CHECKPOINT_SECONDS", default=1.0),
+    # Model API keys are stored encrypted (docs/models.md#api-keys): comma-separated Fernet keys,
+    # newest first. Empty: a key derived from SECRET_KEY (and SECRET_KEY_FALLBACKS) encrypts.
+    "ENCRYPTION_KEYS": env.list("AGENTOS_ENCRYPTION_KEYS", default=[]),
     # Prometheus metrics at /metrics (docs/deployment.md#metrics): a scraper sends the token as a
     # Bearer token; without one, only staff users (by their session) may read them.
     "METRICS_ENABLED": env.bool("AGENTOS_METRICS_ENABLED", default=True),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 from agents_app.cache import agent_cache_clear
+from agents_app.secrets import EncryptedTextField
 
 
 class TimeStampedModel(models.Model):
@@ -59,15 +61,49 @@ class ModelConfig(TimeStampedModel):
         help_text="Leave empty for api.openai.com; e.g. http://localhost:11434/v1 for Ollama.",
     )
     model_id = models.CharField(max_length=200, help_text="The model name the endpoint expects, e.g. gpt-4o-mini.")
-    api_key = models.CharField(
-        max_length=500,
+    api_key = EncryptedTextField(
         blank=True,
-        help_text="Stored server-side only: never shown again, never returned by the API.",
+        help_text=(
+            "Stored encrypted, server-side only: never shown again, never returned by the API. Leave empty "
+            "to read the key from the environment variable below."
+        ),
+    )
+    api_key_env = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "An environment variable name, e.g. OPENAI_API_KEY.")],
+        help_text=(
+            "The environment variable holding the key, read when no key is stored. Empty: OPENAI_API_KEY for "
+            "the OpenAI-compatible provider."
+        ),
     )
     temperature = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
     max_tokens = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
     timeout_seconds = models.FloatField(default=60.0, validators=[MinValueValidator(0.1), MaxValueValidator(3600)])
     max_retries = models.PositiveSmallIntegerField(default=2, validators=[MaxValueValidator(10)])
+    # Prices in any one currency (USD by convention), per million tokens: what a run's cost is made of.
+    input_price = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Price per million input tokens (not cached).",
+    )
+    cached_input_price = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Price per million cached input tokens; empty: the input price.",
+    )
+    output_price = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Price per million output tokens.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -129,6 +165,22 @@ class HookMode(models.TextChoices):
     BACKGROUND = "background", "In the background, on a worker"
 
 
+def _parser_model_field(kind: str) -> models.ForeignKey:
+    """An agent's or team's parser model: a second (usually cheaper) model that turns the main
+    model's free answer into the output schema."""
+    return models.ForeignKey(
+        ModelConfig,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=(
+            f"With an output schema: the {kind}'s model answers freely (streamed as usual), then this model turns "
+            "the answer into the schema. Empty: the main model must answer in the schema itself."
+        ),
+    )
+
+
 class Agent(ClearsAgentCache, SluggedModel):
     """An agent as configured by an operator; `slug` is the agent_id used in URLs and events."""
 
@@ -154,6 +206,7 @@ class Agent(ClearsAgentCache, SluggedModel):
         validators=[MaxValueValidator(64)],
         help_text="Tool calls allowed per run; then the model must answer without tools.",
     )
+    parser_model = _parser_model_field("agent")
     is_active = models.BooleanField(default=True, help_text="Inactive agents are hidden and refuse runs.")
 
     class BusySessionPolicy(models.TextChoices):
@@ -351,6 +404,40 @@ class AgentHook(ClearsAgentCache, models.Model):
         validate_hook_setting(phase=self.phase, hook=self.hook, mode=self.mode)
 
 
+class ModelFallback(ClearsAgentCache, models.Model):
+    """One fallback model of an agent (or team), in order: when the main model fails with what a
+    retry could cure (5xx, 429, a timeout, a broken connection) after its own retries, the run asks
+    the next one."""
+
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="fallbacks")
+    team = models.ForeignKey("Team", null=True, blank=True, on_delete=models.CASCADE, related_name="fallbacks")
+    model = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, related_name="+")
+    position = models.PositiveSmallIntegerField(default=0, help_text="The order: lower is tried first.")
+
+    class Meta:
+        ordering = ["position", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(agent__isnull=False, team__isnull=True) | models.Q(agent__isnull=True, team__isnull=False)
+                ),
+                name="modelfallback_agent_xor_team",
+            ),
+            models.UniqueConstraint(fields=["agent", "model"], name="modelfallback_unique_agent_model"),
+            models.UniqueConstraint(fields=["team", "model"], name="modelfallback_unique_team_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"fallback #{self.position}: {self.model_id}"
+
+    def clean(self) -> None:
+        if self.agent_id and self.team_id:
+            raise ValidationError("A fallback belongs to either an agent or a team, not both.")
+        owner = self.agent if self.agent_id else (self.team if self.team_id else None)
+        if owner is not None and self.model_id and owner.model_id == self.model_id:
+            raise ValidationError({"model": "The main model cannot be its own fallback."})
+
+
 class HookExecution(TimeStampedModel):
     """One background hook of one run: queued when the run finishes, then claimed, retried and
     finished by a Celery task (agents_app.tasks.hook_execute_task). Unique per (run, hook, phase), so
@@ -447,6 +534,13 @@ class Team(SluggedModel):
         validators=[MaxValueValidator(50)],
         help_text="How many previous runs of the session the leader sees as context.",
     )
+    output_schema = models.JSONField(
+        null=True,
+        blank=True,
+        validators=[validate_json_schema],
+        help_text="Optional JSON schema (an object). When set, the team's answer is JSON validated against it.",
+    )
+    parser_model = _parser_model_field("team")
     is_active = models.BooleanField(default=True, help_text="Inactive teams are hidden and refuse runs.")
     busy_session_policy = _busy_session_policy_field()
 

@@ -57,6 +57,9 @@ DEFAULTS: dict[str, Any] = {
     # A streaming run saves its output and events so far this often (0: only when it ends), so a
     # crash loses at most this much of what it streamed. Runs shorter than this never pay for it.
     "RUN_CHECKPOINT_SECONDS": 1.0,
+    # Fernet keys that encrypt model API keys at rest (agents_app.secrets), newest first; keys derived
+    # from SECRET_KEY and SECRET_KEY_FALLBACKS follow. Empty: the SECRET_KEY one encrypts.
+    "ENCRYPTION_KEYS": [],
     # `/readyz` and agno's `/health` (agents_app.health): each dependency's check gives up after this
     # long and counts as failed; the checks run concurrently, so this bounds the whole answer.
     "HEALTH_TIMEOUT_SECONDS": 2.0,

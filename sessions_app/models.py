@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 # Exactly one of agent, team and workflow is set (on sessions and on runs).
 ONE_COMPONENT = (
@@ -111,6 +113,14 @@ class Run(ComponentMixin, models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(
+        default=0, help_text="Of the input tokens, those the provider read from its prompt cache."
+    )
+    # Money: the model configs' prices per million tokens times this run's tokens. `cost` is this
+    # run's own model calls (its parser and fallback models included), so adding up runs never counts
+    # a call twice; `total_cost` adds its member or step runs (what a team or workflow run cost).
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
+    total_cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
     time_to_first_token = models.FloatField(null=True, blank=True, help_text="Seconds.")
     duration = models.FloatField(null=True, blank=True, help_text="Seconds.")
     events = models.JSONField(
@@ -144,6 +154,46 @@ class Run(ComponentMixin, models.Model):
         """The agent's, team's or workflow's slug (select_related them to avoid a query)."""
         component = self.team if self.team_id else self.workflow if self.workflow_id else self.agent
         return component.slug if component is not None else ""
+
+
+def _image_path(instance: RunImage, filename: str) -> str:
+    """Images are filed by day and run; the name is ours (the uploader's name is kept in `name`)."""
+    day = timezone.now().strftime("%Y/%m/%d")
+    return f"agentos/images/{day}/{instance.run_id}/{instance.position}{instance.extension}"
+
+
+class RunImage(models.Model):
+    """An image sent with a run's message: uploaded (kept through Django's storage API) or given by
+    URL (kept as the URL). The model receives it as an image part of the user's message."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="images")
+    position = models.PositiveSmallIntegerField(default=0, help_text="Order within the message.")
+    file = models.FileField(upload_to=_image_path, blank=True, max_length=300)
+    url = models.URLField(max_length=2000, blank=True, help_text="An image given by URL (not downloaded).")
+    name = models.CharField(max_length=255, blank=True, help_text="The uploader's file name.")
+    mime_type = models.CharField(max_length=100, blank=True)
+    size = models.PositiveIntegerField(default=0, help_text="Bytes (uploads only).")
+    detail = models.CharField(max_length=8, blank=True, help_text="OpenAI's image detail: auto, low or high.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "position"], name="runimage_unique_position"),
+            models.CheckConstraint(
+                condition=(~models.Q(file="") & models.Q(url="")) | (models.Q(file="") & ~models.Q(url="")),
+                name="runimage_file_xor_url",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"image {self.position} of run {self.run_id}"
+
+    @property
+    def extension(self) -> str:
+        return {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}.get(
+            self.mime_type, ""
+        )
 
 
 class Message(models.Model):
