@@ -96,6 +96,8 @@ def record_run(
     time_to_first_token: float | None,
     input_tokens: int,
     output_tokens: int,
+    cost: float = 0.0,
+    model: str = "",
 ) -> None:
     """One ended run (called once its outcome is stored). Never raises."""
     try:

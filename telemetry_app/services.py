@@ -66,6 +66,8 @@ def telemetry_record_run(
     input: str | None = None,
     output: str | None = None,
     created_at: datetime | None = None,
+    cost: float | None = None,
+    cache_read_tokens: int = 0,
 ) -> bool:
     """Record that a run (agent, team, workflow or eval) ended. Never raises; returns whether an
     event was recorded. Message contents (`input`, `output`) are kept only when
