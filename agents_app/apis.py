@@ -42,7 +42,7 @@ from sessions_app.errors import RUN_ERROR_STATUS, UPSTREAM_FAILURE, run_http_sta
 def failed_run_responses(serializer: Any = RunOutputSerializer) -> dict[int, OpenApiResponse]:
     """One documented response per status a failed run can get (sessions_app.errors.RUN_ERROR_STATUS),
     with the error types behind it; the body is the stored run, as for a completed one."""
-    types: dict[int, list[str]] = {UPSTREAM_FAILURE: ["any other (model_error, output_validation_error...)"]}
+    types: dict[int, list[str]] = {UPSTREAM_FAILURE: ["any other (model_error, output_invalid...)"]}
     for error_type, status in RUN_ERROR_STATUS.items():
         types.setdefault(status, []).insert(0, f"`{error_type}`")
     return {

@@ -99,11 +99,31 @@ class PostHookCompleted(RunEvent):
 
 
 @dataclass(slots=True)
+class ParserModelResponseStarted(RunEvent):
+    """The parser model starts turning the answer into the output schema (agno's name)."""
+
+    name: ClassVar[str] = "ParserModelResponseStarted"
+    model: str = ""
+    model_provider: str = ""
+
+
+@dataclass(slots=True)
+class ParserModelResponseCompleted(RunEvent):
+    name: ClassVar[str] = "ParserModelResponseCompleted"
+    model: str = ""
+    model_provider: str = ""
+
+
+@dataclass(slots=True)
 class RunCompleted(RunEvent):
+    """`model` and `model_provider`: the model that answered (a fallback, when the main one failed)."""
+
     name: ClassVar[str] = "RunCompleted"
     content: Any = None
     content_type: str = "str"
     metrics: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    model_provider: str = ""
 
 
 @dataclass(slots=True)
@@ -221,12 +241,28 @@ class TeamPostHookCompleted(TeamEvent):
 
 
 @dataclass(slots=True)
+class TeamParserModelResponseStarted(TeamEvent):
+    name: ClassVar[str] = "TeamParserModelResponseStarted"
+    model: str = ""
+    model_provider: str = ""
+
+
+@dataclass(slots=True)
+class TeamParserModelResponseCompleted(TeamEvent):
+    name: ClassVar[str] = "TeamParserModelResponseCompleted"
+    model: str = ""
+    model_provider: str = ""
+
+
+@dataclass(slots=True)
 class TeamRunCompleted(TeamEvent):
     name: ClassVar[str] = "TeamRunCompleted"
     content: Any = None
     content_type: str = "str"
     metrics: dict[str, Any] = field(default_factory=dict)
     member_runs: list[dict[str, Any]] = field(default_factory=list)
+    model: str = ""
+    model_provider: str = ""
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 
 from agents_app.cache import agent_cache_get, agent_cache_put
-from agents_app.models import Agent, AgentHook, Team, TeamMember, Workflow, WorkflowStep
+from agents_app.models import Agent, AgentHook, ModelConfig, ModelFallback, Team, TeamMember, Workflow, WorkflowStep
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import NotFoundError
 
@@ -21,6 +21,25 @@ def hooks_prefetch(path: str = "hooks") -> Prefetch:
     `agent_hook_rows` reads them; every query that loads an agent for a run prefetches them, so
     planning hooks never queries (a run plans them in async code, where a query would fail)."""
     return Prefetch(path, queryset=AgentHook.objects.order_by("-phase", "position", "pk"))
+
+
+def fallbacks_prefetch(path: str = "fallbacks") -> Prefetch:
+    """The fallback models of the agents or teams at `path`, in order, with their configs: loaded
+    with the component, so a run that falls back never queries mid-run."""
+    return Prefetch(path, queryset=ModelFallback.objects.select_related("model").order_by("position", "pk"))
+
+
+def run_prefetches(prefix: str = "") -> list[Prefetch]:
+    """What a run of the agents or teams at `prefix` (e.g. "agent__") reads besides their model and
+    parser model (select_related): hook rows and fallback models."""
+    return [hooks_prefetch(f"{prefix}hooks"), fallbacks_prefetch(f"{prefix}fallbacks")]
+
+
+def fallback_configs(component: Agent | Team) -> list[ModelConfig]:
+    """The component's fallback model configs, in order (prefetched by the selectors below)."""
+    if component.pk is None:
+        return []
+    return [row.model for row in component.fallbacks.all()]  # type: ignore[attr-defined]
 
 
 def agent_hook_rows(agent: Agent) -> list[AgentHook]:
@@ -43,7 +62,9 @@ def agent_get_active(*, agent_id: str) -> Agent:
     if hit is not None:
         return hit
     agent = (
-        Agent.objects.select_related("model").prefetch_related(hooks_prefetch()).filter(slug=agent_id, is_active=True)
+        Agent.objects.select_related("model", "parser_model")
+        .prefetch_related(*run_prefetches())
+        .filter(slug=agent_id, is_active=True)
     ).first()
     if agent is None:
         raise AgentNotFound(f"No active agent with id {agent_id!r}.")
@@ -85,8 +106,8 @@ def team_members_tree(team: Team) -> dict[int, list[TeamMember]]:
             break
         rows = (
             TeamMember.objects.filter(team_id__in=frontier)
-            .select_related("agent__model", "member_team__model")
-            .prefetch_related(hooks_prefetch("agent__hooks"), hooks_prefetch("member_team__hooks"))
+            .select_related("agent__model", "agent__parser_model", "member_team__model", "member_team__parser_model")
+            .prefetch_related(*run_prefetches("agent__"), *run_prefetches("member_team__"))
             .order_by("order", "pk")
         )
         for pk in frontier:
@@ -100,7 +121,9 @@ def team_members_tree(team: Team) -> dict[int, list[TeamMember]]:
 
 def team_get_active(*, team_id: str) -> Team:
     team = (
-        Team.objects.select_related("model").prefetch_related(hooks_prefetch()).filter(slug=team_id, is_active=True)
+        Team.objects.select_related("model", "parser_model")
+        .prefetch_related(*run_prefetches())
+        .filter(slug=team_id, is_active=True)
     ).first()
     if team is None:
         raise TeamNotFound(f"No active team with id {team_id!r}.")
@@ -124,8 +147,8 @@ def workflow_steps_tree(workflow: Workflow) -> tuple[list[StepNode], dict[int, l
     """The workflow's steps as a tree (one query), and the members of every team its steps run."""
     rows = list(
         WorkflowStep.objects.filter(workflow=workflow)
-        .select_related("agent__model", "team__model")
-        .prefetch_related(hooks_prefetch("agent__hooks"), hooks_prefetch("team__hooks"))
+        .select_related("agent__model", "agent__parser_model", "team__model", "team__parser_model")
+        .prefetch_related(*run_prefetches("agent__"), *run_prefetches("team__"))
         .order_by("order", "pk")
     )
     nodes = {row.pk: StepNode(row) for row in rows}

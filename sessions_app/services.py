@@ -173,6 +173,7 @@ def run_finish(
     session_id: UUID | None = None,
     state_set: dict[str, Any] | None = None,
     state_unset: list[str] | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> bool:
     """Store what the run produced, in one transaction: the new messages and the run's outcome.
     True if stored (False: it was stored already, by a process that took it over, or deleted).
@@ -183,8 +184,15 @@ def run_finish(
     when the run was stored. `user_message` (the run's input, as the pre-hooks left it) becomes the
     message at position 0. `state_set` / `state_unset`: the top-level session-state keys the run
     changed, merged into the session's state as it is now (session_state_merge), in the same
-    transaction, so a run's state is saved exactly when its outcome is.
+    transaction, so a run's state is saved exactly when its outcome is. `usage`: its `cost`,
+    `total_cost` and `cache_read_tokens`, and the `model` and `provider` that answered (a fallback
+    model, when the main one failed), in the same UPDATE.
     """
+    extra: dict[str, Any] = {}
+    if usage:
+        extra = {key: usage[key] for key in ("cost", "total_cost", "cache_read_tokens") if key in usage}
+        if usage.get("model"):
+            extra["model"], extra["provider"] = usage["model"], usage.get("provider", "")
     rows = [Message(run_id=run_id, role=Message.Role.USER, content=user_message, position=0)] if user_message else []
     rows += [
         Message(
@@ -213,6 +221,7 @@ def run_finish(
             events=events,
             finished_at=timezone.now(),
             updated_at=timezone.now(),
+            **extra,
         )
         # updated == 0: the run was deleted with its session meanwhile; nothing left to attach to.
         if updated and rows:

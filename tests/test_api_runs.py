@@ -22,7 +22,15 @@ async def test_plain_run_returns_agno_shaped_json_and_persists(asgi, agent, toke
     assert body["user_id"] == user.pk
     assert body["content_type"] == "str"
     assert body["model"] == "scripted-model"
-    assert set(body["metrics"]) == {"input_tokens", "output_tokens", "total_tokens", "time_to_first_token", "duration"}
+    assert set(body["metrics"]) == {
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "cache_read_tokens",
+        "cost",
+        "time_to_first_token",
+        "duration",
+    }
     assert body["metrics"]["total_tokens"] == body["metrics"]["input_tokens"] + body["metrics"]["output_tokens"] > 0
     run = await Run.objects.aget(pk=body["run_id"])
     assert run.status == Run.Status.COMPLETED and run.output == "Hello Ada, nice to meet you."
@@ -258,12 +266,35 @@ async def test_structured_output_is_requested_and_validated(asgi, agent, token, 
 async def test_structured_output_mismatch_is_a_clear_error(asgi, agent, token, scripted_model):
     agent.output_schema = STRUCTURED
     await agent.asave()
-    scripted_model.push_json({"city": "Paris", "population": "lots"})
+    for _ in range(2):  # the answer, and the one retry that shows the model its mistake
+        scripted_model.push_json({"city": "Paris", "population": "lots"})
     r = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "capital of France"}, headers=bearer(token))
     assert r.status_code == 502
     err = r.json()["error"]
-    assert err["type"] == "output_validation_error"
+    assert err["type"] == "output_invalid"
     assert "population" in err["message"] and "not of type 'integer'" in err["message"]
+    retry = scripted_model.requests[1]["messages"]
+    assert retry[-2] == {"role": "assistant", "content": '{"city": "Paris", "population": "lots"}'}
+    assert "population" in retry[-1]["content"] and retry[-1]["role"] == "user"
+    # The answer is kept as the run's partial output; no 5xx.
+    run = await Run.objects.aget(pk=r.json()["run_id"])
+    assert run.status == "error" and run.error_type == "output_invalid"
+    assert run.output == '{"city": "Paris", "population": "lots"}' and run.output_json is None
+
+
+async def test_structured_output_mismatch_is_retried_once_with_the_error_shown(asgi, agent, token, scripted_model):
+    agent.output_schema = STRUCTURED
+    await agent.asave()
+    scripted_model.push_json({"city": "Paris", "population": "lots"})
+    scripted_model.push_json({"city": "Paris", "population": 2100000})
+    r = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "capital of France"}, headers=bearer(token))
+    assert r.status_code == 200, r.text
+    assert r.json()["content"] == {"city": "Paris", "population": 2100000}
+    assert len(scripted_model.requests) == 2
+    assert "not of type 'integer'" in scripted_model.requests[1]["messages"][-1]["content"]
+    # Both calls are counted (the scripted server counts a word as a token: 4 + 4).
+    run = await Run.objects.aget(pk=r.json()["run_id"])
+    assert run.output_tokens == 8
 
 
 async def test_structured_output_not_json(asgi, agent, token, scripted_model):
@@ -272,7 +303,7 @@ async def test_structured_output_not_json(asgi, agent, token, scripted_model):
     scripted_model.push_text("sorry, no JSON today")
     r = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "x", "stream": True}, headers=bearer(token))
     frames = parse_sse(r.text)
-    assert frames[-1][0] == "RunError" and frames[-1][1]["error_type"] == "output_validation_error"
+    assert frames[-1][0] == "RunError" and frames[-1][1]["error_type"] == "output_invalid"
 
 
 @pytest.mark.parametrize(

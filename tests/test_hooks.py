@@ -719,10 +719,16 @@ def test_output_check_withholds_an_answer_the_judge_rejects(agent, user, scripte
 def test_a_judge_that_answers_garbage_fails_closed(agent, user, scripted_model):
     attach_hooks(agent, pre=["input_check"])
     agent.save()
-    for _ in range(3):  # the hook's attempts
+    for _ in range(2):  # the answer, and the one corrected retry
         scripted_model.push_text("I think it is fine!")
     result = run_agent(agent_id=agent.slug, user=user, message="hi")
-    assert result.error_type == "hook_error" and "not JSON" in result.error
+    # A judge that misses its schema twice ends the run as the model's failure (a 502), not a hook
+    # error (a 500), and is not retried again as a failing hook: two judge calls, no agent call.
+    assert result.error_type == "output_invalid" and "not valid JSON" in result.error
+    assert len(scripted_model.requests) == 2
+    retry = scripted_model.requests[1]["messages"]
+    assert retry[-2] == {"role": "assistant", "content": "I think it is fine!"}
+    assert retry[-1]["role"] == "user" and "could not be used" in retry[-1]["content"]
 
 
 @pytest.mark.django_db
@@ -1000,15 +1006,15 @@ def test_hook_rows_are_cached_with_the_agent_and_the_cache_follows_their_changes
             plan = plan_hooks(agent_hook_rows(agent_get_active(agent_id=offline_agent.slug)))
         return [(p.name, p.background) for p in plan], len(ctx.captured_queries)
 
-    assert planned() == ([], 2)  # the agent with its model, then its hook rows: once
+    assert planned() == ([], 3)  # the agent with its models, then its hook rows and fallbacks: once
     assert planned() == ([], 0)  # from the cache
     row = AgentHook.objects.create(agent=offline_agent, phase="pre", position=0, hook="track_topics")
-    assert planned() == ([("track_topics", True)], 2)
+    assert planned() == ([("track_topics", True)], 3)
     assert planned() == ([("track_topics", True)], 0)
     row.mode = "inline"
     row.save()
-    assert planned() == ([("track_topics", False)], 2)
+    assert planned() == ([("track_topics", False)], 3)
     row.delete()
-    assert planned() == ([], 2)
+    assert planned() == ([], 3)
     attach_hooks(offline_agent, post=["output_check"])  # the API's bulk replacement clears it too
-    assert planned() == ([("output_check", False)], 2)
+    assert planned() == ([("output_check", False)], 3)

@@ -204,7 +204,7 @@ def test_a_failing_memory_manager_is_retried_and_never_fails_the_run(
     scripted_model.push_text("this is not JSON")
     assert hook_execution_run(execution_id=execution.pk).status == "queued"  # retried later
     execution.refresh_from_db()
-    assert "not JSON" in execution.error and Memory.objects.count() == 0
+    assert "not valid JSON" in execution.error and Memory.objects.count() == 0
     HookExecution.objects.filter(pk=execution.pk).update(next_attempt_at=None)
     scripted_model.push_json({"operations": [{"op": "add", "memory_id": None, "memory": "Dog: Rex.", "topics": []}]})
     assert hook_execution_run(execution_id=execution.pk).status == "succeeded"

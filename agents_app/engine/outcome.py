@@ -20,13 +20,25 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
 
+from jsonschema import Draft202012Validator
+
 from agents_app import events as ev
 from agents_app.hooks.runner import RunHooks
-from agents_app.providers.base import ModelError, ModelResponse
+from agents_app.pricing import ZERO, as_number, call_cost
+from agents_app.providers.base import (
+    ModelAuthError,
+    ModelError,
+    ModelRequestError,
+    ModelResponse,
+    ResponseFormat,
+)
 from agents_app.providers.registry import get_provider
+from agents_app.providers.structured import OutputInvalid, ValidationProblem, correction, parse_checked
+from agents_app.selectors import fallback_configs
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.models import Run
@@ -43,6 +55,24 @@ class ChildCancelled(Exception):
 
 CANCELLED_MESSAGE = "The run was cancelled."
 
+PARSER_INSTRUCTIONS = (
+    "Turn the text the user gives you into a single JSON object that matches the response schema. Keep its "
+    "facts and wording; do not add information that is not in the text. Answer with the JSON object only."
+)
+
+_validators: dict[tuple[str, int], tuple[Any, Draft202012Validator]] = {}
+
+
+def output_validator(component: Any) -> Draft202012Validator:
+    """A compiled validator per component version, so a run never recompiles a schema."""
+    key = (type(component).__name__, component.pk)
+    hit = _validators.get(key)
+    if hit is not None and hit[0] == component.updated_at:
+        return hit[1]
+    validator = Draft202012Validator(component.output_schema)
+    _validators[key] = (component.updated_at, validator)
+    return validator
+
 
 class Execution:
     """One run while it executes. Subclasses set the class attributes and implement `body()`,
@@ -55,7 +85,11 @@ class Execution:
     error_cls: ClassVar[type[ev.RunEvent]] = ev.RunError
     content_cls: ClassVar[type[ev.RunEvent]] = ev.RunContent  # this kind's content deltas
     cancelled_cls: ClassVar[type[ev.RunEvent]] = ev.RunCancelled
-    response_format: Any = None  # an agent's output schema, for the model and the hooks
+    # The component's output schema (agents, teams), and what the main model is asked to answer in:
+    # the schema itself, or nothing when a parser model turns the free answer into it.
+    output_format: ResponseFormat | None = None
+    response_format: ResponseFormat | None = None
+    parser: Any = None
     # Exceptions that end a run as an error with their own `error_type` (others are internal errors).
     failures: ClassVar[tuple[type[BaseException], ...]] = ()
 
@@ -79,6 +113,15 @@ class Execution:
         self.ttft: float | None = None
         self.input_tokens = 0
         self.output_tokens = 0
+        self.cache_read_tokens = 0
+        # Money (agents_app.pricing): this run's own model calls, each priced with the config that
+        # answered it, and what its member or step runs cost in all (teams and workflows).
+        self.cost = ZERO
+        self.children_cost = ZERO
+        # The model config that answered the last call (a fallback, when the main model failed), and
+        # the models that failed before it.
+        self.answered_by: Any = None
+        self.fallbacks_used: list[dict[str, str]] = []
         self.partial: list[str] = []
         # Set when a post-hook rejected the answer: it is neither returned nor stored, not even partly.
         self.discarded = False
@@ -144,23 +187,60 @@ class Execution:
         """This kind's hook event class, e.g. "PreHookStarted" -> TeamPreHookStarted for a team."""
         return ev.EVENT_CLASSES[self.event_prefix + name]
 
-    async def model_call(self, config: Any, tools: list[Any]) -> AsyncIterator[ev.RunEvent]:
+    def model_chain(self, config: Any) -> list[Any]:
+        """`config`, then, when it is the component's main model, the component's fallback models."""
+        component = getattr(self.handle, "component", None)
+        if component is None or getattr(component, "model_id", None) != getattr(config, "pk", None):
+            return [config]
+        return [config, *fallback_configs(component)]
+
+    async def model_call(
+        self, config: Any, tools: list[Any], *, response_format: Any = None
+    ) -> AsyncIterator[ev.RunEvent]:
         """One call of the model `config` with the messages so far, streamed as this kind's content
         deltas (unless the answer is structured or hooks hold it back); sets `self.response` and
-        counts its tokens."""
+        counts its tokens and cost. When the model fails in a way another model could cure (5xx,
+        429, a timeout, a broken connection; after its own retries) before it sent any text, the
+        component's fallback models are asked in order."""
+        response_format = response_format or self.response_format
+        chain = self.model_chain(config)
+        for position, candidate in enumerate(chain):
+            self.partial.clear()
+            try:
+                async for item in self._model_call_once(candidate, tools, response_format):
+                    yield item
+            except ModelError as exc:
+                if self.partial or position == len(chain) - 1 or not fallback_cures(exc):
+                    raise
+                logger.warning(
+                    "Run %s: model %s failed (%s); trying fallback %s",
+                    self.handle.run_id,
+                    candidate.name,
+                    exc.error_type,
+                    chain[position + 1].name,
+                )
+                self.fallbacks_used.append(
+                    {"model": candidate.model_id, "model_provider": candidate.provider, "error_type": exc.error_type}
+                )
+                continue
+            self.answered_by = candidate
+            return
+
+    async def _model_call_once(
+        self, config: Any, tools: list[Any], response_format: ResponseFormat | None
+    ) -> AsyncIterator[ev.RunEvent]:
         provider = get_provider(config)
-        self.partial.clear()
         response: ModelResponse | None = None
         if self.stream:
             async for piece in provider.stream(
-                messages=self.messages_sent, tools=tools, response_format=self.response_format
+                messages=self.messages_sent, tools=tools, response_format=response_format
             ):
                 if not isinstance(piece, str):
                     response = piece
                     continue
                 self.mark_first_token()
                 self.partial.append(piece)
-                if self.response_format is None and not self.hold_output:
+                if response_format is None and not self.hold_output:
                     yield self.event(self.content_cls, content=piece)
                     # Let readers of this run send the frame now: chunks that arrived in one
                     # network read would otherwise all leave together at the end.
@@ -169,22 +249,115 @@ class Execution:
                 raise ModelError("The model stream ended without a response.")
         else:
             response = await provider.complete(
-                messages=self.messages_sent, tools=tools, response_format=self.response_format
+                messages=self.messages_sent, tools=tools, response_format=response_format
             )
             self.mark_first_token()
+        self.account(config, response)
+        self.response = response
+
+    def account(self, config: Any, response: ModelResponse) -> None:
+        """Count one model call's tokens and cost (priced with the config that answered it)."""
         self.input_tokens += response.input_tokens
         self.output_tokens += response.output_tokens
-        self.response = response
+        self.cache_read_tokens += response.cache_read_tokens
+        self.cost += call_cost(
+            config,
+            input_tokens=response.input_tokens,
+            output_tokens=response.output_tokens,
+            cache_read_tokens=response.cache_read_tokens,
+        )
+
+    async def structured_answer(
+        self, config: Any, validate: Callable[[str], Any], *, tools: list[Any] | None = None
+    ) -> AsyncIterator[ev.RunEvent]:
+        """Check the answer in `self.content` with `validate` (which raises ValidationProblem); when
+        it fails, ask `config` once more with the error shown, then give up with OutputInvalid (the
+        run keeps the last answer as its partial output). Sets `self.output_json`."""
+        try:
+            self.output_json = validate(self.content)
+            return
+        except ValidationProblem as problem:
+            self.messages_sent += [{"role": "assistant", "content": self.content}, correction(problem)]
+        async for item in self.model_call(config, tools or []):
+            yield item
+        self.content = self.response.content
+        try:
+            self.output_json = validate(self.content)
+        except ValidationProblem as problem:
+            self.partial[:] = [self.content]
+            raise OutputInvalid(f"{problem} (after one corrected retry)") from None
+
+    def answered_labels(self) -> dict[str, str]:
+        """`model` and `model_provider` of the terminal event: the model that answered."""
+        model, provider = self.telemetry_model()
+        return {"model": model, "model_provider": provider}
+
+    # ---- structured output -----------------------------------------------------------------------
+
+    def setup_output(self, component: Any) -> None:
+        """Read the component's output schema and parser model (agents and teams call this)."""
+        schema = getattr(component, "output_schema", None)
+        if not schema:
+            return
+        self.output_format = ResponseFormat(name=f"{component.slug.replace('-', '_')}_output"[:64], schema=schema)
+        self.parser = getattr(component, "parser_model", None)
+        self.response_format = None if self.parser is not None else self.output_format
+        self._validator = output_validator(component)
+
+    def check_output(self, text: str) -> Any:
+        """`text` as JSON matching the output schema; ValidationProblem (a ValueError) if not."""
+        return parse_checked(text, self._validator)
+
+    async def structure_output(self, main_model: Any) -> AsyncIterator[ev.RunEvent]:
+        """After the body, with the answer in `self.content`: a component with an output schema gets
+        its answer as JSON matching it, in `self.output_json` (the raw answer stays `self.content`):
+        from the parser model when it has one, else from the main model's own answer (asked once
+        more when it misses the schema)."""
+        if self.output_format is None:
+            return
+        if self.parser is not None:
+            async for item in self.parse_answer(self.parser):
+                yield item
+        else:
+            async for item in self.structured_answer(main_model, self.check_output):
+                yield item
+
+    async def parse_answer(self, parser: Any) -> AsyncIterator[ev.RunEvent]:
+        """The parser model turns the free answer into the schema (one corrected retry, then
+        OutputInvalid, keeping the raw answer as the run's partial output)."""
+        assert self.output_format is not None
+        labels = {"model": parser.model_id, "model_provider": parser.provider}
+        yield self.event(self.hook_event("ParserModelResponseStarted"), **labels)
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": PARSER_INSTRUCTIONS},
+            {"role": "user", "content": self.content},
+        ]
+        provider = get_provider(parser)
+        for attempt in (1, 2):
+            response = await provider.complete(messages=messages, tools=[], response_format=self.output_format)
+            self.account(parser, response)
+            try:
+                self.output_json = parse_checked(response.content, self._validator, who="The parser model's answer")
+                break
+            except ValidationProblem as problem:
+                if attempt == 2:
+                    self.partial[:] = [self.content]
+                    raise OutputInvalid(f"{problem} (after one corrected retry)") from None
+                messages += [{"role": "assistant", "content": response.content}, correction(problem)]
+        yield self.event(self.hook_event("ParserModelResponseCompleted"), **labels)
 
     def mark_first_token(self) -> None:
         if self.ttft is None:
             self.ttft = time.perf_counter() - self.started
 
     def metrics(self) -> dict[str, Any]:
+        """agno's metric names; `cost` is what the whole run cost (its member or step runs included)."""
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.input_tokens + self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cost": as_number(self.cost + self.children_cost),
             "time_to_first_token": self.ttft,
             "duration": time.perf_counter() - self.started,
         }
@@ -259,7 +432,10 @@ class Execution:
         self.discarded = True
 
     def telemetry_model(self) -> tuple[str, str]:
-        return "", ""
+        """The model and provider the stored run and its telemetry name: the one that answered last
+        (a fallback, when the main model failed), else the component's own."""
+        config = self.answered_by or getattr(getattr(self.handle, "component", None), "model", None)
+        return (config.model_id, config.provider) if config is not None else ("", "")
 
     # ---- the lifecycle ---------------------------------------------------------------------------
 
@@ -323,7 +499,19 @@ class Execution:
             model=model,
             provider=provider,
             finish=self.finisher(outcome["status"]) or run_finish,
+            cost=self.cost,
+            total_cost=self.cost + self.children_cost,
+            cache_read_tokens=self.cache_read_tokens,
         )
+
+
+def fallback_cures(exc: ModelError) -> bool:
+    """Whether another model may succeed where this one failed: an outage, a rate limit, a timeout
+    or a broken connection. Not a refused key or request (the config is wrong), nor an answer that
+    missed the schema (the output's problem, handled by a corrected retry)."""
+    if isinstance(exc, ModelAuthError | ModelRequestError | OutputInvalid):
+        return False
+    return exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429
 
 
 def _checkpoint_done(saving: asyncio.Future[Any]) -> None:
@@ -347,6 +535,9 @@ def store_run(
     model: str,
     provider: str,
     finish: Callable[..., Any] = run_finish,
+    cost: Decimal = ZERO,
+    total_cost: Decimal = ZERO,
+    cache_read_tokens: int = 0,
 ) -> None:
     """A run's final writes and its telemetry event: one transaction (no transaction and no query
     for telemetry when it is off; recording never raises). Its metrics are counted once stored,
@@ -366,6 +557,13 @@ def store_run(
             session_id=session_id,
             state_set=state_set,
             state_unset=state_unset,
+            usage={
+                "model": model,
+                "provider": provider,
+                "cost": cost,
+                "total_cost": total_cost,
+                "cache_read_tokens": cache_read_tokens,
+            },
         )
         telemetry_record_run(
             event_type=telemetry_type,
@@ -382,6 +580,8 @@ def store_run(
             error_type=outcome.get("error_type", ""),
             input=message,
             output=outcome.get("output") or "",
+            cost=as_number(cost),
+            cache_read_tokens=cache_read_tokens,
         )
     if stored:
         record_run(
@@ -394,4 +594,6 @@ def store_run(
             time_to_first_token=metrics.get("time_to_first_token"),
             input_tokens=metrics.get("input_tokens", 0),
             output_tokens=metrics.get("output_tokens", 0),
+            cost=as_number(cost),
+            model=model,
         )

@@ -17,7 +17,6 @@ from typing import Any
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
-from jsonschema import Draft202012Validator
 
 from agents_app import events as ev
 from agents_app.engine.outcome import Execution
@@ -25,7 +24,7 @@ from agents_app.engine.protocol import PreparedRun, check_message
 from agents_app.hooks.errors import HookFailure
 from agents_app.memory import context_memories, memory_section, memory_tools, summary_section
 from agents_app.models import Agent
-from agents_app.providers.base import ModelError, ModelResponse, ResponseFormat, ToolCallRequest
+from agents_app.providers.base import ModelError, ModelResponse, ToolCallRequest
 from agents_app.providers.registry import UnknownProviderError
 from agents_app.selectors import agent_get_active
 from agents_app.tools.context import RunContext
@@ -37,11 +36,7 @@ from telemetry_app.schemas import EventType
 
 logger = logging.getLogger(__name__)
 
-_SCHEMA_INSTRUCTION = "Answer with a single JSON object that matches this JSON schema, and nothing else:\n{schema}"
-
-
-class OutputValidationError(ValueError):
-    error_type = "output_validation_error"
+SCHEMA_INSTRUCTION = "Answer with a single JSON object that matches this JSON schema, and nothing else:\n{schema}"
 
 
 class ToolLimitExceeded(Exception):
@@ -112,20 +107,6 @@ class RunResult:
         return data
 
 
-_validators: dict[int, tuple[Any, Draft202012Validator]] = {}
-
-
-def _output_validator(agent: Agent) -> Draft202012Validator:
-    """A compiled validator per agent version, so a run never recompiles a schema."""
-    key = agent.pk
-    hit = _validators.get(key)
-    if hit is not None and hit[0] == agent.updated_at:
-        return hit[1]
-    validator = Draft202012Validator(agent.output_schema)
-    _validators[key] = (agent.updated_at, validator)
-    return validator
-
-
 def run_prepare(*, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunHandle:
     """Validate the input and persist the user's message and a running Run (sync; one transaction).
 
@@ -173,8 +154,8 @@ def build_context(
     """One system message (instructions, output schema, memories, the session summary), then the
     session's history window, then the new message. Each part has its own bound (docs/memory.md)."""
     system_parts = [agent.instructions.strip()] if agent.instructions.strip() else []
-    if agent.output_schema:
-        system_parts.append(_SCHEMA_INSTRUCTION.format(schema=json.dumps(agent.output_schema)))
+    if agent.output_schema and agent.parser_model_id is None:
+        system_parts.append(SCHEMA_INSTRUCTION.format(schema=json.dumps(agent.output_schema)))
     if memories or agent.memory_mode == "agentic":
         system_parts.append(memory_section(memories or [], agentic=agent.memory_mode == "agentic"))
     if summary:
@@ -222,7 +203,7 @@ async def _call_tool(
     return True, _tool_result_text(result), args
 
 
-_FAILURES = (ModelError, OutputValidationError, ToolLimitExceeded, UnknownProviderError, HookFailure)
+_FAILURES = (ModelError, ToolLimitExceeded, UnknownProviderError, HookFailure)
 
 
 class _Execution(Execution):
@@ -250,10 +231,7 @@ class _Execution(Execution):
             agent=self.agent,
             session_state=self.session_state,
         )
-        schema = self.agent.output_schema
-        self.response_format = (
-            ResponseFormat(name=f"{self.agent.slug.replace('-', '_')}_output"[:64], schema=schema) if schema else None
-        )
+        self.setup_output(self.agent)
         self.messages_sent = build_context(
             self.agent, handle.history, handle.message, memories=handle.memories, summary=handle.summary
         )
@@ -265,13 +243,15 @@ class _Execution(Execution):
     async def body(self) -> AsyncIterator[ev.RunEvent]:
         async for item in self._model_loop():
             yield item
-        if self.response_format is not None:
-            self.output_json = _validated_json(self.agent, self.content)
+        async for item in self.structure_output(self.agent.model):
+            yield item
 
     def validate_output(self, text: str) -> Any:
-        return _validated_json(self.agent, text)
+        return self.check_output(text) if self.output_format is not None else None
 
     async def deliver(self) -> AsyncIterator[ev.RunEvent]:
+        # A structured answer streamed no deltas (unless a parser model made it: the free answer
+        # streamed, the parsed object is in RunCompleted); held output is sent whole now.
         if self.stream and (self.response_format is not None or self.hold_output):
             content_type = "json" if self.response_format is not None else "str"
             yield self.event(ev.RunContent, content=self.content, content_type=content_type)
@@ -279,20 +259,20 @@ class _Execution(Execution):
 
     def completed_event(self) -> tuple[dict[str, Any], ev.RunEvent]:
         outcome = {"status": Run.Status.COMPLETED, "output": self.content, "output_json": self.output_json}
-        if self.response_format is not None:
-            return outcome, self.event(
-                ev.RunCompleted, content=self.output_json, content_type="json", metrics=self.metrics()
-            )
-        return outcome, self.event(ev.RunCompleted, content=self.content, content_type="str", metrics=self.metrics())
+        structured = self.output_format is not None
+        return outcome, self.event(
+            ev.RunCompleted,
+            content=self.output_json if structured else self.content,
+            content_type="json" if structured else "str",
+            metrics=self.metrics(),
+            **self.answered_labels(),
+        )
 
     def messages(self, outcome: dict[str, Any]) -> list[dict[str, Any]]:
         partial_text = outcome.get("output") if outcome["status"] != Run.Status.COMPLETED else ""
         return (
             [*self.new_messages, {"role": "assistant", "content": partial_text}] if partial_text else self.new_messages
         )
-
-    def telemetry_model(self) -> tuple[str, str]:
-        return self.agent.model.model_id, self.agent.model.provider
 
     async def _model_loop(self) -> AsyncIterator[ev.RunEvent]:
         """Call the model, run the tools it asks for, call it again, until it answers; bounded by
@@ -365,19 +345,6 @@ def _loads_or_raw(arguments: str) -> Any:
         return json.loads(arguments or "{}")
     except ValueError:
         return arguments
-
-
-def _validated_json(agent: Agent, content: str) -> Any:
-    try:
-        data = json.loads(content)
-    except ValueError as exc:
-        raise OutputValidationError(f"The model's answer is not valid JSON: {exc}") from None
-    errors = sorted(_output_validator(agent).iter_errors(data), key=lambda e: list(e.path))
-    if errors:
-        first = errors[0]
-        where = "/".join(map(str, first.path)) or "(root)"
-        raise OutputValidationError(f"The model's answer does not match the output schema at {where}: {first.message}")
-    return data
 
 
 def result_from_events(handle: RunHandle, events: list[ev.RunEvent]) -> RunResult:

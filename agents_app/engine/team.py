@@ -29,7 +29,7 @@ from agents_app.engine.children import ChildCancelled, ChildFailed, DelegationDe
 from agents_app.engine.outcome import Execution
 from agents_app.engine.protocol import PreparedRun, check_message
 from agents_app.engine.runner import _FAILURES as _MODEL_FAILURES
-from agents_app.engine.runner import RunHandle, _Execution
+from agents_app.engine.runner import SCHEMA_INSTRUCTION, RunHandle, _Execution
 from agents_app.memory import context_memories
 from agents_app.models import Team, TeamMember
 from agents_app.providers.base import ToolCallRequest
@@ -105,6 +105,7 @@ class ChildRun:
         max_depth: int = 1,
         label: dict[str, Any] | None = None,
         session_state: dict[str, Any] | None = None,
+        parent: Execution | None = None,
     ) -> None:
         self.parent_run_id = parent_run_id
         self.session_id = session_id
@@ -128,6 +129,8 @@ class ChildRun:
         self.error = ""
         self.error_type = ""
         self.metrics: dict[str, Any] = {}
+        # The run that started this one: it adds what this run cost (with its own children) to its total.
+        self.parent = parent
 
     @property
     def component_type(self) -> str:
@@ -216,6 +219,8 @@ class ChildRun:
                 yield last
         finally:
             self.state_set, self.state_unset = execution.state_changes()
+            if self.parent is not None:
+                self.parent.children_cost += execution.cost + execution.children_cost
         name = last.get("event", "")
         self.status = ev.STATUS_OF_TERMINAL.get(name, "error")
         if self.status == "completed":
@@ -302,6 +307,7 @@ class TeamExecution(Execution):
         # not loop forever either.
         self.delegations = 0
         self.members = {m.member_id: m for m in handle.members_of.get(self.team.pk, [])}
+        self.setup_output(self.team)
         self.messages_sent = self._context()
 
     def member_runs(self) -> list[dict[str, Any]]:
@@ -331,23 +337,36 @@ class TeamExecution(Execution):
         config = self.team.model
         return self.event(ev.TeamRunStarted, model=config.model_id, model_provider=config.provider, mode=self.team.mode)
 
-    def body(self) -> AsyncIterator[ev.RunEvent]:
+    async def body(self) -> AsyncIterator[ev.RunEvent]:
         mode = {
             Team.Mode.ROUTE: self._route,
             Team.Mode.COORDINATE: self._coordinate,
             Team.Mode.COLLABORATE: self._collaborate,
         }.get(self.team.mode, self._coordinate)
-        return mode()
+        async for item in mode():
+            yield item
+        async for item in self.structure_output(self.team.model):
+            yield item
+
+    def validate_output(self, text: str) -> Any:
+        return self.check_output(text) if self.output_format is not None else None
 
     def completed_event(self) -> tuple[dict[str, Any], ev.RunEvent]:
+        structured = self.output_format is not None
         terminal = self.event(
             ev.TeamRunCompleted,
-            content=self.content,
-            content_type="str",
+            content=self.output_json if structured else self.content,
+            content_type="json" if structured else "str",
             metrics=self.metrics(),
             member_runs=self.member_runs(),
+            **self.answered_labels(),
         )
-        return {"status": Run.Status.COMPLETED, "output": self.content}, terminal
+        outcome = {
+            "status": Run.Status.COMPLETED,
+            "output": content_text(self.content),
+            "output_json": self.output_json,
+        }
+        return outcome, terminal
 
     def error_fields(self) -> dict[str, Any]:
         return {"member_runs": self.member_runs()}
@@ -360,9 +379,6 @@ class TeamExecution(Execution):
             return text
         done = [c for c in self.children if c.status == "completed"]
         return "\n\n".join(f"[{c.component_id}] {content_text(c.content)}" for c in done)
-
-    def telemetry_model(self) -> tuple[str, str]:
-        return self.team.model.model_id, self.team.model.provider
 
     async def deliver(self) -> AsyncIterator[ev.RunEvent]:
         if self.stream and self.hold_output:
@@ -383,6 +399,8 @@ class TeamExecution(Execution):
         parts = [
             p for p in (self.team.instructions.strip(), _MODE_GUIDANCE.get(self.team.mode, ""), self._roster()) if p
         ]
+        if self.response_format is not None:
+            parts.append(SCHEMA_INSTRUCTION.format(schema=json.dumps(self.team.output_schema)))
         return [
             {"role": "system", "content": "\n\n".join(parts)},
             *self.h.history,
@@ -423,6 +441,7 @@ class TeamExecution(Execution):
             agent=member.agent if member.agent_id else None,
             team=member.member_team if member.member_team_id else None,
             members_of=self.h.members_of,
+            parent=self,
             depth=self.h.depth + 1,
             max_depth=self.h.max_depth,
             session_state=self.session_state,  # as the team's pre-hooks left it

@@ -26,6 +26,7 @@ from agents_app.engine.outcome import Execution
 from agents_app.engine.protocol import PreparedRun, check_message
 from agents_app.engine.team import ChildRun
 from agents_app.models import TeamMember, Workflow, WorkflowStep
+from agents_app.pricing import as_number
 from agents_app.selectors import StepNode, workflow_get_active, workflow_steps_tree
 from agents_app.workflows.registry import StepInput, step_registry
 from sessions_app.conf import agentos_settings
@@ -133,11 +134,12 @@ class WorkflowExecution(Execution):
 
     def metrics(self) -> dict[str, Any]:
         """What the run reports: its steps' tokens added up, and agno's `steps` (WorkflowMetrics)."""
-        totals = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+        totals = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "cache_read_tokens": 0}
         for step in self.step_metrics.values():
             for key in totals:
                 totals[key] += int((step.get("metrics") or {}).get(key) or 0)
-        return {**self.own_metrics(), **totals, "steps": dict(self.step_metrics)}
+        cost = as_number(self.cost + self.children_cost)
+        return {**self.own_metrics(), **totals, "cost": cost, "steps": dict(self.step_metrics)}
 
     # ---- the lifecycle ---------------------------------------------------------------------
 
@@ -218,6 +220,7 @@ class WorkflowExecution(Execution):
                     max_depth=step.team.max_depth if step.team is not None else 1,
                     label={"step_name": step.name},
                     session_state=self.session_state,
+                    parent=self,
                 )
                 try:
                     async for data in child.events():

@@ -36,7 +36,7 @@ async def _judge_config(ctx: HookContext) -> Any:
 
 async def judge(ctx: HookContext, *, name: str, schema: dict[str, Any], system: str, user: str) -> dict[str, Any]:
     """Ask the judge model for a JSON object matching `schema`; raise HookError if it does not."""
-    return await ask_json(await _judge_config(ctx), name=name, schema=schema, system=system, user=user)
+    return await ask_json(await _judge_config(ctx), name=name, schema=schema, system=system, user=user, clamp=True)
 
 
 def _about_agent(ctx: HookContext) -> str:

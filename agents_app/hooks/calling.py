@@ -9,9 +9,10 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from agents_app.hooks.context import HookContext
-from agents_app.hooks.errors import HookError, HookFailure, HookTimeout
+from agents_app.hooks.errors import HookError, HookFailure, HookOutputInvalid, HookTimeout
 from agents_app.hooks.registry import Hook
 from agents_app.providers.base import ModelError
+from agents_app.providers.structured import OutputInvalid
 
 
 async def call_hook(hook: Hook, ctx: HookContext) -> Any:
@@ -27,6 +28,8 @@ def failure_for(hook: Hook, exc: BaseException) -> HookError:
     (written for clients); anything else shows only its type (details go to the log)."""
     if isinstance(exc, TimeoutError):
         return HookTimeout(f"The {hook.name} hook did not finish within {hook.timeout:g} s.", hook_name=hook.name)
+    if isinstance(exc, OutputInvalid):
+        return HookOutputInvalid(f"The {hook.name} hook's model failed: {exc}", hook_name=hook.name)
     if isinstance(exc, HookFailure | ModelError):
         return HookError(f"The {hook.name} hook failed: {exc}", hook_name=hook.name)
     return HookError(f"The {hook.name} hook failed ({type(exc).__name__}).", hook_name=hook.name)

@@ -50,3 +50,11 @@ class HookTimeout(HookError):
     """A hook did not finish within its timeout (after its retries)."""
 
     error_type = "hook_timeout"
+
+
+class HookOutputInvalid(HookError):
+    """A model a hook asked for structured output (a judge, the memory manager) missed its schema
+    even after one corrected retry: the run ends with `output_invalid` (the model's side, a 502),
+    not with a hook error. Not retried again as a hook failure."""
+
+    error_type = "output_invalid"

@@ -48,6 +48,7 @@ from agents_app.hooks.context import HookContext
 from agents_app.hooks.errors import (
     HookError,
     HookFailure,
+    HookOutputInvalid,
     HookRejected,
     InputRejected,
     OutputRejected,
@@ -257,6 +258,8 @@ class RunHooks:
                     exc,
                     exc_info=not isinstance(exc, TimeoutError | HookFailure | ModelError),
                 )
+                if isinstance(failure, HookOutputInvalid):
+                    break  # its model was already asked twice (agents_app.providers.structured)
                 if attempt < hook.max_attempts:
                     await asyncio.sleep(min(0.05 * 2 ** (attempt - 1), 1.0))
                 continue
@@ -371,7 +374,7 @@ class RunHooks:
         try:
             text = json.dumps(result, ensure_ascii=False)
             self.output_json = validate(text)
-        except (TypeError, ValueError) as exc:  # the engine's OutputValidationError is a ValueError
+        except (TypeError, ValueError) as exc:  # ValidationProblem (a schema miss) is a ValueError
             raise HookError(
                 f"The {planned.name} hook returned an output that does not match the output schema: {exc}",
                 hook_name=planned.name,

@@ -62,6 +62,8 @@ class ModelResponse:
     input_tokens: int = 0
     output_tokens: int = 0
     finish_reason: str | None = None
+    # Of the input tokens, those read from the provider's prompt cache (priced apart).
+    cache_read_tokens: int = 0
 
 
 @dataclass(slots=True)

@@ -111,6 +111,7 @@ class OpenAICompatibleProvider(ModelProvider):
         choice = completion.choices[0]
         message = choice.message
         usage = completion.usage
+        details = getattr(usage, "prompt_tokens_details", None) if usage else None
         return ModelResponse(
             content=message.content or "",
             tool_calls=[
@@ -121,6 +122,7 @@ class OpenAICompatibleProvider(ModelProvider):
             input_tokens=usage.prompt_tokens if usage else 0,
             output_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason,
+            cache_read_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
         )
 
     async def stream(
@@ -156,6 +158,9 @@ class OpenAICompatibleProvider(ModelProvider):
                     if usage:
                         result.input_tokens = usage.get("prompt_tokens") or 0
                         result.output_tokens = usage.get("completion_tokens") or 0
+                        details = usage.get("prompt_tokens_details")
+                        if isinstance(details, dict):
+                            result.cache_read_tokens = details.get("cached_tokens") or 0
                     choices = chunk.get("choices")
                     if not choices:
                         continue

@@ -76,6 +76,7 @@ class _Reply:
     status: int = 200
     message: str = ""
     retry_after: float | None = None
+    cached_tokens: int = 0  # reported as usage.prompt_tokens_details.cached_tokens
 
 
 def _reason(status: int) -> str:
@@ -127,16 +128,21 @@ def _estimate_prompt_tokens(body: dict[str, Any]) -> int:
     return total
 
 
-def _usage(body: dict[str, Any], content: str | None, tool_calls: list[dict[str, str]] | None) -> dict[str, int]:
+def _usage(
+    body: dict[str, Any], content: str | None, tool_calls: list[dict[str, str]] | None, cached_tokens: int = 0
+) -> dict[str, Any]:
     prompt = _estimate_prompt_tokens(body)
     completion = _count_words(content)
     for call in tool_calls or ():
         completion += 1 + _count_words(call["arguments"])
-    return {
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+    if cached_tokens:
+        usage["prompt_tokens_details"] = {"cached_tokens": min(cached_tokens, prompt)}
+    return usage
 
 
 def _frame(event: str) -> bytes:
@@ -203,13 +209,14 @@ class ScriptedModelServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/v1"
 
-    def push_text(self, text: str, *, delay: float = 0.0, chunk_delay: float = 0.0) -> None:
+    def push_text(self, text: str, *, delay: float = 0.0, chunk_delay: float = 0.0, cached_tokens: int = 0) -> None:
         """Script a plain assistant answer.
 
         ``delay`` waits before the response starts (time to first byte);
-        ``chunk_delay`` waits between stream chunks (ignored when not streaming).
+        ``chunk_delay`` waits between stream chunks (ignored when not streaming);
+        ``cached_tokens`` of the prompt are reported as read from the prompt cache.
         """
-        self._push(_Reply(_KIND_TEXT, content=text, delay=delay, chunk_delay=chunk_delay))
+        self._push(_Reply(_KIND_TEXT, content=text, delay=delay, chunk_delay=chunk_delay, cached_tokens=cached_tokens))
 
     def push_tool_calls(
         self,
@@ -250,9 +257,9 @@ class ScriptedModelServer:
         with self._lock:
             self._queue.extend(reply for _ in range(times))
 
-    def push_json(self, obj: object) -> None:
+    def push_json(self, obj: object, *, cached_tokens: int = 0) -> None:
         """Script an answer whose content is ``json.dumps(obj)`` (structured output)."""
-        self.push_text(json.dumps(obj))
+        self.push_text(json.dumps(obj), cached_tokens=cached_tokens)
 
     def push_hang(self, seconds: float, *, text: str | None = None) -> None:
         """Sleep ``seconds`` before answering, to exercise client timeouts.
@@ -561,6 +568,7 @@ class ScriptedModelServer:
             body=body,
             content=content,
             tool_calls=reply.tool_calls,
+            cached_tokens=reply.cached_tokens,
         )
         streaming = body.get("stream") is True
 
@@ -605,6 +613,7 @@ class _Answer:
     body: dict[str, Any]
     content: str | None
     tool_calls: list[dict[str, str]] | None
+    cached_tokens: int = 0
 
     def completion(self) -> dict[str, Any]:
         """Build the non-streaming ``chat.completion`` object."""
@@ -637,7 +646,7 @@ class _Answer:
                     "finish_reason": "tool_calls" if self.tool_calls else "stop",
                 }
             ],
-            "usage": _usage(self.body, self.content, self.tool_calls),
+            "usage": _usage(self.body, self.content, self.tool_calls, self.cached_tokens),
         }
 
     def frames(self, *, finished: bool) -> list[bytes]:
@@ -684,7 +693,7 @@ class _Answer:
         finish = "tool_calls" if self.tool_calls else "stop"
         frames.append(_frame(f'{prefix}{{}},"logprobs":null,"finish_reason":"{finish}"}}]{usage_tail}'))
         if include_usage:
-            usage = json.dumps(_usage(self.body, self.content, self.tool_calls))
+            usage = json.dumps(_usage(self.body, self.content, self.tool_calls, self.cached_tokens))
             frames.append(_frame(f'{envelope}[],"usage":{usage}}}'))
         # [DONE] and the terminating chunk always travel together (module docstring).
         frames.append(_DONE_AND_END)
