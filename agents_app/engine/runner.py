@@ -64,7 +64,10 @@ class RunHandle(PreparedRun):
         return execute(self, stream=stream)
 
     def result_fields(self, started: dict[str, Any], terminal: dict[str, Any], completed: bool) -> dict[str, Any]:
-        return {"model": started.get("model", ""), "model_provider": started.get("model_provider", "")}
+        return {
+            "model": terminal.get("model") or started.get("model", ""),
+            "model_provider": terminal.get("model_provider") or started.get("model_provider", ""),
+        }
 
 
 @dataclass(slots=True)

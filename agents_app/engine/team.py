@@ -77,8 +77,9 @@ class TeamRunHandle(PreparedRun):
         """agno's TeamRunOutput names: the mode, the leader's model, and the member runs."""
         return {
             "mode": self.team.mode,
-            "model": started.get("model", ""),
-            "model_provider": started.get("model_provider", ""),
+            # The model that answered (a fallback, when the main one failed), else the one it started with.
+            "model": terminal.get("model") or started.get("model", ""),
+            "model_provider": terminal.get("model_provider") or started.get("model_provider", ""),
             "member_runs": terminal.get("member_runs") or [],
         }
 
