@@ -73,7 +73,9 @@ def priced(scripted_model: Any) -> ModelConfig:
 async def test_a_run_stores_its_tokens_and_cost_priced_per_model_config(asgi, token, scripted_model, priced, stream):
     agent = await sync_to_async(AgentFactory)(slug="pricey", model=priced)
     scripted_model.push_text("Paris is the capital of France.", cached_tokens=3)
-    r = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "capital?", "stream": stream}, headers=bearer(token))
+    r = await asgi.post(
+        f"/api/agents/{agent.slug}/runs", json={"message": "capital?", "stream": stream}, headers=bearer(token)
+    )
     assert r.status_code == 200, r.text
     request = scripted_model.requests[-1]
     if stream:  # the usage of a streamed run comes from the provider's final chunk
@@ -172,7 +174,9 @@ async def test_a_server_error_falls_back_to_the_next_model(asgi, token, scripted
     agent, backup = await _with_fallback(scripted_model)
     scripted_model.push_error(500, "upstream exploded")
     scripted_model.push_text("Answered by the backup.")
-    r = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "hi", "stream": stream}, headers=bearer(token))
+    r = await asgi.post(
+        f"/api/agents/{agent.slug}/runs", json={"message": "hi", "stream": stream}, headers=bearer(token)
+    )
     assert r.status_code == 200, r.text
     assert [req["model"] for req in scripted_model.requests] == ["main-model", "backup-model"]
     if stream:
