@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from agents_app.admin_hooks import AgentHookInline, TeamHookInline, unknown_hooks
 from agents_app.admin_try import TryItAdminMixin
 from agents_app.forms import AgentAdminForm, ModelConfigAdminForm, unknown_tools
-from agents_app.models import Agent, ModelConfig, Team, TeamMember, Workflow, WorkflowStep
+from agents_app.models import Agent, ModelConfig, ModelFallback, Team, TeamMember, Workflow, WorkflowStep
 from agents_app.services import agent_set_active
 from agents_app.workflows.registry import step_registry
 
@@ -58,6 +58,24 @@ class ModelConfigAdmin(admin.ModelAdmin):
         return bool(obj.api_key)
 
 
+class ModelFallbackInline(admin.TabularInline):
+    """An agent's fallback models, in order (ModelFallback)."""
+
+    model = ModelFallback
+    fk_name = "agent"
+    fields = ["position", "model"]
+    extra = 0
+    verbose_name = "fallback model"
+    verbose_name_plural = (
+        "Fallback models (when the model fails in a way another could cure: the server is down or busy, "
+        "times out or drops the connection, after its own retries; tried in order, lowest position first)"
+    )
+
+
+class TeamModelFallbackInline(ModelFallbackInline):
+    fk_name = "team"
+
+
 @admin.register(Agent)
 class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
     try_kind = "agent"
@@ -70,7 +88,7 @@ class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
     actions = ["activate", "deactivate"]
-    inlines = [AgentHookInline]
+    inlines = [ModelFallbackInline, AgentHookInline]
     fieldsets = [
         (
             None,
@@ -99,8 +117,12 @@ class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
         (
             "Answer format",
             {
-                "description": "Plain text by default; or structured data that always matches a schema.",
-                "fields": ["output_schema"],
+                "description": (
+                    "Plain text by default; or structured data that always matches a schema. With a parser model, "
+                    "the agent's model answers freely and the parser model (often a cheaper one) turns the answer "
+                    "into the schema."
+                ),
+                "fields": ["output_schema", "parser_model"],
             },
         ),
         (
@@ -209,7 +231,7 @@ class TeamAdmin(TryItAdminMixin, admin.ModelAdmin):
     list_select_related = ["model"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
-    inlines = [TeamMemberInline, TeamHookInline]
+    inlines = [TeamMemberInline, TeamModelFallbackInline, TeamHookInline]
     fieldsets = [
         (None, {"fields": ["slug", "name", "description", "is_active", "busy_session_policy"]}),
         (
@@ -222,6 +244,16 @@ class TeamAdmin(TryItAdminMixin, admin.ModelAdmin):
                     "leader combines the answers."
                 ),
                 "fields": ["model", "mode", "instructions", "history_runs"],
+            },
+        ),
+        (
+            "Answer format",
+            {
+                "description": (
+                    "Plain text by default; or structured data that always matches a schema: the leader answers in "
+                    "it, or, with a parser model, answers freely and the parser model turns the answer into it."
+                ),
+                "fields": ["output_schema", "parser_model"],
             },
         ),
         (

@@ -150,6 +150,7 @@ class AgentAdminForm(forms.ModelForm):
             "tools",
             "max_tool_calls",
             "output_schema",
+            "parser_model",
             "history_runs",
             "history_max_chars",
             "session_summaries",

@@ -165,6 +165,12 @@ class HookMode(models.TextChoices):
     BACKGROUND = "background", "In the background, on a worker"
 
 
+def clean_parser_model(component: Any) -> None:
+    """A parser model turns answers into the output schema: without a schema it has nothing to do."""
+    if component.parser_model_id and not component.output_schema:
+        raise ValidationError({"parser_model": "A parser model needs an output schema to turn answers into."})
+
+
 def _parser_model_field(kind: str) -> models.ForeignKey:
     """An agent's or team's parser model: a second (usually cheaper) model that turns the main
     model's free answer into the output schema."""
@@ -298,6 +304,13 @@ class Agent(ClearsAgentCache, SluggedModel):
     @property
     def agent_id(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        clean_parser_model(self)
+
+    def fallback_model_list(self) -> list[ModelConfig]:
+        """The fallback model configs, in order (from the prefetched rows when the selector loaded them)."""
+        return [row.model for row in self.fallbacks.all()]  # type: ignore[attr-defined]
 
     def pre_hook_rows(self) -> list[AgentHook]:
         """The hooks before the model, in order (from the prefetched rows when the selector loaded them)."""
@@ -547,6 +560,9 @@ class Team(SluggedModel):
     @property
     def team_id(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        clean_parser_model(self)
 
 
 class TeamMember(models.Model):

@@ -76,7 +76,7 @@ def agent_get_active(*, agent_id: str) -> Agent:
 
 def agent_list_for_user(*, user: Any) -> QuerySet[Agent]:
     """Staff see every agent (to manage them); everyone else sees active ones."""
-    qs = Agent.objects.select_related("model").prefetch_related(hooks_prefetch())
+    qs = Agent.objects.select_related("model", "parser_model").prefetch_related(*run_prefetches())
     if getattr(user, "is_staff", False):
         return qs
     return qs.filter(is_active=True)

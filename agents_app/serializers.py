@@ -260,6 +260,22 @@ class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     memory_model = serializers.PrimaryKeyRelatedField(
         queryset=ModelConfig.objects.all(), required=False, allow_null=True
     )
+    parser_model = serializers.PrimaryKeyRelatedField(
+        queryset=ModelConfig.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="With an output schema: a model that turns the agent's free answer into the schema.",
+    )
+    fallback_models = serializers.ListField(
+        child=serializers.PrimaryKeyRelatedField(queryset=ModelConfig.objects.all()),
+        required=False,
+        max_length=10,
+        source="fallback_model_list",
+        help_text=(
+            "Model config ids asked in this order when the model fails in a way another could cure (5xx, 429, a "
+            "timeout, a broken connection). A write replaces the whole list."
+        ),
+    )
     pre_hooks = HookRowSerializer(
         many=True,
         required=False,
@@ -285,6 +301,8 @@ class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "instructions",
             "tools",
             "output_schema",
+            "parser_model",
+            "fallback_models",
             "pre_hooks",
             "post_hooks",
             "busy_session_policy",
@@ -321,15 +339,44 @@ class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     def validate_post_hooks(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return validate_hook_rows(AgentHook.Phase.POST, value)
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        def current(name: str) -> Any:
+            return attrs[name] if name in attrs else getattr(self.instance, name, None)
+
+        if current("parser_model") is not None and not current("output_schema"):
+            raise serializers.ValidationError({"parser_model": ["A parser model needs an output schema."]})
+        fallbacks = attrs.get("fallback_model_list")
+        if fallbacks is not None:
+            ids = [m.pk for m in fallbacks]
+            if len(set(ids)) != len(ids):
+                raise serializers.ValidationError({"fallback_models": ["Each model may be listed once."]})
+            main = current("model")
+            if main is not None and main.pk in ids:
+                raise serializers.ValidationError(
+                    {"fallback_models": ["The agent's own model cannot be its fallback."]}
+                )
+        return attrs
+
     def create(self, validated_data: dict[str, Any]) -> Agent:
         hooks = self._pop_hooks(validated_data)
+        fallbacks = validated_data.pop("fallback_model_list", None)
         with transaction.atomic():
-            return self._save_hooks(super().create(validated_data), hooks)
+            return self._save_fallbacks(self._save_hooks(super().create(validated_data), hooks), fallbacks)
 
     def update(self, instance: Agent, validated_data: dict[str, Any]) -> Agent:
         hooks = self._pop_hooks(validated_data)
+        fallbacks = validated_data.pop("fallback_model_list", None)
         with transaction.atomic():
-            return self._save_hooks(super().update(instance, validated_data), hooks)
+            return self._save_fallbacks(self._save_hooks(super().update(instance, validated_data), hooks), fallbacks)
+
+    @staticmethod
+    def _save_fallbacks(agent: Agent, models: list[ModelConfig] | None) -> Agent:
+        from agents_app.services import fallbacks_replace
+
+        if models is not None:
+            fallbacks_replace(owner=agent, models=models)
+            getattr(agent, "_prefetched_objects_cache", {}).pop("fallbacks", None)
+        return agent
 
     @staticmethod
     def _pop_hooks(validated_data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:

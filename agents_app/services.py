@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents_app.cache import agent_cache_clear
-from agents_app.models import Agent, AgentHook, Team
+from agents_app.models import Agent, AgentHook, ModelConfig, ModelFallback, Team
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,18 @@ def agent_set_active(*, agents: Iterable[Agent], is_active: bool) -> int:
         )
     agent_cache_clear()
     return changed
+
+
+def fallbacks_replace(*, owner: Agent | Team, models: list[ModelConfig]) -> list[ModelFallback]:
+    """Make `models` the owner's fallback models, in list order (one transaction: delete, insert)."""
+    owner_field = "agent" if isinstance(owner, Agent) else "team"
+    with transaction.atomic():
+        ModelFallback.objects.filter(**{owner_field: owner}).delete()
+        created = ModelFallback.objects.bulk_create(
+            [ModelFallback(**{owner_field: owner}, model=model, position=i) for i, model in enumerate(models)]
+        )
+    agent_cache_clear()  # a bulk write skips ModelFallback.save
+    return created
 
 
 def hooks_replace(*, owner: Agent | Team, phase: str, rows: list[dict[str, Any]]) -> list[AgentHook]:

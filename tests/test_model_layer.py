@@ -339,3 +339,60 @@ def test_a_judge_confidence_over_its_limit_is_clamped_not_a_500(agent, user, scr
     result = run_agent(agent_id=agent.slug, user=user, message="hi")
     assert result.status == "completed" and result.content == "A fine answer."
     assert len(scripted_model.requests) == 2  # no retry was needed: the value was clamped
+
+
+# ---- configuring it -----------------------------------------------------------------------------
+
+
+def test_staff_set_a_parser_model_and_fallbacks_over_the_api(staff_token, offline_agent):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {staff_token}")
+    backup, second, parser = (ModelConfigFactory(name=n) for n in ("backup", "second", "parser"))
+    r = api.patch(
+        "/api/agents/offline/",
+        {"output_schema": SCHEMA, "parser_model": parser.pk, "fallback_models": [second.pk, backup.pk]},
+        format="json",
+    )
+    assert r.status_code == 200, r.json()
+    assert (r.json()["parser_model"], r.json()["fallback_models"]) == (parser.pk, [second.pk, backup.pk])
+    assert list(offline_agent.fallbacks.values_list("model__name", flat=True)) == ["second", "backup"]
+    assert api.get("/api/agents/offline/").json()["fallback_models"] == [second.pk, backup.pk]
+    # Reordered, shortened: the whole list is replaced.
+    r = api.patch("/api/agents/offline/", {"fallback_models": [backup.pk]}, format="json")
+    assert r.json()["fallback_models"] == [backup.pk] and offline_agent.fallbacks.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"parser_model": "PARSER"}, "parser_model"),  # no output schema
+        ({"fallback_models": ["MAIN"]}, "fallback_models"),  # its own model
+        ({"fallback_models": ["PARSER", "PARSER"]}, "fallback_models"),  # twice
+        ({"fallback_models": [999999]}, "fallback_models"),
+    ],
+)
+def test_a_parser_or_fallback_that_cannot_work_is_a_400(staff_token, offline_agent, patch, field):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {staff_token}")
+    ids = {"PARSER": ModelConfigFactory(name="parser").pk, "MAIN": offline_agent.model_id}
+    body = {k: ids.get(v, v) if not isinstance(v, list) else [ids.get(x, x) for x in v] for k, v in patch.items()}
+    r = api.patch("/api/agents/offline/", body, format="json")
+    assert r.status_code == 400 and field in r.json(), r.json()
+    assert r.json()["code"] == "invalid"  # the API's code for a refused field (sessions_app.errors)
+    assert offline_agent.fallbacks.count() == 0
+
+
+def test_the_admin_edits_fallbacks_and_the_parser_model(client, staff_user, offline_agent):
+    client.force_login(staff_user)
+    page = client.get(f"/admin/agents_app/agent/{offline_agent.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Fallback models" in html and 'name="parser_model"' in html
+    team = TeamFactory(slug="crew")
+    page = client.get(f"/admin/agents_app/team/{team.pk}/change/")
+    assert page.status_code == 200 and "Fallback models" in page.content.decode()
+    assert 'name="output_schema"' in page.content.decode()
