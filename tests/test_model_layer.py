@@ -205,6 +205,19 @@ async def test_a_timeout_falls_back_to_the_next_model(asgi, token, scripted_mode
     assert r.json()["content"] == "In time." and r.json()["model"] == "backup-model"
 
 
+async def test_a_stream_that_breaks_after_the_reader_saw_text_does_not_fall_back(asgi, token, scripted_model):
+    agent, _ = await _with_fallback(scripted_model)
+    scripted_model.push_stream_break("Half an answer")
+    scripted_model.push_text("A whole other answer.")
+    r = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "hi", "stream": True}, headers=bearer(token))
+    frames = parse_sse(r.text)
+    # Another model's answer would not continue what the reader already has: the run fails, keeping it.
+    assert frames[-1][0] == "RunError" and frames[-1][1]["error_type"] == "model_unreachable"
+    assert [req["model"] for req in scripted_model.requests] == ["main-model"]
+    run = await Run.objects.aget(agent=agent)
+    assert run.output == "Half an answer"
+
+
 async def test_a_refused_key_does_not_fall_back(asgi, token, scripted_model):
     agent, _ = await _with_fallback(scripted_model)
     scripted_model.push_error(401, "bad key")

@@ -200,17 +200,19 @@ class Execution:
         """One call of the model `config` with the messages so far, streamed as this kind's content
         deltas (unless the answer is structured or hooks hold it back); sets `self.response` and
         counts its tokens and cost. When the model fails in a way another model could cure (5xx,
-        429, a timeout, a broken connection; after its own retries) before it sent any text, the
-        component's fallback models are asked in order."""
+        429, a timeout, a broken connection; after its own retries) before a reader saw any of its
+        text, the component's fallback models are asked in order."""
         response_format = response_format or self.response_format
         chain = self.model_chain(config)
         for position, candidate in enumerate(chain):
             self.partial.clear()
+            shown = False  # a reader saw part of this answer: another model's would not continue it
             try:
                 async for item in self._model_call_once(candidate, tools, response_format):
+                    shown = shown or type(item) is self.content_cls
                     yield item
             except ModelError as exc:
-                if self.partial or position == len(chain) - 1 or not fallback_cures(exc):
+                if shown or position == len(chain) - 1 or not fallback_cures(exc):
                     raise
                 logger.warning(
                     "Run %s: model %s failed (%s); trying fallback %s",
