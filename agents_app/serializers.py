@@ -228,6 +228,9 @@ def validate_hook_rows(phase: str, rows: list[dict[str, Any]]) -> list[dict[str,
     the errors of the rows' own fields."""
     problems: dict[int, dict[str, list[str]]] = {}
     for index, row in enumerate(rows):
+        if "hook" not in row:  # a PATCH makes the rows' fields optional; a row still names its hook
+            problems[index] = {"hook": ["This field is required."]}
+            continue
         try:
             # (A PATCH skips the row's defaults: a missing mode is the default one.)
             validate_hook_setting(phase=phase, hook=row["hook"], mode=row.get("mode", HookMode.DEFAULT))

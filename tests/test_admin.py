@@ -90,6 +90,11 @@ def agent_post(model: ModelConfig, **changes: Any) -> dict[str, Any]:
         "hooks-INITIAL_FORMS": "0",
         "hooks-MIN_NUM_FORMS": "0",
         "hooks-MAX_NUM_FORMS": "1000",
+        # The fallback models inline.
+        "fallbacks-TOTAL_FORMS": "0",
+        "fallbacks-INITIAL_FORMS": "0",
+        "fallbacks-MIN_NUM_FORMS": "0",
+        "fallbacks-MAX_NUM_FORMS": "1000",
     }
     data.update(changes)
     return data

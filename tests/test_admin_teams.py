@@ -51,6 +51,7 @@ def test_a_team_is_created_with_its_members_inline(admin_client):
         "max_member_calls": "8",
         **inline_management("memberships", 2),
         **inline_management("hooks", 0),
+        **inline_management("fallbacks", 0),
         "memberships-0-order": "0",
         "memberships-0-agent": a.pk,
         "memberships-0-role": "first",
@@ -75,6 +76,7 @@ def test_team_limits_are_validated_in_plain_words(admin_client):
         "max_member_calls": "0",
         **inline_management("memberships", 0),
         **inline_management("hooks", 0),
+        **inline_management("fallbacks", 0),
     }
     r = admin_client.post(reverse("admin:agents_app_team_add"), data)
     assert r.status_code == 200
@@ -323,6 +325,7 @@ def test_a_team_gets_hook_rows_inline(admin_client):
         **inline_management("memberships", 1),
         "memberships-0-order": "0",
         "memberships-0-agent": a.pk,
+        **inline_management("fallbacks", 0),
         **inline_management("hooks", 1),
         "hooks-0-phase": "pre",
         "hooks-0-position": "1",

@@ -205,6 +205,11 @@ def test_staff_write_hooks_and_busy_session_policy_and_read_them_back(staff_toke
         ({"pre_hooks": [{"hook": "redact_pii", "mode": "sometimes"}]}, None),
         ({"pre_hooks": [{"hook": "redact_pii", "order": 1}]}, None),
         ({"busy_session_policy": "wait"}, None),
+        # A row with no hook (found by the fuzzer: a PATCH makes a row's fields optional) was a 500.
+        (
+            {"post_hooks": [{"mode": "inline"}, {"hook": "redact_pii"}]},
+            {"post_hooks": {"0": {"hook": ["This field is required."]}}},
+        ),
     ],
 )
 def test_invalid_hooks_are_400_and_change_nothing(staff_token, offline_agent, patch, errors):
