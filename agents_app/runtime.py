@@ -410,6 +410,10 @@ class LiveRun:
                 return
             while True:
                 event = await sub.queue.get()
+                # A reader that attached before the run produced `after` (it asked for "after 0"
+                # while the run had not started yet) skips what it already has.
+                if event.event_index <= after:
+                    continue
                 yield event
                 if _is_terminal(event):
                     return

@@ -294,3 +294,25 @@ async def test_queue_policy_waits_for_a_run_in_another_process(agent, user, scri
     )
     assert live.done
     assert [m["content"] for m in handle.history] == ["first", "first answer takes a while"]
+
+
+async def test_a_reader_that_attaches_before_the_run_started_skips_what_it_said_it_has():
+    """A reconnect with Last-Event-ID: 0 that reaches the run before its first event (a race the
+    full suite hit under load) must not get event 0 again from the live queue."""
+    import types
+    import uuid
+
+    from agents_app import events as ev
+    from agents_app.runtime import LiveRun
+
+    handle = types.SimpleNamespace(run_id=uuid.uuid4(), user_id=1)
+    live = LiveRun(handle=handle, loop=asyncio.get_running_loop())  # type: ignore[arg-type]
+    ids = {"run_id": str(handle.run_id), "session_id": "s", "agent_id": "a"}
+    reader = live.follow(0)
+    first = asyncio.ensure_future(reader.__anext__())
+    await asyncio.sleep(0)  # attached, with nothing in the backlog
+    live._append(ev.RunStarted(event_index=0, **ids))
+    live._append(ev.RunContent(event_index=1, content="hi", **ids))
+    live._append(ev.RunCompleted(event_index=2, **ids))
+    rest = [await first] + [event async for event in reader]
+    assert [e.event_index for e in rest] == [1, 2]
