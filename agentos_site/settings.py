@@ -22,6 +22,9 @@ SECRET_KEY = env.str(
     "DJANGO_SECRET_KEY",
     default="insecure-embedded-mode-key-change-me-in-production-0123456789",
 )
+# Former secret keys, still accepted (signed cookies, and stored model API keys until
+# `manage.py rotate_encryption_keys` moves them to the new key: docs/models.md#rotating-the-keys).
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 

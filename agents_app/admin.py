@@ -14,6 +14,7 @@ from agents_app.admin_hooks import AgentHookInline, TeamHookInline, unknown_hook
 from agents_app.admin_try import TryItAdminMixin
 from agents_app.forms import AgentAdminForm, ModelConfigAdminForm, unknown_tools
 from agents_app.models import Agent, ModelConfig, ModelFallback, Team, TeamMember, Workflow, WorkflowStep
+from agents_app.secrets import key_source as describe_key_source
 from agents_app.services import agent_set_active
 from agents_app.workflows.registry import step_registry
 
@@ -21,16 +22,27 @@ from agents_app.workflows.registry import step_registry
 @admin.register(ModelConfig)
 class ModelConfigAdmin(admin.ModelAdmin):
     form = ModelConfigAdminForm
-    list_display = ["name", "provider", "model_id", "base_url", "has_api_key", "updated_at"]
+    list_display = ["name", "provider", "model_id", "base_url", "key_source", "updated_at"]
     list_filter = ["provider"]
     search_fields = ["name", "model_id", "base_url"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["key_source", "created_at", "updated_at"]
     fieldsets = [
         (
             "Endpoint",
             {
                 "description": "Where the model runs and how to reach it. Any OpenAI-compatible server works.",
-                "fields": ["name", "provider", "base_url", "model_id", "api_key", "clear_api_key"],
+                "fields": ["name", "provider", "base_url", "model_id"],
+            },
+        ),
+        (
+            "API key",
+            {
+                "description": (
+                    "A stored key is encrypted and never shown again. With none stored, the key is read from the "
+                    "environment variable (OPENAI_API_KEY for the OpenAI-compatible provider unless you name "
+                    "another); local servers such as Ollama need none."
+                ),
+                "fields": ["key_source", "api_key", "clear_api_key", "api_key_env"],
             },
         ),
         (
@@ -50,12 +62,20 @@ class ModelConfigAdmin(admin.ModelAdmin):
                 "fields": ["timeout_seconds", "max_retries"],
             },
         ),
+        (
+            "Prices (per million tokens)",
+            {
+                "description": "What a run's cost is made of, in one currency (USD by convention). 0: free.",
+                "fields": ["input_price", "cached_input_price", "output_price"],
+            },
+        ),
         ("Record", {"classes": ["collapse"], "fields": ["created_at", "updated_at"]}),
     ]
 
-    @admin.display(boolean=True, description="API key", ordering="api_key")
-    def has_api_key(self, obj: ModelConfig) -> bool:
-        return bool(obj.api_key)
+    @admin.display(description="API key from")
+    def key_source(self, obj: ModelConfig) -> str:
+        """Where the key comes from ("stored", "env: OPENAI_API_KEY (set)", ...), never the key."""
+        return describe_key_source(obj) if obj.pk else "-"
 
 
 class ModelFallbackInline(admin.TabularInline):

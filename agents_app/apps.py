@@ -27,3 +27,11 @@ class AgentsAppConfig(AppConfig):
         from agents_app.health import celery_heartbeats_connect
 
         celery_heartbeats_connect()
+
+        # `manage.py check`: invalid encryption keys, model configs with no key or an unreadable one.
+        from django.core import checks
+
+        from agents_app.checks import check_encryption_keys, check_model_keys
+
+        checks.register(check_encryption_keys, checks.Tags.security, "agentos")
+        checks.register(check_model_keys, "agentos")

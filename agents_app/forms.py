@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.forms.fields import InvalidJSONInput, JSONString
 
 from agents_app.models import Agent, ModelConfig
+from agents_app.secrets import key_source
 from agents_app.tools.registry import tool_registry
 
 MONOSPACE = "font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, 'Liberation Mono', monospace"
@@ -78,18 +79,26 @@ class ModelConfigAdminForm(forms.ModelForm):
             "base_url",
             "model_id",
             "api_key",
+            "api_key_env",
             "temperature",
             "max_tokens",
             "timeout_seconds",
             "max_retries",
+            "input_price",
+            "cached_input_price",
+            "output_price",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The stored key never reaches a widget, not even as an initial value.
         self.initial.pop("api_key", None)
-        has_key = bool(self.instance.pk and self.instance.api_key)
-        status = "A key is stored." if has_key else "No key is stored."
+        source = key_source(self.instance) if self.instance.pk else "none"
+        has_key = source.startswith("stored")
+        if source == "stored (unreadable)":
+            status = "A key is stored but cannot be decrypted with the configured keys: type it again or clear it."
+        else:
+            status = "A key is stored." if has_key else "No key is stored."
         self.fields["api_key"].help_text = f"{status} {self.fields['api_key'].help_text}"
         if not has_key:
             self.fields["clear_api_key"].disabled = True

@@ -30,6 +30,7 @@ from agents_app.models import (
     validate_hook_setting,
     validate_json_schema,
 )
+from agents_app.secrets import UnreadableValue, key_source
 from agents_app.tools.registry import tool_registry
 from sessions_app.conf import agentos_settings
 
@@ -74,12 +75,19 @@ class StrictFieldsSchema(OpenApiSerializerExtension):
 
 
 class ModelConfigSerializer(StrictFieldsMixin, serializers.ModelSerializer):
-    """Staff only. The API key can be set but is never returned: `has_api_key` says whether one is."""
+    """Staff only. The API key can be set but is never returned: `has_api_key` says whether one is
+    stored, `key_source` where the key in use comes from (docs/models.md#api-keys)."""
 
     api_key = serializers.CharField(
         write_only=True, required=False, allow_blank=True, max_length=500, style={"input_type": "password"}
     )
     has_api_key = serializers.SerializerMethodField()
+    key_source = serializers.SerializerMethodField(
+        help_text=(
+            'Where the key comes from, never the key: "stored", "stored (unreadable)", "env: NAME (set)", '
+            '"env: NAME (unset)" or "none".'
+        )
+    )
 
     class Meta:
         model = ModelConfig
@@ -91,17 +99,25 @@ class ModelConfigSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "model_id",
             "api_key",
             "has_api_key",
+            "api_key_env",
+            "key_source",
             "temperature",
             "max_tokens",
             "timeout_seconds",
             "max_retries",
+            "input_price",
+            "cached_input_price",
+            "output_price",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
 
     def get_has_api_key(self, obj: ModelConfig) -> bool:
-        return bool(obj.api_key)
+        return bool(obj.api_key) or isinstance(obj.api_key, UnreadableValue)
+
+    def get_key_source(self, obj: ModelConfig) -> str:
+        return key_source(obj)
 
 
 class ToolNamesField(serializers.ListField):

@@ -4,6 +4,7 @@ are read-only records, and "try it" runs an agent as the admin user."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -58,6 +59,10 @@ def model_config_post(config: ModelConfig, **changes: Any) -> dict[str, Any]:
         "max_tokens": "" if config.max_tokens is None else config.max_tokens,
         "timeout_seconds": config.timeout_seconds,
         "max_retries": config.max_retries,
+        "api_key_env": config.api_key_env,
+        "input_price": config.input_price,
+        "cached_input_price": "" if config.cached_input_price is None else config.cached_input_price,
+        "output_price": config.output_price,
     }
     data.update(changes)
     return data
@@ -170,10 +175,11 @@ def test_api_key_never_appears_in_admin_html(admin_client, keyed_model):
     assert "Clear the stored key" in change
 
 
-def test_changelist_shows_whether_a_key_is_stored(admin_client, keyed_model):
+def test_changelist_shows_where_the_key_comes_from(admin_client, keyed_model):
     ModelConfigFactory(name="keyless", api_key="")
     html = admin_client.get(reverse("admin:agents_app_modelconfig_changelist")).content.decode()
-    assert html.count('alt="True"') == 1 and html.count('alt="False"') == 1
+    assert html.count('<td class="field-key_source">stored</td>') == 1
+    assert html.count('<td class="field-key_source">none</td>') == 1
     assert "llama3" in html and "http://localhost:11434/v1" in html
 
 
@@ -230,11 +236,20 @@ def test_adding_a_model_config_stores_the_key(admin_client):
         "max_tokens": "",
         "timeout_seconds": "30",
         "max_retries": "2",
+        "api_key_env": "",
+        "input_price": "0.15",
+        "cached_input_price": "",
+        "output_price": "0.6",
     }
     response = admin_client.post(reverse("admin:agents_app_modelconfig_add"), data)
     assert response.status_code == 302
     config = ModelConfig.objects.get(name="openai")
     assert config.api_key == "sk-added" and config.temperature == 0.2 and config.max_tokens is None
+    assert (config.input_price, config.cached_input_price, config.output_price) == (
+        Decimal("0.15"),
+        None,
+        Decimal("0.6"),
+    )
 
 
 # ---- agents ----------------------------------------------------------------------------------

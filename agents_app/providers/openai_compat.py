@@ -25,6 +25,7 @@ from agents_app.providers.base import (
     ResponseFormat,
     ToolCallRequest,
 )
+from agents_app.secrets import resolve_api_key
 
 if TYPE_CHECKING:
     from agents_app.models import ModelConfig
@@ -67,7 +68,7 @@ class OpenAICompatibleProvider(ModelProvider):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         self.client = openai.AsyncOpenAI(
-            api_key=config.api_key or "not-needed",
+            api_key=resolve_api_key(config) or "not-needed",  # keyless local servers need none
             base_url=config.base_url or None,
             timeout=config.timeout_seconds,
             max_retries=config.max_retries,

@@ -185,6 +185,8 @@ class ScriptedModelServer:
         self.latency = latency
         self.model = model
         self.requests: list[dict[str, Any]] = []
+        # The headers of each recorded request (names lower-cased), parallel to ``requests``.
+        self.request_headers: list[dict[str, str]] = []
         # Accepted connections since start/reset: lets tests assert keep-alive reuse.
         self.connections_opened = 0
         self.default_reply: Callable[[dict[str, Any]], str] = self._default_reply
@@ -284,6 +286,7 @@ class ScriptedModelServer:
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+            self.request_headers.clear()
             self.connections_opened = 0
 
     @property
@@ -440,9 +443,12 @@ class ScriptedModelServer:
             return False
         keep_alive = version != "HTTP/1.0"
         length = 0
+        headers: dict[str, str] = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
             name = name.lower()
+            if name:
+                headers[name] = value.strip()
             if name == "content-length":
                 length = int(value)
             elif name == "connection":
@@ -458,7 +464,7 @@ class ScriptedModelServer:
 
         path = target.split("?", 1)[0].rstrip("/")
         if method == "POST" and path in _CHAT_PATHS:
-            return await self._chat(body_bytes, writer, keep_alive)
+            return await self._chat(body_bytes, writer, keep_alive, headers)
         if method == "GET" and path in _MODELS_PATHS:
             models = {
                 "object": "list",
@@ -517,7 +523,9 @@ class ScriptedModelServer:
         parts.append("\r\n")
         return "".join(parts).encode("latin-1")
 
-    async def _chat(self, body_bytes: bytes, writer: asyncio.StreamWriter, keep_alive: bool) -> bool:
+    async def _chat(
+        self, body_bytes: bytes, writer: asyncio.StreamWriter, keep_alive: bool, request_headers: dict[str, str]
+    ) -> bool:
         try:
             body = json.loads(body_bytes)
         except ValueError:
@@ -532,6 +540,7 @@ class ScriptedModelServer:
             return keep_alive
         with self._lock:
             self.requests.append(body)
+            self.request_headers.append(request_headers)
             reply = self._queue.popleft() if self._queue else None
         if reply is None:
             reply = _Reply(_KIND_TEXT)
