@@ -208,6 +208,12 @@ AGENTOS = {
     "PROCESS_HEARTBEAT_SECONDS": env.float("AGENTOS_PROCESS_HEARTBEAT_SECONDS", default=2.0),
     "PROCESS_DEAD_SECONDS": env.float("AGENTOS_PROCESS_DEAD_SECONDS", default=6.0),
     "RUN_CHECKPOINT_SECONDS": env.float("AGENTOS_RUN_CHECKPOINT_SECONDS", default=1.0),
+    # Per-run budgets (docs/models.md#per-run-budgets): the defaults for agents and teams that set none.
+    "RUN_BUDGET": {
+        "MODEL_CALLS": env.int("AGENTOS_RUN_MAX_MODEL_CALLS", default=50),
+        "TOKENS": env.int("AGENTOS_RUN_MAX_TOKENS", default=None),
+        "SECONDS": env.int("AGENTOS_RUN_MAX_SECONDS", default=900),
+    },
     # Model API keys are stored encrypted (docs/models.md#api-keys): comma-separated Fernet keys,
     # newest first. Empty: a key derived from SECRET_KEY (and SECRET_KEY_FALLBACKS) encrypts.
     "ENCRYPTION_KEYS": env.list("AGENTOS_ENCRYPTION_KEYS", default=[]),

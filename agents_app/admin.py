@@ -135,6 +135,16 @@ class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
             },
         ),
         (
+            "Limits per run",
+            {
+                "description": (
+                    "The most one run may use: model calls, tokens, seconds. A run that reaches one ends with "
+                    "budget_exceeded, keeping what it wrote. Empty: the site's defaults (AGENTOS['RUN_BUDGET'])."
+                ),
+                "fields": ["max_model_calls", "max_run_tokens", "max_run_seconds"],
+            },
+        ),
+        (
             "Answer format",
             {
                 "description": (
@@ -279,8 +289,11 @@ class TeamAdmin(TryItAdminMixin, admin.ModelAdmin):
         (
             "Limits",
             {
-                "description": "Bounds that keep a team from running away: nesting depth and member runs per run.",
-                "fields": ["max_depth", "max_member_calls"],
+                "description": (
+                    "Bounds that keep a team from running away: nesting depth, member runs, and the model calls, "
+                    "tokens and seconds of one run, its members' included (empty: the site's defaults)."
+                ),
+                "fields": ["max_depth", "max_member_calls", "max_model_calls", "max_run_tokens", "max_run_seconds"],
             },
         ),
         ("Record", {"classes": ["collapse"], "fields": ["created_at", "updated_at"]}),

@@ -171,6 +171,20 @@ def clean_parser_model(component: Any) -> None:
         raise ValidationError({"parser_model": "A parser model needs an output schema to turn answers into."})
 
 
+def _budget_field(kind: str, what: str, *, high: int | None = None) -> models.PositiveIntegerField:
+    """One per-run limit of an agent or team (agents_app.engine.budget); empty: the site's default
+    (AGENTOS["RUN_BUDGET"])."""
+    validators: list[Any] = [MinValueValidator(1)]
+    if high is not None:
+        validators.append(MaxValueValidator(high))
+    return models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=validators,
+        help_text=f"{what} one run of this {kind} may use, its member runs' included; empty: the site's default.",
+    )
+
+
 def _parser_model_field(kind: str) -> models.ForeignKey:
     """An agent's or team's parser model: a second (usually cheaper) model that turns the main
     model's free answer into the output schema."""
@@ -213,6 +227,9 @@ class Agent(ClearsAgentCache, SluggedModel):
         help_text="Tool calls allowed per run; then the model must answer without tools.",
     )
     parser_model = _parser_model_field("agent")
+    max_model_calls = _budget_field("agent", "Model calls", high=10_000)
+    max_run_tokens = _budget_field("agent", "Tokens (input + output)")
+    max_run_seconds = _budget_field("agent", "Wall-clock seconds", high=86_400)
     is_active = models.BooleanField(default=True, help_text="Inactive agents are hidden and refuse runs.")
 
     class BusySessionPolicy(models.TextChoices):
@@ -554,6 +571,9 @@ class Team(SluggedModel):
         help_text="Optional JSON schema (an object). When set, the team's answer is JSON validated against it.",
     )
     parser_model = _parser_model_field("team")
+    max_model_calls = _budget_field("team", "Model calls", high=10_000)
+    max_run_tokens = _budget_field("team", "Tokens (input + output)")
+    max_run_seconds = _budget_field("team", "Wall-clock seconds", high=86_400)
     is_active = models.BooleanField(default=True, help_text="Inactive teams are hidden and refuse runs.")
     busy_session_policy = _busy_session_policy_field()
 

@@ -57,6 +57,10 @@ DEFAULTS: dict[str, Any] = {
     # A streaming run saves its output and events so far this often (0: only when it ends), so a
     # crash loses at most this much of what it streamed. Runs shorter than this never pay for it.
     "RUN_CHECKPOINT_SECONDS": 1.0,
+    # Per-run budgets (agents_app.engine.budget): what one run may use when its agent or team sets no
+    # limit of its own (None: no limit). Workflows use these. A run that reaches one ends with
+    # `budget_exceeded`, keeping its partial output.
+    "RUN_BUDGET": {"MODEL_CALLS": 50, "TOKENS": None, "SECONDS": 900},
     # Fernet keys that encrypt model API keys at rest (agents_app.secrets), newest first; keys derived
     # from SECRET_KEY and SECRET_KEY_FALLBACKS follow. Empty: the SECRET_KEY one encrypts.
     "ENCRYPTION_KEYS": [],

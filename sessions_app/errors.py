@@ -128,7 +128,8 @@ RUN_ERROR_STATUS: dict[str, int] = {
     "hook_timeout": 504,
     "delegation_depth_exceeded": 500,  # the operator nested teams deeper than the team allows
     "step_function_error": 500,  # a step function of the site's own code failed
-    "interrupted": 503,  # the server process running it stopped (agents_app.runtime takes such runs over)
+    "interrupted": 503,
+    "budget_exceeded": 422,  # the run reached a limit of its own (model calls, tokens, seconds)  # the server process running it stopped (agents_app.runtime takes such runs over)
 }
 UPSTREAM_FAILURE = 502
 # A team's or workflow's failure that is a member's or step's: the status follows the child's error.

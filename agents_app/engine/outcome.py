@@ -27,6 +27,7 @@ from uuid import UUID
 from jsonschema import Draft202012Validator
 
 from agents_app import events as ev
+from agents_app.engine.budget import BudgetExceeded, RunBudget
 from agents_app.hooks.runner import RunHooks
 from agents_app.pricing import ZERO, as_number, call_cost
 from agents_app.providers.base import (
@@ -122,6 +123,8 @@ class Execution:
         # the models that failed before it.
         self.answered_by: Any = None
         self.fallbacks_used: list[dict[str, str]] = []
+        # Its limits (agents_app.engine.budget); a member or step run's parent budget is set by its parent.
+        self.budget = RunBudget.for_component(getattr(handle, "component", None), kind=self.kind)
         self.partial: list[str] = []
         # Set when a post-hook rejected the answer: it is neither returned nor stored, not even partly.
         self.discarded = False
@@ -231,6 +234,7 @@ class Execution:
     async def _model_call_once(
         self, config: Any, tools: list[Any], response_format: ResponseFormat | None
     ) -> AsyncIterator[ev.RunEvent]:
+        self.budget.start_model_call()
         provider = get_provider(config)
         response: ModelResponse | None = None
         if self.stream:
@@ -240,6 +244,7 @@ class Execution:
                 if not isinstance(piece, str):
                     response = piece
                     continue
+                self.budget.check_time()
                 self.mark_first_token()
                 self.partial.append(piece)
                 if response_format is None and not self.hold_output:
@@ -250,15 +255,27 @@ class Execution:
             if response is None:
                 raise ModelError("The model stream ended without a response.")
         else:
-            response = await provider.complete(
-                messages=self.messages_sent, tools=tools, response_format=response_format
+            response = await self.within_budget(
+                provider.complete(messages=self.messages_sent, tools=tools, response_format=response_format)
             )
             self.mark_first_token()
         self.account(config, response)
         self.response = response
 
+    async def within_budget(self, call: Any) -> Any:
+        """Await a model call no longer than the run's wall-clock budget allows."""
+        remaining = self.budget.remaining_seconds()
+        if remaining is None:
+            return await call
+        try:
+            return await asyncio.wait_for(call, remaining)
+        except TimeoutError:
+            self.budget.check_time()
+            raise BudgetExceeded("The run reached its time limit.") from None
+
     def account(self, config: Any, response: ModelResponse) -> None:
-        """Count one model call's tokens and cost (priced with the config that answered it)."""
+        """Count one model call's tokens and cost (priced with the config that answered it), then
+        charge the tokens to the run's budget (which may end the run: it keeps what it counted)."""
         self.input_tokens += response.input_tokens
         self.output_tokens += response.output_tokens
         self.cache_read_tokens += response.cache_read_tokens
@@ -268,6 +285,7 @@ class Execution:
             output_tokens=response.output_tokens,
             cache_read_tokens=response.cache_read_tokens,
         )
+        self.budget.charge_tokens(response.input_tokens + response.output_tokens)
 
     async def structured_answer(
         self, config: Any, validate: Callable[[str], Any], *, tools: list[Any] | None = None
@@ -336,7 +354,10 @@ class Execution:
         ]
         provider = get_provider(parser)
         for attempt in (1, 2):
-            response = await provider.complete(messages=messages, tools=[], response_format=self.output_format)
+            self.budget.start_model_call()
+            response = await self.within_budget(
+                provider.complete(messages=messages, tools=[], response_format=self.output_format)
+            )
             self.account(parser, response)
             try:
                 self.output_json = parse_checked(response.content, self._validator, who="The parser model's answer")
@@ -464,7 +485,7 @@ class Execution:
                     task.uncancel()
             outcome = self._failed(Run.Status.CANCELLED, CANCELLED_MESSAGE, "cancelled")
             terminal = self.event(self.cancelled_cls, reason=CANCELLED_MESSAGE)
-        except self.failures as exc:
+        except (BudgetExceeded, *self.failures) as exc:
             error_type, message = self.error_type_of(exc), self.error_message_of(exc)
             outcome = self._failed(Run.Status.ERROR, message, error_type)
             terminal = self.event(self.error_cls, content=message, error_type=error_type, **self.error_fields())

@@ -213,6 +213,8 @@ class ChildRun:
             execution = TeamExecution(handle, stream=self.stream)
         else:
             execution = _Execution(RunHandle(agent=self.agent, memories=memories, **common), stream=self.stream)
+        if self.parent is not None:  # its work counts against its parent's budget too
+            execution.budget.parent = self.parent.budget
         last: dict[str, Any] = {}
         try:
             async for item in execution.run():
