@@ -455,11 +455,19 @@ class RunInputSerializer(serializers.Serializer):
 
 
 class RunMetricsSerializer(serializers.Serializer):
-    """Token counts and timings (seconds). A run that failed reports no metrics: an empty object."""
+    """Token counts, cost and timings (seconds). A run that failed reports no metrics: an empty object."""
 
     input_tokens = serializers.IntegerField(required=False)
     output_tokens = serializers.IntegerField(required=False)
     total_tokens = serializers.IntegerField(required=False)
+    cache_read_tokens = serializers.IntegerField(
+        required=False, help_text="Of the input tokens, those the provider read from its prompt cache."
+    )
+    cost = serializers.FloatField(
+        required=False,
+        help_text="What the run's own model calls cost, in the currency of the model configs' prices "
+        "(a team's member runs and a workflow's step runs have their own).",
+    )
     time_to_first_token = serializers.FloatField(allow_null=True, required=False)
     duration = serializers.FloatField(required=False)
 

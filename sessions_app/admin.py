@@ -4,17 +4,19 @@ deleted here, never added or edited."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from sessions_app.models import Memory, Message, Run, Session
+from sessions_app.money import exact_cost, format_cost
 from sessions_app.services import session_end
 
 
@@ -33,6 +35,11 @@ def _pre(value: Any) -> str:
 
 def _seconds(value: float | None) -> str:
     return f"{value:.3f} s" if value is not None else "-"
+
+
+def _cost(value: Decimal | None) -> str:
+    """4 decimals, the exact stored value as a tooltip."""
+    return format_html('<span title="{}">{}</span>', exact_cost(value), format_cost(value))
 
 
 class RecordAdminMixin:
@@ -56,7 +63,7 @@ class _RunRowsInline(RecordAdminMixin, admin.TabularInline):
     """Runs as read-only rows: a session's turns, or a run's member and step runs."""
 
     model = Run
-    fields = ["run_link", "ran", "status", "short_input", "short_output", "total_tokens", "created_at"]
+    fields = ["run_link", "ran", "status", "short_input", "short_output", "total_tokens", "run_cost", "created_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -65,6 +72,10 @@ class _RunRowsInline(RecordAdminMixin, admin.TabularInline):
     @admin.display(description="Run")
     def run_link(self, obj: Run) -> str:
         return _run_link(obj.pk)
+
+    @admin.display(description="Cost (own)")
+    def run_cost(self, obj: Run) -> str:
+        return _cost(obj.cost)
 
     @admin.display(description="Input")
     def short_input(self, obj: Run) -> str:
@@ -100,6 +111,7 @@ class RunInline(_RunRowsInline):
         "short_input",
         "short_output",
         "total_tokens",
+        "run_cost",
         "duration_seconds",
         "created_at",
     ]
@@ -121,13 +133,32 @@ class RunInline(_RunRowsInline):
 
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "user", "agent", "team", "workflow", "run_count", "ended_at", "updated_at"]
+    list_display = [
+        "id",
+        "name",
+        "user",
+        "agent",
+        "team",
+        "workflow",
+        "run_count",
+        "session_cost",
+        "ended_at",
+        "updated_at",
+    ]
     list_display_links = ["id", "name"]
     list_filter = ["agent", "team", "workflow", ("ended_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "user__username", "user__email"]
     list_select_related = ["user", "agent", "team", "workflow"]
     raw_id_fields = ["user"]
-    readonly_fields = ["id", "summary", "summary_until", "summary_updated_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "id",
+        "session_cost",
+        "summary",
+        "summary_until",
+        "summary_updated_at",
+        "created_at",
+        "updated_at",
+    ]
     fields = [
         "id",
         "name",
@@ -135,6 +166,7 @@ class SessionAdmin(admin.ModelAdmin):
         "agent",
         "team",
         "workflow",
+        "session_cost",
         "state",
         "ended_at",
         "summary",
@@ -162,11 +194,21 @@ class SessionAdmin(admin.ModelAdmin):
         return [*readonly, "user", "agent", "team", "workflow"] if obj is not None else readonly
 
     def get_queryset(self, request: HttpRequest) -> Any:
-        return super().get_queryset(request).annotate(_run_count=Count("runs"))
+        # One join for both: the run count and the cost (every run's own cost: each call once).
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_run_count=Count("runs"), _cost=Sum("runs__cost", default=Decimal(0)))
+        )
 
     @admin.display(description="Runs", ordering="_run_count")
     def run_count(self, obj: Session) -> int:
         return getattr(obj, "_run_count", 0)
+
+    @admin.display(description="Cost", ordering="_cost")
+    def session_cost(self, obj: Session) -> str:
+        """What the session's runs cost (members' and steps' runs included, each call once)."""
+        return _cost(getattr(obj, "_cost", None))
 
 
 def _calls_summary(tool_calls: Any) -> str:
@@ -205,6 +247,8 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
         "status",
         "model",
         "total_tokens",
+        "run_cost",
+        "run_total_cost",
         "duration_seconds",
         "created_at",
     ]
@@ -241,6 +285,9 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
                     "input_tokens",
                     "output_tokens",
                     "total_tokens",
+                    "cache_read_tokens",
+                    "cost",
+                    "total_cost",
                     "first_token_after",
                     "duration_seconds",
                 ]
@@ -252,6 +299,15 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
     @admin.display(description="Duration", ordering="duration")
     def duration_seconds(self, obj: Run) -> str:
         return _seconds(obj.duration)
+
+    @admin.display(description="Cost (own)", ordering="cost")
+    def run_cost(self, obj: Run) -> str:
+        return _cost(obj.cost)
+
+    @admin.display(description="Total cost", ordering="total_cost")
+    def run_total_cost(self, obj: Run) -> str:
+        """With its member or step runs (a team's or workflow's run)."""
+        return _cost(obj.total_cost)
 
     @admin.display(description="Part of")
     def parent_run_short(self, obj: Run) -> str:

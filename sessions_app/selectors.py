@@ -7,13 +7,14 @@ import operator
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import reduce
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 
 from sessions_app.models import Memory, Message, Run, Session
 
@@ -32,7 +33,7 @@ def session_list_for_user(
     """The user's sessions, most recently updated first. `kind` ("agent", "team", "workflow"): only
     sessions of that kind; `component_id`: only sessions of the agent, team or workflow with that
     slug (of `kind` when given, else of any kind: agno's clients filter by one id for all three)."""
-    qs = Session.objects.filter(user=user).select_related("agent", "team", "workflow").annotate(run_count=Count("runs"))
+    qs = Session.objects.filter(user=user).select_related("agent", "team", "workflow").annotate(**_session_totals())
     if any(value and "\x00" in value for value in (agent_id, team_id, workflow_id, component_id)):
         # No id holds a NUL character, and PostgreSQL refuses one in a query (a 500).
         return qs.none()
@@ -45,6 +46,12 @@ def session_list_for_user(
         kinds = (kind,) if kind else SESSION_KINDS
         qs = qs.filter(reduce(operator.or_, (Q(**{f"{name}__slug": component_id}) for name in kinds)))
     return qs.order_by("-updated_at", "-created_at")
+
+
+def _session_totals() -> dict[str, Any]:
+    """A session's run count and cost (the sum of its runs' own costs: each model call once),
+    annotated in the session's own query (one join, whatever the number of sessions)."""
+    return {"run_count": Count("runs"), "cost": Sum("runs__cost", default=Decimal(0))}
 
 
 def _kind_filter(kind: str) -> Q:
@@ -67,7 +74,7 @@ def session_detail_for_user(*, user: Any, session_id: UUID, kind: str | None = N
     return (
         qs.select_related("agent", "team", "workflow")
         .prefetch_related(Prefetch("runs", queryset=runs))
-        .annotate(run_count=Count("runs"))
+        .annotate(**_session_totals())
         .first()
     )
 

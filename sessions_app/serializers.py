@@ -16,12 +16,28 @@ class MessageSerializer(serializers.ModelSerializer):
         fields = ["role", "content", "tool_calls", "tool_call_id", "name", "position", "created_at"]
 
 
+def cost_field(**kwargs: Any) -> serializers.DecimalField:
+    """Money as a JSON number (what run events carry too), exact to the stored 10 decimal places,
+    in the currency of the model configs' prices."""
+    return serializers.DecimalField(max_digits=20, decimal_places=10, coerce_to_string=False, read_only=True, **kwargs)
+
+
 class StoredRunMetricsSerializer(serializers.Serializer):
-    """A stored run's token counts and timings (seconds); timings are null until the run ends."""
+    """A stored run's token counts, cost and timings (seconds); timings are null until the run ends."""
 
     input_tokens = serializers.IntegerField(read_only=True)
     output_tokens = serializers.IntegerField(read_only=True)
     total_tokens = serializers.IntegerField(read_only=True)
+    cache_read_tokens = serializers.IntegerField(
+        read_only=True, help_text="Of the input tokens, those the provider read from its prompt cache."
+    )
+    cost = cost_field(
+        help_text="What this run's own model calls cost (its parser and fallback models included; not its member "
+        "or step runs, which list their own): adding up runs counts every call once."
+    )
+    total_cost = cost_field(
+        help_text="This run's cost plus its member or step runs' (what a team or workflow run cost)."
+    )
     time_to_first_token = serializers.FloatField(read_only=True, allow_null=True)
     duration = serializers.FloatField(read_only=True, allow_null=True)
 
@@ -74,6 +90,9 @@ class SessionSerializer(serializers.ModelSerializer):
     team_id = serializers.CharField(source="team.slug", read_only=True, allow_null=True)
     workflow_id = serializers.CharField(source="workflow.slug", read_only=True, allow_null=True)
     run_count = serializers.IntegerField(read_only=True)
+    cost = cost_field(
+        help_text="What the session's runs cost: the sum of every run's own cost (members' and steps' too)."
+    )
     name = serializers.CharField(max_length=200, allow_blank=True)
 
     class Meta:
@@ -85,6 +104,7 @@ class SessionSerializer(serializers.ModelSerializer):
             "workflow_id",
             "name",
             "run_count",
+            "cost",
             "ended_at",
             "created_at",
             "updated_at",

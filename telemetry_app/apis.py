@@ -135,7 +135,8 @@ class TelemetryBatchApi(APIView):
         operation_id="telemetry_batches_create",
         summary="Receive a batch of telemetry events (collector)",
         description=(
-            "Validates the whole batch (schema version 1), then stores each event once per sender: events already "
+            "Validates the whole batch (envelope schema version 1; run events version 1, or 2 with `cost` and "
+            "`cache_read_tokens`), then stores each event once per sender: events already "
             "received (a retried batch) are counted as duplicates and not stored again. A refused batch stores "
             "nothing. The body may be gzip-compressed (Content-Encoding: gzip)."
         ),

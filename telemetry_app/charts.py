@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from sessions_app.money import format_cost
+
 WIDTH = 560
 HEIGHT = 220
 LEFT, RIGHT, TOP, BOTTOM = 60, 12, 12, 44
@@ -68,6 +70,7 @@ FORMATS: dict[str, Callable[[float | None], str]] = {
     "number": fmt_number,
     "seconds": fmt_seconds,
     "percent": fmt_percent,
+    "cost": format_cost,
 }
 
 

@@ -2,7 +2,7 @@
 
 Two sources, each where it is correct across processes:
 
-* **Events counted as they happen** (runs, their durations, tokens, model errors, busy-session
+* **Events counted as they happen** (runs, their durations, tokens, cost, model errors, busy-session
   waits, open websockets, telemetry upload failures): prometheus-client metrics in the process
   where they happen. Several processes on one host (server workers, a Celery worker) share them
   through prometheus-client's multiprocess mode: set `PROMETHEUS_MULTIPROC_DIR` to an empty
@@ -65,6 +65,12 @@ TOKENS = Counter(
     "Model tokens of ended runs, by kind, component and direction.",
     ["kind", "component", "direction"],
 )
+COST = Counter(
+    "agentos_run_cost",
+    "What ended runs' own model calls cost (member and step runs count their own), by kind, component and the "
+    "model that answered, in the currency of the model configs' prices.",
+    ["kind", "component", "model"],
+)
 MODEL_ERRORS = Counter(
     "agentos_model_errors",
     "Runs that ended with a model-side error, by provider and error type.",
@@ -111,6 +117,8 @@ def record_run(
             TOKENS.labels(kind, component, "input").inc(input_tokens)
         if output_tokens:
             TOKENS.labels(kind, component, "output").inc(output_tokens)
+        if cost and cost > 0:
+            COST.labels(kind, component, model or "").inc(float(cost))
         if status == "error" and error_type.startswith("model_"):
             MODEL_ERRORS.labels(provider or "", error_type).inc()
     except Exception:  # metrics must never break a run

@@ -9,23 +9,36 @@ Version 1:
   teams and workflows it serves.
 - `Batch`: what one upload request carries; every event has an `event_id`, its idempotency key.
 
-A change that an older collector would reject gets a new `schema_version`.
+Version 2 (run events only): version 1 plus `cost` (the run's own model calls, in the model
+configs' currency) and `cache_read_tokens`. A sender writes a version 2 event only for a run that
+has either (a run with neither is the version 1 event it always was), and downgrades version 2
+events to version 1 at upload when TELEMETRY_MAX_SCHEMA_VERSION says its collector is older
+(`as_version`). A collector of this version accepts both; a version 1 event may not carry the
+version 2 fields, and one is stored as it was sent (without them).
+
+A change that an older collector would reject gets a new `schema_version`: the events that
+change get it, the batch envelope and the other events keep theirs.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the batch envelope's and the launch event's
+RUN_SCHEMA_VERSION = 2  # the latest run event version
+# Run event fields by the version that added them (what a downgrade leaves out).
+RUN_V2_FIELDS = ("cost", "cache_read_tokens")
 
 ShortStr = Annotated[str, Field(max_length=200)]
 Seconds = Annotated[float, Field(ge=0, le=7 * 24 * 3600)]
 Tokens = Annotated[int, Field(ge=0, le=10**12)]
+# Money as JSON carries it (a float rounded to the stored 10 decimal places; agents_app.pricing).
+Cost = Annotated[float, Field(ge=0, le=10**9, allow_inf_nan=False)]
 
 
 class EventType(StrEnum):
@@ -65,6 +78,7 @@ class RunContent(BaseModel):
 
 
 class RunCreatedEvent(_Event):
+    schema_version: Literal[1, 2] = SCHEMA_VERSION  # type: ignore[assignment]
     kind: Literal[EventKind.RUN_CREATED] = EventKind.RUN_CREATED
     event_type: EventType
     run_id: ShortStr
@@ -80,6 +94,32 @@ class RunCreatedEvent(_Event):
     duration: Seconds | None = None
     error_type: Annotated[str, Field(max_length=64)] = ""
     content: RunContent | None = None
+    # Version 2:
+    cost: Cost | None = Field(
+        default=None,
+        description="(Version 2) What the run's own model calls cost (its member or step runs have their own "
+        "events), in the currency of the model configs' prices.",
+    )
+    cache_read_tokens: Tokens = Field(
+        default=0, description="(Version 2) Of the input tokens, those the provider read from its prompt cache."
+    )
+
+    @model_validator(mode="after")
+    def _fields_of_its_version(self) -> RunCreatedEvent:
+        if self.schema_version == 1:
+            newer = sorted(set(RUN_V2_FIELDS) & self.model_fields_set)
+            if newer:
+                raise ValueError(f"{', '.join(newer)}: only in schema_version 2 run events")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump_its_version(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A version 1 event dumps as version 1 (what an older collector accepts)."""
+        data = handler(self)
+        if self.schema_version == 1:
+            for name in RUN_V2_FIELDS:
+                data.pop(name, None)
+        return data
 
 
 class LaunchEvent(_Event):
@@ -103,3 +143,11 @@ class Batch(BaseModel):
     site_id: Annotated[str, Field(min_length=1, max_length=64)]
     sent_at: datetime
     events: Annotated[list[Event], Field(min_length=1)]
+
+
+def as_version(payload: dict[str, Any], version: int) -> dict[str, Any]:
+    """An event's JSON (as buffered) for a collector that accepts run events up to `version`: a
+    version 2 run event sent to a version 1 collector loses its version 2 fields."""
+    if payload.get("kind") != EventKind.RUN_CREATED or payload.get("schema_version", 1) <= version:
+        return payload
+    return {**{k: v for k, v in payload.items() if k not in RUN_V2_FIELDS}, "schema_version": 1}

@@ -1,5 +1,6 @@
 """Reads for the metrics dashboard: this site's runs (sessions_app.Run) aggregated by the database
-over a period, per time bucket, per agent and per model; and (alpha) what this collector received.
+over a period, per time bucket, per agent and per model; what they cost per component, model, user
+and day; and (alpha) what this collector received.
 
 Every figure is an aggregate query (COUNT/SUM/AVG with GROUP BY, TruncHour/TruncDay buckets,
 percentiles via `telemetry_app.aggregates`); Python only arranges the few result rows.
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
@@ -51,6 +54,8 @@ class Totals:
     cancelled: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost: Decimal = Decimal(0)  # the runs' own costs (Run.cost): every model call once
     avg_duration: float | None = None
     p50: float | None = None
     p95: float | None = None
@@ -115,6 +120,8 @@ def _counts() -> dict[str, Any]:
         "cancelled": Count("pk", filter=Q(status=Run.Status.CANCELLED)),
         "input_tokens": Sum("input_tokens", default=0),
         "output_tokens": Sum("output_tokens", default=0),
+        "cache_read_tokens": Sum("cache_read_tokens", default=0),
+        "cost_sum": Sum("cost", default=Decimal(0)),  # (an annotation may not be named after a field)
         "avg_duration": Avg("duration"),
     }
 
@@ -130,7 +137,10 @@ def _bucket_starts(period: Period, until: dt.datetime) -> list[dt.datetime]:
 
 def _totals(row: dict[str, Any], p: dict[float, float | None]) -> dict[str, Any]:
     """`Totals` fields from a `_counts()` row (an empty row: no runs) and its percentiles."""
-    return {**{k: row[k] for k in _counts() if k in row}, "p50": p.get(0.5), "p95": p.get(0.95)}
+    fields = {k: row[k] for k in _counts() if k in row}
+    if "cost_sum" in fields:
+        fields["cost"] = fields.pop("cost_sum")
+    return {**fields, "p50": p.get(0.5), "p95": p.get(0.95)}
 
 
 def _group_rows(runs: QuerySet[Run], finished: QuerySet[Run], keys: list[str], label: Any) -> list[GroupRow]:
@@ -176,6 +186,128 @@ def run_metrics(*, period: str = DEFAULT_PERIOD, now: dt.datetime | None = None)
     metrics.agents = _group_rows(agent_runs, agent_finished, ["agent__slug", "agent__name"], agent_label)
     model_label = lambda r: f"{r['model'] or '?'} ({r['provider'] or '?'})"  # noqa: E731
     metrics.models = _group_rows(runs, finished, ["provider", "model"], model_label)
+    return metrics
+
+
+@dataclass(kw_only=True)
+class CostRow:
+    """What one group of runs (a component, a model, a user or a day) cost."""
+
+    key: str
+    label: str
+    kind: str = ""  # components: agent, team or workflow
+    runs: int = 0
+    cost: Decimal = Decimal(0)  # the runs' own costs: rows add up to the period's total
+    total_cost: Decimal = Decimal(0)  # components: with their runs' member and step runs (overlaps)
+    start: dt.datetime | None = None  # days
+    share: float | None = None  # of the period's cost (None: the period cost nothing)
+
+
+@dataclass(kw_only=True)
+class CostMetrics:
+    """The period's cost, and the costliest components, models and users, and every day. Each
+    list holds at most TOP_GROUPS rows and an "Others" row for the rest, so every list adds up to
+    `total` exactly."""
+
+    total: Decimal
+    runs: int
+    priced_runs: int  # runs that cost something
+    cache_read_tokens: int
+    components: list[CostRow] = field(default_factory=list)
+    models: list[CostRow] = field(default_factory=list)
+    users: list[CostRow] = field(default_factory=list)
+    days: list[CostRow] = field(default_factory=list)
+
+
+def _cost_sums() -> dict[str, Any]:
+    # ("amount": an annotation may not be named after a field, here Run.cost.)
+    return {"runs": Count("pk"), "amount": Sum("cost", default=Decimal(0))}
+
+
+def _share(cost: Decimal, total: Decimal) -> float | None:
+    return float(cost / total) if total else None
+
+
+def _top_rows(qs: QuerySet[Run], keys: list[str], make: Any, total: Decimal, runs: int, **extra: Any) -> list[CostRow]:
+    """The costliest groups of `qs` by `keys` (one GROUP BY query, with the `extra` aggregates), and
+    an "Others" row with what the rest cost (the period's totals minus the rows shown)."""
+    grouped = qs.values(*keys).annotate(**_cost_sums(), **extra).order_by("-amount", "-runs", *keys)
+    rows = list(grouped[: TOP_GROUPS + 1])
+    shown = [make(row) for row in rows[:TOP_GROUPS]]
+    if len(rows) > TOP_GROUPS:
+        rest_cost = total - sum((r.cost for r in shown), Decimal(0))
+        rest_runs = runs - sum(r.runs for r in shown)
+        shown.append(CostRow(key="", label="Others", runs=rest_runs, cost=rest_cost))
+    for row in shown:
+        row.share = _share(row.cost, total)
+    return shown
+
+
+def _component(row: dict[str, Any]) -> CostRow:
+    kind = "team" if row["team__slug"] else "workflow" if row["workflow__slug"] else "agent"
+    slug, name = row[f"{kind}__slug"], row[f"{kind}__name"]
+    return CostRow(
+        key=f"{kind}/{slug}",
+        label=f"{name} ({slug})",
+        kind=kind,
+        runs=row["runs"],
+        cost=row["amount"],
+        total_cost=row["with_children"],
+    )
+
+
+def cost_metrics(*, since: dt.datetime, until: dt.datetime) -> CostMetrics:
+    """What this site's runs created in the period cost (Run.cost, each run's own model calls, so
+    no call is counted twice), in total, per component (agent, team or workflow), per model (the
+    one that answered), per user and per day (UTC). Five queries, whatever the number of runs;
+    the sums are exact decimals (to the stored 10 places)."""
+    runs = Run.objects.filter(created_at__gte=since, created_at__lte=until).order_by()
+    totals = runs.aggregate(
+        **_cost_sums(), priced=Count("pk", filter=Q(cost__gt=0)), cached=Sum("cache_read_tokens", default=0)
+    )
+    total, count = totals["amount"], totals["runs"]
+    metrics = CostMetrics(total=total, runs=count, priced_runs=totals["priced"], cache_read_tokens=totals["cached"])
+
+    component_keys = [f"{kind}__{f}" for kind in ("agent", "team", "workflow") for f in ("slug", "name")]
+    metrics.components = _top_rows(
+        runs, component_keys, _component, total, count, with_children=Sum("total_cost", default=Decimal(0))
+    )
+    metrics.models = _top_rows(
+        runs,
+        ["provider", "model"],
+        lambda r: CostRow(
+            key=f"{r['provider']}/{r['model']}",
+            label=f"{r['model'] or '?'} ({r['provider'] or '?'})",
+            runs=r["runs"],
+            cost=r["amount"],
+        ),
+        total,
+        count,
+    )
+    username = f"user__{get_user_model().USERNAME_FIELD}"
+    metrics.users = _top_rows(
+        runs,
+        ["user_id", username],
+        lambda r: CostRow(key=str(r["user_id"]), label=str(r[username]), runs=r["runs"], cost=r["amount"]),
+        total,
+        count,
+    )
+    day = TruncDay("created_at", tzinfo=dt.UTC)
+    by_day = {row["day"]: row for row in runs.annotate(day=day).values("day").annotate(**_cost_sums())}
+    first = since.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    starts = [first + dt.timedelta(days=i) for i in range((until - first).days + 1)]
+    for start in starts:
+        row = by_day.get(start, {"runs": 0, "amount": Decimal(0)})
+        metrics.days.append(
+            CostRow(
+                key=start.date().isoformat(),
+                label=start.strftime("%Y-%m-%d"),
+                runs=row["runs"],
+                cost=row["amount"],
+                share=_share(row["amount"], total),
+                start=start,
+            )
+        )
     return metrics
 
 

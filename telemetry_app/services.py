@@ -33,7 +33,16 @@ from telemetry_app.api import Client, UploadError
 from telemetry_app.conf import alpha_features_enabled, telemetry_enabled, telemetry_settings, telemetry_site_id
 from telemetry_app.metrics import record_telemetry_upload_failure
 from telemetry_app.models import ReceivedEvent, TelemetryEvent, TelemetrySender
-from telemetry_app.schemas import SCHEMA_VERSION, Batch, EventType, LaunchEvent, RunContent, RunCreatedEvent
+from telemetry_app.schemas import (
+    RUN_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    Batch,
+    EventType,
+    LaunchEvent,
+    RunContent,
+    RunCreatedEvent,
+    as_version,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +81,18 @@ def telemetry_record_run(
     """Record that a run (agent, team, workflow or eval) ended. Never raises; returns whether an
     event was recorded. Message contents (`input`, `output`) are kept only when
     TELEMETRY_INCLUDE_CONTENT is on. The first call in a process also records its launch event
-    (in the same INSERT)."""
+    (in the same INSERT). A run that cost something or read cached tokens is a version 2 event
+    with its `cost` (its own model calls) and `cache_read_tokens`; any other run, the version 1
+    event that older collectors accept."""
     if not telemetry_enabled():
         return False
     try:
         content = None
         if telemetry_settings.TELEMETRY_INCLUDE_CONTENT and (input or output):
             content = RunContent(input=input or "", output=output or "")
+        priced = {}
+        if cost or cache_read_tokens:
+            priced = {"schema_version": 2, "cost": float(cost or 0), "cache_read_tokens": cache_read_tokens or 0}
         event = RunCreatedEvent(
             event_id=uuid.uuid4(),
             created_at=created_at or timezone.now(),
@@ -96,6 +110,7 @@ def telemetry_record_run(
             duration=duration,
             error_type=error_type or "",
             content=content,
+            **priced,
         )
         _insert([_row(event, event_type=event.event_type), *_take_launch()])
         return True
@@ -290,6 +305,11 @@ def _claim(*, size: int, now: datetime, lease: float) -> _Claim:
 
 
 def _batch_body(payloads: list[Any], now: datetime) -> bytes:
+    """The upload's JSON; run events newer than the collector accepts (TELEMETRY_MAX_SCHEMA_VERSION)
+    are sent as the version it accepts."""
+    version = int(telemetry_settings.TELEMETRY_MAX_SCHEMA_VERSION)
+    if version < RUN_SCHEMA_VERSION:
+        payloads = [as_version(payload, version) for payload in payloads]
     return orjson.dumps(
         {
             "schema_version": SCHEMA_VERSION,

@@ -15,7 +15,15 @@ from telemetry_app.charts import Series, bar_chart, hbar_chart, line_chart
 from telemetry_app.conf import alpha_features_enabled, telemetry_enabled, telemetry_settings
 from telemetry_app.metrics import CONTENT_TYPE_LATEST
 from telemetry_app.metrics import render as render_metrics
-from telemetry_app.selectors import DEFAULT_PERIOD, PERIODS, RunMetrics, collected_events, run_metrics
+from telemetry_app.selectors import (
+    DEFAULT_PERIOD,
+    PERIODS,
+    CostMetrics,
+    RunMetrics,
+    collected_events,
+    cost_metrics,
+    run_metrics,
+)
 
 COLORS = {
     "completed": "#2563eb",
@@ -27,6 +35,7 @@ COLORS = {
     "p95": "#db2777",
     "agent": "#2563eb",
     "model": "#059669",
+    "cost": "#b45309",
 }
 
 
@@ -38,7 +47,7 @@ def _labels(metrics: RunMetrics) -> list[str]:
     return [b.start.strftime("%H:00") for b in metrics.buckets]
 
 
-def _charts(metrics: RunMetrics) -> dict[str, str]:
+def _charts(metrics: RunMetrics, costs: CostMetrics) -> dict[str, str]:
     labels = _labels(metrics)
     b = metrics.buckets
     return {
@@ -93,6 +102,22 @@ def _charts(metrics: RunMetrics) -> dict[str, str]:
             color=COLORS["model"],
             empty="No tokens in this period",
         ),
+        "cost": bar_chart(
+            chart_id="cost",
+            title="Cost over time",
+            labels=labels,
+            series=[Series("cost", COLORS["cost"], [float(x.cost) for x in b])],
+            fmt="cost",
+            empty="Nothing cost anything in this period",
+        ),
+        "cost_components": hbar_chart(
+            chart_id="cost_components",
+            title="Cost per agent, team or workflow",
+            rows=[(f"{row.kind} {row.label}".strip(), float(row.cost)) for row in costs.components],
+            color=COLORS["cost"],
+            fmt="cost",
+            empty="Nothing cost anything in this period",
+        ),
     }
 
 
@@ -103,14 +128,16 @@ def dashboard(request: HttpRequest) -> TemplateResponse:
     if period not in PERIODS:
         period = DEFAULT_PERIOD
     metrics = run_metrics(period=period)
+    costs = cost_metrics(since=metrics.since, until=metrics.until)
     alpha = alpha_features_enabled()
     context = {
         **admin.site.each_context(request),
         "title": "Metrics",
         "metrics": metrics,
+        "costs": costs,
         "periods": PERIODS.values(),
         "period": period,
-        "charts": _charts(metrics),
+        "charts": _charts(metrics, costs),
         "telemetry_on": telemetry_enabled(),
         "alpha": alpha,
         "collected": collected_events(since=metrics.since, until=metrics.until) if alpha else None,

@@ -174,13 +174,13 @@ def test_only_staff_see_the_dashboard(data):
     assert client.post(URL).status_code in (302, 405)
 
 
-def test_the_page_shows_figures_and_six_charts(data, monkeypatch):
+def test_the_page_shows_figures_and_eight_charts(data, monkeypatch):
     monkeypatch.setattr(timezone, "now", lambda: NOW)
     client = Client()
     client.force_login(UserFactory(username="boss", is_staff=True))
     page = client.get(URL).content.decode()
-    assert page.count('<svg class="chart"') == 6
-    for chart in ("runs", "tokens", "latency", "errors", "agents", "models"):
+    assert page.count('<svg class="chart"') == 8
+    for chart in ("runs", "tokens", "latency", "errors", "agents", "models", "cost", "cost_components"):
         assert f'data-chart="{chart}"' in page
     assert '<div class="value">8</div>' in page  # runs in the last 24 h
     assert "14.3%" in page  # 1 error / 7 finished
@@ -250,7 +250,7 @@ def test_the_dashboard_renders_its_charts_in_chromium(live_server, tmp_path):
             page.wait_for_url(f"**{URL}?period=24h")
             assert page.locator("h1").first.inner_text() == "Metrics"
             charts = page.locator("svg.chart")
-            assert charts.count() == 6
+            assert charts.count() == 8
             for name in ("runs", "tokens", "latency", "errors", "agents", "models"):
                 chart = page.locator(f'svg[data-chart="{name}"]')
                 assert chart.is_visible(), name

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
@@ -19,6 +20,7 @@ from rest_framework.fields import empty
 
 from agents_app import events as ev
 from agents_app.models import Agent
+from agents_app.pricing import as_number
 from agents_app.tools.registry import tool_registry
 from sessions_app.inputs import InvalidInput, clean_json, parse_json
 from sessions_app.models import Message, Run, Session
@@ -321,10 +323,14 @@ def message_json(message: Message) -> dict[str, Any]:
 
 
 def _metrics(run: Run) -> dict[str, Any]:
+    """agno's `RunMetrics` of a stored run: its own model calls (agno's `cost`, a number; a team's
+    members' and a workflow's steps' runs carry their own, as in agno)."""
     return {
         "input_tokens": run.input_tokens,
         "output_tokens": run.output_tokens,
         "total_tokens": run.total_tokens,
+        "cache_read_tokens": run.cache_read_tokens,
+        "cost": as_number(run.cost),
         "time_to_first_token": run.time_to_first_token,
         "duration": run.duration,
     }
@@ -476,14 +482,17 @@ def session_runs_json(session: Session, *, keep: Callable[[Run], bool] | None = 
     return [stored_run_json(run, children=children) for run in listed if keep is None or keep(run)]
 
 
-def _session_common(session: Session) -> tuple[list[Run], dict[str, int]]:
-    """The session's runs and its token totals (every run counts only its own model calls, so the
-    sum over a team's or workflow's member and step runs counts each call once)."""
+def _session_common(session: Session) -> tuple[list[Run], dict[str, Any]]:
+    """The session's runs and its token and cost totals, agno's `SessionMetrics` (every run counts
+    only its own model calls, so the sum over a team's or workflow's member and step runs counts
+    each call once, as agno adds its members' metrics to the session's)."""
     runs = list(session.runs.all())
     totals = {
         "input_tokens": sum(r.input_tokens for r in runs),
         "output_tokens": sum(r.output_tokens for r in runs),
         "total_tokens": sum(r.total_tokens for r in runs),
+        "cache_read_tokens": sum(r.cache_read_tokens for r in runs),
+        "cost": as_number(sum((r.cost for r in runs), Decimal(0))),
     }
     return runs, totals
 
