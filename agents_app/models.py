@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -737,3 +738,89 @@ class WorkflowStep(models.Model):
                 node = node.parent  # type: ignore[assignment]
                 if depth > 3:
                     raise ValidationError({"parent": "Steps nest at most three levels deep."})
+
+
+# ---- Quotas ------------------------------------------------------------------------------------
+
+
+class Quota(ClearsAgentCache, TimeStampedModel):
+    """A recurring budget of tokens and/or cost (agents_app.quotas): for one user or every user (each
+    on their own), for everything one agent, team or workflow spends, or for the whole site; per
+    UTC day or calendar month. A run that would start over it is refused (429 `quota_exceeded`,
+    saying when it resets); a run that goes over it while running stops with `budget_exceeded`."""
+
+    class Scope(models.TextChoices):
+        USER = "user", "Per user: each user's own runs (one user, or every user when none is picked)"
+        RUNNABLE = "runnable", "Per agent, team or workflow: all its runs, every user's"
+        SITE = "site", "The whole site: every run"
+
+    class Period(models.TextChoices):
+        DAY = "day", "Per day (UTC)"
+        MONTH = "month", "Per calendar month (UTC)"
+
+    name = models.CharField(max_length=100, blank=True, help_text="What it is for, for the admin.")
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.USER)
+    period = models.CharField(max_length=8, choices=Period.choices, default=Period.DAY)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Per-user scope: this user only; empty: every user, each on their own.",
+    )
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="quotas")
+    team = models.ForeignKey("Team", null=True, blank=True, on_delete=models.CASCADE, related_name="quotas")
+    workflow = models.ForeignKey("Workflow", null=True, blank=True, on_delete=models.CASCADE, related_name="quotas")
+    max_tokens = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Tokens (input + output) per period; empty: no token limit."
+    )
+    max_cost = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Cost per period, in the model configs' currency; empty: no cost limit.",
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["scope", "period", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(scope="runnable")
+                | (
+                    models.Q(agent__isnull=False, team__isnull=True, workflow__isnull=True)
+                    | models.Q(agent__isnull=True, team__isnull=False, workflow__isnull=True)
+                    | models.Q(agent__isnull=True, team__isnull=True, workflow__isnull=False)
+                ),
+                name="quota_runnable_has_one_component",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(scope="runnable")
+                | models.Q(agent__isnull=True, team__isnull=True, workflow__isnull=True),
+                name="quota_component_only_for_runnable",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(scope="user") | models.Q(user__isnull=True), name="quota_user_only_for_user"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_tokens__isnull=False) | models.Q(max_cost__isnull=False),
+                name="quota_has_a_limit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.get_scope_display().split(':')[0].lower()} quota per {self.period}"
+
+    def clean(self) -> None:
+        if self.max_tokens is None and self.max_cost is None:
+            raise ValidationError("Set a token limit, a cost limit, or both.")
+        components = [c for c in (self.agent_id, self.team_id, self.workflow_id) if c]
+        if self.scope == self.Scope.RUNNABLE and len(components) != 1:
+            raise ValidationError("A per-runnable quota names exactly one agent, team or workflow.")
+        if self.scope != self.Scope.RUNNABLE and components:
+            raise ValidationError("Only a per-runnable quota names an agent, team or workflow.")
+        if self.scope != self.Scope.USER and self.user_id:
+            raise ValidationError("Only a per-user quota names a user.")

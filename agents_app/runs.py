@@ -23,6 +23,7 @@ from agents_app.engine.protocol import RunnableHandle
 from agents_app.engine.runner import RunResult, result_from_events, run_prepare
 from agents_app.engine.team import team_run_prepare
 from agents_app.engine.workflow import workflow_run_prepare
+from agents_app.quotas import quota_check
 from agents_app.runtime import LiveRun, runtime
 from agents_app.selectors import agent_get_active, team_get_active, workflow_get_active
 from sessions_app.services import SessionBusy, session_state_merge
@@ -46,11 +47,15 @@ def _prepare(
     """The kind's preparation; with `session_state` (agno's run field), its merge into the session
     in the same transaction, so a run that never started leaves the session's state as it was."""
     prepare, key = _PREPARE[kind]
+    # Quotas first: a run that may not start writes nothing (agents_app.quotas).
+    caps = quota_check(user=kwargs["user"], kind=kind, component_id=component_id)
     if not session_state:
-        return prepare(**{key: component_id}, **kwargs)
-    with transaction.atomic():
         handle = prepare(**{key: component_id}, **kwargs)
-        session_state_seed(handle, session_state)
+    else:
+        with transaction.atomic():
+            handle = prepare(**{key: component_id}, **kwargs)
+            session_state_seed(handle, session_state)
+    handle.quota = caps
     return handle
 
 

@@ -65,6 +65,8 @@ class PreparedRun:
     message: str
     created_at: datetime
     session_created: bool = False
+    # What the run's quotas still allow it (agents_app.quotas.QuotaCaps; None: no quota applies).
+    quota: Any = None
 
     @property
     def component(self) -> Any:
