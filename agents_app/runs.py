@@ -200,19 +200,33 @@ async def astream(
 
 
 async def arun_events(
-    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+    kind: str,
+    component_id: str,
+    *,
+    user: Any,
+    message: str,
+    session_id: UUID | None = None,
+    images: Sequence[ImageInput] = (),
 ) -> tuple[RunnableHandle, list[ev.RunEvent]]:
     """Run any kind to its end; its handle and every event (for callers that show more than the
-    result, such as the admin's "try it")."""
-    handle = await prepare(kind, component_id, user=user, message=message, session_id=session_id)
+    result, such as the admin's "try it"). `images`: sessions_app.images.images_from_json(...)."""
+    handle = await prepare(kind, component_id, user=user, message=message, session_id=session_id, images=images)
     return handle, await runtime.launch(handle, stream=False).wait()
 
 
 def run_events(
-    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+    kind: str,
+    component_id: str,
+    *,
+    user: Any,
+    message: str,
+    session_id: UUID | None = None,
+    images: Sequence[ImageInput] = (),
 ) -> tuple[RunnableHandle, list[ev.RunEvent]]:
     """The sync wrapper of `arun_events`."""
-    return async_to_sync(arun_events)(kind, component_id, user=user, message=message, session_id=session_id)
+    return async_to_sync(arun_events)(
+        kind, component_id, user=user, message=message, session_id=session_id, images=images
+    )
 
 
 # ---- the Python API, by kind (docs/python-api.md) -------------------------------------------------

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from sessions_app.models import Memory, Message, Run, Session
+from sessions_app.models import Memory, Message, Run, RunImage, Session
 from sessions_app.services import session_end
 
 
@@ -193,6 +193,29 @@ class MessageInline(RecordAdminMixin, admin.TabularInline):
         return _calls_summary(obj.tool_calls)
 
 
+class RunImageInline(RecordAdminMixin, admin.TabularInline):
+    """The images sent with the run's message, read-only: uploads as thumbnails (served by the
+    authenticated image endpoint, which staff may read), images given by URL as links (the admin
+    does not fetch them: the URL is the client's)."""
+
+    model = RunImage
+    fields = ["position", "thumbnail", "name", "mime_type", "size", "detail", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["position"]
+    verbose_name_plural = "Images sent with the message"
+
+    @admin.display(description="Image")
+    def thumbnail(self, obj: RunImage) -> str:
+        if not obj.file:
+            return format_html('<a href="{}" rel="noopener noreferrer nofollow">{}</a>', obj.url, _short(obj.url, 60))
+        url = reverse("sessions_app:run-image", kwargs={"run_id": obj.run_id, "position": obj.position})
+        return format_html(
+            '<a href="{}"><img src="{}" alt="{}" style="max-height: 96px; max-width: 160px"></a>', url, url, obj.name
+        )
+
+
 @admin.register(Run)
 class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
     list_display = [
@@ -212,7 +235,7 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
     search_fields = ["input", "output", "user__username", "agent__slug", "team__slug", "workflow__slug", "error_type"]
     list_select_related = ["agent", "team", "workflow", "user"]
     date_hierarchy = "created_at"
-    inlines = [MessageInline, ChildRunInline]
+    inlines = [RunImageInline, MessageInline, ChildRunInline]
     fieldsets = [
         (
             None,

@@ -614,3 +614,19 @@ async def test_the_owner_and_staff_fetch_a_stored_image_others_get_404(
     ]
     session = (await asgi.get(f"/api/sessions/{r.json()['session_id']}/", headers=bearer(token))).json()
     assert session["runs"][0]["images"] == listed
+
+
+def test_the_admin_shows_a_runs_images_read_only(admin_client, offline_agent, staff_user, media):
+    from agents_app.runs import run_events
+    from sessions_app.images import images_from_json
+
+    images = images_from_json([{"data": b64(PNG), "name": "red.png"}, {"url": "https://example.com/a.jpg"}])
+    handle, _ = run_events("agent", offline_agent.slug, user=staff_user, message="look", images=images)
+    page = admin_client.get(f"/admin/sessions_app/run/{handle.run_id}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    thumbnail = f"/api/runs/{handle.run_id}/images/0"
+    assert f'<img src="{thumbnail}" alt="red.png"' in html
+    assert '<a href="https://example.com/a.jpg" rel="noopener noreferrer nofollow">' in html
+    assert "/media/" not in html and 'name="images-0-name"' not in html  # read-only, never public media
+    assert admin_client.get(thumbnail).content == PNG
