@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from sessions_app.models import Memory, Message, Run, RunImage, Session
-from sessions_app.services import session_end
+from sessions_app.services import runs_delete, session_delete, session_end
 
 
 def _short(text: str, length: int = 80) -> str:
@@ -168,6 +168,13 @@ class SessionAdmin(admin.ModelAdmin):
     def run_count(self, obj: Session) -> int:
         return getattr(obj, "_run_count", 0)
 
+    # Deleting sessions deletes their runs' image files too (sessions_app.services.runs_delete).
+    def delete_model(self, request: HttpRequest, obj: Session) -> None:
+        session_delete(session=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        runs_delete(runs=Run.objects.filter(session__in=queryset), then=queryset.delete)
+
 
 def _calls_summary(tool_calls: Any) -> str:
     """`name(args)` per call, one per line: what a reader of a run wants at a glance."""
@@ -291,6 +298,13 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
     @admin.display(description="Output JSON")
     def output_json_pretty(self, obj: Run) -> str:
         return _pre(obj.output_json)
+
+    # Deleting runs deletes their image files too (sessions_app.services.runs_delete).
+    def delete_model(self, request: HttpRequest, obj: Run) -> None:
+        runs_delete(runs=Run.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        runs_delete(runs=queryset)
 
 
 @admin.register(Message)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from sessions_app.errors import ConflictError, DomainError, NotFoundError
 from sessions_app.images import ImageInput, image_files_delete, image_rows_create
 from sessions_app.liveness import process_id
-from sessions_app.models import Memory, Message, Run, Session
+from sessions_app.models import Memory, Message, Run, RunImage, Session
 from sessions_app.selectors import memory_scope_filter, session_history
 
 
@@ -311,7 +311,22 @@ def session_rename(*, session: Session, name: str) -> Session:
 
 
 def session_delete(*, session: Session) -> None:
-    session.delete()
+    """Delete the session with its runs, messages and images (their files too, once committed)."""
+    runs_delete(runs=Run.objects.filter(session=session), then=session.delete)
+
+
+def runs_delete(*, runs: Any, then: Callable[[], Any] | None = None) -> None:
+    """Delete runs (a queryset; their member and step runs, messages and images go with them), or
+    call `then` to delete what they cascade from; the runs' image files are deleted once the
+    deletion is committed (Django deletes rows, never the files of a FileField)."""
+    with transaction.atomic():
+        files = [name for name in RunImage.objects.filter(run__in=runs).values_list("file", flat=True) if name]
+        if then is not None:
+            then()
+        else:
+            runs.delete()
+        if files:
+            transaction.on_commit(lambda: image_files_delete(files))
 
 
 def session_state_merge(*, session_id: UUID, state_set: dict[str, Any], state_unset: list[str]) -> bool:

@@ -630,3 +630,37 @@ def test_the_admin_shows_a_runs_images_read_only(admin_client, offline_agent, st
     assert '<a href="https://example.com/a.jpg" rel="noopener noreferrer nofollow">' in html
     assert "/media/" not in html and 'name="images-0-name"' not in html  # read-only, never public media
     assert admin_client.get(thumbnail).content == PNG
+
+
+async def test_deleting_a_session_deletes_its_image_files(asgi, agent, token, scripted_model, media):
+    scripted_model.push_text("ok")
+    r = await asgi.post(
+        f"/api/agents/{agent.slug}/runs",
+        data={"message": "look"},
+        files=[("images", ("a.png", PNG, "image/png"))],
+        headers=bearer(token),
+    )
+    assert len(files_in(media)) == 1
+    deleted = await asgi.delete(f"/api/sessions/{r.json()['session_id']}/", headers=bearer(token))
+    assert deleted.status_code == 204
+    assert await counts() == (0, 0, 0) and files_in(media) == []
+
+
+def test_deleting_runs_in_the_admin_deletes_their_image_files(admin_client, offline_agent, staff_user, media):
+    from agents_app.runs import run_events
+    from sessions_app.images import images_from_json
+
+    handles = [
+        run_events(
+            "agent", offline_agent.slug, user=staff_user, message="look", images=images_from_json([{"data": b64(PNG)}])
+        )[0]
+        for _ in range(2)
+    ]
+    assert len(files_in(media)) == 2
+    admin_client.post(f"/admin/sessions_app/run/{handles[0].run_id}/delete/", {"post": "yes"})
+    assert len(files_in(media)) == 1 and RunImage.objects.count() == 1
+    admin_client.post(
+        "/admin/sessions_app/session/",
+        {"action": "delete_selected", "_selected_action": [str(handles[1].session_id)], "post": "yes"},
+    )
+    assert files_in(media) == [] and Session.objects.filter(pk=handles[1].session_id).count() == 0
