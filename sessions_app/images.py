@@ -41,6 +41,7 @@ from django.core.validators import URLValidator
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import ImageTooLarge, InvalidImage, TooManyImages, UnsupportedImageType
 from sessions_app.inputs import InvalidInput, clean_text
+from sessions_app.models import RunImage
 
 logger = logging.getLogger(__name__)
 
@@ -374,8 +375,6 @@ def image_rows_create(*, run: Any, images: Sequence[ImageInput]) -> list[str]:
     """The run's RunImage rows (in the caller's transaction), uploads written through the default
     storage; returns the names of the files written, for `image_files_delete` should the
     transaction not commit. If writing fails halfway, the files already written are deleted."""
-    from sessions_app.models import RunImage
-
     rows: list[RunImage] = []
     written: list[str] = []
     try:

@@ -5,11 +5,13 @@ images reach their owner (and staff) only through the authenticated image endpoi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import struct
 import zlib
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -664,3 +666,32 @@ def test_deleting_runs_in_the_admin_deletes_their_image_files(admin_client, offl
         {"action": "delete_selected", "_selected_action": [str(handles[1].session_id)], "post": "yes"},
     )
     assert files_in(media) == [] and Session.objects.filter(pk=handles[1].session_id).count() == 0
+
+
+async def test_a_message_queued_behind_a_busy_session_keeps_its_images(asgi, agent, token, scripted_model, media):
+    agent.busy_session_policy = "queue"
+    await agent.asave()
+    scripted_model.push_text("first")
+    first = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "one"}, headers=bearer(token))
+    session_id = first.json()["session_id"]
+    scripted_model.push_text("slow", delay=0.6)
+    scripted_model.push_text("queued answer")
+    busy = asyncio.ensure_future(
+        asgi.post(
+            f"/api/agents/{agent.slug}/runs", json={"message": "two", "session_id": session_id}, headers=bearer(token)
+        )
+    )
+    while not await Run.objects.filter(session_id=session_id, status=Run.Status.RUNNING).aexists():
+        await asyncio.sleep(0.02)
+    queued = await asgi.post(
+        f"/api/agents/{agent.slug}/runs",
+        json={"message": "three", "session_id": session_id, "images": [{"data": b64(PNG)}]},
+        headers=bearer(token),
+    )
+    assert (await busy).json()["content"] == "slow"
+    assert queued.status_code == 200 and queued.json()["content"] == "queued answer"
+    assert user_message(scripted_model)["content"] == [
+        {"type": "text", "text": "three"},
+        {"type": "image_url", "image_url": {"url": data_url(PNG)}},
+    ]
+    assert [i.run_id async for i in RunImage.objects.all()] == [UUID(queued.json()["run_id"])]
