@@ -114,6 +114,14 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "agentos_site.storage.StaticFilesStorage"},
 }
+# Uploaded files (the images sent with runs' messages, sessions_app.RunImage) are written through
+# the default storage under MEDIA_ROOT, outside the static files and the checkout's code. Nothing
+# serves MEDIA_ROOT: an image reaches its owner (and staff) only through the authenticated
+# GET /api/runs/<run_id>/images/<position>, so never point a proxy's public location at it.
+# Several server processes need one shared MEDIA_ROOT (a shared volume), or another storage backend
+# in STORAGES["default"] (e.g. django-storages' S3).
+MEDIA_ROOT = Path(env.str("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "media")))
+MEDIA_URL = "media/"
 LOGIN_URL = "admin:login"
 
 # Channels: in-memory for the embedded single process; Redis when several processes serve.
@@ -179,6 +187,10 @@ AGENTOS = {
     "MAX_MESSAGE_CHARS": env.int("AGENTOS_MAX_MESSAGE_CHARS", default=32_000),
     "AGENT_CACHE_SECONDS": env.float("AGENTOS_AGENT_CACHE_SECONDS", default=5.0),
     "TOOL_TIMEOUT_SECONDS": env.float("AGENTOS_TOOL_TIMEOUT_SECONDS", default=30.0),
+    # Images with a run's message (docs/api.md#images): bytes per image, images per message, types.
+    "IMAGE_MAX_BYTES": env.int("AGENTOS_IMAGE_MAX_BYTES", default=10 * 1024 * 1024),
+    "IMAGE_MAX_COUNT": env.int("AGENTOS_IMAGE_MAX_COUNT", default=4),
+    "IMAGE_TYPES": env.list("AGENTOS_IMAGE_TYPES", default=["image/png", "image/jpeg", "image/gif", "image/webp"]),
     "API_RUNTIME": env.str("AGENTOS_API_RUNTIME", default="prd"),
     "ALPHA_FEATURES": env.bool("AGENTOS_ALPHA_FEATURES", default=False),
     # Telemetry (telemetry_app; docs/telemetry.md): run and launch events buffered in the database

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
-from django.http import HttpResponse
+from django.core.files.uploadedfile import UploadedFile
+from django.http import HttpResponse, QueryDict
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiViewExtension
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -17,6 +19,7 @@ from drf_spectacular.utils import (
 from rest_framework import permissions, viewsets
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 
 from agents_app import runs
@@ -26,7 +29,9 @@ from agents_app.serializers import (
     AgentAdminSerializer,
     AgentSerializer,
     ModelConfigSerializer,
+    RunFormInputSerializer,
     RunInputSerializer,
+    RunMultipartInputSerializer,
     RunOutputSerializer,
     ServerSentEventSerializer,
     TeamRunOutputSerializer,
@@ -35,8 +40,9 @@ from agents_app.serializers import (
     WorkflowSerializer,
 )
 from agents_app.sse import EventStreamRenderer, sse_response
-from sessions_app.api_base import BODY_ERRORS, AsyncAPIView, StrictInputMixin, error_responses
-from sessions_app.errors import RUN_ERROR_STATUS, UPSTREAM_FAILURE, run_http_status
+from sessions_app.api_base import BODY_ERRORS, AsyncAPIView, ImageJSONParser, StrictInputMixin, error_responses
+from sessions_app.errors import RUN_ERROR_STATUS, UPSTREAM_FAILURE, InvalidImage, run_http_status
+from sessions_app.images import ImageInput, ImageUploadHandler, images_from_json, images_from_uploads
 
 
 def failed_run_responses(serializer: Any = RunOutputSerializer) -> dict[int, OpenApiResponse]:
@@ -163,9 +169,22 @@ class ModelConfigViewSet(StrictInputMixin, viewsets.ModelViewSet):
 
 RUN_REQUEST = {
     "application/json": RunInputSerializer,
-    "application/x-www-form-urlencoded": RunInputSerializer,
-    "multipart/form-data": RunInputSerializer,
+    "application/x-www-form-urlencoded": RunFormInputSerializer,
+    "multipart/form-data": RunMultipartInputSerializer,
 }
+
+
+def run_images(request: Any) -> list[ImageInput]:
+    """The images of a run request (sessions_app.images): `images` objects in a JSON body, or
+    `images` files (and `image_detail`) in a multipart one."""
+    data = request.data
+    if not isinstance(data, QueryDict):
+        return images_from_json(data.get("images"))
+    if any(not isinstance(value, UploadedFile) for value in data.getlist("images")):
+        raise InvalidImage("In a form, 'images' are file uploads; send images given by URL in a JSON body.")
+    return images_from_uploads(request.FILES.getlist("images"), detail=data.get("image_detail"))
+
+
 _RUN_OUTPUT = {"agent": RunOutputSerializer, "team": TeamRunOutputSerializer, "workflow": WorkflowRunOutputSerializer}
 
 
@@ -175,7 +194,15 @@ class RunApi(AsyncAPIView):
 
     permission_classes = [permissions.IsAuthenticated]
     renderer_classes = [JSONRenderer, EventStreamRenderer]  # JSON, or the event stream (stream=true)
+    # JSON bodies may be larger than DATA_UPLOAD_MAX_MEMORY_SIZE by their images' base64 text.
+    parser_classes = [ImageJSONParser, FormParser, MultiPartParser]
     kind = "agent"
+
+    def initialize_request(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # Image files over the limits stop the multipart body as they arrive (sessions_app.images).
+        with contextlib.suppress(AttributeError):  # the body was read already (nothing reads it before)
+            ImageUploadHandler.install(request, fields=("images",))
+        return super().initialize_request(request, *args, **kwargs)
 
     def prepare_post(self, request: Any, **kwargs: str) -> tuple[Any, bool]:
         serializer = RunInputSerializer(data=request.data)
@@ -187,6 +214,7 @@ class RunApi(AsyncAPIView):
             user=request.user,
             message=data["message"],
             session_id=data.get("session_id"),
+            images=run_images(request),
         )
         return start, data["stream"]
 
@@ -228,7 +256,13 @@ class RunApi(AsyncAPIView):
                     403,
                     404,
                     409,
-                    e400="Invalid input: missing, blank or oversized message, bad session_id or stream, malformed body.",
+                    e400="Invalid input: missing, blank or oversized message, bad session_id or stream, malformed body; "
+                    "an image that cannot be read (`code` invalid_image), too many images (too_many_images), "
+                    "images for a workflow (images_not_accepted).",
+                    e413="An image over AGENTOS['IMAGE_MAX_BYTES'] (`code` image_too_large), or a body over "
+                    "DATA_UPLOAD_MAX_MEMORY_SIZE besides its images (request_too_large).",
+                    e415="An image whose bytes are not of an accepted type (`code` unsupported_media_type), or a "
+                    "Content-Type that is not one of the documented ones.",
                     e403="Cookie authentication without a CSRF token.",
                     e404=f"Unknown or inactive {kind}, or a session that is not yours.",
                     e409=f"The session is still answering a previous message (the {kind}'s busy-session policy "

@@ -5,7 +5,7 @@ Frames in, run events out.
 Thin on purpose: the runtime starts, follows and cancels runs; this translates frames. Client
 frames (JSON text):
 
-    {"type": "run", "message": "...", "session_id": "<uuid, optional>", "id": <optional>}
+    {"type": "run", "message": "...", "session_id": "<uuid, optional>", "images": [...], "id": <optional>}
     {"type": "cancel", "run_id": "<uuid>", "id": <optional>}
     {"type": "resume", "run_id": "<uuid>", "after_event_index": N, "id": <optional>}
 
@@ -15,6 +15,11 @@ for a frame we cannot act on (the connection stays open; `code` as on the REST A
 and `{"event": "CancelRequested", "run_id", "status"}`
 when a cancel was accepted. A client that loses its connection reconnects and sends `resume` with
 the last `event_index` it saw; the run went on meanwhile, in whichever process runs it.
+
+`images` (optional) is the REST API's JSON list (`{"url": ...}` or `{"data": <base64>, ...}`, each
+with an optional `detail`), checked by sessions_app.images: a refused image is an `Error` frame
+(`image_too_large`, `unsupported_media_type`, `invalid_image`, `too_many_images`) and nothing is
+stored.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -34,6 +40,7 @@ from agents_app.runtime import runtime
 from agents_app.ws_auth import SUBPROTOCOL
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import DomainError, ws_error, ws_error_frame
+from sessions_app.images import encoded_allowance, image_text_chars, images_from_json
 from sessions_app.inputs import InvalidInput, parse_json
 from telemetry_app.metrics import websocket_closed, websocket_opened
 
@@ -44,9 +51,11 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_UNKNOWN_AGENT = 4404  # (any kind: agent, team or workflow)
 
 
-def max_frame_chars() -> int:
-    """A frame may carry a message of MAX_MESSAGE_CHARS plus JSON escaping and the other fields."""
-    return 2 * int(agentos_settings.MAX_MESSAGE_CHARS) + 4096
+def max_frame_chars(*, images: bool = False) -> int:
+    """A frame may carry a message of MAX_MESSAGE_CHARS plus JSON escaping and the other fields;
+    with `images`, also room for its images (IMAGE_MAX_COUNT of IMAGE_MAX_BYTES, as base64 text),
+    which do not count against the rest."""
+    return 2 * int(agentos_settings.MAX_MESSAGE_CHARS) + 4096 + (encoded_allowance() if images else 0)
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -93,8 +102,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if text_data is None:
             await self.error("bad_frame", "Frames must be JSON text, not binary.")
             return
-        if len(text_data) > max_frame_chars():
-            await self.error("frame_too_large", f"Frames are limited to {max_frame_chars()} characters.")
+        if len(text_data) > max_frame_chars(images=True):
+            await self.error("frame_too_large", f"Frames are limited to {max_frame_chars()} characters besides images.")
             return
         try:
             frame = parse_json(text_data, field="frame")  # strict, and no NUL, lone surrogate or deep nesting
@@ -103,6 +112,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         if not isinstance(frame, dict):
             await self.error("bad_frame", "A frame must be a JSON object with a 'type'.")
+            return
+        if len(text_data) - image_text_chars(frame) > max_frame_chars():
+            await self.error("frame_too_large", f"Frames are limited to {max_frame_chars()} characters besides images.")
             return
         await self.receive_json(frame)
 
@@ -132,14 +144,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self.error("unknown_session", "No such session.", **ref)
                 return
         # Its own task: a queued run may wait, and this connection must keep reading (to cancel).
-        task = asyncio.ensure_future(self.start_and_stream(message, session_id, ref))
+        task = asyncio.ensure_future(self.start_and_stream(message, session_id, ref, frame.get("images")))
         self.starting.add(task)
         task.add_done_callback(self.starting.discard)
 
-    async def start_and_stream(self, message: str, session_id: UUID | None, ref: dict[str, Any]) -> None:
+    async def start_and_stream(
+        self, message: str, session_id: UUID | None, ref: dict[str, Any], images: Any = None
+    ) -> None:
         try:
+            # Decoding and checking base64 images is CPU work: off the event loop when there are some.
+            checked = await sync_to_async(images_from_json, thread_sensitive=False)(images) if images else []
             handle = await runs.prepare(
-                self.kind, self.component_id, user=self.user, message=message, session_id=session_id
+                self.kind, self.component_id, user=self.user, message=message, session_id=session_id, images=checked
             )
         except DomainError as exc:
             await self.send_json(ws_error_frame(exc, **ref))

@@ -10,7 +10,7 @@ Preparing takes two steps so that an async edge pays one thread hop in the commo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -26,6 +26,8 @@ from agents_app.engine.workflow import workflow_run_prepare
 from agents_app.quotas import quota_check
 from agents_app.runtime import LiveRun, runtime
 from agents_app.selectors import agent_get_active, team_get_active, workflow_get_active
+from sessions_app.errors import ImagesNotAccepted
+from sessions_app.images import ImageInput, image_files_delete
 from sessions_app.services import SessionBusy, session_state_merge
 
 # By kind: its `prepare` function and the keyword that names its component; how to get it, active.
@@ -42,19 +44,36 @@ _GET_ACTIVE: dict[str, Callable[..., Any]] = {
 
 
 def _prepare(
-    *, kind: str, component_id: str, session_state: dict[str, Any] | None = None, **kwargs: Any
+    *,
+    kind: str,
+    component_id: str,
+    session_state: dict[str, Any] | None = None,
+    images: Sequence[ImageInput] = (),
+    **kwargs: Any,
 ) -> RunnableHandle:
     """The kind's preparation; with `session_state` (agno's run field), its merge into the session
-    in the same transaction, so a run that never started leaves the session's state as it was."""
+    in the same transaction, so a run that never started leaves the session's state as it was.
+    `images` go to agents and teams; a workflow refuses them (its steps are given text)."""
     prepare, key = _PREPARE[kind]
+    if images:
+        if kind == "workflow":
+            raise ImagesNotAccepted("Workflows take text only: send images to an agent or a team.")
+        kwargs["images"] = images
     # Quotas first: a run that may not start writes nothing (agents_app.quotas).
     caps = quota_check(user=kwargs["user"], kind=kind, component_id=component_id)
     if not session_state:
         handle = prepare(**{key: component_id}, **kwargs)
-    else:
+        handle.quota = caps
+        return handle
+    handle = None
+    try:
         with transaction.atomic():
             handle = prepare(**{key: component_id}, **kwargs)
             session_state_seed(handle, session_state)
+    except BaseException:
+        if handle is not None:  # the run's start was rolled back: so are its image files
+            image_files_delete(handle.image_files)
+        raise
     handle.quota = caps
     return handle
 
@@ -77,6 +96,7 @@ class Deferred:
     message: str
     session_id: UUID | None
     session_state: dict[str, Any] | None = None
+    images: Sequence[ImageInput] = ()
 
 
 def prepare_or_defer(
@@ -87,11 +107,12 @@ def prepare_or_defer(
     message: str,
     session_id: UUID | None = None,
     session_state: dict[str, Any] | None = None,
+    images: Sequence[ImageInput] = (),
 ) -> RunnableHandle | Deferred:
     """Sync, one transaction: validate and persist the start of a run (the user's message and a
-    running Run, and `session_state` merged into the session's), or, when the session has a run
-    going, a `Deferred` start. Raises the domain errors of a start that cannot be (unknown
-    component or session, ended session, invalid message)."""
+    running Run with its `images`, and `session_state` merged into the session's), or, when the
+    session has a run going, a `Deferred` start. Raises the domain errors of a start that cannot be
+    (unknown component or session, ended session, invalid message, images a workflow refuses)."""
     try:
         return _prepare(
             kind=kind,
@@ -100,9 +121,10 @@ def prepare_or_defer(
             message=message,
             session_id=session_id,
             session_state=session_state,
+            images=images,
         )
     except SessionBusy:
-        return Deferred(kind, component_id, user, message, session_id, session_state)
+        return Deferred(kind, component_id, user, message, session_id, session_state, images)
 
 
 async def resolve(start: RunnableHandle | Deferred) -> RunnableHandle:
@@ -118,15 +140,29 @@ async def resolve(start: RunnableHandle | Deferred) -> RunnableHandle:
         message=start.message,
         session_id=start.session_id,
         session_state=start.session_state,
+        images=start.images,
     )
 
 
 async def prepare(
-    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+    kind: str,
+    component_id: str,
+    *,
+    user: Any,
+    message: str,
+    session_id: UUID | None = None,
+    images: Sequence[ImageInput] = (),
 ) -> RunnableHandle:
-    """Prepare a run from async code, with the busy-session policy."""
+    """Prepare a run from async code, with the busy-session policy (and the message's `images`,
+    checked by sessions_app.images)."""
     return await runtime.prepare_with(
-        _prepare, kind=kind, component_id=component_id, user=user, message=message, session_id=session_id
+        _prepare,
+        kind=kind,
+        component_id=component_id,
+        user=user,
+        message=message,
+        session_id=session_id,
+        images=images,
     )
 
 
@@ -170,19 +206,33 @@ async def astream(
 
 
 async def arun_events(
-    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+    kind: str,
+    component_id: str,
+    *,
+    user: Any,
+    message: str,
+    session_id: UUID | None = None,
+    images: Sequence[ImageInput] = (),
 ) -> tuple[RunnableHandle, list[ev.RunEvent]]:
     """Run any kind to its end; its handle and every event (for callers that show more than the
-    result, such as the admin's "try it")."""
-    handle = await prepare(kind, component_id, user=user, message=message, session_id=session_id)
+    result, such as the admin's "try it"). `images`: sessions_app.images.images_from_json(...)."""
+    handle = await prepare(kind, component_id, user=user, message=message, session_id=session_id, images=images)
     return handle, await runtime.launch(handle, stream=False).wait()
 
 
 def run_events(
-    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+    kind: str,
+    component_id: str,
+    *,
+    user: Any,
+    message: str,
+    session_id: UUID | None = None,
+    images: Sequence[ImageInput] = (),
 ) -> tuple[RunnableHandle, list[ev.RunEvent]]:
     """The sync wrapper of `arun_events`."""
-    return async_to_sync(arun_events)(kind, component_id, user=user, message=message, session_id=session_id)
+    return async_to_sync(arun_events)(
+        kind, component_id, user=user, message=message, session_id=session_id, images=images
+    )
 
 
 # ---- the Python API, by kind (docs/python-api.md) -------------------------------------------------

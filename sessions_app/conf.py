@@ -25,6 +25,13 @@ DEFAULTS: dict[str, Any] = {
     # Where the team and workflow websockets are routed (same frames as the agent one).
     "TEAMS_WEBSOCKET_PATH": "ws/teams/",
     "WORKFLOWS_WEBSOCKET_PATH": "ws/workflows/",
+    # Images sent with a run's message (sessions_app.images): the largest image in bytes (larger:
+    # 413 image_too_large), the most images per message (more: 400 too_many_images), and the types
+    # taken, among image/png, image/jpeg, image/gif and image/webp (the types the bytes are checked
+    # against; others: 415 unsupported_media_type).
+    "IMAGE_MAX_BYTES": 10 * 1024 * 1024,
+    "IMAGE_MAX_COUNT": 4,
+    "IMAGE_TYPES": ["image/png", "image/jpeg", "image/gif", "image/webp"],
     # Upper bound on history runs an agent may ask for, whatever its admin setting says.
     "MAX_HISTORY_RUNS": 50,
     # Upper bound on history messages sent to a model (the oldest runs of the window are dropped

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 
-from sessions_app.models import Memory, Message, Run, Session
+from sessions_app.models import Memory, Message, Run, RunImage, Session
 
 SESSION_KINDS = ("agent", "team", "workflow")
 
@@ -66,7 +66,7 @@ def session_detail_for_user(*, user: Any, session_id: UUID, kind: str | None = N
     runs = (
         Run.objects.order_by("created_at")
         .select_related("agent", "team", "workflow")
-        .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")))
+        .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")), "images")
     )
     qs = Session.objects.filter(user=user, pk=session_id)
     if kind:
@@ -83,9 +83,24 @@ def run_get_for_user(*, user: Any, run_id: UUID) -> Run | None:
     return (
         Run.objects.filter(user=user, pk=run_id)
         .select_related("agent", "team", "workflow", "session")
-        .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")))
+        .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")), "images")
         .first()
     )
+
+
+# RunImage.position is a PositiveSmallIntegerField: larger numbers name no image (and some
+# databases refuse them in a query).
+MAX_IMAGE_POSITION = 32767
+
+
+def run_image_for_user(*, user: Any, run_id: UUID, position: int) -> RunImage | None:
+    """An image of one of the user's runs (staff: of any run), or None."""
+    if not 0 <= position <= MAX_IMAGE_POSITION:
+        return None
+    qs = RunImage.objects.filter(run_id=run_id, position=position)
+    if not user.is_staff:
+        qs = qs.filter(run__user=user)
+    return qs.first()
 
 
 def run_status_for_user(*, user: Any, run_id: UUID) -> str | None:

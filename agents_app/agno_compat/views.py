@@ -11,6 +11,7 @@ Errors come in agno's (FastAPI's) shapes: `{"detail": "..."}`, and 422 with a li
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,8 +19,9 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Q
-from django.http import HttpResponse, HttpResponseBase, JsonResponse
+from django.http import HttpResponse, HttpResponseBase, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status
@@ -39,6 +41,7 @@ from agents_app.sse import EventStreamRenderer, sse_response
 from sessions_app.api_base import AsyncAPIView, agno_problem, as_api_exception
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import run_http_status
+from sessions_app.images import ImageUploadHandler, images_from_uploads
 from sessions_app.models import Memory
 from sessions_app.selectors import (
     memory_list_for_user,
@@ -326,6 +329,15 @@ async def _named(events: AsyncIterator[ev.RunEvent], name_key: str, name: str) -
         yield data
 
 
+def _sent_media(request: Any, field: str) -> bool:
+    """Whether the request carries media in `field` that this server refuses: any of agno's media
+    fields, except files uploaded as agno's `files` (multipart parts with a file)."""
+    if field != "files":
+        return bool(request.data.get(field) or request.FILES.get(field))
+    values = request.data.getlist(field) if isinstance(request.data, QueryDict) else [request.data.get(field)]
+    return any(value and not isinstance(value, UploadedFile) for value in values)
+
+
 class RunView(AgnoView):
     """`POST /{agents,teams,workflows}/{id}/runs` (one view; `kind` from the route): agno's form
     fields; SSE by default (`stream` omitted means true, as in agno), or agno's run output JSON with
@@ -337,13 +349,21 @@ class RunView(AgnoView):
     kind = "agent"
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
+    def initialize_request(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # agno's uploads (`files`) over the image limits stop the multipart body as they arrive.
+        with contextlib.suppress(AttributeError):  # the body was read already (nothing reads it before)
+            ImageUploadHandler.install(request, fields=("files",), other_files=True)
+        return super().initialize_request(request, *args, **kwargs)
+
     def prepare_post(self, request: Any, **kwargs: str) -> _RunRequest:
         form = s.RunFormSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        sent_media = [f for f in s.MEDIA_FIELDS if request.data.get(f) or request.FILES.get(f)]
+        sent_media = [f for f in s.MEDIA_FIELDS if _sent_media(request, f)]
         if sent_media:
             raise ValidationError({sent_media[0]: ["This server does not accept media inputs."]})
+        # agno's `files` uploads: images go to the model with the message; any other file is a 415.
+        images = images_from_uploads(request.FILES.getlist("files"), label="File")
         raw_session = (data.get("session_id") or "").strip()
         session_id = _parse_uuid(raw_session, f"Session with id '{raw_session}'") if raw_session else None
         start = runs.prepare_or_defer(
@@ -353,6 +373,7 @@ class RunView(AgnoView):
             message=data["message"],
             session_id=session_id,
             session_state=data.get("session_state"),
+            images=images,
         )
         return _RunRequest(start=start, stream=data["stream"])
 
@@ -380,8 +401,13 @@ class RunView(AgnoView):
             description=(
                 f"agno's run of {article} {kind}: its form fields (multipart or urlencoded, as agno's client sends "
                 "them) or the same fields as a JSON object. Other fields agno's client may send (stream_events, "
-                "dependencies, knowledge_filters...) are ignored; media (images, audio, videos, files) are refused "
-                "with a 422; `background=true` is refused with a 422."
+                "dependencies, knowledge_filters...) are ignored. Files uploaded as `files` (multipart) must be "
+                "images (png, jpeg, gif, webp by default: AGENTOS['IMAGE_TYPES'], read from the bytes): the model "
+                "gets them with the message (a workflow refuses them: 400 `images_not_accepted`); any other file "
+                "is a 415 (`unsupported_media_type`), one over AGENTOS['IMAGE_MAX_BYTES'] a 413 "
+                "(`image_too_large`), more than AGENTOS['IMAGE_MAX_COUNT'] a 400 (`too_many_images`). Other media "
+                "fields (images, audio, videos, input_files) are refused with a 422; `background=true` is refused "
+                "with a 422."
             ),
             request=doc.RUN_REQUEST,
             responses={

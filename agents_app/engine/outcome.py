@@ -42,6 +42,7 @@ from agents_app.providers.structured import OutputInvalid, ValidationProblem, co
 from agents_app.selectors import fallback_configs
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
+from sessions_app.images import with_text
 from sessions_app.models import Run
 from sessions_app.services import run_checkpoint, run_finish
 from telemetry_app.metrics import record_run
@@ -450,7 +451,8 @@ class Execution:
     def set_input(self, text: str) -> None:
         """The input as the pre-hooks left it: what the model sees, and what the run stores as its
         user message (the original text is not kept)."""
-        self.messages_sent[-1] = {**self.messages_sent[-1], "content": text}
+        last = self.messages_sent[-1]
+        self.messages_sent[-1] = {**last, "content": with_text(last.get("content"), text)}  # images kept
         self.handle.message = text
 
     def discard_partial(self) -> None:

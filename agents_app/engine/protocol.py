@@ -13,7 +13,7 @@ workflow refuse the same message the same way.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
@@ -67,6 +67,10 @@ class PreparedRun:
     session_created: bool = False
     # What the run's quotas still allow it (agents_app.quotas.QuotaCaps; None: no quota applies).
     quota: Any = None
+    # The images sent with the message, as OpenAI image parts (sessions_app.images): the model gets
+    # them with the message; the files stored with the run, to delete if its start is undone.
+    images: list[dict[str, Any]] = field(default_factory=list)
+    image_files: list[str] = field(default_factory=list)
 
     @property
     def component(self) -> Any:
