@@ -812,7 +812,15 @@ class Quota(ClearsAgentCache, TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return self.name or f"{self.get_scope_display().split(':')[0].lower()} quota per {self.period}"
+        if self.name:
+            return self.name
+        every = "daily" if self.period == self.Period.DAY else "monthly"
+        if self.scope == self.Scope.SITE:
+            return f"{every} site quota"
+        if self.scope == self.Scope.USER:
+            return f"{every} quota of {self.user.get_username()}" if self.user_id else f"{every} quota per user"
+        component = self.agent or self.team or self.workflow
+        return f"{every} quota of {component.slug if component else '?'}"
 
     def clean(self) -> None:
         if self.max_tokens is None and self.max_cost is None:

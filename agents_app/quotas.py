@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import DecimalField, Q, Sum, Value
+from django.contrib.auth import get_user_model
+from django.db.models import Count, DecimalField, F, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -63,7 +64,7 @@ def active_quotas() -> list[Quota]:
 
 def period_bounds(period: str, now: datetime) -> tuple[datetime, datetime]:
     """The start and end (the reset) of the UTC day or calendar month containing `now`."""
-    now = now.astimezone(timezone.UTC)
+    now = now.astimezone(UTC)
     if period == Quota.Period.MONTH:
         start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         end = (start + timedelta(days=32)).replace(day=1)
@@ -154,3 +155,70 @@ def quota_check(*, user: Any, kind: str, component_id: str) -> QuotaCaps | None:
     tokens = [r["tokens_left"] for r in rows if r["tokens_left"] is not None]
     costs = [r["cost_left"] for r in rows if r["cost_left"] is not None]
     return QuotaCaps(tokens=min(tokens) if tokens else None, cost=min(costs) if costs else None)
+
+
+def _component(quota: Quota) -> dict[str, str] | None:
+    for kind in ("agent", "team", "workflow"):
+        component = getattr(quota, kind)
+        if component is not None:
+            return {"kind": kind, "id": component.slug}
+    return None
+
+
+def user_usage(*, user: Any, quotas: list[Quota], now: datetime | None = None) -> dict[str, Any]:
+    """What `user` used today and this month, and every quota their runs count against (per-user
+    quotas for them, the site's, and the per-runnable ones), with its use: for GET /api/usage/."""
+    now = now or timezone.now()
+    mine = [q for q in quotas if q.scope != Quota.Scope.USER or q.user_id is None or q.user_id == user.pk]
+    day, month = period_bounds(Quota.Period.DAY, now)[0], period_bounds(Quota.Period.MONTH, now)[0]
+    money = DecimalField(max_digits=20, decimal_places=10)
+    own = Run.objects.filter(user_id=user.pk, created_at__gte=min(day, month)).aggregate(
+        day_runs=Count("pk", filter=Q(created_at__gte=day, parent_run__isnull=True)),
+        day_tokens=Coalesce(Sum("total_tokens", filter=Q(created_at__gte=day)), 0),
+        day_cost=Coalesce(Sum("cost", filter=Q(created_at__gte=day)), Value(Decimal(0)), output_field=money),
+        month_runs=Count("pk", filter=Q(parent_run__isnull=True)),
+        month_tokens=Coalesce(Sum("total_tokens"), 0),
+        month_cost=Coalesce(Sum("cost"), Value(Decimal(0)), output_field=money),
+    )
+    return {
+        "today": {"runs": own["day_runs"], "tokens": own["day_tokens"], "cost": own["day_cost"]},
+        "month": {"runs": own["month_runs"], "tokens": own["month_tokens"], "cost": own["month_cost"]},
+        "quotas": [
+            {
+                "name": str(row["quota"]),
+                "scope": row["quota"].scope,
+                "period": row["quota"].period,
+                "component": _component(row["quota"]),
+                "max_tokens": row["quota"].max_tokens,
+                "max_cost": row["quota"].max_cost,
+                "tokens": row["tokens"],
+                "cost": row["cost"],
+                "tokens_left": row["tokens_left"],
+                "cost_left": row["cost_left"],
+                "resets_at": row["resets_at"],
+            }
+            for row in usage(mine, user=user, now=now)
+        ],
+    }
+
+
+def usage_by_user(*, now: datetime | None = None, limit: int = 100) -> dict[str, Any]:
+    """Every user's runs, tokens and cost today and this month (UTC), the most expensive first: the
+    admin's "Usage by user". One GROUP BY query."""
+    now = now or timezone.now()
+    day, month = period_bounds(Quota.Period.DAY, now)[0], period_bounds(Quota.Period.MONTH, now)[0]
+    money = DecimalField(max_digits=20, decimal_places=10)
+    rows = (
+        Run.objects.filter(created_at__gte=min(day, month))
+        .values("user_id", username=F(f"user__{get_user_model().USERNAME_FIELD}"))
+        .annotate(
+            day_runs=Count("pk", filter=Q(created_at__gte=day, parent_run__isnull=True)),
+            day_tokens=Coalesce(Sum("total_tokens", filter=Q(created_at__gte=day)), 0),
+            day_cost=Coalesce(Sum("cost", filter=Q(created_at__gte=day)), Value(Decimal(0)), output_field=money),
+            month_runs=Count("pk", filter=Q(parent_run__isnull=True)),
+            month_tokens=Coalesce(Sum("total_tokens"), 0),
+            month_cost=Coalesce(Sum("cost"), Value(Decimal(0)), output_field=money),
+        )
+        .order_by("-month_cost", "-month_tokens", "user_id")[:limit]
+    )
+    return {"rows": list(rows), "day": day, "month": month}

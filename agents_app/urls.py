@@ -5,6 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from agents_app.apis import AgentViewSet, ModelConfigViewSet, RunApi, TeamViewSet, WorkflowViewSet
 from agents_app.apis_runs import RunCancelApi, RunEventsApi
+from agents_app.apis_usage import UsageApi
 from agents_app.engine.protocol import KINDS
 
 app_name = "agents_app"
@@ -20,5 +21,6 @@ urlpatterns = [
     *(path(f"{kind}s/<slug:{kind}_id>/runs", RunApi.for_kind(kind).as_view(), name=f"{kind}-runs") for kind in KINDS),
     path("runs/<uuid:run_id>/cancel", RunCancelApi.as_view(), name="run-cancel"),
     path("runs/<uuid:run_id>/events", RunEventsApi.as_view(), name="run-events"),
+    path("usage/", UsageApi.as_view(), name="usage"),
     *router.urls,
 ]

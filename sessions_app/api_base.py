@@ -262,6 +262,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if response is None:
         response = Response(status=problem.status)
     response.data = problem.body()
+    retry_after = problem.extra.get("retry_after")
+    if isinstance(retry_after, int) and retry_after > 0:  # a limit that lifts at a known time (quotas)
+        response["Retry-After"] = str(retry_after)
     return response
 
 
