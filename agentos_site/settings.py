@@ -181,6 +181,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Django's cache: rate limits count runs in it, so with several processes it must be shared (Redis:
+# DJANGO_CACHE_URL=redis://host:6379/1). Embedded default: local memory (one process).
+CACHES = {"default": env.cache_url("DJANGO_CACHE_URL", default="locmemcache://")}
+CACHES["default"]["KEY_PREFIX"] = env.str("DJANGO_CACHE_KEY_PREFIX", default="")
+
 # Product settings: one dict, read by the apps through sessions_app.conf with defaults for
 # everything not set here.
 AGENTOS = {
@@ -226,6 +231,11 @@ AGENTOS = {
         "MODEL_CALLS": env.int("AGENTOS_RUN_MAX_MODEL_CALLS", default=50),
         "TOKENS": env.int("AGENTOS_RUN_MAX_TOKENS", default=None),
         "SECONDS": env.int("AGENTOS_RUN_MAX_SECONDS", default=900),
+    },
+    # Rate limits on starting runs (docs/configuration.md#rate-limits): comma-separated DRF rates.
+    "RUN_RATE_LIMITS": {
+        "USER": env.list("AGENTOS_RUN_RATE_USER", default=[]),
+        "RUNNABLE": env.list("AGENTOS_RUN_RATE_RUNNABLE", default=[]),
     },
     # Model API keys are stored encrypted (docs/models.md#api-keys): comma-separated Fernet keys,
     # newest first. Empty: a key derived from SECRET_KEY (and SECRET_KEY_FALLBACKS) encrypts.

@@ -146,7 +146,7 @@ class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
                     "The most one run may use: model calls, tokens, seconds. A run that reaches one ends with "
                     "budget_exceeded, keeping what it wrote. Empty: the site's defaults (AGENTOS['RUN_BUDGET'])."
                 ),
-                "fields": ["max_model_calls", "max_run_tokens", "max_run_seconds"],
+                "fields": ["max_model_calls", "max_run_tokens", "max_run_seconds", "rate_limit"],
             },
         ),
         (
@@ -298,7 +298,14 @@ class TeamAdmin(TryItAdminMixin, admin.ModelAdmin):
                     "Bounds that keep a team from running away: nesting depth, member runs, and the model calls, "
                     "tokens and seconds of one run, its members' included (empty: the site's defaults)."
                 ),
-                "fields": ["max_depth", "max_member_calls", "max_model_calls", "max_run_tokens", "max_run_seconds"],
+                "fields": [
+                    "max_depth",
+                    "max_member_calls",
+                    "max_model_calls",
+                    "max_run_tokens",
+                    "max_run_seconds",
+                    "rate_limit",
+                ],
             },
         ),
         ("Record", {"classes": ["collapse"], "fields": ["created_at", "updated_at"]}),
@@ -358,7 +365,16 @@ class WorkflowAdmin(TryItAdminMixin, admin.ModelAdmin):
     search_fields = ["slug", "name", "description"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
-    fields = ["slug", "name", "description", "is_active", "busy_session_policy", "created_at", "updated_at"]
+    fields = [
+        "slug",
+        "name",
+        "description",
+        "is_active",
+        "busy_session_policy",
+        "rate_limit",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [WorkflowStepInline]
 
     def get_queryset(self, request: HttpRequest) -> Any:

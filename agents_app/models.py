@@ -172,6 +172,39 @@ def clean_parser_model(component: Any) -> None:
         raise ValidationError({"parser_model": "A parser model needs an output schema to turn answers into."})
 
 
+def parse_rates(text: str) -> list[str]:
+    """A rate limit as written in the admin: "5/min, 50/hour" -> ["5/min", "50/hour"] (DRF's rate
+    syntax); "off" or "" -> []. ValueError if malformed."""
+    if not text or text.strip().lower() == "off":
+        return []
+    rates = [part.strip() for part in text.split(",") if part.strip()]
+    for rate in rates:
+        count, _, period = rate.partition("/")
+        if not count.isdigit() or int(count) < 1 or not period or period[0] not in "smhd":
+            raise ValueError(f"{rate!r} is not a rate like 30/min or 500/hour.")
+    return rates
+
+
+def validate_rate_limit(value: Any) -> None:
+    try:
+        parse_rates(value or "")
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def _rate_limit_field(kind: str) -> models.CharField:
+    """How often one user may start runs of this agent, team or workflow (agents_app.throttles)."""
+    return models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_rate_limit],
+        help_text=(
+            f'Runs of this {kind} each user may start, e.g. "5/min, 50/hour" ("off": no limit); empty: the '
+            "site's default, AGENTOS['RUN_RATE_LIMITS']['RUNNABLE']."
+        ),
+    )
+
+
 def _budget_field(kind: str, what: str, *, high: int | None = None) -> models.PositiveIntegerField:
     """One per-run limit of an agent or team (agents_app.engine.budget); empty: the site's default
     (AGENTOS["RUN_BUDGET"])."""
@@ -231,6 +264,7 @@ class Agent(ClearsAgentCache, SluggedModel):
     max_model_calls = _budget_field("agent", "Model calls", high=10_000)
     max_run_tokens = _budget_field("agent", "Tokens (input + output)")
     max_run_seconds = _budget_field("agent", "Wall-clock seconds", high=86_400)
+    rate_limit = _rate_limit_field("agent")
     is_active = models.BooleanField(default=True, help_text="Inactive agents are hidden and refuse runs.")
 
     class BusySessionPolicy(models.TextChoices):
@@ -575,6 +609,7 @@ class Team(SluggedModel):
     max_model_calls = _budget_field("team", "Model calls", high=10_000)
     max_run_tokens = _budget_field("team", "Tokens (input + output)")
     max_run_seconds = _budget_field("team", "Wall-clock seconds", high=86_400)
+    rate_limit = _rate_limit_field("team")
     is_active = models.BooleanField(default=True, help_text="Inactive teams are hidden and refuse runs.")
     busy_session_policy = _busy_session_policy_field()
 
@@ -661,6 +696,7 @@ class Workflow(SluggedModel):
     description = models.TextField(blank=True)
     is_active = models.BooleanField(default=True, help_text="Inactive workflows are hidden and refuse runs.")
     busy_session_policy = _busy_session_policy_field()
+    rate_limit = _rate_limit_field("workflow")
 
     @property
     def workflow_id(self) -> str:

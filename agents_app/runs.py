@@ -26,6 +26,7 @@ from agents_app.engine.workflow import workflow_run_prepare
 from agents_app.quotas import quota_check
 from agents_app.runtime import LiveRun, runtime
 from agents_app.selectors import agent_get_active, team_get_active, workflow_get_active
+from agents_app.throttles import rate_check
 from sessions_app.errors import ImagesNotAccepted
 from sessions_app.images import ImageInput, image_files_delete
 from sessions_app.services import SessionBusy, session_state_merge
@@ -59,7 +60,9 @@ def _prepare(
         if kind == "workflow":
             raise ImagesNotAccepted("Workflows take text only: send images to an agent or a team.")
         kwargs["images"] = images
-    # Quotas first: a run that may not start writes nothing (agents_app.quotas).
+    # Rate limits and quotas first: a run that may not start writes nothing (agents_app.throttles,
+    # agents_app.quotas).
+    rate_check(user=kwargs["user"], kind=kind, component_id=component_id)
     caps = quota_check(user=kwargs["user"], kind=kind, component_id=component_id)
     if not session_state:
         handle = prepare(**{key: component_id}, **kwargs)

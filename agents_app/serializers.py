@@ -340,6 +340,7 @@ class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "max_model_calls",
             "max_run_tokens",
             "max_run_seconds",
+            "rate_limit",
             "is_active",
             "created_at",
             "updated_at",

@@ -68,6 +68,11 @@ DEFAULTS: dict[str, Any] = {
     # limit of its own (None: no limit). Workflows use these. A run that reaches one ends with
     # `budget_exceeded`, keeping its partial output.
     "RUN_BUDGET": {"MODEL_CALLS": 50, "TOKENS": None, "SECONDS": 900},
+    # Rate limits on starting runs (agents_app.throttles), DRF rates such as "30/min" or "500/hour",
+    # counted in Django's cache (shared across processes when it is Redis): "USER", a user's runs of
+    # anything; "RUNNABLE", a user's runs of one agent, team or workflow (which may set its own).
+    # Empty lists: no limit.
+    "RUN_RATE_LIMITS": {"USER": [], "RUNNABLE": []},
     # Fernet keys that encrypt model API keys at rest (agents_app.secrets), newest first; keys derived
     # from SECRET_KEY and SECRET_KEY_FALLBACKS follow. Empty: the SECRET_KEY one encrypts.
     "ENCRYPTION_KEYS": [],
