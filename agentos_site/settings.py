@@ -237,6 +237,7 @@ AGENTOS = {
         "USER": env.list("AGENTOS_RUN_RATE_USER", default=[]),
         "RUNNABLE": env.list("AGENTOS_RUN_RATE_RUNNABLE", default=[]),
     },
+    "IDEMPOTENCY_SECONDS": env.int("AGENTOS_IDEMPOTENCY_SECONDS", default=86_400),
     # Model API keys are stored encrypted (docs/models.md#api-keys): comma-separated Fernet keys,
     # newest first. Empty: a key derived from SECRET_KEY (and SECRET_KEY_FALLBACKS) encrypts.
     "ENCRYPTION_KEYS": env.list("AGENTOS_ENCRYPTION_KEYS", default=[]),

@@ -23,6 +23,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 
 from agents_app import runs
+from agents_app.idempotency import IdempotentReplay, check_key
 from agents_app.models import Agent, ModelConfig, Team, Workflow
 from agents_app.selectors import agent_list_for_user, team_list_for_user, workflow_list_for_user
 from agents_app.serializers import (
@@ -188,6 +189,18 @@ def run_images(request: Any) -> list[ImageInput]:
 _RUN_OUTPUT = {"agent": RunOutputSerializer, "team": TeamRunOutputSerializer, "workflow": WorkflowRunOutputSerializer}
 
 
+async def _replay(request: Any, run_id: Any, stream: bool) -> Any:
+    """The answer to a repeated request (same Idempotency-Key): the run it started, its events from
+    the first (live while it runs) or its result, as the first request got them."""
+    if stream:
+        response = sse_response(await runs.replay_events(run_id, user=request.user))
+    else:
+        result = await runs.replay_result(run_id, user=request.user)
+        response = HttpResponse(orjson.dumps(result), status=run_http_status(result), content_type="application/json")
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
 class RunApi(AsyncAPIView):
     """Start a run of an agent, a team or a workflow (`kind`, from the URL): JSON or form body;
     answer as JSON (a failed run is never a 200) or as Server-Sent Events."""
@@ -208,19 +221,28 @@ class RunApi(AsyncAPIView):
         serializer = RunInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        start = runs.prepare_or_defer(
-            self.kind,
-            kwargs[f"{self.kind}_id"],
-            user=request.user,
-            message=data["message"],
-            session_id=data.get("session_id"),
-            images=run_images(request),
-        )
+        try:
+            start = runs.prepare_or_defer(
+                self.kind,
+                kwargs[f"{self.kind}_id"],
+                user=request.user,
+                message=data["message"],
+                session_id=data.get("session_id"),
+                images=run_images(request),
+                idempotency_key=check_key(request.headers.get("Idempotency-Key")),
+            )
+        except IdempotentReplay as replay:
+            return replay, data["stream"]
         return start, data["stream"]
 
     async def post(self, request: Any, **kwargs: str) -> Any:
         start, stream = self.prepared
-        handle = await runs.resolve(start)
+        try:
+            handle = start if isinstance(start, IdempotentReplay) else await runs.resolve(start)
+        except IdempotentReplay as replay:  # a deferred start whose key had started a run meanwhile
+            handle = replay
+        if isinstance(handle, IdempotentReplay):
+            return await _replay(request, handle.run_id, stream)
         if stream:
             return sse_response(runs.launch(handle).follow())
         result = await runs.wait_result(handle)
@@ -237,7 +259,21 @@ class RunApi(AsyncAPIView):
         article = "an" if kind[0] in "aeiou" else "a"
         documented = extend_schema(
             summary=f"Run {article} {kind}",
-            parameters=[OpenApiParameter(f"{kind}_id", str, OpenApiParameter.PATH, pattern=SLUG_PATTERN)],
+            parameters=[
+                OpenApiParameter(f"{kind}_id", str, OpenApiParameter.PATH, pattern=SLUG_PATTERN),
+                OpenApiParameter(
+                    "Idempotency-Key",
+                    str,
+                    OpenApiParameter.HEADER,
+                    required=False,
+                    description=(
+                        "Any unique string (1-255 printable characters). A request repeating a key you sent in the "
+                        "last 24 hours gets the run the first one started (its stream from the first event, or its "
+                        "result) with `Idempotent-Replayed: true`, and starts nothing; the same key with a different "
+                        "request is a 422 (`code` idempotency_key_reused)."
+                    ),
+                ),
+            ],
             request=RUN_REQUEST,
             responses={
                 (200, "application/json"): OpenApiResponse(
@@ -256,6 +292,9 @@ class RunApi(AsyncAPIView):
                     403,
                     404,
                     409,
+                    429,
+                    e429="Too many runs started (`code` rate_limited) or a quota is used up (quota_exceeded); "
+                    "`Retry-After` says when to try again. Nothing was started.",
                     e400="Invalid input: missing, blank or oversized message, bad session_id or stream, malformed body; "
                     "an image that cannot be read (`code` invalid_image), too many images (too_many_images), "
                     "images for a workflow (images_not_accepted).",

@@ -868,3 +868,20 @@ class Quota(ClearsAgentCache, TimeStampedModel):
             raise ValidationError("Only a per-runnable quota names an agent, team or workflow.")
         if self.scope != self.Scope.USER and self.user_id:
             raise ValidationError("Only a per-user quota names a user.")
+
+
+class RunRequest(models.Model):
+    """An `Idempotency-Key` a user sent with a run request (agents_app.idempotency): the same key
+    within IDEMPOTENCY_SECONDS answers with the run it started, never a second one."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of what the request asked for.")
+    run = models.ForeignKey("sessions_app.Run", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="runrequest_unique_user_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> run {self.run_id}"

@@ -16,19 +16,22 @@ from typing import Any
 from uuid import UUID
 
 from asgiref.sync import async_to_sync
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from agents_app import events as ev
 from agents_app.engine.protocol import RunnableHandle
-from agents_app.engine.runner import RunResult, result_from_events, run_prepare
-from agents_app.engine.team import team_run_prepare
-from agents_app.engine.workflow import workflow_run_prepare
+from agents_app.engine.runner import RunHandle, RunResult, result_from_events, run_prepare
+from agents_app.engine.team import TeamRunHandle, team_run_prepare
+from agents_app.engine.workflow import WorkflowRunHandle, workflow_run_prepare
+from agents_app.idempotency import IdempotentReplay, fingerprint, remember, replayed_run
 from agents_app.quotas import quota_check
-from agents_app.runtime import LiveRun, runtime
+from agents_app.runtime import LiveRun, event_from_dict, runtime
 from agents_app.selectors import agent_get_active, team_get_active, workflow_get_active
 from agents_app.throttles import rate_check
+from sessions_app.db import db_call
 from sessions_app.errors import ImagesNotAccepted
 from sessions_app.images import ImageInput, image_files_delete
+from sessions_app.models import Run
 from sessions_app.services import SessionBusy, session_state_merge
 
 # By kind: its `prepare` function and the keyword that names its component; how to get it, active.
@@ -45,6 +48,55 @@ _GET_ACTIVE: dict[str, Callable[..., Any]] = {
 
 
 def _prepare(
+    *,
+    kind: str,
+    component_id: str,
+    session_state: dict[str, Any] | None = None,
+    images: Sequence[ImageInput] = (),
+    idempotency_key: str | None = None,
+    **kwargs: Any,
+) -> RunnableHandle:
+    """`_prepare_start`, or, with an `Idempotency-Key`, the start of a run recorded under it:
+    IdempotentReplay when the key started a run already (agents_app.idempotency)."""
+    if idempotency_key is None:
+        return _prepare_start(
+            kind=kind, component_id=component_id, session_state=session_state, images=images, **kwargs
+        )
+    user = kwargs["user"]
+    print_ = fingerprint(
+        kind=kind,
+        component_id=component_id,
+        message=kwargs.get("message", ""),
+        session_id=kwargs.get("session_id"),
+        session_state=session_state,
+        images=images,
+    )
+    handle = None
+    try:
+        with transaction.atomic():
+            earlier = replayed_run(user=user, key=idempotency_key, fingerprint=print_)
+            if earlier is not None:
+                raise IdempotentReplay(earlier)
+            handle = _prepare_start(
+                kind=kind, component_id=component_id, session_state=session_state, images=images, **kwargs
+            )
+            remember(user=user, key=idempotency_key, fingerprint=print_, run_id=handle.run_id)
+    except IntegrityError:
+        # A request with the same key committed its run meanwhile: this start is rolled back.
+        if handle is not None:
+            image_files_delete(handle.image_files)
+        earlier = replayed_run(user=user, key=idempotency_key, fingerprint=print_)
+        if earlier is None:
+            raise
+        raise IdempotentReplay(earlier) from None
+    except BaseException:
+        if handle is not None:
+            image_files_delete(handle.image_files)
+        raise
+    return handle
+
+
+def _prepare_start(
     *,
     kind: str,
     component_id: str,
@@ -100,6 +152,7 @@ class Deferred:
     session_id: UUID | None
     session_state: dict[str, Any] | None = None
     images: Sequence[ImageInput] = ()
+    idempotency_key: str | None = None
 
 
 def prepare_or_defer(
@@ -111,6 +164,7 @@ def prepare_or_defer(
     session_id: UUID | None = None,
     session_state: dict[str, Any] | None = None,
     images: Sequence[ImageInput] = (),
+    idempotency_key: str | None = None,
 ) -> RunnableHandle | Deferred:
     """Sync, one transaction: validate and persist the start of a run (the user's message and a
     running Run with its `images`, and `session_state` merged into the session's), or, when the
@@ -125,9 +179,10 @@ def prepare_or_defer(
             session_id=session_id,
             session_state=session_state,
             images=images,
+            idempotency_key=idempotency_key,
         )
     except SessionBusy:
-        return Deferred(kind, component_id, user, message, session_id, session_state, images)
+        return Deferred(kind, component_id, user, message, session_id, session_state, images, idempotency_key)
 
 
 async def resolve(start: RunnableHandle | Deferred) -> RunnableHandle:
@@ -144,7 +199,42 @@ async def resolve(start: RunnableHandle | Deferred) -> RunnableHandle:
         session_id=start.session_id,
         session_state=start.session_state,
         images=start.images,
+        idempotency_key=start.idempotency_key,
     )
+
+
+# ---- answering a repeated request (agents_app.idempotency) -----------------------------------------
+
+
+def replay_handle(run_id: UUID) -> RunnableHandle:
+    """A handle of a run that was started earlier (to render its result as its own request would
+    have): its component and ids, nothing to execute."""
+    run = Run.objects.select_related("agent", "team", "workflow").get(pk=run_id)
+    common = {
+        "user_id": run.user_id,
+        "run_id": run.pk,
+        "session_id": run.session_id,
+        "message": run.input,
+        "created_at": run.created_at,
+    }
+    if run.team_id:
+        return TeamRunHandle(team=run.team, members_of={}, **common)
+    if run.workflow_id:
+        return WorkflowRunHandle(workflow=run.workflow, steps=[], members_of={}, **common)
+    return RunHandle(agent=run.agent, **common)
+
+
+async def replay_events(run_id: UUID, *, user: Any) -> AsyncIterator[dict[str, Any]]:
+    """The run's events from the first, live while it runs, stored once it ended (any process)."""
+    return await runtime.subscribe(run_id, user=user, after_event_index=-1)
+
+
+async def replay_result(run_id: UUID, *, user: Any) -> dict[str, Any]:
+    """The run's JSON result once it ends, as the request that started it got (or will get) it."""
+    stream = await replay_events(run_id, user=user)
+    events = [event_from_dict(data) async for data in stream if data.get("event") != "RunEnded"]
+    handle = await db_call(replay_handle, run_id)
+    return handle.result(events)
 
 
 async def prepare(

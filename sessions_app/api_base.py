@@ -193,6 +193,7 @@ _ERROR_DESCRIPTIONS = {
     409: "Conflict with the current state of the object.",
     413: "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
     415: "The Content-Type is not one of the documented request media types.",
+    429: "Too many requests, or a quota is used up; `Retry-After` says when to try again.",
 }
 
 

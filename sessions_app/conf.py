@@ -73,6 +73,8 @@ DEFAULTS: dict[str, Any] = {
     # anything; "RUNNABLE", a user's runs of one agent, team or workflow (which may set its own).
     # Empty lists: no limit.
     "RUN_RATE_LIMITS": {"USER": [], "RUNNABLE": []},
+    # How long an Idempotency-Key on a run request keeps answering with the run it started.
+    "IDEMPOTENCY_SECONDS": 86_400,
     # Fernet keys that encrypt model API keys at rest (agents_app.secrets), newest first; keys derived
     # from SECRET_KEY and SECRET_KEY_FALLBACKS follow. Empty: the SECRET_KEY one encrypts.
     "ENCRYPTION_KEYS": [],

@@ -35,11 +35,13 @@ from agents_app.agno_compat import schema as doc
 from agents_app.agno_compat import serializers as s
 from agents_app.authentication import BearerOrTokenAuthentication
 from agents_app.health import readiness
-from agents_app.runtime import RunNotFound, runtime
+from agents_app.idempotency import IdempotentReplay, check_key
+from agents_app.runtime import RunNotFound, event_from_dict, runtime
 from agents_app.selectors import AgentNotFound, agent_list_for_user, teams_with_members, workflows_with_steps
 from agents_app.sse import EventStreamRenderer, sse_response
 from sessions_app.api_base import AsyncAPIView, agno_problem, as_api_exception
 from sessions_app.conf import agentos_settings
+from sessions_app.db import db_call
 from sessions_app.errors import run_http_status
 from sessions_app.images import ImageUploadHandler, images_from_uploads
 from sessions_app.models import Memory
@@ -366,20 +368,31 @@ class RunView(AgnoView):
         images = images_from_uploads(request.FILES.getlist("files"), label="File")
         raw_session = (data.get("session_id") or "").strip()
         session_id = _parse_uuid(raw_session, f"Session with id '{raw_session}'") if raw_session else None
-        start = runs.prepare_or_defer(
-            self.kind,
-            kwargs[f"{self.kind}_id"],
-            user=request.user,
-            message=data["message"],
-            session_id=session_id,
-            session_state=data.get("session_state"),
-            images=images,
-        )
+        try:
+            start = runs.prepare_or_defer(
+                self.kind,
+                kwargs[f"{self.kind}_id"],
+                user=request.user,
+                message=data["message"],
+                session_id=session_id,
+                session_state=data.get("session_state"),
+                images=images,
+                idempotency_key=check_key(request.headers.get("Idempotency-Key")),
+            )
+        except IdempotentReplay as replay:
+            start = replay
         return _RunRequest(start=start, stream=data["stream"])
 
     async def post(self, request: Any, **kwargs: str) -> Any:
         prepared: _RunRequest = self.prepared
-        handle = await runs.resolve(prepared.start)
+        try:
+            handle = prepared.start
+            if not isinstance(handle, IdempotentReplay):
+                handle = await runs.resolve(prepared.start)
+        except IdempotentReplay as replay:  # a deferred start whose key had started a run meanwhile
+            handle = replay
+        if isinstance(handle, IdempotentReplay):
+            return await self._replay(request, handle.run_id, prepared.stream)
         live = runs.launch(handle, stream=prepared.stream)
         if prepared.stream:
             return sse_response(_named(live.follow(), f"{self.kind}_name", handle.component_name))
@@ -387,6 +400,26 @@ class RunView(AgnoView):
         result = handle.result(events)
         body = s.output_json(handle, events, result)
         return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
+
+    async def _replay(self, request: Any, run_id: UUID, stream: bool) -> Any:
+        """A repeated request (same Idempotency-Key): the run the first one started, in agno's shapes."""
+        handle = await db_call(runs.replay_handle, run_id)
+        events = await runs.replay_events(run_id, user=request.user)
+        if stream:
+
+            async def objects() -> AsyncIterator[ev.RunEvent]:
+                async for data in events:
+                    if data.get("event") != "RunEnded":
+                        yield event_from_dict(data)
+
+            response = sse_response(_named(objects(), f"{self.kind}_name", handle.component_name))
+        else:
+            stored = [event_from_dict(d) async for d in events if d.get("event") != "RunEnded"]
+            result = handle.result(stored)
+            body = s.output_json(handle, stored, result)
+            response = HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
+        response["Idempotent-Replayed"] = "true"
+        return response
 
     @classmethod
     def for_kind(cls, kind: str) -> type[RunView]:
