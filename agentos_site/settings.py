@@ -215,6 +215,13 @@ AGENTOS = {
     # Bearer token; without one, only staff users (by their session) may read them.
     "METRICS_ENABLED": env.bool("AGENTOS_METRICS_ENABLED", default=True),
     "METRICS_TOKEN": env.str("AGENTOS_METRICS_TOKEN", default=""),
+    # Scoped API tokens (docs/api.md#api-tokens): the lifetime of a token created without an expiry
+    # (days; 0: never expires), the longest one may be given (days; 0: no limit), the most live
+    # tokens a user may hold (0: no limit), and how often a token's last use is written (seconds).
+    "API_TOKEN_DEFAULT_DAYS": env.float("AGENTOS_API_TOKEN_DEFAULT_DAYS", default=90),
+    "API_TOKEN_MAX_DAYS": env.float("AGENTOS_API_TOKEN_MAX_DAYS", default=0),
+    "API_TOKENS_PER_USER": env.int("AGENTOS_API_TOKENS_PER_USER", default=100),
+    "API_TOKEN_LAST_USED_SECONDS": env.float("AGENTOS_API_TOKEN_LAST_USED_SECONDS", default=60.0),
 }
 
 # Celery (agentos_site/celery.py reads every CELERY_* setting): background hooks, and the periodic

@@ -35,6 +35,7 @@ from agents_app.serializers import (
     WorkflowSerializer,
 )
 from agents_app.sse import EventStreamRenderer, sse_response
+from sessions_app.access import allowed_for
 from sessions_app.api_base import BODY_ERRORS, AsyncAPIView, StrictInputMixin, error_responses
 from sessions_app.errors import RUN_ERROR_STATUS, UPSTREAM_FAILURE, run_http_status
 
@@ -109,7 +110,7 @@ class AgentViewSet(StrictInputMixin, viewsets.ModelViewSet):
     queryset = Agent.objects.none()
 
     def get_queryset(self) -> Any:
-        return agent_list_for_user(user=self.request.user)
+        return agent_list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth))
 
     def get_serializer_class(self) -> Any:
         return AgentAdminSerializer if self.request.user.is_staff else AgentSerializer
@@ -187,6 +188,7 @@ class RunApi(AsyncAPIView):
             user=request.user,
             message=data["message"],
             session_id=data.get("session_id"),
+            allowed=allowed_for(request.auth),
         )
         return start, data["stream"]
 
@@ -256,7 +258,7 @@ class TeamViewSet(StrictInputMixin, viewsets.ReadOnlyModelViewSet):
     list_for_user = staticmethod(team_list_for_user)
 
     def get_queryset(self) -> Any:
-        return self.list_for_user(user=self.request.user)
+        return self.list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth))
 
 
 @extend_schema_view(

@@ -24,7 +24,15 @@ from agents_app.engine.runner import RunResult, result_from_events, run_prepare
 from agents_app.engine.team import team_run_prepare
 from agents_app.engine.workflow import workflow_run_prepare
 from agents_app.runtime import LiveRun, runtime
-from agents_app.selectors import agent_get_active, team_get_active, workflow_get_active
+from agents_app.selectors import (
+    AgentNotFound,
+    TeamNotFound,
+    WorkflowNotFound,
+    agent_get_active,
+    team_get_active,
+    workflow_get_active,
+)
+from sessions_app.access import ALL, Allowed
 from sessions_app.services import SessionBusy, session_state_merge
 
 # By kind: its `prepare` function and the keyword that names its component; how to get it, active.
@@ -38,6 +46,7 @@ _GET_ACTIVE: dict[str, Callable[..., Any]] = {
     "team": team_get_active,
     "workflow": workflow_get_active,
 }
+_NOT_FOUND = {"agent": AgentNotFound, "team": TeamNotFound, "workflow": WorkflowNotFound}
 
 
 def _prepare(
@@ -54,9 +63,16 @@ def _prepare(
     return handle
 
 
-def component_get_active(kind: str, component_id: str) -> Any:
-    """The active agent, team or workflow (sync); raises the kind's NotFound domain error."""
-    return _GET_ACTIVE[kind](**{_PREPARE[kind][1]: component_id})
+def component_get_active(kind: str, component_id: str, *, allowed: Allowed = ALL) -> Any:
+    """The active agent, team or workflow (sync); raises the kind's NotFound domain error, also for
+    one outside `allowed` (the request's scope: sessions_app.access)."""
+    return _GET_ACTIVE[kind](**{_PREPARE[kind][1]: component_id}, allowed=allowed)
+
+
+def component_check_allowed(kind: str, component_id: str, allowed: Allowed) -> None:
+    """Raise the kind's NotFound domain error for a component outside `allowed` (no query)."""
+    if not allowed.permits(kind, component_id):
+        raise _NOT_FOUND[kind](f"No active {kind} with id {component_id!r}.")
 
 
 # ---- preparing ------------------------------------------------------------------------------------
@@ -82,11 +98,13 @@ def prepare_or_defer(
     message: str,
     session_id: UUID | None = None,
     session_state: dict[str, Any] | None = None,
+    allowed: Allowed = ALL,
 ) -> RunnableHandle | Deferred:
     """Sync, one transaction: validate and persist the start of a run (the user's message and a
     running Run, and `session_state` merged into the session's), or, when the session has a run
     going, a `Deferred` start. Raises the domain errors of a start that cannot be (unknown
-    component or session, ended session, invalid message)."""
+    component, or one outside `allowed`; unknown or ended session, invalid message)."""
+    component_check_allowed(kind, component_id, allowed)
     try:
         return _prepare(
             kind=kind,
