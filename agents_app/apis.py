@@ -287,7 +287,9 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "`Authorization: Bearer <token>` (DRF's `Token <token>` also works).",
+            "description": "`Authorization: Bearer <token>` (`Token <token>` also works): a scoped API token "
+            "(`agos_…`, from `/api/tokens/`: it may be limited to some agents, teams and workflows, and to reads) "
+            "or a DRF token (from `/api/auth/token/`).",
         }
 
 
