@@ -41,6 +41,7 @@ from agents_app.serializers import (
     WorkflowSerializer,
 )
 from agents_app.sse import EventStreamRenderer, sse_response
+from sessions_app.access import allowed_for
 from sessions_app.api_base import BODY_ERRORS, AsyncAPIView, ImageJSONParser, StrictInputMixin, error_responses
 from sessions_app.errors import RUN_ERROR_STATUS, UPSTREAM_FAILURE, InvalidImage, run_http_status
 from sessions_app.images import ImageInput, ImageUploadHandler, images_from_json, images_from_uploads
@@ -116,7 +117,7 @@ class AgentViewSet(StrictInputMixin, viewsets.ModelViewSet):
     queryset = Agent.objects.none()
 
     def get_queryset(self) -> Any:
-        return agent_list_for_user(user=self.request.user)
+        return agent_list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth))
 
     def get_serializer_class(self) -> Any:
         return AgentAdminSerializer if self.request.user.is_staff else AgentSerializer
@@ -230,6 +231,7 @@ class RunApi(AsyncAPIView):
                 session_id=data.get("session_id"),
                 images=run_images(request),
                 idempotency_key=check_key(request.headers.get("Idempotency-Key")),
+                allowed=allowed_for(request.auth),
             )
         except IdempotentReplay as replay:
             return replay, data["stream"]
@@ -329,7 +331,7 @@ class TeamViewSet(StrictInputMixin, viewsets.ReadOnlyModelViewSet):
     list_for_user = staticmethod(team_list_for_user)
 
     def get_queryset(self) -> Any:
-        return self.list_for_user(user=self.request.user)
+        return self.list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth))
 
 
 @extend_schema_view(
@@ -358,7 +360,9 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "`Authorization: Bearer <token>` (DRF's `Token <token>` also works).",
+            "description": "`Authorization: Bearer <token>` (`Token <token>` also works): a scoped API token "
+            "(`agos_…`, from `/api/tokens/`: it may be limited to some agents, teams and workflows, and to reads) "
+            "or a DRF token (from `/api/auth/token/`).",
         }
 
 

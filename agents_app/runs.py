@@ -26,8 +26,16 @@ from agents_app.engine.workflow import WorkflowRunHandle, workflow_run_prepare
 from agents_app.idempotency import IdempotentReplay, fingerprint, remember, replayed_run
 from agents_app.quotas import quota_check
 from agents_app.runtime import LiveRun, event_from_dict, runtime
-from agents_app.selectors import agent_get_active, team_get_active, workflow_get_active
+from agents_app.selectors import (
+    AgentNotFound,
+    TeamNotFound,
+    WorkflowNotFound,
+    agent_get_active,
+    team_get_active,
+    workflow_get_active,
+)
 from agents_app.throttles import rate_check
+from sessions_app.access import ALL, Allowed
 from sessions_app.db import db_call
 from sessions_app.errors import ImagesNotAccepted
 from sessions_app.images import ImageInput, image_files_delete
@@ -45,6 +53,7 @@ _GET_ACTIVE: dict[str, Callable[..., Any]] = {
     "team": team_get_active,
     "workflow": workflow_get_active,
 }
+_NOT_FOUND = {"agent": AgentNotFound, "team": TeamNotFound, "workflow": WorkflowNotFound}
 
 
 def _prepare(
@@ -133,9 +142,16 @@ def _prepare_start(
     return handle
 
 
-def component_get_active(kind: str, component_id: str) -> Any:
-    """The active agent, team or workflow (sync); raises the kind's NotFound domain error."""
-    return _GET_ACTIVE[kind](**{_PREPARE[kind][1]: component_id})
+def component_get_active(kind: str, component_id: str, *, allowed: Allowed = ALL) -> Any:
+    """The active agent, team or workflow (sync); raises the kind's NotFound domain error, also for
+    one outside `allowed` (the request's scope: sessions_app.access)."""
+    return _GET_ACTIVE[kind](**{_PREPARE[kind][1]: component_id}, allowed=allowed)
+
+
+def component_check_allowed(kind: str, component_id: str, allowed: Allowed) -> None:
+    """Raise the kind's NotFound domain error for a component outside `allowed` (no query)."""
+    if not allowed.permits(kind, component_id):
+        raise _NOT_FOUND[kind](f"No active {kind} with id {component_id!r}.")
 
 
 # ---- preparing ------------------------------------------------------------------------------------
@@ -165,11 +181,14 @@ def prepare_or_defer(
     session_state: dict[str, Any] | None = None,
     images: Sequence[ImageInput] = (),
     idempotency_key: str | None = None,
+    allowed: Allowed = ALL,
 ) -> RunnableHandle | Deferred:
     """Sync, one transaction: validate and persist the start of a run (the user's message and a
     running Run with its `images`, and `session_state` merged into the session's), or, when the
     session has a run going, a `Deferred` start. Raises the domain errors of a start that cannot be
-    (unknown component or session, ended session, invalid message, images a workflow refuses)."""
+    (unknown component, or one outside `allowed`; unknown or ended session, invalid message, images
+    a workflow refuses)."""
+    component_check_allowed(kind, component_id, allowed)
     try:
         return _prepare(
             kind=kind,

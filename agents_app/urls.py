@@ -5,6 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from agents_app.apis import AgentViewSet, ModelConfigViewSet, RunApi, TeamViewSet, WorkflowViewSet
 from agents_app.apis_runs import RunCancelApi, RunEventsApi
+from agents_app.apis_tokens import ApiTokenViewSet
 from agents_app.apis_usage import UsageApi
 from agents_app.engine.protocol import KINDS
 
@@ -15,6 +16,7 @@ router.register("agents", AgentViewSet, basename="agent")
 router.register("models", ModelConfigViewSet, basename="modelconfig")
 router.register("teams", TeamViewSet, basename="team")
 router.register("workflows", WorkflowViewSet, basename="workflow")
+router.register("tokens", ApiTokenViewSet, basename="token")
 
 urlpatterns = [
     # One run view; the kind comes from the URL.

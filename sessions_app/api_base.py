@@ -187,8 +187,10 @@ VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
 
 _ERROR_DESCRIPTIONS = {
     400: "Invalid input: the fields at fault with their messages, or `detail` for a malformed body.",
-    401: "Not authenticated: no credentials, or an unknown token.",
-    403: "Not allowed: staff only, or (cookie authentication) a missing CSRF token.",
+    401: "Not authenticated: no credentials, or an unknown token (`token_expired`, `token_revoked`: a scoped API "
+    "token that has expired or was revoked).",
+    403: "Not allowed: staff only, a read-only API token (`token_read_only`), or (cookie authentication) a missing "
+    "CSRF token.",
     404: "No such object, or not yours.",
     409: "Conflict with the current state of the object.",
     413: "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",

@@ -15,6 +15,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from sessions_app.access import allowed_for
 from sessions_app.api_base import BODY_ERRORS, StrictInputMixin, error_responses
 from sessions_app.models import Memory
 from sessions_app.selectors import (
@@ -72,7 +73,7 @@ class SessionListApi(StrictInputMixin, generics.ListAPIView):
     def get_queryset(self) -> Any:
         q = self.request.query_params
         ids = {key: q.get(key) or None for key in ("agent_id", "team_id", "workflow_id")}
-        return session_list_for_user(user=self.request.user, **ids)
+        return session_list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth), **ids)
 
     @extend_schema(
         summary="List my sessions",
@@ -91,7 +92,7 @@ class SessionDetailApi(StrictInputMixin, APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     def _get(self, request: Any, session_id: Any) -> Any:
-        session = session_detail_for_user(user=request.user, session_id=session_id)
+        session = session_detail_for_user(user=request.user, session_id=session_id, allowed=allowed_for(request.auth))
         if session is None:
             raise NotFound("No such session.")
         return session
@@ -141,7 +142,8 @@ class SessionEndApi(StrictInputMixin, APIView):
         responses={200: SessionSerializer, **_WRITE_ERRORS_NO_BODY},
     )
     def post(self, request: Any, session_id: Any) -> Response:
-        session = session_list_for_user(user=request.user).filter(pk=session_id).first()
+        sessions = session_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+        session = sessions.filter(pk=session_id).first()
         if session is None:
             raise NotFound("No such session.")
         return Response(SessionSerializer(session_end(session=session)).data)
@@ -156,7 +158,7 @@ class RunDetailApi(StrictInputMixin, APIView):
         responses={200: RunSerializer, **error_responses(401, 404)},
     )
     def get(self, request: Any, run_id: Any) -> Response:
-        run = run_get_for_user(user=request.user, run_id=run_id)
+        run = run_get_for_user(user=request.user, run_id=run_id, allowed=allowed_for(request.auth))
         if run is None:
             raise NotFound("No such run.")
         return Response(RunSerializer(run, context={"request": request}).data)
@@ -234,7 +236,7 @@ class MemoryListApi(StrictInputMixin, generics.ListAPIView):
     def get_queryset(self) -> Any:
         q = self.request.query_params
         filters = {key: q.get(key) or None for key in ("topic", "search", "agent_id")}
-        return memory_list_for_user(user=self.request.user, **filters)
+        return memory_list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth), **filters)
 
     @extend_schema(
         summary="List my memories",
@@ -259,6 +261,8 @@ class MemoryListApi(StrictInputMixin, generics.ListAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         agent_pk = None
+        if data.get("agent_id") and not allowed_for(request.auth).permits("agent", data["agent_id"]):
+            raise ValidationError({"agent_id": [f"No agent with id {data['agent_id']!r}."]})
         if data.get("agent_id"):
             # The agent model through the memory's relation: this app imports nothing of agents_app.
             agent_model = Memory._meta.get_field("agent").related_model
@@ -283,7 +287,8 @@ class MemoryDetailApi(StrictInputMixin, APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     def _get(self, request: Any, memory_id: Any) -> Memory:
-        memory = memory_list_for_user(user=request.user).filter(pk=memory_id).first()
+        memories = memory_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+        memory = memories.filter(pk=memory_id).first()
         if memory is None:
             raise NotFound("No such memory.")
         return memory

@@ -82,10 +82,21 @@ DEFAULTS: dict[str, Any] = {
     # long and counts as failed; the checks run concurrently, so this bounds the whole answer.
     "HEALTH_TIMEOUT_SECONDS": 2.0,
     # agno AgentOS compatible API (agents_app.agno_compat): the URL prefix it is served under
-    # ("os" -> /os/agents, ...; "" serves it at the site root like agno's server; None: not served),
-    # and the browser origins allowed to call it (agno's Agent UI runs on localhost:3000).
+    # ("os" -> /os/agents, ...; "" serves it at the site root like agno's server; None: not served).
     "AGNO_COMPAT_PREFIX": "os",
-    "AGNO_COMPAT_CORS_ORIGINS": ["http://localhost:3000"],
+    # Deprecated: browser origins allowed to call the agno routes. CORS is django-cors-headers' now
+    # (CORS_ALLOWED_ORIGINS, docs/deployment.md#cors); origins listed here are still allowed on the
+    # agno routes when the site runs its middleware (agents_app.cors), with a warning (agentos.W003).
+    "AGNO_COMPAT_CORS_ORIGINS": [],
+    # Scoped API tokens (sessions_app.tokens, docs/api.md#api-tokens): the lifetime of a token created
+    # without an expiry, in days (0 or None: it never expires); the longest lifetime one may be given
+    # (0 or None: no limit, "never" allowed); the most live (unrevoked, unexpired) tokens per user
+    # (0 or None: no limit); how often a token's last use is written (at most), which is also how
+    # often an open websocket checks that its token is still live.
+    "API_TOKEN_DEFAULT_DAYS": 90,
+    "API_TOKEN_MAX_DAYS": None,
+    "API_TOKENS_PER_USER": 100,
+    "API_TOKEN_LAST_USED_SECONDS": 60.0,
     # Hooks (agents_app.hooks). Modules imported on first use so that their @hook functions register.
     "HOOK_MODULES": ["agents_app.hooks.builtin"],
     # Where hooks run: "auto" (the agent's admin choice, else the decorator's default), "always"

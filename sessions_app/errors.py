@@ -94,6 +94,24 @@ class UnsupportedImageType(ImageRefused):
     status = 415
 
 
+class AuthenticationError(DomainError):
+    """Credentials were sent but are not accepted (unknown, expired, revoked): 401. The REST edge
+    answers it as DRF's AuthenticationFailed (with its WWW-Authenticate header); a websocket
+    handshake with them is refused."""
+
+    code = "authentication_failed"
+    status = 401
+    default_detail = "Invalid token."
+
+
+class ForbiddenError(DomainError):
+    """The caller is known but these credentials may not do this: 403."""
+
+    code = "permission_denied"
+    status = 403
+    default_detail = "You do not have permission to perform this action."
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One failure, ready to render on any edge."""
