@@ -90,6 +90,7 @@ def agent_post(model: ModelConfig, **changes: Any) -> dict[str, Any]:
         "memory_hook_mode": "default",
         "summary_hook_mode": "default",
         "busy_session_policy": "queue",
+        "access": "everyone",
         # The hook inline (tests/test_hooks.py adds rows).
         "hooks-TOTAL_FORMS": "0",
         "hooks-INITIAL_FORMS": "0",
