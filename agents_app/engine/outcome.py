@@ -120,6 +120,7 @@ class Execution:
         # answered it, and what its member or step runs cost in all (teams and workflows).
         self.cost = ZERO
         self.children_cost = ZERO
+        self.children_tokens = 0  # what its member or step runs used in all
         # The model config that answered the last call (a fallback, when the main model failed), and
         # the models that failed before it.
         self.answered_by: Any = None
@@ -531,6 +532,7 @@ class Execution:
             cost=self.cost,
             total_cost=self.cost + self.children_cost,
             cache_read_tokens=self.cache_read_tokens,
+            tree_tokens=self.input_tokens + self.output_tokens + self.children_tokens,
         )
 
 
@@ -567,6 +569,7 @@ def store_run(
     cost: Decimal = ZERO,
     total_cost: Decimal = ZERO,
     cache_read_tokens: int = 0,
+    tree_tokens: int | None = None,
 ) -> None:
     """A run's final writes and its telemetry event: one transaction (no transaction and no query
     for telemetry when it is off; recording never raises). Its metrics are counted once stored,
@@ -592,6 +595,7 @@ def store_run(
                 "cost": cost,
                 "total_cost": total_cost,
                 "cache_read_tokens": cache_read_tokens,
+                "tree_tokens": metrics.get("total_tokens", 0) if tree_tokens is None else tree_tokens,
             },
         )
         telemetry_record_run(
