@@ -17,6 +17,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.db.models import Value
+
 from agents_app.cache import agent_cache_get, agent_cache_put
 from agents_app.models import Access, Agent, Team, Workflow
 from sessions_app.conf import agentos_settings
@@ -33,17 +35,32 @@ def restricted_runnables() -> Restricted:
     now = time.monotonic()
     found = agent_cache_get(_CACHE_KEY, now)
     if found is None:
-        found = {}
-        for kind, model in _MODELS.items():
-            rows = model.objects.filter(access=Access.RESTRICTED).prefetch_related("allowed_users", "allowed_groups")
-            found[kind] = [
-                (
-                    row.slug,
-                    frozenset(u.pk for u in row.allowed_users.all()),
-                    frozenset(g.pk for g in row.allowed_groups.all()),
-                )
-                for row in rows
-            ]
+        found = {kind: [] for kind in _MODELS}
+        # One query finds the restricted runnables of every kind (usually none); their users and
+        # groups are read only for the kinds that have some.
+        queries = [
+            model.objects.filter(access=Access.RESTRICTED)
+            .order_by()
+            .annotate(kind=Value(kind))
+            .values_list("kind", "pk", "slug")
+            for kind, model in _MODELS.items()
+        ]
+        restricted: dict[str, dict[int, str]] = {}
+        for kind, pk, slug in queries[0].union(*queries[1:], all=True):
+            restricted.setdefault(kind, {})[pk] = slug
+        for kind, rows in restricted.items():
+            model = _MODELS[kind]
+            users: dict[int, set[Any]] = {pk: set() for pk in rows}
+            groups: dict[int, set[int]] = {pk: set() for pk in rows}
+            for owner, user_id in model.allowed_users.through.objects.filter(
+                **{f"{kind}_id__in": list(rows)}
+            ).values_list(f"{kind}_id", "user_id"):
+                users[owner].add(user_id)
+            for owner, group_id in model.allowed_groups.through.objects.filter(
+                **{f"{kind}_id__in": list(rows)}
+            ).values_list(f"{kind}_id", "group_id"):
+                groups[owner].add(group_id)
+            found[kind] = [(slug, frozenset(users[pk]), frozenset(groups[pk])) for pk, slug in rows.items()]
         agent_cache_put(_CACHE_KEY, found, now + float(agentos_settings.AGENT_CACHE_SECONDS))
     return found
 

@@ -60,7 +60,7 @@ async def test_simple_and_streamed_requests_from_allowed_origins_get_the_headers
         r = await asgi.get("/api/agents/", headers={"Origin": origin, **bearer(token)})
         assert r.status_code == 200
         assert r.headers["access-control-allow-origin"] == origin
-        assert r.headers["access-control-expose-headers"] == "X-Request-ID, Retry-After"
+        assert r.headers["access-control-expose-headers"] == "X-Request-ID, Retry-After, Idempotent-Replayed"
         r = await asgi.get("/os/agents", headers={"Origin": origin, **bearer(token)})
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == origin
     # An error answer too (the page can read why), and an event stream.

@@ -166,6 +166,7 @@ def test_sessions_show_the_sum_of_their_runs_own_costs(api, costs):
 
 
 def test_an_empty_session_costs_zero_and_the_list_costs_one_query_whatever_its_size(api, user, costs):
+    api.get("/api/sessions/")  # warm the per-process caches (restricted runnables: agents_app.access)
     with CaptureQueriesContext(connection) as two:
         assert api.get("/api/sessions/").status_code == 200
     writer = costs["runs"]["r1"].agent
