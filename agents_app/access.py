@@ -9,7 +9,7 @@ runnable the user may not use, with no second mechanism to keep in step.
 
 What it costs: the restricted runnables (with their users and groups) are read at most every
 AGENT_CACHE_SECONDS per process, like agents (0 queries when none is restricted); a user who meets
-one costs one query for their groups, cached on the user object for the rest of the request.
+one costs one query for their groups, kept as long (so a group change reaches runs within that time).
 """
 
 from __future__ import annotations
@@ -66,9 +66,16 @@ def restricted_runnables() -> Restricted:
 
 
 def _group_ids(user: Any) -> frozenset[int]:
+    """The user's groups: on the user object for the rest of the request, and in the per-process
+    cache for AGENT_CACHE_SECONDS (a change of a user's groups reaches runs within that time)."""
     cached = getattr(user, "_agentos_group_ids", None)
     if cached is None:
-        cached = frozenset(user.groups.values_list("pk", flat=True))
+        now = time.monotonic()
+        key = f"\x00groups:{user.pk}"
+        cached = agent_cache_get(key, now)
+        if cached is None:
+            cached = frozenset(user.groups.values_list("pk", flat=True))
+            agent_cache_put(key, cached, now + float(agentos_settings.AGENT_CACHE_SECONDS))
         user._agentos_group_ids = cached
     return cached
 

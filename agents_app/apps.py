@@ -48,3 +48,18 @@ class AgentsAppConfig(AppConfig):
         from sessions_app.access import set_denied_source
 
         set_denied_source(denied_for)
+
+        # A user's groups are cached with the restricted runnables (agents_app.access): a change of
+        # them clears this process's cache, as saving an agent does (cache upkeep, not business logic).
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import m2m_changed
+
+        groups = getattr(get_user_model(), "groups", None)
+        if groups is not None:
+            m2m_changed.connect(_groups_changed, sender=groups.through, weak=False, dispatch_uid="agentos-user-groups")
+
+
+def _groups_changed(**kwargs: object) -> None:
+    from agents_app.cache import agent_cache_clear
+
+    agent_cache_clear()
