@@ -88,17 +88,19 @@ def fingerprint(
 def replayed_run(*, user: Any, key: str, fingerprint: str) -> UUID | None:
     """The run a fresh earlier request with this key started (IdempotencyKeyReused if it asked for
     something else), or None. An expired key is forgotten here, so it may start a new run."""
-    cutoff = timezone.now() - timedelta(seconds=float(agentos_settings.IDEMPOTENCY_SECONDS))
-    RunRequest.objects.filter(user=user, key=key, created_at__lt=cutoff).delete()
-    row = RunRequest.objects.filter(user=user, key=key).values_list("fingerprint", "run_id").first()
+    row = RunRequest.objects.filter(user=user, key=key).values_list("pk", "fingerprint", "run_id", "created_at").first()
     if row is None:
         return None
-    if row[0] != fingerprint:
+    cutoff = timezone.now() - timedelta(seconds=float(agentos_settings.IDEMPOTENCY_SECONDS))
+    if row[3] < cutoff:  # expired: forgotten (a statement only then), and the key starts a new run
+        RunRequest.objects.filter(pk=row[0]).delete()
+        return None
+    if row[1] != fingerprint:
         raise IdempotencyKeyReused(
             "This Idempotency-Key was used for a different request (another message, session or component) "
             "in the last 24 hours. Use a new key for a new request."
         )
-    return row[1]
+    return row[2]
 
 
 def remember(*, user: Any, key: str, fingerprint: str, run_id: UUID) -> None:
