@@ -135,6 +135,11 @@ _ERRORS: dict[int, tuple[Any, str]] = {
     413: (AgnoErrorSerializer, "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE."),
     415: (AgnoErrorSerializer, "The Content-Type is not one of the documented request media types."),
     422: (AgnoValidationErrorSerializer, "Invalid fields, in FastAPI's shape: `detail` lists `{loc, msg, type}`."),
+    429: (
+        AgnoErrorSerializer,
+        "Too many runs started (`code` rate_limited) or a quota used up (quota_exceeded); `Retry-After`, and "
+        "`retry_after` / `resets_at` in the body, say when to try again. Nothing was started.",
+    ),
 }
 
 # What any operation with a request body can answer besides its own errors.

@@ -433,6 +433,7 @@ class RunView(AgnoView):
                     401,
                     404,
                     409,
+                    429,
                     e404=f"Unknown or inactive {kind}, or a session that is not yours.",
                     e409="The session is still answering a previous message (`code` session_busy), or it has "
                     "ended (`code` session_ended).",
