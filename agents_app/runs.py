@@ -19,13 +19,16 @@ from asgiref.sync import async_to_sync
 from django.db import transaction
 
 from agents_app import events as ev
+from agents_app.engine.approvals import Decision, run_continue_prepare
+from agents_app.engine.expiry import SUPERSEDED_MESSAGE, paused_run_end
 from agents_app.engine.protocol import RunnableHandle
 from agents_app.engine.runner import RunResult, result_from_events, run_prepare
 from agents_app.engine.team import team_run_prepare
 from agents_app.engine.workflow import workflow_run_prepare
 from agents_app.runtime import LiveRun, runtime
 from agents_app.selectors import agent_get_active, team_get_active, workflow_get_active
-from sessions_app.services import SessionBusy, session_state_merge
+from sessions_app.db import db_call
+from sessions_app.services import SessionBusy, SessionPaused, session_state_merge
 
 # By kind: its `prepare` function and the keyword that names its component; how to get it, active.
 _PREPARE: dict[str, tuple[Callable[..., RunnableHandle], str]] = {
@@ -46,6 +49,25 @@ def _prepare(
     """The kind's preparation; with `session_state` (agno's run field), its merge into the session
     in the same transaction, so a run that never started leaves the session's state as it was."""
     prepare, key = _PREPARE[kind]
+    try:
+        return _prepare_once(prepare, key, component_id, session_state, kwargs)
+    except SessionPaused as paused:
+        # The session waits for a decision on a paused run's tool calls; with the component's
+        # paused-session policy "expire", that run ends now (its calls never run) and this one starts.
+        if paused.policy != "expire":
+            raise
+        for run_id in paused.paused_run_ids:
+            paused_run_end(run_id=run_id, reason=SUPERSEDED_MESSAGE, channel="new_message")
+        return _prepare_once(prepare, key, component_id, session_state, kwargs)
+
+
+def _prepare_once(
+    prepare: Callable[..., RunnableHandle],
+    key: str,
+    component_id: str,
+    session_state: dict[str, Any] | None,
+    kwargs: dict[str, Any],
+) -> RunnableHandle:
     if not session_state:
         return prepare(**{key: component_id}, **kwargs)
     with transaction.atomic():
@@ -178,6 +200,54 @@ def run_events(
 ) -> tuple[RunnableHandle, list[ev.RunEvent]]:
     """The sync wrapper of `arun_events`."""
     return async_to_sync(arun_events)(kind, component_id, user=user, message=message, session_id=session_id)
+
+
+# ---- continuing a paused run (docs/human-in-the-loop.md) -------------------------------------------
+
+
+def continue_prepare(
+    run_id: UUID,
+    *,
+    user: Any,
+    decisions: list[Decision],
+    channel: str,
+    agent_id: str | None = None,
+    any_users_run: bool = False,
+) -> RunnableHandle:
+    """Sync, one transaction: claim a paused run with the decisions on its pending tool calls; the
+    handle goes on where the run stopped (launch it at once). Raises the domain errors of a
+    continue that cannot be (not found, not paused, an unknown tool call, invalid decisions)."""
+    return run_continue_prepare(
+        run_id=run_id, user=user, decisions=decisions, channel=channel, agent_id=agent_id, any_users_run=any_users_run
+    )
+
+
+def continue_follow(handle: RunnableHandle) -> AsyncIterator[ev.RunEvent]:
+    """Launch a continued run and follow its new events (RunContinued first)."""
+    return launch(handle).follow(len(handle.prior_events) - 1)
+
+
+async def acontinue_run(
+    run_id: UUID, *, user: Any, decisions: list[Decision], channel: str = "python"
+) -> dict[str, Any]:
+    """Continue a paused run from your own async code and get its result (the REST API's JSON: it
+    may be paused again)."""
+    handle = await db_call(continue_prepare, run_id, user=user, decisions=decisions, channel=channel)
+    return await wait_result(handle)
+
+
+def continue_run(run_id: UUID, *, user: Any, decisions: list[Decision], channel: str = "python") -> dict[str, Any]:
+    """The sync wrapper of `acontinue_run`."""
+    return async_to_sync(acontinue_run)(run_id, user=user, decisions=decisions, channel=channel)
+
+
+async def astream_continue(
+    run_id: UUID, *, user: Any, decisions: list[Decision], channel: str = "python"
+) -> AsyncIterator[ev.RunEvent]:
+    """`async for event in astream_continue(...)`: a continued run's new events."""
+    handle = await db_call(continue_prepare, run_id, user=user, decisions=decisions, channel=channel)
+    async for item in continue_follow(handle):
+        yield item
 
 
 # ---- the Python API, by kind (docs/python-api.md) -------------------------------------------------

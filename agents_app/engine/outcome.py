@@ -28,6 +28,7 @@ from jsonschema import Draft202012Validator
 
 from agents_app import events as ev
 from agents_app.engine.budget import BudgetExceeded, RunBudget
+from agents_app.engine.pause import PauseRequested
 from agents_app.hooks.runner import RunHooks
 from agents_app.pricing import ZERO, as_number, call_cost
 from agents_app.providers.base import (
@@ -93,6 +94,8 @@ class Execution:
     parser: Any = None
     # Exceptions that end a run as an error with their own `error_type` (others are internal errors).
     failures: ClassVar[tuple[type[BaseException], ...]] = ()
+    # A paused run's continuation (engine/approvals.py): its pre-hooks ran before it paused.
+    resumed: ClassVar[bool] = False
 
     def __init__(self, handle: Any, *, stream: bool) -> None:
         self.handle = handle
@@ -412,6 +415,16 @@ class Execution:
         """After `body()` finished: the stored outcome (status, output, output_json) and the terminal event."""
         raise NotImplementedError
 
+    def paused(self, pause: PauseRequested) -> tuple[dict[str, Any], ev.RunEvent]:
+        """The stored outcome and the terminal event of a run that waits for a person (the kinds
+        that pause: agents)."""
+        raise NotImplementedError
+
+    def stored_totals(self, metrics: dict[str, Any]) -> dict[str, Any] | None:
+        """What the run's row stores when it differs from what this execution counted (its
+        telemetry): a continued run's earlier executions added (engine/approvals.py). None: the same."""
+        return None
+
     def error_type_of(self, exc: BaseException) -> str:
         return getattr(exc, "error_type", "model_error")
 
@@ -466,7 +479,7 @@ class Execution:
         yield self.started_event()
         outcome: dict[str, Any]
         try:
-            if self.hooks is not None:
+            if self.hooks is not None and not self.resumed:
                 async for item in self.hooks.run_pre(self):
                     yield item
             async for item in self.body():
@@ -478,6 +491,10 @@ class Execution:
             async for item in self.deliver():
                 yield item
             outcome, terminal = self.completed_event()
+        except PauseRequested as pause:
+            # Tool calls wait for a person: stored paused, with what a continue needs (no post-hooks:
+            # they run when the continued run completes).
+            outcome, terminal = self.paused(pause)
         except (asyncio.CancelledError, ChildCancelled) as exc:
             if isinstance(exc, asyncio.CancelledError):
                 task = asyncio.current_task()
@@ -510,7 +527,8 @@ class Execution:
         store_run(
             run_id=self.handle.run_id,
             session_id=self.handle.session_id,
-            message=self.handle.message,
+            # A paused run writes its messages (the user's too) only when it ends.
+            message=self.handle.message if outcome["status"] != Run.Status.PAUSED else "",
             outcome=outcome,
             messages=self.messages(outcome),
             metrics=metrics,
@@ -525,6 +543,7 @@ class Execution:
             cost=self.cost,
             total_cost=self.cost + self.children_cost,
             cache_read_tokens=self.cache_read_tokens,
+            totals=self.stored_totals(metrics),
         )
 
 
@@ -561,10 +580,15 @@ def store_run(
     cost: Decimal = ZERO,
     total_cost: Decimal = ZERO,
     cache_read_tokens: int = 0,
+    totals: dict[str, Any] | None = None,
 ) -> None:
     """A run's final writes and its telemetry event: one transaction (no transaction and no query
     for telemetry when it is off; recording never raises). Its metrics are counted once stored,
-    once only (a run settled by another process meanwhile is not counted twice)."""
+    once only (a run settled by another process meanwhile is not counted twice). `totals`: what
+    the row stores instead (`metrics`, `cost`, `total_cost`, `cache_read_tokens`) when the run
+    counted part of it in an earlier execution (a continued paused run): telemetry and metrics
+    count each execution's own, the row the whole run's."""
+    row = totals or {}
     with telemetry_transaction():
         stored = finish(
             run_id=run_id,
@@ -574,7 +598,7 @@ def store_run(
             error=outcome.get("error", ""),
             error_type=outcome.get("error_type", ""),
             messages=messages,
-            metrics=metrics,
+            metrics=row.get("metrics", metrics),
             events=events,
             user_message=message,
             session_id=session_id,
@@ -583,9 +607,9 @@ def store_run(
             usage={
                 "model": model,
                 "provider": provider,
-                "cost": cost,
-                "total_cost": total_cost,
-                "cache_read_tokens": cache_read_tokens,
+                "cost": row.get("cost", cost),
+                "total_cost": row.get("total_cost", total_cost),
+                "cache_read_tokens": row.get("cache_read_tokens", cache_read_tokens),
             },
         )
         telemetry_record_run(

@@ -13,7 +13,7 @@ workflow refuse the same message the same way.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
@@ -65,6 +65,9 @@ class PreparedRun:
     message: str
     created_at: datetime
     session_created: bool = False
+    # A continued paused run (engine/approvals.py): the events it emitted before, as stored (its
+    # new ones follow them); the runtime's followers see one stream.
+    prior_events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def component(self) -> Any:
@@ -115,7 +118,12 @@ class PreparedRun:
             "metrics": terminal.get("metrics") or {},
             **self.result_fields(started, terminal, completed),
         }
-        if not completed:
+        if status == "paused":
+            # Waiting for a person: the calls awaiting a decision (agno's shapes), not an error.
+            data["tools"] = terminal.get("tools") or []
+            data["requirements"] = terminal.get("requirements") or []
+            data["expires_at"] = terminal.get("expires_at") or None
+        elif not completed:
             data["error"] = {
                 "type": terminal.get("error_type") or "cancelled",
                 "message": terminal.get("content") or terminal.get("reason") or "",

@@ -1,0 +1,308 @@
+"""Human in the loop (docs/human-in-the-loop.md): runs that pause for a person and continue, through
+the real stack (ASGI HTTP and websocket, the `openai` client against the scripted model server)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from agents_app.models import Agent
+from agents_app.tools.registry import tool, tool_registry
+from sessions_app.models import Message, Run, ToolApproval
+from tests.conftest import bearer, parse_sse
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# What the tools below were called with, in order (a tool that never runs leaves nothing here).
+CALLS: list[tuple[str, dict[str, Any]]] = []
+
+
+@tool(name="hitl_refund", requires_confirmation=True)
+def hitl_refund(order_id: int, amount: float) -> str:
+    """Refund an order.
+
+    Args:
+        order_id: The order.
+        amount: How much to give back.
+    """
+    CALLS.append(("hitl_refund", {"order_id": order_id, "amount": amount}))
+    return f"refunded {amount:g} on order {order_id}"
+
+
+@tool(name="hitl_send_mail", requires_user_input=["to"])
+def hitl_send_mail(subject: str, to: str) -> str:
+    """Send an email.
+
+    Args:
+        subject: The subject line.
+        to: The recipient's address.
+    """
+    CALLS.append(("hitl_send_mail", {"subject": subject, "to": to}))
+    return f"sent {subject!r} to {to}"
+
+
+@tool(name="hitl_lookup", external_execution=True)
+def hitl_lookup(query: str) -> str:
+    """Look something up in the customer's own system (the client runs this)."""
+    CALLS.append(("hitl_lookup", {"query": query}))
+    return "never called on the server"
+
+
+@pytest.fixture(autouse=True)
+def _no_calls() -> Any:
+    CALLS.clear()
+    yield
+    CALLS.clear()
+
+
+@pytest.fixture
+def shop(openai_model: Any) -> Agent:
+    return Agent.objects.create(
+        slug="shop",
+        name="Shop",
+        model=openai_model,
+        instructions="You run a shop.",
+        tools=["hitl_refund", "hitl_send_mail", "hitl_lookup", "calculator"],
+    )
+
+
+REFUND = {"name": "hitl_refund", "arguments": {"order_id": 7, "amount": 5}, "id": "c1"}
+
+
+async def start(asgi: Any, token: str, message: str = "refund order 7", **extra: Any) -> Any:
+    return await asgi.post("/api/agents/shop/runs", json={"message": message, **extra}, headers=bearer(token))
+
+
+async def continue_(asgi: Any, token: str, run_id: str, decisions: list[dict[str, Any]], **extra: Any) -> Any:
+    return await asgi.post(
+        f"/api/runs/{run_id}/continue", json={"decisions": decisions, **extra}, headers=bearer(token)
+    )
+
+
+def tool_messages(request: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(m["tool_call_id"], m["content"]) for m in request["messages"] if m["role"] == "tool"]
+
+
+# ---- tool requirements ------------------------------------------------------------------------------
+
+
+def test_tool_requirements_come_from_the_decorator_and_hide_user_input_fields():
+    refund, mail, lookup = (tool_registry.get(n) for n in ("hitl_refund", "hitl_send_mail", "hitl_lookup"))
+    assert (refund.requires_confirmation, refund.requires_user_input, refund.external_execution) == (True, False, False)
+    assert (mail.requirement.kind, mail.requirement.user_input_fields) == ("user_input", ("to",))
+    assert lookup.requirement.kind == "external_execution"
+    # The model never sees the argument the user fills in; the validator still needs it.
+    assert list(mail.parameters["properties"]) == ["subject"] and mail.parameters["required"] == ["subject"]
+    assert mail.argument_names() == ["subject", "to"]
+    assert tool_registry.get("calculator").requirement is None
+
+
+def test_tool_requirement_options_are_checked_at_registration():
+    def both(x: int) -> int:
+        return x
+
+    with pytest.raises(ValueError, match="only one of requires_confirmation"):
+        tool_registry.register(both, name="hitl_bad", requires_confirmation=True, external_execution=True)
+    with pytest.raises(ValueError, match="no argument nope"):
+        tool_registry.register(both, name="hitl_bad", requires_user_input=["nope"])
+    assert tool_registry.get("hitl_bad") is None
+
+
+# ---- pausing and continuing over REST ---------------------------------------------------------------
+
+
+async def test_a_run_pauses_runs_the_free_calls_and_continues_after_approval(asgi, shop, token, scripted_model, user):
+    scripted_model.push_tool_calls([REFUND, {"name": "calculator", "arguments": {"expression": "2+3"}, "id": "c2"}])
+    r = await start(asgi, token)
+    assert r.status_code == 200, r.text
+    paused = r.json()
+    assert paused["status"] == "paused" and "error" not in paused and paused["content"] is None
+    assert [t["tool_call_id"] for t in paused["tools"]] == ["c1"]
+    tool = paused["tools"][0]
+    assert (tool["tool_name"], tool["tool_args"], tool["requires_confirmation"], tool["confirmed"]) == (
+        "hitl_refund",
+        {"order_id": 7, "amount": 5},
+        True,
+        None,
+    )
+    assert [q["tool_execution"]["tool_call_id"] for q in paused["requirements"]] == ["c1"]
+    assert paused["requirements"][0]["id"] == tool["approval_id"]
+    assert CALLS == []  # the refund waits; the calculator ran
+    run = await Run.objects.aget(pk=paused["run_id"])
+    assert run.status == Run.Status.PAUSED and run.resume_state["tool_calls_used"] == 2
+    assert run.expires_at is not None and await Message.objects.filter(run=run).acount() == 0
+    assert [e["event"] for e in run.events] == [
+        "RunStarted",
+        "ToolCallStarted",
+        "ToolCallCompleted",
+        "RunPaused",
+    ]
+    approval = await ToolApproval.objects.aget(run=run)
+    assert (approval.tool_call_id, approval.status, approval.requirement) == ("c1", "pending", "confirmation")
+
+    scripted_model.push_text("Refunded 5 on order 7.")
+    r = await continue_(asgi, token, paused["run_id"], [{"tool_call_id": "c1", "decision": "approve"}])
+    assert r.status_code == 200, r.text
+    done = r.json()
+    assert (done["run_id"], done["status"], done["content"]) == (
+        paused["run_id"],
+        "completed",
+        "Refunded 5 on order 7.",
+    )
+    assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+    # The model got both results, then answered.
+    assert tool_messages(scripted_model.requests[-1]) == [("c2", "5"), ("c1", "refunded 5 on order 7")]
+    run = await Run.objects.aget(pk=paused["run_id"])
+    assert (run.status, run.output, run.expires_at) == (Run.Status.COMPLETED, "Refunded 5 on order 7.", None)
+    assert run.input_tokens == done["metrics"]["input_tokens"] > 0
+    names = [e["event"] for e in run.events]
+    assert names == [
+        "RunStarted",
+        "ToolCallStarted",
+        "ToolCallCompleted",
+        "RunPaused",
+        "RunContinued",
+        "ToolCallStarted",
+        "ToolCallCompleted",
+        "RunCompleted",
+    ]
+    assert [e["event_index"] for e in run.events] == list(range(8))
+    assert run.events[3]["continued"] is True
+    roles = [m async for m in Message.objects.filter(run=run).order_by("position").values_list("role", "tool_call_id")]
+    assert roles == [("user", ""), ("assistant", ""), ("tool", "c2"), ("tool", "c1"), ("assistant", "")]
+    approval = await ToolApproval.objects.aget(run=run)
+    assert (approval.status, approval.decided_by_id, approval.channel, approval.approved_args) == (
+        "approved",
+        user.pk,
+        "api",
+        {"order_id": 7, "amount": 5},
+    )
+
+
+async def test_a_streamed_run_ends_with_run_paused_and_a_streamed_continue_goes_on(asgi, shop, token, scripted_model):
+    scripted_model.push_tool_calls([REFUND])
+    r = await start(asgi, token, stream=True)
+    frames = parse_sse(r.text)
+    assert [name for name, _ in frames] == ["RunStarted", "RunPaused"]
+    paused = frames[-1][1]
+    assert paused["tools"][0]["tool_call_id"] == "c1" and paused["event_index"] == 1
+    run_id = paused["run_id"]
+
+    scripted_model.push_text("Done.")
+    r = await continue_(asgi, token, run_id, [{"tool_call_id": "c1", "decision": "approve"}], stream=True)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    frames = parse_sse(r.text)
+    assert [(name, data["event_index"]) for name, data in frames] == [
+        ("RunContinued", 2),
+        ("ToolCallStarted", 3),
+        ("ToolCallCompleted", 4),
+        ("RunContent", 5),
+        ("RunCompleted", 6),
+    ]
+    assert frames[0][1]["tools"][0]["confirmed"] is True
+    # A client resuming the run from the start gets one stream, through the old pause.
+    r = await asgi.get(f"/api/runs/{run_id}/events?after_event_index=-1", headers=bearer(token))
+    assert [name for name, _ in parse_sse(r.text)] == [
+        "RunStarted",
+        "RunPaused",
+        "RunContinued",
+        "ToolCallStarted",
+        "ToolCallCompleted",
+        "RunContent",
+        "RunCompleted",
+    ]
+
+
+async def test_a_rejected_call_never_runs_and_the_model_hears_why(asgi, shop, token, scripted_model):
+    scripted_model.push_tool_calls([REFUND])
+    run_id = (await start(asgi, token)).json()["run_id"]
+    scripted_model.push_text("I did not refund it.")
+    r = await continue_(
+        asgi, token, run_id, [{"tool_call_id": "c1", "decision": "reject", "note": "the customer kept the item"}]
+    )
+    assert r.status_code == 200 and r.json()["content"] == "I did not refund it."
+    assert CALLS == []
+    assert tool_messages(scripted_model.requests[-1]) == [("c1", "Rejected by the user: the customer kept the item")]
+    approval = await ToolApproval.objects.aget(run_id=run_id)
+    assert (approval.status, approval.note, approval.approved_args) == (
+        "rejected",
+        "the customer kept the item",
+        None,
+    )
+    run = await Run.objects.aget(pk=run_id)
+    error = next(e for e in run.events if e["event"] == "ToolCallError")
+    assert error["error"] == "Rejected by the user: the customer kept the item" and error["tool"]["confirmed"] is False
+
+
+async def test_user_input_fills_the_hidden_argument_and_edits_reach_the_tool(asgi, shop, token, scripted_model):
+    scripted_model.push_tool_calls([{"name": "hitl_send_mail", "arguments": {"subject": "Your refund"}, "id": "m1"}])
+    paused = (await start(asgi, token, message="mail the customer")).json()
+    tool = paused["tools"][0]
+    assert tool["requires_user_input"] is True and tool["requires_confirmation"] is None
+    assert tool["user_input_schema"] == [
+        {"name": "subject", "field_type": "str", "description": "The subject line.", "value": "Your refund"},
+        {"name": "to", "field_type": "str", "description": "The recipient's address.", "value": None},
+    ]
+    assert "to" not in json.dumps(scripted_model.requests[-1]["tools"][1]["function"]["parameters"]["properties"])
+    # The hidden field must be filled.
+    r = await continue_(asgi, token, paused["run_id"], [{"tool_call_id": "m1", "decision": "approve"}])
+    assert r.status_code == 400 and r.json()["code"] == "invalid_decision"
+    assert r.json()["decisions"] == ["Tool call 'm1' needs a value for: to."]
+    assert (await Run.objects.aget(pk=paused["run_id"])).status == Run.Status.PAUSED  # nothing changed
+
+    scripted_model.push_text("Mailed.")
+    arguments = {"to": "ada@example.com", "subject": "About your refund"}
+    r = await continue_(
+        asgi, token, paused["run_id"], [{"tool_call_id": "m1", "decision": "approve", "arguments": arguments}]
+    )
+    assert r.status_code == 200 and r.json()["status"] == "completed"
+    assert CALLS == [("hitl_send_mail", {"subject": "About your refund", "to": "ada@example.com"})]
+    approval = await ToolApproval.objects.aget(run_id=paused["run_id"])
+    assert approval.approved_args == arguments and approval.tool_args == {"subject": "Your refund"}
+
+
+async def test_an_external_result_reaches_the_model_and_the_tool_never_runs_here(asgi, shop, token, scripted_model):
+    scripted_model.push_tool_calls([{"name": "hitl_lookup", "arguments": {"query": "order 7"}, "id": "x1"}])
+    paused = (await start(asgi, token, message="where is order 7?")).json()
+    assert paused["tools"][0]["external_execution_required"] is True
+    r = await continue_(asgi, token, paused["run_id"], [{"tool_call_id": "x1", "decision": "approve"}])
+    assert r.status_code == 400 and r.json()["code"] == "invalid_decision"
+    scripted_model.push_text("It shipped yesterday.")
+    result = {"status": "shipped", "when": "yesterday"}
+    r = await continue_(
+        asgi, token, paused["run_id"], [{"tool_call_id": "x1", "decision": "approve", "result": result}]
+    )
+    assert r.status_code == 200 and r.json()["content"] == "It shipped yesterday."
+    assert CALLS == []
+    assert tool_messages(scripted_model.requests[-1]) == [("x1", json.dumps(result, separators=(",", ":")))]
+    approval = await ToolApproval.objects.aget(run_id=paused["run_id"])
+    assert (approval.status, approval.result) == ("approved", '{"status":"shipped","when":"yesterday"}')
+
+
+async def test_continue_errors_are_coded_and_change_nothing(asgi, shop, token, other_token, scripted_model):
+    scripted_model.push_tool_calls([REFUND])
+    run_id = (await start(asgi, token)).json()["run_id"]
+    approve = [{"tool_call_id": "c1", "decision": "approve"}]
+
+    r = await continue_(asgi, other_token, run_id, approve)
+    assert (r.status_code, r.json()["code"]) == (404, "not_found")
+    r = await continue_(asgi, token, run_id, [*approve, {"tool_call_id": "c9", "decision": "approve"}])
+    assert (r.status_code, r.json()["code"]) == (400, "unknown_tool_call")
+    r = await continue_(asgi, token, run_id, [])
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_decision")
+    r = await continue_(asgi, token, run_id, [{"tool_call_id": "c1", "decision": "maybe"}])
+    assert (r.status_code, r.json()["code"]) == (400, "invalid")
+    r = await continue_(
+        asgi, token, run_id, [{"tool_call_id": "c1", "decision": "approve", "arguments": {"amount": "lots"}}]
+    )
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_decision")
+    assert (await Run.objects.aget(pk=run_id)).status == Run.Status.PAUSED
+    assert await ToolApproval.objects.filter(run_id=run_id, status="pending").acount() == 1
+
+    scripted_model.push_text("Done.")
+    assert (await continue_(asgi, token, run_id, approve)).status_code == 200
+    r = await continue_(asgi, token, run_id, approve)  # a double continue
+    assert (r.status_code, r.json()["code"], r.json()["status"]) == (409, "run_not_paused", "completed")
+    assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
