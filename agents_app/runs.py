@@ -20,7 +20,7 @@ from django.db import transaction
 
 from agents_app import events as ev
 from agents_app.engine.approvals import Decision, run_continue_prepare
-from agents_app.engine.expiry import SUPERSEDED_MESSAGE, paused_run_end
+from agents_app.engine.expiry import SUPERSEDED_MESSAGE, paused_run_end, paused_runs_expire
 from agents_app.engine.protocol import RunnableHandle
 from agents_app.engine.runner import RunResult, result_from_events, run_prepare
 from agents_app.engine.team import team_run_prepare
@@ -52,12 +52,14 @@ def _prepare(
     try:
         return _prepare_once(prepare, key, component_id, session_state, kwargs)
     except SessionPaused as paused:
-        # The session waits for a decision on a paused run's tool calls; with the component's
-        # paused-session policy "expire", that run ends now (its calls never run) and this one starts.
-        if paused.policy != "expire":
+        # The session waits for a decision on a paused run's tool calls. With the component's
+        # paused-session policy "expire", that run ends now (its calls never run) and this one
+        # starts; with "reject", only if its approval timeout has passed (no beat ended it yet).
+        if paused.policy == "expire":
+            for run_id in paused.paused_run_ids:
+                paused_run_end(run_id=run_id, reason=SUPERSEDED_MESSAGE, channel="new_message")
+        elif not paused_runs_expire(run_ids=paused.paused_run_ids):
             raise
-        for run_id in paused.paused_run_ids:
-            paused_run_end(run_id=run_id, reason=SUPERSEDED_MESSAGE, channel="new_message")
         return _prepare_once(prepare, key, component_id, session_state, kwargs)
 
 

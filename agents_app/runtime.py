@@ -865,6 +865,10 @@ class Runtime:
                 await self._fail(live, "The run ended without a final event.")
             live.finished_at = time.monotonic()
             self._ended.append((live.finished_at, live.run_id))
+            if live.events[-1].name == "RunPaused" and self._live.get(live.run_id) is live:
+                # A paused run is not kept: whoever continues, expires or cancels it next (in any
+                # process) changes its stored events, which readers then get from the database.
+                self._live.pop(live.run_id, None)
             if live.joined is not None:
                 self.bridge.submit(self._leave(live))
 

@@ -4,9 +4,12 @@ the real stack (ASGI HTTP and websocket, the `openai` client against the scripte
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
 
 from agents_app.models import Agent
 from agents_app.tools.registry import tool, tool_registry
@@ -306,3 +309,76 @@ async def test_continue_errors_are_coded_and_change_nothing(asgi, shop, token, o
     r = await continue_(asgi, token, run_id, approve)  # a double continue
     assert (r.status_code, r.json()["code"], r.json()["status"]) == (409, "run_not_paused", "completed")
     assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+
+
+# ---- expiry, cancel, and new messages in a paused session -----------------------------------------
+
+
+async def _overdue(run_id: str) -> None:
+    await Run.objects.filter(pk=run_id).aupdate(expires_at=timezone.now() - timedelta(seconds=1))
+
+
+async def test_the_beat_task_expires_overdue_runs_and_their_tools_never_run(asgi, shop, token, scripted_model):
+    from agents_app.tasks import paused_runs_expire_task
+
+    scripted_model.push_tool_calls([REFUND])
+    overdue = (await start(asgi, token)).json()["run_id"]
+    scripted_model.push_tool_calls([REFUND])
+    waiting = (await start(asgi, token, message="another")).json()["run_id"]
+    await _overdue(overdue)
+    requests = len(scripted_model.requests)
+
+    assert await sync_to_async(paused_runs_expire_task)() == 1
+    assert await sync_to_async(paused_runs_expire_task)() == 0  # idempotent
+    run = await Run.objects.aget(pk=overdue)
+    assert (run.status, run.error_type) == (Run.Status.ERROR, "approval_expired")
+    assert run.error == "Nobody decided on its tool calls in time; they were not run."
+    assert [(e["event"], e["event_index"]) for e in run.events[-2:]] == [("RunPaused", 1), ("RunError", 2)]
+    assert run.events[-2]["continued"] is True and run.input_tokens > 0
+    approval = await ToolApproval.objects.aget(run_id=overdue)
+    assert (approval.status, approval.channel, approval.decided_by_id) == ("expired", "expiry", None)
+    assert (await Run.objects.aget(pk=waiting)).status == Run.Status.PAUSED
+    # Nobody can approve it any more; the tool never ran and the model was never asked again.
+    r = await continue_(asgi, token, overdue, [{"tool_call_id": "c1", "decision": "approve"}])
+    assert (r.status_code, r.json()["code"], r.json()["status"]) == (409, "run_not_paused", "error")
+    assert CALLS == [] and len(scripted_model.requests) == requests
+    r = await asgi.get(f"/api/runs/{overdue}/events", headers=bearer(token))
+    assert [name for name, _ in parse_sse(r.text)] == ["RunStarted", "RunPaused", "RunError"]
+
+
+async def test_an_overdue_run_is_expired_by_the_continue_that_meets_it(asgi, shop, token, scripted_model):
+    scripted_model.push_tool_calls([REFUND])
+    run_id = (await start(asgi, token)).json()["run_id"]
+    await _overdue(run_id)
+    r = await continue_(asgi, token, run_id, [{"tool_call_id": "c1", "decision": "approve"}])
+    assert (r.status_code, r.json()["code"]) == (409, "run_not_paused")
+    assert CALLS == [] and (await ToolApproval.objects.aget(run_id=run_id)).status == "expired"
+
+
+async def test_a_paused_session_rejects_new_messages_or_expires_the_run_per_agent(asgi, shop, token, scripted_model):
+    scripted_model.push_tool_calls([REFUND])
+    paused = (await start(asgi, token)).json()
+    r = await start(asgi, token, message="hello?", session_id=paused["session_id"])
+    assert (r.status_code, r.json()["code"], r.json()["paused_run_ids"]) == (409, "session_paused", [paused["run_id"]])
+
+    shop.paused_session_policy = "expire"
+    await shop.asave()
+    scripted_model.push_text("Hello!")
+    r = await start(asgi, token, message="hello?", session_id=paused["session_id"])
+    assert r.status_code == 200 and r.json()["content"] == "Hello!"
+    run = await Run.objects.aget(pk=paused["run_id"])
+    assert (run.status, run.error_type) == (Run.Status.ERROR, "approval_expired")
+    assert (await ToolApproval.objects.aget(run_id=run.pk)).channel == "new_message"
+    assert CALLS == []
+
+
+async def test_a_paused_run_is_cancelled_by_its_user_only(asgi, shop, token, other_token, scripted_model):
+    scripted_model.push_tool_calls([REFUND])
+    run_id = (await start(asgi, token)).json()["run_id"]
+    r = await asgi.post(f"/api/runs/{run_id}/cancel", headers=bearer(other_token))
+    assert r.status_code == 404
+    r = await asgi.post(f"/api/runs/{run_id}/cancel", headers=bearer(token))
+    assert (r.status_code, r.json()["status"]) == (202, "cancelled")
+    run = await Run.objects.aget(pk=run_id)
+    assert (run.status, run.events[-1]["event"]) == (Run.Status.CANCELLED, "RunCancelled")
+    assert (await ToolApproval.objects.aget(run_id=run_id)).status == "cancelled" and CALLS == []

@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents_app import events as ev
-from agents_app.engine.expiry import mark_continued
+from agents_app.engine.expiry import mark_continued, paused_runs_expire
 from agents_app.engine.pause import tool_execution
 from agents_app.engine.runner import RunHandle, _Execution
 from agents_app.providers.base import ToolCallRequest
@@ -198,6 +198,10 @@ def run_continue_prepare(
     run = runs.first()
     if run is None or (agent_id is not None and (run.agent is None or run.agent.slug != agent_id)):
         raise PausedRunNotFound(f"No run {run_id}.")
+    if run.status == Run.Status.PAUSED and run.expires_at is not None and run.expires_at <= timezone.now():
+        # Overdue, and no sweep ended it yet: it ends now, whatever was decided (fail closed).
+        paused_runs_expire(run_ids=[run.pk])
+        run.status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).get()
     if run.status != Run.Status.PAUSED or run.agent is None:
         raise RunNotPaused(f"Run {run_id} is {run.status}: it does not wait for a decision.", status=run.status)
     pending = list(ToolApproval.objects.filter(run=run, status=ToolApproval.Status.PENDING).order_by("position"))

@@ -111,3 +111,17 @@ def paused_run_end(
             },
         )
     return True
+
+
+def paused_runs_expire(*, run_ids: list[Any] | None = None, limit: int = 500) -> int:
+    """End the paused runs whose approval timeout has passed (of `run_ids` only, when given): the
+    beat task, the embedded worker's sweep, and whoever meets such a run first (a continue, a new
+    message in its session), so an overdue run can never be continued even with no beat running.
+    Returns how many this call ended."""
+    overdue = Run.objects.filter(status=Run.Status.PAUSED, expires_at__lte=timezone.now())
+    if run_ids is not None:
+        overdue = overdue.filter(pk__in=run_ids)
+    ended = 0
+    for run_id in list(overdue.order_by("expires_at").values_list("pk", flat=True)[:limit]):
+        ended += paused_run_end(run_id=run_id, reason=EXPIRED_MESSAGE, channel="expiry")
+    return ended
