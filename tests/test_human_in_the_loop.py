@@ -382,3 +382,51 @@ async def test_a_paused_run_is_cancelled_by_its_user_only(asgi, shop, token, oth
     run = await Run.objects.aget(pk=run_id)
     assert (run.status, run.events[-1]["event"]) == (Run.Status.CANCELLED, "RunCancelled")
     assert (await ToolApproval.objects.aget(run_id=run_id)).status == "cancelled" and CALLS == []
+
+
+# ---- the websocket -----------------------------------------------------------------------------------
+
+
+async def test_a_websocket_run_pauses_and_a_continue_frame_goes_on(shop, token, scripted_model):
+    from tests.test_websocket import connect, until
+
+    comm = await connect("shop", token=token)
+    try:
+        scripted_model.push_tool_calls([REFUND])
+        await comm.send_json_to({"type": "run", "message": "refund order 7"})
+        frames = await until(comm, lambda f, _: f["event"] == "RunPaused")
+        assert [f["event"] for f in frames] == ["RunStarted", "RunPaused"]
+        run_id = frames[-1]["run_id"]
+
+        await comm.send_json_to({"type": "continue", "run_id": run_id, "decisions": [{"tool_call_id": "c1"}], "id": 1})
+        error = await comm.receive_json_from(timeout=5)
+        assert (error["event"], error["code"], error["id"]) == ("Error", "invalid_input", 1)
+        assert error["detail"] == "Invalid decisions: decisions: 0: decision: This field is required."
+        await comm.send_json_to(
+            {"type": "continue", "run_id": run_id, "decisions": [{"tool_call_id": "zz", "decision": "approve"}]}
+        )
+        error = await comm.receive_json_from(timeout=5)
+        assert (error["event"], error["code"], error["run_id"]) == ("Error", "unknown_tool_call", run_id)
+
+        scripted_model.push_text("Refunded.")
+        await comm.send_json_to(
+            {"type": "continue", "run_id": run_id, "decisions": [{"tool_call_id": "c1", "decision": "approve"}]}
+        )
+        frames = await until(comm, lambda f, _: f["event"] == "RunCompleted")
+        assert [(f["event"], f["event_index"]) for f in frames] == [
+            ("RunContinued", 2),
+            ("ToolCallStarted", 3),
+            ("ToolCallCompleted", 4),
+            ("RunContent", 5),
+            ("RunCompleted", 6),
+        ]
+        assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+        approval = await ToolApproval.objects.aget(run_id=run_id)
+        assert approval.channel == "websocket"
+        await comm.send_json_to(
+            {"type": "continue", "run_id": run_id, "decisions": [{"tool_call_id": "c1", "decision": "approve"}]}
+        )
+        error = await comm.receive_json_from(timeout=5)
+        assert (error["event"], error["code"]) == ("Error", "run_not_paused")
+    finally:
+        await comm.disconnect()
