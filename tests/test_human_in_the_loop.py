@@ -430,3 +430,103 @@ async def test_a_websocket_run_pauses_and_a_continue_frame_goes_on(shop, token, 
         assert (error["event"], error["code"]) == ("Error", "run_not_paused")
     finally:
         await comm.disconnect()
+
+
+# ---- agno's client, against /os ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def agno_client(asgi: Any) -> Any:
+    """agno's own client, its HTTP going to our ASGI application in-process (agno's global httpx
+    client, swapped for one on an ASGI transport)."""
+    import httpx
+    from agno.client import AgentOSClient
+    from agno.utils.http import aclose_default_clients, set_default_async_client
+
+    from agentos_site.asgi import application
+
+    set_default_async_client(httpx.AsyncClient(transport=httpx.ASGITransport(app=application), timeout=10))
+    yield AgentOSClient(base_url="http://testserver/os", timeout=10)
+    await aclose_default_clients()
+
+
+async def test_agnos_client_pauses_and_continues_a_run(agno_client, shop, token, scripted_model):
+    from agno.run.base import RunStatus
+
+    headers = bearer(token)
+    scripted_model.push_tool_calls([REFUND])
+    out = await agno_client.run_agent("shop", "refund order 7", headers=headers)
+    assert out.status == RunStatus.paused and out.is_paused
+    assert [(r.tool_execution.tool_name, r.needs_confirmation) for r in out.active_requirements] == [
+        ("hitl_refund", True)
+    ]
+    assert [t.tool_call_id for t in out.tools] == ["c1"]
+    requirement = out.active_requirements[0]
+    requirement.confirm()
+    scripted_model.push_text("Refunded.")
+    done = await agno_client.continue_agent_run(
+        "shop", out.run_id, tools=[requirement.tool_execution], session_id=out.session_id, headers=headers
+    )
+    assert (done.status, done.content, done.run_id) == (RunStatus.completed, "Refunded.", out.run_id)
+    assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+    assert (await ToolApproval.objects.aget(run_id=out.run_id)).channel == "agno"
+
+    # Streamed, with a rejection; a second continue of the same run is refused.
+    scripted_model.push_tool_calls([REFUND])
+    events = [e async for e in agno_client.run_agent_stream("shop", "refund again", headers=headers)]
+    assert [e.event for e in events] == ["RunStarted", "RunPaused"]
+    paused = events[-1]
+    assert paused.is_paused and paused.tools[0].requires_confirmation is True
+    requirement = paused.requirements[0]
+    requirement.reject("not twice")
+    scripted_model.push_text("I will not refund it twice.")
+    stream = agno_client.continue_agent_run_stream(
+        "shop", paused.run_id, tools=[requirement.tool_execution], session_id=paused.session_id, headers=headers
+    )
+    continued = [e async for e in stream]
+    names = [e.event for e in continued]
+    assert names[:2] == ["RunContinued", "ToolCallError"] and names[-1] == "RunCompleted"
+    assert set(names[2:-1]) == {"RunContent"} and continued[-1].content == "I will not refund it twice."
+    assert [e.event_index for e in continued] == list(range(2, 2 + len(continued)))
+    assert tool_messages(scripted_model.requests[-1]) == [("c1", "Rejected by the user: not twice")]
+    import httpx
+
+    with pytest.raises(httpx.HTTPStatusError) as again:
+        await agno_client.continue_agent_run("shop", paused.run_id, tools=[requirement.tool_execution], headers=headers)
+    assert again.value.response.status_code == 409 and again.value.response.json()["code"] == "run_not_paused"
+    assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+
+
+async def test_agnos_remote_agent_continues_with_user_input_and_external_results(asgi, shop, token, scripted_model):
+    import httpx
+    from agno.agent import RemoteAgent
+    from agno.run.base import RunStatus
+    from agno.utils.http import aclose_default_clients, set_default_async_client
+
+    from agentos_site.asgi import application
+
+    set_default_async_client(httpx.AsyncClient(transport=httpx.ASGITransport(app=application), timeout=10))
+    remote = RemoteAgent(base_url="http://testserver/os", agent_id="shop", timeout=10)
+    try:
+        scripted_model.push_tool_calls(
+            [
+                {"name": "hitl_send_mail", "arguments": {"subject": "Refund"}, "id": "m1"},
+                {"name": "hitl_lookup", "arguments": {"query": "order 7"}, "id": "x1"},
+            ]
+        )
+        out = await remote.arun("mail and look up", stream=False, auth_token=token)
+        assert out.status == RunStatus.paused
+        mail, lookup = out.active_requirements
+        assert (mail.needs_user_input, [f.name for f in mail.user_input_schema]) == (True, ["subject", "to"])
+        assert lookup.needs_external_execution
+        mail.provide_user_input({"to": "ada@example.com"})
+        lookup.set_external_execution_result("shipped")
+        scripted_model.push_text("Mailed Ada; the order shipped.")
+        done = await remote.acontinue_run(
+            out.run_id, requirements=[mail, lookup], stream=False, session_id=out.session_id, auth_token=token
+        )
+    finally:
+        await aclose_default_clients()
+    assert (done.status, done.content) == (RunStatus.completed, "Mailed Ada; the order shipped.")
+    assert CALLS == [("hitl_send_mail", {"subject": "Refund", "to": "ada@example.com"})]
+    assert tool_messages(scripted_model.requests[-1]) == [("x1", "shipped"), ("m1", "sent 'Refund' to ada@example.com")]
