@@ -206,6 +206,9 @@ AGENTOS = {
     "HOOKS_SWEEP_INTERVAL_SECONDS": env.float("AGENTOS_HOOKS_SWEEP_INTERVAL_SECONDS", default=15.0),
     # How often beat ends the paused runs whose approval timeout passed (docs/human-in-the-loop.md).
     "APPROVALS_SWEEP_INTERVAL_SECONDS": env.float("AGENTOS_APPROVALS_SWEEP_INTERVAL_SECONDS", default=60.0),
+    # Every staff user may decide on other users' paused tool calls in the admin (False: only those
+    # with the sessions_app.approve_tool_calls permission).
+    "APPROVALS_BY_STAFF": env.bool("AGENTOS_APPROVALS_BY_STAFF", default=True),
     # Crash recovery (docs/deployment.md): each process's heartbeat period, the silence after which
     # its runs are taken over, and how often a streaming run checkpoints its output and events.
     "PROCESS_HEARTBEAT_SECONDS": env.float("AGENTOS_PROCESS_HEARTBEAT_SECONDS", default=2.0),

@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from agents_app import admin_approvals  # noqa: F401 - registers the approvals inbox
 from agents_app.admin_hooks import AgentHookInline, TeamHookInline, unknown_hooks
 from agents_app.admin_try import TryItAdminMixin
 from agents_app.forms import AgentAdminForm, ModelConfigAdminForm, unknown_tools

@@ -230,17 +230,22 @@ def continue_follow(handle: RunnableHandle) -> AsyncIterator[ev.RunEvent]:
 
 
 async def acontinue_run(
-    run_id: UUID, *, user: Any, decisions: list[Decision], channel: str = "python"
+    run_id: UUID, *, user: Any, decisions: list[Decision], channel: str = "python", any_users_run: bool = False
 ) -> dict[str, Any]:
     """Continue a paused run from your own async code and get its result (the REST API's JSON: it
-    may be paused again)."""
-    handle = await db_call(continue_prepare, run_id, user=user, decisions=decisions, channel=channel)
+    may be paused again). `user` decides; with `any_users_run` (an approver), on anyone's run."""
+    handle = await db_call(
+        continue_prepare, run_id, user=user, decisions=decisions, channel=channel, any_users_run=any_users_run
+    )
     return await wait_result(handle)
 
 
-def continue_run(run_id: UUID, *, user: Any, decisions: list[Decision], channel: str = "python") -> dict[str, Any]:
+def continue_run(
+    run_id: UUID, *, user: Any, decisions: list[Decision], channel: str = "python", any_users_run: bool = False
+) -> dict[str, Any]:
     """The sync wrapper of `acontinue_run`."""
-    return async_to_sync(acontinue_run)(run_id, user=user, decisions=decisions, channel=channel)
+    runner: Callable[..., dict[str, Any]] = async_to_sync(acontinue_run)
+    return runner(run_id, user=user, decisions=decisions, channel=channel, any_users_run=any_users_run)
 
 
 async def astream_continue(

@@ -94,6 +94,9 @@ DEFAULTS: dict[str, Any] = {
     # embedded worker does it with its hook sweep; a continue or a new message in the session ends
     # an overdue run it meets, whatever the schedule).
     "APPROVALS_SWEEP_INTERVAL_SECONDS": 60.0,
+    # Who may decide on other users' paused tool calls in the admin's approvals inbox: every staff
+    # user (True), or only users with the sessions_app.approve_tool_calls permission (False).
+    "APPROVALS_BY_STAFF": True,
     # The model the model-judged builtin hooks call: a ModelConfig name; empty = the agent's own model.
     "HOOKS_JUDGE_MODEL": "",
     # The topics tracker keeps at most this many topics in the session state.

@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from agents_app.models import Agent
+from agents_app.models import Agent, AgentToolRequirement
 from agents_app.tools.registry import tool, tool_registry
 from sessions_app.models import Message, Run, ToolApproval
 from tests.conftest import bearer, parse_sse
@@ -530,3 +530,140 @@ async def test_agnos_remote_agent_continues_with_user_input_and_external_results
     assert (done.status, done.content) == (RunStatus.completed, "Mailed Ada; the order shipped.")
     assert CALLS == [("hitl_send_mail", {"subject": "Refund", "to": "ada@example.com"})]
     assert tool_messages(scripted_model.requests[-1]) == [("x1", "shipped"), ("m1", "sent 'Refund' to ada@example.com")]
+
+
+# ---- the Python API and the admin ------------------------------------------------------------------
+
+
+def _paused_with_python(agent_id: str, user: Any, scripted_model: Any, calls: list[dict[str, Any]]) -> Any:
+    from agents_app.runs import run_agent
+
+    scripted_model.push_tool_calls(calls)
+    result = run_agent(agent_id=agent_id, user=user, message="please")
+    assert result.status == "paused" and [t["tool_call_id"] for t in result.tools] == [c["id"] for c in calls]
+    return result
+
+
+def test_the_python_api_pauses_and_continues(shop, user, scripted_model):
+    from agents_app.engine.approvals import Decision
+    from agents_app.runs import continue_run
+
+    paused = _paused_with_python("shop", user, scripted_model, [REFUND])
+    assert paused.to_dict()["requirements"][0]["tool_execution"]["tool_call_id"] == "c1"
+    scripted_model.push_text("Refunded 4.")
+    done = continue_run(paused.run_id, user=user, decisions=[Decision("c1", approve=True, arguments={"amount": 4})])
+    assert (done["status"], done["content"]) == ("completed", "Refunded 4.")
+    assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 4.0})]
+    assert ToolApproval.objects.get(run_id=paused.run_id).channel == "python"
+
+
+def test_an_agents_override_makes_a_plain_tool_wait_and_a_marked_one_run(
+    shop, user, scripted_model, client, staff_user
+):
+    from django.urls import reverse
+
+    from tests.test_admin import agent_post
+
+    client.force_login(staff_user)
+    data = agent_post(
+        shop.model,
+        slug="shop2",
+        tools=["calculator", "hitl_refund"],
+        **{
+            "tool_requirements-TOTAL_FORMS": "2",
+            "tool_requirements-0-tool": "calculator",
+            "tool_requirements-0-requirement": "confirmation",
+            "tool_requirements-0-user_input_fields": "[]",
+            "tool_requirements-1-tool": "hitl_refund",
+            "tool_requirements-1-requirement": "none",
+            "tool_requirements-1-user_input_fields": "[]",
+        },
+    )
+    response = client.post(reverse("admin:agents_app_agent_add"), data)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    assert sorted(AgentToolRequirement.objects.filter(agent__slug="shop2").values_list("tool", "requirement")) == [
+        ("calculator", "confirmation"),
+        ("hitl_refund", "none"),
+    ]
+    paused = _paused_with_python(
+        "shop2", user, scripted_model, [{"name": "calculator", "arguments": {"expression": "1+1"}, "id": "k1"}]
+    )
+    assert paused.tools[0]["requires_confirmation"] is True
+    from agents_app.runs import run_agent
+
+    scripted_model.reset()
+    scripted_model.push_tool_calls([REFUND])
+    scripted_model.push_text("Refunded.")
+    other = run_agent(agent_id="shop2", user=user, message="refund")
+    assert other.status == "completed" and CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+
+    # A user-input field the tool does not have is refused, by the admin and the staff API alike.
+    bad = {**data, "slug": "shop3", "tool_requirements-0-requirement": "user_input"}
+    bad["tool_requirements-0-user_input_fields"] = '["nope"]'
+    page = client.post(reverse("admin:agents_app_agent_add"), bad).content.decode()
+    assert "Tool calculator has no argument nope (its arguments: expression)." in page
+
+
+def test_the_staff_api_reads_and_replaces_tool_requirements(shop, client, staff_token):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {staff_token}"}
+    rows = [{"tool": "calculator", "requirement": "user_input", "user_input_fields": ["expression"]}]
+    r = client.patch(
+        "/api/agents/shop/", {"tool_requirements": rows, "approval_timeout_seconds": 600}, "application/json", **headers
+    )
+    assert r.status_code == 200, r.content
+    body = r.json()
+    assert body["tool_requirements"] == rows and body["approval_timeout_seconds"] == 600
+    assert body["paused_session_policy"] == "reject"
+    r = client.patch(
+        "/api/agents/shop/",
+        {"tool_requirements": [{"tool": "nope", "requirement": "confirmation"}]},
+        "application/json",
+        **headers,
+    )
+    assert r.status_code == 400 and r.json()["tool_requirements"] == {
+        "0": {"tool": [r.json()["tool_requirements"]["0"]["tool"][0]]}
+    }
+    assert r.json()["tool_requirements"]["0"]["tool"][0].startswith("No registered tool 'nope'.")
+
+
+def test_the_approvals_inbox_lets_staff_decide_on_other_users_runs(
+    shop, user, scripted_model, client, settings, staff_user
+):
+    from django.urls import reverse
+
+    from tests.factories import UserFactory
+
+    first = _paused_with_python("shop", user, scripted_model, [REFUND])
+    second = _paused_with_python("shop", user, scripted_model, [{**REFUND, "id": "c7"}])
+    approver = UserFactory(username="approver", is_staff=True)  # staff, not a superuser
+    client.force_login(approver)
+    inbox = reverse("admin:sessions_app_toolapproval_changelist")
+    page = client.get(inbox)
+    assert page.status_code == 200
+    assert page.content.decode().count("hitl_refund") >= 2
+
+    scripted_model.push_text("Refunded.")
+    pending = ToolApproval.objects.get(run_id=first.run_id)
+    r = client.post(inbox, {"action": "approve", "_selected_action": [str(pending.pk)]}, follow=True)
+    assert f"Run {first.run_id}: 1 call(s) approved; the run is completed." in r.content.decode()
+    pending.refresh_from_db()
+    assert (pending.status, pending.decided_by, pending.channel) == ("approved", approver, "admin")
+    assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+    assert Run.objects.get(pk=first.run_id).user == user
+
+    scripted_model.push_text("Not refunded.")
+    other = ToolApproval.objects.get(run_id=second.run_id)
+    client.post(inbox, {"action": "reject", "_selected_action": [str(other.pk)]})
+    other.refresh_from_db()
+    assert (other.status, other.note) == ("rejected", "Rejected in the admin.")
+    assert len(CALLS) == 1
+
+    # The run's page shows the decisions (to who may read runs).
+    client.force_login(staff_user)
+    run_page = client.get(reverse("admin:sessions_app_run_change", args=[first.run_id])).content.decode()
+    assert "Tool calls that waited for a person" in run_page and "approver" in run_page
+
+    # Without APPROVALS_BY_STAFF, staff need the permission.
+    client.force_login(approver)
+    settings.AGENTOS = {**settings.AGENTOS, "APPROVALS_BY_STAFF": False}
+    assert client.get(inbox).status_code == 403

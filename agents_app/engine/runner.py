@@ -100,6 +100,10 @@ class RunResult:
     error: str = ""
     error_type: str = ""
     events: list[ev.RunEvent] = field(default_factory=list)
+    # A paused run (status "paused"): the calls waiting for a person, agno's shapes, and its expiry.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    requirements: list[dict[str, Any]] = field(default_factory=list)
+    expires_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -118,6 +122,8 @@ class RunResult:
         }
         if self.error_type:
             data["error"] = {"type": self.error_type, "message": self.error}
+        if self.status == "paused":
+            data.update(tools=self.tools, requirements=self.requirements, expires_at=self.expires_at)
         return data
 
 
