@@ -270,20 +270,14 @@ def run_finish(
 def run_pause_finish(*, finish: Callable[..., bool], pause: dict[str, Any], **kwargs: Any) -> bool:
     """`finish` (run_finish, or it with the run's hooks) for a run that pauses: in the same
     transaction, what continuing it needs (`resume_state`), when it expires, and one ToolApproval
-    row per tool call awaiting a person (`approvals`: id, tool_call_id, tool_name, requirement,
-    tool_args, user_input_fields). True if stored."""
+    row per tool call awaiting a person (`approvals`: id, position, tool_call_id, tool_name,
+    requirement, tool_args, user_input_fields). True if stored."""
     run_id = kwargs["run_id"]
     with transaction.atomic():
         stored = finish(**kwargs)
         if stored:
             Run.objects.filter(pk=run_id).update(resume_state=pause["resume_state"], expires_at=pause["expires_at"])
-            first = ToolApproval.objects.filter(run_id=run_id).count()  # after an earlier pause's rows
-            ToolApproval.objects.bulk_create(
-                [
-                    ToolApproval(run_id=run_id, position=first + index, **row)
-                    for index, row in enumerate(pause["approvals"])
-                ]
-            )
+            ToolApproval.objects.bulk_create([ToolApproval(run_id=run_id, **row) for row in pause["approvals"]])
     return stored
 
 

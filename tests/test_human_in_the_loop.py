@@ -667,3 +667,27 @@ def test_the_approvals_inbox_lets_staff_decide_on_other_users_runs(
     client.force_login(approver)
     settings.AGENTOS = {**settings.AGENTOS, "APPROVALS_BY_STAFF": False}
     assert client.get(inbox).status_code == 403
+
+
+async def test_a_continued_run_may_pause_again_and_counts_its_tool_calls_across_pauses(
+    asgi, shop, token, scripted_model
+):
+    shop.max_tool_calls = 2
+    await shop.asave()
+    scripted_model.push_tool_calls([REFUND])
+    run_id = (await start(asgi, token)).json()["run_id"]
+    scripted_model.push_tool_calls([{**REFUND, "id": "c2", "arguments": {"order_id": 8, "amount": 1}}])
+    r = await continue_(asgi, token, run_id, [{"tool_call_id": "c1", "decision": "approve"}])
+    again = r.json()
+    assert (r.status_code, again["status"], again["run_id"]) == (200, "paused", run_id)
+    assert [t["tool_call_id"] for t in again["tools"]] == ["c2"]
+    scripted_model.push_text("Both refunded.")
+    done = (await continue_(asgi, token, run_id, [{"tool_call_id": "c2", "decision": "approve"}])).json()
+    assert done["status"] == "completed" and done["content"] == "Both refunded."
+    assert scripted_model.requests[-1].get("tools") is None  # two tool calls used: the limit, across pauses
+    rows = [a async for a in ToolApproval.objects.filter(run_id=run_id).values_list("position", "tool_call_id")]
+    assert rows == [(0, "c1"), (1, "c2")]
+    run = await Run.objects.aget(pk=run_id)
+    assert [e["event"] for e in run.events].count("RunPaused") == 2
+    assert [e["event_index"] for e in run.events] == list(range(len(run.events)))
+    assert len(CALLS) == 2

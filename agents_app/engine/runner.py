@@ -422,19 +422,24 @@ class _Execution(Execution):
                     approval_id=str(p.approval_id),
                 )
             )
+        # Positions after an earlier pause's approvals (a continued run may pause again).
+        first = int((getattr(self, "prior", None) or {}).get("approvals_made") or 0)
+        state = self.resume_state()
+        state["approvals_made"] = first + len(pause.pending)
         self.pause_record = {
             "expires_at": expires,
-            "resume_state": self.resume_state(),
+            "resume_state": state,
             "approvals": [
                 {
                     "id": p.approval_id,
+                    "position": first + index,
                     "tool_call_id": p.call.id,
                     "tool_name": p.call.name,
                     "requirement": p.kind,
                     "tool_args": p.args,
                     "user_input_fields": p.user_input_fields,
                 }
-                for p in pause.pending
+                for index, p in enumerate(pause.pending)
             ],
         }
         outcome = {"status": Run.Status.PAUSED, "output": self.partial_output(), "error": "", "error_type": ""}
