@@ -573,12 +573,28 @@ class RunOutputSerializer(serializers.Serializer):
         allow_null=True, help_text="Text, or the JSON object when the agent has an output schema."
     )
     content_type = serializers.ChoiceField(choices=["str", "json"])
-    status = serializers.ChoiceField(choices=["completed", "error", "cancelled"])
+    status = serializers.ChoiceField(
+        choices=["completed", "error", "cancelled", "paused"],
+        help_text="`paused`: the run waits for a person to decide on tool calls (docs/human-in-the-loop.md).",
+    )
     model = serializers.CharField()
     model_provider = serializers.CharField()
     created_at = serializers.IntegerField(help_text="Unix time, seconds.")
     metrics = RunMetricsSerializer()
     error = RunErrorSerializer(required=False)
+    tools = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="A paused run: the tool calls waiting for a decision (agno's ToolExecution shape).",
+    )
+    requirements = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="A paused run: one agno RunRequirement per waiting call (`id`, `created_at`, `tool_execution`).",
+    )
+    expires_at = serializers.DateTimeField(
+        required=False, help_text="A paused run: when it expires undecided (its calls then never run)."
+    )
 
 
 # ---- Teams and workflows -----------------------------------------------------------------------

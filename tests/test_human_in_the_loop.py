@@ -691,3 +691,30 @@ async def test_a_continued_run_may_pause_again_and_counts_its_tool_calls_across_
     assert [e["event"] for e in run.events].count("RunPaused") == 2
     assert [e["event_index"] for e in run.events] == list(range(len(run.events)))
     assert len(CALLS) == 2
+
+
+def test_telemetry_records_one_event_per_paused_run_with_its_whole_counts(shop, user, scripted_model, settings):
+    from agents_app.engine.approvals import Decision
+    from agents_app.runs import continue_run
+    from telemetry_app.models import TelemetryEvent
+    from telemetry_app.schemas import RunCreatedEvent
+    from tests.test_telemetry_record import _run_payload
+
+    settings.AGENTOS = {**settings.AGENTOS, "TELEMETRY": True}
+    from telemetry_app.services import telemetry_reset_launch
+
+    telemetry_reset_launch(pending=False)
+    try:
+        paused = _paused_with_python("shop", user, scripted_model, [REFUND])
+        assert TelemetryEvent.objects.count() == 0  # recorded when the run ends
+        paused_tokens = Run.objects.get(pk=paused.run_id).input_tokens
+        scripted_model.push_text("Refunded.")
+        continue_run(paused.run_id, user=user, decisions=[Decision("c1", approve=True)])
+        run = Run.objects.get(pk=paused.run_id)
+        assert run.input_tokens > paused_tokens  # the row keeps the whole run's counts
+        payload = dict(TelemetryEvent.objects.get().payload)
+        RunCreatedEvent.model_validate(payload)
+        payload.pop("event_id"), payload.pop("created_at")
+        assert payload == _run_payload(run)
+    finally:
+        telemetry_reset_launch(pending=False)

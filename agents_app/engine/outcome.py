@@ -585,10 +585,12 @@ def store_run(
     """A run's final writes and its telemetry event: one transaction (no transaction and no query
     for telemetry when it is off; recording never raises). Its metrics are counted once stored,
     once only (a run settled by another process meanwhile is not counted twice). `totals`: what
-    the row stores instead (`metrics`, `cost`, `total_cost`, `cache_read_tokens`) when the run
-    counted part of it in an earlier execution (a continued paused run): telemetry and metrics
-    count each execution's own, the row the whole run's."""
+    the row (and the run's telemetry event) stores instead (`metrics`, `cost`, `total_cost`,
+    `cache_read_tokens`) when the run counted part of it in an earlier execution (a continued
+    paused run): the process's metrics count each execution's own, the row the whole run's. A
+    paused run records no telemetry event yet: one per run, when it ends."""
     row = totals or {}
+    whole = row.get("metrics", metrics)
     with telemetry_transaction():
         stored = finish(
             run_id=run_id,
@@ -598,7 +600,7 @@ def store_run(
             error=outcome.get("error", ""),
             error_type=outcome.get("error_type", ""),
             messages=messages,
-            metrics=row.get("metrics", metrics),
+            metrics=whole,
             events=events,
             user_message=message,
             session_id=session_id,
@@ -612,24 +614,27 @@ def store_run(
                 "cache_read_tokens": row.get("cache_read_tokens", cache_read_tokens),
             },
         )
-        telemetry_record_run(
-            event_type=telemetry_type,
-            run_id=run_id,
-            session_id=session_id,
-            component_id=component_id,
-            model=model,
-            provider=provider,
-            status=outcome["status"],
-            input_tokens=metrics.get("input_tokens", 0),
-            output_tokens=metrics.get("output_tokens", 0),
-            time_to_first_token=metrics.get("time_to_first_token"),
-            duration=metrics.get("duration"),
-            error_type=outcome.get("error_type", ""),
-            input=message,
-            output=outcome.get("output") or "",
-            cost=as_number(cost),
-            cache_read_tokens=cache_read_tokens,
-        )
+        # One telemetry event per run, when it ends, with the whole run's counts (a paused run is
+        # recorded when its continuation, expiry or cancel ends it).
+        if outcome["status"] != Run.Status.PAUSED:
+            telemetry_record_run(
+                event_type=telemetry_type,
+                run_id=run_id,
+                session_id=session_id,
+                component_id=component_id,
+                model=model,
+                provider=provider,
+                status=outcome["status"],
+                input_tokens=whole.get("input_tokens", 0),
+                output_tokens=whole.get("output_tokens", 0),
+                time_to_first_token=whole.get("time_to_first_token"),
+                duration=whole.get("duration"),
+                error_type=outcome.get("error_type", ""),
+                input=message,
+                output=outcome.get("output") or "",
+                cost=as_number(row.get("cost", cost)),
+                cache_read_tokens=row.get("cache_read_tokens", cache_read_tokens),
+            )
     if stored:
         record_run(
             kind=telemetry_type,
