@@ -9,6 +9,7 @@ Every variable is listed in docs/configuration.md.
 from pathlib import Path
 
 import environ
+from corsheaders.defaults import default_headers as cors_default_headers
 
 from agentos_site.logconfig import logging_config
 
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "corsheaders",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
@@ -51,6 +53,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: every line logged while a request is served carries its id, and so does the response.
     "agentos_site.middleware.RequestIdMiddleware",
+    # CORS (django-cors-headers, async-capable: no thread hop) before anything that may answer by
+    # itself (the security redirect, CommonMiddleware's), so those answers carry its headers too; a
+    # preflight is answered here, before authentication (browsers send it without credentials).
+    "corsheaders.middleware.CorsMiddleware",
     "agentos_site.middleware.SecurityMiddleware",
     "agentos_site.middleware.SessionMiddleware",
     "agentos_site.middleware.CommonMiddleware",
@@ -114,6 +120,14 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "agentos_site.storage.StaticFilesStorage"},
 }
+# Uploaded files (the images sent with runs' messages, sessions_app.RunImage) are written through
+# the default storage under MEDIA_ROOT, outside the static files and the checkout's code. Nothing
+# serves MEDIA_ROOT: an image reaches its owner (and staff) only through the authenticated
+# GET /api/runs/<run_id>/images/<position>, so never point a proxy's public location at it.
+# Several server processes need one shared MEDIA_ROOT (a shared volume), or another storage backend
+# in STORAGES["default"] (e.g. django-storages' S3).
+MEDIA_ROOT = Path(env.str("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "media")))
+MEDIA_URL = "media/"
 LOGIN_URL = "admin:login"
 
 # Channels: in-memory for the embedded single process; Redis when several processes serve.
@@ -149,6 +163,21 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "sessions_app.api_base.exception_handler",
 }
 
+# CORS (django-cors-headers; docs/deployment.md#cors): browser pages of these origins may call the REST
+# API and the agno routes (agno's Agent UI: http://localhost:3000 in development). Default: none. Exact
+# origins (scheme://host[:port]), and/or regular expressions; comma-separated in the environment.
+CORS_ALLOWED_ORIGINS = env.list("DJANGO_CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOWED_ORIGIN_REGEXES = env.list("DJANGO_CORS_ALLOWED_ORIGIN_REGEXES", default=[])
+# Only the APIs: /api/ and the agno routes (AGENTOS["AGNO_COMPAT_PREFIX"], /os/ here); change it with the prefix.
+CORS_URLS_REGEX = env.str("DJANGO_CORS_URLS_REGEX", default=r"^/(api|os)/")
+# Clients authenticate with a token header, not cookies: no credentialed cross-origin requests.
+CORS_ALLOW_CREDENTIALS = False
+# What a browser client may send besides the defaults (Authorization, Content-Type...): an
+# EventSource's Last-Event-ID, an Idempotency-Key, its own X-Request-ID; and what it may read.
+CORS_ALLOW_HEADERS = (*cors_default_headers, "idempotency-key", "last-event-id", "x-request-id")
+CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After"]
+CORS_PREFLIGHT_MAX_AGE = env.int("DJANGO_CORS_PREFLIGHT_MAX_AGE", default=600)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "AgentOS for Django API",
     "DESCRIPTION": "Run LLM agents configured in the Django admin; sessions, runs and messages.",
@@ -173,12 +202,21 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Django's cache: rate limits count runs in it, so with several processes it must be shared (Redis:
+# DJANGO_CACHE_URL=redis://host:6379/1). Embedded default: local memory (one process).
+CACHES = {"default": env.cache_url("DJANGO_CACHE_URL", default="locmemcache://")}
+CACHES["default"]["KEY_PREFIX"] = env.str("DJANGO_CACHE_KEY_PREFIX", default="")
+
 # Product settings: one dict, read by the apps through sessions_app.conf with defaults for
 # everything not set here.
 AGENTOS = {
     "MAX_MESSAGE_CHARS": env.int("AGENTOS_MAX_MESSAGE_CHARS", default=32_000),
     "AGENT_CACHE_SECONDS": env.float("AGENTOS_AGENT_CACHE_SECONDS", default=5.0),
     "TOOL_TIMEOUT_SECONDS": env.float("AGENTOS_TOOL_TIMEOUT_SECONDS", default=30.0),
+    # Images with a run's message (docs/api.md#images): bytes per image, images per message, types.
+    "IMAGE_MAX_BYTES": env.int("AGENTOS_IMAGE_MAX_BYTES", default=10 * 1024 * 1024),
+    "IMAGE_MAX_COUNT": env.int("AGENTOS_IMAGE_MAX_COUNT", default=4),
+    "IMAGE_TYPES": env.list("AGENTOS_IMAGE_TYPES", default=["image/png", "image/jpeg", "image/gif", "image/webp"]),
     "API_RUNTIME": env.str("AGENTOS_API_RUNTIME", default="prd"),
     "ALPHA_FEATURES": env.bool("AGENTOS_ALPHA_FEATURES", default=False),
     # Telemetry (telemetry_app; docs/telemetry.md): run and launch events buffered in the database
@@ -220,6 +258,12 @@ AGENTOS = {
         "TOKENS": env.int("AGENTOS_RUN_MAX_TOKENS", default=None),
         "SECONDS": env.int("AGENTOS_RUN_MAX_SECONDS", default=900),
     },
+    # Rate limits on starting runs (docs/configuration.md#rate-limits): comma-separated DRF rates.
+    "RUN_RATE_LIMITS": {
+        "USER": env.list("AGENTOS_RUN_RATE_USER", default=[]),
+        "RUNNABLE": env.list("AGENTOS_RUN_RATE_RUNNABLE", default=[]),
+    },
+    "IDEMPOTENCY_SECONDS": env.int("AGENTOS_IDEMPOTENCY_SECONDS", default=86_400),
     # Model API keys are stored encrypted (docs/models.md#api-keys): comma-separated Fernet keys,
     # newest first. Empty: a key derived from SECRET_KEY (and SECRET_KEY_FALLBACKS) encrypts.
     "ENCRYPTION_KEYS": env.list("AGENTOS_ENCRYPTION_KEYS", default=[]),
@@ -227,6 +271,13 @@ AGENTOS = {
     # Bearer token; without one, only staff users (by their session) may read them.
     "METRICS_ENABLED": env.bool("AGENTOS_METRICS_ENABLED", default=True),
     "METRICS_TOKEN": env.str("AGENTOS_METRICS_TOKEN", default=""),
+    # Scoped API tokens (docs/api.md#api-tokens): the lifetime of a token created without an expiry
+    # (days; 0: never expires), the longest one may be given (days; 0: no limit), the most live
+    # tokens a user may hold (0: no limit), and how often a token's last use is written (seconds).
+    "API_TOKEN_DEFAULT_DAYS": env.float("AGENTOS_API_TOKEN_DEFAULT_DAYS", default=90),
+    "API_TOKEN_MAX_DAYS": env.float("AGENTOS_API_TOKEN_MAX_DAYS", default=0),
+    "API_TOKENS_PER_USER": env.int("AGENTOS_API_TOKENS_PER_USER", default=100),
+    "API_TOKEN_LAST_USED_SECONDS": env.float("AGENTOS_API_TOKEN_LAST_USED_SECONDS", default=60.0),
 }
 
 # Celery (agentos_site/celery.py reads every CELERY_* setting): background hooks, and the periodic

@@ -9,8 +9,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import path
 
-from agents_app import admin_approvals  # noqa: F401 - registers the approvals inbox
+from agents_app import (
+    admin_approvals,  # noqa: F401 - registers the approvals inbox
+    admin_tokens,  # noqa: F401 - registers the API tokens' admin
+)
 from agents_app.admin_hooks import AgentHookInline, TeamHookInline, unknown_hooks
 from agents_app.admin_try import TryItAdminMixin
 from agents_app.forms import AgentAdminForm, ModelConfigAdminForm, unknown_tools
@@ -19,15 +24,19 @@ from agents_app.models import (
     AgentToolRequirement,
     ModelConfig,
     ModelFallback,
+    Quota,
     Team,
     TeamMember,
     Workflow,
     WorkflowStep,
 )
+from agents_app.quotas import usage as quota_usage
+from agents_app.quotas import usage_by_user
 from agents_app.secrets import key_source as describe_key_source
 from agents_app.services import agent_set_active
 from agents_app.tools.registry import tool_registry
 from agents_app.workflows.registry import step_registry
+from sessions_app.money import format_cost
 
 
 @admin.register(ModelConfig)
@@ -192,7 +201,7 @@ class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
                     "The most one run may use: model calls, tokens, seconds. A run that reaches one ends with "
                     "budget_exceeded, keeping what it wrote. Empty: the site's defaults (AGENTOS['RUN_BUDGET'])."
                 ),
-                "fields": ["max_model_calls", "max_run_tokens", "max_run_seconds"],
+                "fields": ["max_model_calls", "max_run_tokens", "max_run_seconds", "rate_limit"],
             },
         ),
         (
@@ -344,7 +353,14 @@ class TeamAdmin(TryItAdminMixin, admin.ModelAdmin):
                     "Bounds that keep a team from running away: nesting depth, member runs, and the model calls, "
                     "tokens and seconds of one run, its members' included (empty: the site's defaults)."
                 ),
-                "fields": ["max_depth", "max_member_calls", "max_model_calls", "max_run_tokens", "max_run_seconds"],
+                "fields": [
+                    "max_depth",
+                    "max_member_calls",
+                    "max_model_calls",
+                    "max_run_tokens",
+                    "max_run_seconds",
+                    "rate_limit",
+                ],
             },
         ),
         ("Record", {"classes": ["collapse"], "fields": ["created_at", "updated_at"]}),
@@ -404,7 +420,16 @@ class WorkflowAdmin(TryItAdminMixin, admin.ModelAdmin):
     search_fields = ["slug", "name", "description"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
-    fields = ["slug", "name", "description", "is_active", "busy_session_policy", "created_at", "updated_at"]
+    fields = [
+        "slug",
+        "name",
+        "description",
+        "is_active",
+        "busy_session_policy",
+        "rate_limit",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [WorkflowStepInline]
 
     def get_queryset(self, request: HttpRequest) -> Any:
@@ -413,3 +438,62 @@ class WorkflowAdmin(TryItAdminMixin, admin.ModelAdmin):
     @admin.display(description="Steps", ordering="_steps")
     def step_count(self, obj: Workflow) -> int:
         return getattr(obj, "_steps", 0)
+
+
+# ---- Quotas ------------------------------------------------------------------------------------
+
+
+@admin.register(Quota)
+class QuotaAdmin(admin.ModelAdmin):
+    """Recurring token and cost budgets (agents_app.quotas), and everyone's use ("Usage by user")."""
+
+    list_display = ["__str__", "scope", "period", "target", "max_tokens", "max_cost", "used_now", "is_active"]
+    list_filter = ["scope", "period", "is_active"]
+    list_select_related = ["user", "agent", "team", "workflow"]
+    raw_id_fields = ["user"]
+    autocomplete_fields = ["agent"]
+    fieldsets = [
+        (
+            None,
+            {
+                "description": (
+                    "A run that would start over a quota is refused (429 quota_exceeded, saying when it resets); "
+                    "a run that reaches one while running stops with budget_exceeded. Usage is the runs' own "
+                    "tokens and cost since the start of the UTC day or month."
+                ),
+                "fields": ["name", "scope", "period", "is_active"],
+            },
+        ),
+        ("Whose runs", {"fields": ["user", "agent", "team", "workflow"]}),
+        ("Limits", {"fields": ["max_tokens", "max_cost"]}),
+    ]
+
+    @admin.display(description="Applies to")
+    def target(self, obj: Quota) -> str:
+        if obj.scope == Quota.Scope.USER:
+            return obj.user.get_username() if obj.user_id else "every user, each on their own"
+        if obj.scope == Quota.Scope.RUNNABLE:
+            component = obj.agent or obj.team or obj.workflow
+            return str(component) if component is not None else "-"
+        return "the whole site"
+
+    @admin.display(description="Used this period")
+    def used_now(self, obj: Quota) -> str:
+        if obj.scope == Quota.Scope.USER and not obj.user_id:
+            return "per user: see Usage by user"
+        row = quota_usage([obj], user=obj.user)[0]
+        return f"{row['tokens']} tokens, {format_cost(row['cost'])}"
+
+    def get_urls(self) -> list[Any]:
+        usage = path("usage/", self.admin_site.admin_view(self.usage_view), name="agents_app_quota_usage")
+        return [usage, *super().get_urls()]
+
+    def usage_view(self, request: HttpRequest) -> TemplateResponse:
+        """Everyone's use today and this month, most expensive first."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Usage by user",
+            "opts": self.model._meta,
+            **usage_by_user(),
+        }
+        return TemplateResponse(request, "admin/agents_app/quota/usage.html", context)

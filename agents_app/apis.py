@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
-from django.http import HttpResponse
+from django.core.files.uploadedfile import UploadedFile
+from django.http import HttpResponse, QueryDict
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiViewExtension
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -17,16 +19,20 @@ from drf_spectacular.utils import (
 from rest_framework import permissions, viewsets
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 
 from agents_app import runs
+from agents_app.idempotency import IdempotentReplay, check_key
 from agents_app.models import Agent, ModelConfig, Team, Workflow
 from agents_app.selectors import agent_list_for_user, team_list_for_user, workflow_list_for_user
 from agents_app.serializers import (
     AgentAdminSerializer,
     AgentSerializer,
     ModelConfigSerializer,
+    RunFormInputSerializer,
     RunInputSerializer,
+    RunMultipartInputSerializer,
     RunOutputSerializer,
     ServerSentEventSerializer,
     TeamRunOutputSerializer,
@@ -35,8 +41,10 @@ from agents_app.serializers import (
     WorkflowSerializer,
 )
 from agents_app.sse import EventStreamRenderer, sse_response
-from sessions_app.api_base import BODY_ERRORS, AsyncAPIView, StrictInputMixin, error_responses
-from sessions_app.errors import RUN_ERROR_STATUS, UPSTREAM_FAILURE, run_http_status
+from sessions_app.access import allowed_for
+from sessions_app.api_base import BODY_ERRORS, AsyncAPIView, ImageJSONParser, StrictInputMixin, error_responses
+from sessions_app.errors import RUN_ERROR_STATUS, UPSTREAM_FAILURE, InvalidImage, run_http_status
+from sessions_app.images import ImageInput, ImageUploadHandler, images_from_json, images_from_uploads
 
 
 def failed_run_responses(serializer: Any = RunOutputSerializer) -> dict[int, OpenApiResponse]:
@@ -109,7 +117,7 @@ class AgentViewSet(StrictInputMixin, viewsets.ModelViewSet):
     queryset = Agent.objects.none()
 
     def get_queryset(self) -> Any:
-        return agent_list_for_user(user=self.request.user)
+        return agent_list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth))
 
     def get_serializer_class(self) -> Any:
         return AgentAdminSerializer if self.request.user.is_staff else AgentSerializer
@@ -163,10 +171,35 @@ class ModelConfigViewSet(StrictInputMixin, viewsets.ModelViewSet):
 
 RUN_REQUEST = {
     "application/json": RunInputSerializer,
-    "application/x-www-form-urlencoded": RunInputSerializer,
-    "multipart/form-data": RunInputSerializer,
+    "application/x-www-form-urlencoded": RunFormInputSerializer,
+    "multipart/form-data": RunMultipartInputSerializer,
 }
+
+
+def run_images(request: Any) -> list[ImageInput]:
+    """The images of a run request (sessions_app.images): `images` objects in a JSON body, or
+    `images` files (and `image_detail`) in a multipart one."""
+    data = request.data
+    if not isinstance(data, QueryDict):
+        return images_from_json(data.get("images"))
+    if any(not isinstance(value, UploadedFile) for value in data.getlist("images")):
+        raise InvalidImage("In a form, 'images' are file uploads; send images given by URL in a JSON body.")
+    return images_from_uploads(request.FILES.getlist("images"), detail=data.get("image_detail"))
+
+
 _RUN_OUTPUT = {"agent": RunOutputSerializer, "team": TeamRunOutputSerializer, "workflow": WorkflowRunOutputSerializer}
+
+
+async def _replay(request: Any, run_id: Any, stream: bool) -> Any:
+    """The answer to a repeated request (same Idempotency-Key): the run it started, its events from
+    the first (live while it runs) or its result, as the first request got them."""
+    if stream:
+        response = sse_response(await runs.replay_events(run_id, user=request.user))
+    else:
+        result = await runs.replay_result(run_id, user=request.user)
+        response = HttpResponse(orjson.dumps(result), status=run_http_status(result), content_type="application/json")
+    response["Idempotent-Replayed"] = "true"
+    return response
 
 
 class RunApi(AsyncAPIView):
@@ -175,24 +208,43 @@ class RunApi(AsyncAPIView):
 
     permission_classes = [permissions.IsAuthenticated]
     renderer_classes = [JSONRenderer, EventStreamRenderer]  # JSON, or the event stream (stream=true)
+    # JSON bodies may be larger than DATA_UPLOAD_MAX_MEMORY_SIZE by their images' base64 text.
+    parser_classes = [ImageJSONParser, FormParser, MultiPartParser]
     kind = "agent"
+
+    def initialize_request(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # Image files over the limits stop the multipart body as they arrive (sessions_app.images).
+        with contextlib.suppress(AttributeError):  # the body was read already (nothing reads it before)
+            ImageUploadHandler.install(request, fields=("images",))
+        return super().initialize_request(request, *args, **kwargs)
 
     def prepare_post(self, request: Any, **kwargs: str) -> tuple[Any, bool]:
         serializer = RunInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        start = runs.prepare_or_defer(
-            self.kind,
-            kwargs[f"{self.kind}_id"],
-            user=request.user,
-            message=data["message"],
-            session_id=data.get("session_id"),
-        )
+        try:
+            start = runs.prepare_or_defer(
+                self.kind,
+                kwargs[f"{self.kind}_id"],
+                user=request.user,
+                message=data["message"],
+                session_id=data.get("session_id"),
+                images=run_images(request),
+                idempotency_key=check_key(request.headers.get("Idempotency-Key")),
+                allowed=allowed_for(request.auth),
+            )
+        except IdempotentReplay as replay:
+            return replay, data["stream"]
         return start, data["stream"]
 
     async def post(self, request: Any, **kwargs: str) -> Any:
         start, stream = self.prepared
-        handle = await runs.resolve(start)
+        try:
+            handle = start if isinstance(start, IdempotentReplay) else await runs.resolve(start)
+        except IdempotentReplay as replay:  # a deferred start whose key had started a run meanwhile
+            handle = replay
+        if isinstance(handle, IdempotentReplay):
+            return await _replay(request, handle.run_id, stream)
         if stream:
             return sse_response(runs.launch(handle).follow())
         result = await runs.wait_result(handle)
@@ -209,7 +261,21 @@ class RunApi(AsyncAPIView):
         article = "an" if kind[0] in "aeiou" else "a"
         documented = extend_schema(
             summary=f"Run {article} {kind}",
-            parameters=[OpenApiParameter(f"{kind}_id", str, OpenApiParameter.PATH, pattern=SLUG_PATTERN)],
+            parameters=[
+                OpenApiParameter(f"{kind}_id", str, OpenApiParameter.PATH, pattern=SLUG_PATTERN),
+                OpenApiParameter(
+                    "Idempotency-Key",
+                    str,
+                    OpenApiParameter.HEADER,
+                    required=False,
+                    description=(
+                        "Any unique string (1-255 printable characters). A request repeating a key you sent in the "
+                        "last 24 hours gets the run the first one started (its stream from the first event, or its "
+                        "result) with `Idempotent-Replayed: true`, and starts nothing; the same key with a different "
+                        "request is a 422 (`code` idempotency_key_reused)."
+                    ),
+                ),
+            ],
             request=RUN_REQUEST,
             responses={
                 (200, "application/json"): OpenApiResponse(
@@ -228,7 +294,16 @@ class RunApi(AsyncAPIView):
                     403,
                     404,
                     409,
-                    e400="Invalid input: missing, blank or oversized message, bad session_id or stream, malformed body.",
+                    429,
+                    e429="Too many runs started (`code` rate_limited) or a quota is used up (quota_exceeded); "
+                    "`Retry-After` says when to try again. Nothing was started.",
+                    e400="Invalid input: missing, blank or oversized message, bad session_id or stream, malformed body; "
+                    "an image that cannot be read (`code` invalid_image), too many images (too_many_images), "
+                    "images for a workflow (images_not_accepted).",
+                    e413="An image over AGENTOS['IMAGE_MAX_BYTES'] (`code` image_too_large), or a body over "
+                    "DATA_UPLOAD_MAX_MEMORY_SIZE besides its images (request_too_large).",
+                    e415="An image whose bytes are not of an accepted type (`code` unsupported_media_type), or a "
+                    "Content-Type that is not one of the documented ones.",
                     e403="Cookie authentication without a CSRF token.",
                     e404=f"Unknown or inactive {kind}, or a session that is not yours.",
                     e409=f"The session is still answering a previous message (the {kind}'s busy-session policy "
@@ -256,7 +331,7 @@ class TeamViewSet(StrictInputMixin, viewsets.ReadOnlyModelViewSet):
     list_for_user = staticmethod(team_list_for_user)
 
     def get_queryset(self) -> Any:
-        return self.list_for_user(user=self.request.user)
+        return self.list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth))
 
 
 @extend_schema_view(
@@ -285,7 +360,9 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "`Authorization: Bearer <token>` (DRF's `Token <token>` also works).",
+            "description": "`Authorization: Bearer <token>` (`Token <token>` also works): a scoped API token "
+            "(`agos_…`, from `/api/tokens/`: it may be limited to some agents, teams and workflows, and to reads) "
+            "or a DRF token (from `/api/auth/token/`).",
         }
 
 

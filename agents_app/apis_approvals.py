@@ -15,6 +15,7 @@ from rest_framework import permissions
 from rest_framework.renderers import JSONRenderer
 
 from agents_app import runs
+from agents_app.apis_runs import run_check_allowed
 from agents_app.decisions import RunContinueInputSerializer, decisions_from
 from agents_app.serializers import RunOutputSerializer, ServerSentEventSerializer
 from agents_app.sse import EventStreamRenderer, sse_response
@@ -29,6 +30,7 @@ class RunContinueApi(AsyncAPIView):
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
     def prepare_post(self, request: Any, run_id: UUID) -> tuple[Any, bool]:
+        run_check_allowed(request, run_id)  # a scoped API token's runnables only
         serializer = RunContinueInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

@@ -15,9 +15,10 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from agents_app.runtime import runtime
+from agents_app.runtime import RunNotFound, runtime
 from agents_app.serializers import ServerSentEventSerializer
 from agents_app.sse import EventStreamRenderer, sse_response, starting_with
+from sessions_app.access import allowed_for
 from sessions_app.api_base import AsyncAPIView
 from sessions_app.models import Run
 from sessions_app.selectors import run_status_for_user
@@ -29,6 +30,9 @@ class RunCancelApi(AsyncAPIView):
     """Stop one of my runs, wherever it executes."""
 
     permission_classes = [permissions.IsAuthenticated]
+
+    def prepare_post(self, request: Any, run_id: UUID) -> None:
+        run_check_allowed(request, run_id)
 
     @extend_schema(
         summary="Cancel one of my runs",
@@ -72,9 +76,13 @@ class RunEventsApi(AsyncAPIView):
         after = _event_index(request.query_params.get("after_event_index", "-1"), "after_event_index")
         header = request.headers.get("Last-Event-ID", "").strip()
         if not header:
+            run_check_allowed(request, run_id)
             return after, False
         after = max(after, _event_index(header, "Last-Event-ID"))
-        status = run_status_for_user(user=request.user, run_id=run_id)
+        allowed = allowed_for(request.auth)
+        status = run_status_for_user(user=request.user, run_id=run_id, allowed=allowed)
+        if status is None and not allowed.everything:
+            raise RunNotFound()
         return after, status is not None and status != Run.Status.RUNNING
 
     @extend_schema(
@@ -124,6 +132,14 @@ class RunEventsApi(AsyncAPIView):
                 return response
             events = starting_with(first, events)
         return sse_response(events, ids=True)
+
+
+def run_check_allowed(request: Any, run_id: UUID) -> None:
+    """A run of a runnable outside the request's scope (a scoped API token) does not exist for it:
+    the runtime's 404. One query, and only for a scoped token (the runtime checks the owner)."""
+    allowed = allowed_for(request.auth)
+    if not allowed.everything and run_status_for_user(user=request.user, run_id=run_id, allowed=allowed) is None:
+        raise RunNotFound()
 
 
 def _event_index(raw: str, name: str) -> int:

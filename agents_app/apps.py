@@ -35,3 +35,9 @@ class AgentsAppConfig(AppConfig):
 
         checks.register(check_encryption_keys, checks.Tags.security, "agentos")
         checks.register(check_model_keys, "agentos")
+
+        # CORS is django-cors-headers'; the deprecated agno origins setting still feeds it (agents_app.cors).
+        from agents_app import cors
+
+        cors.connect()
+        checks.register(cors.check_deprecated_cors_setting, "agentos")

@@ -5,7 +5,7 @@ Frames in, run events out.
 Thin on purpose: the runtime starts, follows and cancels runs; this translates frames. Client
 frames (JSON text):
 
-    {"type": "run", "message": "...", "session_id": "<uuid, optional>", "id": <optional>}
+    {"type": "run", "message": "...", "session_id": "<uuid, optional>", "images": [...], "id": <optional>}
     {"type": "cancel", "run_id": "<uuid>", "id": <optional>}
     {"type": "resume", "run_id": "<uuid>", "after_event_index": N, "id": <optional>}
     {"type": "continue", "run_id": "<uuid>", "decisions": [{"tool_call_id", "decision", ...}], "id": <optional>}
@@ -20,6 +20,18 @@ for a frame we cannot act on (the connection stays open; `code` as on the REST A
 and `{"event": "CancelRequested", "run_id", "status"}`
 when a cancel was accepted. A client that loses its connection reconnects and sends `resume` with
 the last `event_index` it saw; the run went on meanwhile, in whichever process runs it.
+
+`images` (optional) is the REST API's JSON list (`{"url": ...}` or `{"data": <base64>, ...}`, each
+with an optional `detail`), checked by sessions_app.images: a refused image is an `Error` frame
+(`image_too_large`, `unsupported_media_type`, `invalid_image`, `too_many_images`) and nothing is
+stored.
+
+With a scoped API token (agents_app.ws_auth puts it in the scope): a socket for a runnable outside
+the token's list is refused like an unknown one (4404), as are `cancel` and `resume` of another
+runnable's runs (`not_found`); a read-only token may `resume` but not `run` or `cancel`
+(`token_read_only`). The token is checked again before a frame once API_TOKEN_LAST_USED_SECONDS have
+passed: revoked or expired, the socket gets an `Error` frame (`token_revoked` / `token_expired`)
+and is closed (4401).
 """
 
 from __future__ import annotations
@@ -27,10 +39,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 from uuid import UUID
 
 import orjson
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -38,9 +52,13 @@ from agents_app import runs
 from agents_app.decisions import RunContinueInputSerializer, decisions_from
 from agents_app.runtime import runtime
 from agents_app.ws_auth import SUBPROTOCOL
+from sessions_app.access import allowed_for
 from sessions_app.conf import agentos_settings
-from sessions_app.errors import DomainError, ws_error, ws_error_frame
+from sessions_app.errors import AuthenticationError, DomainError, ws_error, ws_error_frame
+from sessions_app.images import encoded_allowance, image_text_chars, images_from_json
 from sessions_app.inputs import InvalidInput, parse_json
+from sessions_app.selectors import run_status_for_user
+from sessions_app.tokens import TokenReadOnly, token_refresh
 from telemetry_app.metrics import websocket_closed, websocket_opened
 
 logger = logging.getLogger(__name__)
@@ -50,9 +68,11 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_UNKNOWN_AGENT = 4404  # (any kind: agent, team or workflow)
 
 
-def max_frame_chars() -> int:
-    """A frame may carry a message of MAX_MESSAGE_CHARS plus JSON escaping and the other fields."""
-    return 2 * int(agentos_settings.MAX_MESSAGE_CHARS) + 4096
+def max_frame_chars(*, images: bool = False) -> int:
+    """A frame may carry a message of MAX_MESSAGE_CHARS plus JSON escaping and the other fields;
+    with `images`, also room for its images (IMAGE_MAX_COUNT of IMAGE_MAX_BYTES, as base64 text),
+    which do not count against the rest."""
+    return 2 * int(agentos_settings.MAX_MESSAGE_CHARS) + 4096 + (encoded_allowance() if images else 0)
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -76,9 +96,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = user
+        self.api_token = self.scope.get("api_token")  # a scoped API token (ws_auth), or None
+        self.token_checked_at = time.monotonic()
+        self.allowed = allowed_for(self.api_token)
         self.component_id = self.scope["url_route"]["kwargs"][f"{self.kind}_id"]
         try:
-            await database_sync_to_async(runs.component_get_active)(self.kind, self.component_id)
+            await database_sync_to_async(runs.component_get_active)(self.kind, self.component_id, allowed=self.allowed)
         except DomainError:
             await self.close(code=CLOSE_UNKNOWN_AGENT)
             return
@@ -99,8 +122,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if text_data is None:
             await self.error("bad_frame", "Frames must be JSON text, not binary.")
             return
-        if len(text_data) > max_frame_chars():
-            await self.error("frame_too_large", f"Frames are limited to {max_frame_chars()} characters.")
+        if len(text_data) > max_frame_chars(images=True):
+            await self.error("frame_too_large", f"Frames are limited to {max_frame_chars()} characters besides images.")
             return
         try:
             frame = parse_json(text_data, field="frame")  # strict, and no NUL, lone surrogate or deep nesting
@@ -110,10 +133,24 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(frame, dict):
             await self.error("bad_frame", "A frame must be a JSON object with a 'type'.")
             return
+        if len(text_data) - image_text_chars(frame) > max_frame_chars():
+            await self.error("frame_too_large", f"Frames are limited to {max_frame_chars()} characters besides images.")
+            return
         await self.receive_json(frame)
 
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
         ref = {"id": content["id"]} if "id" in content else {}
+        if not await self.token_still_live(ref):
+            return
+        if (
+            content.get("type") in ("run", "cancel", "continue")
+            and self.api_token is not None
+            and self.api_token.read_only
+        ):
+            await self.send_json(
+                ws_error_frame(TokenReadOnly(f"This API token is read-only: no {content['type']}."), **ref)
+            )
+            return
         match content.get("type"):
             case "run":
                 await self.on_run(content, ref)
@@ -142,14 +179,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self.error("unknown_session", "No such session.", **ref)
                 return
         # Its own task: a queued run may wait, and this connection must keep reading (to cancel).
-        task = asyncio.ensure_future(self.start_and_stream(message, session_id, ref))
+        task = asyncio.ensure_future(self.start_and_stream(message, session_id, ref, frame.get("images")))
         self.starting.add(task)
         task.add_done_callback(self.starting.discard)
 
-    async def start_and_stream(self, message: str, session_id: UUID | None, ref: dict[str, Any]) -> None:
+    async def start_and_stream(
+        self, message: str, session_id: UUID | None, ref: dict[str, Any], images: Any = None
+    ) -> None:
         try:
+            # Decoding and checking base64 images is CPU work: off the event loop when there are some.
+            checked = await sync_to_async(images_from_json, thread_sensitive=False)(images) if images else []
             handle = await runs.prepare(
-                self.kind, self.component_id, user=self.user, message=message, session_id=session_id
+                self.kind, self.component_id, user=self.user, message=message, session_id=session_id, images=checked
             )
         except DomainError as exc:
             await self.send_json(ws_error_frame(exc, **ref))
@@ -159,7 +200,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def on_cancel(self, frame: dict[str, Any], ref: dict[str, Any]) -> None:
         run_id = _uuid(frame.get("run_id"))
-        if run_id is None:
+        if run_id is None or not await self.run_allowed(run_id):
             await self.error("not_found", "No such run.", **ref)
             return
         try:
@@ -172,7 +213,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def on_resume(self, frame: dict[str, Any], ref: dict[str, Any]) -> None:
         run_id = _uuid(frame.get("run_id"))
         after = frame.get("after_event_index", -1)
-        if run_id is None:
+        if run_id is None or not await self.run_allowed(run_id):
             await self.error("not_found", "No such run.", **ref)
             return
         if isinstance(after, bool) or not isinstance(after, int) or after < -1:
@@ -185,7 +226,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def on_continue(self, frame: dict[str, Any], ref: dict[str, Any]) -> None:
         run_id = _uuid(frame.get("run_id"))
-        if run_id is None:
+        if run_id is None or not await self.run_allowed(run_id):
             await self.error("not_found", "No such run.", **ref)
             return
         form = RunContinueInputSerializer(data={"decisions": frame.get("decisions")})
@@ -232,6 +273,32 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         finally:
             if me is not None and self.streams.get(run_id) is me:
                 self.streams.pop(run_id, None)
+
+    # ---- a scoped API token -----------------------------------------------------------------
+
+    async def token_still_live(self, ref: dict[str, Any]) -> bool:
+        """Check the socket's API token again once API_TOKEN_LAST_USED_SECONDS have passed (which
+        also records its use): a revoked or expired one closes the socket."""
+        every = float(agentos_settings.API_TOKEN_LAST_USED_SECONDS)
+        if self.api_token is None or time.monotonic() - self.token_checked_at < every:
+            return True
+        try:
+            self.api_token = await database_sync_to_async(token_refresh)(self.api_token)
+        except AuthenticationError as exc:
+            await self.send_json(ws_error_frame(exc, **ref))
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return False
+        self.token_checked_at = time.monotonic()
+        self.allowed = allowed_for(self.api_token)
+        return True
+
+    async def run_allowed(self, run_id: UUID) -> bool:
+        """Whether a run may be cancelled or followed with this socket's token (its runnable is in
+        the token's scope): one query, for a scoped token only (the runtime checks the owner)."""
+        if self.allowed.everything:
+            return True
+        status = await database_sync_to_async(run_status_for_user)(user=self.user, run_id=run_id, allowed=self.allowed)
+        return status is not None
 
     async def error(self, code: str, detail: str, **extra: Any) -> None:
         await self.send_json(ws_error(code, detail, **extra))

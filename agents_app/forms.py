@@ -165,6 +165,7 @@ class AgentAdminForm(forms.ModelForm):
             "max_model_calls",
             "max_run_tokens",
             "max_run_seconds",
+            "rate_limit",
             "history_runs",
             "history_max_chars",
             "session_summaries",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -171,6 +172,39 @@ def clean_parser_model(component: Any) -> None:
         raise ValidationError({"parser_model": "A parser model needs an output schema to turn answers into."})
 
 
+def parse_rates(text: str) -> list[str]:
+    """A rate limit as written in the admin: "5/min, 50/hour" -> ["5/min", "50/hour"] (DRF's rate
+    syntax); "off" or "" -> []. ValueError if malformed."""
+    if not text or text.strip().lower() == "off":
+        return []
+    rates = [part.strip() for part in text.split(",") if part.strip()]
+    for rate in rates:
+        count, _, period = rate.partition("/")
+        if not count.isdigit() or int(count) < 1 or not period or period[0] not in "smhd":
+            raise ValueError(f"{rate!r} is not a rate like 30/min or 500/hour.")
+    return rates
+
+
+def validate_rate_limit(value: Any) -> None:
+    try:
+        parse_rates(value or "")
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def _rate_limit_field(kind: str) -> models.CharField:
+    """How often one user may start runs of this agent, team or workflow (agents_app.throttles)."""
+    return models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_rate_limit],
+        help_text=(
+            f'Runs of this {kind} each user may start, e.g. "5/min, 50/hour" ("off": no limit); empty: the '
+            "site's default, AGENTOS['RUN_RATE_LIMITS']['RUNNABLE']."
+        ),
+    )
+
+
 def _budget_field(kind: str, what: str, *, high: int | None = None) -> models.PositiveIntegerField:
     """One per-run limit of an agent or team (agents_app.engine.budget); empty: the site's default
     (AGENTOS["RUN_BUDGET"])."""
@@ -230,6 +264,7 @@ class Agent(ClearsAgentCache, SluggedModel):
     max_model_calls = _budget_field("agent", "Model calls", high=10_000)
     max_run_tokens = _budget_field("agent", "Tokens (input + output)")
     max_run_seconds = _budget_field("agent", "Wall-clock seconds", high=86_400)
+    rate_limit = _rate_limit_field("agent")
     is_active = models.BooleanField(default=True, help_text="Inactive agents are hidden and refuse runs.")
 
     class BusySessionPolicy(models.TextChoices):
@@ -678,6 +713,7 @@ class Team(SluggedModel):
     max_model_calls = _budget_field("team", "Model calls", high=10_000)
     max_run_tokens = _budget_field("team", "Tokens (input + output)")
     max_run_seconds = _budget_field("team", "Wall-clock seconds", high=86_400)
+    rate_limit = _rate_limit_field("team")
     is_active = models.BooleanField(default=True, help_text="Inactive teams are hidden and refuse runs.")
     busy_session_policy = _busy_session_policy_field()
 
@@ -764,6 +800,7 @@ class Workflow(SluggedModel):
     description = models.TextField(blank=True)
     is_active = models.BooleanField(default=True, help_text="Inactive workflows are hidden and refuse runs.")
     busy_session_policy = _busy_session_policy_field()
+    rate_limit = _rate_limit_field("workflow")
 
     @property
     def workflow_id(self) -> str:
@@ -841,3 +878,114 @@ class WorkflowStep(models.Model):
                 node = node.parent  # type: ignore[assignment]
                 if depth > 3:
                     raise ValidationError({"parent": "Steps nest at most three levels deep."})
+
+
+# ---- Quotas ------------------------------------------------------------------------------------
+
+
+class Quota(ClearsAgentCache, TimeStampedModel):
+    """A recurring budget of tokens and/or cost (agents_app.quotas): for one user or every user (each
+    on their own), for everything one agent, team or workflow spends, or for the whole site; per
+    UTC day or calendar month. A run that would start over it is refused (429 `quota_exceeded`,
+    saying when it resets); a run that goes over it while running stops with `budget_exceeded`."""
+
+    class Scope(models.TextChoices):
+        USER = "user", "Per user: each user's own runs (one user, or every user when none is picked)"
+        RUNNABLE = "runnable", "Per agent, team or workflow: all its runs, every user's"
+        SITE = "site", "The whole site: every run"
+
+    class Period(models.TextChoices):
+        DAY = "day", "Per day (UTC)"
+        MONTH = "month", "Per calendar month (UTC)"
+
+    name = models.CharField(max_length=100, blank=True, help_text="What it is for, for the admin.")
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.USER)
+    period = models.CharField(max_length=8, choices=Period.choices, default=Period.DAY)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Per-user scope: this user only; empty: every user, each on their own.",
+    )
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="quotas")
+    team = models.ForeignKey("Team", null=True, blank=True, on_delete=models.CASCADE, related_name="quotas")
+    workflow = models.ForeignKey("Workflow", null=True, blank=True, on_delete=models.CASCADE, related_name="quotas")
+    max_tokens = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Tokens (input + output) per period; empty: no token limit."
+    )
+    max_cost = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Cost per period, in the model configs' currency; empty: no cost limit.",
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["scope", "period", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(scope="runnable")
+                | (
+                    models.Q(agent__isnull=False, team__isnull=True, workflow__isnull=True)
+                    | models.Q(agent__isnull=True, team__isnull=False, workflow__isnull=True)
+                    | models.Q(agent__isnull=True, team__isnull=True, workflow__isnull=False)
+                ),
+                name="quota_runnable_has_one_component",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(scope="runnable")
+                | models.Q(agent__isnull=True, team__isnull=True, workflow__isnull=True),
+                name="quota_component_only_for_runnable",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(scope="user") | models.Q(user__isnull=True), name="quota_user_only_for_user"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_tokens__isnull=False) | models.Q(max_cost__isnull=False),
+                name="quota_has_a_limit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.name:
+            return self.name
+        every = "daily" if self.period == self.Period.DAY else "monthly"
+        if self.scope == self.Scope.SITE:
+            return f"{every} site quota"
+        if self.scope == self.Scope.USER:
+            return f"{every} quota of {self.user.get_username()}" if self.user_id else f"{every} quota per user"
+        component = self.agent or self.team or self.workflow
+        return f"{every} quota of {component.slug if component else '?'}"
+
+    def clean(self) -> None:
+        if self.max_tokens is None and self.max_cost is None:
+            raise ValidationError("Set a token limit, a cost limit, or both.")
+        components = [c for c in (self.agent_id, self.team_id, self.workflow_id) if c]
+        if self.scope == self.Scope.RUNNABLE and len(components) != 1:
+            raise ValidationError("A per-runnable quota names exactly one agent, team or workflow.")
+        if self.scope != self.Scope.RUNNABLE and components:
+            raise ValidationError("Only a per-runnable quota names an agent, team or workflow.")
+        if self.scope != self.Scope.USER and self.user_id:
+            raise ValidationError("Only a per-user quota names a user.")
+
+
+class RunRequest(models.Model):
+    """An `Idempotency-Key` a user sent with a run request (agents_app.idempotency): the same key
+    within IDEMPOTENCY_SECONDS answers with the run it started, never a second one."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of what the request asked for.")
+    run = models.ForeignKey("sessions_app.Run", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="runrequest_unique_user_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> run {self.run_id}"

@@ -10,24 +10,38 @@ Preparing takes two steps so that an async edge pays one thread hop in the commo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from asgiref.sync import async_to_sync
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from agents_app import events as ev
 from agents_app.engine.approvals import Decision, run_continue_prepare
 from agents_app.engine.expiry import SUPERSEDED_MESSAGE, paused_run_end, paused_runs_expire
 from agents_app.engine.protocol import RunnableHandle
-from agents_app.engine.runner import RunResult, result_from_events, run_prepare
-from agents_app.engine.team import team_run_prepare
-from agents_app.engine.workflow import workflow_run_prepare
-from agents_app.runtime import LiveRun, runtime
-from agents_app.selectors import agent_get_active, team_get_active, workflow_get_active
+from agents_app.engine.runner import RunHandle, RunResult, result_from_events, run_prepare
+from agents_app.engine.team import TeamRunHandle, team_run_prepare
+from agents_app.engine.workflow import WorkflowRunHandle, workflow_run_prepare
+from agents_app.idempotency import IdempotentReplay, fingerprint, remember, replayed_run
+from agents_app.quotas import quota_check
+from agents_app.runtime import LiveRun, event_from_dict, runtime
+from agents_app.selectors import (
+    AgentNotFound,
+    TeamNotFound,
+    WorkflowNotFound,
+    agent_get_active,
+    team_get_active,
+    workflow_get_active,
+)
+from agents_app.throttles import rate_check
+from sessions_app.access import ALL, Allowed
 from sessions_app.db import db_call
+from sessions_app.errors import ImagesNotAccepted
+from sessions_app.images import ImageInput, image_files_delete
+from sessions_app.models import Run
 from sessions_app.services import SessionBusy, SessionPaused, session_state_merge
 
 # By kind: its `prepare` function and the keyword that names its component; how to get it, active.
@@ -41,46 +55,121 @@ _GET_ACTIVE: dict[str, Callable[..., Any]] = {
     "team": team_get_active,
     "workflow": workflow_get_active,
 }
+_NOT_FOUND = {"agent": AgentNotFound, "team": TeamNotFound, "workflow": WorkflowNotFound}
 
 
 def _prepare(
-    *, kind: str, component_id: str, session_state: dict[str, Any] | None = None, **kwargs: Any
+    *,
+    kind: str,
+    component_id: str,
+    session_state: dict[str, Any] | None = None,
+    images: Sequence[ImageInput] = (),
+    idempotency_key: str | None = None,
+    **kwargs: Any,
+) -> RunnableHandle:
+    """`_prepare_start`, or, with an `Idempotency-Key`, the start of a run recorded under it:
+    IdempotentReplay when the key started a run already (agents_app.idempotency)."""
+    if idempotency_key is None:
+        return _prepare_start(
+            kind=kind, component_id=component_id, session_state=session_state, images=images, **kwargs
+        )
+    user = kwargs["user"]
+    print_ = fingerprint(
+        kind=kind,
+        component_id=component_id,
+        message=kwargs.get("message", ""),
+        session_id=kwargs.get("session_id"),
+        session_state=session_state,
+        images=images,
+    )
+    handle = None
+    try:
+        with transaction.atomic():
+            earlier = replayed_run(user=user, key=idempotency_key, fingerprint=print_)
+            if earlier is not None:
+                raise IdempotentReplay(earlier)
+            handle = _prepare_start(
+                kind=kind, component_id=component_id, session_state=session_state, images=images, **kwargs
+            )
+            remember(user=user, key=idempotency_key, fingerprint=print_, run_id=handle.run_id)
+    except IntegrityError:
+        # A request with the same key committed its run meanwhile: this start is rolled back.
+        if handle is not None:
+            image_files_delete(handle.image_files)
+        earlier = replayed_run(user=user, key=idempotency_key, fingerprint=print_)
+        if earlier is None:
+            raise
+        raise IdempotentReplay(earlier) from None
+    except BaseException:
+        if handle is not None:
+            image_files_delete(handle.image_files)
+        raise
+    return handle
+
+
+def _prepare_start(
+    *,
+    kind: str,
+    component_id: str,
+    session_state: dict[str, Any] | None = None,
+    images: Sequence[ImageInput] = (),
+    **kwargs: Any,
 ) -> RunnableHandle:
     """The kind's preparation; with `session_state` (agno's run field), its merge into the session
-    in the same transaction, so a run that never started leaves the session's state as it was."""
+    in the same transaction, so a run that never started leaves the session's state as it was.
+    `images` go to agents and teams; a workflow refuses them (its steps are given text)."""
     prepare, key = _PREPARE[kind]
+    if images:
+        if kind == "workflow":
+            raise ImagesNotAccepted("Workflows take text only: send images to an agent or a team.")
+        kwargs["images"] = images
+    # Rate limits and quotas first: a run that may not start writes nothing (agents_app.throttles,
+    # agents_app.quotas).
+    rate_check(user=kwargs["user"], kind=kind, component_id=component_id)
+    caps = quota_check(user=kwargs["user"], kind=kind, component_id=component_id)
+    if not session_state:
+        handle = _with_paused_policy(lambda: prepare(**{key: component_id}, **kwargs))
+        handle.quota = caps
+        return handle
+    handle = None
     try:
-        return _prepare_once(prepare, key, component_id, session_state, kwargs)
+        with transaction.atomic():
+            handle = _with_paused_policy(lambda: prepare(**{key: component_id}, **kwargs))
+            session_state_seed(handle, session_state)
+    except BaseException:
+        if handle is not None:  # the run's start was rolled back: so are its image files
+            image_files_delete(handle.image_files)
+        raise
+    handle.quota = caps
+    return handle
+
+
+def _with_paused_policy(start: Callable[[], RunnableHandle]) -> RunnableHandle:
+    """`start()`, under the component's paused-session policy when the session waits for a
+    decision on a paused run's tool calls (docs/human-in-the-loop.md): with "expire", that run ends
+    now (its calls never run) and this one starts; with "reject" (SessionPaused, 409), only if its
+    approval timeout has passed and no sweep ended it yet."""
+    try:
+        return start()
     except SessionPaused as paused:
-        # The session waits for a decision on a paused run's tool calls. With the component's
-        # paused-session policy "expire", that run ends now (its calls never run) and this one
-        # starts; with "reject", only if its approval timeout has passed (no beat ended it yet).
         if paused.policy == "expire":
             for run_id in paused.paused_run_ids:
                 paused_run_end(run_id=run_id, reason=SUPERSEDED_MESSAGE, channel="new_message")
         elif not paused_runs_expire(run_ids=paused.paused_run_ids):
             raise
-        return _prepare_once(prepare, key, component_id, session_state, kwargs)
+        return start()
 
 
-def _prepare_once(
-    prepare: Callable[..., RunnableHandle],
-    key: str,
-    component_id: str,
-    session_state: dict[str, Any] | None,
-    kwargs: dict[str, Any],
-) -> RunnableHandle:
-    if not session_state:
-        return prepare(**{key: component_id}, **kwargs)
-    with transaction.atomic():
-        handle = prepare(**{key: component_id}, **kwargs)
-        session_state_seed(handle, session_state)
-    return handle
+def component_get_active(kind: str, component_id: str, *, allowed: Allowed = ALL) -> Any:
+    """The active agent, team or workflow (sync); raises the kind's NotFound domain error, also for
+    one outside `allowed` (the request's scope: sessions_app.access)."""
+    return _GET_ACTIVE[kind](**{_PREPARE[kind][1]: component_id}, allowed=allowed)
 
 
-def component_get_active(kind: str, component_id: str) -> Any:
-    """The active agent, team or workflow (sync); raises the kind's NotFound domain error."""
-    return _GET_ACTIVE[kind](**{_PREPARE[kind][1]: component_id})
+def component_check_allowed(kind: str, component_id: str, allowed: Allowed) -> None:
+    """Raise the kind's NotFound domain error for a component outside `allowed` (no query)."""
+    if not allowed.permits(kind, component_id):
+        raise _NOT_FOUND[kind](f"No active {kind} with id {component_id!r}.")
 
 
 # ---- preparing ------------------------------------------------------------------------------------
@@ -96,6 +185,8 @@ class Deferred:
     message: str
     session_id: UUID | None
     session_state: dict[str, Any] | None = None
+    images: Sequence[ImageInput] = ()
+    idempotency_key: str | None = None
 
 
 def prepare_or_defer(
@@ -106,11 +197,16 @@ def prepare_or_defer(
     message: str,
     session_id: UUID | None = None,
     session_state: dict[str, Any] | None = None,
+    images: Sequence[ImageInput] = (),
+    idempotency_key: str | None = None,
+    allowed: Allowed = ALL,
 ) -> RunnableHandle | Deferred:
     """Sync, one transaction: validate and persist the start of a run (the user's message and a
-    running Run, and `session_state` merged into the session's), or, when the session has a run
-    going, a `Deferred` start. Raises the domain errors of a start that cannot be (unknown
-    component or session, ended session, invalid message)."""
+    running Run with its `images`, and `session_state` merged into the session's), or, when the
+    session has a run going, a `Deferred` start. Raises the domain errors of a start that cannot be
+    (unknown component, or one outside `allowed`; unknown or ended session, invalid message, images
+    a workflow refuses)."""
+    component_check_allowed(kind, component_id, allowed)
     try:
         return _prepare(
             kind=kind,
@@ -119,9 +215,11 @@ def prepare_or_defer(
             message=message,
             session_id=session_id,
             session_state=session_state,
+            images=images,
+            idempotency_key=idempotency_key,
         )
     except SessionBusy:
-        return Deferred(kind, component_id, user, message, session_id, session_state)
+        return Deferred(kind, component_id, user, message, session_id, session_state, images, idempotency_key)
 
 
 async def resolve(start: RunnableHandle | Deferred) -> RunnableHandle:
@@ -137,15 +235,64 @@ async def resolve(start: RunnableHandle | Deferred) -> RunnableHandle:
         message=start.message,
         session_id=start.session_id,
         session_state=start.session_state,
+        images=start.images,
+        idempotency_key=start.idempotency_key,
     )
 
 
+# ---- answering a repeated request (agents_app.idempotency) -----------------------------------------
+
+
+def replay_handle(run_id: UUID) -> RunnableHandle:
+    """A handle of a run that was started earlier (to render its result as its own request would
+    have): its component and ids, nothing to execute."""
+    run = Run.objects.select_related("agent", "team", "workflow").get(pk=run_id)
+    common = {
+        "user_id": run.user_id,
+        "run_id": run.pk,
+        "session_id": run.session_id,
+        "message": run.input,
+        "created_at": run.created_at,
+    }
+    if run.team_id:
+        return TeamRunHandle(team=run.team, members_of={}, **common)
+    if run.workflow_id:
+        return WorkflowRunHandle(workflow=run.workflow, steps=[], members_of={}, **common)
+    return RunHandle(agent=run.agent, **common)
+
+
+async def replay_events(run_id: UUID, *, user: Any) -> AsyncIterator[dict[str, Any]]:
+    """The run's events from the first, live while it runs, stored once it ended (any process)."""
+    return await runtime.subscribe(run_id, user=user, after_event_index=-1)
+
+
+async def replay_result(run_id: UUID, *, user: Any) -> dict[str, Any]:
+    """The run's JSON result once it ends, as the request that started it got (or will get) it."""
+    stream = await replay_events(run_id, user=user)
+    events = [event_from_dict(data) async for data in stream if data.get("event") != "RunEnded"]
+    handle = await db_call(replay_handle, run_id)
+    return handle.result(events)
+
+
 async def prepare(
-    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+    kind: str,
+    component_id: str,
+    *,
+    user: Any,
+    message: str,
+    session_id: UUID | None = None,
+    images: Sequence[ImageInput] = (),
 ) -> RunnableHandle:
-    """Prepare a run from async code, with the busy-session policy."""
+    """Prepare a run from async code, with the busy-session policy (and the message's `images`,
+    checked by sessions_app.images)."""
     return await runtime.prepare_with(
-        _prepare, kind=kind, component_id=component_id, user=user, message=message, session_id=session_id
+        _prepare,
+        kind=kind,
+        component_id=component_id,
+        user=user,
+        message=message,
+        session_id=session_id,
+        images=images,
     )
 
 
@@ -189,19 +336,33 @@ async def astream(
 
 
 async def arun_events(
-    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+    kind: str,
+    component_id: str,
+    *,
+    user: Any,
+    message: str,
+    session_id: UUID | None = None,
+    images: Sequence[ImageInput] = (),
 ) -> tuple[RunnableHandle, list[ev.RunEvent]]:
     """Run any kind to its end; its handle and every event (for callers that show more than the
-    result, such as the admin's "try it")."""
-    handle = await prepare(kind, component_id, user=user, message=message, session_id=session_id)
+    result, such as the admin's "try it"). `images`: sessions_app.images.images_from_json(...)."""
+    handle = await prepare(kind, component_id, user=user, message=message, session_id=session_id, images=images)
     return handle, await runtime.launch(handle, stream=False).wait()
 
 
 def run_events(
-    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+    kind: str,
+    component_id: str,
+    *,
+    user: Any,
+    message: str,
+    session_id: UUID | None = None,
+    images: Sequence[ImageInput] = (),
 ) -> tuple[RunnableHandle, list[ev.RunEvent]]:
     """The sync wrapper of `arun_events`."""
-    return async_to_sync(arun_events)(kind, component_id, user=user, message=message, session_id=session_id)
+    return async_to_sync(arun_events)(
+        kind, component_id, user=user, message=message, session_id=session_id, images=images
+    )
 
 
 # ---- continuing a paused run (docs/human-in-the-loop.md) -------------------------------------------
@@ -220,7 +381,14 @@ def continue_prepare(
     handle goes on where the run stopped (launch it at once). Raises the domain errors of a
     continue that cannot be (not found, not paused, an unknown tool call, invalid decisions)."""
     return run_continue_prepare(
-        run_id=run_id, user=user, decisions=decisions, channel=channel, agent_id=agent_id, any_users_run=any_users_run
+        run_id=run_id,
+        user=user,
+        decisions=decisions,
+        channel=channel,
+        agent_id=agent_id,
+        any_users_run=any_users_run,
+        # The run's user's quotas apply to what it uses next (429 quota_exceeded, nothing written).
+        quota=lambda run: quota_check(user=run.user, kind="agent", component_id=run.agent.slug),
     )
 
 

@@ -136,6 +136,11 @@ def _is_terminal(event: ev.RunEvent | dict[str, Any]) -> bool:
     return ev.is_terminal(event)
 
 
+def event_from_dict(data: dict[str, Any]) -> ev.RunEvent:
+    """A run event read back as a dict (stored, or from another process) as its event object."""
+    return _event_from_dict(data)
+
+
 def _event_from_dict(data: dict[str, Any]) -> ev.RunEvent:
     if data.get("parent_run_id"):  # a member's or step's event inside a team or workflow stream
         return ev.NestedEvent(

@@ -22,6 +22,7 @@ from agents_app.models import (
     Workflow,
     WorkflowStep,
 )
+from sessions_app.access import ALL, Allowed
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import NotFoundError
 
@@ -74,8 +75,11 @@ class AgentNotFound(NotFoundError):
     default_detail = "No such agent."
 
 
-def agent_get_active(*, agent_id: str) -> Agent:
-    """The active agent with its model config and hook rows, from the cache when fresh (zero queries)."""
+def agent_get_active(*, agent_id: str, allowed: Allowed = ALL) -> Agent:
+    """The active agent with its model config and hook rows, from the cache when fresh (zero queries).
+    One outside `allowed` (the request's scope, sessions_app.access) does not exist, for the caller."""
+    if not allowed.permits("agent", agent_id):
+        raise AgentNotFound(f"No active agent with id {agent_id!r}.")
     now = time.monotonic()
     hit = agent_cache_get(agent_id, now)
     if hit is not None:
@@ -93,9 +97,13 @@ def agent_get_active(*, agent_id: str) -> Agent:
     return agent
 
 
-def agent_list_for_user(*, user: Any) -> QuerySet[Agent]:
-    """Staff see every agent (to manage them); everyone else sees active ones."""
-    qs = Agent.objects.select_related("model", "parser_model").prefetch_related(*agent_prefetches())
+def agent_list_for_user(*, user: Any, allowed: Allowed = ALL) -> QuerySet[Agent]:
+    """Staff see every agent (to manage them); everyone else sees active ones; only those `allowed`."""
+    qs = (
+        Agent.objects.select_related("model", "parser_model")
+        .prefetch_related(*agent_prefetches())
+        .filter(allowed.component_q("agent"))
+    )
     if getattr(user, "is_staff", False):
         return qs
     return qs.filter(is_active=True)
@@ -138,7 +146,9 @@ def team_members_tree(team: Team) -> dict[int, list[TeamMember]]:
     return tree
 
 
-def team_get_active(*, team_id: str) -> Team:
+def team_get_active(*, team_id: str, allowed: Allowed = ALL) -> Team:
+    if not allowed.permits("team", team_id):
+        raise TeamNotFound(f"No active team with id {team_id!r}.")
     team = (
         Team.objects.select_related("model", "parser_model")
         .prefetch_related(*run_prefetches())
@@ -155,7 +165,9 @@ class StepNode:
     children: list[StepNode] = field(default_factory=list)
 
 
-def workflow_get_active(*, workflow_id: str) -> Workflow:
+def workflow_get_active(*, workflow_id: str, allowed: Allowed = ALL) -> Workflow:
+    if not allowed.permits("workflow", workflow_id):
+        raise WorkflowNotFound(f"No active workflow with id {workflow_id!r}.")
     workflow = Workflow.objects.filter(slug=workflow_id, is_active=True).first()
     if workflow is None:
         raise WorkflowNotFound(f"No active workflow with id {workflow_id!r}.")
@@ -182,29 +194,34 @@ def workflow_steps_tree(workflow: Workflow) -> tuple[list[StepNode], dict[int, l
     return top, members
 
 
-def team_list_for_user(*, user: Any) -> QuerySet[Team]:
-    """Staff see every team; everyone else the active ones."""
+def team_list_for_user(*, user: Any, allowed: Allowed = ALL) -> QuerySet[Team]:
+    """Staff see every team; everyone else the active ones; only those `allowed`."""
     members = TeamMember.objects.select_related("agent", "member_team").order_by("order", "pk")
-    qs = Team.objects.select_related("model").prefetch_related(Prefetch("memberships", queryset=members))
+    qs = (
+        Team.objects.select_related("model")
+        .prefetch_related(Prefetch("memberships", queryset=members))
+        .filter(allowed.component_q("team"))
+    )
     return qs if getattr(user, "is_staff", False) else qs.filter(is_active=True)
 
 
-def workflow_list_for_user(*, user: Any) -> QuerySet[Workflow]:
-    """Staff see every workflow; everyone else the active ones."""
+def workflow_list_for_user(*, user: Any, allowed: Allowed = ALL) -> QuerySet[Workflow]:
+    """Staff see every workflow; everyone else the active ones; only those `allowed`."""
     steps = WorkflowStep.objects.select_related("agent", "team").order_by("order", "pk")
-    qs = Workflow.objects.prefetch_related(Prefetch("steps", queryset=steps))
+    qs = Workflow.objects.prefetch_related(Prefetch("steps", queryset=steps)).filter(allowed.component_q("workflow"))
     return qs if getattr(user, "is_staff", False) else qs.filter(is_active=True)
 
 
-def teams_with_members() -> list[tuple[Team, dict[int, list[TeamMember]]]]:
-    """Every active team with its members' tree (team_members_tree), by slug."""
-    teams = Team.objects.select_related("model").filter(is_active=True).order_by("slug")
+def teams_with_members(*, allowed: Allowed = ALL) -> list[tuple[Team, dict[int, list[TeamMember]]]]:
+    """Every active team (`allowed`) with its members' tree (team_members_tree), by slug."""
+    teams = Team.objects.select_related("model").filter(allowed.component_q("team"), is_active=True).order_by("slug")
     return [(team, team_members_tree(team)) for team in teams]
 
 
-def workflows_with_steps() -> list[tuple[Workflow, list[StepNode]]]:
-    """Every active workflow with its steps' tree (workflow_steps_tree), by slug."""
-    return [(flow, workflow_steps_tree(flow)[0]) for flow in Workflow.objects.filter(is_active=True).order_by("slug")]
+def workflows_with_steps(*, allowed: Allowed = ALL) -> list[tuple[Workflow, list[StepNode]]]:
+    """Every active workflow (`allowed`) with its steps' tree (workflow_steps_tree), by slug."""
+    flows = Workflow.objects.filter(allowed.component_q("workflow"), is_active=True).order_by("slug")
+    return [(flow, workflow_steps_tree(flow)[0]) for flow in flows]
 
 
 # ---- the chat page ----------------------------------------------------------------------------------

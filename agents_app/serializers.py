@@ -393,6 +393,7 @@ class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "max_model_calls",
             "max_run_tokens",
             "max_run_seconds",
+            "rate_limit",
             "is_active",
             "created_at",
             "updated_at",
@@ -500,7 +501,43 @@ class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         return value or None
 
 
-class RunInputSerializer(serializers.Serializer):
+# A pattern, not an enum: drf-spectacular would name the enum after each field that uses it.
+@extend_schema_field({"type": "string", "pattern": "^(auto|low|high)$"})
+class ImageDetailField(serializers.ChoiceField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=["auto", "low", "high"], **kwargs)
+
+
+class ImageSpecSerializer(StrictFieldsMixin, serializers.Serializer):
+    """One image of a run's message: `url` (an http(s) URL, or a `data:` URL of base64 bytes) or
+    `data` (the bytes, base64), not both. Checked by sessions_app.images: at most
+    AGENTOS['IMAGE_MAX_BYTES'] bytes (413 `image_too_large`), bytes that are one of
+    AGENTOS['IMAGE_TYPES'] (415 `unsupported_media_type`; the type is read from the bytes)."""
+
+    url = serializers.CharField(required=False, help_text="An http(s) URL (not downloaded), or a data: URL.")
+    data = serializers.CharField(required=False, help_text="The image's bytes, base64.")
+    mime_type = serializers.CharField(
+        required=False, max_length=100, help_text="Informational: the type is read from the bytes."
+    )
+    name = serializers.CharField(required=False, max_length=255, help_text="A file name to keep with the image.")
+    detail = ImageDetailField(required=False, help_text="OpenAI's image detail (auto, low or high), for the model.")
+
+
+@extend_schema_field(ImageSpecSerializer(many=True))
+class ImagesField(serializers.Field):
+    """The request's `images`, documented here and read by the view (sessions_app.images), whose
+    errors are the error map's (`invalid_image`, `too_many_images`, `image_too_large`...)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class RunFormInputSerializer(serializers.Serializer):
+    """A run's fields in a urlencoded form (no images: send them as JSON or multipart)."""
+
     message = serializers.CharField(
         trim_whitespace=False,
         help_text="The user's message. Limit: AGENTOS['MAX_MESSAGE_CHARS'] characters (default 32000).",
@@ -521,6 +558,29 @@ class RunInputSerializer(serializers.Serializer):
                 f"Ensure this field has no more than {limit} characters (it has {len(value)})."
             )
         return value
+
+
+IMAGES_HELP = (
+    "Images for the model, with the message (agents and teams; a workflow refuses them). At most "
+    "AGENTOS['IMAGE_MAX_COUNT'] (default 4), each at most AGENTOS['IMAGE_MAX_BYTES'] (default 10 MiB)."
+)
+
+
+class RunInputSerializer(RunFormInputSerializer):
+    """A run's fields as a JSON object."""
+
+    images = ImagesField(required=False, help_text=IMAGES_HELP)
+
+
+class RunMultipartInputSerializer(RunFormInputSerializer):
+    """A run's fields as multipart/form-data, with image files."""
+
+    images = serializers.ListField(
+        child=serializers.FileField(), required=False, help_text=IMAGES_HELP + " One file per `images` part."
+    )
+    image_detail = ImageDetailField(
+        required=False, help_text="OpenAI's image detail (auto, low or high), for every image."
+    )
 
 
 class RunMetricsSerializer(serializers.Serializer):

@@ -16,6 +16,9 @@ from django.urls import reverse
 from agents_app.routing import WS_AGENT_PATH
 from agents_app.selectors import chat_components
 from sessions_app.conf import agentos_settings
+from sessions_app.images import allowed_types
+from sessions_app.images import max_bytes as image_max_bytes
+from sessions_app.images import max_count as image_max_count
 
 # A placeholder the script replaces with a session id (URLs with ids cannot be reversed without one).
 _SESSION_PLACEHOLDER = uuid.UUID(int=0)
@@ -61,7 +64,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     Context: `groups` (the picker: kind, group label, items with slug/name/description/parts),
     `current_kind` + `current_slug` (from `?agent=`/`?team=`/`?workflow=<slug>`, else the first
     component), `ws_paths` (kind -> websocket path prefix), `names` (kind -> slug -> display name,
-    to label members and steps), and the session URLs and message limit."""
+    to label members and steps), and the session URLs, the message limit and the image limits."""
     components = chat_components()
     kinds = chat_kinds()
     kind, slug = _pick(request, components)
@@ -81,5 +84,9 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "session_url_template": reverse("sessions_app:session-detail", kwargs={"session_id": _SESSION_PLACEHOLDER}),
         "session_placeholder": str(_SESSION_PLACEHOLDER),
         "max_message_chars": int(agentos_settings.MAX_MESSAGE_CHARS),
+        # What the attach button takes (the server checks again: sessions_app.images).
+        "image_max_bytes": image_max_bytes(),
+        "image_max_count": image_max_count(),
+        "image_types": allowed_types(),
     }
     return render(request, "agents_app/chat.html", context)

@@ -5,7 +5,12 @@ The token travels in the `Sec-WebSocket-Protocol` header, the one header a brows
 lets a page set: offer the subprotocols `agentos` and `token.<key>`; the server answers with
 `agentos`, never echoing the token. `?token=<key>` works too, for clients that cannot set
 subprotocols, but URLs end up in logs, so prefer the header. A token that is given but wrong
-makes the connection anonymous (refused), even when a session cookie came along.
+(unknown, expired, revoked) makes the connection anonymous (refused), even when a session cookie
+came along.
+
+Both kinds of token work, as over HTTP (agents_app.authentication): DRF's, and scoped API tokens
+(sessions_app.tokens), which the middleware also puts in `scope["api_token"]` for the consumer to
+apply their limits (runnables, read-only) and to check again while the socket stays open.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from channels.middleware import BaseMiddleware
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+
+from sessions_app.errors import AuthenticationError
+from sessions_app.models import ApiToken
+from sessions_app.tokens import is_api_token, token_authenticate
 
 SUBPROTOCOL = "agentos"
 TOKEN_SUBPROTOCOL_PREFIX = "token."
@@ -33,13 +42,20 @@ def token_from_scope(scope: dict[str, Any]) -> str | None:
 
 
 @database_sync_to_async
-def _user_for_token(key: str) -> Any:
+def _authenticate(key: str) -> tuple[Any, ApiToken | None]:
+    """The user a token authenticates (AnonymousUser when none) and the API token, if it is one."""
+    if is_api_token(key):
+        try:
+            api_token = token_authenticate(key)
+        except AuthenticationError:
+            return AnonymousUser(), None
+        return api_token.user, api_token
     from rest_framework.authtoken.models import Token
 
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
-        return AnonymousUser()
-    return token.user
+        return AnonymousUser(), None
+    return token.user, None
 
 
 class TokenAuthMiddleware(BaseMiddleware):
@@ -49,7 +65,8 @@ class TokenAuthMiddleware(BaseMiddleware):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         key = token_from_scope(scope)
         if key is not None:
-            scope = dict(scope, user=await _user_for_token(key) if key else AnonymousUser())
+            user, api_token = await _authenticate(key) if key else (AnonymousUser(), None)
+            scope = dict(scope, user=user, api_token=api_token)
         return await super().__call__(scope, receive, send)
 
 

@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from sessions_app.models import Memory, Message, Run, Session, ToolApproval
+from sessions_app.models import Memory, Message, Run, RunImage, Session, ToolApproval
 from sessions_app.money import exact_cost, format_cost
-from sessions_app.services import session_end
+from sessions_app.services import runs_delete, session_delete, session_end
 
 
 def _short(text: str, length: int = 80) -> str:
@@ -210,6 +210,13 @@ class SessionAdmin(admin.ModelAdmin):
         """What the session's runs cost (members' and steps' runs included, each call once)."""
         return _cost(getattr(obj, "_cost", None))
 
+    # Deleting sessions deletes their runs' image files too (sessions_app.services.runs_delete).
+    def delete_model(self, request: HttpRequest, obj: Session) -> None:
+        session_delete(session=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        runs_delete(runs=Run.objects.filter(session__in=queryset), then=queryset.delete)
+
 
 def _calls_summary(tool_calls: Any) -> str:
     """`name(args)` per call, one per line: what a reader of a run wants at a glance."""
@@ -274,6 +281,29 @@ class ToolApprovalInline(RecordAdminMixin, admin.TabularInline):
         return super().get_queryset(request).select_related("decided_by")
 
 
+class RunImageInline(RecordAdminMixin, admin.TabularInline):
+    """The images sent with the run's message, read-only: uploads as thumbnails (served by the
+    authenticated image endpoint, which staff may read), images given by URL as links (the admin
+    does not fetch them: the URL is the client's)."""
+
+    model = RunImage
+    fields = ["position", "thumbnail", "name", "mime_type", "size", "detail", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["position"]
+    verbose_name_plural = "Images sent with the message"
+
+    @admin.display(description="Image")
+    def thumbnail(self, obj: RunImage) -> str:
+        if not obj.file:
+            return format_html('<a href="{}" rel="noopener noreferrer nofollow">{}</a>', obj.url, _short(obj.url, 60))
+        url = reverse("sessions_app:run-image", kwargs={"run_id": obj.run_id, "position": obj.position})
+        return format_html(
+            '<a href="{}"><img src="{}" alt="{}" style="max-height: 96px; max-width: 160px"></a>', url, url, obj.name
+        )
+
+
 @admin.register(Run)
 class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
     list_display = [
@@ -295,7 +325,7 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
     search_fields = ["input", "output", "user__username", "agent__slug", "team__slug", "workflow__slug", "error_type"]
     list_select_related = ["agent", "team", "workflow", "user"]
     date_hierarchy = "created_at"
-    inlines = [MessageInline, ToolApprovalInline, ChildRunInline]
+    inlines = [RunImageInline, MessageInline, ToolApprovalInline, ChildRunInline]
     fieldsets = [
         (
             None,
@@ -365,6 +395,13 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
     @admin.display(description="Output JSON")
     def output_json_pretty(self, obj: Run) -> str:
         return _pre(obj.output_json)
+
+    # Deleting runs deletes their image files too (sessions_app.services.runs_delete).
+    def delete_model(self, request: HttpRequest, obj: Run) -> None:
+        runs_delete(runs=Run.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        runs_delete(runs=queryset)
 
 
 @admin.register(Message)

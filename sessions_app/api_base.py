@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import inspect
+import io
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +32,7 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions as drf
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ParseError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser, get_encoding
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser, get_encoding
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -39,6 +40,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from sessions_app.db import db_call
 from sessions_app.errors import AGNO_DETAIL, DomainError, Problem, problem_for
+from sessions_app.images import encoded_allowance, image_text_chars
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,28 @@ class StrictJSONParser(JSONParser):
             return orjson.loads(text)
         except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+
+
+class ImageJSONParser(BaseParser):
+    """StrictJSONParser for the bodies of runs, which may carry images as base64 text (`images`:
+    `data`, or `data:` URLs): the body may be larger than DATA_UPLOAD_MAX_MEMORY_SIZE by room for
+    IMAGE_MAX_COUNT images of IMAGE_MAX_BYTES (sessions_app.images), and the rest of it, what is not
+    image text, still counts against DATA_UPLOAD_MAX_MEMORY_SIZE (both: 413 `request_too_large`).
+    It reads the request's stream itself (DRF's JSONParser subclasses get `request.body`, which
+    Django caps at DATA_UPLOAD_MAX_MEMORY_SIZE)."""
+
+    media_type = "application/json"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        cap = None if limit is None else limit + encoded_allowance()
+        raw = stream.read() if cap is None else stream.read(cap + 1)
+        if cap is not None and len(raw) > cap:
+            raise RequestTooLarge(f"The request body is larger than the limit of {cap} bytes (with its images).")
+        data = StrictJSONParser().parse(io.BytesIO(raw), media_type, parser_context)
+        if limit is not None and len(raw) - image_text_chars(data) > limit:
+            raise RequestTooLarge(f"The request body is larger than the limit of {limit} bytes (besides its images).")
+        return data
 
 
 def as_api_exception(exc: Exception) -> Exception:
@@ -163,12 +187,15 @@ VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
 
 _ERROR_DESCRIPTIONS = {
     400: "Invalid input: the fields at fault with their messages, or `detail` for a malformed body.",
-    401: "Not authenticated: no credentials, or an unknown token.",
-    403: "Not allowed: staff only, or (cookie authentication) a missing CSRF token.",
+    401: "Not authenticated: no credentials, or an unknown token (`token_expired`, `token_revoked`: a scoped API "
+    "token that has expired or was revoked).",
+    403: "Not allowed: staff only, a read-only API token (`token_read_only`), or (cookie authentication) a missing "
+    "CSRF token.",
     404: "No such object, or not yours.",
     409: "Conflict with the current state of the object.",
     413: "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
     415: "The Content-Type is not one of the documented request media types.",
+    429: "Too many requests, or a quota is used up; `Retry-After` says when to try again.",
 }
 
 
@@ -238,6 +265,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if response is None:
         response = Response(status=problem.status)
     response.data = problem.body()
+    retry_after = problem.extra.get("retry_after")
+    if isinstance(retry_after, int) and retry_after > 0:  # a limit that lifts at a known time (quotas)
+        response["Retry-After"] = str(retry_after)
     return response
 
 

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from sessions_app.access import allowed_for
 from sessions_app.api_base import BODY_ERRORS, StrictInputMixin, error_responses
 from sessions_app.models import Memory
 from sessions_app.selectors import (
+    MAX_IMAGE_POSITION,
     memory_list_for_user,
     run_get_for_user,
+    run_image_for_user,
     session_detail_for_user,
     session_list_for_user,
 )
@@ -68,7 +73,7 @@ class SessionListApi(StrictInputMixin, generics.ListAPIView):
     def get_queryset(self) -> Any:
         q = self.request.query_params
         ids = {key: q.get(key) or None for key in ("agent_id", "team_id", "workflow_id")}
-        return session_list_for_user(user=self.request.user, **ids)
+        return session_list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth), **ids)
 
     @extend_schema(
         summary="List my sessions",
@@ -87,7 +92,7 @@ class SessionDetailApi(StrictInputMixin, APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     def _get(self, request: Any, session_id: Any) -> Any:
-        session = session_detail_for_user(user=request.user, session_id=session_id)
+        session = session_detail_for_user(user=request.user, session_id=session_id, allowed=allowed_for(request.auth))
         if session is None:
             raise NotFound("No such session.")
         return session
@@ -98,7 +103,8 @@ class SessionDetailApi(StrictInputMixin, APIView):
         responses={200: SessionDetailSerializer, **error_responses(401, 404)},
     )
     def get(self, request: Any, session_id: Any) -> Response:
-        return Response(SessionDetailSerializer(self._get(request, session_id)).data)
+        session = self._get(request, session_id)
+        return Response(SessionDetailSerializer(session, context={"request": request}).data)
 
     @extend_schema(
         summary="Rename my session",
@@ -136,7 +142,8 @@ class SessionEndApi(StrictInputMixin, APIView):
         responses={200: SessionSerializer, **_WRITE_ERRORS_NO_BODY},
     )
     def post(self, request: Any, session_id: Any) -> Response:
-        session = session_list_for_user(user=request.user).filter(pk=session_id).first()
+        sessions = session_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+        session = sessions.filter(pk=session_id).first()
         if session is None:
             raise NotFound("No such session.")
         return Response(SessionSerializer(session_end(session=session)).data)
@@ -151,10 +158,64 @@ class RunDetailApi(StrictInputMixin, APIView):
         responses={200: RunSerializer, **error_responses(401, 404)},
     )
     def get(self, request: Any, run_id: Any) -> Response:
-        run = run_get_for_user(user=request.user, run_id=run_id)
+        run = run_get_for_user(user=request.user, run_id=run_id, allowed=allowed_for(request.auth))
         if run is None:
             raise NotFound("No such run.")
-        return Response(RunSerializer(run).data)
+        return Response(RunSerializer(run, context={"request": request}).data)
+
+
+IMAGE_TYPES_SERVED = ("image/png", "image/jpeg", "image/gif", "image/webp")
+
+
+class RunImageApi(StrictInputMixin, APIView):
+    """An image sent with a run's message, to its owner (staff: any run's). Uploaded images are
+    served from the storage here, never as public media; an image given by URL redirects to it."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    def perform_content_negotiation(self, request: Any, force: bool = False) -> Any:
+        # An <img> asks for image types; the body is an image whatever it asks (errors are JSON).
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        summary="Get an image sent with one of my runs",
+        parameters=[
+            uuid_path_parameter("run_id"),
+            OpenApiParameter(
+                "position",
+                {"type": "integer", "minimum": 0, "maximum": MAX_IMAGE_POSITION},
+                OpenApiParameter.PATH,
+                description="The image's place in the message (0, 1, ...).",
+            ),
+        ],
+        responses={
+            **{
+                (200, mime_type): OpenApiResponse(OpenApiTypes.BINARY, description="The uploaded image.")
+                for mime_type in IMAGE_TYPES_SERVED
+            },
+            302: OpenApiResponse(description="An image given by URL: a redirect to it."),
+            **error_responses(401, 404, e404="No such image of a run of yours."),
+        },
+    )
+    def get(self, request: Any, run_id: Any, position: int) -> HttpResponseBase:
+        image = run_image_for_user(user=request.user, run_id=run_id, position=position)
+        if image is None:
+            raise NotFound("No such image.")
+        if not image.file:
+            return HttpResponseRedirect(image.url)
+        try:
+            # Read whole (at most IMAGE_MAX_BYTES): under ASGI, Django would read a file response
+            # into memory anyway, from a thread.
+            with image.file.open("rb") as handle:
+                data = handle.read()
+        except OSError:  # deleted from the storage meanwhile
+            raise NotFound("No such image.") from None
+        response = HttpResponse(data, content_type=image.mime_type or "application/octet-stream")
+        response["Content-Disposition"] = content_disposition_header(False, image.name or image.file.name)
+        response["Cache-Control"] = "private, max-age=3600"
+        # Only ever an image: nothing in it may run as a page.
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        return response
 
 
 class MemoryPagination(PageNumberPagination):
@@ -175,7 +236,7 @@ class MemoryListApi(StrictInputMixin, generics.ListAPIView):
     def get_queryset(self) -> Any:
         q = self.request.query_params
         filters = {key: q.get(key) or None for key in ("topic", "search", "agent_id")}
-        return memory_list_for_user(user=self.request.user, **filters)
+        return memory_list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth), **filters)
 
     @extend_schema(
         summary="List my memories",
@@ -200,6 +261,8 @@ class MemoryListApi(StrictInputMixin, generics.ListAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         agent_pk = None
+        if data.get("agent_id") and not allowed_for(request.auth).permits("agent", data["agent_id"]):
+            raise ValidationError({"agent_id": [f"No agent with id {data['agent_id']!r}."]})
         if data.get("agent_id"):
             # The agent model through the memory's relation: this app imports nothing of agents_app.
             agent_model = Memory._meta.get_field("agent").related_model
@@ -224,7 +287,8 @@ class MemoryDetailApi(StrictInputMixin, APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     def _get(self, request: Any, memory_id: Any) -> Memory:
-        memory = memory_list_for_user(user=request.user).filter(pk=memory_id).first()
+        memories = memory_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+        memory = memories.filter(pk=memory_id).first()
         if memory is None:
             raise NotFound("No such memory.")
         return memory

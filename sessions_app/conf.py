@@ -25,6 +25,13 @@ DEFAULTS: dict[str, Any] = {
     # Where the team and workflow websockets are routed (same frames as the agent one).
     "TEAMS_WEBSOCKET_PATH": "ws/teams/",
     "WORKFLOWS_WEBSOCKET_PATH": "ws/workflows/",
+    # Images sent with a run's message (sessions_app.images): the largest image in bytes (larger:
+    # 413 image_too_large), the most images per message (more: 400 too_many_images), and the types
+    # taken, among image/png, image/jpeg, image/gif and image/webp (the types the bytes are checked
+    # against; others: 415 unsupported_media_type).
+    "IMAGE_MAX_BYTES": 10 * 1024 * 1024,
+    "IMAGE_MAX_COUNT": 4,
+    "IMAGE_TYPES": ["image/png", "image/jpeg", "image/gif", "image/webp"],
     # Upper bound on history runs an agent may ask for, whatever its admin setting says.
     "MAX_HISTORY_RUNS": 50,
     # Upper bound on history messages sent to a model (the oldest runs of the window are dropped
@@ -61,6 +68,13 @@ DEFAULTS: dict[str, Any] = {
     # limit of its own (None: no limit). Workflows use these. A run that reaches one ends with
     # `budget_exceeded`, keeping its partial output.
     "RUN_BUDGET": {"MODEL_CALLS": 50, "TOKENS": None, "SECONDS": 900},
+    # Rate limits on starting runs (agents_app.throttles), DRF rates such as "30/min" or "500/hour",
+    # counted in Django's cache (shared across processes when it is Redis): "USER", a user's runs of
+    # anything; "RUNNABLE", a user's runs of one agent, team or workflow (which may set its own).
+    # Empty lists: no limit.
+    "RUN_RATE_LIMITS": {"USER": [], "RUNNABLE": []},
+    # How long an Idempotency-Key on a run request keeps answering with the run it started.
+    "IDEMPOTENCY_SECONDS": 86_400,
     # Fernet keys that encrypt model API keys at rest (agents_app.secrets), newest first; keys derived
     # from SECRET_KEY and SECRET_KEY_FALLBACKS follow. Empty: the SECRET_KEY one encrypts.
     "ENCRYPTION_KEYS": [],
@@ -68,10 +82,21 @@ DEFAULTS: dict[str, Any] = {
     # long and counts as failed; the checks run concurrently, so this bounds the whole answer.
     "HEALTH_TIMEOUT_SECONDS": 2.0,
     # agno AgentOS compatible API (agents_app.agno_compat): the URL prefix it is served under
-    # ("os" -> /os/agents, ...; "" serves it at the site root like agno's server; None: not served),
-    # and the browser origins allowed to call it (agno's Agent UI runs on localhost:3000).
+    # ("os" -> /os/agents, ...; "" serves it at the site root like agno's server; None: not served).
     "AGNO_COMPAT_PREFIX": "os",
-    "AGNO_COMPAT_CORS_ORIGINS": ["http://localhost:3000"],
+    # Deprecated: browser origins allowed to call the agno routes. CORS is django-cors-headers' now
+    # (CORS_ALLOWED_ORIGINS, docs/deployment.md#cors); origins listed here are still allowed on the
+    # agno routes when the site runs its middleware (agents_app.cors), with a warning (agentos.W003).
+    "AGNO_COMPAT_CORS_ORIGINS": [],
+    # Scoped API tokens (sessions_app.tokens, docs/api.md#api-tokens): the lifetime of a token created
+    # without an expiry, in days (0 or None: it never expires); the longest lifetime one may be given
+    # (0 or None: no limit, "never" allowed); the most live (unrevoked, unexpired) tokens per user
+    # (0 or None: no limit); how often a token's last use is written (at most), which is also how
+    # often an open websocket checks that its token is still live.
+    "API_TOKEN_DEFAULT_DAYS": 90,
+    "API_TOKEN_MAX_DAYS": None,
+    "API_TOKENS_PER_USER": 100,
+    "API_TOKEN_LAST_USED_SECONDS": 60.0,
     # Hooks (agents_app.hooks). Modules imported on first use so that their @hook functions register.
     "HOOK_MODULES": ["agents_app.hooks.builtin"],
     # Where hooks run: "auto" (the agent's admin choice, else the decorator's default), "always"

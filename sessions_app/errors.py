@@ -58,6 +58,60 @@ class UnavailableError(DomainError):
     default_detail = "A service this request needs is unavailable; try again."
 
 
+class ImageRefused(DomainError):
+    """An image sent with a run's message cannot be taken (sessions_app.images). Raised before
+    anything is written: no run, no session, no file. `index` (in the extra fields) is the image's
+    place in the request's list, when one image is at fault."""
+
+    code = "invalid_image"
+    status = 400
+    default_detail = "This image cannot be taken."
+
+
+class InvalidImage(ImageRefused):
+    """Not an image we can read: bad base64, a URL that is not http(s), unknown keys, a bad `detail`."""
+
+
+class TooManyImages(ImageRefused):
+    code = "too_many_images"
+
+
+class ImagesNotAccepted(ImageRefused):
+    """This kind of run takes no images (workflows: their steps get text)."""
+
+    code = "images_not_accepted"
+
+
+class ImageTooLarge(ImageRefused):
+    code = "image_too_large"
+    status = 413
+
+
+class UnsupportedImageType(ImageRefused):
+    """The bytes are not one of the allowed image formats (whatever type the client declared)."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
+class AuthenticationError(DomainError):
+    """Credentials were sent but are not accepted (unknown, expired, revoked): 401. The REST edge
+    answers it as DRF's AuthenticationFailed (with its WWW-Authenticate header); a websocket
+    handshake with them is refused."""
+
+    code = "authentication_failed"
+    status = 401
+    default_detail = "Invalid token."
+
+
+class ForbiddenError(DomainError):
+    """The caller is known but these credentials may not do this: 403."""
+
+    code = "permission_denied"
+    status = 403
+    default_detail = "You do not have permission to perform this action."
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One failure, ready to render on any edge."""

@@ -367,3 +367,48 @@ class ServerProcess(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host}:{self.pid} ({self.id})"
+
+
+class ApiToken(models.Model):
+    """A named API token of a user (docs/api.md#api-tokens), sent like a DRF token
+    (`Authorization: Bearer <token>`). Only a SHA-256 digest of the token is stored, with its first
+    characters (`prefix`, shown in lists and used to find the row); it may be limited to some agents,
+    teams and workflows (by slug; none listed: all of them) and to reads, it expires, it is revoked
+    by setting `revoked_at` (the row stays, for the record), and its last use is recorded at most
+    once a minute (sessions_app.tokens)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. 'support widget'.")
+    prefix = models.CharField(
+        max_length=24, unique=True, editable=False, help_text="The token's first characters, to recognise it."
+    )
+    digest = models.CharField(max_length=64, editable=False, help_text="SHA-256 of the whole token, in hex.")
+    read_only = models.BooleanField(
+        default=False, help_text="Reads only: no runs, no changes (it may still revoke itself)."
+    )
+    agents = models.JSONField(default=list, blank=True, help_text="Slugs of the agents it may use.")
+    teams = models.JSONField(default=list, blank=True, help_text="Slugs of the teams it may use.")
+    workflows = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Slugs of the workflows it may use. None listed in all three lists: every one its user may use.",
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="apitoken_user_recent")]
+        constraints = [models.CheckConstraint(condition=~models.Q(name=""), name="apitoken_name_not_empty")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def restricted(self) -> bool:
+        """Limited to the agents, teams and workflows it lists (else: all that its user may use)."""
+        return bool(self.agents or self.teams or self.workflows)

@@ -16,7 +16,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 
-from sessions_app.models import Memory, Message, Run, Session
+from sessions_app.access import ALL, Allowed
+from sessions_app.models import Memory, Message, Run, RunImage, Session
 
 SESSION_KINDS = ("agent", "team", "workflow")
 
@@ -29,11 +30,17 @@ def session_list_for_user(
     workflow_id: str | None = None,
     kind: str | None = None,
     component_id: str | None = None,
+    allowed: Allowed = ALL,
 ) -> QuerySet[Session]:
     """The user's sessions, most recently updated first. `kind` ("agent", "team", "workflow"): only
     sessions of that kind; `component_id`: only sessions of the agent, team or workflow with that
-    slug (of `kind` when given, else of any kind: agno's clients filter by one id for all three)."""
-    qs = Session.objects.filter(user=user).select_related("agent", "team", "workflow").annotate(**_session_totals())
+    slug (of `kind` when given, else of any kind: agno's clients filter by one id for all three);
+    only sessions of the runnables `allowed` (the request's scope, sessions_app.access)."""
+    qs = (
+        Session.objects.filter(allowed.session_q(), user=user)
+        .select_related("agent", "team", "workflow")
+        .annotate(**_session_totals())
+    )
     if any(value and "\x00" in value for value in (agent_id, team_id, workflow_id, component_id)):
         # No id holds a NUL character, and PostgreSQL refuses one in a query (a 500).
         return qs.none()
@@ -60,15 +67,17 @@ def _kind_filter(kind: str) -> Q:
     return Q(**{f"{kind}__isnull": False})
 
 
-def session_detail_for_user(*, user: Any, session_id: UUID, kind: str | None = None) -> Session | None:
+def session_detail_for_user(
+    *, user: Any, session_id: UUID, kind: str | None = None, allowed: Allowed = ALL
+) -> Session | None:
     """The session with its runs and their messages in three queries, or None if not the user's
-    (or, with `kind`, not a session of that kind)."""
+    (or, with `kind`, not a session of that kind; or not of a runnable `allowed`)."""
     runs = (
         Run.objects.order_by("created_at")
         .select_related("agent", "team", "workflow")
-        .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")))
+        .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")), "images")
     )
-    qs = Session.objects.filter(user=user, pk=session_id)
+    qs = Session.objects.filter(allowed.session_q(), user=user, pk=session_id)
     if kind:
         qs = qs.filter(_kind_filter(kind))
     return (
@@ -79,18 +88,36 @@ def session_detail_for_user(*, user: Any, session_id: UUID, kind: str | None = N
     )
 
 
-def run_get_for_user(*, user: Any, run_id: UUID) -> Run | None:
+def run_get_for_user(*, user: Any, run_id: UUID, allowed: Allowed = ALL) -> Run | None:
+    """The user's run with its messages, if its session belongs to a runnable `allowed`."""
     return (
-        Run.objects.filter(user=user, pk=run_id)
+        Run.objects.filter(allowed.session_q("session__"), user=user, pk=run_id)
         .select_related("agent", "team", "workflow", "session")
-        .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")))
+        .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")), "images")
         .first()
     )
 
 
-def run_status_for_user(*, user: Any, run_id: UUID) -> str | None:
-    """A run's status, if it is this user's (one small query: no messages, no events)."""
-    return Run.objects.filter(user=user, pk=run_id).values_list("status", flat=True).first()
+# RunImage.position is a PositiveSmallIntegerField: larger numbers name no image (and some
+# databases refuse them in a query).
+MAX_IMAGE_POSITION = 32767
+
+
+def run_image_for_user(*, user: Any, run_id: UUID, position: int) -> RunImage | None:
+    """An image of one of the user's runs (staff: of any run), or None."""
+    if not 0 <= position <= MAX_IMAGE_POSITION:
+        return None
+    qs = RunImage.objects.filter(run_id=run_id, position=position)
+    if not user.is_staff:
+        qs = qs.filter(run__user=user)
+    return qs.first()
+
+
+def run_status_for_user(*, user: Any, run_id: UUID, allowed: Allowed = ALL) -> str | None:
+    """A run's status, if it is this user's (and of a runnable `allowed`): one small query, no
+    messages, no events."""
+    runs = Run.objects.filter(allowed.session_q("session__"), user=user, pk=run_id)
+    return runs.values_list("status", flat=True).first()
 
 
 def message_to_openai(role: str, content: str, tool_calls: Any, tool_call_id: str, name: str) -> dict[str, Any]:
@@ -230,11 +257,17 @@ def memory_scope_filter(*, user_id: Any, agent_pk: int | None) -> Q:
 
 
 def memory_list_for_user(
-    *, user: Any, topic: str | None = None, search: str | None = None, agent_id: str | None = None
+    *,
+    user: Any,
+    topic: str | None = None,
+    search: str | None = None,
+    agent_id: str | None = None,
+    allowed: Allowed = ALL,
 ) -> QuerySet[Memory]:
     """The user's memories, newest first. `agent_id`: only that agent's private ones ("" or None:
-    all); `topic`: memories tagged with it (exact, case-insensitive); `search`: text contains."""
-    qs = Memory.objects.filter(user=user).select_related("agent")
+    all); `topic`: memories tagged with it (exact, case-insensitive); `search`: text contains.
+    With a scope (`allowed`), the private memories of agents outside it are left out."""
+    qs = Memory.objects.filter(allowed.memory_q(), user=user).select_related("agent")
     if any(value and "\x00" in value for value in (topic, search, agent_id)):
         # No memory, topic or id holds a NUL character, and PostgreSQL refuses one in a query.
         return qs.none()

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sessions_app.models import Memory, Message, Run, Session
+from sessions_app.models import Memory, Message, Run, RunImage, Session
 from sessions_app.services import MEMORY_MAX_CHARS, TOPIC_MAX_CHARS, TOPICS_MAX
 
 
@@ -20,6 +21,30 @@ def cost_field(**kwargs: Any) -> serializers.DecimalField:
     """Money as a JSON number (what run events carry too), exact to the stored 10 decimal places,
     in the currency of the model configs' prices."""
     return serializers.DecimalField(max_digits=20, decimal_places=10, coerce_to_string=False, read_only=True, **kwargs)
+
+
+class RunImageSerializer(serializers.ModelSerializer):
+    """An image sent with the run's message. `url`: where to get it: for an upload, this API's
+    authenticated GET /api/runs/<run_id>/images/<position> (absolute when the request is known); for
+    an image given by URL, that URL."""
+
+    url = serializers.SerializerMethodField()
+    uploaded = serializers.SerializerMethodField(help_text="Stored here (an upload), or given by URL.")
+
+    class Meta:
+        model = RunImage
+        fields = ["position", "name", "mime_type", "size", "detail", "uploaded", "url"]
+        read_only_fields = fields
+
+    def get_uploaded(self, image: RunImage) -> bool:
+        return bool(image.file)
+
+    def get_url(self, image: RunImage) -> str:
+        if not image.file:
+            return image.url
+        path = reverse("sessions_app:run-image", kwargs={"run_id": image.run_id, "position": image.position})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
 
 
 class StoredRunMetricsSerializer(serializers.Serializer):
@@ -56,6 +81,9 @@ class RunSerializer(serializers.ModelSerializer):
     )
     metrics = StoredRunMetricsSerializer(source="*", read_only=True)
     messages = MessageSerializer(many=True, read_only=True)
+    images = RunImageSerializer(
+        many=True, read_only=True, help_text="The images sent with the message (the model got them with it)."
+    )
 
     class Meta:
         model = Run
@@ -77,6 +105,7 @@ class RunSerializer(serializers.ModelSerializer):
             "created_at",
             "finished_at",
             "messages",
+            "images",
         ]
 
     @extend_schema_field(OpenApiTypes.ANY)

@@ -4,8 +4,8 @@ writes these tables."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -15,8 +15,9 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from sessions_app.errors import ConflictError, DomainError, NotFoundError
+from sessions_app.images import ImageInput, image_files_delete, image_rows_create
 from sessions_app.liveness import process_id
-from sessions_app.models import Memory, Message, Run, Session, ToolApproval
+from sessions_app.models import Memory, Message, Run, RunImage, Session, ToolApproval
 from sessions_app.selectors import memory_scope_filter, session_history
 
 
@@ -74,6 +75,8 @@ class StartedRun:
     # True when the session has (or, once this run ends, will have) completed runs outside both the
     # history window and the summary: a summary would have something to add.
     history_overflow: bool = False
+    # The image files written with the run (sessions_app.images), to delete if the start is undone.
+    image_files: list[str] = field(default_factory=list)
 
 
 def _session_name(message: str) -> str:
@@ -111,6 +114,7 @@ def run_start(
     history_runs: int | None,
     history_max_chars: int | None = None,
     history_max_messages: int | None = None,
+    images: Sequence[ImageInput] = (),
 ) -> StartedRun:
     """Persist a running Run of an agent, a team or a workflow (`kind`, `component`) before any
     model call, so a crash can never lose the message; read the session (its state and summary) and
@@ -120,8 +124,47 @@ def run_start(
     Raises SessionNotFound, SessionEnded, or SessionBusy (the session has a running run; runs of one
     session never overlap, so no run is answered from a history, or a state, another run is still
     writing; `policy` is the component's busy_session_policy), before anything is written.
+
+    `images` (checked by sessions_app.images) are stored with the run, in the same transaction: a
+    RunImage row each, uploads written through the default storage. Should the transaction fail,
+    the files written are deleted; `StartedRun.image_files` names them, for a caller whose own
+    enclosing transaction might still roll back.
     """
     owner = {kind: component}
+    written: list[str] = []
+    try:
+        return _run_start(
+            kind=kind,
+            owner=owner,
+            component=component,
+            user=user,
+            message=message,
+            session_id=session_id,
+            history_runs=history_runs,
+            history_max_chars=history_max_chars,
+            history_max_messages=history_max_messages,
+            images=images,
+            written=written,
+        )
+    except BaseException:
+        image_files_delete(written)
+        raise
+
+
+def _run_start(
+    *,
+    kind: str,
+    owner: dict[str, Any],
+    component: Any,
+    user: Any,
+    message: str,
+    session_id: UUID | None,
+    history_runs: int | None,
+    history_max_chars: int | None,
+    history_max_messages: int | None,
+    images: Sequence[ImageInput],
+    written: list[str],
+) -> StartedRun:
     with transaction.atomic():
         overflow = False
         history: list[dict[str, Any]] = []
@@ -188,7 +231,16 @@ def run_start(
         )
         # The user's message is the run's `input` from here on; its Message row (position 0) is
         # written with the run's other messages when it ends, saving an INSERT per run.
-    return StartedRun(run=run, session=session, history=history, session_created=created, history_overflow=overflow)
+        if images:
+            written.extend(image_rows_create(run=run, images=images))
+    return StartedRun(
+        run=run,
+        session=session,
+        history=history,
+        session_created=created,
+        history_overflow=overflow,
+        image_files=written,
+    )
 
 
 def run_finish(
@@ -316,7 +368,22 @@ def session_rename(*, session: Session, name: str) -> Session:
 
 
 def session_delete(*, session: Session) -> None:
-    session.delete()
+    """Delete the session with its runs, messages and images (their files too, once committed)."""
+    runs_delete(runs=Run.objects.filter(session=session), then=session.delete)
+
+
+def runs_delete(*, runs: Any, then: Callable[[], Any] | None = None) -> None:
+    """Delete runs (a queryset; their member and step runs, messages and images go with them), or
+    call `then` to delete what they cascade from; the runs' image files are deleted once the
+    deletion is committed (Django deletes rows, never the files of a FileField)."""
+    with transaction.atomic():
+        files = [name for name in RunImage.objects.filter(run__in=runs).values_list("file", flat=True) if name]
+        if then is not None:
+            then()
+        else:
+            runs.delete()
+        if files:
+            transaction.on_commit(lambda: image_files_delete(files))
 
 
 def session_state_merge(*, session_id: UUID, state_set: dict[str, Any], state_unset: list[str]) -> bool:

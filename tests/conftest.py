@@ -79,6 +79,16 @@ def _redis_keys_of_this_run_only() -> Iterator[None]:
                 delete_keys(url, SESSION_PREFIX)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _media_root_of_this_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Files the tests upload (images sent with runs) go to a temporary MEDIA_ROOT, never the
+    checkout's `media/`."""
+    from django.test import override_settings
+
+    with override_settings(MEDIA_ROOT=str(tmp_path_factory.mktemp("media"))):
+        yield
+
+
 @pytest.fixture
 def isolated_redis() -> Iterator[RedisNamespace]:
     """The test Redis (skip without one, fail in CI) and a key prefix of this test's own, whose keys

@@ -424,28 +424,6 @@ async def test_rename_and_delete_only_my_sessions(asgi, agent, token, other_toke
     assert (await asgi.get(f"{OS}/sessions/not-a-uuid", headers=bearer(token))).status_code == 404
 
 
-# ---- Browsers (agno's Agent UI) ----------------------------------------------------------------
-
-
-async def test_cors_for_the_configured_origins_only(asgi, token, settings):
-    settings.AGENTOS = {**settings.AGENTOS, "AGNO_COMPAT_CORS_ORIGINS": ["http://localhost:3000"]}
-    preflight = {
-        "Origin": "http://localhost:3000",
-        "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type",
-    }
-    r = await asgi.options(f"{OS}/agents/helper/runs", headers=preflight)
-    assert r.status_code == 200
-    assert r.headers["access-control-allow-origin"] == "http://localhost:3000"
-    assert r.headers["access-control-allow-headers"] == "authorization, content-type"
-    r = await asgi.get(f"{OS}/agents", headers={"Origin": "http://localhost:3000", **bearer(token)})
-    assert r.headers["access-control-allow-origin"] == "http://localhost:3000"
-    r = await asgi.get(f"{OS}/agents", headers={"Origin": "https://evil.example", **bearer(token)})
-    assert "access-control-allow-origin" not in r.headers
-    r = await asgi.options(f"{OS}/agents", headers={**preflight, "Origin": "https://evil.example"})
-    assert "access-control-allow-origin" not in r.headers
-
-
 def test_the_prefix_setting(settings):
     from agents_app.agno_compat import url_prefix
 

@@ -44,7 +44,12 @@ scripted = ModelConfig.objects.create(
 )
 Agent.objects.create(slug="demo", name="Demo", model=offline, tools=["calculator"])
 Agent.objects.create(slug="scripted", name="Scripted", model=scripted, instructions="Be brief.")
-print(json.dumps({{"alice": Token.objects.create(user=alice).key, "mallory": Token.objects.create(user=mallory).key}}))
+from sessions_app.tokens import token_create
+# A scoped API token of alice's (docs/api.md#api-tokens), limited to the demo agent.
+scoped = token_create(user=alice, name="agno client", agents=["demo"], expires_at=None)[1]
+print(json.dumps({{
+    "alice": Token.objects.create(user=alice).key, "mallory": Token.objects.create(user=mallory).key, "scoped": scoped
+}}))
 """
 
 
@@ -85,6 +90,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server) -> Iterator
         "token": tokens["alice"],
         "alice": {"Authorization": f"Bearer {tokens['alice']}"},
         "mallory": {"Authorization": f"Bearer {tokens['mallory']}"},
+        "scoped_token": tokens["scoped"],
+        "scoped": {"Authorization": f"Bearer {tokens['scoped']}"},
     }
     server.terminate()
     server.wait(10)
@@ -243,3 +250,23 @@ async def test_memories_with_agnos_client(client, site):
     await client.delete_memory(made.memory_id, headers=site["alice"])
     await client.delete_memories([other.memory_id], headers=site["alice"])
     assert (await client.list_memories(headers=site["alice"])).data == []
+
+
+async def test_agnos_client_with_a_scoped_api_token(client, site):
+    """agno's client sends our scoped API tokens like any Bearer token; the token's limits hold."""
+    agents = await client.list_agents(headers=site["scoped"])
+    assert [a.id for a in agents] == ["demo"]
+    with pytest.raises(httpx.HTTPStatusError) as outside:
+        await client.aget_agent("scripted", headers=site["scoped"])
+    assert outside.value.response.status_code == 404
+    with pytest.raises(httpx.HTTPStatusError) as outside:
+        await client.run_agent("scripted", "hi", headers=site["scoped"])
+    assert outside.value.response.status_code == 404
+    out = await client.run_agent("demo", "what is 6*7?", headers=site["scoped"])
+    assert out.status == RunStatus.completed and out.agent_id == "demo"
+    remote = RemoteAgent(base_url=site["base"], agent_id="demo", timeout=10)
+    try:
+        out = await remote.arun("what is 6*7?", stream=False, auth_token=site["scoped_token"])
+    finally:
+        await aclose_default_clients()
+    assert out.status == RunStatus.completed and out.content.endswith("calculator returned 42.")

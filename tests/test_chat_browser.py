@@ -1,7 +1,8 @@
 """The chat page end to end: the real server (daphne, via runserver) on a temporary SQLite file,
 driven by headless Chromium through Playwright: sign in, chat with streamed answers, reload and see
 the history, reload in the middle of an answer and see it resume, stop an answer, on a phone-sized
-screen; chat with a team and a workflow, their members and steps shown as lines beside the answer. Needs Debian's chromium (/usr/bin/chromium) and the playwright package; without them the
+screen; chat with a team and a workflow, their members and steps shown as lines beside the answer;
+attach an image, see it sent to the model and shown again after a reload. Needs Debian's chromium (/usr/bin/chromium) and the playwright package; without them the
 test is skipped, except in CI where it fails."""
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ def _needs_a_browser() -> None:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Iterator[str]:
     db = tmp_path_factory.mktemp("chat") / "chat.sqlite3"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "DJANGO_DEBUG": "false", "DJANGO_LOG_LEVEL": "ERROR"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "DJANGO_MEDIA_ROOT": str(db.parent / "media"),  # images sent from the page
+        "DJANGO_DEBUG": "false",
+        "DJANGO_LOG_LEVEL": "ERROR",
+    }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env.pop("REDIS_URL", None)  # one server process: the embedded in-memory layer
 
@@ -239,4 +246,39 @@ def test_a_workflow_streams_its_steps_and_a_reload_mid_run_resumes_it(site, brow
     steps = [r for r in stored["runs"] if r["parent_run_id"] == top[0]["run_id"]]
     assert [(r["agent_id"], r["content"]) for r in steps] == [("slow", words)]
     assert stored["state"] == {"last_output": words}
+    context.close()
+
+
+def test_an_attached_image_reaches_the_model_and_shows_in_the_history(site, browser, scripted_model, tmp_path):
+    from tests.test_images import PDF, data_url, png
+
+    image, other = tmp_path / "red.png", tmp_path / "notes.pdf"
+    image.write_bytes(png(8, 8))
+    other.write_bytes(PDF)
+    scripted_model.push_text("A red square.")
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "agent:slow")
+    page.wait_for_selector("#conn.ok")
+    page.set_input_files("#attach", [str(image), str(other)])  # the PDF is refused on the page
+    assert page.inner_text("#notice") == "Not attached: notes.pdf: not one of png, jpeg, gif, webp."
+    assert page.locator("#attachments .attachment img").count() == 1  # the preview
+    page.fill("#message", "what colour is this?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.completed .text", timeout=10_000)
+    assert page.locator("#attachments .attachment").count() == 0 and not page.is_visible("#attachments")
+    sent = scripted_model.requests[-1]["messages"][-1]["content"]
+    assert sent == [
+        {"type": "text", "text": "what colour is this?"},
+        {"type": "image_url", "image_url": {"url": data_url(png(8, 8))}},
+    ]
+    assert page.locator(".msg.user .images img").count() == 1
+
+    page.reload()  # the history shows the stored image, served to its owner by the API
+    page.wait_for_selector(".msg.assistant.completed .text")
+    page.wait_for_function("document.querySelector('.msg.user .images img')?.naturalWidth === 8")
+    src = page.get_attribute(".msg.user .images img", "src")
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/api/runs/[0-9a-f-]{36}/images/0", src), src
+    assert page.locator(".msg.user .text").all_inner_texts() == ["what colour is this?"]
     context.close()

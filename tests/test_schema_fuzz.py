@@ -41,6 +41,7 @@ from agentos_site.asgi import application
 from agents_app.models import ModelConfig
 from agents_app.runs import arun_agent, run_agent
 from sessions_app.models import Memory
+from sessions_app.tokens import token_create
 from tests.conftest import bearer
 from tests.factories import (
     AgentFactory,
@@ -73,6 +74,7 @@ PATH_PARAMETER_KINDS = {
     "team_id": "teams",
     "workflow_id": "workflows",
     "memory_id": "memories",
+    "token_id": "tokens",
 }
 RUN_OPERATIONS = (
     "POST /api/agents/{agent_id}/runs",
@@ -112,6 +114,8 @@ def flatmap_body(context: Any, body: Any) -> st.SearchStrategy[Any]:
         return _with_seeded_values(body, {"model": "models"})
     if context.operation.label == "POST /api/memories/":
         return _with_seeded_values(body, {"agent_id": "agents"})
+    if context.operation.label == "POST /api/tokens/":
+        return _with_seeded_values(body, {"agents": "agent_lists", "teams": "team_lists", "expires_at": "expiries"})
     return st.just(body)
 
 
@@ -121,10 +125,11 @@ def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.fixture(params=["user", "staff"])
+@pytest.fixture(params=["user", "staff", "scoped"])
 def acting_token(request: Any, db: Any) -> Iterator[str]:
     """Seeds two users, an offline agent and an inactive one, and a session with a run for each
-    user; yields the token of the user acting (a normal user, or staff)."""
+    user; yields the token of the user acting (a normal user, or staff), or a scoped API token of
+    the normal user's, limited to the agent and the team (not the workflow)."""
     user = UserFactory(username="fuzz-user", password=PASSWORD)
     staff = UserFactory(username="fuzz-staff", password=PASSWORD, is_staff=True, is_superuser=True)
     model = ModelConfigFactory(name="fuzz-offline", provider=ModelConfig.Provider.OFFLINE)
@@ -141,6 +146,8 @@ def acting_token(request: Any, db: Any) -> Iterator[str]:
     theirs = run_agent(agent_id=agent.slug, user=other, message="hello")
     my_memory = Memory.objects.create(user=actor, memory="Likes tea.", topics=["drinks"])
     their_memory = Memory.objects.create(user=other, memory="Likes coffee.", topics=["drinks"])
+    my_token, _ = token_create(user=actor, name="mine", agents=["fuzz-agent"], expires_at=None)
+    their_token, _ = token_create(user=other, name="theirs", expires_at=None)
     SEEDED.update(
         agents=["fuzz-agent", "fuzz-agent", "fuzz-inactive"],  # the active agent twice: run it more often
         models=[model.pk],
@@ -149,11 +156,18 @@ def acting_token(request: Any, db: Any) -> Iterator[str]:
         sessions=[mine.session_id, theirs.session_id],
         runs=[mine.run_id, theirs.run_id],
         memories=[str(my_memory.pk), str(their_memory.pk)],
+        tokens=[str(my_token.pk), str(their_token.pk)],
+        agent_lists=[["fuzz-agent"], ["fuzz-agent", "fuzz-inactive"]],
+        team_lists=[["fuzz-team"]],
+        expiries=[None, "2999-01-01T00:00:00Z"],
         stream=[True],
         usernames=[actor.username],
         passwords=[PASSWORD],
     )
-    yield Token.objects.create(user=actor).key
+    if request.param == "scoped":
+        yield token_create(user=actor, name="fuzz", agents=["fuzz-agent"], teams=["fuzz-team"], expires_at=None)[1]
+    else:
+        yield Token.objects.create(user=actor).key
     SEEDED.clear()
 
 
@@ -294,6 +308,7 @@ BODY_OPERATIONS = [
     ("PATCH", "/api/sessions/{session_id}/"),
     ("POST", "/api/memories/"),
     ("PATCH", "/api/memories/{memory_id}/"),
+    ("POST", "/api/tokens/"),
 ]
 
 

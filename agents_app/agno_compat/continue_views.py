@@ -13,6 +13,7 @@ import orjson
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.renderers import JSONRenderer
 
 from agents_app import runs
@@ -21,6 +22,7 @@ from agents_app.agno_compat import serializers as s
 from agents_app.agno_compat.views import AgnoView, _named, _parse_uuid
 from agents_app.engine.approvals import InvalidDecision, decisions_from_agno_tools
 from agents_app.sse import EventStreamRenderer, sse_response
+from sessions_app.access import allowed_for
 from sessions_app.errors import DomainError, run_http_status
 from sessions_app.inputs import InvalidInput, parse_json
 
@@ -80,6 +82,8 @@ class RunContinueView(AgnoView):
 
     def prepare_post(self, request: Any, agent_id: str, run_id: str) -> tuple[Any, bool]:
         run_uuid: UUID = _parse_uuid(run_id, "Run")
+        if not allowed_for(request.auth).permits("agent", agent_id):  # a scoped API token's agents only
+            raise NotFound("Run not found")
         form = ContinueFormSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data

@@ -338,8 +338,18 @@ class RunFormBodySerializer(RunFormSerializer):
     metadata = serializers.CharField(required=False, help_text="A JSON object, as text; checked, not stored.")
 
 
+class RunMultipartBodySerializer(RunFormBodySerializer):
+    """agno's form fields as multipart, with its `files` uploads (images, for this server)."""
+
+    files = serializers.ListField(
+        child=serializers.FileField(),
+        required=False,
+        help_text="Images for the model (png, jpeg, gif, webp by default), one file per part; any other file: 415.",
+    )
+
+
 RUN_REQUEST = {
-    "multipart/form-data": RunFormBodySerializer,
+    "multipart/form-data": RunMultipartBodySerializer,
     "application/x-www-form-urlencoded": RunFormBodySerializer,
     "application/json": RunJSONBodySerializer,
 }

@@ -11,6 +11,7 @@ Errors come in agno's (FastAPI's) shapes: `{"detail": "..."}`, and 422 with a li
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,8 +19,9 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Q
-from django.http import HttpResponse, HttpResponseBase, JsonResponse
+from django.http import HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status
@@ -33,12 +35,15 @@ from agents_app.agno_compat import schema as doc
 from agents_app.agno_compat import serializers as s
 from agents_app.authentication import BearerOrTokenAuthentication
 from agents_app.health import readiness
-from agents_app.runtime import RunNotFound, runtime
+from agents_app.idempotency import IdempotentReplay, check_key
+from agents_app.runtime import RunNotFound, event_from_dict, runtime
 from agents_app.selectors import AgentNotFound, agent_list_for_user, teams_with_members, workflows_with_steps
 from agents_app.sse import EventStreamRenderer, sse_response
+from sessions_app.access import allowed_for
 from sessions_app.api_base import AsyncAPIView, agno_problem, as_api_exception
-from sessions_app.conf import agentos_settings
+from sessions_app.db import db_call
 from sessions_app.errors import run_http_status
+from sessions_app.images import ImageUploadHandler, images_from_uploads
 from sessions_app.models import Memory
 from sessions_app.selectors import (
     memory_list_for_user,
@@ -88,45 +93,15 @@ def _check_db_id(db_id: str | None) -> None:
         raise NotFound(f"Database with id '{db_id}' not found")
 
 
-def _cors_origin(request: Any) -> str | None:
-    origin = request.headers.get("Origin")
-    if not origin:
-        return None
-    allowed = agentos_settings.AGNO_COMPAT_CORS_ORIGINS or []
-    return origin if (origin in allowed or "*" in allowed) else None
-
-
-def _add_cors(response: HttpResponseBase, origin: str) -> None:
-    response["Access-Control-Allow-Origin"] = origin
-    response["Access-Control-Expose-Headers"] = "Content-Type"
-    vary = response.get("Vary")
-    response["Vary"] = f"{vary}, Origin" if vary else "Origin"
-
-
 class AgnoView(AsyncAPIView):
-    """Base of the compatibility views: Bearer tokens (the REST API's), agno's error shapes, CORS
-    for the configured browser origins; documented in `<prefix>/openapi.json` only (schema.py)."""
+    """Base of the compatibility views: Bearer tokens (the REST API's: DRF's and scoped API tokens),
+    agno's error shapes; documented in `<prefix>/openapi.json` only (schema.py). CORS (agno's Agent
+    UI in a browser) is django-cors-headers' middleware's, as for the REST API (docs/deployment.md#cors)."""
 
     authentication_classes = [BearerOrTokenAuthentication]
     permission_classes = [permissions.IsAuthenticated]
     renderer_classes = [JSONRenderer]
     schema = doc.AgnoAutoSchema()
-
-    async def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponseBase:  # type: ignore[override]
-        origin = _cors_origin(request)
-        if request.method == "OPTIONS" and origin and "Access-Control-Request-Method" in request.headers:
-            # A browser's preflight carries no credentials: answer it before authentication.
-            response: HttpResponseBase = HttpResponse(status=200)
-            response["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
-            response["Access-Control-Allow-Headers"] = request.headers.get(
-                "Access-Control-Request-Headers", "Authorization, Content-Type"
-            )
-            response["Access-Control-Max-Age"] = "600"
-        else:
-            response = await super().dispatch(request, *args, **kwargs)
-        if origin:
-            _add_cors(response, origin)
-        return response
 
     def handle_exception(self, exc: Exception) -> Response:
         exc = as_api_exception(exc)  # Django's request-size guards: 413 / 400, as on the REST API
@@ -148,11 +123,7 @@ class AgnoView(AsyncAPIView):
 @csrf_exempt  # a 404 whatever the method (it changes nothing)
 def not_found(request: Any, *args: Any, **kwargs: Any) -> JsonResponse:
     """An agno route this server does not serve."""
-    response = JsonResponse({"detail": "Not Found", "code": "not_found"}, status=404)
-    origin = _cors_origin(request)
-    if origin:
-        _add_cors(response, origin)
-    return response
+    return JsonResponse({"detail": "Not Found", "code": "not_found"}, status=404)
 
 
 class PreparedGet:
@@ -191,19 +162,22 @@ class HealthView(AgnoView):
         return Response(s.health_json(STARTED_AT, report.as_dict()), status=200 if report.ready else 503)
 
 
-def _runnable_agents(user: Any) -> list[Any]:
-    """The agents this user can run: active ones (staff manage inactive ones in the REST API and
-    the admin, but an inactive agent refuses runs, so an agno client has no use for it)."""
-    return list(agent_list_for_user(user=user).filter(is_active=True).order_by("slug"))
+def _runnable_agents(request: Any) -> list[Any]:
+    """The agents this user can run (with the request's credentials): active ones (staff manage
+    inactive ones in the REST API and the admin, but an inactive agent refuses runs, so an agno
+    client has no use for it)."""
+    agents = agent_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+    return list(agents.filter(is_active=True).order_by("slug"))
 
 
-def _teams_json() -> list[dict[str, Any]]:
+def _teams_json(request: Any) -> list[dict[str, Any]]:
     """Active teams, each with its members (agno lists the teams an OS serves to every user)."""
-    return [s.team_json(team, tree) for team, tree in teams_with_members()]
+    return [s.team_json(team, tree) for team, tree in teams_with_members(allowed=allowed_for(request.auth))]
 
 
-def _workflows_json() -> list[dict[str, Any]]:
-    return [s.workflow_json(workflow, steps) for workflow, steps in workflows_with_steps()]
+def _workflows_json(request: Any) -> list[dict[str, Any]]:
+    flows = workflows_with_steps(allowed=allowed_for(request.auth))
+    return [s.workflow_json(workflow, steps) for workflow, steps in flows]
 
 
 @doc.documented(
@@ -212,10 +186,10 @@ def _workflows_json() -> list[dict[str, Any]]:
 class ConfigView(PreparedGet, AgnoView):
     def prepare_get(self, request: Any) -> dict[str, Any]:
         return s.config_json(
-            _runnable_agents(request.user),
+            _runnable_agents(request),
             name="AgentOS for Django",
-            teams=_teams_json(),
-            workflows=_workflows_json(),
+            teams=_teams_json(request),
+            workflows=_workflows_json(request),
         )
 
 
@@ -228,7 +202,7 @@ class ConfigView(PreparedGet, AgnoView):
 class AgentListView(PreparedGet, AgnoView):
     def prepare_get(self, request: Any) -> list[dict[str, Any]]:
         staff = bool(request.user.is_staff)
-        return [s.agent_json(agent, staff=staff) for agent in _runnable_agents(request.user)]
+        return [s.agent_json(agent, staff=staff) for agent in _runnable_agents(request)]
 
 
 @doc.documented(
@@ -239,7 +213,8 @@ class AgentListView(PreparedGet, AgnoView):
 )
 class AgentDetailView(PreparedGet, AgnoView):
     def prepare_get(self, request: Any, agent_id: str) -> dict[str, Any]:
-        agent = agent_list_for_user(user=request.user).filter(slug=agent_id, is_active=True).first()
+        agents = agent_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+        agent = agents.filter(slug=agent_id, is_active=True).first()
         if agent is None:
             raise AgentNotFound()
         return s.agent_json(agent, staff=bool(request.user.is_staff))
@@ -254,7 +229,7 @@ class TeamListView(PreparedGet, AgnoView):
     """`GET /teams`: the active teams, with their members."""
 
     def prepare_get(self, request: Any) -> list[dict[str, Any]]:
-        return _teams_json()
+        return _teams_json(request)
 
 
 @doc.documented(
@@ -267,7 +242,7 @@ class WorkflowListView(PreparedGet, AgnoView):
     """`GET /workflows`: the active workflows, with their steps."""
 
     def prepare_get(self, request: Any) -> list[dict[str, Any]]:
-        return _workflows_json()
+        return _workflows_json(request)
 
 
 @doc.documented(
@@ -283,7 +258,8 @@ class TeamDetailView(PreparedGet, AgnoView):
     def prepare_get(self, request: Any, team_id: str) -> dict[str, Any]:
         from agents_app.selectors import team_get_active, team_members_tree
 
-        team = team_get_active(team_id=_no_nul(team_id))  # TeamNotFound: 404 "Team not found"
+        # TeamNotFound: 404 "Team not found" (also for a team outside a scoped token's list)
+        team = team_get_active(team_id=_no_nul(team_id), allowed=allowed_for(request.auth))
         return s.team_detail_json(team, team_members_tree(team), staff=bool(request.user.is_staff))
 
 
@@ -303,7 +279,8 @@ class WorkflowDetailView(PreparedGet, AgnoView):
     def prepare_get(self, request: Any, workflow_id: str) -> dict[str, Any]:
         from agents_app.selectors import workflow_get_active, workflow_steps_tree
 
-        workflow = workflow_get_active(workflow_id=_no_nul(workflow_id))  # 404 "Workflow not found"
+        # 404 "Workflow not found" (also for a workflow outside a scoped token's list)
+        workflow = workflow_get_active(workflow_id=_no_nul(workflow_id), allowed=allowed_for(request.auth))
         return s.workflow_json(workflow, workflow_steps_tree(workflow)[0])
 
 
@@ -326,6 +303,15 @@ async def _named(events: AsyncIterator[ev.RunEvent], name_key: str, name: str) -
         yield data
 
 
+def _sent_media(request: Any, field: str) -> bool:
+    """Whether the request carries media in `field` that this server refuses: any of agno's media
+    fields, except files uploaded as agno's `files` (multipart parts with a file)."""
+    if field != "files":
+        return bool(request.data.get(field) or request.FILES.get(field))
+    values = request.data.getlist(field) if isinstance(request.data, QueryDict) else [request.data.get(field)]
+    return any(value and not isinstance(value, UploadedFile) for value in values)
+
+
 class RunView(AgnoView):
     """`POST /{agents,teams,workflows}/{id}/runs` (one view; `kind` from the route): agno's form
     fields; SSE by default (`stream` omitted means true, as in agno), or agno's run output JSON with
@@ -337,28 +323,49 @@ class RunView(AgnoView):
     kind = "agent"
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
+    def initialize_request(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # agno's uploads (`files`) over the image limits stop the multipart body as they arrive.
+        with contextlib.suppress(AttributeError):  # the body was read already (nothing reads it before)
+            ImageUploadHandler.install(request, fields=("files",), other_files=True)
+        return super().initialize_request(request, *args, **kwargs)
+
     def prepare_post(self, request: Any, **kwargs: str) -> _RunRequest:
         form = s.RunFormSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        sent_media = [f for f in s.MEDIA_FIELDS if request.data.get(f) or request.FILES.get(f)]
+        sent_media = [f for f in s.MEDIA_FIELDS if _sent_media(request, f)]
         if sent_media:
             raise ValidationError({sent_media[0]: ["This server does not accept media inputs."]})
+        # agno's `files` uploads: images go to the model with the message; any other file is a 415.
+        images = images_from_uploads(request.FILES.getlist("files"), label="File")
         raw_session = (data.get("session_id") or "").strip()
         session_id = _parse_uuid(raw_session, f"Session with id '{raw_session}'") if raw_session else None
-        start = runs.prepare_or_defer(
-            self.kind,
-            kwargs[f"{self.kind}_id"],
-            user=request.user,
-            message=data["message"],
-            session_id=session_id,
-            session_state=data.get("session_state"),
-        )
+        try:
+            start = runs.prepare_or_defer(
+                self.kind,
+                kwargs[f"{self.kind}_id"],
+                user=request.user,
+                message=data["message"],
+                session_id=session_id,
+                session_state=data.get("session_state"),
+                images=images,
+                idempotency_key=check_key(request.headers.get("Idempotency-Key")),
+                allowed=allowed_for(request.auth),
+            )
+        except IdempotentReplay as replay:
+            start = replay
         return _RunRequest(start=start, stream=data["stream"])
 
     async def post(self, request: Any, **kwargs: str) -> Any:
         prepared: _RunRequest = self.prepared
-        handle = await runs.resolve(prepared.start)
+        try:
+            handle = prepared.start
+            if not isinstance(handle, IdempotentReplay):
+                handle = await runs.resolve(prepared.start)
+        except IdempotentReplay as replay:  # a deferred start whose key had started a run meanwhile
+            handle = replay
+        if isinstance(handle, IdempotentReplay):
+            return await self._replay(request, handle.run_id, prepared.stream)
         live = runs.launch(handle, stream=prepared.stream)
         if prepared.stream:
             return sse_response(_named(live.follow(), f"{self.kind}_name", handle.component_name))
@@ -366,6 +373,26 @@ class RunView(AgnoView):
         result = handle.result(events)
         body = s.output_json(handle, events, result)
         return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
+
+    async def _replay(self, request: Any, run_id: UUID, stream: bool) -> Any:
+        """A repeated request (same Idempotency-Key): the run the first one started, in agno's shapes."""
+        handle = await db_call(runs.replay_handle, run_id)
+        events = await runs.replay_events(run_id, user=request.user)
+        if stream:
+
+            async def objects() -> AsyncIterator[ev.RunEvent]:
+                async for data in events:
+                    if data.get("event") != "RunEnded":
+                        yield event_from_dict(data)
+
+            response = sse_response(_named(objects(), f"{self.kind}_name", handle.component_name))
+        else:
+            stored = [event_from_dict(d) async for d in events if d.get("event") != "RunEnded"]
+            result = handle.result(stored)
+            body = s.output_json(handle, stored, result)
+            response = HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
+        response["Idempotent-Replayed"] = "true"
+        return response
 
     @classmethod
     def for_kind(cls, kind: str) -> type[RunView]:
@@ -380,8 +407,13 @@ class RunView(AgnoView):
             description=(
                 f"agno's run of {article} {kind}: its form fields (multipart or urlencoded, as agno's client sends "
                 "them) or the same fields as a JSON object. Other fields agno's client may send (stream_events, "
-                "dependencies, knowledge_filters...) are ignored; media (images, audio, videos, files) are refused "
-                "with a 422; `background=true` is refused with a 422."
+                "dependencies, knowledge_filters...) are ignored. Files uploaded as `files` (multipart) must be "
+                "images (png, jpeg, gif, webp by default: AGENTOS['IMAGE_TYPES'], read from the bytes): the model "
+                "gets them with the message (a workflow refuses them: 400 `images_not_accepted`); any other file "
+                "is a 415 (`unsupported_media_type`), one over AGENTOS['IMAGE_MAX_BYTES'] a 413 "
+                "(`image_too_large`), more than AGENTOS['IMAGE_MAX_COUNT'] a 400 (`too_many_images`). Other media "
+                "fields (images, audio, videos, input_files) are refused with a 422; `background=true` is refused "
+                "with a 422."
             ),
             request=doc.RUN_REQUEST,
             responses={
@@ -427,7 +459,7 @@ class RunCancelView(AgnoView):
 
     def prepare_post(self, request: Any, kind: str, component_id: str, run_id: str) -> UUID:
         run_uuid = _parse_uuid(run_id, "Run")
-        run = run_get_for_user(user=request.user, run_id=run_uuid)
+        run = run_get_for_user(user=request.user, run_id=run_uuid, allowed=allowed_for(request.auth))
         if run is None or run.component_type != kind or run.component_id != component_id:
             raise NotFound("Run not found")
         return run_uuid
@@ -462,7 +494,10 @@ class SessionListView(PreparedGet, AgnoView):
         limit = min(q["limit"], MAX_PAGE_SIZE)
         page = max(q["page"], 1)
         sessions = session_list_for_user(
-            user=request.user, kind=q.get("type") or None, component_id=q.get("component_id") or None
+            user=request.user,
+            kind=q.get("type") or None,
+            component_id=q.get("component_id") or None,
+            allowed=allowed_for(request.auth),
         )
         if q.get("session_name"):
             sessions = sessions.filter(name__icontains=q["session_name"])
@@ -480,7 +515,12 @@ class _SessionView(AgnoView):
         q = self.query(s.SessionTypeQuerySerializer)
         _check_db_id(q.get("db_id"))
         kind = q.get("type") or None
-        session = session_detail_for_user(user=request.user, session_id=_parse_uuid(session_id, "Session"), kind=kind)
+        session = session_detail_for_user(
+            user=request.user,
+            session_id=_parse_uuid(session_id, "Session"),
+            kind=kind,
+            allowed=allowed_for(request.auth),
+        )
         if session is None:
             what = f"{kind.title()} Session" if kind else "Session"
             raise NotFound(f"{what} with id '{session_id}' not found")
@@ -600,7 +640,8 @@ MEMORY_SORT_FIELDS = {"updated_at": "updated_at", "created_at": "created_at", "m
 
 
 def _memory_or_404(request: Any, memory_id: str) -> Any:
-    memory = memory_list_for_user(user=request.user).filter(pk=_parse_uuid(memory_id, "Memory")).first()
+    memories = memory_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+    memory = memories.filter(pk=_parse_uuid(memory_id, "Memory")).first()
     if memory is None:
         raise NotFound(f"Memory with id '{memory_id}' not found")
     return memory
@@ -644,7 +685,10 @@ class MemoryListView(AgnoView):
         if q.get("team_id"):
             return s.page_json([], page=page, limit=limit, total=0)
         memories = memory_list_for_user(
-            user=request.user, search=q.get("search_content") or None, agent_id=q.get("agent_id") or None
+            user=request.user,
+            search=q.get("search_content") or None,
+            agent_id=q.get("agent_id") or None,
+            allowed=allowed_for(request.auth),
         )
         topics = [t.strip() for t in (q.get("topics") or "").split(",") if t.strip() and "\x00" not in t]
         if topics:
@@ -682,7 +726,7 @@ class MemoryListView(AgnoView):
         body = s.MemoryBulkDeleteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         ids = [_parse_uuid(i, "Memory") for i in body.validated_data["memory_ids"]]
-        for memory in memory_list_for_user(user=request.user).filter(pk__in=ids):
+        for memory in memory_list_for_user(user=request.user, allowed=allowed_for(request.auth)).filter(pk__in=ids):
             memory_delete(memory=memory)
 
     async def delete(self, request: Any) -> Any:
@@ -748,6 +792,7 @@ class MemoryTopicsView(PreparedGet, AgnoView):
 
     def prepare_get(self, request: Any) -> list[str]:
         topics: set[str] = set()
-        for values in memory_list_for_user(user=request.user).values_list("topics", flat=True):
+        memories = memory_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+        for values in memories.values_list("topics", flat=True):
             topics.update(str(t) for t in values or [])
         return sorted(topics)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -186,13 +186,14 @@ def run_continue_prepare(
     channel: str,
     agent_id: str | None = None,
     any_users_run: bool = False,
+    quota: Callable[[Run], Any] | None = None,
 ) -> ContinuedRunHandle:
     """Sync, one transaction: claim a paused agent run of `user`'s (any user's with
     `any_users_run`: an approver) with the decisions on all its pending tool calls, and return
     the handle to launch. Raises PausedRunNotFound (not the user's, or not of `agent_id`),
     RunNotPaused, UnknownToolCall or InvalidDecision, and the agent's AgentNotFound (deactivated
     meanwhile), before anything is written."""
-    runs = Run.objects.select_related("agent").filter(pk=run_id)
+    runs = Run.objects.select_related("agent", "user").filter(pk=run_id)
     if not any_users_run:
         runs = runs.filter(user=user)
     run = runs.first()
@@ -207,6 +208,18 @@ def run_continue_prepare(
     pending = list(ToolApproval.objects.filter(run=run, status=ToolApproval.Status.PENDING).order_by("position"))
     resolved = _resolve(pending, decisions)
     agent = agent_get_active(agent_id=run.agent.slug)
+    # What the run's quotas still allow (the run service's check, which may refuse: nothing written
+    # yet); the run's budget counts its earlier tokens and cost again, so they are added to the caps.
+    caps = quota(run) if quota is not None else None
+    state = run.resume_state or {}
+    if caps is not None:
+        earlier_tokens = int(state.get("input_tokens") or 0) + int(state.get("output_tokens") or 0)
+        earlier_cost = Decimal(str(state.get("cost") or "0"))
+        caps = replace(
+            caps,
+            tokens=None if caps.tokens is None else caps.tokens + earlier_tokens,
+            cost=None if caps.cost is None else caps.cost + earlier_cost,
+        )
     now = timezone.now()
     events = mark_continued(run.events)
     with transaction.atomic():
@@ -227,7 +240,7 @@ def run_continue_prepare(
                 channel=channel,
                 **writes,
             )
-        state = Session.objects.filter(pk=run.session_id).values_list("state", flat=True).first()
+        session_state = Session.objects.filter(pk=run.session_id).values_list("state", flat=True).first()
     decided = [
         {
             "approval_id": str(row.pk),
@@ -248,10 +261,11 @@ def run_continue_prepare(
         session_id=run.session_id,
         message=run.input,
         created_at=run.created_at,
-        session_state=state if isinstance(state, dict) else {},
-        resume_state=run.resume_state or {},
+        session_state=session_state if isinstance(session_state, dict) else {},
+        resume_state=state,
         decided=decided,
         prior_events=events,
+        quota=caps,
     )
 
 
@@ -279,6 +293,7 @@ class _ContinuedExecution(_Execution):
         # Its budget goes on from what the run used before (wall-clock: its active seconds).
         self.budget.model_calls = int(state.get("model_calls") or 0)
         self.budget.tokens = int(state.get("input_tokens") or 0) + int(state.get("output_tokens") or 0)
+        self.budget.cost = self.prior_cost
         if self.budget.deadline is not None:
             self.budget.deadline -= float(state.get("duration") or 0.0)
 

@@ -13,6 +13,7 @@ queried.
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 from sessions_app.conf import agentos_settings
@@ -27,7 +28,19 @@ class BudgetExceeded(Exception):
 class RunBudget:
     """One run's limits and what it has used; `parent` is the budget of the run it belongs to."""
 
-    __slots__ = ("deadline", "label", "max_model_calls", "max_seconds", "max_tokens", "model_calls", "parent", "tokens")
+    __slots__ = (
+        "cost",
+        "deadline",
+        "label",
+        "max_model_calls",
+        "max_seconds",
+        "max_tokens",
+        "model_calls",
+        "parent",
+        "quota_cost",
+        "quota_tokens",
+        "tokens",
+    )
 
     def __init__(
         self,
@@ -45,6 +58,10 @@ class RunBudget:
         self.deadline = time.monotonic() + max_seconds if max_seconds else None
         self.model_calls = 0
         self.tokens = 0
+        self.cost = Decimal(0)
+        # What the run's quotas still allow (agents_app.quotas), set by the run service; None: no cap.
+        self.quota_tokens: int | None = None
+        self.quota_cost: Decimal | None = None
         self.parent = parent
 
     @classmethod
@@ -82,15 +99,25 @@ class RunBudget:
         for budget in self._chain():
             budget.model_calls += 1
 
-    def charge_tokens(self, tokens: int) -> None:
-        """Add a call's tokens; the run ends if that took any budget in the chain over its limit."""
-        over = None
+    def charge(self, *, tokens: int, cost: Decimal) -> None:
+        """Add a call's tokens and cost; the run ends if that took any budget in the chain over its
+        limit, or over what its quotas allow."""
+        problem = None
         for budget in self._chain():
             budget.tokens += tokens
-            if over is None and budget.max_tokens is not None and budget.tokens > budget.max_tokens:
-                over = budget
-        if over is not None:
-            raise BudgetExceeded(f"The {over.label} run used {over.tokens} tokens; its limit is {over.max_tokens}.")
+            budget.cost += cost
+            if problem is not None:
+                continue
+            if budget.max_tokens is not None and budget.tokens > budget.max_tokens:
+                problem = f"The {budget.label} run used {budget.tokens} tokens; its limit is {budget.max_tokens}."
+            elif budget.quota_tokens is not None and budget.tokens > budget.quota_tokens:
+                problem = (
+                    f"The {budget.label} run used {budget.tokens} tokens; its quota allowed {budget.quota_tokens}."
+                )
+            elif budget.quota_cost is not None and budget.cost > budget.quota_cost:
+                problem = f"The {budget.label} run cost {budget.cost:f}; its quota allowed {budget.quota_cost:f}."
+        if problem is not None:
+            raise BudgetExceeded(problem)
 
     def check_time(self) -> None:
         now = time.monotonic()

@@ -43,6 +43,7 @@ from agents_app.providers.structured import OutputInvalid, ValidationProblem, co
 from agents_app.selectors import fallback_configs
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
+from sessions_app.images import with_text
 from sessions_app.models import Run
 from sessions_app.services import run_checkpoint, run_finish
 from telemetry_app.metrics import record_run
@@ -128,6 +129,9 @@ class Execution:
         self.fallbacks_used: list[dict[str, str]] = []
         # Its limits (agents_app.engine.budget); a member or step run's parent budget is set by its parent.
         self.budget = RunBudget.for_component(getattr(handle, "component", None), kind=self.kind)
+        caps = getattr(handle, "quota", None)
+        if caps is not None:  # what the user's, the component's and the site's quotas still allow
+            self.budget.quota_tokens, self.budget.quota_cost = caps.tokens, caps.cost
         self.partial: list[str] = []
         # Set when a post-hook rejected the answer: it is neither returned nor stored, not even partly.
         self.discarded = False
@@ -278,7 +282,8 @@ class Execution:
 
     def account(self, config: Any, response: ModelResponse) -> None:
         """Count one model call's tokens and cost (priced with the config that answered it), then
-        charge the tokens to the run's budget (which may end the run: it keeps what it counted)."""
+        charge them to the run's budget (which may end the run: it keeps what it counted)."""
+        cost_before = self.cost
         self.input_tokens += response.input_tokens
         self.output_tokens += response.output_tokens
         self.cache_read_tokens += response.cache_read_tokens
@@ -288,7 +293,7 @@ class Execution:
             output_tokens=response.output_tokens,
             cache_read_tokens=response.cache_read_tokens,
         )
-        self.budget.charge_tokens(response.input_tokens + response.output_tokens)
+        self.budget.charge(tokens=response.input_tokens + response.output_tokens, cost=self.cost - cost_before)
 
     async def structured_answer(
         self, config: Any, validate: Callable[[str], Any], *, tools: list[Any] | None = None
@@ -459,7 +464,8 @@ class Execution:
     def set_input(self, text: str) -> None:
         """The input as the pre-hooks left it: what the model sees, and what the run stores as its
         user message (the original text is not kept)."""
-        self.messages_sent[-1] = {**self.messages_sent[-1], "content": text}
+        last = self.messages_sent[-1]
+        self.messages_sent[-1] = {**last, "content": with_text(last.get("content"), text)}  # images kept
         self.handle.message = text
 
     def discard_partial(self) -> None:

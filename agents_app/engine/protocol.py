@@ -65,6 +65,12 @@ class PreparedRun:
     message: str
     created_at: datetime
     session_created: bool = False
+    # What the run's quotas still allow it (agents_app.quotas.QuotaCaps; None: no quota applies).
+    quota: Any = None
+    # The images sent with the message, as OpenAI image parts (sessions_app.images): the model gets
+    # them with the message; the files stored with the run, to delete if its start is undone.
+    images: list[dict[str, Any]] = field(default_factory=list)
+    image_files: list[str] = field(default_factory=list)
     # A continued paused run (engine/approvals.py): the events it emitted before, as stored (its
     # new ones follow them); the runtime's followers see one stream.
     prior_events: list[dict[str, Any]] = field(default_factory=list)

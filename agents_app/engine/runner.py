@@ -12,7 +12,7 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -41,6 +41,7 @@ from agents_app.selectors import agent_get_active
 from agents_app.tools.context import RunContext
 from agents_app.tools.registry import USER_INPUT, Tool, ToolArgumentsError, tool_registry
 from sessions_app.conf import agentos_settings
+from sessions_app.images import ImageInput, user_content
 from sessions_app.models import Run
 from sessions_app.services import run_finish, run_pause_finish, run_start
 from telemetry_app.schemas import EventType
@@ -127,8 +128,16 @@ class RunResult:
         return data
 
 
-def run_prepare(*, agent_id: str, user: Any, message: str, session_id: UUID | None = None) -> RunHandle:
-    """Validate the input and persist the user's message and a running Run (sync; one transaction).
+def run_prepare(
+    *,
+    agent_id: str,
+    user: Any,
+    message: str,
+    session_id: UUID | None = None,
+    images: Sequence[ImageInput] = (),
+) -> RunHandle:
+    """Validate the input and persist the user's message and a running Run (sync; one transaction),
+    with its `images` (checked by sessions_app.images), which the model gets with the message.
 
     Raises AgentNotFound, SessionNotFound, InvalidRunInput or SessionBusy (the session has a run
     going; `Runtime.prepare` applies the agent's busy_session_policy) before anything is written.
@@ -145,6 +154,7 @@ def run_prepare(*, agent_id: str, user: Any, message: str, session_id: UUID | No
         history_runs=history_runs,
         history_max_chars=agent.history_max_chars,
         history_max_messages=int(agentos_settings.MAX_HISTORY_MESSAGES),
+        images=images,
     )
     session = started.session
     return RunHandle(
@@ -160,6 +170,8 @@ def run_prepare(*, agent_id: str, user: Any, message: str, session_id: UUID | No
         summary=session.summary if agent.session_summaries else "",
         memories=context_memories(agent=agent, user_id=user.pk, message=message),
         history_overflow=started.history_overflow,
+        images=[image.content_part() for image in images],
+        image_files=started.image_files,
     )
 
 
@@ -170,9 +182,12 @@ def build_context(
     *,
     memories: list[str] | None = None,
     summary: str = "",
+    images: Sequence[dict[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """One system message (instructions, output schema, memories, the session summary), then the
-    session's history window, then the new message. Each part has its own bound (docs/memory.md)."""
+    session's history window, then the new message. Each part has its own bound (docs/memory.md).
+    With `images` (OpenAI image parts), the new message is content parts: its text, then them;
+    the history stays text."""
     system_parts = [agent.instructions.strip()] if agent.instructions.strip() else []
     if agent.output_schema and agent.parser_model_id is None:
         system_parts.append(SCHEMA_INSTRUCTION.format(schema=json.dumps(agent.output_schema)))
@@ -182,7 +197,7 @@ def build_context(
         system_parts.append(summary_section(summary))
     messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(system_parts)}] if system_parts else []
     messages.extend(history)
-    messages.append({"role": "user", "content": message})
+    messages.append({"role": "user", "content": user_content(message, images)})
     return messages
 
 
@@ -259,7 +274,12 @@ class _Execution(Execution):
         )
         self.setup_output(self.agent)
         self.messages_sent = build_context(
-            self.agent, handle.history, handle.message, memories=handle.memories, summary=handle.summary
+            self.agent,
+            handle.history,
+            handle.message,
+            memories=handle.memories,
+            summary=handle.summary,
+            images=handle.images,
         )
 
     def started_event(self) -> ev.RunEvent:

@@ -19,7 +19,7 @@ import contextlib
 import copy
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -37,6 +37,7 @@ from agents_app.selectors import team_get_active, team_members_tree
 from agents_app.tools.registry import Tool
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
+from sessions_app.images import ImageInput, user_content
 from sessions_app.models import Run
 from sessions_app.services import child_run_start, run_cancel, run_start
 from telemetry_app.schemas import EventType
@@ -242,15 +243,29 @@ class ChildRun:
         )
 
 
-def team_run_prepare(*, team_id: str, user: Any, message: str, session_id: UUID | None = None) -> TeamRunHandle:
-    """Validate, then persist the user's message and a running team Run (sync; one transaction).
+def team_run_prepare(
+    *,
+    team_id: str,
+    user: Any,
+    message: str,
+    session_id: UUID | None = None,
+    images: Sequence[ImageInput] = (),
+) -> TeamRunHandle:
+    """Validate, then persist the user's message and a running team Run (sync; one transaction),
+    with its `images`, which the leader gets with the message (members get text: their tasks).
     Raises TeamNotFound, SessionNotFound, InvalidRunInput or SessionBusy before anything is written."""
     check_message(message)
     team = team_get_active(team_id=team_id)
     tree = team_members_tree(team)
     history_runs = min(team.history_runs, int(agentos_settings.MAX_HISTORY_RUNS))
     started = run_start(
-        kind="team", component=team, user=user, message=message, session_id=session_id, history_runs=history_runs
+        kind="team",
+        component=team,
+        user=user,
+        message=message,
+        session_id=session_id,
+        history_runs=history_runs,
+        images=images,
     )
     return TeamRunHandle(
         team=team,
@@ -264,6 +279,8 @@ def team_run_prepare(*, team_id: str, user: Any, message: str, session_id: UUID 
         session_created=started.session_created,
         max_depth=team.max_depth,
         session_state=started.session.state if isinstance(started.session.state, dict) else {},
+        images=[image.content_part() for image in images],
+        image_files=started.image_files,
     )
 
 
@@ -409,7 +426,7 @@ class TeamExecution(Execution):
         return [
             {"role": "system", "content": "\n\n".join(parts)},
             *self.h.history,
-            {"role": "user", "content": self.h.message},
+            {"role": "user", "content": user_content(self.h.message, self.h.images)},
         ]
 
     def _leader_call(self, tools: list[Tool]) -> AsyncIterator[ev.RunEvent]:

@@ -33,10 +33,24 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+def _text(content: Any) -> str:
+    """A message's text: its content, or the text parts of content parts (images are not seen)."""
+    if isinstance(content, list):
+        return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return str(content or "")
+
+
+def _images(content: Any) -> int:
+    """How many image parts a message's content has."""
+    if not isinstance(content, list):
+        return 0
+    return sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
+
+
 def _last_user_message(messages: list[dict[str, Any]]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
-            return str(message.get("content") or "")
+            return _text(message.get("content"))
     return ""
 
 
@@ -122,7 +136,7 @@ class OfflineProvider(ModelProvider):
     def _decide(
         self, messages: list[dict[str, Any]], tools: list[Tool], response_format: ResponseFormat | None
     ) -> ModelResponse:
-        input_tokens = sum(_words(str(m.get("content") or "")) for m in messages)
+        input_tokens = sum(_words(_text(m.get("content"))) for m in messages)
         last = messages[-1] if messages else {}
         available = {t.name for t in tools}
         user_text = _last_user_message(messages)
@@ -191,8 +205,11 @@ class OfflineProvider(ModelProvider):
 
     @staticmethod
     def _reply(text: str, messages: list[dict[str, Any]]) -> str:
-        earlier = [str(m.get("content") or "") for m in messages[:-1] if m.get("role") == "user"]
+        earlier = [_text(m.get("content")) for m in messages[:-1] if m.get("role") == "user"]
         parts = [f'{_PREFIX} You said: "{text}".']
+        images = _images(messages[-1].get("content")) if messages else 0
+        if images:
+            parts.append(f"You sent {images} image{'s' if images != 1 else ''}, which I cannot see.")
         if earlier:
             parts.append(
                 f'Earlier in this session you said: "{earlier[0]}" ({len(earlier)} earlier message{"s" if len(earlier) != 1 else ""} in my context).'

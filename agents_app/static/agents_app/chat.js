@@ -6,6 +6,9 @@
 // Teams and workflows: their streams carry their members' and steps' own events (with
 // parent_run_id). Those become one compact line per member or step ("step 2: writer ✓"), whose text
 // opens on a click; the answer is the team's or workflow's own content and its terminal event.
+// Images: the 📎 button attaches images (checked here against the server's limits, which it checks
+// again); they go in the run frame as base64 and show in the user's bubble, then and in the history
+// (served to their owner by the API's image endpoint).
 (() => {
   "use strict";
 
@@ -17,7 +20,11 @@
     agent: $("agent"), conn: $("conn"), sessions: $("sessions"), list: $("session-list"),
     toggle: $("toggle-sessions"), newSession: $("new-session"), messages: $("messages"),
     notice: $("notice"), form: $("composer"), input: $("message"), send: $("send"), stop: $("stop"),
+    attach: $("attach"), attachments: $("attachments"),
   };
+  const imageTypes = (cfg.imageTypes || "").split(",").filter(Boolean);
+  const imageMaxBytes = Number(cfg.imageMaxBytes || 0);
+  const imageMaxCount = Number(cfg.imageMaxCount || 0);
   const json = (id) => JSON.parse(document.getElementById(id)?.textContent || "{}");
   const wsPaths = json("chat-ws-paths");
   const names = json("chat-names");
@@ -48,6 +55,8 @@
     nextId: 1,
     childParents: new Map(), // a member's or step's run_id -> its parent's run_id
     connectedOnce: false,
+    attachments: [], // images to send with the next message: {file, url}
+    reading: false, // the attached images are being read for a message
   };
 
   // ---- rendering ------------------------------------------------------------------------------
@@ -63,8 +72,21 @@
     els.messages.scrollTop = els.messages.scrollHeight;
   }
 
-  function userBubble(text) {
+  // `images`: [{src, name}], shown above the text.
+  function userBubble(text, images) {
     const bubble = el("div", "msg user");
+    if (images && images.length) {
+      const strip = el("div", "images");
+      for (const image of images) {
+        const img = el("img");
+        img.src = image.src;
+        img.alt = image.name || "image";
+        img.referrerPolicy = "no-referrer";
+        img.loading = "lazy";
+        strip.append(img);
+      }
+      bubble.append(strip);
+    }
     bubble.append(el("div", "text", text));
     els.messages.append(bubble);
     scrollDown();
@@ -474,7 +496,7 @@
       children.get(top).push(stored);
     }
     for (const stored of all.filter((r) => !r.parent_run_id)) {
-      userBubble(stored.input);
+      userBubble(stored.input, (stored.images || []).map((image) => ({ src: image.url, name: image.name })));
       const bubble = assistantBubble();
       bubble.dataset.runId = stored.run_id;
       const run = newRun(bubble);
@@ -569,24 +591,94 @@
 
   // ---- the composer and the controls --------------------------------------------------------------
 
-  function submit(event) {
+  // ---- attached images -----------------------------------------------------------------------------
+
+  function renderAttachments() {
+    els.attachments.replaceChildren(
+      ...state.attachments.map((attachment, index) => {
+        const item = el("figure", "attachment");
+        const img = el("img");
+        img.src = attachment.url;
+        img.alt = attachment.file.name;
+        const remove = el("button", "remove", "×");
+        remove.type = "button";
+        remove.title = `Remove ${attachment.file.name}`;
+        remove.addEventListener("click", () => {
+          URL.revokeObjectURL(attachment.url);
+          state.attachments.splice(index, 1);
+          renderAttachments();
+        });
+        item.append(img, remove);
+        return item;
+      }),
+    );
+    els.attachments.hidden = state.attachments.length === 0;
+  }
+
+  function attach(files) {
+    const refused = [];
+    for (const file of files) {
+      if (state.attachments.length >= imageMaxCount) {
+        refused.push(`${file.name}: at most ${imageMaxCount} images per message`);
+      } else if (!imageTypes.includes(file.type)) {
+        refused.push(`${file.name}: not one of ${imageTypes.map((t) => t.replace("image/", "")).join(", ")}`);
+      } else if (file.size > imageMaxBytes) {
+        refused.push(`${file.name}: larger than ${Math.floor(imageMaxBytes / 1048576)} MiB`);
+      } else {
+        state.attachments.push({ file, url: URL.createObjectURL(file) });
+      }
+    }
+    showNotice(refused.length ? `Not attached: ${refused.join("; ")}.` : "");
+    renderAttachments();
+  }
+
+  // An image as the run frame carries it: its bytes as base64.
+  function readImage(file) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => {
+        const url = String(reader.result);
+        resolve({ data: url.slice(url.indexOf(",") + 1), mime_type: file.type, name: file.name });
+      };
+      reader.onerror = () => reject(reader.error);
+      reader.readAsDataURL(file);
+    });
+  }
+
+  async function submit(event) {
     event.preventDefault();
     const text = els.input.value.trim();
-    if (!text || !state.slug) return;
+    if (!text || !state.slug || state.reading) return;
     const max = Number(cfg.maxChars || 0);
     if (max && text.length > max) {
       showNotice(`Messages are limited to ${max} characters.`);
       return;
     }
+    const attached = state.attachments;
+    let images = [];
+    if (attached.length) {
+      state.reading = true;
+      try {
+        images = await Promise.all(attached.map((attachment) => readImage(attachment.file)));
+      } catch (error) {
+        showNotice(`Could not read an image (${error}).`);
+        return;
+      } finally {
+        state.reading = false;
+      }
+    }
     showNotice("");
     els.messages.querySelector(".intro")?.remove();
-    userBubble(text);
+    userBubble(text, attached.map((attachment) => ({ src: attachment.url, name: attachment.file.name })));
     const id = state.nextId++;
     state.pending.push({ id, bubble: assistantBubble() });
     const frame = { type: "run", message: text, id };
     if (state.sessionId) frame.session_id = state.sessionId;
+    if (images.length) frame.images = images;
     send(frame);
     els.input.value = "";
+    state.attachments = []; // (their object URLs now show in the bubble)
+    renderAttachments();
     refreshButtons();
   }
 
@@ -602,6 +694,10 @@
   }
 
   els.form.addEventListener("submit", submit);
+  els.attach.addEventListener("change", () => {
+    attach([...els.attach.files]);
+    els.attach.value = ""; // the same file can be attached again
+  });
   els.input.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) submit(event);
   });

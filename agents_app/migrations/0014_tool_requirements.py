@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents_app', '0010_run_budgets'),
+        ('agents_app', '0013_run_requests'),
     ]
 
     operations = [
