@@ -718,3 +718,37 @@ def test_telemetry_records_one_event_per_paused_run_with_its_whole_counts(shop, 
         assert payload == _run_payload(run)
     finally:
         telemetry_reset_launch(pending=False)
+
+
+async def test_a_continue_honours_the_tokens_scope_and_read_only_flag_and_the_users_quotas(
+    asgi, shop, user, token, scripted_model
+):
+    from agents_app.models import Quota
+    from sessions_app.tokens import token_create
+
+    scripted_model.push_tool_calls([REFUND])
+    run_id = (await start(asgi, token)).json()["run_id"]
+    approve = [{"tool_call_id": "c1", "decision": "approve"}]
+    _, elsewhere = await sync_to_async(token_create)(user=user, name="other agent", agents=["other"], expires_at=None)
+    _, reader = await sync_to_async(token_create)(user=user, name="reader", read_only=True, expires_at=None)
+    r = await continue_(asgi, elsewhere, run_id, approve)
+    assert (r.status_code, r.json()["code"]) == (404, "not_found")
+    r = await continue_(asgi, reader, run_id, approve)
+    assert (r.status_code, r.json()["code"]) == (403, "token_read_only")
+    r = await asgi.post(
+        f"/os/agents/shop/runs/{run_id}/continue", data={"tools": "[]", "stream": "false"}, headers=bearer(elsewhere)
+    )
+    assert r.status_code == 404
+
+    used = (await Run.objects.aget(pk=run_id)).total_tokens
+    quota = await sync_to_async(Quota.objects.create)(scope="user", period="day", max_tokens=used)
+    r = await continue_(asgi, token, run_id, approve)
+    assert (r.status_code, r.json()["code"]) == (429, "quota_exceeded")
+    assert (await Run.objects.aget(pk=run_id)).status == Run.Status.PAUSED and CALLS == []
+
+    quota.max_tokens = used + 10_000
+    await quota.asave()
+    scripted_model.push_text("Refunded.")
+    r = await continue_(asgi, token, run_id, approve)
+    assert (r.status_code, r.json()["status"]) == (200, "completed")
+    assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
