@@ -155,6 +155,7 @@ class AgentToolRequirementInline(admin.TabularInline):
 class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
     try_kind = "agent"
     form = AgentAdminForm
+    filter_horizontal = ["allowed_users", "allowed_groups"]
     list_display = ["slug", "name", "model_name", "is_active", "tool_count", "updated_at", "try_it"]
     list_display_links = ["slug", "name"]
     list_filter = ["is_active", "model__provider"]
@@ -173,6 +174,16 @@ class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
                     "busy-session policy says what a message to a session whose answer is still running does."
                 ),
                 "fields": ["name", "slug", "description", "is_active", "busy_session_policy"],
+            },
+        ),
+        (
+            "Who may use it",
+            {
+                "description": (
+                    "Every signed-in user, or only the users and groups picked here (and staff). Anyone else gets a "
+                    "404, in lists, runs, sessions, the chat page and agno's routes, as if it did not exist."
+                ),
+                "fields": ["access", "allowed_users", "allowed_groups"],
             },
         ),
         (
@@ -315,6 +326,7 @@ class TeamMemberInline(admin.TabularInline):
 @admin.register(Team)
 class TeamAdmin(TryItAdminMixin, admin.ModelAdmin):
     try_kind = "team"
+    filter_horizontal = ["allowed_users", "allowed_groups"]
     list_display = ["slug", "name", "mode", "model", "member_count", "is_active", "updated_at", "try_it"]
     list_filter = ["mode", "is_active"]
     search_fields = ["slug", "name", "description"]
@@ -324,6 +336,16 @@ class TeamAdmin(TryItAdminMixin, admin.ModelAdmin):
     inlines = [TeamMemberInline, TeamModelFallbackInline, TeamHookInline]
     fieldsets = [
         (None, {"fields": ["slug", "name", "description", "is_active", "busy_session_policy"]}),
+        (
+            "Who may use it",
+            {
+                "description": (
+                    "Every signed-in user, or only the users and groups picked here (and staff). Anyone else gets a "
+                    "404, in lists, runs, sessions, the chat page and agno's routes, as if it did not exist."
+                ),
+                "fields": ["access", "allowed_users", "allowed_groups"],
+            },
+        ),
         (
             "Leader",
             {
@@ -415,6 +437,7 @@ class WorkflowStepInline(admin.TabularInline):
 @admin.register(Workflow)
 class WorkflowAdmin(TryItAdminMixin, admin.ModelAdmin):
     try_kind = "workflow"
+    filter_horizontal = ["allowed_users", "allowed_groups"]
     list_display = ["slug", "name", "step_count", "is_active", "updated_at", "try_it"]
     list_filter = ["is_active"]
     search_fields = ["slug", "name", "description"]
@@ -427,6 +450,9 @@ class WorkflowAdmin(TryItAdminMixin, admin.ModelAdmin):
         "is_active",
         "busy_session_policy",
         "rate_limit",
+        "access",
+        "allowed_users",
+        "allowed_groups",
         "created_at",
         "updated_at",
     ]

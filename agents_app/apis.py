@@ -117,7 +117,7 @@ class AgentViewSet(StrictInputMixin, viewsets.ModelViewSet):
     queryset = Agent.objects.none()
 
     def get_queryset(self) -> Any:
-        return agent_list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth))
+        return agent_list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth, self.request.user))
 
     def get_serializer_class(self) -> Any:
         return AgentAdminSerializer if self.request.user.is_staff else AgentSerializer
@@ -231,7 +231,7 @@ class RunApi(AsyncAPIView):
                 session_id=data.get("session_id"),
                 images=run_images(request),
                 idempotency_key=check_key(request.headers.get("Idempotency-Key")),
-                allowed=allowed_for(request.auth),
+                allowed=allowed_for(request.auth, request.user),
             )
         except IdempotentReplay as replay:
             return replay, data["stream"]
@@ -331,7 +331,7 @@ class TeamViewSet(StrictInputMixin, viewsets.ReadOnlyModelViewSet):
     list_for_user = staticmethod(team_list_for_user)
 
     def get_queryset(self) -> Any:
-        return self.list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth))
+        return self.list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth, self.request.user))
 
 
 @extend_schema_view(

@@ -79,7 +79,7 @@ class RunEventsApi(AsyncAPIView):
             run_check_allowed(request, run_id)
             return after, False
         after = max(after, _event_index(header, "Last-Event-ID"))
-        allowed = allowed_for(request.auth)
+        allowed = allowed_for(request.auth, request.user)
         status = run_status_for_user(user=request.user, run_id=run_id, allowed=allowed)
         if status is None and not allowed.everything:
             raise RunNotFound()
@@ -137,7 +137,7 @@ class RunEventsApi(AsyncAPIView):
 def run_check_allowed(request: Any, run_id: UUID) -> None:
     """A run of a runnable outside the request's scope (a scoped API token) does not exist for it:
     the runtime's 404. One query, and only for a scoped token (the runtime checks the owner)."""
-    allowed = allowed_for(request.auth)
+    allowed = allowed_for(request.auth, request.user)
     if not allowed.everything and run_status_for_user(user=request.user, run_id=run_id, allowed=allowed) is None:
         raise RunNotFound()
 

@@ -41,3 +41,9 @@ class AgentsAppConfig(AppConfig):
 
         cors.connect()
         checks.register(cors.check_deprecated_cors_setting, "agentos")
+
+        # Restricted agents, teams and workflows (agents_app.access) narrow every request's scope.
+        from agents_app.access import denied_for
+        from sessions_app.access import set_denied_source
+
+        set_denied_source(denied_for)

@@ -98,7 +98,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.user = user
         self.api_token = self.scope.get("api_token")  # a scoped API token (ws_auth), or None
         self.token_checked_at = time.monotonic()
-        self.allowed = allowed_for(self.api_token)
+        self.allowed = await database_sync_to_async(allowed_for)(self.api_token, self.user)
         self.component_id = self.scope["url_route"]["kwargs"][f"{self.kind}_id"]
         try:
             await database_sync_to_async(runs.component_get_active)(self.kind, self.component_id, allowed=self.allowed)
@@ -289,7 +289,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return False
         self.token_checked_at = time.monotonic()
-        self.allowed = allowed_for(self.api_token)
+        self.allowed = await database_sync_to_async(allowed_for)(self.api_token, self.user)
         return True
 
     async def run_allowed(self, run_id: UUID) -> bool:

@@ -22,8 +22,27 @@ class TimeStampedModel(models.Model):
         abstract = True
 
 
+class Access(models.TextChoices):
+    EVERYONE = "everyone", "Every signed-in user"
+    RESTRICTED = "restricted", "Only the users and groups below (and staff)"
+
+
 class SluggedModel(TimeStampedModel):
-    """Agents, teams and workflows: named by a `slug` (their id in URLs and events), listed by it."""
+    """Agents, teams and workflows: named by a `slug` (their id in URLs and events), listed by it,
+    and used by every signed-in user or only by some (agents_app.access)."""
+
+    access = models.CharField(
+        max_length=16,
+        choices=Access.choices,
+        default=Access.EVERYONE,
+        help_text="Who may see and use it. Anyone else gets a 404, as if it did not exist. Staff always may.",
+    )
+    allowed_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+", help_text="With restricted access: these users."
+    )
+    allowed_groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="+", help_text="With restricted access: the members of these groups."
+    )
 
     class Meta:
         abstract = True
@@ -670,7 +689,7 @@ def _busy_session_policy_field() -> models.CharField:
     )
 
 
-class Team(SluggedModel):
+class Team(ClearsAgentCache, SluggedModel):
     """Several agents (or other teams) under a leader model; `slug` is the team_id in URLs and events."""
 
     class Mode(models.TextChoices):
@@ -792,7 +811,7 @@ def validate_step_function_name(value: Any) -> None:
         raise ValidationError(f"No registered step function {value!r}. Registered: {names}.")
 
 
-class Workflow(SluggedModel):
+class Workflow(ClearsAgentCache, SluggedModel):
     """Ordered steps; each step's output is the next step's input. `slug` is the workflow_id."""
 
     slug = models.SlugField(max_length=100, unique=True, help_text="The workflow id used in URLs and the API.")

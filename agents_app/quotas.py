@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import connections, router
 from django.db.models import Count, DecimalField, F, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -34,6 +35,7 @@ from sessions_app.models import Run
 # Kept in the agents' per-process cache (cleared, like it, whenever a quota row is saved or deleted)
 # under a key no agent id can take.
 _CACHE_KEY = "\x00quotas"
+_COST_PLACES = Decimal("0.0000000001")
 
 
 class QuotaExceeded(DomainError):
@@ -90,38 +92,53 @@ def applicable(quotas: list[Quota], *, user: Any, kind: str, component_id: str) 
     return out
 
 
-def _filter(quota: Quota, user: Any, start: datetime) -> Q:
-    where = Q(created_at__gte=start)
+def _condition(quota: Quota, user: Any, start: datetime, qn: Any, adapt: Any) -> tuple[str, list[Any]]:
+    """The SQL condition (and its parameters) selecting the runs one quota counts."""
+    sql, params = [f"{qn('created_at')} >= %s"], [adapt(start)]
     if quota.scope == Quota.Scope.USER:
-        where &= Q(user_id=user.pk)
+        sql.append(f"{qn('user_id')} = %s")
+        params.append(user.pk)
     elif quota.scope == Quota.Scope.RUNNABLE:
-        if quota.agent_id:
-            where &= Q(agent_id=quota.agent_id)
-        elif quota.team_id:
-            where &= Q(team_id=quota.team_id)
-        else:
-            where &= Q(workflow_id=quota.workflow_id)
-    return where
+        column, value = next(
+            (f"{kind}_id", getattr(quota, f"{kind}_id"))
+            for kind in ("agent", "team", "workflow")
+            if getattr(quota, f"{kind}_id")
+        )
+        sql.append(f"{qn(column)} = %s")
+        params.append(value)
+    return " AND ".join(sql), params
 
 
 def usage(quotas: list[Quota], *, user: Any, now: datetime | None = None) -> list[dict[str, Any]]:
     """Each quota's use in its current period, in one query: its limits, what is used, what is left,
-    and when it resets."""
+    and when it resets.
+
+    Written as SQL rather than an ORM aggregate: it runs before every run that has a quota, and
+    compiling the ORM's filtered SUMs cost about 1 ms of CPU per run, this about a tenth of it.
+    `CASE WHEN` sums are plain SQL on SQLite and PostgreSQL alike."""
     if not quotas:
         return []
     now = now or timezone.now()
     bounds = [period_bounds(q.period, now) for q in quotas]
+    connection = connections[router.db_for_read(Run)]
+    qn = connection.ops.quote_name
+    adapt = connection.ops.adapt_datetimefield_value
+    columns, params = [], []
+    for quota, (start, _) in zip(quotas, bounds, strict=True):
+        condition, values = _condition(quota, user, start, qn, adapt)
+        columns.append(f"COALESCE(SUM(CASE WHEN {condition} THEN {qn('total_tokens')} ELSE 0 END), 0)")
+        columns.append(f"COALESCE(SUM(CASE WHEN {condition} THEN {qn('cost')} ELSE 0 END), 0)")
+        params += values + values
     earliest = min(start for start, _ in bounds)
-    money = DecimalField(max_digits=20, decimal_places=10)
-    aggregates: dict[str, Any] = {}
-    for i, (quota, (start, _)) in enumerate(zip(quotas, bounds, strict=True)):
-        where = _filter(quota, user, start)
-        aggregates[f"t{i}"] = Coalesce(Sum("total_tokens", filter=where), 0)
-        aggregates[f"c{i}"] = Coalesce(Sum("cost", filter=where), Value(Decimal(0)), output_field=money)
-    row = Run.objects.filter(created_at__gte=earliest).aggregate(**aggregates)
+    sql = f"SELECT {', '.join(columns)} FROM {qn(Run._meta.db_table)} WHERE {qn('created_at')} >= %s"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, adapt(earliest)])
+        row = cursor.fetchone()
     out = []
     for i, (quota, (_, end)) in enumerate(zip(quotas, bounds, strict=True)):
-        tokens, cost = int(row[f"t{i}"] or 0), Decimal(row[f"c{i}"] or 0)
+        tokens = int(row[2 * i] or 0)
+        # SQLite sums a decimal column as a float: back to the 10 places the column keeps.
+        cost = Decimal(str(row[2 * i + 1] or 0)).quantize(_COST_PLACES)
         out.append(
             {
                 "quota": quota,

@@ -105,7 +105,7 @@ def agent_list_for_user(*, user: Any, allowed: Allowed = ALL) -> QuerySet[Agent]
         .filter(allowed.component_q("agent"))
     )
     if getattr(user, "is_staff", False):
-        return qs
+        return qs.prefetch_related("allowed_users", "allowed_groups")  # staff read who may use each
     return qs.filter(is_active=True)
 
 
@@ -227,11 +227,19 @@ def workflows_with_steps(*, allowed: Allowed = ALL) -> list[tuple[Workflow, list
 # ---- the chat page ----------------------------------------------------------------------------------
 
 
-def chat_components() -> dict[str, list[dict[str, Any]]]:
-    """Every active agent, team and workflow, by kind, with what the page says about each before
-    the first message: a team's members, a workflow's steps (in order)."""
-    agents = list(Agent.objects.filter(is_active=True).order_by("name").values("slug", "name", "description"))
-    teams = list(Team.objects.filter(is_active=True).order_by("name").values("id", "slug", "name", "description"))
+def chat_components(*, allowed: Allowed = ALL) -> dict[str, list[dict[str, Any]]]:
+    """Every active agent, team and workflow the user may use (`allowed`), by kind, with what the
+    page says about each before the first message: a team's members, a workflow's steps (in order)."""
+    agents = list(
+        Agent.objects.filter(allowed.component_q("agent"), is_active=True)
+        .order_by("name")
+        .values("slug", "name", "description")
+    )
+    teams = list(
+        Team.objects.filter(allowed.component_q("team"), is_active=True)
+        .order_by("name")
+        .values("id", "slug", "name", "description")
+    )
     members: dict[int, list[str]] = {}
     for m in (
         TeamMember.objects.filter(team__in=[t["id"] for t in teams])
@@ -239,7 +247,11 @@ def chat_components() -> dict[str, list[dict[str, Any]]]:
         .order_by("order", "pk")
     ):
         members.setdefault(m.team_id, []).append(m.agent.name if m.agent_id else m.member_team.name)
-    flows = list(Workflow.objects.filter(is_active=True).order_by("name").values("id", "slug", "name", "description"))
+    flows = list(
+        Workflow.objects.filter(allowed.component_q("workflow"), is_active=True)
+        .order_by("name")
+        .values("id", "slug", "name", "description")
+    )
     steps: dict[int, list[str]] = {}
     for s in WorkflowStep.objects.filter(workflow__in=[w["id"] for w in flows], parent=None).order_by("order", "pk"):
         steps.setdefault(s.workflow_id, []).append(s.name)

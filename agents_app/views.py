@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from agents_app.routing import WS_AGENT_PATH
 from agents_app.selectors import chat_components
+from sessions_app.access import allowed_for
 from sessions_app.conf import agentos_settings
 from sessions_app.images import allowed_types
 from sessions_app.images import max_bytes as image_max_bytes
@@ -65,7 +66,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     `current_kind` + `current_slug` (from `?agent=`/`?team=`/`?workflow=<slug>`, else the first
     component), `ws_paths` (kind -> websocket path prefix), `names` (kind -> slug -> display name,
     to label members and steps), and the session URLs, the message limit and the image limits."""
-    components = chat_components()
+    components = chat_components(allowed=allowed_for(None, request.user))
     kinds = chat_kinds()
     kind, slug = _pick(request, components)
     context: dict[str, Any] = {

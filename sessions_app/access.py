@@ -12,7 +12,8 @@ Sessions, runs and agent-private memories follow the runnable they belong to (`s
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any
 
@@ -23,60 +24,96 @@ from sessions_app.models import ApiToken
 KINDS = ("agent", "team", "workflow")
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class Allowed:
-    """Slugs allowed per kind; None: every one of that kind (the user's own rights still apply)."""
+    """Slugs allowed per kind (None: every one of that kind), from the credentials' scope, minus the
+    slugs `denied` per kind (restricted runnables the user is not granted: agents_app.access)."""
 
     agent: frozenset[str] | None = None
     team: frozenset[str] | None = None
     workflow: frozenset[str] | None = None
+    agent_denied: frozenset[str] = _NONE
+    team_denied: frozenset[str] = _NONE
+    workflow_denied: frozenset[str] = _NONE
 
     @property
     def everything(self) -> bool:
-        return self.agent is None and self.team is None and self.workflow is None
+        return all(self.slugs(kind) is None and not self.denied(kind) for kind in KINDS)
 
     def slugs(self, kind: str) -> frozenset[str] | None:
         return getattr(self, kind)  # type: ignore[no-any-return]
 
+    def denied(self, kind: str) -> frozenset[str]:
+        return getattr(self, f"{kind}_denied")  # type: ignore[no-any-return]
+
     def permits(self, kind: str, slug: str) -> bool:
         slugs = self.slugs(kind)
-        return slugs is None or slug in slugs
+        return (slugs is None or slug in slugs) and slug not in self.denied(kind)
 
     def component_q(self, kind: str, field: str = "slug") -> Q:
         """Rows of one kind's table (agents, teams or workflows) that are allowed: `Q()` for all."""
-        slugs = self.slugs(kind)
-        return Q() if slugs is None else Q(**{f"{field}__in": sorted(slugs)})
+        slugs, denied = self.slugs(kind), self.denied(kind)
+        q = Q() if slugs is None else Q(**{f"{field}__in": sorted(slugs)})
+        return q & ~Q(**{f"{field}__in": sorted(denied)}) if denied else q
 
     def session_q(self, prefix: str = "") -> Q:
         """Sessions (or, with prefix "session__", runs) that belong to an allowed runnable."""
         if self.everything:
             return Q()
-        parts = [
-            Q(**{f"{prefix}{kind}__isnull": False})
-            if slugs is None
-            else Q(**{f"{prefix}{kind}__slug__in": sorted(slugs)})
-            for kind in KINDS
-            if (slugs := self.slugs(kind)) is None or slugs
-        ]
+        parts = []
+        for kind in KINDS:
+            slugs, denied = self.slugs(kind), self.denied(kind)
+            if slugs is not None and not slugs:
+                continue
+            q = (
+                Q(**{f"{prefix}{kind}__isnull": False})
+                if slugs is None
+                else Q(**{f"{prefix}{kind}__slug__in": sorted(slugs)})
+            )
+            if denied:
+                q &= ~Q(**{f"{prefix}{kind}__slug__in": sorted(denied)})
+            parts.append(q)
         return reduce(operator.or_, parts) if parts else Q(pk__in=[])
 
     def memory_q(self) -> Q:
         """Memories: those shared by all of the user's agents, and the private ones of allowed agents."""
-        if self.agent is None:
+        if self.agent is None and not self.agent_denied:
             return Q()
-        return Q(agent__isnull=True) | Q(agent__slug__in=sorted(self.agent))
+        private = Q(agent__isnull=False) if self.agent is None else Q(agent__slug__in=sorted(self.agent))
+        if self.agent_denied:
+            private &= ~Q(agent__slug__in=sorted(self.agent_denied))
+        return Q(agent__isnull=True) | private
 
 
 ALL = Allowed()
 
+# Who may use which runnable (agents_app.access registers it: sessions_app cannot read agents_app's
+# models): user -> the slugs, per kind, of restricted runnables the user is NOT granted.
+_denied_source: Callable[[Any], dict[str, frozenset[str]]] | None = None
 
-def allowed_for(auth: Any) -> Allowed:
-    """The scope of a request's credentials (DRF's `request.auth`, or the token a websocket
-    authenticated with): a restricted API token's lists; anything else (a session, a DRF token, an
-    unrestricted API token, none) allows everything."""
-    if not isinstance(auth, ApiToken) or not auth.restricted:
-        return ALL
-    return Allowed(agent=frozenset(auth.agents), team=frozenset(auth.teams), workflow=frozenset(auth.workflows))
+
+def set_denied_source(source: Callable[[Any], dict[str, frozenset[str]]] | None) -> None:
+    global _denied_source
+    _denied_source = source
+
+
+def allowed_for(auth: Any, user: Any = None) -> Allowed:
+    """What a request may see and run: its credentials' scope (DRF's `request.auth`, or the token a
+    websocket authenticated with: a restricted API token's lists; anything else allows everything),
+    minus the restricted runnables `user` is not granted (none for staff, or without a `user`)."""
+    if isinstance(auth, ApiToken) and auth.restricted:
+        allowed = Allowed(agent=frozenset(auth.agents), team=frozenset(auth.teams), workflow=frozenset(auth.workflows))
+    else:
+        allowed = ALL
+    if user is None or _denied_source is None:
+        return allowed
+    denied = _denied_source(user)
+    if not denied:
+        return allowed
+    return replace(allowed, **{f"{kind}_denied": slugs for kind, slugs in denied.items() if slugs})
 
 
 def read_only(auth: Any) -> bool:

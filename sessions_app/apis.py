@@ -73,7 +73,9 @@ class SessionListApi(StrictInputMixin, generics.ListAPIView):
     def get_queryset(self) -> Any:
         q = self.request.query_params
         ids = {key: q.get(key) or None for key in ("agent_id", "team_id", "workflow_id")}
-        return session_list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth), **ids)
+        return session_list_for_user(
+            user=self.request.user, allowed=allowed_for(self.request.auth, self.request.user), **ids
+        )
 
     @extend_schema(
         summary="List my sessions",
@@ -92,7 +94,9 @@ class SessionDetailApi(StrictInputMixin, APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     def _get(self, request: Any, session_id: Any) -> Any:
-        session = session_detail_for_user(user=request.user, session_id=session_id, allowed=allowed_for(request.auth))
+        session = session_detail_for_user(
+            user=request.user, session_id=session_id, allowed=allowed_for(request.auth, request.user)
+        )
         if session is None:
             raise NotFound("No such session.")
         return session
@@ -142,7 +146,7 @@ class SessionEndApi(StrictInputMixin, APIView):
         responses={200: SessionSerializer, **_WRITE_ERRORS_NO_BODY},
     )
     def post(self, request: Any, session_id: Any) -> Response:
-        sessions = session_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+        sessions = session_list_for_user(user=request.user, allowed=allowed_for(request.auth, request.user))
         session = sessions.filter(pk=session_id).first()
         if session is None:
             raise NotFound("No such session.")
@@ -158,7 +162,7 @@ class RunDetailApi(StrictInputMixin, APIView):
         responses={200: RunSerializer, **error_responses(401, 404)},
     )
     def get(self, request: Any, run_id: Any) -> Response:
-        run = run_get_for_user(user=request.user, run_id=run_id, allowed=allowed_for(request.auth))
+        run = run_get_for_user(user=request.user, run_id=run_id, allowed=allowed_for(request.auth, request.user))
         if run is None:
             raise NotFound("No such run.")
         return Response(RunSerializer(run, context={"request": request}).data)
@@ -236,7 +240,9 @@ class MemoryListApi(StrictInputMixin, generics.ListAPIView):
     def get_queryset(self) -> Any:
         q = self.request.query_params
         filters = {key: q.get(key) or None for key in ("topic", "search", "agent_id")}
-        return memory_list_for_user(user=self.request.user, allowed=allowed_for(self.request.auth), **filters)
+        return memory_list_for_user(
+            user=self.request.user, allowed=allowed_for(self.request.auth, self.request.user), **filters
+        )
 
     @extend_schema(
         summary="List my memories",
@@ -261,7 +267,7 @@ class MemoryListApi(StrictInputMixin, generics.ListAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         agent_pk = None
-        if data.get("agent_id") and not allowed_for(request.auth).permits("agent", data["agent_id"]):
+        if data.get("agent_id") and not allowed_for(request.auth, request.user).permits("agent", data["agent_id"]):
             raise ValidationError({"agent_id": [f"No agent with id {data['agent_id']!r}."]})
         if data.get("agent_id"):
             # The agent model through the memory's relation: this app imports nothing of agents_app.
@@ -287,7 +293,7 @@ class MemoryDetailApi(StrictInputMixin, APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     def _get(self, request: Any, memory_id: Any) -> Memory:
-        memories = memory_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+        memories = memory_list_for_user(user=request.user, allowed=allowed_for(request.auth, request.user))
         memory = memories.filter(pk=memory_id).first()
         if memory is None:
             raise NotFound("No such memory.")

@@ -90,6 +90,7 @@ def agent_post(model: ModelConfig, **changes: Any) -> dict[str, Any]:
         "memory_hook_mode": "default",
         "summary_hook_mode": "default",
         "busy_session_policy": "queue",
+        "access": "everyone",
         "approval_timeout_seconds": 86400,
         "paused_session_policy": "reject",
         # The tool-requirement overrides inline (tests/test_human_in_the_loop.py adds rows).

@@ -82,7 +82,7 @@ class RunContinueView(AgnoView):
 
     def prepare_post(self, request: Any, agent_id: str, run_id: str) -> tuple[Any, bool]:
         run_uuid: UUID = _parse_uuid(run_id, "Run")
-        if not allowed_for(request.auth).permits("agent", agent_id):  # a scoped API token's agents only
+        if not allowed_for(request.auth, request.user).permits("agent", agent_id):  # a scoped API token's agents only
             raise NotFound("Run not found")
         form = ContinueFormSerializer(data=request.data)
         form.is_valid(raise_exception=True)

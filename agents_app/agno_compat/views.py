@@ -166,17 +166,19 @@ def _runnable_agents(request: Any) -> list[Any]:
     """The agents this user can run (with the request's credentials): active ones (staff manage
     inactive ones in the REST API and the admin, but an inactive agent refuses runs, so an agno
     client has no use for it)."""
-    agents = agent_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+    agents = agent_list_for_user(user=request.user, allowed=allowed_for(request.auth, request.user))
     return list(agents.filter(is_active=True).order_by("slug"))
 
 
 def _teams_json(request: Any) -> list[dict[str, Any]]:
     """Active teams, each with its members (agno lists the teams an OS serves to every user)."""
-    return [s.team_json(team, tree) for team, tree in teams_with_members(allowed=allowed_for(request.auth))]
+    return [
+        s.team_json(team, tree) for team, tree in teams_with_members(allowed=allowed_for(request.auth, request.user))
+    ]
 
 
 def _workflows_json(request: Any) -> list[dict[str, Any]]:
-    flows = workflows_with_steps(allowed=allowed_for(request.auth))
+    flows = workflows_with_steps(allowed=allowed_for(request.auth, request.user))
     return [s.workflow_json(workflow, steps) for workflow, steps in flows]
 
 
@@ -213,7 +215,7 @@ class AgentListView(PreparedGet, AgnoView):
 )
 class AgentDetailView(PreparedGet, AgnoView):
     def prepare_get(self, request: Any, agent_id: str) -> dict[str, Any]:
-        agents = agent_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+        agents = agent_list_for_user(user=request.user, allowed=allowed_for(request.auth, request.user))
         agent = agents.filter(slug=agent_id, is_active=True).first()
         if agent is None:
             raise AgentNotFound()
@@ -259,7 +261,7 @@ class TeamDetailView(PreparedGet, AgnoView):
         from agents_app.selectors import team_get_active, team_members_tree
 
         # TeamNotFound: 404 "Team not found" (also for a team outside a scoped token's list)
-        team = team_get_active(team_id=_no_nul(team_id), allowed=allowed_for(request.auth))
+        team = team_get_active(team_id=_no_nul(team_id), allowed=allowed_for(request.auth, request.user))
         return s.team_detail_json(team, team_members_tree(team), staff=bool(request.user.is_staff))
 
 
@@ -280,7 +282,9 @@ class WorkflowDetailView(PreparedGet, AgnoView):
         from agents_app.selectors import workflow_get_active, workflow_steps_tree
 
         # 404 "Workflow not found" (also for a workflow outside a scoped token's list)
-        workflow = workflow_get_active(workflow_id=_no_nul(workflow_id), allowed=allowed_for(request.auth))
+        workflow = workflow_get_active(
+            workflow_id=_no_nul(workflow_id), allowed=allowed_for(request.auth, request.user)
+        )
         return s.workflow_json(workflow, workflow_steps_tree(workflow)[0])
 
 
@@ -350,7 +354,7 @@ class RunView(AgnoView):
                 session_state=data.get("session_state"),
                 images=images,
                 idempotency_key=check_key(request.headers.get("Idempotency-Key")),
-                allowed=allowed_for(request.auth),
+                allowed=allowed_for(request.auth, request.user),
             )
         except IdempotentReplay as replay:
             start = replay
@@ -459,7 +463,7 @@ class RunCancelView(AgnoView):
 
     def prepare_post(self, request: Any, kind: str, component_id: str, run_id: str) -> UUID:
         run_uuid = _parse_uuid(run_id, "Run")
-        run = run_get_for_user(user=request.user, run_id=run_uuid, allowed=allowed_for(request.auth))
+        run = run_get_for_user(user=request.user, run_id=run_uuid, allowed=allowed_for(request.auth, request.user))
         if run is None or run.component_type != kind or run.component_id != component_id:
             raise NotFound("Run not found")
         return run_uuid
@@ -497,7 +501,7 @@ class SessionListView(PreparedGet, AgnoView):
             user=request.user,
             kind=q.get("type") or None,
             component_id=q.get("component_id") or None,
-            allowed=allowed_for(request.auth),
+            allowed=allowed_for(request.auth, request.user),
         )
         if q.get("session_name"):
             sessions = sessions.filter(name__icontains=q["session_name"])
@@ -519,7 +523,7 @@ class _SessionView(AgnoView):
             user=request.user,
             session_id=_parse_uuid(session_id, "Session"),
             kind=kind,
-            allowed=allowed_for(request.auth),
+            allowed=allowed_for(request.auth, request.user),
         )
         if session is None:
             what = f"{kind.title()} Session" if kind else "Session"
@@ -640,7 +644,7 @@ MEMORY_SORT_FIELDS = {"updated_at": "updated_at", "created_at": "created_at", "m
 
 
 def _memory_or_404(request: Any, memory_id: str) -> Any:
-    memories = memory_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+    memories = memory_list_for_user(user=request.user, allowed=allowed_for(request.auth, request.user))
     memory = memories.filter(pk=_parse_uuid(memory_id, "Memory")).first()
     if memory is None:
         raise NotFound(f"Memory with id '{memory_id}' not found")
@@ -688,7 +692,7 @@ class MemoryListView(AgnoView):
             user=request.user,
             search=q.get("search_content") or None,
             agent_id=q.get("agent_id") or None,
-            allowed=allowed_for(request.auth),
+            allowed=allowed_for(request.auth, request.user),
         )
         topics = [t.strip() for t in (q.get("topics") or "").split(",") if t.strip() and "\x00" not in t]
         if topics:
@@ -726,7 +730,9 @@ class MemoryListView(AgnoView):
         body = s.MemoryBulkDeleteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         ids = [_parse_uuid(i, "Memory") for i in body.validated_data["memory_ids"]]
-        for memory in memory_list_for_user(user=request.user, allowed=allowed_for(request.auth)).filter(pk__in=ids):
+        for memory in memory_list_for_user(user=request.user, allowed=allowed_for(request.auth, request.user)).filter(
+            pk__in=ids
+        ):
             memory_delete(memory=memory)
 
     async def delete(self, request: Any) -> Any:
@@ -792,7 +798,7 @@ class MemoryTopicsView(PreparedGet, AgnoView):
 
     def prepare_get(self, request: Any) -> list[str]:
         topics: set[str] = set()
-        memories = memory_list_for_user(user=request.user, allowed=allowed_for(request.auth))
+        memories = memory_list_for_user(user=request.user, allowed=allowed_for(request.auth, request.user))
         for values in memories.values_list("topics", flat=True):
             topics.update(str(t) for t in values or [])
         return sorted(topics)

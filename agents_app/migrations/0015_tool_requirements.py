@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents_app', '0013_run_requests'),
+        ('agents_app', '0014_access'),
     ]
 
     operations = [
