@@ -175,7 +175,7 @@ CORS_ALLOW_CREDENTIALS = False
 # What a browser client may send besides the defaults (Authorization, Content-Type...): an
 # EventSource's Last-Event-ID, an Idempotency-Key, its own X-Request-ID; and what it may read.
 CORS_ALLOW_HEADERS = (*cors_default_headers, "idempotency-key", "last-event-id", "x-request-id")
-CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After"]
+CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After", "Idempotent-Replayed"]
 CORS_PREFLIGHT_MAX_AGE = env.int("DJANGO_CORS_PREFLIGHT_MAX_AGE", default=600)
 
 SPECTACULAR_SETTINGS = {
@@ -255,6 +255,7 @@ AGENTOS = {
     # Per-run budgets (docs/models.md#per-run-budgets): the defaults for agents and teams that set none.
     "RUN_BUDGET": {
         "MODEL_CALLS": env.int("AGENTOS_RUN_MAX_MODEL_CALLS", default=50),
+        "TOOL_CALLS": env.int("AGENTOS_RUN_MAX_TOOL_CALLS", default=200),
         "TOKENS": env.int("AGENTOS_RUN_MAX_TOKENS", default=None),
         "SECONDS": env.int("AGENTOS_RUN_MAX_SECONDS", default=900),
     },

@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents_app.models import Agent, Team, Workflow
+from sessions_app.access import allowed_for
 from sessions_app.api_base import BODY_ERRORS, StrictInputMixin, error_responses
 from sessions_app.models import ApiToken
 from sessions_app.tokens import (
@@ -106,13 +107,18 @@ class ApiTokenCreateSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Every slug names an agent, team or workflow the user can see (staff: any; others: active ones)."""
-        user = self.context["request"].user
+        request = self.context["request"]
+        user = request.user
+        # What the user may use (agents_app.access): a restricted runnable they are not granted is
+        # unknown here too, so a token request does not reveal that it exists.
+        allowed = allowed_for(request.auth, user)
         errors: dict[str, list[str]] = {}
         for field, model in _SCOPE_MODELS.items():
             wanted = set(attrs.get(field) or [])
             if not wanted:
                 continue
-            rows = model.objects.filter(slug__in=wanted)
+            kind = model._meta.model_name
+            rows = model.objects.filter(allowed.component_q(kind), slug__in=wanted)
             if not user.is_staff:
                 rows = rows.filter(is_active=True)
             unknown = sorted(wanted - set(rows.values_list("slug", flat=True)))

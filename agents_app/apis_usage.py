@@ -10,7 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents_app.models import Quota
-from agents_app.quotas import active_quotas, user_usage
+from agents_app.quotas import active_quotas, quota_component, user_usage
+from sessions_app.access import allowed_for
 from sessions_app.api_base import StrictInputMixin, error_responses
 
 _MONEY = {"max_digits": 20, "decimal_places": 10, "coerce_to_string": False}
@@ -67,4 +68,12 @@ class UsageApi(StrictInputMixin, APIView):
         },
     )
     def get(self, request: Any) -> Response:
-        return Response(UsageSerializer(user_usage(user=request.user, quotas=active_quotas())).data)
+        allowed = allowed_for(request.auth, request.user)
+        # A runnable's quota is shown only to whom may use it (and within the token's scope).
+        quotas = [q for q in active_quotas() if q.scope != Quota.Scope.RUNNABLE or _permitted(q, allowed)]
+        return Response(UsageSerializer(user_usage(user=request.user, quotas=quotas)).data)
+
+
+def _permitted(quota: Quota, allowed: Any) -> bool:
+    component = quota_component(quota)
+    return component is not None and allowed.permits(component["kind"], component["id"])

@@ -31,10 +31,11 @@ class AgentsAppConfig(AppConfig):
         # `manage.py check`: invalid encryption keys, model configs with no key or an unreadable one.
         from django.core import checks
 
-        from agents_app.checks import check_encryption_keys, check_model_keys
+        from agents_app.checks import check_encryption_keys, check_model_keys, check_rate_limits
 
         checks.register(check_encryption_keys, checks.Tags.security, "agentos")
         checks.register(check_model_keys, "agentos")
+        checks.register(check_rate_limits, "agentos")
 
         # CORS is django-cors-headers'; the deprecated agno origins setting still feeds it (agents_app.cors).
         from agents_app import cors

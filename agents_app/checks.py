@@ -85,3 +85,23 @@ def check_model_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
                 )
             )
     return messages
+
+
+def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """agentos.E002: a site rate limit that is not DRF's "<count>/<period>" would fail every run."""
+    from agents_app.models import parse_rates
+    from sessions_app.conf import agentos_settings
+
+    errors = []
+    for scope, rates in (agentos_settings.RUN_RATE_LIMITS or {}).items():
+        try:
+            parse_rates(",".join(rates or []))
+        except ValueError as exc:
+            errors.append(
+                checks.Error(
+                    f"AGENTOS['RUN_RATE_LIMITS']['{scope}']: {exc}",
+                    hint="Use rates like 30/min or 500/hour (AGENTOS_RUN_RATE_USER, AGENTOS_RUN_RATE_RUNNABLE).",
+                    id="agentos.E002",
+                )
+            )
+    return errors

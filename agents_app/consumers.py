@@ -189,8 +189,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         try:
             # Decoding and checking base64 images is CPU work: off the event loop when there are some.
             checked = await sync_to_async(images_from_json, thread_sensitive=False)(images) if images else []
+            # Again for each run: the runnable may have been restricted since the socket opened.
+            self.allowed = await database_sync_to_async(allowed_for)(self.api_token, self.user)
             handle = await runs.prepare(
-                self.kind, self.component_id, user=self.user, message=message, session_id=session_id, images=checked
+                self.kind,
+                self.component_id,
+                user=self.user,
+                message=message,
+                session_id=session_id,
+                images=checked,
+                allowed=self.allowed,
             )
         except DomainError as exc:
             await self.send_json(ws_error_frame(exc, **ref))

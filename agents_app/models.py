@@ -198,8 +198,9 @@ def parse_rates(text: str) -> list[str]:
         return []
     rates = [part.strip() for part in text.split(",") if part.strip()]
     for rate in rates:
-        count, _, period = rate.partition("/")
-        if not count.isdigit() or int(count) < 1 or not period or period[0] not in "smhd":
+        count, slash, period = rate.partition("/")
+        # DRF's own parse: "<count>/<period>", the period named by its first letter (s, m, h, d).
+        if not (count.isdigit() and int(count) >= 1 and slash and period.isalpha() and period[0] in "smhd"):
             raise ValueError(f"{rate!r} is not a rate like 30/min or 500/hour.")
     return rates
 

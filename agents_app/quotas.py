@@ -126,8 +126,13 @@ def usage(quotas: list[Quota], *, user: Any, now: datetime | None = None) -> lis
     columns, params = [], []
     for quota, (start, _) in zip(quotas, bounds, strict=True):
         condition, values = _condition(quota, user, start, qn, adapt)
-        columns.append(f"COALESCE(SUM(CASE WHEN {condition} THEN {qn('total_tokens')} ELSE 0 END), 0)")
-        columns.append(f"COALESCE(SUM(CASE WHEN {condition} THEN {qn('cost')} ELSE 0 END), 0)")
+        # A user's or the site's use: every run's own calls (member and step runs are runs too).
+        # A runnable's: its runs with their member and step runs (a workflow calls no model itself).
+        tokens, cost = (
+            ("tree_tokens", "total_cost") if quota.scope == Quota.Scope.RUNNABLE else ("total_tokens", "cost")
+        )
+        columns.append(f"COALESCE(SUM(CASE WHEN {condition} THEN {qn(tokens)} ELSE 0 END), 0)")
+        columns.append(f"COALESCE(SUM(CASE WHEN {condition} THEN {qn(cost)} ELSE 0 END), 0)")
         params += values + values
     earliest = min(start for start, _ in bounds)
     sql = f"SELECT {', '.join(columns)} FROM {qn(Run._meta.db_table)} WHERE {qn('created_at')} >= %s"
@@ -174,7 +179,7 @@ def quota_check(*, user: Any, kind: str, component_id: str) -> QuotaCaps | None:
     return QuotaCaps(tokens=min(tokens) if tokens else None, cost=min(costs) if costs else None)
 
 
-def _component(quota: Quota) -> dict[str, str] | None:
+def quota_component(quota: Quota) -> dict[str, str] | None:
     for kind in ("agent", "team", "workflow"):
         component = getattr(quota, kind)
         if component is not None:
@@ -205,7 +210,7 @@ def user_usage(*, user: Any, quotas: list[Quota], now: datetime | None = None) -
                 "name": str(row["quota"]),
                 "scope": row["quota"].scope,
                 "period": row["quota"].period,
-                "component": _component(row["quota"]),
+                "component": quota_component(row["quota"]),
                 "max_tokens": row["quota"].max_tokens,
                 "max_cost": row["quota"].max_cost,
                 "tokens": row["tokens"],

@@ -125,11 +125,13 @@ def _prepare_start(
         kwargs["images"] = images
     # Rate limits and quotas first: a run that may not start writes nothing (agents_app.throttles,
     # agents_app.quotas).
-    rate_check(user=kwargs["user"], kind=kind, component_id=component_id)
+    windows = rate_check(user=kwargs["user"], kind=kind, component_id=component_id)
     caps = quota_check(user=kwargs["user"], kind=kind, component_id=component_id)
     if not session_state:
         handle = _with_paused_policy(lambda: prepare(**{key: component_id}, **kwargs))
         handle.quota = caps
+        if windows is not None:  # counted once the run has started (not when busy, refused or failed)
+            windows.record()
         return handle
     handle = None
     try:
@@ -141,6 +143,8 @@ def _prepare_start(
             image_files_delete(handle.image_files)
         raise
     handle.quota = caps
+    if windows is not None:
+        windows.record()
     return handle
 
 
@@ -282,9 +286,11 @@ async def prepare(
     message: str,
     session_id: UUID | None = None,
     images: Sequence[ImageInput] = (),
+    allowed: Allowed = ALL,
 ) -> RunnableHandle:
     """Prepare a run from async code, with the busy-session policy (and the message's `images`,
-    checked by sessions_app.images)."""
+    checked by sessions_app.images); a runnable outside `allowed` is the kind's NotFound."""
+    component_check_allowed(kind, component_id, allowed)
     return await runtime.prepare_with(
         _prepare,
         kind=kind,

@@ -61,9 +61,27 @@ def _overrides() -> dict[tuple[str, str], str]:
     return found
 
 
-def rate_check(*, user: Any, kind: str, component_id: str) -> None:
-    """Count one run start of `user` on `kind` `component_id` against every limit that applies;
-    RateLimited (429, with `retry_after` seconds) if one is reached, and then none is counted."""
+class RateWindows:
+    """The windows a run start was checked against; `record()` counts the start in all of them,
+    once it has happened (a start refused later, or deferred behind a busy session, counts nothing)."""
+
+    __slots__ = ("throttles",)
+
+    def __init__(self, throttles: list[_RunThrottle]) -> None:
+        self.throttles = throttles
+
+    def record(self) -> None:
+        for throttle in self.throttles:
+            # Read again: another start may have been recorded since the check.
+            throttle.history = throttle.cache.get(throttle.key, [])
+            throttle.now = throttle.timer()
+            throttle.throttle_success()
+
+
+def rate_check(*, user: Any, kind: str, component_id: str) -> RateWindows | None:
+    """Check one run start of `user` on `kind` `component_id` against every limit that applies:
+    RateLimited (429, with `retry_after` seconds) if one is reached. Counts nothing: call `record()`
+    on the result once the run has started (None: no limit applies)."""
     limits = agentos_settings.RUN_RATE_LIMITS or {}
     user_key = f"agentos:runs:user:{user.pk}"
     checks = [(f"{user_key}:{rate}", rate, "your runs") for rate in limits.get("USER") or []]
@@ -74,7 +92,7 @@ def rate_check(*, user: Any, kind: str, component_id: str) -> None:
         for rate in runnable_rates
     ]
     if not checks:
-        return
+        return None
     throttles = [(_RunThrottle(key, rate), rate, what) for key, rate, what in checks]
     # Every window is read first; the start is recorded only if all of them allow it.
     for throttle, rate, what in throttles:
@@ -90,5 +108,4 @@ def rate_check(*, user: Any, kind: str, component_id: str) -> None:
                 retry_after=int(wait) + 1,
                 limit=rate,
             )
-    for throttle, _, _ in throttles:
-        throttle.throttle_success()
+    return RateWindows([throttle for throttle, _, _ in throttles])

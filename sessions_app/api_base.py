@@ -304,7 +304,10 @@ def agno_problem(exc: BaseException, *, where: str) -> tuple[int, dict[str, Any]
     text = AGNO_DETAIL.get(problem.code, problem.detail)
     if problem.code == "unknown_session" and "session_id" in problem.extra:
         text = f"Session with id '{problem.extra['session_id']}' not found"
-    return problem.status, {"detail": text, "code": problem.code}
+    body = {"detail": text, "code": problem.code}
+    if problem.status == 429:  # when to try again (quotas, rate limits), as the REST API says it
+        body.update({k: v for k, v in problem.extra.items() if k in ("retry_after", "resets_at", "limit", "quota")})
+    return problem.status, body
 
 
 @csrf_exempt  # a 404 whatever the method: it changes nothing, so a missing CSRF token is no reason for a 403

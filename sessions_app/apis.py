@@ -202,7 +202,9 @@ class RunImageApi(StrictInputMixin, APIView):
         },
     )
     def get(self, request: Any, run_id: Any, position: int) -> HttpResponseBase:
-        image = run_image_for_user(user=request.user, run_id=run_id, position=position)
+        image = run_image_for_user(
+            user=request.user, run_id=run_id, position=position, allowed=allowed_for(request.auth, request.user)
+        )
         if image is None:
             raise NotFound("No such image.")
         if not image.file:

@@ -67,7 +67,7 @@ DEFAULTS: dict[str, Any] = {
     # Per-run budgets (agents_app.engine.budget): what one run may use when its agent or team sets no
     # limit of its own (None: no limit). Workflows use these. A run that reaches one ends with
     # `budget_exceeded`, keeping its partial output.
-    "RUN_BUDGET": {"MODEL_CALLS": 50, "TOKENS": None, "SECONDS": 900},
+    "RUN_BUDGET": {"MODEL_CALLS": 50, "TOOL_CALLS": 200, "TOKENS": None, "SECONDS": 900},
     # Rate limits on starting runs (agents_app.throttles), DRF rates such as "30/min" or "500/hour",
     # counted in Django's cache (shared across processes when it is Redis): "USER", a user's runs of
     # anything; "RUNNABLE", a user's runs of one agent, team or workflow (which may set its own).

@@ -124,6 +124,9 @@ class Run(ComponentMixin, models.Model):
     # a call twice; `total_cost` adds its member or step runs (what a team or workflow run cost).
     cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
     total_cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
+    tree_tokens = models.PositiveBigIntegerField(
+        default=0, help_text="Tokens of this run and of its member or step runs (a team's or workflow's in all)."
+    )
     time_to_first_token = models.FloatField(null=True, blank=True, help_text="Seconds.")
     duration = models.FloatField(null=True, blank=True, help_text="Seconds.")
     events = models.JSONField(

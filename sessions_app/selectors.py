@@ -103,11 +103,11 @@ def run_get_for_user(*, user: Any, run_id: UUID, allowed: Allowed = ALL) -> Run 
 MAX_IMAGE_POSITION = 32767
 
 
-def run_image_for_user(*, user: Any, run_id: UUID, position: int) -> RunImage | None:
-    """An image of one of the user's runs (staff: of any run), or None."""
+def run_image_for_user(*, user: Any, run_id: UUID, position: int, allowed: Allowed = ALL) -> RunImage | None:
+    """An image of one of the user's runs (staff: of any run) of a runnable `allowed`, or None."""
     if not 0 <= position <= MAX_IMAGE_POSITION:
         return None
-    qs = RunImage.objects.filter(run_id=run_id, position=position)
+    qs = RunImage.objects.filter(allowed.session_q("run__session__"), run_id=run_id, position=position)
     if not user.is_staff:
         qs = qs.filter(run__user=user)
     return qs.first()

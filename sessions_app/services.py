@@ -276,7 +276,7 @@ def run_finish(
     """
     extra: dict[str, Any] = {}
     if usage:
-        extra = {key: usage[key] for key in ("cost", "total_cost", "cache_read_tokens") if key in usage}
+        extra = {key: usage[key] for key in ("cost", "total_cost", "cache_read_tokens", "tree_tokens") if key in usage}
         if usage.get("model"):
             extra["model"], extra["provider"] = usage["model"], usage.get("provider", "")
     rows = [Message(run_id=run_id, role=Message.Role.USER, content=user_message, position=0)] if user_message else []

@@ -144,3 +144,29 @@ def test_the_cost_of_access_checks_per_request(client, offline_agent, user, toke
     # Something is restricted: the user's groups are read once per request (the list of restricted
     # runnables is cached per process).
     assert run_queries() == nothing_restricted + 1
+
+
+async def test_images_tokens_and_open_sockets_follow_access(asgi, offline_agent, user, token, staff_token):
+    import base64
+
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64).decode()
+    r = await asgi.post(
+        f"/api/agents/{offline_agent.slug}/runs",
+        json={"message": "look", "images": [{"data": png}]},
+        headers=bearer(token),
+    )
+    assert r.status_code == 200, r.text
+    run_id = r.json()["run_id"]
+    assert (await asgi.get(f"/api/runs/{run_id}/images/0", headers=bearer(token))).status_code == 200
+    ws = await connect(offline_agent.slug, token=token)
+    try:
+        await sync_to_async(_restrict)(offline_agent)
+        # Gone for the user: the image, a token naming the agent, and a run on the socket opened before.
+        assert (await asgi.get(f"/api/runs/{run_id}/images/0", headers=bearer(token))).status_code == 404
+        r = await asgi.post("/api/tokens/", json={"name": "t", "agents": [offline_agent.slug]}, headers=bearer(token))
+        assert r.status_code == 400 and "No agent" in r.text
+        await ws.send_json_to({"type": "run", "message": "still?"})
+        frame = await ws.receive_json_from(timeout=5)
+        assert frame["event"] == "Error" and frame["code"] == "unknown_agent"
+    finally:
+        await ws.disconnect()

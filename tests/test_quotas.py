@@ -149,3 +149,39 @@ def test_the_admin_lists_quotas_and_everyones_usage(client, staff_user, offline_
     assert usage.status_code == 200 and user.get_username() in usage.content.decode()
     run = Run.objects.get()
     assert f"<td>{run.total_tokens}</td>" in usage.content.decode()
+
+
+async def test_a_workflow_quota_counts_its_steps_runs(asgi, offline_agent, token, user):
+    from tests.factories import WorkflowFactory, WorkflowStepFactory
+
+    def make() -> Any:
+        flow = WorkflowFactory(slug="flow")
+        WorkflowStepFactory(workflow=flow, name="one", kind="agent", agent=offline_agent)
+        Quota.objects.create(scope="runnable", period="day", workflow=flow, max_tokens=10)
+        return flow
+
+    await sync_to_async(make)()
+    r = await asgi.post("/api/workflows/flow/runs", json={"message": "hi"}, headers=bearer(token))
+    # Its step went over the workflow's quota while running (the workflow calls no model itself).
+    assert r.status_code == 422, r.text
+    assert r.json()["step_results"][0]["error"]["type"] == "budget_exceeded"
+    flow_run = await Run.objects.aget(workflow__slug="flow")
+    step_run = await Run.objects.aget(parent_run=flow_run)
+    assert flow_run.tree_tokens == step_run.total_tokens > 10
+    r = await asgi.post("/api/workflows/flow/runs", json={"message": "again"}, headers=bearer(token))
+    assert r.status_code == 429 and r.json()["code"] == "quota_exceeded"
+
+
+async def test_usage_hides_the_quotas_of_runnables_the_user_may_not_use(asgi, offline_agent, token):
+    await _quota(scope="runnable", period="day", agent=offline_agent, max_tokens=100)
+    assert len((await asgi.get("/api/usage/", headers=bearer(token))).json()["quotas"]) == 1
+    offline_agent.access = "restricted"
+    await offline_agent.asave()
+    assert (await asgi.get("/api/usage/", headers=bearer(token))).json()["quotas"] == []
+
+
+async def test_agnos_429_says_when_the_quota_resets(asgi, agent, token, user, scripted_model):
+    await _quota(scope="user", period="day", max_tokens=1)
+    await sync_to_async(run_agent)(agent_id=agent.slug, user=user, message="spend it")
+    r = await asgi.post(f"/os/agents/{agent.slug}/runs", data={"message": "hi"}, headers=bearer(token))
+    assert r.status_code == 429 and r.json()["resets_at"] and r.json()["retry_after"] > 0

@@ -154,3 +154,34 @@ def test_the_limit_holds_across_two_server_processes_on_redis(tmp_path, _scripte
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_start_that_does_not_happen_is_not_counted(asgi, offline_agent, token, limits):
+    limits(user=["2/min"])
+    unknown = "00000000-0000-0000-0000-000000000001"
+    r = await asgi.post(
+        f"/api/agents/{offline_agent.slug}/runs", json={"message": "hi", "session_id": unknown}, headers=bearer(token)
+    )
+    assert r.status_code == 404  # refused: not counted
+    assert [(await _run(asgi, offline_agent.slug, token)).status_code for _ in range(3)] == [200, 200, 429]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("rate", ["5/min/x", "5/s/", "5", "/min", "0/min", "5/fortnight1", "five/min"])
+def test_a_malformed_rate_is_a_400_not_a_broken_agent(staff_token, offline_agent, rate):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {staff_token}")
+    r = api.patch(f"/api/agents/{offline_agent.slug}/", {"rate_limit": rate}, format="json")
+    assert r.status_code == 400 and "rate_limit" in r.json()
+
+
+def test_a_malformed_site_rate_is_a_check_error(settings):
+    from agents_app.checks import check_rate_limits
+
+    settings.AGENTOS = {**settings.AGENTOS, "RUN_RATE_LIMITS": {"USER": ["30/min/x"], "RUNNABLE": []}}
+    assert [e.id for e in check_rate_limits()] == ["agentos.E002"]
+    settings.AGENTOS = {**settings.AGENTOS, "RUN_RATE_LIMITS": {"USER": ["30/min", "500/hour"], "RUNNABLE": []}}
+    assert check_rate_limits() == []

@@ -107,3 +107,38 @@ async def test_the_sites_default_applies_when_the_agent_sets_none(asgi, token, s
     scripted_model.push_text("6")
     r = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "calc"}, headers=bearer(token))
     assert r.status_code == 200 and r.json()["content"] == "6"
+
+
+async def test_a_run_stops_at_the_sites_tool_call_limit(asgi, token, scripted_model, openai_model, settings):
+    budget = {"MODEL_CALLS": 50, "TOOL_CALLS": 2, "TOKENS": None, "SECONDS": None}
+    settings.AGENTOS = {**settings.AGENTOS, "RUN_BUDGET": budget}
+    agent = await _agent(openai_model)
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "1+1"}}] * 2)
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "2+2"}}])
+    r = await asgi.post(f"/api/agents/{agent.slug}/runs", json={"message": "loop"}, headers=bearer(token))
+    assert r.status_code == 422 and "limit of 2 tool calls" in r.json()["error"]["message"]
+    run = await Run.objects.aget(agent=agent)
+    names = [e["event"] for e in run.events]
+    assert names.count("ToolCallCompleted") == 2  # the third call never ran
+    # The stored messages never hold a call without its result.
+    roles = [m async for m in run.messages.order_by("position").values_list("role", flat=True)]
+    assert roles == ["user", "assistant", "tool", "tool"]
+
+
+async def test_a_workflow_over_its_budget_is_a_422_naming_its_step(asgi, token, scripted_model, openai_model, settings):
+    from tests.factories import WorkflowFactory, WorkflowStepFactory
+
+    settings.AGENTOS = {**settings.AGENTOS, "RUN_BUDGET": {"MODEL_CALLS": 1, "TOKENS": None, "SECONDS": None}}
+
+    def make() -> None:
+        flow = WorkflowFactory(slug="flow")
+        writer = AgentFactory(slug="writer", model=openai_model, max_model_calls=10)
+        WorkflowStepFactory(workflow=flow, name="one", kind="agent", agent=writer, order=0)
+        WorkflowStepFactory(workflow=flow, name="two", kind="agent", agent=writer, order=1)
+
+    await sync_to_async(make)()
+    r = await asgi.post("/api/workflows/flow/runs", json={"message": "go"}, headers=bearer(token))
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["type"] == "step_error"
+    assert r.json()["step_results"][1]["error"]["type"] == "budget_exceeded"
+    assert len(scripted_model.requests) == 1

@@ -394,6 +394,8 @@ class _ContinuedExecution(_Execution):
             "cost": total,
             "total_cost": total + self.children_cost,
             "cache_read_tokens": self.cache_read_tokens + int(self.prior.get("cache_read_tokens") or 0),
+            # What quotas count: the whole run's tokens (an agent run's children: none yet).
+            "tree_tokens": self.metrics()["total_tokens"] + self.children_tokens,
         }
 
 

@@ -35,11 +35,13 @@ class RunBudget:
         "max_model_calls",
         "max_seconds",
         "max_tokens",
+        "max_tool_calls",
         "model_calls",
         "parent",
         "quota_cost",
         "quota_tokens",
         "tokens",
+        "tool_calls",
     )
 
     def __init__(
@@ -49,6 +51,7 @@ class RunBudget:
         max_model_calls: int | None,
         max_tokens: int | None,
         max_seconds: float | None,
+        max_tool_calls: int | None = None,
         parent: RunBudget | None = None,
     ) -> None:
         self.label = label
@@ -56,7 +59,9 @@ class RunBudget:
         self.max_tokens = max_tokens
         self.max_seconds = max_seconds
         self.deadline = time.monotonic() + max_seconds if max_seconds else None
+        self.max_tool_calls = max_tool_calls
         self.model_calls = 0
+        self.tool_calls = 0
         self.tokens = 0
         self.cost = Decimal(0)
         # What the run's quotas still allow (agents_app.quotas), set by the run service; None: no cap.
@@ -78,6 +83,7 @@ class RunBudget:
             max_model_calls=limit("max_model_calls", "MODEL_CALLS"),
             max_tokens=limit("max_run_tokens", "TOKENS"),
             max_seconds=limit("max_run_seconds", "SECONDS"),
+            max_tool_calls=defaults.get("TOOL_CALLS"),
             parent=parent,
         )
 
@@ -98,6 +104,16 @@ class RunBudget:
                 )
         for budget in self._chain():
             budget.model_calls += 1
+
+    def start_tool_calls(self, count: int) -> None:
+        """Count tool calls about to run (an agent's tools, a team leader's delegations); refuse them
+        if any budget in the chain would go over (AGENTOS["RUN_BUDGET"]["TOOL_CALLS"])."""
+        self.check_time()
+        for budget in self._chain():
+            if budget.max_tool_calls is not None and budget.tool_calls + count > budget.max_tool_calls:
+                raise BudgetExceeded(f"The {budget.label} run reached its limit of {budget.max_tool_calls} tool calls.")
+        for budget in self._chain():
+            budget.tool_calls += count
 
     def charge(self, *, tokens: int, cost: Decimal) -> None:
         """Add a call's tokens and cost; the run ends if that took any budget in the chain over its

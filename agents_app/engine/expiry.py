@@ -108,6 +108,7 @@ def paused_run_end(
                 "cost": cost,
                 "total_cost": cost,
                 "cache_read_tokens": run.cache_read_tokens,
+                "tree_tokens": run.tree_tokens,
             },
         )
     return True

@@ -123,6 +123,7 @@ class Execution:
         # answered it, and what its member or step runs cost in all (teams and workflows).
         self.cost = ZERO
         self.children_cost = ZERO
+        self.children_tokens = 0  # what its member or step runs used in all
         # The model config that answered the last call (a fallback, when the main model failed), and
         # the models that failed before it.
         self.answered_by: Any = None
@@ -550,6 +551,7 @@ class Execution:
             total_cost=self.cost + self.children_cost,
             cache_read_tokens=self.cache_read_tokens,
             totals=self.stored_totals(metrics),
+            tree_tokens=self.input_tokens + self.output_tokens + self.children_tokens,
         )
 
 
@@ -587,6 +589,7 @@ def store_run(
     total_cost: Decimal = ZERO,
     cache_read_tokens: int = 0,
     totals: dict[str, Any] | None = None,
+    tree_tokens: int | None = None,
 ) -> None:
     """A run's final writes and its telemetry event: one transaction (no transaction and no query
     for telemetry when it is off; recording never raises). Its metrics are counted once stored,
@@ -618,6 +621,9 @@ def store_run(
                 "cost": row.get("cost", cost),
                 "total_cost": row.get("total_cost", total_cost),
                 "cache_read_tokens": row.get("cache_read_tokens", cache_read_tokens),
+                "tree_tokens": row.get(
+                    "tree_tokens", metrics.get("total_tokens", 0) if tree_tokens is None else tree_tokens
+                ),
             },
         )
         # One telemetry event per run, when it ends, with the whole run's counts (a paused run is

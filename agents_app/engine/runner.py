@@ -345,6 +345,8 @@ class _Execution(Execution):
                 yield item
 
     async def _run_tools(self, response: ModelResponse, calls: list[ToolCallRequest]) -> AsyncIterator[ev.RunEvent]:
+        # Before the calls are recorded: a run that may not make them keeps no call without its result.
+        self.budget.start_tool_calls(len(calls))
         assistant = {
             "role": "assistant",
             "content": response.content or None,

@@ -227,6 +227,9 @@ class ChildRun:
             self.state_set, self.state_unset = execution.state_changes()
             if self.parent is not None:
                 self.parent.children_cost += execution.cost + execution.children_cost
+                self.parent.children_tokens += (
+                    execution.input_tokens + execution.output_tokens + execution.children_tokens
+                )
         name = last.get("event", "")
         self.status = ev.STATUS_OF_TERMINAL.get(name, "error")
         if self.status == "completed":
@@ -487,6 +490,7 @@ class TeamExecution(Execution):
             self.content = response.content  # the leader answered itself (e.g. a greeting)
             return
         call = response.tool_calls[0]
+        self.budget.start_tool_calls(1)
         member, args, problem = self._member_for(call)
         yield self.event(ev.TeamToolCallStarted, tool=self._tool_info(call, args))
         if member is None:
@@ -526,6 +530,7 @@ class TeamExecution(Execution):
                 self.content = response.content
                 return
             calls = response.tool_calls[: limit - self.delegations]
+            self.budget.start_tool_calls(len(calls))
             self.delegations += len(calls)
             self.messages_sent.append(
                 {

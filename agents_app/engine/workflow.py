@@ -201,6 +201,7 @@ class WorkflowExecution(Execution):
         }
         self.results.append(result)
         condition: bool | None = None
+        child_error: dict[str, str] | None = None
         try:
             kind = step.kind
             if kind in (WorkflowStep.Kind.AGENT, WorkflowStep.Kind.TEAM):
@@ -227,6 +228,8 @@ class WorkflowExecution(Execution):
                         yield self.step_event(data, step, index)
                 finally:
                     result["run_id"] = str(child.run_id) if child.run_id else None
+                    if child.error_type:
+                        child_error = {"type": child.error_type, "message": child.error}
                     # What the agent's tools changed in the session state, later steps see.
                     self.session_state.update(child.state_set)
                     for key in child.state_unset:
@@ -261,8 +264,14 @@ class WorkflowExecution(Execution):
         except (asyncio.CancelledError, ChildCancelled, GeneratorExit):
             result["status"] = "cancelled"
             raise
-        except BaseException:
+        except BaseException as exc:
             result["status"] = "error"
+            # The step's own failure, as a team's member_runs carry it: the run's HTTP status follows
+            # it (sessions_app.errors.run_http_status), e.g. a step's budget_exceeded is a 422.
+            if isinstance(exc, ChildFailed) and child_error is not None:
+                result["error"] = child_error
+            elif isinstance(exc, Exception) and getattr(exc, "error_type", ""):
+                result["error"] = {"type": exc.error_type, "message": str(exc)}
             self.failed_step = self.failed_step or step.name
             raise
         self.outputs[step.name] = output

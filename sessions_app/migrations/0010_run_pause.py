@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sessions_app', '0008_api_tokens'),
+        ('sessions_app', '0009_run_tree_tokens'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
