@@ -242,6 +242,11 @@ AGENTOS = {
     # How often the hook sweep runs (beat and the embedded worker): a dead worker's hook runs again
     # within its lease (timeout + HOOKS_LEASE_GRACE_SECONDS) plus this.
     "HOOKS_SWEEP_INTERVAL_SECONDS": env.float("AGENTOS_HOOKS_SWEEP_INTERVAL_SECONDS", default=15.0),
+    # How often beat ends the paused runs whose approval timeout passed (docs/human-in-the-loop.md).
+    "APPROVALS_SWEEP_INTERVAL_SECONDS": env.float("AGENTOS_APPROVALS_SWEEP_INTERVAL_SECONDS", default=60.0),
+    # Every staff user may decide on other users' paused tool calls in the admin (False: only those
+    # with the sessions_app.approve_tool_calls permission).
+    "APPROVALS_BY_STAFF": env.bool("AGENTOS_APPROVALS_BY_STAFF", default=True),
     # Crash recovery (docs/deployment.md): each process's heartbeat period, the silence after which
     # its runs are taken over, and how often a streaming run checkpoints its output and events.
     "PROCESS_HEARTBEAT_SECONDS": env.float("AGENTOS_PROCESS_HEARTBEAT_SECONDS", default=2.0),
@@ -313,6 +318,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "agents_app.hook_executions_sweep",
         "schedule": AGENTOS["HOOKS_SWEEP_INTERVAL_SECONDS"],
         "options": {"expires": AGENTOS["HOOKS_SWEEP_INTERVAL_SECONDS"]},
+    },
+    # End the paused runs nobody decided on within their agent's approval timeout (fail closed).
+    "agentos-paused-runs-expire": {
+        "task": "agents_app.paused_runs_expire",
+        "schedule": AGENTOS["APPROVALS_SWEEP_INTERVAL_SECONDS"],
+        "options": {"expires": AGENTOS["APPROVALS_SWEEP_INTERVAL_SECONDS"]},
     },
     # Upload the telemetry buffer (a no-op while AGENTOS_TELEMETRY is off). `expires`: ticks missed
     # while no worker runs are dropped, not piled up.

@@ -12,15 +12,29 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from agents_app import admin_tokens  # noqa: F401 - registers the API tokens' admin
+from agents_app import (
+    admin_approvals,  # noqa: F401 - registers the approvals inbox
+    admin_tokens,  # noqa: F401 - registers the API tokens' admin
+)
 from agents_app.admin_hooks import AgentHookInline, TeamHookInline, unknown_hooks
 from agents_app.admin_try import TryItAdminMixin
 from agents_app.forms import AgentAdminForm, ModelConfigAdminForm, unknown_tools
-from agents_app.models import Agent, ModelConfig, ModelFallback, Quota, Team, TeamMember, Workflow, WorkflowStep
+from agents_app.models import (
+    Agent,
+    AgentToolRequirement,
+    ModelConfig,
+    ModelFallback,
+    Quota,
+    Team,
+    TeamMember,
+    Workflow,
+    WorkflowStep,
+)
 from agents_app.quotas import usage as quota_usage
 from agents_app.quotas import usage_by_user
 from agents_app.secrets import key_source as describe_key_source
 from agents_app.services import agent_set_active
+from agents_app.tools.registry import tool_registry
 from agents_app.workflows.registry import step_registry
 from sessions_app.money import format_cost
 
@@ -102,6 +116,41 @@ class TeamModelFallbackInline(ModelFallbackInline):
     fk_name = "team"
 
 
+class AgentToolRequirementForm(forms.ModelForm):
+    """One override; the tool is picked from the registered ones (its code's own requirement shown)."""
+
+    tool = forms.ChoiceField(help_text="A tool registered in code with @tool.")
+
+    class Meta:
+        model = AgentToolRequirement
+        fields = ["tool", "requirement", "user_input_fields"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices: list[tuple[str, str]] = [("", "---------")]
+        for name in tool_registry.names():
+            item = tool_registry.get(name)
+            own = item.requirement.kind if item is not None and item.requirement is not None else "none"
+            choices.append((name, f"{name} (its code: {own})"))
+        stored = self.instance.tool if self.instance.pk else ""
+        if stored and tool_registry.get(stored) is None:
+            choices.append((stored, f"⚠ {stored}: not registered in code (delete this row to save)"))
+        self.fields["tool"].choices = choices
+
+
+class AgentToolRequirementInline(admin.TabularInline):
+    model = AgentToolRequirement
+    form = AgentToolRequirementForm
+    fields = ["tool", "requirement", "user_input_fields"]
+    extra = 0
+    verbose_name = "tool requirement"
+    verbose_name_plural = (
+        "Tool requirements (what a call of the tool needs from a person before it runs, replacing what its code "
+        'says: confirmation, user input (fields: the arguments the user fills in, e.g. ["amount"]), external '
+        "execution, or nothing)"
+    )
+
+
 @admin.register(Agent)
 class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
     try_kind = "agent"
@@ -115,7 +164,7 @@ class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
     actions = ["activate", "deactivate"]
-    inlines = [ModelFallbackInline, AgentHookInline]
+    inlines = [ModelFallbackInline, AgentHookInline, AgentToolRequirementInline]
     fieldsets = [
         (
             None,
@@ -147,8 +196,13 @@ class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
         (
             "Tools",
             {
-                "description": "Actions the agent can take while answering, such as calculating or looking up the time.",
-                "fields": ["tools", "max_tool_calls"],
+                "description": (
+                    "Actions the agent can take while answering, such as calculating or looking up the time. A "
+                    "tool whose calls need a person (see Tool requirements below, or the tool's code) pauses the "
+                    "run until someone approves, rejects, fills in or runs the call; an undecided run expires "
+                    "after the approval timeout and its pending calls never run."
+                ),
+                "fields": ["tools", "max_tool_calls", "approval_timeout_seconds", "paused_session_policy"],
             },
         ),
         (

@@ -8,6 +8,11 @@ frames (JSON text):
     {"type": "run", "message": "...", "session_id": "<uuid, optional>", "images": [...], "id": <optional>}
     {"type": "cancel", "run_id": "<uuid>", "id": <optional>}
     {"type": "resume", "run_id": "<uuid>", "after_event_index": N, "id": <optional>}
+    {"type": "continue", "run_id": "<uuid>", "decisions": [{"tool_call_id", "decision", ...}], "id": <optional>}
+
+`continue` goes on with a paused run (docs/human-in-the-loop.md): a decision per pending tool call,
+as `POST /api/runs/{run_id}/continue` takes them; the continuation's events follow (RunContinued
+first), like a run's.
 
 Server frames are the run events, exactly as SSE sends them (`event.to_dict()`, with `event_index`),
 plus two of our own: `{"event": "Error", "error_type", "code", "content", "detail", "id"?, "run_id"?}`
@@ -44,6 +49,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from agents_app import runs
+from agents_app.decisions import RunContinueInputSerializer, decisions_from
 from agents_app.runtime import runtime
 from agents_app.ws_auth import SUBPROTOCOL
 from sessions_app.access import allowed_for
@@ -136,7 +142,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         ref = {"id": content["id"]} if "id" in content else {}
         if not await self.token_still_live(ref):
             return
-        if content.get("type") in ("run", "cancel") and self.api_token is not None and self.api_token.read_only:
+        if (
+            content.get("type") in ("run", "cancel", "continue")
+            and self.api_token is not None
+            and self.api_token.read_only
+        ):
             await self.send_json(
                 ws_error_frame(TokenReadOnly(f"This API token is read-only: no {content['type']}."), **ref)
             )
@@ -148,8 +158,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self.on_cancel(content, ref)
             case "resume":
                 await self.on_resume(content, ref)
+            case "continue":
+                await self.on_continue(content, ref)
             case other:
-                await self.error("unknown_type", f"Unknown frame type {other!r}; use run, cancel or resume.", **ref)
+                await self.error(
+                    "unknown_type", f"Unknown frame type {other!r}; use run, cancel, resume or continue.", **ref
+                )
 
     # ---- frames ----------------------------------------------------------------------------
 
@@ -218,6 +232,33 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             previous.cancel()  # the client knows best where it is; one stream per run
         self.streams[str(run_id)] = asyncio.ensure_future(self.stream(str(run_id), after, ref))
 
+    async def on_continue(self, frame: dict[str, Any], ref: dict[str, Any]) -> None:
+        run_id = _uuid(frame.get("run_id"))
+        if run_id is None or not await self.run_allowed(run_id):
+            await self.error("not_found", "No such run.", **ref)
+            return
+        form = RunContinueInputSerializer(data={"decisions": frame.get("decisions")})
+        if not form.is_valid():
+            await self.error(
+                "invalid_input", f"Invalid decisions: {_first_error(form.errors)}", run_id=str(run_id), **ref
+            )
+            return
+        decisions = decisions_from(form.validated_data["decisions"])
+        task = asyncio.ensure_future(self.continue_and_stream(run_id, decisions, ref))
+        self.starting.add(task)
+        task.add_done_callback(self.starting.discard)
+
+    async def continue_and_stream(self, run_id: UUID, decisions: list[Any], ref: dict[str, Any]) -> None:
+        try:
+            handle = await database_sync_to_async(runs.continue_prepare)(
+                run_id, user=self.user, decisions=decisions, channel="websocket"
+            )
+        except DomainError as exc:
+            await self.send_json(ws_error_frame(exc, run_id=str(run_id), **ref))
+            return
+        runs.launch(handle)
+        await self.stream(str(run_id), len(handle.prior_events) - 1, ref)
+
     # ---- streaming -------------------------------------------------------------------------
 
     async def stream(self, run_id: str, after: int, ref: dict[str, Any]) -> None:
@@ -273,6 +314,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     @classmethod
     async def encode_json(cls, content: Any) -> str:
         return orjson.dumps(content).decode()
+
+
+def _first_error(errors: Any) -> str:
+    """The first message of a serializer's nested errors, with where it is."""
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            return f"{key}: {_first_error(value)}"
+    if isinstance(errors, list):
+        for value in errors:
+            if value:
+                return _first_error(value)
+    return str(errors)
 
 
 def _uuid(value: Any) -> UUID | None:

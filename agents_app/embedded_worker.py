@@ -83,6 +83,11 @@ def _sweep(app: Any) -> None:
         app.tasks["agents_app.hook_executions_sweep"]()
     except Exception:  # a sweep failure must not stop the worker
         logger.exception("The embedded worker's sweep of stalled hook executions failed")
+    try:
+        # Beat's other periodic duty of agents_app: end the paused runs nobody decided on in time.
+        app.tasks["agents_app.paused_runs_expire"]()
+    except Exception:
+        logger.exception("The embedded worker's expiry of overdue paused runs failed")
     finally:
         connections.close_all()  # this thread's connections: hold none while asleep
 

@@ -140,6 +140,34 @@ class RunCancelled(RunEvent):
 
 
 @dataclass(slots=True)
+class RunPaused(RunEvent):
+    """The run waits for a person to decide on tool calls (docs/human-in-the-loop.md): agno's
+    RunPausedEvent. `tools`: the calls awaiting a decision in agno's ToolExecution shape
+    (`requires_confirmation`, `requires_user_input` with `user_input_schema`,
+    `external_execution_required`); `requirements`: agno's RunRequirement shape, one per call;
+    `expires_at`: when the run expires undecided (ISO 8601); `metrics`: what it used so far. The
+    stream ends here; once the run is continued, the stored event gets `continued: true` and a
+    replay goes on past it."""
+
+    name: ClassVar[str] = "RunPaused"
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    requirements: list[dict[str, Any]] = field(default_factory=list)
+    expires_at: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    continued: bool = False
+
+
+@dataclass(slots=True)
+class RunContinued(RunEvent):
+    """A paused run goes on (agno's RunContinuedEvent), first event of its continuation; `tools`:
+    the decided calls (agno's ToolExecution shape: `confirmed`, `confirmation_note`, the approved
+    `tool_args`, an external `result`)."""
+
+    name: ClassVar[str] = "RunContinued"
+    tools: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class MemoryUpdateStarted(RunEvent):
     name: ClassVar[str] = "MemoryUpdateStarted"
 
@@ -366,6 +394,7 @@ STATUS_OF_TERMINAL = {
     "RunCompleted": "completed",
     "RunError": "error",
     "RunCancelled": "cancelled",
+    "RunPaused": "paused",
     "TeamRunCompleted": "completed",
     "TeamRunError": "error",
     "TeamRunCancelled": "cancelled",
@@ -378,10 +407,13 @@ TERMINAL_EVENTS = frozenset(STATUS_OF_TERMINAL)
 
 def is_terminal(event: RunEvent | dict[str, Any]) -> bool:
     """The event that ends its run's stream: a terminal name, and not a member's or step's own end
-    forwarded in its parent's stream (those carry `parent_run_id`)."""
+    forwarded in its parent's stream (those carry `parent_run_id`), nor a pause the run was
+    continued after (`continued`: its stream goes on with RunContinued)."""
     if isinstance(event, dict):
-        return event.get("event") in TERMINAL_EVENTS and not event.get("parent_run_id")
-    return event.name in TERMINAL_EVENTS and not isinstance(event, NestedEvent)
+        return event.get("event") in TERMINAL_EVENTS and not event.get("parent_run_id") and not event.get("continued")
+    return (
+        event.name in TERMINAL_EVENTS and not isinstance(event, NestedEvent) and not getattr(event, "continued", False)
+    )
 
 
 # Every event type, by name (to rebuild events read back from the database, and for the hooks,

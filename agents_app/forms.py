@@ -161,6 +161,8 @@ class AgentAdminForm(forms.ModelForm):
             "instructions",
             "tools",
             "max_tool_calls",
+            "approval_timeout_seconds",
+            "paused_session_policy",
             "output_schema",
             "parser_model",
             "max_model_calls",
@@ -195,6 +197,8 @@ class AgentAdminForm(forms.ModelForm):
             "memory_hook_mode": "Memory extraction runs",
             "summary_hook_mode": "Summaries run",
             "busy_session_policy": "When the session is busy",
+            "approval_timeout_seconds": "Approval timeout (seconds)",
+            "paused_session_policy": "When the session waits for an approval",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -312,6 +312,28 @@ class Agent(ClearsAgentCache, SluggedModel):
         USER = "user", "Shared: the user's memories shared by every agent with this scope"
         AGENT = "agent", "Private: only the memories this agent wrote about the user"
 
+    class PausedSessionPolicy(models.TextChoices):
+        REJECT = "reject", "Reject the new message (409 session_paused / an error frame) until someone decides"
+        EXPIRE = "expire", "Expire the paused run (its tool calls never run), then answer the new message"
+
+    paused_session_policy = models.CharField(
+        max_length=16,
+        choices=PausedSessionPolicy.choices,
+        default=PausedSessionPolicy.REJECT,
+        help_text=(
+            "What happens when a message arrives in a session whose last run is paused, waiting for a person to "
+            "decide on its tool calls (docs/human-in-the-loop.md)."
+        ),
+    )
+    approval_timeout_seconds = models.PositiveIntegerField(
+        default=86_400,
+        validators=[MinValueValidator(1), MaxValueValidator(90 * 86_400)],
+        help_text=(
+            "How long a paused run waits for its tool calls to be decided; then it expires (fail closed: the "
+            "pending tool calls never run). Default 24 hours."
+        ),
+    )
+
     memory_mode = models.CharField(
         max_length=16,
         choices=MemoryMode.choices,
@@ -383,6 +405,10 @@ class Agent(ClearsAgentCache, SluggedModel):
     def fallback_model_list(self) -> list[ModelConfig]:
         """The fallback model configs, in order (from the prefetched rows when the selector loaded them)."""
         return [row.model for row in self.fallbacks.all()]  # type: ignore[attr-defined]
+
+    def tool_requirement_rows(self) -> list[AgentToolRequirement]:
+        """The agent's tool-requirement overrides (prefetched when the selector loaded the agent)."""
+        return list(self.tool_requirements.all())  # type: ignore[attr-defined]
 
     def pre_hook_rows(self) -> list[AgentHook]:
         """The hooks before the model, in order (from the prefetched rows when the selector loaded them)."""
@@ -487,6 +513,84 @@ class AgentHook(ClearsAgentCache, models.Model):
         if self.agent_id and self.team_id:
             raise ValidationError("A hook belongs to either an agent or a team, not both.")
         validate_hook_setting(phase=self.phase, hook=self.hook, mode=self.mode)
+
+
+class ToolRequirementKind(models.TextChoices):
+    """An agent's override of what a tool's calls need from a person (agents_app.tools.registry)."""
+
+    NONE = "none", "Nothing: run it as soon as the model calls it"
+    CONFIRMATION = "confirmation", "Confirmation: a person approves or rejects each call"
+    USER_INPUT = "user_input", "User input: a person fills in (or edits) arguments"
+    EXTERNAL_EXECUTION = "external_execution", "External execution: the client runs it and sends its result"
+
+
+def validate_tool_requirement(*, tool: str, requirement: str, user_input_fields: Any) -> None:
+    """One override: a registered tool, a known kind, user-input fields that are the tool's
+    arguments (only for user input). Shared by the admin inline and the staff API. Raises
+    ValidationError keyed by field."""
+    from agents_app.tools.registry import tool_registry
+
+    item = tool_registry.get(tool)
+    if item is None:
+        raise ValidationError({"tool": f"No registered tool {tool!r}. Registered: {', '.join(tool_registry.names())}."})
+    if requirement not in ToolRequirementKind.values:
+        raise ValidationError({"requirement": f"Must be one of {', '.join(ToolRequirementKind.values)}."})
+    if not isinstance(user_input_fields, list) or not all(isinstance(f, str) for f in user_input_fields):
+        raise ValidationError({"user_input_fields": "Must be a list of argument names."})
+    if user_input_fields and requirement != ToolRequirementKind.USER_INPUT:
+        raise ValidationError({"user_input_fields": "Only a user-input requirement has fields to fill in."})
+    unknown = [f for f in user_input_fields if f not in item.argument_names()]
+    if unknown:
+        raise ValidationError(
+            {
+                "user_input_fields": f"Tool {tool} has no argument {', '.join(unknown)} "
+                f"(its arguments: {', '.join(item.argument_names()) or 'none'})."
+            }
+        )
+
+
+class AgentToolRequirement(ClearsAgentCache, models.Model):
+    """An agent's override of what calls of one of its tools need from a person, replacing the
+    tool's `@tool(requires_confirmation=..., requires_user_input=..., external_execution=...)`.
+    No row: the tool's own. ("none" lets the agent run a tool its code marks as needing a person.)"""
+
+    Kind = ToolRequirementKind
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tool_requirements")
+    tool = models.CharField(max_length=64, help_text="The name of a registered tool (one of the agent's tools).")
+    requirement = models.CharField(max_length=24, choices=ToolRequirementKind.choices)
+    user_input_fields = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='For user input: the arguments the user fills in, hidden from the model, e.g. ["amount"]. '
+        "Empty: the model fills every argument and the user may edit them.",
+    )
+
+    class Meta:
+        ordering = ["agent", "tool"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "tool"], name="agenttoolrequirement_unique_tool"),
+            models.CheckConstraint(
+                condition=models.Q(requirement__in=ToolRequirementKind.values),
+                name="agenttoolrequirement_kind_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool}: {self.requirement}"
+
+    def clean(self) -> None:
+        validate_tool_requirement(
+            tool=self.tool, requirement=self.requirement, user_input_fields=self.user_input_fields
+        )
+
+    def as_requirement(self) -> Any:
+        """The registry's ToolRequirement this row sets (None for "none")."""
+        from agents_app.tools.registry import ToolRequirement
+
+        if self.requirement == ToolRequirementKind.NONE:
+            return None
+        return ToolRequirement(self.requirement, tuple(self.user_input_fields or ()))
 
 
 class ModelFallback(ClearsAgentCache, models.Model):

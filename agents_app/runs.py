@@ -19,6 +19,8 @@ from asgiref.sync import async_to_sync
 from django.db import IntegrityError, transaction
 
 from agents_app import events as ev
+from agents_app.engine.approvals import Decision, run_continue_prepare
+from agents_app.engine.expiry import SUPERSEDED_MESSAGE, paused_run_end, paused_runs_expire
 from agents_app.engine.protocol import RunnableHandle
 from agents_app.engine.runner import RunHandle, RunResult, result_from_events, run_prepare
 from agents_app.engine.team import TeamRunHandle, team_run_prepare
@@ -40,7 +42,7 @@ from sessions_app.db import db_call
 from sessions_app.errors import ImagesNotAccepted
 from sessions_app.images import ImageInput, image_files_delete
 from sessions_app.models import Run
-from sessions_app.services import SessionBusy, session_state_merge
+from sessions_app.services import SessionBusy, SessionPaused, session_state_merge
 
 # By kind: its `prepare` function and the keyword that names its component; how to get it, active.
 _PREPARE: dict[str, tuple[Callable[..., RunnableHandle], str]] = {
@@ -126,7 +128,7 @@ def _prepare_start(
     windows = rate_check(user=kwargs["user"], kind=kind, component_id=component_id)
     caps = quota_check(user=kwargs["user"], kind=kind, component_id=component_id)
     if not session_state:
-        handle = prepare(**{key: component_id}, **kwargs)
+        handle = _with_paused_policy(lambda: prepare(**{key: component_id}, **kwargs))
         handle.quota = caps
         if windows is not None:  # counted once the run has started (not when busy, refused or failed)
             windows.record()
@@ -134,7 +136,7 @@ def _prepare_start(
     handle = None
     try:
         with transaction.atomic():
-            handle = prepare(**{key: component_id}, **kwargs)
+            handle = _with_paused_policy(lambda: prepare(**{key: component_id}, **kwargs))
             session_state_seed(handle, session_state)
     except BaseException:
         if handle is not None:  # the run's start was rolled back: so are its image files
@@ -144,6 +146,22 @@ def _prepare_start(
     if windows is not None:
         windows.record()
     return handle
+
+
+def _with_paused_policy(start: Callable[[], RunnableHandle]) -> RunnableHandle:
+    """`start()`, under the component's paused-session policy when the session waits for a
+    decision on a paused run's tool calls (docs/human-in-the-loop.md): with "expire", that run ends
+    now (its calls never run) and this one starts; with "reject" (SessionPaused, 409), only if its
+    approval timeout has passed and no sweep ended it yet."""
+    try:
+        return start()
+    except SessionPaused as paused:
+        if paused.policy == "expire":
+            for run_id in paused.paused_run_ids:
+                paused_run_end(run_id=run_id, reason=SUPERSEDED_MESSAGE, channel="new_message")
+        elif not paused_runs_expire(run_ids=paused.paused_run_ids):
+            raise
+        return start()
 
 
 def component_get_active(kind: str, component_id: str, *, allowed: Allowed = ALL) -> Any:
@@ -351,6 +369,66 @@ def run_events(
     return async_to_sync(arun_events)(
         kind, component_id, user=user, message=message, session_id=session_id, images=images
     )
+
+
+# ---- continuing a paused run (docs/human-in-the-loop.md) -------------------------------------------
+
+
+def continue_prepare(
+    run_id: UUID,
+    *,
+    user: Any,
+    decisions: list[Decision],
+    channel: str,
+    agent_id: str | None = None,
+    any_users_run: bool = False,
+) -> RunnableHandle:
+    """Sync, one transaction: claim a paused run with the decisions on its pending tool calls; the
+    handle goes on where the run stopped (launch it at once). Raises the domain errors of a
+    continue that cannot be (not found, not paused, an unknown tool call, invalid decisions)."""
+    return run_continue_prepare(
+        run_id=run_id,
+        user=user,
+        decisions=decisions,
+        channel=channel,
+        agent_id=agent_id,
+        any_users_run=any_users_run,
+        # The run's user's quotas apply to what it uses next (429 quota_exceeded, nothing written).
+        quota=lambda run: quota_check(user=run.user, kind="agent", component_id=run.agent.slug),
+    )
+
+
+def continue_follow(handle: RunnableHandle) -> AsyncIterator[ev.RunEvent]:
+    """Launch a continued run and follow its new events (RunContinued first)."""
+    return launch(handle).follow(len(handle.prior_events) - 1)
+
+
+async def acontinue_run(
+    run_id: UUID, *, user: Any, decisions: list[Decision], channel: str = "python", any_users_run: bool = False
+) -> dict[str, Any]:
+    """Continue a paused run from your own async code and get its result (the REST API's JSON: it
+    may be paused again). `user` decides; with `any_users_run` (an approver), on anyone's run."""
+    handle = await db_call(
+        continue_prepare, run_id, user=user, decisions=decisions, channel=channel, any_users_run=any_users_run
+    )
+    return await wait_result(handle)
+
+
+def continue_run(
+    run_id: UUID, *, user: Any, decisions: list[Decision], channel: str = "python", any_users_run: bool = False
+) -> dict[str, Any]:
+    """The sync wrapper of `acontinue_run`."""
+    runner: Callable[..., dict[str, Any]] = async_to_sync(acontinue_run)
+    return runner(run_id, user=user, decisions=decisions, channel=channel, any_users_run=any_users_run)
+
+
+async def astream_continue(
+    run_id: UUID, *, user: Any, decisions: list[Decision], channel: str = "python"
+) -> AsyncIterator[ev.RunEvent]:
+    """`async for event in astream_continue(...)`: a continued run's new events."""
+    handle = await db_call(continue_prepare, run_id, user=user, decisions=decisions, channel=channel)
+    async for item in continue_follow(handle):
+        yield item
 
 
 # ---- the Python API, by kind (docs/python-api.md) -------------------------------------------------

@@ -59,6 +59,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 
 from agents_app import events as ev
+from agents_app.engine.expiry import paused_run_end
 from agents_app.engine.outcome import store_run
 from agents_app.engine.protocol import RunnableHandle
 from sessions_app import liveness, logcontext
@@ -193,10 +194,27 @@ def _run_state(run_id: UUID, user_id: Any = None) -> _RunState | None:
         "team__slug",
         "workflow__slug",
         "owner",
+        "resumed_at",
     ).first()
     if row is None:
         return None
-    user, session_id, agent_id, status, error, error_type, output, events, created_at, team_id, workflow_id, owner = row
+    (
+        user,
+        session_id,
+        agent_id,
+        status,
+        error,
+        error_type,
+        output,
+        events,
+        created_at,
+        team_id,
+        workflow_id,
+        owner,
+        resumed,
+    ) = row
+    if resumed is not None and resumed > created_at:  # a continued paused run: its age counts from then
+        created_at = resumed
     return _RunState(
         run_id=run_id,
         user_id=user,
@@ -212,6 +230,10 @@ def _run_state(run_id: UUID, user_id: Any = None) -> _RunState | None:
         workflow_id=workflow_id,
         owner=owner,
     )
+
+
+def _run_status(run_id: UUID) -> str:
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first() or Run.Status.CANCELLED
 
 
 def _root_run_id(run_id: UUID) -> UUID:
@@ -796,6 +818,8 @@ class Runtime:
         running loop). Nothing the caller does later can stop or lose the run."""
         self._purge()
         live = LiveRun(handle=handle, loop=asyncio.get_running_loop())
+        if handle.prior_events:  # a continued paused run: its stream goes on after what it emitted
+            live.events = [_event_from_dict(data) for data in handle.prior_events]
         self._live[handle.run_id] = live
         if self.remote:
             _liveness.ensure()
@@ -846,6 +870,10 @@ class Runtime:
                 await self._fail(live, "The run ended without a final event.")
             live.finished_at = time.monotonic()
             self._ended.append((live.finished_at, live.run_id))
+            if live.events[-1].name == "RunPaused" and self._live.get(live.run_id) is live:
+                # A paused run is not kept: whoever continues, expires or cancels it next (in any
+                # process) changes its stored events, which readers then get from the database.
+                self._live.pop(live.run_id, None)
             if live.joined is not None:
                 self.bridge.submit(self._leave(live))
 
@@ -1093,6 +1121,9 @@ class Runtime:
         state = await db_call(_run_state, run_id, user.pk)
         if state is None:
             raise RunNotFound(f"No run {run_id}.")
+        if state.status == Run.Status.PAUSED:  # nobody runs it: it ends now, its pending tool calls never run
+            await db_call(paused_run_end, run_id=run_id, cancel=True, decided_by_id=user.pk, channel="cancel")
+            return await db_call(_run_status, run_id)
         if state.status != Run.Status.RUNNING:
             return state.status
         root = await db_call(_root_run_id, run_id)

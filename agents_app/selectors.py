@@ -11,7 +11,17 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 
 from agents_app.cache import agent_cache_get, agent_cache_put
-from agents_app.models import Agent, AgentHook, ModelConfig, ModelFallback, Team, TeamMember, Workflow, WorkflowStep
+from agents_app.models import (
+    Agent,
+    AgentHook,
+    AgentToolRequirement,
+    ModelConfig,
+    ModelFallback,
+    Team,
+    TeamMember,
+    Workflow,
+    WorkflowStep,
+)
 from sessions_app.access import ALL, Allowed
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import NotFoundError
@@ -34,6 +44,15 @@ def run_prefetches(prefix: str = "") -> list[Prefetch]:
     """What a run of the agents or teams at `prefix` (e.g. "agent__") reads besides their model and
     parser model (select_related): hook rows and fallback models."""
     return [hooks_prefetch(f"{prefix}hooks"), fallbacks_prefetch(f"{prefix}fallbacks")]
+
+
+def agent_prefetches(prefix: str = "") -> list[Prefetch]:
+    """What a run of the agents at `prefix` reads: `run_prefetches`, and their tool-requirement
+    overrides (a run decides which tool calls need a person from them, without a query)."""
+    return [
+        *run_prefetches(prefix),
+        Prefetch(f"{prefix}tool_requirements", queryset=AgentToolRequirement.objects.order_by("tool")),
+    ]
 
 
 def fallback_configs(component: Agent | Team) -> list[ModelConfig]:
@@ -67,7 +86,7 @@ def agent_get_active(*, agent_id: str, allowed: Allowed = ALL) -> Agent:
         return hit
     agent = (
         Agent.objects.select_related("model", "parser_model")
-        .prefetch_related(*run_prefetches())
+        .prefetch_related(*agent_prefetches())
         .filter(slug=agent_id, is_active=True)
     ).first()
     if agent is None:
@@ -82,7 +101,7 @@ def agent_list_for_user(*, user: Any, allowed: Allowed = ALL) -> QuerySet[Agent]
     """Staff see every agent (to manage them); everyone else sees active ones; only those `allowed`."""
     qs = (
         Agent.objects.select_related("model", "parser_model")
-        .prefetch_related(*run_prefetches())
+        .prefetch_related(*agent_prefetches())
         .filter(allowed.component_q("agent"))
     )
     if getattr(user, "is_staff", False):
@@ -115,7 +134,7 @@ def team_members_tree(team: Team) -> dict[int, list[TeamMember]]:
         rows = (
             TeamMember.objects.filter(team_id__in=frontier)
             .select_related("agent__model", "agent__parser_model", "member_team__model", "member_team__parser_model")
-            .prefetch_related(*run_prefetches("agent__"), *run_prefetches("member_team__"))
+            .prefetch_related(*agent_prefetches("agent__"), *run_prefetches("member_team__"))
             .order_by("order", "pk")
         )
         for pk in frontier:
@@ -160,7 +179,7 @@ def workflow_steps_tree(workflow: Workflow) -> tuple[list[StepNode], dict[int, l
     rows = list(
         WorkflowStep.objects.filter(workflow=workflow)
         .select_related("agent__model", "agent__parser_model", "team__model", "team__parser_model")
-        .prefetch_related(*run_prefetches("agent__"), *run_prefetches("team__"))
+        .prefetch_related(*agent_prefetches("agent__"), *run_prefetches("team__"))
         .order_by("order", "pk")
     )
     nodes = {row.pk: StepNode(row) for row in rows}

@@ -20,6 +20,7 @@ from agents_app.models import (
     HOOK_MAX_TIMEOUT_SECONDS,
     Agent,
     AgentHook,
+    AgentToolRequirement,
     HookMode,
     ModelConfig,
     Team,
@@ -29,6 +30,7 @@ from agents_app.models import (
     validate_hook_list,
     validate_hook_setting,
     validate_json_schema,
+    validate_tool_requirement,
 )
 from agents_app.secrets import UnreadableValue, key_source
 from agents_app.tools.registry import tool_registry
@@ -261,6 +263,46 @@ def validate_hook_rows(phase: str, rows: list[dict[str, Any]]) -> list[dict[str,
     return rows
 
 
+class ToolRequirementRowSerializer(StrictFieldsMixin, serializers.Serializer):
+    """One tool-requirement override of an agent (docs/human-in-the-loop.md)."""
+
+    tool = serializers.CharField(max_length=64, help_text="A tool registered in code with @tool.")
+    requirement = serializers.ChoiceField(
+        choices=AgentToolRequirement.Kind.choices,
+        help_text="What a call needs from a person before it runs, replacing the tool's own: none, confirmation, "
+        "user_input or external_execution.",
+    )
+    user_input_fields = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        default=list,
+        max_length=64,
+        help_text="For user_input: the arguments the user fills in (hidden from the model).",
+    )
+
+
+def validate_tool_requirement_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The admin inline's rules (the same function), errors keyed by the row's index; a tool once."""
+    problems: dict[int, dict[str, list[str]]] = {}
+    seen: set[str] = set()
+    for index, row in enumerate(rows):
+        if "tool" not in row or "requirement" not in row:
+            problems[index] = {k: ["This field is required."] for k in ("tool", "requirement") if k not in row}
+            continue
+        try:
+            validate_tool_requirement(
+                tool=row["tool"], requirement=row["requirement"], user_input_fields=row.get("user_input_fields", [])
+            )
+        except DjangoValidationError as exc:
+            problems[index] = exc.message_dict
+            continue
+        if row["tool"] in seen:
+            problems[index] = {"tool": [f"Tool {row['tool']} is listed twice."]}
+        seen.add(row["tool"])
+    if problems:
+        raise serializers.ValidationError(problems)
+    return rows
+
+
 HOOK_LIST_HELP = (
     "The hooks that run {when}, in order (the list order is the order). Replaces the whole list when "
     "written; omit it to leave the hooks as they are."
@@ -309,6 +351,14 @@ class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         source="post_hook_rows",
         help_text=HOOK_LIST_HELP.format(when="after the model (they see, and may rewrite or refuse, the answer)"),
     )
+    tool_requirements = ToolRequirementRowSerializer(
+        many=True,
+        required=False,
+        max_length=256,
+        source="tool_requirement_rows",
+        help_text="Overrides of what calls of the agent's tools need from a person (a tool without a row: what its "
+        "code says). A write replaces the whole list.",
+    )
 
     class Meta:
         model = Agent
@@ -324,6 +374,9 @@ class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "fallback_models",
             "pre_hooks",
             "post_hooks",
+            "tool_requirements",
+            "approval_timeout_seconds",
+            "paused_session_policy",
             "busy_session_policy",
             "history_runs",
             "history_max_chars",
@@ -365,6 +418,9 @@ class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     def validate_post_hooks(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return validate_hook_rows(AgentHook.Phase.POST, value)
 
+    def validate_tool_requirements(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return validate_tool_requirement_rows(value)
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         def current(name: str) -> Any:
             return attrs[name] if name in attrs else getattr(self.instance, name, None)
@@ -386,14 +442,27 @@ class AgentAdminSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     def create(self, validated_data: dict[str, Any]) -> Agent:
         hooks = self._pop_hooks(validated_data)
         fallbacks = validated_data.pop("fallback_model_list", None)
+        requirements = validated_data.pop("tool_requirement_rows", None)
         with transaction.atomic():
-            return self._save_fallbacks(self._save_hooks(super().create(validated_data), hooks), fallbacks)
+            agent = self._save_fallbacks(self._save_hooks(super().create(validated_data), hooks), fallbacks)
+            return self._save_tool_requirements(agent, requirements)
 
     def update(self, instance: Agent, validated_data: dict[str, Any]) -> Agent:
         hooks = self._pop_hooks(validated_data)
         fallbacks = validated_data.pop("fallback_model_list", None)
+        requirements = validated_data.pop("tool_requirement_rows", None)
         with transaction.atomic():
-            return self._save_fallbacks(self._save_hooks(super().update(instance, validated_data), hooks), fallbacks)
+            agent = self._save_fallbacks(self._save_hooks(super().update(instance, validated_data), hooks), fallbacks)
+            return self._save_tool_requirements(agent, requirements)
+
+    @staticmethod
+    def _save_tool_requirements(agent: Agent, rows: list[dict[str, Any]] | None) -> Agent:
+        from agents_app.services import tool_requirements_replace
+
+        if rows is not None:
+            tool_requirements_replace(agent=agent, rows=rows)
+            getattr(agent, "_prefetched_objects_cache", {}).pop("tool_requirements", None)
+        return agent
 
     @staticmethod
     def _save_fallbacks(agent: Agent, models: list[ModelConfig] | None) -> Agent:
@@ -567,12 +636,28 @@ class RunOutputSerializer(serializers.Serializer):
         allow_null=True, help_text="Text, or the JSON object when the agent has an output schema."
     )
     content_type = serializers.ChoiceField(choices=["str", "json"])
-    status = serializers.ChoiceField(choices=["completed", "error", "cancelled"])
+    status = serializers.ChoiceField(
+        choices=["completed", "error", "cancelled", "paused"],
+        help_text="`paused`: the run waits for a person to decide on tool calls (docs/human-in-the-loop.md).",
+    )
     model = serializers.CharField()
     model_provider = serializers.CharField()
     created_at = serializers.IntegerField(help_text="Unix time, seconds.")
     metrics = RunMetricsSerializer()
     error = RunErrorSerializer(required=False)
+    tools = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="A paused run: the tool calls waiting for a decision (agno's ToolExecution shape).",
+    )
+    requirements = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="A paused run: one agno RunRequirement per waiting call (`id`, `created_at`, `tool_execution`).",
+    )
+    expires_at = serializers.DateTimeField(
+        required=False, help_text="A paused run: when it expires undecided (its calls then never run)."
+    )
 
 
 # ---- Teams and workflows -----------------------------------------------------------------------

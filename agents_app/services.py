@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents_app.cache import agent_cache_clear
-from agents_app.models import Agent, AgentHook, ModelConfig, ModelFallback, Team
+from agents_app.models import Agent, AgentHook, AgentToolRequirement, ModelConfig, ModelFallback, Team
 
 logger = logging.getLogger(__name__)
 
@@ -66,4 +66,24 @@ def hooks_replace(*, owner: Agent | Team, phase: str, rows: list[dict[str, Any]]
             ]
         )
     agent_cache_clear()  # a bulk write skips AgentHook.save
+    return created
+
+
+def tool_requirements_replace(*, agent: Agent, rows: list[dict[str, Any]]) -> list[AgentToolRequirement]:
+    """Make `rows` (validated: tool, requirement, user_input_fields) the agent's tool-requirement
+    overrides (one transaction: delete, insert)."""
+    with transaction.atomic():
+        AgentToolRequirement.objects.filter(agent=agent).delete()
+        created = AgentToolRequirement.objects.bulk_create(
+            [
+                AgentToolRequirement(
+                    agent=agent,
+                    tool=row["tool"],
+                    requirement=row["requirement"],
+                    user_input_fields=list(row.get("user_input_fields") or []),
+                )
+                for row in rows
+            ]
+        )
+    agent_cache_clear()  # a bulk write skips AgentToolRequirement.save
     return created

@@ -6,6 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
+from agents_app.engine.expiry import paused_runs_expire
 from agents_app.hooks.executions import hook_execution_run, hook_executions_sweep
 
 DB_ERROR_RETRIES = 20
@@ -39,3 +40,10 @@ def hook_execute_task(self, execution_id: int) -> str:
 def hook_executions_sweep_task() -> int:
     """Re-publish hook executions whose message was lost (Celery beat, every minute)."""
     return hook_executions_sweep()
+
+
+@shared_task(name="agents_app.paused_runs_expire", ignore_result=True)
+def paused_runs_expire_task() -> int:
+    """End the paused runs nobody decided on within their agent's approval timeout (Celery beat,
+    every APPROVALS_SWEEP_INTERVAL_SECONDS): their pending tool calls never run. Idempotent."""
+    return paused_runs_expire()

@@ -4,6 +4,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from agents_app.apis import AgentViewSet, ModelConfigViewSet, RunApi, TeamViewSet, WorkflowViewSet
+from agents_app.apis_approvals import RunContinueApi
 from agents_app.apis_runs import RunCancelApi, RunEventsApi
 from agents_app.apis_tokens import ApiTokenViewSet
 from agents_app.apis_usage import UsageApi
@@ -23,6 +24,7 @@ urlpatterns = [
     *(path(f"{kind}s/<slug:{kind}_id>/runs", RunApi.for_kind(kind).as_view(), name=f"{kind}-runs") for kind in KINDS),
     path("runs/<uuid:run_id>/cancel", RunCancelApi.as_view(), name="run-cancel"),
     path("runs/<uuid:run_id>/events", RunEventsApi.as_view(), name="run-events"),
+    path("runs/<uuid:run_id>/continue", RunContinueApi.as_view(), name="run-continue"),
     path("usage/", UsageApi.as_view(), name="usage"),
     *router.urls,
 ]

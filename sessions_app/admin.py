@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from sessions_app.models import Memory, Message, Run, RunImage, Session
+from sessions_app.models import Memory, Message, Run, RunImage, Session, ToolApproval
 from sessions_app.money import exact_cost, format_cost
 from sessions_app.services import runs_delete, session_delete, session_end
 
@@ -242,6 +242,45 @@ class MessageInline(RecordAdminMixin, admin.TabularInline):
         return _calls_summary(obj.tool_calls)
 
 
+class ToolApprovalInline(RecordAdminMixin, admin.TabularInline):
+    """The tool calls the run waited on and what was decided: who, when, the arguments approved."""
+
+    model = ToolApproval
+    fields = [
+        "tool_call_id",
+        "tool_name",
+        "requirement",
+        "model_args",
+        "status",
+        "decided_args",
+        "external_result",
+        "note",
+        "decided_by",
+        "decided_at",
+        "channel",
+    ]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name = "tool approval"
+    verbose_name_plural = "Tool calls that waited for a person, and the decisions (docs/human-in-the-loop.md)"
+
+    @admin.display(description="Model's arguments")
+    def model_args(self, obj: ToolApproval) -> str:
+        return _pre(obj.tool_args)
+
+    @admin.display(description="Arguments approved")
+    def decided_args(self, obj: ToolApproval) -> str:
+        return _pre(obj.approved_args)
+
+    @admin.display(description="External result")
+    def external_result(self, obj: ToolApproval) -> str:
+        return _short(obj.result, 200) or "-"
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("decided_by")
+
+
 class RunImageInline(RecordAdminMixin, admin.TabularInline):
     """The images sent with the run's message, read-only: uploads as thumbnails (served by the
     authenticated image endpoint, which staff may read), images given by URL as links (the admin
@@ -286,7 +325,7 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
     search_fields = ["input", "output", "user__username", "agent__slug", "team__slug", "workflow__slug", "error_type"]
     list_select_related = ["agent", "team", "workflow", "user"]
     date_hierarchy = "created_at"
-    inlines = [RunImageInline, MessageInline, ChildRunInline]
+    inlines = [RunImageInline, MessageInline, ToolApprovalInline, ChildRunInline]
     fieldsets = [
         (
             None,
@@ -302,6 +341,8 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
                     "user",
                     "created_at",
                     "finished_at",
+                    "expires_at",
+                    "resumed_at",
                 ]
             },
         ),

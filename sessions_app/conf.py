@@ -115,6 +115,13 @@ DEFAULTS: dict[str, Any] = {
     # re-publishes executions left queued this long, and running ones as soon as their lease expired.
     "HOOKS_SWEEP_AFTER_SECONDS": 300.0,
     "HOOKS_SWEEP_INTERVAL_SECONDS": 15.0,
+    # How often Celery beat ends the paused runs whose agent's approval timeout has passed (the
+    # embedded worker does it with its hook sweep; a continue or a new message in the session ends
+    # an overdue run it meets, whatever the schedule).
+    "APPROVALS_SWEEP_INTERVAL_SECONDS": 60.0,
+    # Who may decide on other users' paused tool calls in the admin's approvals inbox: every staff
+    # user (True), or only users with the sessions_app.approve_tool_calls permission (False).
+    "APPROVALS_BY_STAFF": True,
     # The model the model-judged builtin hooks call: a ModelConfig name; empty = the agent's own model.
     "HOOKS_JUDGE_MODEL": "",
     # The topics tracker keeps at most this many topics in the session state.

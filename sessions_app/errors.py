@@ -182,8 +182,11 @@ RUN_ERROR_STATUS: dict[str, int] = {
     "hook_timeout": 504,
     "delegation_depth_exceeded": 500,  # the operator nested teams deeper than the team allows
     "step_function_error": 500,  # a step function of the site's own code failed
-    "interrupted": 503,
-    "budget_exceeded": 422,  # the run reached a limit of its own (model calls, tokens, seconds)  # the server process running it stopped (agents_app.runtime takes such runs over)
+    "interrupted": 503,  # the server process running it stopped (agents_app.runtime takes such runs over)
+    "budget_exceeded": 422,  # the run reached a limit of its own (model calls, tokens, seconds)
+    # A paused run nobody decided on in time (or one a new message in its session expired): its
+    # pending tool calls never ran. The client's side of the bargain was not kept: 409.
+    "approval_expired": 409,
 }
 UPSTREAM_FAILURE = 502
 # A team's or workflow's failure that is a member's or step's: the status follows the child's error.
@@ -191,9 +194,10 @@ CHILD_FAILURES = ("member_error", "step_error")
 
 
 def run_http_status(result: dict[str, Any]) -> int:
-    """The HTTP status of a run's JSON result: 200 when it completed or was cancelled (someone asked
-    for it), else from its error type (for a member's or step's failure, the child's error type)."""
-    if result.get("status") in ("completed", "cancelled"):
+    """The HTTP status of a run's JSON result: 200 when it completed, was cancelled (someone asked
+    for it) or paused (it waits for a person to decide on its tool calls), else from its error type
+    (for a member's or step's failure, the child's error type)."""
+    if result.get("status") in ("completed", "cancelled", "paused"):
         return 200
     error_type = (result.get("error") or {}).get("type", "")
     if error_type in CHILD_FAILURES:

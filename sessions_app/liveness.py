@@ -106,7 +106,7 @@ def orphaned_run_ids(limit: int = 100) -> list[Any]:
     alive = ServerProcess.objects.filter(beat_at__gte=cutoff).values("pk")
     rows = (
         Run.objects.filter(status=Run.Status.RUNNING, created_at__lt=cutoff)
-        .exclude(Q(owner="") | Q(owner=process_id()) | Q(owner__in=alive))
+        .exclude(Q(owner="") | Q(owner=process_id()) | Q(owner__in=alive) | Q(resumed_at__gte=cutoff))
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]
     )

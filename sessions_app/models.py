@@ -85,6 +85,9 @@ class Run(ComponentMixin, models.Model):
         COMPLETED = "completed", "Completed"
         ERROR = "error", "Error"
         CANCELLED = "cancelled", "Cancelled"
+        # Waiting for a person to decide on its tool calls (docs/human-in-the-loop.md); continued
+        # (back to running) from any process, or expired (an error of type approval_expired).
+        PAUSED = "paused", "Paused"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="runs")
@@ -135,6 +138,13 @@ class Run(ComponentMixin, models.Model):
     # The server process executing it (ServerProcess.id; empty: none known). Not a foreign key: a
     # process's row comes and goes with its heartbeat, a run's owner is history.
     owner = models.CharField(max_length=32, blank=True, default="", editable=False)
+    # A paused run: what continuing it needs (the messages so far, the tool calls used, its counts),
+    # written by the engine when it pauses, read by whichever process continues it; and when it
+    # expires (its agent's approval timeout). `resumed_at`: when it was last continued (a continued
+    # run counts as started then, for the checks that look at a running run's age).
+    resume_state = models.JSONField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="A paused run expires then.")
+    resumed_at = models.DateTimeField(null=True, blank=True, help_text="When the paused run was last continued.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -144,6 +154,7 @@ class Run(ComponentMixin, models.Model):
         indexes = [
             models.Index(fields=["session", "status", "-created_at"], name="run_session_history"),
             models.Index(fields=["status", "created_at"], name="run_status_recent"),
+            models.Index(fields=["status", "expires_at"], name="run_status_expiry"),
         ]
         constraints = [
             models.CheckConstraint(condition=ONE_COMPONENT, name="run_one_component"),
@@ -157,6 +168,54 @@ class Run(ComponentMixin, models.Model):
         """The agent's, team's or workflow's slug (select_related them to avoid a query)."""
         component = self.team if self.team_id else self.workflow if self.workflow_id else self.agent
         return component.slug if component is not None else ""
+
+
+class ToolApproval(models.Model):
+    """One tool call a paused run waits on, and what a person decided (the audit trail): who, when,
+    approve or reject, the arguments approved, a note, an external tool's result. Rows are written
+    when the run pauses; a decision is written once (pending -> decided, a conditional update), as
+    the run is continued; an expired or cancelled run's pending rows are marked so, never run."""
+
+    class Requirement(models.TextChoices):
+        CONFIRMATION = "confirmation", "Confirmation"
+        USER_INPUT = "user_input", "User input"
+        EXTERNAL_EXECUTION = "external_execution", "External execution"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired"
+        CANCELLED = "cancelled", "Cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tool_approvals")
+    position = models.PositiveSmallIntegerField(default=0, help_text="Order within the run.")
+    tool_call_id = models.CharField(max_length=200)
+    tool_name = models.CharField(max_length=64)
+    requirement = models.CharField(max_length=24, choices=Requirement.choices)
+    tool_args = models.JSONField(default=dict, blank=True, help_text="The arguments the model chose.")
+    user_input_fields = models.JSONField(default=list, blank=True, help_text="The arguments a user fills in.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    approved_args = models.JSONField(null=True, blank=True, help_text="The arguments the tool ran with.")
+    result = models.TextField(blank=True, help_text="An externally executed tool's result, as sent back.")
+    note = models.TextField(blank=True, help_text="The decider's note (a rejection's reason).")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    channel = models.CharField(
+        max_length=16, blank=True, help_text="Where it was decided: api, websocket, agno, admin, python, expiry."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        indexes = [models.Index(fields=["status", "created_at"], name="toolapproval_status_recent")]
+        permissions = [("approve_tool_calls", "Can decide on tool calls of other users' paused runs")]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} ({self.requirement}, {self.status}) of run {self.run_id}"
 
 
 def _image_path(instance: RunImage, filename: str) -> str:

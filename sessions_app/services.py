@@ -11,13 +11,13 @@ from typing import Any
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from sessions_app.errors import ConflictError, DomainError, NotFoundError
 from sessions_app.images import ImageInput, image_files_delete, image_rows_create
 from sessions_app.liveness import process_id
-from sessions_app.models import Memory, Message, Run, RunImage, Session
+from sessions_app.models import Memory, Message, Run, RunImage, Session, ToolApproval
 from sessions_app.selectors import memory_scope_filter, session_history
 
 
@@ -52,6 +52,20 @@ class SessionBusy(ConflictError):
         self.running_run_ids = running_run_ids
 
 
+class SessionPaused(ConflictError):
+    """The session's last run is paused, waiting for a person to decide on its tool calls
+    (docs/human-in-the-loop.md), and the component's `paused_session_policy` is "reject" (with
+    "expire", the run service expires the paused run and starts the new one). Nothing was written."""
+
+    code = "session_paused"
+
+    def __init__(self, message: str, *, session_id: UUID, policy: str, paused_run_ids: list[UUID]) -> None:
+        super().__init__(message, session_id=session_id, paused_run_ids=[str(r) for r in paused_run_ids])
+        self.session_id = session_id
+        self.policy = policy
+        self.paused_run_ids = paused_run_ids
+
+
 @dataclass(slots=True)
 class StartedRun:
     run: Run
@@ -76,9 +90,18 @@ def _running_runs(session_id: Any, now: Any) -> Any:
     from sessions_app.conf import agentos_settings
 
     since = now - timedelta(seconds=float(agentos_settings.RUN_STALE_SECONDS))
+    # (A continued paused run counts from when it was continued.)
     return Run.objects.filter(
-        session_id=session_id, status=Run.Status.RUNNING, created_at__gte=since, parent_run__isnull=True
+        Q(created_at__gte=since) | Q(resumed_at__gte=since),
+        session_id=session_id,
+        status=Run.Status.RUNNING,
+        parent_run__isnull=True,
     )
+
+
+def _paused_runs(session_id: Any) -> Any:
+    """The session's runs waiting for a person (a member's or step's run never pauses its session)."""
+    return Run.objects.filter(session_id=session_id, status=Run.Status.PAUSED, parent_run__isnull=True)
 
 
 def run_start(
@@ -159,7 +182,9 @@ def _run_start(
             if not Session.objects.filter(pk=session_id, user=user, **owner).update(updated_at=now):
                 raise SessionNotFound(f"No session {session_id} for {kind} {component.slug!r}.", session_id=session_id)
             session = (
-                Session.objects.filter(pk=session_id).annotate(busy=Exists(_running_runs(OuterRef("pk"), now))).get()
+                Session.objects.filter(pk=session_id)
+                .annotate(busy=Exists(_running_runs(OuterRef("pk"), now)), paused=Exists(_paused_runs(OuterRef("pk"))))
+                .get()
             )
             if session.ended_at is not None:
                 raise SessionEnded(
@@ -173,6 +198,15 @@ def _run_start(
                     session_id=session.pk,
                     policy=getattr(component, "busy_session_policy", "reject"),
                     running_run_ids=running,
+                )
+            if session.paused:
+                paused = list(_paused_runs(session.pk).values_list("pk", flat=True))
+                raise SessionPaused(
+                    f"Session {session_id} waits for a decision on the tool calls of run {paused[0]}: continue "
+                    "or cancel that run first.",
+                    session_id=session.pk,
+                    policy=getattr(component, "paused_session_policy", "reject"),
+                    paused_run_ids=paused,
                 )
             created = False
             if history_runs is not None:
@@ -283,6 +317,20 @@ def run_finish(
         if updated and on_finish is not None:
             on_finish()
     return bool(updated)
+
+
+def run_pause_finish(*, finish: Callable[..., bool], pause: dict[str, Any], **kwargs: Any) -> bool:
+    """`finish` (run_finish, or it with the run's hooks) for a run that pauses: in the same
+    transaction, what continuing it needs (`resume_state`), when it expires, and one ToolApproval
+    row per tool call awaiting a person (`approvals`: id, position, tool_call_id, tool_name,
+    requirement, tool_args, user_input_fields). True if stored."""
+    run_id = kwargs["run_id"]
+    with transaction.atomic():
+        stored = finish(**kwargs)
+        if stored:
+            Run.objects.filter(pk=run_id).update(resume_state=pause["resume_state"], expires_at=pause["expires_at"])
+            ToolApproval.objects.bulk_create([ToolApproval(run_id=run_id, **row) for row in pause["approvals"]])
+    return stored
 
 
 def run_checkpoint(*, run_id: UUID, output: str, events: list[dict[str, Any]]) -> bool:

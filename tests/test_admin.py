@@ -91,6 +91,13 @@ def agent_post(model: ModelConfig, **changes: Any) -> dict[str, Any]:
         "summary_hook_mode": "default",
         "busy_session_policy": "queue",
         "access": "everyone",
+        "approval_timeout_seconds": 86400,
+        "paused_session_policy": "reject",
+        # The tool-requirement overrides inline (tests/test_human_in_the_loop.py adds rows).
+        "tool_requirements-TOTAL_FORMS": "0",
+        "tool_requirements-INITIAL_FORMS": "0",
+        "tool_requirements-MIN_NUM_FORMS": "0",
+        "tool_requirements-MAX_NUM_FORMS": "1000",
         # The hook inline (tests/test_hooks.py adds rows).
         "hooks-TOTAL_FORMS": "0",
         "hooks-INITIAL_FORMS": "0",

@@ -1006,15 +1006,15 @@ def test_hook_rows_are_cached_with_the_agent_and_the_cache_follows_their_changes
             plan = plan_hooks(agent_hook_rows(agent_get_active(agent_id=offline_agent.slug)))
         return [(p.name, p.background) for p in plan], len(ctx.captured_queries)
 
-    assert planned() == ([], 3)  # the agent with its models, then its hook rows and fallbacks: once
+    assert planned() == ([], 4)  # the agent with its models, then its hook rows, fallbacks and tool requirements: once
     assert planned() == ([], 0)  # from the cache
     row = AgentHook.objects.create(agent=offline_agent, phase="pre", position=0, hook="track_topics")
-    assert planned() == ([("track_topics", True)], 3)
+    assert planned() == ([("track_topics", True)], 4)
     assert planned() == ([("track_topics", True)], 0)
     row.mode = "inline"
     row.save()
-    assert planned() == ([("track_topics", False)], 3)
+    assert planned() == ([("track_topics", False)], 4)
     row.delete()
-    assert planned() == ([], 3)
+    assert planned() == ([], 4)
     attach_hooks(offline_agent, post=["output_check"])  # the API's bulk replacement clears it too
-    assert planned() == ([("output_check", False)], 3)
+    assert planned() == ([("output_check", False)], 4)

@@ -31,6 +31,7 @@ RUN_STATUS = {
     Run.Status.COMPLETED: "COMPLETED",
     Run.Status.ERROR: "ERROR",
     Run.Status.CANCELLED: "CANCELLED",
+    Run.Status.PAUSED: "PAUSED",
 }
 AGNO_STATUSES = frozenset({"PENDING", "RUNNING", "COMPLETED", "PAUSED", "CANCELLED", "ERROR", "REGENERATED"})
 
@@ -211,7 +212,7 @@ def health_json(started_at: datetime, readiness: dict[str, Any]) -> dict[str, An
 # ---- Runs as they happen -------------------------------------------------------------------------
 
 
-_STATUS = {"completed": "COMPLETED", "error": "ERROR", "cancelled": "CANCELLED"}
+_STATUS = {"completed": "COMPLETED", "error": "ERROR", "cancelled": "CANCELLED", "paused": "PAUSED"}
 
 
 def _content(result: dict[str, Any]) -> Any:
@@ -276,6 +277,9 @@ def output_json(handle: Any, events: list[ev.RunEvent], result: dict[str, Any]) 
         body["member_responses"] = [_member_json(result, member) for member in result["member_runs"]]
     if kind == "agent":
         tools = [e.tool for e in events if isinstance(e, ev.ToolCallCompleted | ev.ToolCallError)]
+        if result["status"] == "paused":  # agno's paused RunOutput: the calls waiting, and their requirements
+            tools += result["tools"]
+            body["requirements"] = result["requirements"] or None
         body["tools"] = tools or None
     if "error" in result:
         body["error"] = result["error"]

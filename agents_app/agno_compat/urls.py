@@ -7,7 +7,7 @@ checked in the views, so an id that cannot exist is a JSON 404 like any unknown 
 
 from django.urls import path, re_path
 
-from agents_app.agno_compat import views
+from agents_app.agno_compat import continue_views, views
 from agents_app.agno_compat.schema import OpenApiView
 from agents_app.engine.protocol import KINDS
 
@@ -35,6 +35,12 @@ urlpatterns = [
             name=f"{kind}-run-cancel",
         )
         for kind in KINDS
+    ),
+    # A paused run goes on (docs/human-in-the-loop.md; agents only, for now).
+    path(
+        "agents/<str:agent_id>/runs/<str:run_id>/continue",
+        continue_views.RunContinueView.as_view(),
+        name="agent-run-continue",
     ),
     path("sessions", views.SessionListView.as_view(), name="sessions"),
     path("sessions/<str:session_id>", views.SessionDetailView.as_view(), name="session"),

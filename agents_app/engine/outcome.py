@@ -28,6 +28,7 @@ from jsonschema import Draft202012Validator
 
 from agents_app import events as ev
 from agents_app.engine.budget import BudgetExceeded, RunBudget
+from agents_app.engine.pause import PauseRequested
 from agents_app.hooks.runner import RunHooks
 from agents_app.pricing import ZERO, as_number, call_cost
 from agents_app.providers.base import (
@@ -94,6 +95,8 @@ class Execution:
     parser: Any = None
     # Exceptions that end a run as an error with their own `error_type` (others are internal errors).
     failures: ClassVar[tuple[type[BaseException], ...]] = ()
+    # A paused run's continuation (engine/approvals.py): its pre-hooks ran before it paused.
+    resumed: ClassVar[bool] = False
 
     def __init__(self, handle: Any, *, stream: bool) -> None:
         self.handle = handle
@@ -418,6 +421,16 @@ class Execution:
         """After `body()` finished: the stored outcome (status, output, output_json) and the terminal event."""
         raise NotImplementedError
 
+    def paused(self, pause: PauseRequested) -> tuple[dict[str, Any], ev.RunEvent]:
+        """The stored outcome and the terminal event of a run that waits for a person (the kinds
+        that pause: agents)."""
+        raise NotImplementedError
+
+    def stored_totals(self, metrics: dict[str, Any]) -> dict[str, Any] | None:
+        """What the run's row stores when it differs from what this execution counted (its
+        telemetry): a continued run's earlier executions added (engine/approvals.py). None: the same."""
+        return None
+
     def error_type_of(self, exc: BaseException) -> str:
         return getattr(exc, "error_type", "model_error")
 
@@ -473,7 +486,7 @@ class Execution:
         yield self.started_event()
         outcome: dict[str, Any]
         try:
-            if self.hooks is not None:
+            if self.hooks is not None and not self.resumed:
                 async for item in self.hooks.run_pre(self):
                     yield item
             async for item in self.body():
@@ -485,6 +498,10 @@ class Execution:
             async for item in self.deliver():
                 yield item
             outcome, terminal = self.completed_event()
+        except PauseRequested as pause:
+            # Tool calls wait for a person: stored paused, with what a continue needs (no post-hooks:
+            # they run when the continued run completes).
+            outcome, terminal = self.paused(pause)
         except (asyncio.CancelledError, ChildCancelled) as exc:
             if isinstance(exc, asyncio.CancelledError):
                 task = asyncio.current_task()
@@ -517,7 +534,8 @@ class Execution:
         store_run(
             run_id=self.handle.run_id,
             session_id=self.handle.session_id,
-            message=self.handle.message,
+            # A paused run writes its messages (the user's too) only when it ends.
+            message=self.handle.message if outcome["status"] != Run.Status.PAUSED else "",
             outcome=outcome,
             messages=self.messages(outcome),
             metrics=metrics,
@@ -532,6 +550,7 @@ class Execution:
             cost=self.cost,
             total_cost=self.cost + self.children_cost,
             cache_read_tokens=self.cache_read_tokens,
+            totals=self.stored_totals(metrics),
             tree_tokens=self.input_tokens + self.output_tokens + self.children_tokens,
         )
 
@@ -569,11 +588,18 @@ def store_run(
     cost: Decimal = ZERO,
     total_cost: Decimal = ZERO,
     cache_read_tokens: int = 0,
+    totals: dict[str, Any] | None = None,
     tree_tokens: int | None = None,
 ) -> None:
     """A run's final writes and its telemetry event: one transaction (no transaction and no query
     for telemetry when it is off; recording never raises). Its metrics are counted once stored,
-    once only (a run settled by another process meanwhile is not counted twice)."""
+    once only (a run settled by another process meanwhile is not counted twice). `totals`: what
+    the row (and the run's telemetry event) stores instead (`metrics`, `cost`, `total_cost`,
+    `cache_read_tokens`) when the run counted part of it in an earlier execution (a continued
+    paused run): the process's metrics count each execution's own, the row the whole run's. A
+    paused run records no telemetry event yet: one per run, when it ends."""
+    row = totals or {}
+    whole = row.get("metrics", metrics)
     with telemetry_transaction():
         stored = finish(
             run_id=run_id,
@@ -583,7 +609,7 @@ def store_run(
             error=outcome.get("error", ""),
             error_type=outcome.get("error_type", ""),
             messages=messages,
-            metrics=metrics,
+            metrics=whole,
             events=events,
             user_message=message,
             session_id=session_id,
@@ -592,30 +618,35 @@ def store_run(
             usage={
                 "model": model,
                 "provider": provider,
-                "cost": cost,
-                "total_cost": total_cost,
-                "cache_read_tokens": cache_read_tokens,
-                "tree_tokens": metrics.get("total_tokens", 0) if tree_tokens is None else tree_tokens,
+                "cost": row.get("cost", cost),
+                "total_cost": row.get("total_cost", total_cost),
+                "cache_read_tokens": row.get("cache_read_tokens", cache_read_tokens),
+                "tree_tokens": row.get(
+                    "tree_tokens", metrics.get("total_tokens", 0) if tree_tokens is None else tree_tokens
+                ),
             },
         )
-        telemetry_record_run(
-            event_type=telemetry_type,
-            run_id=run_id,
-            session_id=session_id,
-            component_id=component_id,
-            model=model,
-            provider=provider,
-            status=outcome["status"],
-            input_tokens=metrics.get("input_tokens", 0),
-            output_tokens=metrics.get("output_tokens", 0),
-            time_to_first_token=metrics.get("time_to_first_token"),
-            duration=metrics.get("duration"),
-            error_type=outcome.get("error_type", ""),
-            input=message,
-            output=outcome.get("output") or "",
-            cost=as_number(cost),
-            cache_read_tokens=cache_read_tokens,
-        )
+        # One telemetry event per run, when it ends, with the whole run's counts (a paused run is
+        # recorded when its continuation, expiry or cancel ends it).
+        if outcome["status"] != Run.Status.PAUSED:
+            telemetry_record_run(
+                event_type=telemetry_type,
+                run_id=run_id,
+                session_id=session_id,
+                component_id=component_id,
+                model=model,
+                provider=provider,
+                status=outcome["status"],
+                input_tokens=whole.get("input_tokens", 0),
+                output_tokens=whole.get("output_tokens", 0),
+                time_to_first_token=whole.get("time_to_first_token"),
+                duration=whole.get("duration"),
+                error_type=outcome.get("error_type", ""),
+                input=message,
+                output=outcome.get("output") or "",
+                cost=as_number(row.get("cost", cost)),
+                cache_read_tokens=row.get("cache_read_tokens", cache_read_tokens),
+            )
     if stored:
         record_run(
             kind=telemetry_type,

@@ -71,6 +71,9 @@ class PreparedRun:
     # them with the message; the files stored with the run, to delete if its start is undone.
     images: list[dict[str, Any]] = field(default_factory=list)
     image_files: list[str] = field(default_factory=list)
+    # A continued paused run (engine/approvals.py): the events it emitted before, as stored (its
+    # new ones follow them); the runtime's followers see one stream.
+    prior_events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def component(self) -> Any:
@@ -121,7 +124,12 @@ class PreparedRun:
             "metrics": terminal.get("metrics") or {},
             **self.result_fields(started, terminal, completed),
         }
-        if not completed:
+        if status == "paused":
+            # Waiting for a person: the calls awaiting a decision (agno's shapes), not an error.
+            data["tools"] = terminal.get("tools") or []
+            data["requirements"] = terminal.get("requirements") or []
+            data["expires_at"] = terminal.get("expires_at") or None
+        elif not completed:
             data["error"] = {
                 "type": terminal.get("error_type") or "cancelled",
                 "message": terminal.get("content") or terminal.get("reason") or "",

@@ -9,17 +9,28 @@ never pays a hop per message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 
 from agents_app import events as ev
 from agents_app.engine.outcome import Execution
+from agents_app.engine.pause import (
+    PauseRequested,
+    PendingCall,
+    call_arguments,
+    requirement,
+    tool_execution,
+    user_input_schema,
+)
 from agents_app.engine.protocol import PreparedRun, check_message
 from agents_app.hooks.errors import HookFailure
 from agents_app.memory import context_memories, memory_section, memory_tools, summary_section
@@ -28,11 +39,11 @@ from agents_app.providers.base import ModelError, ModelResponse, ToolCallRequest
 from agents_app.providers.registry import UnknownProviderError
 from agents_app.selectors import agent_get_active
 from agents_app.tools.context import RunContext
-from agents_app.tools.registry import Tool, tool_registry
+from agents_app.tools.registry import USER_INPUT, Tool, ToolArgumentsError, tool_registry
 from sessions_app.conf import agentos_settings
 from sessions_app.images import ImageInput, user_content
 from sessions_app.models import Run
-from sessions_app.services import run_start
+from sessions_app.services import run_finish, run_pause_finish, run_start
 from telemetry_app.schemas import EventType
 
 logger = logging.getLogger(__name__)
@@ -90,6 +101,10 @@ class RunResult:
     error: str = ""
     error_type: str = ""
     events: list[ev.RunEvent] = field(default_factory=list)
+    # A paused run (status "paused"): the calls waiting for a person, agno's shapes, and its expiry.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    requirements: list[dict[str, Any]] = field(default_factory=list)
+    expires_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -108,6 +123,8 @@ class RunResult:
         }
         if self.error_type:
             data["error"] = {"type": self.error_type, "message": self.error}
+        if self.status == "paused":
+            data.update(tools=self.tools, requirements=self.requirements, expires_at=self.expires_at)
         return data
 
 
@@ -238,9 +255,15 @@ class _Execution(Execution):
         super().__init__(handle, stream=stream)
         self.agent = handle.agent
         self.new_messages: list[dict[str, Any]] = []
-        self.tools = {name: t for name in self.agent.tools if (t := tool_registry.get(name)) is not None}
+        self.tools = agent_tools(self.agent)
         if self.agent.memory_mode == "agentic":
             self.tools.update(memory_tools.all())
+        # Tool calls so far (bounded by max_tool_calls; a continued run goes on counting), and whether
+        # this run may pause for a person (not a team member's or workflow step's run, yet: there a
+        # call that needs a person is refused, fail closed).
+        self.tool_calls_used = 0
+        self.may_pause = True
+        self.pause_record: dict[str, Any] | None = None
         # The run's tools see the run's session state (the same dict the hooks change).
         self.context = RunContext(
             run_id=handle.run_id,
@@ -292,6 +315,8 @@ class _Execution(Execution):
         )
 
     def messages(self, outcome: dict[str, Any]) -> list[dict[str, Any]]:
+        if outcome["status"] == Run.Status.PAUSED:
+            return []  # kept in its resume state; stored, all of them, when the run ends
         partial_text = outcome.get("output") if outcome["status"] != Run.Status.COMPLETED else ""
         return (
             [*self.new_messages, {"role": "assistant", "content": partial_text}] if partial_text else self.new_messages
@@ -301,8 +326,8 @@ class _Execution(Execution):
         """Call the model, run the tools it asks for, call it again, until it answers; bounded by
         the agent's max_tool_calls. Sets self.content to the final answer."""
         agent = self.agent
-        calls_used = 0
         while True:
+            calls_used = self.tool_calls_used
             offered = list(self.tools.values()) if calls_used < agent.max_tool_calls else []
             async for item in self.model_call(agent.model, offered):
                 yield item
@@ -315,7 +340,7 @@ class _Execution(Execution):
                 self.content = response.content
                 return
             calls = response.tool_calls[: agent.max_tool_calls - calls_used]
-            calls_used += len(calls)
+            self.tool_calls_used = calls_used + len(calls)
             async for item in self._run_tools(response, calls):
                 yield item
 
@@ -331,13 +356,58 @@ class _Execution(Execution):
         }
         self.messages_sent.append(assistant)
         self.new_messages.append(assistant)
+        pending, refused, now = self._sort_calls(calls)
+        async for item in self.run_calls(now, refused):
+            yield item
+        if pending:
+            # The calls that need nobody ran; the others wait for a person: the run pauses here.
+            raise PauseRequested(pending)
+
+    def _sort_calls(
+        self, calls: list[ToolCallRequest]
+    ) -> tuple[list[PendingCall], list[ToolCallRequest], list[ToolCallRequest]]:
+        """The calls that wait for a person, those refused because this run cannot pause, and those
+        to run now (including any whose arguments are invalid: the model hears why, nobody is asked)."""
+        pending: list[PendingCall] = []
+        refused: list[ToolCallRequest] = []
+        now: list[ToolCallRequest] = []
         for call in calls:
+            tool = self.tools.get(call.name)
+            args = call_arguments(call.arguments) if tool is not None and tool.requirement is not None else None
+            if tool is None or tool.requirement is None or args is None:
+                now.append(call)
+                continue
+            if tool.requirement.kind != USER_INPUT:
+                try:
+                    tool.validate(args)
+                except ToolArgumentsError:
+                    now.append(call)
+                    continue
+            if self.may_pause:
+                pending.append(PendingCall(call=call, tool=tool, args=args))
+            else:
+                refused.append(call)
+        return pending, refused, now
+
+    async def run_calls(
+        self, calls: list[ToolCallRequest], refused: list[ToolCallRequest] | None = None
+    ) -> AsyncIterator[ev.RunEvent]:
+        """Run tool calls concurrently, with their events and the tool messages for the model;
+        `refused` calls are answered with an error, never run."""
+        refused = refused or []
+        for call in [*calls, *refused]:
             yield self.event(
                 ev.ToolCallStarted,
                 tool={"tool_call_id": call.id, "tool_name": call.name, "tool_args": _loads_or_raw(call.arguments)},
             )
-        results = await asyncio.gather(*(_call_tool(call, self.tools, self.context) for call in calls))
-        for call, (ok, text, args) in zip(calls, results, strict=True):
+        results = list(await asyncio.gather(*(_call_tool(call, self.tools, self.context) for call in calls)))
+        for call in refused:
+            text = (
+                f"Tool {call.name} needs a person to decide on each call, which a team member's or workflow step's "
+                "run cannot ask for; it was not run."
+            )
+            results.append((False, text, call_arguments(call.arguments) or {}))
+        for call, (ok, text, args) in zip([*calls, *refused], results, strict=True):
             tool_info = {
                 "tool_call_id": call.id,
                 "tool_name": call.name,
@@ -353,6 +423,81 @@ class _Execution(Execution):
             self.messages_sent.append({"role": "tool", "tool_call_id": call.id, "content": content})
             self.new_messages.append({"role": "tool", "tool_call_id": call.id, "content": content, "name": call.name})
 
+    # ---- pausing (engine/pause.py) -------------------------------------------------------------
+
+    def paused(self, pause: PauseRequested) -> tuple[dict[str, Any], ev.RunEvent]:
+        """The run waits for a person: its RunPaused event (agno's shapes), and what its store
+        writes besides its outcome (`pause_record`: the tool approvals, what continuing it needs)."""
+        now = timezone.now()
+        expires = now + timedelta(seconds=int(self.agent.approval_timeout_seconds))
+        tools = []
+        for p in pause.pending:
+            schema = user_input_schema(p.tool, p.args, p.user_input_fields) if p.kind == USER_INPUT else None
+            tools.append(
+                tool_execution(
+                    tool_call_id=p.call.id,
+                    tool_name=p.call.name,
+                    tool_args=p.args,
+                    kind=p.kind,
+                    schema=schema,
+                    created_at=int(now.timestamp()),
+                    approval_id=str(p.approval_id),
+                )
+            )
+        # Positions after an earlier pause's approvals (a continued run may pause again).
+        first = int((getattr(self, "prior", None) or {}).get("approvals_made") or 0)
+        state = self.resume_state()
+        state["approvals_made"] = first + len(pause.pending)
+        self.pause_record = {
+            "expires_at": expires,
+            "resume_state": state,
+            "approvals": [
+                {
+                    "id": p.approval_id,
+                    "position": first + index,
+                    "tool_call_id": p.call.id,
+                    "tool_name": p.call.name,
+                    "requirement": p.kind,
+                    "tool_args": p.args,
+                    "user_input_fields": p.user_input_fields,
+                }
+                for index, p in enumerate(pause.pending)
+            ],
+        }
+        outcome = {"status": Run.Status.PAUSED, "output": self.partial_output(), "error": "", "error_type": ""}
+        terminal = self.event(
+            ev.RunPaused,
+            tools=tools,
+            requirements=[requirement(t, created_at=now) for t in tools],
+            expires_at=expires.isoformat(),
+            metrics=self.metrics(),
+        )
+        return outcome, terminal
+
+    def resume_state(self) -> dict[str, Any]:
+        """What a continue needs, in any process: the messages so far, the tool calls used, and what
+        the run has counted (its row keeps the totals; a continuation adds its own)."""
+        metrics = self.metrics()
+        return {
+            "version": 1,
+            "messages_sent": self.messages_sent,
+            "new_messages": self.new_messages,
+            "tool_calls_used": self.tool_calls_used,
+            "model_calls": self.budget.model_calls,
+            "input_tokens": metrics["input_tokens"],
+            "output_tokens": metrics["output_tokens"],
+            "cache_read_tokens": metrics["cache_read_tokens"],
+            "cost": str(self.cost + self.children_cost),
+            "time_to_first_token": metrics["time_to_first_token"],
+            "duration": metrics["duration"],
+        }
+
+    def finisher(self, status: str) -> Callable[..., Any] | None:
+        finish = super().finisher(status)
+        if status != Run.Status.PAUSED or self.pause_record is None:
+            return finish
+        return functools.partial(run_pause_finish, finish=finish or run_finish, pause=self.pause_record)
+
 
 async def execute(handle: RunHandle, *, stream: bool = False) -> AsyncIterator[ev.RunEvent]:
     """Run the model loop for a prepared run, yielding its events. The last event is always one of
@@ -363,6 +508,20 @@ async def execute(handle: RunHandle, *, stream: bool = False) -> AsyncIterator[e
     """
     async for item in _Execution(handle, stream=stream).run():
         yield item
+
+
+def agent_tools(agent: Agent) -> dict[str, Tool]:
+    """The agent's registered tools by name, each with the requirement that applies to this agent:
+    its override (AgentToolRequirement, prefetched with the agent) or the tool's own."""
+    overrides = {row.tool: row for row in agent.tool_requirement_rows()} if agent.pk is not None else {}
+    tools: dict[str, Tool] = {}
+    for name in agent.tools:
+        item = tool_registry.get(name)
+        if item is None:
+            continue
+        row = overrides.get(name)
+        tools[name] = item.with_requirement(row.as_requirement()) if row is not None else item
+    return tools
 
 
 def _loads_or_raw(arguments: str) -> Any:

@@ -213,7 +213,9 @@ class ChildRun:
             )
             execution = TeamExecution(handle, stream=self.stream)
         else:
-            execution = _Execution(RunHandle(agent=self.agent, memories=memories, **common), stream=self.stream)
+            agent_execution = _Execution(RunHandle(agent=self.agent, memories=memories, **common), stream=self.stream)
+            agent_execution.may_pause = False  # a member or step does not pause its parent yet: fail closed
+            execution = agent_execution
         if self.parent is not None:  # its work counts against its parent's budget too
             execution.budget.parent = self.parent.budget
         last: dict[str, Any] = {}

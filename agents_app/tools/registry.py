@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar, get_type_hints
 
 from pydantic import ConfigDict, Field, ValidationError, create_model
@@ -68,6 +68,24 @@ class ToolArgumentsError(ValueError):
     """The model called a tool with arguments that do not match its schema."""
 
 
+# What a tool call may need from a person before (or instead of) running: agno's three kinds of
+# "human in the loop" (docs/human-in-the-loop.md). None: it runs as soon as the model calls it.
+CONFIRMATION = "confirmation"
+USER_INPUT = "user_input"
+EXTERNAL_EXECUTION = "external_execution"
+REQUIREMENTS = (CONFIRMATION, USER_INPUT, EXTERNAL_EXECUTION)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRequirement:
+    """What one tool call needs before it runs: `kind` (confirmation, user_input or
+    external_execution) and, for user input, the arguments the user fills (hidden from the model;
+    empty: the user may edit any argument the model chose)."""
+
+    kind: str
+    user_input_fields: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Tool:
     name: str
@@ -79,12 +97,41 @@ class Tool:
     # The parameter that receives the run's RunContext (agents_app.tools.context), hidden from the
     # model's schema; None for tools that need no context.
     context_param: str | None = None
+    # What a call needs from a person (`@tool(requires_confirmation=...)` and friends); an agent may
+    # override it (agents_app.models.AgentToolRequirement). None: it runs at once.
+    requirement: ToolRequirement | None = None
+    # Every parameter the model may see, as the validator knows them (user-input fields included).
+    all_parameters: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def openai_schema(self) -> dict[str, Any]:
         return {
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
         }
+
+    @property
+    def requires_confirmation(self) -> bool:
+        return self.requirement is not None and self.requirement.kind == CONFIRMATION
+
+    @property
+    def requires_user_input(self) -> bool:
+        return self.requirement is not None and self.requirement.kind == USER_INPUT
+
+    @property
+    def external_execution(self) -> bool:
+        return self.requirement is not None and self.requirement.kind == EXTERNAL_EXECUTION
+
+    def argument_names(self) -> list[str]:
+        """The parameters a model or a user may give (the run context excluded), in order."""
+        return list((self.all_parameters or self.parameters).get("properties", {}))
+
+    def with_requirement(self, requirement: ToolRequirement | None) -> Tool:
+        """This tool with another requirement (an agent's override): the user-input fields are hidden
+        from the model's schema (agno's `user_input_fields`)."""
+        if requirement == self.requirement:
+            return self
+        full = self.all_parameters or self.parameters
+        return replace(self, requirement=requirement, parameters=_model_schema(full, requirement), all_parameters=full)
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Coerce and check the model's arguments, so tools get the types their hints promise."""
@@ -123,8 +170,73 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return " ".join(part.strip() for part in description if part.strip()), args
 
 
+def _model_schema(full: dict[str, Any], requirement: ToolRequirement | None) -> dict[str, Any]:
+    """The schema the model sees: the full one without the arguments a user fills in."""
+    hidden = set(requirement.user_input_fields) if requirement is not None else set()
+    if not hidden:
+        return full
+    schema = dict(full)
+    schema["properties"] = {k: v for k, v in full.get("properties", {}).items() if k not in hidden}
+    if "required" in full:
+        schema["required"] = [k for k in full["required"] if k not in hidden]
+    return schema
+
+
+def tool_requirement(
+    *,
+    requires_confirmation: bool = False,
+    requires_user_input: bool | list[str] | tuple[str, ...] = False,
+    user_input_fields: list[str] | tuple[str, ...] | None = None,
+    external_execution: bool = False,
+    arguments: list[str] | None = None,
+    where: str = "tool",
+) -> ToolRequirement | None:
+    """The requirement `@tool`'s options describe (at most one kind, as agno allows); raises
+    ValueError for a contradiction or a user-input field the tool does not have."""
+    fields_given = list(user_input_fields or [])
+    if isinstance(requires_user_input, list | tuple):
+        fields_given = [*requires_user_input, *fields_given]
+        requires_user_input = True
+    elif fields_given:
+        requires_user_input = True
+    chosen = [
+        kind
+        for kind, on in (
+            (CONFIRMATION, requires_confirmation),
+            (USER_INPUT, requires_user_input),
+            (EXTERNAL_EXECUTION, external_execution),
+        )
+        if on
+    ]
+    if len(chosen) > 1:
+        raise ValueError(
+            f"{where}: only one of requires_confirmation, requires_user_input and external_execution may be set."
+        )
+    if not chosen:
+        return None
+    if not all(isinstance(f, str) for f in fields_given):
+        raise ValueError(f"{where}: user-input fields must be argument names.")
+    if arguments is not None:
+        unknown = [f for f in fields_given if f not in arguments]
+        if unknown:
+            raise ValueError(
+                f"{where}: no argument {', '.join(unknown)} to fill in (arguments: {', '.join(arguments)})."
+            )
+    return ToolRequirement(chosen[0], tuple(dict.fromkeys(fields_given)))
+
+
 class ToolRegistry(Registry[Tool]):
-    def register(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> Tool:
+    def register(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        requires_confirmation: bool = False,
+        requires_user_input: bool | list[str] | tuple[str, ...] = False,
+        user_input_fields: list[str] | tuple[str, ...] | None = None,
+        external_execution: bool = False,
+    ) -> Tool:
         tool_name = name or fn.__name__
         if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", tool_name):
             raise ValueError(f"Tool name {tool_name!r} must match [a-zA-Z0-9_-]{{1,64}} (an OpenAI limit).")
@@ -147,14 +259,24 @@ class ToolRegistry(Registry[Tool]):
         for prop in schema.get("properties", {}).values():
             prop.pop("title", None)
         schema.setdefault("properties", {})
+        requirement = tool_requirement(
+            requires_confirmation=requires_confirmation,
+            requires_user_input=requires_user_input,
+            user_input_fields=user_input_fields,
+            external_execution=external_execution,
+            arguments=list(schema["properties"]),
+            where=f"Tool {tool_name}",
+        )
         tool = Tool(
             name=tool_name,
             description=description or doc_description or tool_name,
-            parameters=schema,
+            parameters=_model_schema(schema, requirement),
             fn=fn,
             is_async=inspect.iscoroutinefunction(fn),
             _validator=validator,
             context_param=context_param,
+            requirement=requirement,
+            all_parameters=schema,
         )
         return self._add(tool)
 
@@ -165,9 +287,31 @@ class ToolRegistry(Registry[Tool]):
 tool_registry = ToolRegistry()
 
 
-def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None) -> Any:
+def tool(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    requires_confirmation: bool = False,
+    requires_user_input: bool | list[str] = False,
+    user_input_fields: list[str] | None = None,
+    external_execution: bool = False,
+) -> Any:
     """Register a function as a tool: `@tool` or `@tool(name=..., description=...)`.
 
-    The function stays callable as before; the decorator only records it.
+    A call of a tool may need a person first (docs/human-in-the-loop.md): `requires_confirmation`
+    (approve or reject it), `requires_user_input` (True: the user may edit the arguments; a list of
+    argument names, or agno's `user_input_fields`: the user fills those, hidden from the model), or
+    `external_execution` (the client runs it and sends its result). At most one of the three.
+    The run pauses until someone decides. The function stays callable as before.
     """
-    return decorator(tool_registry.register, fn, name=name, description=description)
+    return decorator(
+        tool_registry.register,
+        fn,
+        name=name,
+        description=description,
+        requires_confirmation=requires_confirmation,
+        requires_user_input=requires_user_input,
+        user_input_fields=user_input_fields,
+        external_execution=external_execution,
+    )

@@ -1,0 +1,110 @@
+"""agno's continue of a paused run (docs/human-in-the-loop.md): `POST /agents/{agent_id}/runs/
+{run_id}/continue` with the form agno's client sends (`AgentOSClient.continue_agent_run[_stream]`,
+`RemoteAgent.acontinue_run`): `tools`, a JSON list of its ToolExecution dicts with the decisions set
+(`confirmed` and `confirmation_note`, `user_input_schema` values, an external call's `result`),
+`stream` (default true), `session_id` and `user_id` (accepted; the run and its user decide)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import orjson
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound
+from rest_framework.renderers import JSONRenderer
+
+from agents_app import runs
+from agents_app.agno_compat import schema as doc
+from agents_app.agno_compat import serializers as s
+from agents_app.agno_compat.views import AgnoView, _named, _parse_uuid
+from agents_app.engine.approvals import InvalidDecision, decisions_from_agno_tools
+from agents_app.sse import EventStreamRenderer, sse_response
+from sessions_app.access import allowed_for
+from sessions_app.errors import DomainError, run_http_status
+from sessions_app.inputs import InvalidInput, parse_json
+
+
+class ContinueFormSerializer(serializers.Serializer):
+    tools = serializers.CharField(trim_whitespace=False, allow_blank=True, default="")
+    stream = s.FormBooleanField(default=True)
+    session_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    user_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        # A JSON body may carry `tools` as a list rather than a string.
+        if hasattr(data, "get") and isinstance(data.get("tools"), list):
+            data = {**data, "tools": orjson.dumps(data["tools"]).decode()}
+        return super().to_internal_value(data)
+
+
+class ToolsRefused(DomainError):
+    """agno answers a `tools` body it cannot use with a 400 `{"detail"}`: so do we, with our code
+    (`invalid_decision`, `unknown_tool_call`)."""
+
+    status = 400
+
+    def __init__(self, exc: InvalidDecision) -> None:
+        super().__init__(exc.detail)
+        self.code = exc.code
+
+
+@doc.documented(
+    post=extend_schema(
+        summary="Continue a paused agent run",
+        description=(
+            "agno's continue: `tools` (a JSON list of the paused run's tool executions with the decisions set: "
+            "`confirmed` true or false with `confirmation_note`, the `user_input_schema` values, an external call's "
+            "`result`); `stream` (default true). Every pending call needs its decision."
+        ),
+        request=doc.RUN_REQUEST,
+        responses={
+            (200, "application/json"): OpenApiResponse(doc.RUN_OUTPUT["agent"], description="With stream=false."),
+            (200, "text/event-stream"): OpenApiResponse(doc.RunEventSerializer, description="RunContinued first."),
+            **doc.agno_errors(
+                400,
+                401,
+                404,
+                409,
+                422,
+                e400="`tools` is not JSON, a call has no decision (`invalid_decision`) or is not pending "
+                "(`unknown_tool_call`).",
+                e404="Not your run of this agent.",
+                e409="The run does not wait for a decision (`run_not_paused`).",
+            ),
+        },
+    ),
+)
+class RunContinueView(AgnoView):
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    def prepare_post(self, request: Any, agent_id: str, run_id: str) -> tuple[Any, bool]:
+        run_uuid: UUID = _parse_uuid(run_id, "Run")
+        if not allowed_for(request.auth, request.user).permits("agent", agent_id):  # a scoped API token's agents only
+            raise NotFound("Run not found")
+        form = ContinueFormSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            tools = parse_json(data["tools"], field="tools") if data["tools"].strip() else []
+        except InvalidInput as exc:
+            raise ToolsRefused(InvalidDecision(f"Invalid JSON in tools field: {exc.detail}")) from None
+        try:
+            decisions = decisions_from_agno_tools(tools)
+            handle = runs.continue_prepare(
+                run_uuid, user=request.user, decisions=decisions, channel="agno", agent_id=agent_id
+            )
+        except InvalidDecision as exc:
+            raise ToolsRefused(exc) from None
+        return handle, data["stream"]
+
+    async def post(self, request: Any, agent_id: str, run_id: str) -> Any:
+        handle, stream = self.prepared
+        if stream:
+            return sse_response(_named(runs.continue_follow(handle), "agent_name", handle.component_name))
+        events = await runs.launch(handle, stream=False).wait()
+        result = handle.result(events)
+        body = s.output_json(handle, events, result)
+        return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")

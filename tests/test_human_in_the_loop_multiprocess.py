@@ -1,0 +1,129 @@
+"""Human in the loop across processes: a run pauses in one server process and is continued through
+another (two daphne processes on the Redis channel layer and one database, as behind a load
+balancer), over REST and the websocket. Nothing a continue needs is in the pausing process's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.redis_helpers import redis_namespace
+from tests.test_multiprocess import ROOT, TERMINAL, _next, _spawn, _ws
+
+pytestmark = pytest.mark.slow
+
+SEED = (
+    "from django.core.management import call_command; call_command('migrate', verbosity=0); "
+    "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
+    "from agents_app.models import Agent, AgentToolRequirement, ModelConfig; "
+    "u = User.objects.create_user('ada'); print(Token.objects.create(user=u).key); "
+    "m = ModelConfig.objects.create(name='scripted', provider='openai', base_url='{base_url}', "
+    "model_id='m', max_retries=0); a = Agent.objects.create(slug='careful', name='Careful', model=m, "
+    "tools=['calculator']); "
+    "AgentToolRequirement.objects.create(agent=a, tool='calculator', requirement='confirmation')"
+)
+CALC = {"name": "calculator", "arguments": {"expression": "6*7"}, "id": "k1"}
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Iterator[dict[str, Any]]:
+    with redis_namespace("hitl") as namespace:
+        db = tmp_path_factory.mktemp("hitl") / "shared.sqlite3"
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{db}",
+            "REDIS_URL": namespace.url,
+            "CHANNEL_LAYER_PREFIX": namespace.prefix,
+            "DJANGO_DEBUG": "false",
+            "DJANGO_LOG_LEVEL": "ERROR",
+        }
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        out = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", SEED.format(base_url=_scripted_server.base_url)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        procs: list[subprocess.Popen] = []
+        try:
+            ports = [_spawn(env, procs) for _ in range(2)]
+            yield {"ports": ports, "token": out.strip().splitlines()[-1], "procs": procs}
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(2)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+
+
+def _base(servers: dict[str, Any], which: int) -> str:
+    return f"http://127.0.0.1:{servers['ports'][which]}"
+
+
+async def test_a_run_paused_in_one_process_is_continued_over_rest_in_the_other(servers, scripted_model):
+    headers = {"Authorization": f"Bearer {servers['token']}"}
+    async with httpx.AsyncClient(headers=headers, timeout=10) as client:
+        scripted_model.push_tool_calls([CALC])
+        r = await client.post(f"{_base(servers, 0)}/api/agents/careful/runs", json={"message": "6*7?"})
+        paused = r.json()
+        assert (r.status_code, paused["status"], paused["tools"][0]["tool_call_id"]) == (200, "paused", "k1")
+
+        scripted_model.push_text("It is 42.")
+        approve = {"decisions": [{"tool_call_id": "k1", "decision": "approve"}]}
+        url = f"/api/runs/{paused['run_id']}/continue"
+        # Both processes at once: exactly one claims the run, the other is told it is not paused.
+        answers = await asyncio.gather(
+            client.post(f"{_base(servers, 1)}{url}", json=approve),
+            client.post(f"{_base(servers, 0)}{url}", json=approve),
+        )
+        assert sorted(a.status_code for a in answers) == [200, 409]
+        done = next(a for a in answers if a.status_code == 200).json()
+        refused = next(a for a in answers if a.status_code == 409).json()
+        assert (done["status"], done["content"], refused["code"]) == ("completed", "It is 42.", "run_not_paused")
+        tool_results = [m for m in scripted_model.requests[-1]["messages"] if m["role"] == "tool"]
+        assert [(m["tool_call_id"], m["content"]) for m in tool_results] == [("k1", "42")]
+        # Either process replays the whole run: one stream through the pause.
+        r = await client.get(f"{_base(servers, 0)}/api/runs/{paused['run_id']}/events")
+        names = [json.loads(line[6:])["event"] for line in r.text.splitlines() if line.startswith("data: ")]
+        assert names == [
+            "RunStarted",
+            "RunPaused",
+            "RunContinued",
+            "ToolCallStarted",
+            "ToolCallCompleted",
+            "RunCompleted",
+        ]
+
+
+async def test_a_websocket_client_of_the_other_process_continues_the_paused_run(servers, scripted_model):
+    scripted_model.push_tool_calls([CALC])
+    first = await _ws(servers, 0, "agents/careful")
+    await first.send(json.dumps({"type": "run", "message": "6*7?"}))
+    seen = [await _next(first), await _next(first)]
+    assert [e["event"] for e in seen] == ["RunStarted", "RunPaused"]
+    await first.close()
+
+    scripted_model.push_text("Forty-two.", chunk_delay=0.05)
+    second = await _ws(servers, 1, "agents/careful")
+    decisions = [{"tool_call_id": "k1", "decision": "approve"}]
+    await second.send(json.dumps({"type": "continue", "run_id": seen[0]["run_id"], "decisions": decisions}))
+    rest: list[dict[str, Any]] = []
+    while not rest or rest[-1]["event"] not in TERMINAL:
+        rest.append(await _next(second))
+    await second.close()
+    assert [e["event"] for e in rest[:3]] == ["RunContinued", "ToolCallStarted", "ToolCallCompleted"]
+    assert rest[-1]["event"] == "RunCompleted" and rest[-1]["content"] == "Forty-two."
+    assert [e["event_index"] for e in seen + rest] == list(range(len(seen) + len(rest)))
