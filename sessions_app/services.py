@@ -581,3 +581,19 @@ def child_run_start(
         provider=model.provider,
         owner=process_id(),
     )
+
+
+def run_claim_paused(*, run_id: UUID, events: Any, now: Any) -> bool:
+    """Take a paused run for this process (a continue, or its expiry): paused -> running, guarded
+    by the status, so of two processes (or two requests) only one gets it. True if claimed. Call it
+    inside the transaction that writes what the claim decides."""
+    return bool(
+        Run.objects.filter(pk=run_id, status=Run.Status.PAUSED).update(
+            status=Run.Status.RUNNING,
+            owner=process_id(),
+            resumed_at=now,
+            expires_at=None,
+            events=events,
+            updated_at=now,
+        )
+    )

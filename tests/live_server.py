@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,3 +52,36 @@ def serving(
             server.wait(5)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def site_env(db: Path, namespace: Any, **extra: str) -> dict[str, str]:
+    """The environment of server processes sharing one SQLite database `db` and the test Redis under
+    `namespace`'s prefix (tests/redis_helpers.py), as behind a load balancer; `extra` adds variables."""
+    import os
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "REDIS_URL": namespace.url,
+        "CHANNEL_LAYER_PREFIX": namespace.prefix,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_LOG_LEVEL": "ERROR",
+        **extra,
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+def site_shell(env: dict[str, str], code: str) -> str:
+    """Run `code` in `manage.py shell` with `env` (e.g. migrate and seed the shared database); its output."""
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout

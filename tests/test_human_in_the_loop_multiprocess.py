@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.live_server import site_env, site_shell
 from tests.redis_helpers import redis_namespace
-from tests.test_multiprocess import ROOT, TERMINAL, _next, _spawn, _ws
+from tests.test_multiprocess import TERMINAL, _next, _spawn, _ws
 
 pytestmark = pytest.mark.slow
 
@@ -36,24 +35,8 @@ CALC = {"name": "calculator", "arguments": {"expression": "6*7"}, "id": "k1"}
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Iterator[dict[str, Any]]:
     with redis_namespace("hitl") as namespace:
-        db = tmp_path_factory.mktemp("hitl") / "shared.sqlite3"
-        env = {
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{db}",
-            "REDIS_URL": namespace.url,
-            "CHANNEL_LAYER_PREFIX": namespace.prefix,
-            "DJANGO_DEBUG": "false",
-            "DJANGO_LOG_LEVEL": "ERROR",
-        }
-        env.pop("DJANGO_SETTINGS_MODULE", None)
-        out = subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", SEED.format(base_url=_scripted_server.base_url)],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        env = site_env(tmp_path_factory.mktemp("hitl") / "shared.sqlite3", namespace)
+        out = site_shell(env, SEED.format(base_url=_scripted_server.base_url))
         procs: list[subprocess.Popen] = []
         try:
             ports = [_spawn(env, procs) for _ in range(2)]

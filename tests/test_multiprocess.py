@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live_server import free_port
+from tests.live_server import free_port, site_env, site_shell
 from tests.redis_helpers import RedisNamespace, redis_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,38 +36,19 @@ def servers(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> 
 def _servers(
     tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any, namespace: RedisNamespace
 ) -> Iterator[dict[str, Any]]:
-    db = tmp_path_factory.mktemp("multi") / "shared.sqlite3"
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{db}",
-        "REDIS_URL": namespace.url,
-        "CHANNEL_LAYER_PREFIX": namespace.prefix,
-        "DJANGO_DEBUG": "false",
-        "DJANGO_LOG_LEVEL": "ERROR",
-    }
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "-c",
-            "from django.core.management import call_command; call_command('migrate', verbosity=0); "
-            "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
-            "from agents_app.models import Agent, ModelConfig; "
-            "u = User.objects.create_user('ada'); print(Token.objects.create(user=u).key); "
-            f"m = ModelConfig.objects.create(name='scripted', provider='openai', base_url='{_scripted_server.base_url}', "
-            "model_id='m', max_retries=0); a = Agent.objects.create(slug='slow', name='Slow', model=m); "
-            "from agents_app.models import Team, TeamMember; "
-            "t = Team.objects.create(slug='crew', name='Crew', model=m, mode='route'); "
-            "TeamMember.objects.create(team=t, agent=a)",
-        ],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    env = site_env(tmp_path_factory.mktemp("multi") / "shared.sqlite3", namespace)
+    out = site_shell(
+        env,
+        "from django.core.management import call_command; call_command('migrate', verbosity=0); "
+        "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
+        "from agents_app.models import Agent, ModelConfig; "
+        "u = User.objects.create_user('ada'); print(Token.objects.create(user=u).key); "
+        f"m = ModelConfig.objects.create(name='scripted', provider='openai', base_url='{_scripted_server.base_url}', "
+        "model_id='m', max_retries=0); a = Agent.objects.create(slug='slow', name='Slow', model=m); "
+        "from agents_app.models import Team, TeamMember; "
+        "t = Team.objects.create(slug='crew', name='Crew', model=m, mode='route'); "
+        "TeamMember.objects.create(team=t, agent=a)",
+    )
     token = out.strip().splitlines()[-1]
     procs: list[subprocess.Popen] = []
     try:

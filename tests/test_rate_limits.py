@@ -4,9 +4,7 @@ across two server processes."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,8 +16,9 @@ from django.core.cache import cache
 from sessions_app.models import Run
 from tests.conftest import bearer
 from tests.factories import AgentFactory
+from tests.live_server import site_env, site_shell
 from tests.redis_helpers import redis_namespace
-from tests.test_multiprocess import ROOT, _spawn
+from tests.test_multiprocess import _spawn
 from tests.test_websocket import connect
 
 
@@ -104,38 +103,22 @@ def test_a_malformed_rate_is_refused_in_the_admin_and_the_api(staff_token, offli
 @pytest.mark.slow
 def test_the_limit_holds_across_two_server_processes_on_redis(tmp_path, _scripted_server):
     with redis_namespace("ratelimits") as namespace:
-        db = tmp_path / "shared.sqlite3"
-        env = {
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{db}",
-            "REDIS_URL": namespace.url,
-            "CHANNEL_LAYER_PREFIX": namespace.prefix,
-            "DJANGO_CACHE_URL": namespace.url,
-            "DJANGO_CACHE_KEY_PREFIX": namespace.prefix,
-            "AGENTOS_RUN_RATE_USER": "3/min",
-            "DJANGO_DEBUG": "false",
-            "DJANGO_LOG_LEVEL": "ERROR",
-        }
-        env.pop("DJANGO_SETTINGS_MODULE", None)
-        out = subprocess.run(
-            [
-                sys.executable,
-                "manage.py",
-                "shell",
-                "-c",
-                "from django.core.management import call_command; call_command('migrate', verbosity=0); "
-                "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
-                "from agents_app.models import Agent, ModelConfig; "
-                "u = User.objects.create_user('ada'); print(Token.objects.create(user=u).key); "
-                "m = ModelConfig.objects.create(name='offline', provider='offline', model_id='offline-demo'); "
-                "Agent.objects.create(slug='demo', name='Demo', model=m)",
-            ],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        env = site_env(
+            tmp_path / "shared.sqlite3",
+            namespace,
+            DJANGO_CACHE_URL=namespace.url,
+            DJANGO_CACHE_KEY_PREFIX=namespace.prefix,
+            AGENTOS_RUN_RATE_USER="3/min",
+        )
+        out = site_shell(
+            env,
+            "from django.core.management import call_command; call_command('migrate', verbosity=0); "
+            "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
+            "from agents_app.models import Agent, ModelConfig; "
+            "u = User.objects.create_user('ada'); print(Token.objects.create(user=u).key); "
+            "m = ModelConfig.objects.create(name='offline', provider='offline', model_id='offline-demo'); "
+            "Agent.objects.create(slug='demo', name='Demo', model=m)",
+        )
         token = out.strip().splitlines()[-1]
         procs: list[subprocess.Popen] = []
         try:

@@ -33,8 +33,8 @@ from agents_app.providers.base import ToolCallRequest
 from agents_app.selectors import agent_get_active
 from agents_app.tools.registry import EXTERNAL_EXECUTION, USER_INPUT, ToolArgumentsError, tool_registry
 from sessions_app.errors import ConflictError, DomainError, NotFoundError
-from sessions_app.liveness import process_id
 from sessions_app.models import Run, Session, ToolApproval
+from sessions_app.services import run_claim_paused
 
 
 class RunNotPaused(ConflictError):
@@ -223,14 +223,7 @@ def run_continue_prepare(
     now = timezone.now()
     events = mark_continued(run.events)
     with transaction.atomic():
-        claimed = Run.objects.filter(pk=run_id, status=Run.Status.PAUSED).update(
-            status=Run.Status.RUNNING,
-            owner=process_id(),
-            resumed_at=now,
-            expires_at=None,
-            events=events,
-            updated_at=now,
-        )
+        claimed = run_claim_paused(run_id=run_id, events=events, now=now)
         if not claimed:
             raise RunNotPaused(f"Run {run_id} was continued or ended a moment ago.", status=Run.Status.RUNNING)
         for row, writes in resolved:

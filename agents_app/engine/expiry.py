@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from agents_app import events as ev
 from agents_app.engine.outcome import store_run
-from sessions_app.liveness import process_id
 from sessions_app.models import Run, ToolApproval
+from sessions_app.services import run_claim_paused
 from telemetry_app.schemas import EventType
 
 EXPIRED_MESSAGE = "Nobody decided on its tool calls in time; they were not run."
@@ -69,14 +69,7 @@ def paused_run_end(
     ]
     started = time.perf_counter()
     with transaction.atomic():
-        claimed = Run.objects.filter(pk=run_id, status=Run.Status.PAUSED).update(
-            status=Run.Status.RUNNING,
-            owner=process_id(),
-            resumed_at=now,
-            expires_at=None,
-            events=events,
-            updated_at=now,
-        )
+        claimed = run_claim_paused(run_id=run_id, events=events, now=now)
         if not claimed:
             return False
         ToolApproval.objects.filter(run_id=run_id, status=ToolApproval.Status.PENDING).update(
