@@ -325,6 +325,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": AGENTOS["APPROVALS_SWEEP_INTERVAL_SECONDS"],
         "options": {"expires": AGENTOS["APPROVALS_SWEEP_INTERVAL_SECONDS"]},
     },
+    # Forget Idempotency-Keys older than AGENTOS_IDEMPOTENCY_SECONDS.
+    "agentos-run-requests-purge": {
+        "task": "agents_app.run_requests_purge",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
     # Upload the telemetry buffer (a no-op while AGENTOS_TELEMETRY is off). `expires`: ticks missed
     # while no worker runs are dropped, not piled up.
     "agentos-telemetry-flush": {

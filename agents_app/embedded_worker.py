@@ -88,6 +88,10 @@ def _sweep(app: Any) -> None:
         app.tasks["agents_app.paused_runs_expire"]()
     except Exception:
         logger.exception("The embedded worker's expiry of overdue paused runs failed")
+    try:
+        app.tasks["agents_app.run_requests_purge"]()  # Idempotency-Keys past IDEMPOTENCY_SECONDS
+    except Exception:
+        logger.exception("The embedded worker's purge of old Idempotency-Keys failed")
     finally:
         connections.close_all()  # this thread's connections: hold none while asleep
 

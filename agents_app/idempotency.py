@@ -106,3 +106,12 @@ def replayed_run(*, user: Any, key: str, fingerprint: str) -> UUID | None:
 def remember(*, user: Any, key: str, fingerprint: str, run_id: UUID) -> None:
     """Record the key with the run it started (inside the start's transaction)."""
     RunRequest.objects.create(user=user, key=key, fingerprint=fingerprint, run_id=run_id)
+
+
+def run_requests_purge(*, batch: int = 5000) -> int:
+    """Forget keys older than IDEMPOTENCY_SECONDS (Celery beat, hourly; the embedded worker's sweep):
+    at most `batch` rows a call, oldest first, so one call stays short. The number deleted."""
+    cutoff = timezone.now() - timedelta(seconds=float(agentos_settings.IDEMPOTENCY_SECONDS))
+    old = RunRequest.objects.filter(created_at__lt=cutoff).order_by("created_at").values_list("pk", flat=True)
+    deleted, _ = RunRequest.objects.filter(pk__in=list(old[:batch])).delete()
+    return deleted

@@ -8,6 +8,7 @@ from django.db import OperationalError
 
 from agents_app.engine.expiry import paused_runs_expire
 from agents_app.hooks.executions import hook_execution_run, hook_executions_sweep
+from agents_app.idempotency import run_requests_purge
 
 DB_ERROR_RETRIES = 20
 
@@ -47,3 +48,9 @@ def paused_runs_expire_task() -> int:
     """End the paused runs nobody decided on within their agent's approval timeout (Celery beat,
     every APPROVALS_SWEEP_INTERVAL_SECONDS): their pending tool calls never run. Idempotent."""
     return paused_runs_expire()
+
+
+@shared_task(name="agents_app.run_requests_purge", ignore_result=True)
+def run_requests_purge_task() -> int:
+    """Forget Idempotency-Keys older than IDEMPOTENCY_SECONDS (Celery beat, hourly). Idempotent."""
+    return run_requests_purge()

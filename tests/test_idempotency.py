@@ -105,3 +105,17 @@ async def test_agnos_run_route_honours_the_key(asgi, agent, token, scripted_mode
     frames = parse_sse(streamed.text)
     assert frames[0][1]["agent_name"] == agent.name and frames[-1][0] == "RunCompleted"
     assert len(scripted_model.requests) == 1
+
+
+async def test_old_keys_are_purged_on_schedule(asgi, agent, token, scripted_model):
+    from asgiref.sync import sync_to_async
+
+    from agents_app.tasks import run_requests_purge_task
+
+    url = f"/api/agents/{agent.slug}/runs"
+    for key in ("old-1", "old-2", "fresh"):
+        assert (await asgi.post(url, json={"message": key}, headers=_headers(token, key))).status_code == 200
+    await RunRequest.objects.filter(key__startswith="old").aupdate(created_at=timezone.now() - timedelta(hours=25))
+    assert await sync_to_async(run_requests_purge_task)() == 2
+    assert [k async for k in RunRequest.objects.values_list("key", flat=True)] == ["fresh"]
+    assert await Run.objects.acount() == 3  # only the keys go: the runs stay
