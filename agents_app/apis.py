@@ -196,7 +196,7 @@ async def _replay(request: Any, run_id: Any, stream: bool) -> Any:
     if stream:
         response = sse_response(await runs.replay_events(run_id, user=request.user))
     else:
-        result = await runs.replay_result(run_id, user=request.user)
+        _, _, result = await runs.replay_result(run_id, user=request.user)
         response = HttpResponse(orjson.dumps(result), status=run_http_status(result), content_type="application/json")
     response["Idempotent-Replayed"] = "true"
     return response

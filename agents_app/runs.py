@@ -270,12 +270,19 @@ async def replay_events(run_id: UUID, *, user: Any) -> AsyncIterator[dict[str, A
     return await runtime.subscribe(run_id, user=user, after_event_index=-1)
 
 
-async def replay_result(run_id: UUID, *, user: Any) -> dict[str, Any]:
-    """The run's JSON result once it ends, as the request that started it got (or will get) it."""
-    stream = await replay_events(run_id, user=user)
-    events = [event_from_dict(data) async for data in stream if data.get("event") != "RunEnded"]
+async def replay_run_events(run_id: UUID, *, user: Any) -> AsyncIterator[ev.RunEvent]:
+    """`replay_events` as event objects (what a run's own stream yields), without the RunEnded notice."""
+    async for data in await replay_events(run_id, user=user):
+        if data.get("event") != "RunEnded":
+            yield event_from_dict(data)
+
+
+async def replay_result(run_id: UUID, *, user: Any) -> tuple[RunnableHandle, list[ev.RunEvent], dict[str, Any]]:
+    """The run's handle, events and JSON result once it ends, as the request that started it got
+    (or will get) them."""
+    events = [event async for event in replay_run_events(run_id, user=user)]
     handle = await db_call(replay_handle, run_id)
-    return handle.result(events)
+    return handle, events, handle.result(events)
 
 
 async def prepare(

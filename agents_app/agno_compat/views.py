@@ -36,7 +36,7 @@ from agents_app.agno_compat import serializers as s
 from agents_app.authentication import BearerOrTokenAuthentication
 from agents_app.health import readiness
 from agents_app.idempotency import IdempotentReplay, check_key
-from agents_app.runtime import RunNotFound, event_from_dict, runtime
+from agents_app.runtime import RunNotFound, runtime
 from agents_app.selectors import AgentNotFound, agent_list_for_user, teams_with_members, workflows_with_steps
 from agents_app.sse import EventStreamRenderer, sse_response
 from sessions_app.access import allowed_for
@@ -380,19 +380,12 @@ class RunView(AgnoView):
 
     async def _replay(self, request: Any, run_id: UUID, stream: bool) -> Any:
         """A repeated request (same Idempotency-Key): the run the first one started, in agno's shapes."""
-        handle = await db_call(runs.replay_handle, run_id)
-        events = await runs.replay_events(run_id, user=request.user)
         if stream:
-
-            async def objects() -> AsyncIterator[ev.RunEvent]:
-                async for data in events:
-                    if data.get("event") != "RunEnded":
-                        yield event_from_dict(data)
-
-            response = sse_response(_named(objects(), f"{self.kind}_name", handle.component_name))
+            handle = await db_call(runs.replay_handle, run_id)
+            events = runs.replay_run_events(run_id, user=request.user)
+            response = sse_response(_named(events, f"{self.kind}_name", handle.component_name))
         else:
-            stored = [event_from_dict(d) async for d in events if d.get("event") != "RunEnded"]
-            result = handle.result(stored)
+            handle, stored, result = await runs.replay_result(run_id, user=request.user)
             body = s.output_json(handle, stored, result)
             response = HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
         response["Idempotent-Replayed"] = "true"
