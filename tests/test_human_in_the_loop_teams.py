@@ -321,3 +321,56 @@ async def test_a_workflow_step_that_pauses_pauses_the_workflow_and_the_next_step
     assert [s["status"] for s in events[-1][1]["step_results"]] == ["completed", "completed"]
     assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
     assert scripted_model.requests[-1]["messages"][-1]["content"] == "Refunded 5."
+
+
+# ---- agno's client ------------------------------------------------------------------------------------
+
+
+async def test_agnos_client_continues_a_paused_team_run(asgi, token, scripted_model, openai_model, cashier):
+    import httpx
+    from agno.client import AgentOSClient
+    from agno.run.base import RunStatus
+    from agno.team import RemoteTeam
+    from agno.utils.http import aclose_default_clients, set_default_async_client
+
+    from agentos_site.asgi import application
+
+    await sync_to_async(make_team)(openai_model, [cashier])
+    headers = bearer(token)
+    set_default_async_client(httpx.AsyncClient(transport=httpx.ASGITransport(app=application), timeout=10))
+    client = AgentOSClient(base_url="http://testserver/os", timeout=10)
+    try:
+        script_pause(scripted_model)
+        out = await client.run_team("desk", "please refund order 7", headers=headers)
+        assert out.status == RunStatus.paused and out.is_paused
+        requirement = out.active_requirements[0]
+        assert (requirement.tool_execution.tool_name, requirement.member_agent_id) == ("hitl_refund", "cashier")
+        requirement.confirm()
+        scripted_model.push_text("Refunded.")
+        scripted_model.push_text("Order 7 is refunded.")
+        done = await client.continue_team_run(
+            "desk", out.run_id, requirements=[requirement], session_id=out.session_id, headers=headers
+        )
+        assert (done.status, done.content, done.run_id) == (RunStatus.completed, "Order 7 is refunded.", out.run_id)
+        assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+        assert (await ToolApproval.objects.aget(status="approved")).channel == "agno"
+        with pytest.raises(httpx.HTTPStatusError) as again:
+            await client.continue_team_run("desk", out.run_id, requirements=[requirement], headers=headers)
+        assert again.value.response.status_code == 409 and again.value.response.json()["code"] == "run_not_paused"
+
+        # RemoteTeam, streamed, with a rejection.
+        remote = RemoteTeam(base_url="http://testserver/os", team_id="desk", timeout=10)
+        script_pause(scripted_model)
+        out = await remote.arun("refund it again", stream=False, auth_token=token)
+        assert out.is_paused
+        requirement = out.active_requirements[0]
+        requirement.reject("not twice")
+        scripted_model.push_text("Not refunded.")
+        scripted_model.push_text("No second refund.")
+        stream = remote.acontinue_run(out.run_id, requirements=[requirement], stream=True, auth_token=token)
+        events = [e async for e in stream]
+        assert events[0].event == "TeamRunContinued" and events[-1].event == "TeamRunCompleted"
+        assert events[-1].content == "No second refund."
+    finally:
+        await aclose_default_clients()
+    assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
