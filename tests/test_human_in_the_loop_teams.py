@@ -374,3 +374,58 @@ async def test_agnos_client_continues_a_paused_team_run(asgi, token, scripted_mo
     finally:
         await aclose_default_clients()
     assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+
+
+# ---- the admin's inbox -------------------------------------------------------------------------------
+
+
+def test_the_inbox_decide_page_fills_user_input_and_external_results_and_continues_the_team(
+    user, scripted_model, openai_model, client
+):
+    from django.urls import reverse
+
+    from agents_app.runs import run_team
+    from tests.factories import UserFactory
+
+    clerk = AgentFactory(slug="clerk", name="Clerk", model=openai_model, tools=["hitl_send_mail", "hitl_lookup"])
+    make_team(openai_model, [clerk])
+    scripted_model.push_tool_calls([delegate("clerk", "mail and look up")])
+    scripted_model.push_tool_calls(
+        [
+            {"name": "hitl_send_mail", "arguments": {"subject": "Refund"}, "id": "m1"},
+            {"name": "hitl_lookup", "arguments": {"query": "order 7"}, "id": "x1"},
+        ]
+    )
+    paused = run_team(team_id="desk", user=user, message="mail and look up")
+    assert paused["status"] == "paused"
+    mail = ToolApproval.objects.get(tool_call_id="m1")
+    approver = UserFactory(username="approver", is_staff=True)
+    client.force_login(approver)
+    inbox = reverse("admin:sessions_app_toolapproval_changelist")
+    assert "Decide…" in client.get(inbox).content.decode()
+    page_url = reverse("admin:sessions_app_toolapproval_decide", args=[mail.pk])
+    page = client.get(page_url).content.decode()
+    assert "hitl_send_mail" in page and "hitl_lookup" in page and "to (str)" in page
+
+    # An external call approved without its result is refused; nothing is decided.
+    form = {"call0-decision": "approve", "call0-arg_to": "ada@example.com", "call1-decision": "approve"}
+    r = client.post(page_url, form)
+    assert r.status_code == 200 and "needs its result" in r.content.decode()
+    assert ToolApproval.objects.filter(status="pending").count() == 2
+
+    scripted_model.push_text("Mailed; it shipped.")  # the clerk
+    scripted_model.push_text("Done: mailed Ada, order shipped.")  # the leader
+    r = client.post(page_url, {**form, "call1-result": "shipped"}, follow=True)
+    assert "2 call(s) decided; the run is completed." in r.content.decode()
+    assert CALLS == [("hitl_send_mail", {"subject": "Refund", "to": "ada@example.com"})]
+    mail.refresh_from_db()
+    lookup = ToolApproval.objects.get(tool_call_id="x1")
+    assert (mail.status, mail.approved_args, mail.channel, mail.decided_by) == (
+        "approved",
+        {"subject": "Refund", "to": "ada@example.com"},
+        "admin",
+        approver,
+    )
+    assert (lookup.status, lookup.result) == ("approved", "shipped")
+    team_run = Run.objects.get(pk=paused["run_id"])
+    assert (team_run.status, team_run.output) == ("completed", "Done: mailed Ada, order shipped.")
