@@ -429,3 +429,69 @@ def test_the_inbox_decide_page_fills_user_input_and_external_results_and_continu
     assert (lookup.status, lookup.result) == ("approved", "shipped")
     team_run = Run.objects.get(pk=paused["run_id"])
     assert (team_run.status, team_run.output) == ("completed", "Done: mailed Ada, order shipped.")
+
+
+# ---- what a paused run keeps ----------------------------------------------------------------------------
+
+
+async def test_a_paused_run_keeps_its_images_once_and_the_continue_sends_them_again(
+    asgi, token, scripted_model, openai_model, settings, tmp_path
+):
+    import json
+
+    from tests.test_images import PNG, b64, data_url
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    await sync_to_async(AgentFactory)(slug="shop", name="Shop", model=openai_model, tools=["hitl_refund"])
+    scripted_model.push_tool_calls([REFUND])
+    body = {
+        "message": "refund this one",
+        "images": [
+            {"data": b64(PNG), "mime_type": "image/png", "detail": "high"},
+            {"url": "https://example.com/a.jpg"},
+        ],
+    }
+    paused = (await asgi.post("/api/agents/shop/runs", json=body, headers=bearer(token))).json()
+    run = await Run.objects.aget(pk=paused["run_id"])
+    stored = json.dumps(run.resume_state)
+    assert b64(PNG) not in stored and "example.com/a.jpg" not in stored  # the run's images are stored once
+    user_part = [m for m in run.resume_state["messages_sent"] if m["role"] == "user"][-1]["content"]
+    assert user_part[1:] == [{"type": "run_image", "position": 0}, {"type": "run_image", "position": 1}]
+
+    scripted_model.push_text("Refunded.")
+    r = await continue_(asgi, token, paused["run_id"], [{"tool_call_id": "c1", "decision": "approve"}])
+    assert r.json()["status"] == "completed"
+    sent = [m for m in scripted_model.requests[-1]["messages"] if m["role"] == "user"][-1]["content"]
+    assert sent == [
+        {"type": "text", "text": "refund this one"},
+        {"type": "image_url", "image_url": {"url": data_url(PNG), "detail": "high"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}},
+    ]
+
+
+def test_a_continued_run_whose_process_dies_keeps_the_tokens_and_cost_counted_before_its_pause(
+    user, scripted_model, openai_model
+):
+    from decimal import Decimal
+
+    from agents_app import runs
+    from agents_app.engine.approvals import Decision
+    from agents_app.runtime import _settle_interrupted
+
+    openai_model.input_price = Decimal("1000")
+    openai_model.output_price = Decimal("2000")
+    openai_model.save()
+    cashier = AgentFactory(slug="cashier", name="Cashier", model=openai_model, tools=["hitl_refund"])
+    team = make_team(openai_model, [cashier])
+    script_pause(scripted_model)
+    paused = runs.run_team(team_id=team.slug, user=user, message="please refund order 7")
+    member_run_id = paused["requirements"][0]["member_run_id"]
+    before = {r.pk: (r.input_tokens, r.output_tokens, r.cost, r.total_cost) for r in Run.objects.all()}
+    assert all(tokens > 0 and cost > 0 for tokens, _, cost, _ in before.values())
+    # Claimed by a continue (running again), then its process dies before it stores anything.
+    runs.continue_prepare(paused["run_id"], user=user, decisions=[Decision("c1", approve=True)], channel="python")
+    for run_id in (member_run_id, paused["run_id"]):
+        assert _settle_interrupted(run_id) == Run.Status.ERROR
+    after = {r.pk: (r.input_tokens, r.output_tokens, r.cost, r.total_cost) for r in Run.objects.all()}
+    assert after == before
+    assert Run.objects.get(pk=paused["run_id"]).error_type == "interrupted" and CALLS == []
