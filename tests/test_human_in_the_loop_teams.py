@@ -495,3 +495,37 @@ def test_a_continued_run_whose_process_dies_keeps_the_tokens_and_cost_counted_be
     after = {r.pk: (r.input_tokens, r.output_tokens, r.cost, r.total_cost) for r in Run.objects.all()}
     assert after == before
     assert Run.objects.get(pk=paused["run_id"]).error_type == "interrupted" and CALLS == []
+
+
+async def test_a_routed_member_that_pauses_answers_for_the_team_after_the_continue(
+    asgi, token, scripted_model, openai_model, cashier
+):
+    await sync_to_async(make_team)(openai_model, [cashier], mode="route")
+    scripted_model.push_tool_calls([{"name": "route_to_member", "arguments": {"member_id": "cashier"}, "id": "r1"}])
+    scripted_model.push_tool_calls([REFUND])
+    paused = (await start_team(asgi, token)).json()
+    assert paused["status"] == "paused"
+    scripted_model.push_text("Refunded 5 on order 7.")
+    r = await continue_(asgi, token, paused["run_id"], [{"tool_call_id": "c1", "decision": "approve"}])
+    assert (r.json()["status"], r.json()["content"]) == ("completed", "Refunded 5 on order 7.")
+    assert len(CALLS) == 1
+
+
+async def test_a_workflows_team_step_whose_member_pauses_pauses_the_workflow(
+    asgi, token, scripted_model, openai_model, cashier
+):
+    from tests.test_workflows import make_workflow
+
+    team = await sync_to_async(make_team)(openai_model, [cashier])
+    await sync_to_async(make_workflow)("flow", [{"name": "desk", "kind": "team", "team": team}])
+    script_pause(scripted_model)
+    r = await asgi.post("/api/workflows/flow/runs", json={"message": "refund order 7"}, headers=bearer(token))
+    paused = r.json()
+    assert paused["status"] == "paused", r.text
+    statuses = [s async for s in Run.objects.filter(session_id=paused["session_id"]).values_list("status", flat=True)]
+    assert statuses == ["paused"] * 3  # the workflow, its team step, the team's member
+    scripted_model.push_text("Refunded.")
+    scripted_model.push_text("The desk refunded it.")
+    r = await continue_(asgi, token, paused["run_id"], [{"tool_call_id": "c1", "decision": "approve"}])
+    assert (r.json()["status"], r.json()["content"]) == ("completed", "The desk refunded it.")
+    assert len(CALLS) == 1
