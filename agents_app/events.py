@@ -307,6 +307,30 @@ class TeamRunCancelled(TeamEvent):
     reason: str = ""
 
 
+@dataclass(slots=True)
+class TeamRunPaused(TeamEvent):
+    """A member (or a member of a member team) waits for a person: the team waits with it (agno's
+    TeamRunPausedEvent). `tools` and `requirements` as RunPaused has them, each requirement naming
+    the member run that waits (`member_run_id`, `member_agent_id`, `member_agent_name`); continue
+    the team's run with a decision per `tool_call_id`."""
+
+    name: ClassVar[str] = "TeamRunPaused"
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    requirements: list[dict[str, Any]] = field(default_factory=list)
+    expires_at: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    member_runs: list[dict[str, Any]] = field(default_factory=list)
+    continued: bool = False
+
+
+@dataclass(slots=True)
+class TeamRunContinued(TeamEvent):
+    """A paused team run goes on (agno's TeamRunContinuedEvent); `tools`: the decided calls."""
+
+    name: ClassVar[str] = "TeamRunContinued"
+    tools: list[dict[str, Any]] = field(default_factory=list)
+
+
 # ---- Workflows (agno's Workflow*/Step* names) --------------------------------------------------
 
 
@@ -374,6 +398,34 @@ class WorkflowCancelled(WorkflowEvent):
 
 
 @dataclass(slots=True)
+class WorkflowPaused(WorkflowEvent):
+    """A step's agent (or team) waits for a person: the workflow waits with it (agno's
+    WorkflowPausedEvent name; `tools` and `requirements` as RunPaused has them, plus the paused
+    step); continue the workflow's run with a decision per `tool_call_id`."""
+
+    name: ClassVar[str] = "WorkflowPaused"
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    requirements: list[dict[str, Any]] = field(default_factory=list)
+    expires_at: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    paused_step_name: str = ""
+    paused_step_index: Any = None
+    step_results: list[dict[str, Any]] = field(default_factory=list)
+    continued: bool = False
+
+
+@dataclass(slots=True)
+class StepContinued(WorkflowEvent):
+    """A paused workflow run goes on at its paused step (agno's StepContinuedEvent), first event of
+    its continuation; `tools`: the decided calls."""
+
+    name: ClassVar[str] = "StepContinued"
+    step_name: str = ""
+    step_index: Any = 0
+    tools: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class NestedEvent(RunEvent):
     """A member's or step's own event, forwarded in its parent run's stream: the child run's event as
     it was (its `run_id`, `agent_id`/`team_id`, name), plus `parent_run_id` and the parent's
@@ -398,10 +450,14 @@ STATUS_OF_TERMINAL = {
     "TeamRunCompleted": "completed",
     "TeamRunError": "error",
     "TeamRunCancelled": "cancelled",
+    "TeamRunPaused": "paused",
     "WorkflowCompleted": "completed",
     "WorkflowError": "error",
     "WorkflowCancelled": "cancelled",
+    "WorkflowPaused": "paused",
 }
+# The kinds' pause events: the end of a paused run's stream until it is continued.
+PAUSE_EVENTS = frozenset(name for name, status in STATUS_OF_TERMINAL.items() if status == "paused")
 TERMINAL_EVENTS = frozenset(STATUS_OF_TERMINAL)
 
 

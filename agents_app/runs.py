@@ -388,21 +388,33 @@ def continue_prepare(
     decisions: list[Decision],
     channel: str,
     agent_id: str | None = None,
+    team_id: str | None = None,
     any_users_run: bool = False,
 ) -> RunnableHandle:
-    """Sync, one transaction: claim a paused run with the decisions on its pending tool calls; the
-    handle goes on where the run stopped (launch it at once). Raises the domain errors of a
-    continue that cannot be (not found, not paused, an unknown tool call, invalid decisions)."""
+    """Sync, one transaction: claim a paused run (of any kind: a team or workflow paused by a member
+    or step run goes on with it) with the decisions on its pending tool calls; the handle goes on
+    where the run stopped (launch it at once). `agent_id` / `team_id`: the run must be of that
+    agent or team (agno's routes). Raises the domain errors of a continue that cannot be (not
+    found, not paused, an unknown tool call, invalid decisions)."""
     return run_continue_prepare(
         run_id=run_id,
         user=user,
         decisions=decisions,
         channel=channel,
-        agent_id=agent_id,
+        agent_id=team_id if team_id is not None else agent_id,
+        kind="team" if team_id is not None else None,
         any_users_run=any_users_run,
         # The run's user's quotas apply to what it uses next (429 quota_exceeded, nothing written).
-        quota=lambda run: quota_check(user=run.user, kind="agent", component_id=run.agent.slug),
+        quota=lambda run: quota_check(user=run.user, kind=_kind_of(run), component_id=_component_of(run).slug),
     )
+
+
+def _kind_of(run: Any) -> str:
+    return "agent" if run.agent_id else "team" if run.team_id else "workflow"
+
+
+def _component_of(run: Any) -> Any:
+    return run.agent or run.team or run.workflow
 
 
 def continue_follow(handle: RunnableHandle) -> AsyncIterator[ev.RunEvent]:

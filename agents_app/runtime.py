@@ -59,7 +59,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 
 from agents_app import events as ev
-from agents_app.engine.expiry import paused_run_end
+from agents_app.engine.expiry import paused_run_end, row_totals
 from agents_app.engine.outcome import store_run
 from agents_app.engine.protocol import RunnableHandle
 from sessions_app import liveness, logcontext
@@ -296,7 +296,8 @@ def _settle(run_id: UUID, *, status: str, reason: str, error_type: str, after: i
     ):
         if error_type == "interrupted":
             logger.warning("Run %s was left running by a server process that stopped; taking it over", run_id)
-        row = Run.objects.filter(pk=run_id).values("input", "model", "provider").first() or {}
+        run = Run.objects.filter(pk=run_id).first()
+        row = {"input": run.input, "model": run.model, "provider": run.provider} if run is not None else {}
         output = state.output
         terminal = _terminal_event(state, max(_last_index(state.events), after) + 1, status, reason, error_type)
         store_run(
@@ -313,6 +314,8 @@ def _settle(run_id: UUID, *, status: str, reason: str, error_type: str, after: i
             component_id=component_id,
             model=row.get("model", ""),
             provider=row.get("provider", ""),
+            # What its row counted keeps (a continued paused run's tokens and cost before its pause).
+            totals=row_totals(run) if run is not None else None,
         )
     return Run.objects.filter(pk=run_id).values_list("status", flat=True).first() or Run.Status.CANCELLED
 
@@ -870,7 +873,7 @@ class Runtime:
                 await self._fail(live, "The run ended without a final event.")
             live.finished_at = time.monotonic()
             self._ended.append((live.finished_at, live.run_id))
-            if live.events[-1].name == "RunPaused" and self._live.get(live.run_id) is live:
+            if live.events[-1].name in ev.PAUSE_EVENTS and self._live.get(live.run_id) is live:
                 # A paused run is not kept: whoever continues, expires or cancels it next (in any
                 # process) changes its stored events, which readers then get from the database.
                 self._live.pop(live.run_id, None)

@@ -1,6 +1,7 @@
 """What a pause/continue cycle costs (docs/human-in-the-loop.md): SQL statements and CPU of a run
 whose one tool call needs a confirmation (paused by `run_agent`, continued by `continue_run`),
-against the same run with the tool free (one `run_agent`), in-process, with the scripted model
+against the same run with the tool free (one `run_agent`), and a team whose member pauses (paused
+by `run_team`, continued by `continue_run` of the team's run), in-process, with the scripted model
 server answering at once.
 
     .venv/bin/python bench/pause_cost.py                 # 50 cycles of each, SQLite
@@ -41,8 +42,8 @@ from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext, override_settings  # noqa: E402
 
 from agents_app.engine.approvals import Decision  # noqa: E402
-from agents_app.models import Agent, AgentToolRequirement, ModelConfig  # noqa: E402
-from agents_app.runs import continue_run, run_agent  # noqa: E402
+from agents_app.models import Agent, AgentToolRequirement, ModelConfig, Team, TeamMember  # noqa: E402
+from agents_app.runs import continue_run, run_agent, run_team  # noqa: E402
 from agents_app.testing.scripted_server import ScriptedModelServer  # noqa: E402
 
 _TX = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
@@ -63,6 +64,10 @@ def _setup(base_url: str) -> Any:
     AgentToolRequirement.objects.update_or_create(
         agent=careful, tool="calculator", defaults={"requirement": "confirmation"}
     )
+    team, _ = Team.objects.update_or_create(
+        slug="pause-team", defaults={"name": "team", "model": model, "mode": "coordinate"}
+    )
+    TeamMember.objects.update_or_create(team=team, agent=careful, defaults={"order": 0})
     return user
 
 
@@ -98,6 +103,28 @@ def _cycle(user: Any, server: ScriptedModelServer) -> tuple[int, float, int, flo
     return _count(paused_ctx), pause_cpu * 1000, _count(continued_ctx), continue_cpu * 1000
 
 
+DELEGATE = {"name": "delegate_task_to_member", "arguments": {"member_id": "pause-careful", "task": "6*7?"}}
+
+
+def _team_cycle(user: Any, server: ScriptedModelServer) -> tuple[int, float, int, float]:
+    server.push_tool_calls([DELEGATE])
+    server.push_tool_calls([CALL])
+    with CaptureQueriesContext(connection) as paused_ctx:
+        cpu = time.process_time()
+        paused = run_team(team_id="pause-team", user=user, message="6*7?")
+        pause_cpu = time.process_time() - cpu
+    assert paused["status"] == "paused", paused
+    server.push_text("It is 42.")
+    server.push_text("The member says 42.")
+    call_id = paused["tools"][0]["tool_call_id"]
+    with CaptureQueriesContext(connection) as continued_ctx:
+        cpu = time.process_time()
+        done = continue_run(paused["run_id"], user=user, decisions=[Decision(call_id, approve=True)])
+        continue_cpu = time.process_time() - cpu
+    assert done["status"] == "completed", done
+    return _count(paused_ctx), pause_cpu * 1000, _count(continued_ctx), continue_cpu * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50)
@@ -107,9 +134,10 @@ def main() -> None:
     try:
         with override_settings(AGENTOS=agentos):
             user = _setup(server.base_url)
-            _free(user, server), _cycle(user, server)  # warm-up
+            _free(user, server), _cycle(user, server), _team_cycle(user, server)  # warm-up
             free = [_free(user, server) for _ in range(args.runs)]
             cycles = [_cycle(user, server) for _ in range(args.runs)]
+            teams = [_team_cycle(user, server) for _ in range(args.runs)]
     finally:
         server.stop()
     print(f"database: {connection.vendor}; {args.runs} runs each; telemetry off")
@@ -125,6 +153,13 @@ def main() -> None:
     )
     both = [c[0] + c[2] for c in cycles]
     print(f"| pause + continue | {sorted(set(both))} | {statistics.median(c[1] + c[3] for c in cycles):.2f} |")
+    print(f"| team pause (run_team) | {sorted({c[0] for c in teams})} | {statistics.median(c[1] for c in teams):.2f} |")
+    print(
+        f"| team continue (continue_run) | {sorted({c[2] for c in teams})} | "
+        f"{statistics.median(c[3] for c in teams):.2f} |"
+    )
+    both = [c[0] + c[2] for c in teams]
+    print(f"| team pause + continue | {sorted(set(both))} | {statistics.median(c[1] + c[3] for c in teams):.2f} |")
 
 
 if __name__ == "__main__":

@@ -406,3 +406,26 @@ def image_files_delete(names: Iterable[str]) -> None:
             default_storage.delete(name)
         except Exception:  # a leftover file is logged, not a failed request
             logger.warning("Could not delete the image file %s", name, exc_info=True)
+
+
+def run_image_parts(*, run_id: Any) -> list[dict[str, Any]]:
+    """A run's stored images as the model got them with its message (OpenAI image parts, in order:
+    an upload as a `data:` URL of its file, an image given by URL as its URL), for a paused run
+    that goes on: its resume state refers to them instead of holding a second copy. An upload
+    whose file cannot be read is left out (logged)."""
+    parts: list[dict[str, Any]] = []
+    for row in RunImage.objects.filter(run_id=run_id).order_by("position"):
+        if row.file:
+            try:
+                with row.file.open("rb") as handle:
+                    data = handle.read()
+            except OSError:
+                logger.warning("Could not read the image file %s of run %s", row.file.name, run_id, exc_info=True)
+                continue
+            image = ImageInput(
+                data=data, encoded=base64.b64encode(data).decode(), mime_type=row.mime_type, detail=row.detail
+            )
+        else:
+            image = ImageInput(url=row.url, detail=row.detail)
+        parts.append(image.content_part())
+    return parts

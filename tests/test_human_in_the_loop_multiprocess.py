@@ -22,12 +22,14 @@ pytestmark = pytest.mark.slow
 SEED = (
     "from django.core.management import call_command; call_command('migrate', verbosity=0); "
     "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
-    "from agents_app.models import Agent, AgentToolRequirement, ModelConfig; "
+    "from agents_app.models import Agent, AgentToolRequirement, ModelConfig, Team, TeamMember; "
     "u = User.objects.create_user('ada'); print(Token.objects.create(user=u).key); "
     "m = ModelConfig.objects.create(name='scripted', provider='openai', base_url='{base_url}', "
     "model_id='m', max_retries=0); a = Agent.objects.create(slug='careful', name='Careful', model=m, "
     "tools=['calculator']); "
-    "AgentToolRequirement.objects.create(agent=a, tool='calculator', requirement='confirmation')"
+    "AgentToolRequirement.objects.create(agent=a, tool='calculator', requirement='confirmation'); "
+    "t = Team.objects.create(slug='desk', name='Desk', model=m, mode='coordinate'); "
+    "TeamMember.objects.create(team=t, agent=a)"
 )
 CALC = {"name": "calculator", "arguments": {"expression": "6*7"}, "id": "k1"}
 
@@ -110,3 +112,27 @@ async def test_a_websocket_client_of_the_other_process_continues_the_paused_run(
     assert [e["event"] for e in rest[:3]] == ["RunContinued", "ToolCallStarted", "ToolCallCompleted"]
     assert rest[-1]["event"] == "RunCompleted" and rest[-1]["content"] == "Forty-two."
     assert [e["event_index"] for e in seen + rest] == list(range(len(seen) + len(rest)))
+
+
+async def test_a_team_paused_by_its_member_in_one_process_is_continued_in_the_other(servers, scripted_model):
+    headers = {"Authorization": f"Bearer {servers['token']}"}
+    delegate = {"name": "delegate_task_to_member", "arguments": {"member_id": "careful", "task": "6*7?"}, "id": "d1"}
+    async with httpx.AsyncClient(headers=headers, timeout=10) as client:
+        scripted_model.push_tool_calls([delegate])
+        scripted_model.push_tool_calls([CALC])
+        r = await client.post(f"{_base(servers, 0)}/api/teams/desk/runs", json={"message": "6*7?"})
+        paused = r.json()
+        assert (r.status_code, paused["status"], paused["tools"][0]["tool_call_id"]) == (200, "paused", "k1")
+
+        scripted_model.push_text("42.")  # the member
+        scripted_model.push_text("The answer is 42.")  # the leader
+        approve = {"decisions": [{"tool_call_id": "k1", "decision": "approve"}]}
+        url = f"/api/runs/{paused['run_id']}/continue"
+        answers = await asyncio.gather(
+            client.post(f"{_base(servers, 1)}{url}", json=approve),
+            client.post(f"{_base(servers, 0)}{url}", json=approve),
+        )
+        assert sorted(a.status_code for a in answers) == [200, 409]
+        done = next(a for a in answers if a.status_code == 200).json()
+        assert (done["status"], done["content"]) == ("completed", "The answer is 42.")
+        assert [(m["member_id"], m["status"]) for m in done["member_runs"]] == [("careful", "completed")]

@@ -2,7 +2,9 @@
 {run_id}/continue` with the form agno's client sends (`AgentOSClient.continue_agent_run[_stream]`,
 `RemoteAgent.acontinue_run`): `tools`, a JSON list of its ToolExecution dicts with the decisions set
 (`confirmed` and `confirmation_note`, `user_input_schema` values, an external call's `result`),
-`stream` (default true), `session_id` and `user_id` (accepted; the run and its user decide)."""
+`stream` (default true), `session_id` and `user_id` (accepted; the run and its user decide).
+And `POST /teams/{team_id}/runs/{run_id}/continue` (`continue_team_run[_stream]`,
+`RemoteTeam.acontinue_run`): `requirements`, a JSON list of RunRequirement dicts, resolved."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from agents_app import runs
 from agents_app.agno_compat import schema as doc
 from agents_app.agno_compat import serializers as s
 from agents_app.agno_compat.views import AgnoView, _named, _parse_uuid
-from agents_app.engine.approvals import InvalidDecision, decisions_from_agno_tools
+from agents_app.engine.approvals import InvalidDecision, decisions_from_agno_requirements, decisions_from_agno_tools
 from agents_app.sse import EventStreamRenderer, sse_response
 from sessions_app.access import allowed_for
 from sessions_app.errors import DomainError, run_http_status
@@ -37,6 +39,18 @@ class ContinueFormSerializer(serializers.Serializer):
         # A JSON body may carry `tools` as a list rather than a string.
         if hasattr(data, "get") and isinstance(data.get("tools"), list):
             data = {**data, "tools": orjson.dumps(data["tools"]).decode()}
+        return super().to_internal_value(data)
+
+
+class TeamContinueFormSerializer(serializers.Serializer):
+    requirements = serializers.CharField(trim_whitespace=False, allow_blank=True, default="")
+    stream = s.FormBooleanField(default=True)
+    session_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    user_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if hasattr(data, "get") and isinstance(data.get("requirements"), list):
+            data = {**data, "requirements": orjson.dumps(data["requirements"]).decode()}
         return super().to_internal_value(data)
 
 
@@ -104,6 +118,68 @@ class RunContinueView(AgnoView):
         handle, stream = self.prepared
         if stream:
             return sse_response(_named(runs.continue_follow(handle), "agent_name", handle.component_name))
+        events = await runs.launch(handle, stream=False).wait()
+        result = handle.result(events)
+        body = s.output_json(handle, events, result)
+        return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
+
+
+@doc.documented(
+    post=extend_schema(
+        summary="Continue a paused team run",
+        description=(
+            "agno's team continue: `requirements` (a JSON list of the paused run's requirements, resolved: "
+            "`confirmation` true or false with `confirmation_note`, the `user_input_schema` values, an external "
+            "call's `external_execution_result`; or the same set on each `tool_execution`); `stream` (default "
+            "true). The member run that waits goes on, then the leader. Every pending call needs its decision."
+        ),
+        request=doc.RUN_REQUEST,
+        responses={
+            (200, "application/json"): OpenApiResponse(doc.RUN_OUTPUT["team"], description="With stream=false."),
+            (200, "text/event-stream"): OpenApiResponse(doc.RunEventSerializer, description="TeamRunContinued first."),
+            **doc.agno_errors(
+                400,
+                401,
+                404,
+                409,
+                422,
+                e400="`requirements` is not JSON, a call has no decision (`invalid_decision`) or is not pending "
+                "(`unknown_tool_call`).",
+                e404="Not your run of this team.",
+                e409="The run does not wait for a decision (`run_not_paused`).",
+            ),
+        },
+    ),
+)
+class TeamRunContinueView(AgnoView):
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    def prepare_post(self, request: Any, team_id: str, run_id: str) -> tuple[Any, bool]:
+        run_uuid: UUID = _parse_uuid(run_id, "Run")
+        if not allowed_for(request.auth, request.user).permits("team", team_id):  # a scoped API token's teams only
+            raise NotFound("Run not found")
+        form = TeamContinueFormSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            requirements = (
+                parse_json(data["requirements"], field="requirements") if data["requirements"].strip() else []
+            )
+        except InvalidInput as exc:
+            raise ToolsRefused(InvalidDecision(f"Invalid JSON in requirements field: {exc.detail}")) from None
+        try:
+            decisions = decisions_from_agno_requirements(requirements)
+            handle = runs.continue_prepare(
+                run_uuid, user=request.user, decisions=decisions, channel="agno", team_id=team_id
+            )
+        except InvalidDecision as exc:
+            raise ToolsRefused(exc) from None
+        return handle, data["stream"]
+
+    async def post(self, request: Any, team_id: str, run_id: str) -> Any:
+        handle, stream = self.prepared
+        if stream:
+            return sse_response(_named(runs.continue_follow(handle), "team_name", handle.component_name))
         events = await runs.launch(handle, stream=False).wait()
         result = handle.result(events)
         body = s.output_json(handle, events, result)

@@ -275,6 +275,9 @@ def output_json(handle: Any, events: list[ev.RunEvent], result: dict[str, Any]) 
         )
     if kind == "team":
         body["member_responses"] = [_member_json(result, member) for member in result["member_runs"]]
+        if result["status"] == "paused":  # agno's paused TeamRunOutput: its members' calls that wait
+            body["tools"] = result["tools"] or None
+            body["requirements"] = result["requirements"] or None
     if kind == "agent":
         tools = [e.tool for e in events if isinstance(e, ev.ToolCallCompleted | ev.ToolCallError)]
         if result["status"] == "paused":  # agno's paused RunOutput: the calls waiting, and their requirements

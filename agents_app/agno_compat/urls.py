@@ -36,11 +36,16 @@ urlpatterns = [
         )
         for kind in KINDS
     ),
-    # A paused run goes on (docs/human-in-the-loop.md; agents only, for now).
+    # A paused run goes on (docs/human-in-the-loop.md): an agent's, or a team's paused by a member.
     path(
         "agents/<str:agent_id>/runs/<str:run_id>/continue",
         continue_views.RunContinueView.as_view(),
         name="agent-run-continue",
+    ),
+    path(
+        "teams/<str:team_id>/runs/<str:run_id>/continue",
+        continue_views.TeamRunContinueView.as_view(),
+        name="team-run-continue",
     ),
     path("sessions", views.SessionListView.as_view(), name="sessions"),
     path("sessions/<str:session_id>", views.SessionDetailView.as_view(), name="session"),

@@ -14,10 +14,9 @@ Ending a paused run nobody continues (expiry, cancel) is engine/expiry.py.
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -25,16 +24,37 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from agents_app import events as ev
-from agents_app.engine.expiry import mark_continued, paused_runs_expire
-from agents_app.engine.pause import tool_execution
-from agents_app.engine.runner import RunHandle, _Execution
-from agents_app.providers.base import ToolCallRequest
-from agents_app.selectors import agent_get_active
+from agents_app.engine.expiry import mark_continued, paused_chain, paused_runs_expire, paused_top
+from agents_app.engine.pause import has_image_refs, with_images
+from agents_app.engine.protocol import PreparedRun, Resume
+from agents_app.engine.resume import ContinuedRunHandle, continued_agent_handle, execute_continued
+from agents_app.engine.team import TeamRunHandle
+from agents_app.engine.workflow import WorkflowRunHandle
+from agents_app.selectors import (
+    agent_get_active,
+    team_get_active,
+    team_members_tree,
+    workflow_get_active,
+    workflow_steps_tree,
+)
 from agents_app.tools.registry import EXTERNAL_EXECUTION, USER_INPUT, ToolArgumentsError, tool_registry
 from sessions_app.errors import ConflictError, DomainError, NotFoundError
+from sessions_app.images import run_image_parts
 from sessions_app.models import Run, Session, ToolApproval
 from sessions_app.services import run_claim_paused
+
+__all__ = [
+    "ContinuedRunHandle",
+    "Decision",
+    "InvalidDecision",
+    "PausedRunNotFound",
+    "RunNotPaused",
+    "UnknownToolCall",
+    "decisions_from_agno_requirements",
+    "decisions_from_agno_tools",
+    "execute_continued",
+    "run_continue_prepare",
+]
 
 
 class RunNotPaused(ConflictError):
@@ -114,23 +134,37 @@ def decisions_from_agno_tools(tools: list[Any]) -> list[Decision]:
     return decisions
 
 
+def decisions_from_agno_requirements(requirements: list[Any]) -> list[Decision]:
+    """agno's team continue body (`requirements`: RunRequirement dicts, as its client sends them
+    back after `confirm()`, `reject(note)`, `provide_user_input(...)` or
+    `set_external_execution_result(...)`) as decisions: each requirement's `tool_execution`, with
+    the requirement's own `confirmation`, `confirmation_note`, `user_input_schema` and
+    `external_execution_result` set on it where it has them."""
+    if not isinstance(requirements, list) or not all(isinstance(r, dict) for r in requirements):
+        raise InvalidDecision("'requirements' must be a JSON list of run requirements.")
+    tools = []
+    for data in requirements:
+        execution = data.get("tool_execution")
+        if not isinstance(execution, dict):
+            raise InvalidDecision("Each requirement needs its 'tool_execution'.")
+        execution = dict(execution)
+        if data.get("confirmation") is not None:
+            execution["confirmed"] = data["confirmation"]
+        if data.get("confirmation_note") is not None:
+            execution["confirmation_note"] = data["confirmation_note"]
+        if data.get("external_execution_result") is not None:
+            execution["result"] = data["external_execution_result"]
+        if isinstance(data.get("user_input_schema"), list):
+            execution["user_input_schema"] = data["user_input_schema"]
+        tools.append(execution)
+    return decisions_from_agno_tools(tools)
+
+
 def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 # ---- continuing ---------------------------------------------------------------------------------
-
-
-@dataclass(slots=True, kw_only=True)
-class ContinuedRunHandle(RunHandle):
-    """A paused agent run, claimed (running again) with its decisions: what the engine needs to go
-    on where it stopped (`resume_state`), the decided calls, and its stored events."""
-
-    resume_state: dict[str, Any] = field(default_factory=dict)
-    decided: list[dict[str, Any]] = field(default_factory=list)
-
-    def execute_events(self, *, stream: bool) -> AsyncIterator[ev.RunEvent]:
-        return execute_continued(self, stream=stream)
 
 
 def _resolve(pending: list[ToolApproval], decisions: list[Decision]) -> list[tuple[ToolApproval, dict[str, Any]]]:
@@ -178,6 +212,14 @@ def _resolve(pending: list[ToolApproval], decisions: list[Decision]) -> list[tup
     return resolved
 
 
+def _with_images(run_id: UUID, state: dict[str, Any]) -> dict[str, Any]:
+    """A resume state whose messages refer to the run's stored images, with those images again."""
+    messages = state.get("messages_sent") or []
+    if not has_image_refs(messages):
+        return state
+    return {**state, "messages_sent": with_images(messages, run_image_parts(run_id=run_id))}
+
+
 def run_continue_prepare(
     *,
     run_id: UUID,
@@ -185,35 +227,67 @@ def run_continue_prepare(
     decisions: list[Decision],
     channel: str,
     agent_id: str | None = None,
+    kind: str | None = None,
     any_users_run: bool = False,
     quota: Callable[[Run], Any] | None = None,
-) -> ContinuedRunHandle:
-    """Sync, one transaction: claim a paused agent run of `user`'s (any user's with
-    `any_users_run`: an approver) with the decisions on all its pending tool calls, and return
-    the handle to launch. Raises PausedRunNotFound (not the user's, or not of `agent_id`),
-    RunNotPaused, UnknownToolCall or InvalidDecision, and the agent's AgentNotFound (deactivated
-    meanwhile), before anything is written."""
-    runs = Run.objects.select_related("agent", "user").filter(pk=run_id)
+) -> PreparedRun:
+    """Sync, one transaction: claim a paused run of `user`'s (any user's with `any_users_run`: an
+    approver) with the decisions on all its pending tool calls, and return the handle to launch.
+    The run is of any kind: a team or workflow run paused by a member or step run (down to the
+    agent run whose calls wait) is claimed with the whole chain of paused runs, and its handle
+    resumes them in order. Raises PausedRunNotFound (not the user's, not of `agent_id` (an agent's,
+    or with `kind` a team's or workflow's slug), or a member's run: continue its parent),
+    RunNotPaused, UnknownToolCall or InvalidDecision, and the component's not-found error
+    (deactivated meanwhile), before anything is written."""
+    runs = Run.objects.select_related("agent", "team", "workflow", "user").filter(pk=run_id)
     if not any_users_run:
         runs = runs.filter(user=user)
     run = runs.first()
-    if run is None or (agent_id is not None and (run.agent is None or run.agent.slug != agent_id)):
+    component = run and (run.agent or run.team or run.workflow)
+    run_kind = (
+        "agent" if run is not None and run.agent_id else "team" if run is not None and run.team_id else "workflow"
+    )
+    if (
+        run is None
+        or component is None
+        or (agent_id is not None and (component.slug != agent_id or run_kind != (kind or "agent")))
+    ):
         raise PausedRunNotFound(f"No run {run_id}.")
+    if run.parent_run_id is not None:
+        top = paused_top(run)
+        raise RunNotPaused(
+            f"Run {run_id} is a member's or step's run: continue its parent run {top.pk}.",
+            status=run.status,
+        )
     if run.status == Run.Status.PAUSED and run.expires_at is not None and run.expires_at <= timezone.now():
         # Overdue, and no sweep ended it yet: it ends now, whatever was decided (fail closed).
         paused_runs_expire(run_ids=[run.pk])
         run.status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).get()
-    if run.status != Run.Status.PAUSED or run.agent is None:
+    if run.status != Run.Status.PAUSED:
         raise RunNotPaused(f"Run {run_id} is {run.status}: it does not wait for a decision.", status=run.status)
-    pending = list(ToolApproval.objects.filter(run=run, status=ToolApproval.Status.PENDING).order_by("position"))
+    chain = paused_chain(run)  # the run, then each paused child down to the agent run whose calls wait
+    leaf = chain[-1]
+    if leaf.agent is None:
+        raise RunNotPaused(f"Run {run_id} waits for no tool call.", status=run.status)
+    pending = list(ToolApproval.objects.filter(run=leaf, status=ToolApproval.Status.PENDING).order_by("position"))
     resolved = _resolve(pending, decisions)
-    agent = agent_get_active(agent_id=run.agent.slug)
+    # The components must still be active (their not-found errors; the run stays paused).
+    agent_get_active(agent_id=leaf.agent.slug)
+    root_component: Any = (
+        agent_get_active(agent_id=run.agent.slug)
+        if run_kind == "agent"
+        else team_get_active(team_id=run.team.slug)
+        if run_kind == "team"
+        else workflow_get_active(workflow_id=run.workflow.slug)
+    )
     # What the run's quotas still allow (the run service's check, which may refuse: nothing written
     # yet); the run's budget counts its earlier tokens and cost again, so they are added to the caps.
     caps = quota(run) if quota is not None else None
     state = run.resume_state or {}
     if caps is not None:
-        earlier_tokens = int(state.get("input_tokens") or 0) + int(state.get("output_tokens") or 0)
+        earlier_tokens = int(
+            state.get("tree_tokens") or int(state.get("input_tokens") or 0) + int(state.get("output_tokens") or 0)
+        )
         earlier_cost = Decimal(str(state.get("cost") or "0"))
         caps = replace(
             caps,
@@ -221,11 +295,12 @@ def run_continue_prepare(
             cost=None if caps.cost is None else caps.cost + earlier_cost,
         )
     now = timezone.now()
-    events = mark_continued(run.events)
+    marked = {r.pk: mark_continued(r.events) for r in chain}
     with transaction.atomic():
-        claimed = run_claim_paused(run_id=run_id, events=events, now=now)
-        if not claimed:
-            raise RunNotPaused(f"Run {run_id} was continued or ended a moment ago.", status=Run.Status.RUNNING)
+        for r in chain:
+            if not run_claim_paused(run_id=r.pk, events=marked[r.pk], now=now):
+                # Rolled back whole: a continue, expiry or cancel in another process took it first.
+                raise RunNotPaused(f"Run {run_id} was continued or ended a moment ago.", status=Run.Status.RUNNING)
         for row, writes in resolved:
             ToolApproval.objects.filter(pk=row.pk, status=ToolApproval.Status.PENDING).update(
                 decided_by=user if user is not None and user.pk is not None else None,
@@ -247,153 +322,56 @@ def run_continue_prepare(
         }
         for row, writes in resolved
     ]
-    return ContinuedRunHandle(
-        agent=agent,
-        user_id=run.user_id,
-        run_id=run.pk,
-        session_id=run.session_id,
-        message=run.input,
-        created_at=run.created_at,
-        session_state=session_state if isinstance(session_state, dict) else {},
-        resume_state=state,
-        decided=decided,
-        prior_events=events,
-        quota=caps,
-    )
-
-
-def _rejection(note: str) -> str:
-    return f"Rejected by the user: {note}" if note else "Rejected by the user."
-
-
-class _ContinuedExecution(_Execution):
-    """An agent run going on after its pause: the decided calls first (the approved ones run, the
-    rejected ones and external results are told to the model), then the model loop as usual. Its
-    counts add to what the run counted before (its row); its telemetry counts only its own."""
-
-    resumed = True
-
-    def __init__(self, handle: ContinuedRunHandle, *, stream: bool) -> None:
-        super().__init__(handle, stream=stream)
-        state = handle.resume_state
-        self.prior = state
-        self.prior_events = handle.prior_events
-        self.counter = itertools.count(max((e.get("event_index", -1) for e in handle.prior_events), default=-1) + 1)
-        self.messages_sent = list(state.get("messages_sent") or [])
-        self.new_messages = list(state.get("new_messages") or [])
-        self.tool_calls_used = int(state.get("tool_calls_used") or 0)
-        self.prior_cost = Decimal(str(state.get("cost") or "0"))
-        # Its budget goes on from what the run used before (wall-clock: its active seconds).
-        self.budget.model_calls = int(state.get("model_calls") or 0)
-        self.budget.tokens = int(state.get("input_tokens") or 0) + int(state.get("output_tokens") or 0)
-        self.budget.cost = self.prior_cost
-        if self.budget.deadline is not None:
-            self.budget.deadline -= float(state.get("duration") or 0.0)
-
-    def started_event(self) -> ev.RunEvent:
-        return self.event(ev.RunContinued, tools=[self._execution(d) for d in self.handle.decided])
-
-    @staticmethod
-    def _execution(decided: dict[str, Any]) -> dict[str, Any]:
-        approved = decided["status"] == ToolApproval.Status.APPROVED
-        return tool_execution(
-            tool_call_id=decided["tool_call_id"],
-            tool_name=decided["tool_name"],
-            tool_args=decided.get("approved_args") or decided["tool_args"],
-            kind=decided["requirement"],
-            schema=None,
-            created_at=decided["created_at"],
-            approval_id=decided["approval_id"],
-            confirmed=approved,
-            note=decided.get("note") or None,
-            result=decided.get("result"),
+    resume: Resume | None = None
+    for r in reversed(chain):  # from the agent run whose calls wait up to the run continued
+        resume = Resume(
+            run_id=r.pk,
+            message=r.input,
+            created_at=r.created_at,
+            state=_with_images(r.pk, r.resume_state or {}),
+            prior_events=marked[r.pk],
+            decided=decided if r is leaf else [],
+            child=resume,
         )
-
-    async def body(self) -> AsyncIterator[ev.RunEvent]:
-        async for item in self._apply_decisions():
-            yield item
-        async for item in super().body():
-            yield item
-
-    async def _apply_decisions(self) -> AsyncIterator[ev.RunEvent]:
-        to_run: list[ToolCallRequest] = []
-        for decided in self.handle.decided:
-            call_id, name = decided["tool_call_id"], decided["tool_name"]
-            if decided["status"] != ToolApproval.Status.APPROVED:
-                text = _rejection(decided.get("note") or "")
-                info = {
-                    "tool_call_id": call_id,
-                    "tool_name": name,
-                    "tool_args": decided["tool_args"],
-                    "result": None,
-                    "tool_call_error": True,
-                    "confirmed": False,
-                    "confirmation_note": decided.get("note") or None,
-                }
-                yield self.event(ev.ToolCallError, tool=info, error=text)
-                self._tool_message(call_id, name, text)
-            elif decided["requirement"] == EXTERNAL_EXECUTION:
-                result = decided.get("result") or ""
-                info = {
-                    "tool_call_id": call_id,
-                    "tool_name": name,
-                    "tool_args": decided["tool_args"],
-                    "result": result,
-                    "tool_call_error": False,
-                    "external_execution_required": True,
-                }
-                yield self.event(ev.ToolCallCompleted, tool=info, content=result)
-                self._tool_message(call_id, name, result)
-            else:
-                to_run.append(ToolCallRequest(call_id, name, json.dumps(decided["approved_args"])))
-        if to_run:
-            async for item in self.run_calls(to_run):
-                yield item
-
-    def _tool_message(self, call_id: str, name: str, content: str) -> None:
-        self.messages_sent.append({"role": "tool", "tool_call_id": call_id, "content": content})
-        self.new_messages.append({"role": "tool", "tool_call_id": call_id, "content": content, "name": name})
-
-    # ---- its counts: the run's so far plus its own ------------------------------------------------
-
-    def event_dicts(self) -> list[dict[str, Any]]:
-        return [*self.prior_events, *super().event_dicts()]
-
-    def own_metrics(self) -> dict[str, Any]:
-        return super().metrics()
-
-    def metrics(self) -> dict[str, Any]:
-        own = super().metrics()
-        prior = self.prior
-        data = dict(own)
-        for key in ("input_tokens", "output_tokens", "cache_read_tokens"):
-            data[key] = own[key] + int(prior.get(key) or 0)
-        data["total_tokens"] = data["input_tokens"] + data["output_tokens"]
-        data["cost"] = float(self.prior_cost + self.cost + self.children_cost)
-        if prior.get("time_to_first_token") is not None:
-            data["time_to_first_token"] = prior["time_to_first_token"]
-        data["duration"] = own["duration"] + float(prior.get("duration") or 0.0)
-        return data
-
-    def resume_state(self) -> dict[str, Any]:
-        state = super().resume_state()
-        state["cost"] = str(self.prior_cost + self.cost + self.children_cost)
-        return state
-
-    def stored_totals(self, metrics: dict[str, Any]) -> dict[str, Any] | None:
-        total = self.prior_cost + self.cost
-        return {
-            "metrics": self.metrics(),
-            "cost": total,
-            "total_cost": total + self.children_cost,
-            "cache_read_tokens": self.cache_read_tokens + int(self.prior.get("cache_read_tokens") or 0),
-            # What quotas count: the whole run's tokens (an agent run's children: none yet).
-            "tree_tokens": self.metrics()["total_tokens"] + self.children_tokens,
-        }
-
-
-async def execute_continued(handle: ContinuedRunHandle, *, stream: bool = False) -> AsyncIterator[ev.RunEvent]:
-    """Go on with a claimed paused run, yielding its new events (RunContinued first); the last is
-    terminal (or RunPaused again), and the run is stored before it is yielded."""
-    async for item in _ContinuedExecution(handle, stream=stream).run():
-        yield item
+    assert resume is not None
+    session_state = session_state if isinstance(session_state, dict) else {}
+    handle: PreparedRun
+    if run_kind == "agent":
+        handle = continued_agent_handle(
+            agent=root_component,
+            user_id=run.user_id,
+            session_id=run.session_id,
+            session_state=session_state,
+            resume=resume,
+        )
+    elif run_kind == "team":
+        handle = TeamRunHandle(
+            team=root_component,
+            members_of=team_members_tree(root_component),
+            user_id=run.user_id,
+            run_id=run.pk,
+            session_id=run.session_id,
+            message=run.input,
+            created_at=run.created_at,
+            max_depth=root_component.max_depth,
+            session_state=session_state,
+            prior_events=resume.prior_events,
+            resume=resume,
+        )
+    else:
+        steps, members = workflow_steps_tree(root_component)
+        handle = WorkflowRunHandle(
+            workflow=root_component,
+            steps=steps,
+            members_of=members,
+            user_id=run.user_id,
+            run_id=run.pk,
+            session_id=run.session_id,
+            message=run.input,
+            created_at=run.created_at,
+            session_state=session_state,
+            prior_events=resume.prior_events,
+            resume=resume,
+        )
+    handle.quota = caps
+    return handle

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
@@ -28,7 +30,7 @@ from jsonschema import Draft202012Validator
 
 from agents_app import events as ev
 from agents_app.engine.budget import BudgetExceeded, RunBudget
-from agents_app.engine.pause import PauseRequested
+from agents_app.engine.pause import ChildPaused, PauseRequested
 from agents_app.hooks.runner import RunHooks
 from agents_app.pricing import ZERO, as_number, call_cost
 from agents_app.providers.base import (
@@ -45,7 +47,7 @@ from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.images import with_text
 from sessions_app.models import Run
-from sessions_app.services import run_checkpoint, run_finish
+from sessions_app.services import run_checkpoint, run_finish, run_pause_finish
 from telemetry_app.metrics import record_run
 from telemetry_app.services import telemetry_record_run, telemetry_transaction
 
@@ -96,7 +98,10 @@ class Execution:
     # Exceptions that end a run as an error with their own `error_type` (others are internal errors).
     failures: ClassVar[tuple[type[BaseException], ...]] = ()
     # A paused run's continuation (engine/approvals.py): its pre-hooks ran before it paused.
-    resumed: ClassVar[bool] = False
+    resumed: bool = False
+    # The kind's pause event when a member or step run paused it (teams, workflows; an agent pauses
+    # for its own tool calls: runner._Execution.paused).
+    paused_cls: ClassVar[type[ev.RunEvent] | None] = None
 
     def __init__(self, handle: Any, *, stream: bool) -> None:
         self.handle = handle
@@ -145,6 +150,16 @@ class Execution:
         self.session_state: dict[str, Any] = copy.deepcopy(getattr(handle, "session_state", {}))
         # Pre- and post-hooks (agents_app.hooks): None when the run has none, so it pays nothing.
         self.hooks = RunHooks.for_run(handle)
+        # A continued paused run (engine/approvals.py): what it counted before its pause (`prior`,
+        # its resume state: the whole run's counts so far; its row keeps them, this execution's own
+        # counts are added) and the events it emitted then (its new ones are numbered after them).
+        self.prior: dict[str, Any] = {}
+        self.prior_events: list[dict[str, Any]] = list(getattr(handle, "prior_events", None) or [])
+        # What a pause stores besides the outcome (resume state, expiry, the ToolApproval rows).
+        self.pause_record: dict[str, Any] | None = None
+        self.resume = getattr(handle, "resume", None)
+        if self.resume is not None:
+            self.resume_from(self.resume.state)
         # Inline post-hooks may rewrite or reject the answer: stream no deltas, only the final content.
         self.hold_output = self.hooks is not None and self.hooks.holds_output
 
@@ -174,11 +189,84 @@ class Execution:
         return item
 
     def event_dicts(self) -> list[dict[str, Any]]:
-        """The events so far as dicts (each converted once, for checkpoints and the final store)."""
+        """The events so far as dicts (each converted once, for checkpoints and the final store),
+        after a continued run's earlier ones."""
         dicts = self._dicts
         for item in self.log[len(dicts) :]:
             dicts.append(item.to_dict())
-        return dicts
+        return [*self.prior_events, *dicts] if self.prior_events else dicts
+
+    # ---- pausing and going on (engine/pause.py, engine/approvals.py) ------------------------------
+
+    def resume_from(self, state: dict[str, Any]) -> None:
+        """Go on from a pause: events numbered after the stored ones, the counts and the budget
+        where they were (wall-clock: its active seconds; its pre-hooks do not run again)."""
+        self.resumed = True
+        self.prior = state
+        self.counter = itertools.count(max((e.get("event_index", -1) for e in self.prior_events), default=-1) + 1)
+        self.budget.model_calls = int(state.get("model_calls") or 0)
+        self.budget.tokens = self._prior_tree_tokens()
+        self.budget.cost = self._prior_cost("cost")
+        if self.budget.deadline is not None:
+            self.budget.deadline -= float(state.get("duration") or 0.0)
+
+    def _prior_cost(self, key: str) -> Decimal:
+        """What the run cost before its pause: `cost`, the whole run's (its children's included),
+        or `own_cost`, its own model calls' (older states had only `cost`)."""
+        value = self.prior.get(key, self.prior.get("cost"))
+        return Decimal(str(value or "0"))
+
+    def _prior_tree_tokens(self) -> int:
+        p = self.prior
+        return int(p.get("tree_tokens") or int(p.get("input_tokens") or 0) + int(p.get("output_tokens") or 0))
+
+    def resume_counts(self) -> dict[str, Any]:
+        """The counting part of a paused run's resume state: the whole run's so far, so the next
+        continuation (in any process) goes on from them and the row keeps them in every ending."""
+        metrics = self.metrics()
+        return {
+            "version": 1,
+            "model_calls": self.budget.model_calls,
+            "input_tokens": metrics["input_tokens"],
+            "output_tokens": metrics["output_tokens"],
+            "cache_read_tokens": metrics.get("cache_read_tokens", 0),
+            "cost": str(self._prior_cost("cost") + self.cost + self.children_cost),
+            "own_cost": str(self._prior_cost("own_cost") + self.cost),
+            "tree_tokens": self._prior_tree_tokens() + self.input_tokens + self.output_tokens + self.children_tokens,
+            "time_to_first_token": metrics["time_to_first_token"],
+            "duration": metrics["duration"],
+        }
+
+    def resume_point(self, pause: ChildPaused) -> dict[str, Any]:
+        """Where a team or workflow stopped when a child paused it: what its body needs to go on."""
+        raise NotImplementedError
+
+    def paused_fields(self) -> dict[str, Any]:
+        """The kind's own fields of its pause event (a team's member runs, a workflow's step)."""
+        return {}
+
+    def paused(self, pause: PauseRequested) -> tuple[dict[str, Any], ev.RunEvent]:
+        """The stored outcome and the terminal event of a run that waits for a person. Here: a
+        team or workflow whose member or step run paused (the child stored itself paused, with its
+        ToolApproval rows); it waits with its child, expiring with it, and lists the child's calls."""
+        if not isinstance(pause, ChildPaused) or self.paused_cls is None:
+            raise NotImplementedError(f"A {self.kind} run cannot pause by itself.")
+        state = {**self.resume_counts(), **self.resume_point(pause), "paused_child": str(pause.child_run_id)}
+        self.pause_record = {
+            "expires_at": datetime.fromisoformat(pause.expires_at),
+            "resume_state": state,
+            "approvals": [],
+        }
+        outcome = {"status": Run.Status.PAUSED, "output": self.partial_output(), "error": "", "error_type": ""}
+        terminal = self.event(
+            self.paused_cls,
+            tools=pause.tools,
+            requirements=pause.requirements,
+            expires_at=pause.expires_at,
+            metrics=self.metrics(),
+            **self.paused_fields(),
+        )
+        return outcome, terminal
 
     def checkpoint(self) -> None:
         """Save the partial output and the events so far, in the background (one at a time; the
@@ -382,22 +470,32 @@ class Execution:
         if self.ttft is None:
             self.ttft = time.perf_counter() - self.started
 
-    def metrics(self) -> dict[str, Any]:
-        """agno's metric names; `cost` is what the whole run cost (its member or step runs included)."""
+    def counts(self, *, whole: bool) -> dict[str, Any]:
+        """agno's metric names; `cost` is what the run cost with its member or step runs. `whole`:
+        a continued run's counts before its pause added (what it reports and its row keeps)."""
+        p = self.prior if whole else {}
+        input_tokens = self.input_tokens + int(p.get("input_tokens") or 0)
+        output_tokens = self.output_tokens + int(p.get("output_tokens") or 0)
+        ttft = p.get("time_to_first_token")
         return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "total_tokens": self.input_tokens + self.output_tokens,
-            "cache_read_tokens": self.cache_read_tokens,
-            "cost": as_number(self.cost + self.children_cost),
-            "time_to_first_token": self.ttft,
-            "duration": time.perf_counter() - self.started,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+            "cache_read_tokens": self.cache_read_tokens + int(p.get("cache_read_tokens") or 0),
+            "cost": as_number(self.cost + self.children_cost + (self._prior_cost("cost") if whole else ZERO)),
+            "time_to_first_token": ttft if ttft is not None else self.ttft,
+            "duration": time.perf_counter() - self.started + float(p.get("duration") or 0.0),
         }
 
+    def metrics(self) -> dict[str, Any]:
+        """The whole run's metrics (what its events report)."""
+        return self.counts(whole=True)
+
     def own_metrics(self) -> dict[str, Any]:
-        """What the stored run and its telemetry event count: only this run's own model calls (a
-        child run stores its own), so adding up stored runs never counts a token twice."""
-        return self.metrics()
+        """What this execution counted itself: its process's metrics (a child run stores its own;
+        a continued run's earlier execution counted its part), so adding up never counts a token
+        twice. The stored row gets the whole run's (`stored_totals`)."""
+        return self.counts(whole=False)
 
     # ---- what a kind says ------------------------------------------------------------------------
 
@@ -421,15 +519,20 @@ class Execution:
         """After `body()` finished: the stored outcome (status, output, output_json) and the terminal event."""
         raise NotImplementedError
 
-    def paused(self, pause: PauseRequested) -> tuple[dict[str, Any], ev.RunEvent]:
-        """The stored outcome and the terminal event of a run that waits for a person (the kinds
-        that pause: agents)."""
-        raise NotImplementedError
-
     def stored_totals(self, metrics: dict[str, Any]) -> dict[str, Any] | None:
-        """What the run's row stores when it differs from what this execution counted (its
-        telemetry): a continued run's earlier executions added (engine/approvals.py). None: the same."""
-        return None
+        """What the run's row (and its telemetry event) stores when it differs from what this
+        execution counted: a continued run's earlier executions added, in every ending (completed,
+        failed, cancelled, paused again). None: the same."""
+        if not self.prior:
+            return None
+        whole = self.metrics()
+        return {
+            "metrics": whole,
+            "cost": self._prior_cost("own_cost") + self.cost,
+            "total_cost": self._prior_cost("cost") + self.cost + self.children_cost,
+            "cache_read_tokens": whole.get("cache_read_tokens", 0),
+            "tree_tokens": self._prior_tree_tokens() + self.input_tokens + self.output_tokens + self.children_tokens,
+        }
 
     def error_type_of(self, exc: BaseException) -> str:
         return getattr(exc, "error_type", "model_error")
@@ -446,7 +549,10 @@ class Execution:
         return "".join(self.partial)
 
     def messages(self, outcome: dict[str, Any]) -> list[dict[str, Any]]:
-        """The messages stored with the run after the user's (the agent engine keeps its tool calls)."""
+        """The messages stored with the run after the user's (the agent engine keeps its tool calls);
+        a paused run stores them when it ends."""
+        if outcome["status"] == Run.Status.PAUSED:
+            return []
         output = outcome.get("output") or ""
         return [{"role": "assistant", "content": output}] if output else []
 
@@ -457,8 +563,12 @@ class Execution:
         return changed, [k for k in before if k not in state]
 
     def finisher(self, status: str) -> Callable[..., Any] | None:
-        """`run_finish` extended with what the run's hooks produced, or None."""
-        return self.hooks.finisher(status) if self.hooks is not None else None
+        """`run_finish` extended with what the run's hooks produced, and for a pause with what a
+        continue needs (run_pause_finish), or None."""
+        finish = self.hooks.finisher(status) if self.hooks is not None else None
+        if status != Run.Status.PAUSED or self.pause_record is None:
+            return finish
+        return functools.partial(run_pause_finish, finish=finish or run_finish, pause=self.pause_record)
 
     # ---- what hooks may change (agents_app.hooks.runner) ------------------------------------------
 

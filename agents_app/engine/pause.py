@@ -59,6 +59,22 @@ class PauseRequested(Exception):
         self.pending = pending
 
 
+class ChildPaused(PauseRequested):
+    """Raised by a member's or step's child run (engine/team.ChildRun) whose run paused: its parent
+    pauses too, listing the child's waiting calls (`tools`, `requirements`, as the child's pause
+    event has them) and expiring when the child does. The waiting calls are the child's (its
+    ToolApproval rows); continuing the parent resumes the child (engine/approvals.py)."""
+
+    def __init__(
+        self, *, child_run_id: Any, tools: list[dict[str, Any]], requirements: list[dict[str, Any]], expires_at: str
+    ) -> None:
+        super().__init__([])
+        self.child_run_id = child_run_id
+        self.tools = tools
+        self.requirements = requirements
+        self.expires_at = expires_at
+
+
 def user_input_schema(tool: Tool, args: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
     """agno's `user_input_schema`: every argument of the tool (name, type, description), the
     model's value where it chose one; the fields the user must fill have none yet."""
@@ -135,3 +151,56 @@ def call_arguments(arguments: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return parsed if isinstance(parsed, dict) else None
+
+
+# The images sent with a run's message are stored once, as the run's images (sessions_app.images,
+# RunImage rows): a paused run's resume state refers to them by position instead of copying them.
+IMAGE_REF = "run_image"
+
+
+def without_images(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` with each image part of a user message replaced by a reference to the run's
+    stored image at that position (its `detail` kept)."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if message.get("role") == "user" and isinstance(content, list):
+            parts, position = [], 0
+            for part in content:
+                if isinstance(part, dict) and part.get("type") == "image_url":
+                    parts.append({"type": IMAGE_REF, "position": position})
+                    position += 1
+                else:
+                    parts.append(part)
+            message = {**message, "content": parts}
+        out.append(message)
+    return out
+
+
+def has_image_refs(messages: list[dict[str, Any]]) -> bool:
+    return any(
+        isinstance(m.get("content"), list)
+        and any(isinstance(p, dict) and p.get("type") == IMAGE_REF for p in m["content"])
+        for m in messages
+    )
+
+
+def with_images(messages: list[dict[str, Any]], parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The references of `without_images` replaced by the run's image parts again (as the model
+    got them: an uploaded image as a `data:` URL); a reference to an image no longer stored is
+    dropped."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            restored = []
+            for part in content:
+                if isinstance(part, dict) and part.get("type") == IMAGE_REF:
+                    position = part.get("position")
+                    if isinstance(position, int) and 0 <= position < len(parts):
+                        restored.append(parts[position])
+                else:
+                    restored.append(part)
+            message = {**message, "content": restored}
+        out.append(message)
+    return out

@@ -49,6 +49,22 @@ def check_message(message: Any) -> str:
 
 
 @dataclass(slots=True, kw_only=True)
+class Resume:
+    """A paused run claimed to go on (engine/approvals.py), in any process: its row's resume state
+    and stored events, then either the decisions on its own waiting tool calls (an agent run) or
+    the paused member or step run it resumes first (a team or workflow run: `child`, the same
+    shape one level down, down to the agent run whose calls wait)."""
+
+    run_id: UUID
+    message: str
+    created_at: datetime
+    state: dict[str, Any]
+    prior_events: list[dict[str, Any]]
+    decided: list[dict[str, Any]] = field(default_factory=list)
+    child: Resume | None = None
+
+
+@dataclass(slots=True, kw_only=True)
 class PreparedRun:
     """A prepared run of any kind: what its kind's `prepare` wrote (sync, one transaction), and what
     the runtime and the run service use whatever the kind. RunHandle (agents), TeamRunHandle and
@@ -74,6 +90,9 @@ class PreparedRun:
     # A continued paused run (engine/approvals.py): the events it emitted before, as stored (its
     # new ones follow them); the runtime's followers see one stream.
     prior_events: list[dict[str, Any]] = field(default_factory=list)
+    # A continued paused team or workflow run: where it goes on (its resume state) and the paused
+    # child run it resumes first (engine/approvals.py builds it; None for a run that starts).
+    resume: Resume | None = None
 
     @property
     def component(self) -> Any:

@@ -9,10 +9,9 @@ never pays a hop per message.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -30,6 +29,7 @@ from agents_app.engine.pause import (
     requirement,
     tool_execution,
     user_input_schema,
+    without_images,
 )
 from agents_app.engine.protocol import PreparedRun, check_message
 from agents_app.hooks.errors import HookFailure
@@ -43,7 +43,7 @@ from agents_app.tools.registry import USER_INPUT, Tool, ToolArgumentsError, tool
 from sessions_app.conf import agentos_settings
 from sessions_app.images import ImageInput, user_content
 from sessions_app.models import Run
-from sessions_app.services import run_finish, run_pause_finish, run_start
+from sessions_app.services import run_start
 from telemetry_app.schemas import EventType
 
 logger = logging.getLogger(__name__)
@@ -259,11 +259,10 @@ class _Execution(Execution):
         if self.agent.memory_mode == "agentic":
             self.tools.update(memory_tools.all())
         # Tool calls so far (bounded by max_tool_calls; a continued run goes on counting), and whether
-        # this run may pause for a person (not a team member's or workflow step's run, yet: there a
-        # call that needs a person is refused, fail closed).
+        # this run may pause for a person (a member run of a collaborating team, or a step inside a
+        # parallel or condition step, may not: there a call that needs a person is refused, fail closed).
         self.tool_calls_used = 0
         self.may_pause = True
-        self.pause_record: dict[str, Any] | None = None
         # The run's tools see the run's session state (the same dict the hooks change).
         self.context = RunContext(
             run_id=handle.run_id,
@@ -403,8 +402,8 @@ class _Execution(Execution):
         results = list(await asyncio.gather(*(_call_tool(call, self.tools, self.context) for call in calls)))
         for call in refused:
             text = (
-                f"Tool {call.name} needs a person to decide on each call, which a team member's or workflow step's "
-                "run cannot ask for; it was not run."
+                f"Tool {call.name} needs a person to decide on each call, which this run cannot ask for here "
+                "(members that answer at the same time, or a step inside a parallel or condition step); it was not run."
             )
             results.append((False, text, call_arguments(call.arguments) or {}))
         for call, (ok, text, args) in zip([*calls, *refused], results, strict=True):
@@ -445,7 +444,7 @@ class _Execution(Execution):
                 )
             )
         # Positions after an earlier pause's approvals (a continued run may pause again).
-        first = int((getattr(self, "prior", None) or {}).get("approvals_made") or 0)
+        first = int(self.prior.get("approvals_made") or 0)
         state = self.resume_state()
         state["approvals_made"] = first + len(pause.pending)
         self.pause_record = {
@@ -475,28 +474,15 @@ class _Execution(Execution):
         return outcome, terminal
 
     def resume_state(self) -> dict[str, Any]:
-        """What a continue needs, in any process: the messages so far, the tool calls used, and what
-        the run has counted (its row keeps the totals; a continuation adds its own)."""
-        metrics = self.metrics()
+        """What a continue needs, in any process: the messages so far (the images sent with the
+        message as references to the run's stored images, not a second copy), the tool calls used,
+        and what the run has counted (its row keeps the totals; a continuation adds its own)."""
         return {
-            "version": 1,
-            "messages_sent": self.messages_sent,
+            **self.resume_counts(),
+            "messages_sent": without_images(self.messages_sent),
             "new_messages": self.new_messages,
             "tool_calls_used": self.tool_calls_used,
-            "model_calls": self.budget.model_calls,
-            "input_tokens": metrics["input_tokens"],
-            "output_tokens": metrics["output_tokens"],
-            "cache_read_tokens": metrics["cache_read_tokens"],
-            "cost": str(self.cost + self.children_cost),
-            "time_to_first_token": metrics["time_to_first_token"],
-            "duration": metrics["duration"],
         }
-
-    def finisher(self, status: str) -> Callable[..., Any] | None:
-        finish = super().finisher(status)
-        if status != Run.Status.PAUSED or self.pause_record is None:
-            return finish
-        return functools.partial(run_pause_finish, finish=finish or run_finish, pause=self.pause_record)
 
 
 async def execute(handle: RunHandle, *, stream: bool = False) -> AsyncIterator[ev.RunEvent]:

@@ -27,7 +27,9 @@ from uuid import UUID
 from agents_app import events as ev
 from agents_app.engine.children import ChildCancelled, ChildFailed, DelegationDepthExceeded, content_text, merge
 from agents_app.engine.outcome import Execution
-from agents_app.engine.protocol import PreparedRun, check_message
+from agents_app.engine.pause import ChildPaused, without_images
+from agents_app.engine.protocol import PreparedRun, Resume, check_message
+from agents_app.engine.resume import _ContinuedExecution, continued_agent_handle, decided_calls
 from agents_app.engine.runner import _FAILURES as _MODEL_FAILURES
 from agents_app.engine.runner import SCHEMA_INSTRUCTION, RunHandle, _Execution
 from agents_app.memory import context_memories
@@ -108,6 +110,8 @@ class ChildRun:
         label: dict[str, Any] | None = None,
         session_state: dict[str, Any] | None = None,
         parent: Execution | None = None,
+        may_pause: bool = True,
+        resume: Resume | None = None,
     ) -> None:
         self.parent_run_id = parent_run_id
         self.session_id = session_id
@@ -133,6 +137,11 @@ class ChildRun:
         self.metrics: dict[str, Any] = {}
         # The run that started this one: it adds what this run cost (with its own children) to its total.
         self.parent = parent
+        # Whether a tool call that needs a person pauses this run (and its parent with it), or is
+        # refused (members answering at the same time, steps inside parallel or condition steps).
+        self.may_pause = may_pause
+        # A paused child run its parent's continue resumes (engine/approvals.py), instead of a new one.
+        self.resume = resume
 
     @property
     def component_type(self) -> str:
@@ -194,27 +203,54 @@ class ChildRun:
             raise DelegationDepthExceeded(
                 f"Team {self.team.slug!r} would run {self.depth} levels deep; the limit is {self.max_depth}."
             )
-        run, memories = await self._start()
-        self.run_id = run.pk
+        resume = self.resume
+        if resume is not None:  # claimed with its parent: it goes on, as the same run
+            run_id, created_at, memories = resume.run_id, resume.created_at, []
+            self.message = resume.message
+        else:
+            run, memories = await self._start()
+            run_id, created_at = run.pk, run.created_at
+        self.run_id = run_id
         # The child's own copy of the session state: its hooks and tools change it, and it stores (and
         # tells its parent, `state_set`/`state_unset`) the keys it changed.
         common = {
             "user_id": self.user_id,
-            "run_id": run.pk,
+            "run_id": run_id,
             "session_id": self.session_id,
             "message": self.message,
-            "created_at": run.created_at,
+            "created_at": created_at,
             "session_state": copy.deepcopy(self.session_state),
         }
         execution: Execution
         if self.team is not None:
             handle = TeamRunHandle(
-                team=self.team, members_of=self.members_of, depth=self.depth, max_depth=self.max_depth, **common
+                team=self.team,
+                members_of=self.members_of,
+                depth=self.depth,
+                max_depth=self.max_depth,
+                resume=resume,
+                prior_events=resume.prior_events if resume is not None else [],
+                **common,
             )
-            execution = TeamExecution(handle, stream=self.stream)
+            team_execution = TeamExecution(handle, stream=self.stream)
+            team_execution.may_pause = self.may_pause
+            execution = team_execution
         else:
-            agent_execution = _Execution(RunHandle(agent=self.agent, memories=memories, **common), stream=self.stream)
-            agent_execution.may_pause = False  # a member or step does not pause its parent yet: fail closed
+            agent_execution = (
+                _ContinuedExecution(
+                    continued_agent_handle(
+                        agent=self.agent,
+                        user_id=self.user_id,
+                        session_id=self.session_id,
+                        session_state=common["session_state"],
+                        resume=resume,
+                    ),
+                    stream=self.stream,
+                )
+                if resume is not None
+                else _Execution(RunHandle(agent=self.agent, memories=memories, **common), stream=self.stream)
+            )
+            agent_execution.may_pause = self.may_pause
             execution = agent_execution
         if self.parent is not None:  # its work counts against its parent's budget too
             execution.budget.parent = self.parent.budget
@@ -236,6 +272,20 @@ class ChildRun:
             self.content = last.get("content")
             self.metrics = last.get("metrics") or {}
             return
+        if self.status == "paused":
+            # It waits for a person (stored paused, with its calls): its parent waits with it. Each
+            # requirement names the member run that waits (the deepest one, for a member team).
+            label = {
+                "member_run_id": str(self.run_id),
+                "member_agent_id": self.component_id,
+                "member_agent_name": self.component_name,
+            }
+            raise ChildPaused(
+                child_run_id=self.run_id,
+                tools=last.get("tools") or [],
+                requirements=[{**label, **r} for r in last.get("requirements") or []],
+                expires_at=last.get("expires_at") or "",
+            )
         self.error = last.get("content") or last.get("reason") or "The run ended without an answer."
         self.error_type = last.get("error_type") or ("cancelled" if self.status == "cancelled" else "error")
         if self.status == "cancelled":
@@ -321,6 +371,7 @@ class TeamExecution(Execution):
     error_cls = ev.TeamRunError
     content_cls = ev.TeamRunContent
     cancelled_cls = ev.TeamRunCancelled
+    paused_cls = ev.TeamRunPaused
     failures = _FAILURES
 
     def __init__(self, handle: TeamRunHandle, *, stream: bool) -> None:
@@ -334,9 +385,20 @@ class TeamExecution(Execution):
         self.members = {m.member_id: m for m in handle.members_of.get(self.team.pk, [])}
         self.setup_output(self.team)
         self.messages_sent = self._context()
+        # Whether a member's call that needs a person pauses this team (see ChildRun.may_pause), and
+        # where it was when it paused (`resume_point`): the delegation whose member run waits.
+        self.may_pause = True
+        self.pause_point: dict[str, Any] | None = None
+        # A continued team: the member runs that ended before its pause, and the leader's messages.
+        self.earlier_member_runs: list[dict[str, Any]] = []
+        if self.resume is not None:
+            state = self.prior
+            self.messages_sent = list(state.get("messages_sent") or self.messages_sent)
+            self.delegations = int(state.get("delegations") or 0)
+            self.earlier_member_runs = list(state.get("member_runs") or [])
 
     def member_runs(self) -> list[dict[str, Any]]:
-        runs = [child.summary() for child in self.children if child.run_id is not None]
+        runs = [*self.earlier_member_runs, *(child.summary() for child in self.children if child.run_id is not None)]
         # A rejected answer is not shown, and the members' answers made it.
         return [{**run, "content": None} for run in runs] if self.discarded else runs
 
@@ -359,18 +421,68 @@ class TeamExecution(Execution):
     # ---- the lifecycle ---------------------------------------------------------------------
 
     def started_event(self) -> ev.RunEvent:
+        if self.resume is not None:
+            return self.event(ev.TeamRunContinued, tools=decided_calls(self.resume))
         config = self.team.model
         return self.event(ev.TeamRunStarted, model=config.model_id, model_provider=config.provider, mode=self.team.mode)
 
     async def body(self) -> AsyncIterator[ev.RunEvent]:
-        mode = {
-            Team.Mode.ROUTE: self._route,
-            Team.Mode.COORDINATE: self._coordinate,
-            Team.Mode.COLLABORATE: self._collaborate,
-        }.get(self.team.mode, self._coordinate)
-        async for item in mode():
+        if self.resume is not None:
+            source = self._resumed()
+        else:
+            source = {
+                Team.Mode.ROUTE: self._route,
+                Team.Mode.COORDINATE: self._coordinate,
+                Team.Mode.COLLABORATE: self._collaborate,
+            }.get(self.team.mode, self._coordinate)()
+        async for item in source:
             yield item
         async for item in self.structure_output(self.team.model):
+            yield item
+
+    # ---- pausing with a member, and going on (engine/approvals.py) ---------------------------
+
+    def resume_point(self, pause: ChildPaused) -> dict[str, Any]:
+        paused = str(pause.child_run_id)
+        return {
+            "messages_sent": without_images(self.messages_sent),
+            "delegations": self.delegations,
+            "member_runs": [r for r in self.member_runs() if r.get("run_id") != paused],
+            "point": self.pause_point,
+        }
+
+    def paused_fields(self) -> dict[str, Any]:
+        return {"member_runs": self.member_runs()}
+
+    async def _resumed(self) -> AsyncIterator[ev.RunEvent]:
+        """Go on where the team paused: resume the member run that waited (its decisions applied,
+        its events forwarded), finish that delegation, the calls the leader made with it, then the
+        leader as usual."""
+        assert self.resume is not None and self.resume.child is not None
+        point = self.prior.get("point") or {}
+        member = self.members.get(str(point.get("member_id", "")))
+        if member is None:
+            raise RoutingError(f"Member {point.get('member_id')!r} is no longer in the team.")
+        raw = point.get("call") or {}
+        call = ToolCallRequest(str(raw.get("id", "")), str(raw.get("name", "")), str(raw.get("arguments", "")))
+        args = point.get("args") or {}
+        child = self._child(member, str(point.get("task") or self.h.message), resume=self.resume.child)
+        async for data in child.events():
+            if (item := self.member_event(data, child)) is not None:
+                yield item
+        answer = content_text(child.content)
+        info = self._tool_info(call, args, result=self.shown(answer), tool_call_error=False)
+        yield self.event(ev.TeamToolCallCompleted, tool=info, content=self.shown(answer))
+        if point.get("mode") == Team.Mode.ROUTE:
+            self.content = answer
+            return
+        self.messages_sent.append({"role": "tool", "tool_call_id": call.id, "content": answer})
+        remaining = [
+            ToolCallRequest(str(c["id"]), str(c["name"]), str(c["arguments"])) for c in point.get("remaining") or []
+        ]
+        async for item in self._delegate(remaining):
+            yield item
+        async for item in self._coordinate():
             yield item
 
     def validate_output(self, text: str) -> Any:
@@ -452,8 +564,10 @@ class TeamExecution(Execution):
             return None, args, f"No member {args.get('member_id')!r}. Members: {known}."
         return member, args, ""
 
-    def _child(self, member: TeamMember, message: str) -> ChildRun:
-        if len(self.children) >= self.team.max_member_calls:
+    def _child(
+        self, member: TeamMember, message: str, *, may_pause: bool = True, resume: Resume | None = None
+    ) -> ChildRun:
+        if resume is None and len(self.earlier_member_runs) + len(self.children) >= self.team.max_member_calls:
             raise MemberLimitExceeded(
                 f"Team {self.team.slug!r} may run at most {self.team.max_member_calls} member runs per run."
             )
@@ -470,6 +584,8 @@ class TeamExecution(Execution):
             depth=self.h.depth + 1,
             max_depth=self.h.max_depth,
             session_state=self.session_state,  # as the team's pre-hooks left it
+            may_pause=may_pause and self.may_pause,
+            resume=resume,
         )
         self.children.append(child)
         return child
@@ -499,6 +615,7 @@ class TeamExecution(Execution):
             )
             raise RoutingError(f"The leader routed the message to no valid member: {problem}")
         child = self._child(member, self.h.message)
+        self.pause_point = _point(Team.Mode.ROUTE, member, self.h.message, call, args, [])
         async for data in child.events():
             if (item := self.member_event(data, child)) is not None:
                 yield item
@@ -542,24 +659,33 @@ class TeamExecution(Execution):
                     ],
                 }
             )
-            for call in calls:
-                member, args, problem = self._member_for(call)
-                if member is not None and not str(args.get("task", "")).strip():
-                    member, problem = None, "The task must not be empty."
-                yield self.event(ev.TeamToolCallStarted, tool=self._tool_info(call, args))
-                if member is None:
-                    info = self._tool_info(call, args, result=None, tool_call_error=True)
-                    yield self.event(ev.TeamToolCallError, tool=info, error=problem)
-                    self.messages_sent.append({"role": "tool", "tool_call_id": call.id, "content": f"Error: {problem}"})
-                    continue
-                child = self._child(member, str(args["task"]))
-                async for data in child.events():
-                    if (item := self.member_event(data, child)) is not None:
-                        yield item
-                answer = content_text(child.content)
-                info = self._tool_info(call, args, result=self.shown(answer), tool_call_error=False)
-                yield self.event(ev.TeamToolCallCompleted, tool=info, content=self.shown(answer))
-                self.messages_sent.append({"role": "tool", "tool_call_id": call.id, "content": answer})
+            async for item in self._delegate(calls):
+                yield item
+
+    async def _delegate(self, calls: list[ToolCallRequest]) -> AsyncIterator[ev.RunEvent]:
+        """The leader's delegations, one after the other (a member run that pauses pauses the team
+        here: `pause_point` says which call, and which calls come after it)."""
+        for position, call in enumerate(calls):
+            member, args, problem = self._member_for(call)
+            if member is not None and not str(args.get("task", "")).strip():
+                member, problem = None, "The task must not be empty."
+            yield self.event(ev.TeamToolCallStarted, tool=self._tool_info(call, args))
+            if member is None:
+                info = self._tool_info(call, args, result=None, tool_call_error=True)
+                yield self.event(ev.TeamToolCallError, tool=info, error=problem)
+                self.messages_sent.append({"role": "tool", "tool_call_id": call.id, "content": f"Error: {problem}"})
+                continue
+            child = self._child(member, str(args["task"]))
+            self.pause_point = _point(
+                Team.Mode.COORDINATE, member, str(args["task"]), call, args, calls[position + 1 :]
+            )
+            async for data in child.events():
+                if (item := self.member_event(data, child)) is not None:
+                    yield item
+            answer = content_text(child.content)
+            info = self._tool_info(call, args, result=self.shown(answer), tool_call_error=False)
+            yield self.event(ev.TeamToolCallCompleted, tool=info, content=self.shown(answer))
+            self.messages_sent.append({"role": "tool", "tool_call_id": call.id, "content": answer})
 
     async def _collaborate(self) -> AsyncIterator[ev.RunEvent]:
         members = list(self.members.values())
@@ -568,7 +694,9 @@ class TeamExecution(Execution):
                 f"Team {self.team.slug!r} has {len(members)} members; it may run at most "
                 f"{self.team.max_member_calls} member runs per run."
             )
-        children = [self._child(m, self.h.message) for m in members]
+        # Members answering at the same time cannot pause the team: their calls that need a person
+        # are refused (fail closed).
+        children = [self._child(m, self.h.message, may_pause=False) for m in members]
         async for which, data in merge([child.events() for child in children]):
             if (item := self.member_event(data, children[which])) is not None:
                 yield item
@@ -579,3 +707,18 @@ class TeamExecution(Execution):
         async for item in self._leader_call([]):
             yield item
         self.content = self.response.content
+
+
+def _point(
+    mode: str, member: TeamMember, task: str, call: ToolCallRequest, args: Any, remaining: list[ToolCallRequest]
+) -> dict[str, Any]:
+    """Where a team stands while a member runs, kept should the member pause it: the delegation
+    (its call and task) and the leader's calls after it in the same turn."""
+    return {
+        "mode": mode,
+        "member_id": member.member_id,
+        "task": task,
+        "call": {"id": call.id, "name": call.name, "arguments": call.arguments},
+        "args": args if isinstance(args, dict) else {},
+        "remaining": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in remaining],
+    }

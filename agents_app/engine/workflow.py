@@ -23,7 +23,9 @@ from asgiref.sync import sync_to_async
 from agents_app import events as ev
 from agents_app.engine.children import ChildCancelled, ChildFailed, DelegationDepthExceeded, content_text, merge
 from agents_app.engine.outcome import Execution
-from agents_app.engine.protocol import PreparedRun, check_message
+from agents_app.engine.pause import ChildPaused
+from agents_app.engine.protocol import PreparedRun, Resume, check_message
+from agents_app.engine.resume import decided_calls
 from agents_app.engine.team import ChildRun
 from agents_app.models import TeamMember, Workflow, WorkflowStep
 from agents_app.pricing import as_number
@@ -105,6 +107,7 @@ class WorkflowExecution(Execution):
     telemetry_type = EventType.WORKFLOW
     error_cls = ev.WorkflowError
     cancelled_cls = ev.WorkflowCancelled
+    paused_cls = ev.WorkflowPaused
     failures = _FAILURES
 
     def __init__(self, handle: WorkflowRunHandle, *, stream: bool) -> None:
@@ -116,6 +119,13 @@ class WorkflowExecution(Execution):
         self.failed_step = ""
         # agno's WorkflowMetrics: per step that ran an agent or a team, its executor and its run's metrics.
         self.step_metrics: dict[str, dict[str, Any]] = {}
+        # The top-level step whose agent or team run is running (what a pause keeps: where to go on).
+        self.pause_step: dict[str, Any] | None = None
+        if self.resume is not None:  # a continued workflow: what its steps did before the pause
+            state = self.prior
+            self.outputs = dict(state.get("outputs") or {})
+            self.results = list(state.get("results") or [])
+            self.step_metrics = dict(state.get("step_metrics") or {})
 
     def step_event(self, data: dict[str, Any], step: WorkflowStep, index: Any) -> ev.RunEvent:
         return self.forward(data, workflow_id=self.workflow.slug, step_name=step.name, step_index=index)
@@ -138,18 +148,68 @@ class WorkflowExecution(Execution):
         for step in self.step_metrics.values():
             for key in totals:
                 totals[key] += int((step.get("metrics") or {}).get(key) or 0)
-        cost = as_number(self.cost + self.children_cost)
-        return {**self.own_metrics(), **totals, "cost": cost, "steps": dict(self.step_metrics)}
+        cost = as_number(self.cost + self.children_cost + self._prior_cost("cost"))
+        whole = {
+            **self.own_metrics(),
+            "duration": self.own_metrics()["duration"] + float(self.prior.get("duration") or 0),
+        }
+        return {**whole, **totals, "cost": cost, "steps": dict(self.step_metrics)}
+
+    def stored_totals(self, metrics: dict[str, Any]) -> dict[str, Any] | None:
+        totals = super().stored_totals(metrics)
+        if totals is not None:  # its row keeps no tokens of its own (its steps' runs have them)
+            totals["metrics"] = {**self.own_metrics(), "duration": self.metrics()["duration"]}
+        return totals
+
+    # ---- pausing with a step, and going on (engine/approvals.py) -----------------------------
+
+    def resume_point(self, pause: ChildPaused) -> dict[str, Any]:
+        return {
+            "outputs": self.outputs,
+            "results": self.results,
+            "step_metrics": self.step_metrics,
+            "point": self.pause_step,
+        }
+
+    def paused_fields(self) -> dict[str, Any]:
+        point = self.pause_step or {}
+        return {
+            "paused_step_name": point.get("name", ""),
+            "paused_step_index": point.get("position"),
+            "step_results": self.results,
+        }
 
     # ---- the lifecycle ---------------------------------------------------------------------
 
     def started_event(self) -> ev.RunEvent:
+        if self.resume is not None:
+            point = self.prior.get("point") or {}
+            return self.event(
+                ev.StepContinued,
+                step_name=point.get("name", ""),
+                step_index=point.get("position", 0),
+                tools=decided_calls(self.resume),
+            )
         return self.event(ev.WorkflowStarted, workflow_name=self.workflow.name)
 
     async def body(self) -> AsyncIterator[ev.RunEvent]:
         holder: list[str] = []
-        async for item in self._sequence(self.h.steps, None, self.h.message, holder):
-            yield item
+        if self.resume is not None:
+            # Go on at the step whose run paused: it resumes (the decisions applied), then the rest.
+            point = self.prior.get("point") or {}
+            position = int(point.get("position") or 0)
+            if position >= len(self.h.steps) or self.h.steps[position].step.name != point.get("name"):
+                raise StepFailed("The workflow's steps changed while it was paused.", error_type="step_error")
+            out: list[str] = []
+            async for item in self._step(
+                self.h.steps[position], position, str(point.get("text") or ""), out, resume=self.resume.child
+            ):
+                yield item
+            async for item in self._sequence(self.h.steps[position + 1 :], None, out[0], holder, offset=position + 1):
+                yield item
+        else:
+            async for item in self._sequence(self.h.steps, None, self.h.message, holder):
+                yield item
         self.content = holder[-1] if holder else self.h.message
 
     def completed_event(self) -> tuple[dict[str, Any], ev.RunEvent]:
@@ -179,10 +239,10 @@ class WorkflowExecution(Execution):
     # ---- steps -----------------------------------------------------------------------------
 
     async def _sequence(
-        self, nodes: list[StepNode], prefix: list[int] | None, text: str, holder: list[str]
+        self, nodes: list[StepNode], prefix: list[int] | None, text: str, holder: list[str], offset: int = 0
     ) -> AsyncIterator[ev.RunEvent]:
         current = text
-        for position, node in enumerate(nodes):
+        for position, node in enumerate(nodes, start=offset):
             index: Any = position if prefix is None else [*prefix, position]
             out: list[str] = []
             async for item in self._step(node, index, current, out):
@@ -190,16 +250,18 @@ class WorkflowExecution(Execution):
             current = out[0]
         holder.append(current)
 
-    async def _step(self, node: StepNode, index: Any, text: str, out: list[str]) -> AsyncIterator[ev.RunEvent]:
+    async def _step(
+        self, node: StepNode, index: Any, text: str, out: list[str], resume: Resume | None = None
+    ) -> AsyncIterator[ev.RunEvent]:
         step = node.step
-        yield self.event(ev.StepStarted, step_name=step.name, step_index=index, step_type=step.kind)
-        result: dict[str, Any] = {
-            "step_name": step.name,
-            "step_index": index,
-            "step_type": step.kind,
-            "status": "running",
-        }
-        self.results.append(result)
+        earlier = next((r for r in self.results if r.get("step_index") == index), None) if resume else None
+        if earlier is not None:  # the paused step going on: its StepStarted was sent before the pause
+            result = earlier
+            result["status"] = "running"
+        else:
+            yield self.event(ev.StepStarted, step_name=step.name, step_index=index, step_type=step.kind)
+            result = {"step_name": step.name, "step_index": index, "step_type": step.kind, "status": "running"}
+            self.results.append(result)
         condition: bool | None = None
         child_error: dict[str, str] | None = None
         try:
@@ -222,7 +284,13 @@ class WorkflowExecution(Execution):
                     label={"step_name": step.name},
                     session_state=self.session_state,
                     parent=self,
+                    # Only a top-level step may pause the workflow (one inside a parallel or condition
+                    # step has its calls that need a person refused, fail closed).
+                    may_pause=not isinstance(index, list),
+                    resume=resume,
                 )
+                if not isinstance(index, list):
+                    self.pause_step = {"position": index, "name": step.name, "text": text}
                 try:
                     async for data in child.events():
                         yield self.step_event(data, step, index)
@@ -263,6 +331,10 @@ class WorkflowExecution(Execution):
                 raise StepFailed(f"Unknown step kind {kind!r}.", error_type="step_error")
         except (asyncio.CancelledError, ChildCancelled, GeneratorExit):
             result["status"] = "cancelled"
+            raise
+        except ChildPaused:
+            result["status"] = "paused"
+            result["run_id"] = str(child.run_id) if child.run_id else None
             raise
         except BaseException as exc:
             result["status"] = "error"
