@@ -199,9 +199,9 @@ def test_a_429_is_retried_after_its_retry_after(site):
         assert c.run_agent("limited", "one").status == "completed"
         assert c.run_agent("limited", "two").status == "completed"  # refused once, then after the wait
     assert len(waits) >= 1 and all(0 < w <= 2 for w in waits)
-    with Client(site["base"], token=site["token"], retry=RetryPolicy(max_retries=0)) as c:
-        with pytest.raises(RateLimited) as caught:  # "two" has just run
-            c.run_agent("limited", "four")
+    no_retry = RetryPolicy(max_retries=0)
+    with Client(site["base"], token=site["token"], retry=no_retry) as c, pytest.raises(RateLimited) as caught:
+        c.run_agent("limited", "four")  # "two" has just run
     assert caught.value.code == "rate_limited" and caught.value.retry_after is not None
     # A wait longer than the client will sleep is raised at once.
     with Client(site["base"], token=site["token"], retry=RetryPolicy(max_retry_wait=0.01)) as c:
