@@ -130,6 +130,7 @@ class Client:
                 method, path, kwargs = "GET", f"/api/runs/{run_id}/events", {"params": {"after_event_index": last}}
             else:  # pragma: no cover - guarded by the callers
                 raise ValueError("nothing to follow")
+            paused = False
             try:
                 response = self._open(method, path, **kwargs)
                 try:
@@ -147,8 +148,13 @@ class Client:
                             last = event.event_index
                         failures = 0
                         yield event
-                        if event.is_terminal or event.event == "RunEnded":
+                        paused = event.event == "RunPaused" and not event.parent_run_id
+                        if (event.is_terminal and not paused) or event.event == "RunEnded":
                             return
+                    # A clean end: after RunPaused, the run waits (a replay goes on past a pause that
+                    # was continued, so a pause is the end only when the stream ends there).
+                    if paused:
+                        return
                 finally:
                     response.close()
             except _core.DROPPED as exc:

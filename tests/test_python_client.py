@@ -244,6 +244,18 @@ async def test_the_async_client_streams_resumes_and_cancels(site, scripted_model
             await c.run_team("nope", "hi")
         assert caught.value.code == "unknown_team"
 
+        scripted_model.push_tool_calls([CALC])
+        paused = [e async for e in c.stream_agent("careful", "6*7?")]
+        assert isinstance(paused[-1], RunPaused)
+        scripted_model.push_text("42 it is.")
+        decisions = [Decision("k1")]
+        rest = [e async for e in c.stream_continue(paused[-1].run_id, decisions, after_event_index=1)]
+        assert rest[0].event == "RunContinued" and _content(rest) == "42 it is."
+        replay = [e async for e in c.events(paused[-1].run_id, after_event_index=0)]
+        assert [e.event for e in replay] == [e.event for e in paused[1:] + rest]
+        sessions = await c.list_sessions(agent_id="careful")
+        assert paused[0].session_id in [s.session_id for s in sessions.results]
+
 
 async def test_websocket_chat_streams_continues_the_session_cancels_and_resumes(site, scripted_model):
     proxy: CuttingProxy = site["proxy"]
