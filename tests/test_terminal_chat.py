@@ -4,6 +4,7 @@ in-process on a SQLite file and against a live server (`--url`, through agentos_
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -15,6 +16,8 @@ from typing import Any
 
 import pexpect
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from rich.console import Console
 
 from agents_app.management.chat import AnswerView
@@ -120,31 +123,35 @@ def test_a_refused_message_is_shown_and_the_chat_goes_on(site):
         child.close()
 
 
+def _run(*args: str) -> str:
+    out = io.StringIO()
+    call_command("agentos_run", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_agentos_run_json_whole_and_streamed(site):
-    done = _manage(site, "agentos_run", "demo", "what is 6*7?", "--json")
-    assert done.returncode == 0, done.stderr
-    body = json.loads(done.stdout)
+    call_command("agentos_demo", stdout=io.StringIO())
+    body = json.loads(_run("demo", "what is 6*7?", "--json"))
     assert (body["status"], body["content"]) == (
         "completed",
         "[offline demo model] I used my tools: calculator returned 42.",
     )
 
-    streamed = _manage(site, "agentos_run", "team:demo-team", "hi", "--json", "--stream", "--session", "")
-    assert streamed.returncode == 0, streamed.stderr
-    events = [json.loads(line) for line in streamed.stdout.splitlines()]
+    with pytest.raises(CommandError, match=r"^unknown_session: "):  # a session of the agent, not of the team
+        _run("team:demo-team", "hi", "--json", "--stream", "--session", body["session_id"])
+    events = [json.loads(line) for line in _run("team:demo-team", "hi", "--json", "--stream").splitlines()]
     assert events[0]["event"] == "TeamRunStarted" and events[-1]["event"] == "TeamRunCompleted"
     assert [e["event_index"] for e in events] == list(range(len(events)))
+    assert _run("demo", "what is 6*7?", "--stream") == "[offline demo model] I used my tools: calculator returned 42.\n"
+    with pytest.raises(CommandError, match="No active agent, team or workflow is called 'nope'"):
+        _run("nope", "hi")
 
-    remote = _manage(
-        site, "agentos_run", "Demo workflow", "hi", "--json", "--url", site["url"], "--token", site["token"]
-    )
-    assert remote.returncode == 0, remote.stderr
-    assert json.loads(remote.stdout)["workflow_id"] == "demo-workflow"
-
-    text = _manage(site, "agentos_run", "demo", "what is 6*7?", "--stream")
-    assert text.stdout == "[offline demo model] I used my tools: calculator returned 42.\n"
-    missing = _manage(site, "agentos_run", "nope", "hi")
-    assert missing.returncode == 1 and "No active agent, team or workflow is called 'nope'" in missing.stderr
+    remote = json.loads(_run("Demo workflow", "hi", "--json", "--url", site["url"], "--token", site["token"]))
+    assert remote["workflow_id"] == "demo-workflow" and remote["status"] == "completed"
+    # A failed start over the API: the client's typed error, its code in the command's error.
+    with pytest.raises(CommandError, match=r"^unknown_session: "):
+        _run("demo", "hi", "--session", body["session_id"], "--url", site["url"], "--token", site["token"])
 
 
 def test_answers_render_as_markdown_with_panels_and_a_footer():
