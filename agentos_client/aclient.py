@@ -31,11 +31,17 @@ class AsyncClient:
         token: str | None = None,
         timeout: float | httpx.Timeout = _core.DEFAULT_TIMEOUT,
         retry: _core.RetryPolicy | None = None,
+        api_path: str = "/api",
+        websocket_path: str = "/ws",
         http: httpx.AsyncClient | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.retry = retry or _core.RetryPolicy()
+        # Where the site mounts the API and the websockets (a site that embeds the apps picks its
+        # own prefixes: docs/deployment.md).
+        self.api_path = "/" + api_path.strip("/") if api_path.strip("/") else ""
+        self.websocket_path = websocket_path.strip("/") or "ws"
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -55,7 +61,9 @@ class AsyncClient:
 
     def chat(self, kind: Kind, component_id: str) -> ChatSocket:
         """The websocket protocol for one agent, team or workflow: `async with client.chat(...) as chat`."""
-        return ChatSocket(self.base_url, kind, component_id, token=self.token, retry=self.retry)
+        return ChatSocket(
+            self.base_url, kind, component_id, token=self.token, retry=self.retry, prefix=self.websocket_path
+        )
 
     # ---- plumbing ----------------------------------------------------------------------------
 
@@ -65,7 +73,7 @@ class AsyncClient:
         attempt = 0
         while True:
             try:
-                response = await self._http.request(method, path, **kwargs)
+                response = await self._http.request(method, self._path(path), **kwargs)
             except _core.DROPPED as exc:
                 attempt += 1
                 if not idempotent or attempt > self.retry.stream_retries:
@@ -77,6 +85,10 @@ class AsyncClient:
             wait = self._wait_for_429(response, attempt)
             attempt += 1
             await self.sleep(wait)
+
+    def _path(self, path: str) -> str:
+        """The API's paths are written as the demo site serves them (`/api/…`)."""
+        return self.api_path + path[4:] if path.startswith("/api/") else path
 
     def _wait_for_429(self, response: httpx.Response, attempt: int) -> float:
         """Seconds to wait before trying again, or the `RateLimited` error when retries are spent."""
@@ -98,7 +110,7 @@ class AsyncClient:
         attempt = 0
         headers = {**kwargs.pop("headers", {}), "Accept": "text/event-stream"}
         while True:
-            request = self._http.build_request(method, path, headers=headers, **kwargs)
+            request = self._http.build_request(method, self._path(path), headers=headers, **kwargs)
             response = await self._http.send(request, stream=True)
             if response.status_code == 429:
                 await response.aread()

@@ -44,8 +44,9 @@ class ChatSocket:
         retry: _core.RetryPolicy | None = None,
         url: str | None = None,
         open_timeout: float = 10.0,
+        prefix: str = "ws",
     ) -> None:
-        self.url = url or websocket_url(base_url, kind, component_id)
+        self.url = url or websocket_url(base_url, kind, component_id, prefix=prefix)
         self.token = token
         self.retry = retry or _core.RetryPolicy()
         self.open_timeout = open_timeout
