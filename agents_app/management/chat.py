@@ -410,6 +410,10 @@ def chat_loop(
         except run_errors() as exc:
             console.print(Panel(Text(str(exc)), title=f"refused: {error_code(exc)}", border_style="red"))
             continue
+        except KeyboardInterrupt:
+            # The run does not depend on this reader: it completes and is stored (see /sessions).
+            console.print(Text("Stopped reading; the answer goes on and is stored with its session.", style="yellow"))
+            continue
         if view.terminal is not None and view.terminal.get("session_id"):
             session_id = view.terminal["session_id"]
 
