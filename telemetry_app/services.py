@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -326,12 +327,14 @@ def telemetry_flush(
     now: datetime | None = None,
     max_batches: int | None = None,
     time_budget: float | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> FlushResult:
     """Upload due events in batches until none are due, an upload fails, `max_batches` is reached or
     the time budget (default: 80% of the flush interval) is spent. Delivered rows are marked; a
     failed batch keeps its rows and backs off (exponentially, capped); a batch the collector
     refuses as too large or invalid is halved until the culprit is a single event, which is dropped.
-    Undelivered events older than the maximum age are dropped and counted.
+    Undelivered events older than the maximum age are dropped and counted. `on_batch(n)`: called with
+    the number of events each delivered batch held (the command's progress bar).
     """
     result = FlushResult()
     if not telemetry_enabled():
@@ -387,6 +390,8 @@ def telemetry_flush(
             claim.queryset().update(delivered_at=timezone.now(), claim=None, last_error="")
             result.batches += 1
             result.delivered += len(rows)
+            if on_batch is not None:
+                on_batch(len(rows))
             if len(rows) < size:
                 break
             size = min(full_size, size * 2)

@@ -264,7 +264,8 @@ def host(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
 def test_wheel_holds_the_three_apps_and_nothing_of_the_site(wheel: Path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names}
-    assert tops == {*APPS, "agentos_django-0.1.0.dist-info"}, tops
+    assert tops == {*APPS, "agentos_client", "agentos_django-0.1.0.dist-info"}, tops
+    assert "agentos_client/py.typed" in names and "agentos_client/ws.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     # Every file of the apps is in it: templates, static files, migrations, management commands.
     expected = {
@@ -287,6 +288,18 @@ def test_wheel_holds_the_three_apps_and_nothing_of_the_site(wheel: Path):
     metadata = zipfile.ZipFile(wheel).read("agentos_django-0.1.0.dist-info/METADATA").decode()
     assert "Requires-Dist: Django" in metadata
     assert "Provides-Extra: redis" in metadata and "Provides-Extra: postgres" in metadata
+
+
+def test_the_installed_client_runs_an_agent_of_the_host_site_without_importing_django(host):
+    code = (
+        "import sys; from agentos_client import Client; "
+        f"c = Client({host['base']!r}, token={host['token']!r}, api_path='/ai'); "
+        "r = c.run_agent('helper', 'what is 6*7?'); "
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('django', 'agents_app', 'sessions_app')]; "
+        "print(r.status)"
+    )
+    done = subprocess.run([str(host["venv"] / "bin" / "python"), "-c", code], capture_output=True, text=True, cwd="/")
+    assert (done.returncode, done.stdout.strip()) == (0, "completed"), done.stderr[-2000:]
 
 
 def test_host_site_runs_an_agent_over_http(host):

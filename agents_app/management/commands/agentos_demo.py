@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
 from agents_app.models import Agent, ModelConfig, Team, TeamMember, Workflow, WorkflowStep
+from sessions_app.progress import Progress, progress
 
 
 class Command(BaseCommand):
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--password", default="admin")
         parser.add_argument("--email", default="admin@example.com")
 
-    def _team_and_workflow(self, model: ModelConfig, agent: Agent) -> None:
+    def _team_and_workflow(self, model: ModelConfig, agent: Agent, bar: Progress) -> None:
         """A collaborating team and a two-step workflow on the offline model (no tool calls needed)."""
         team, created = Team.objects.get_or_create(
             slug="demo-team",
@@ -44,7 +45,8 @@ class Command(BaseCommand):
             )
             TeamMember.objects.create(team=team, agent=agent, order=0, role="Calculates, tells the time, counts.")
             TeamMember.objects.create(team=team, agent=writer, order=1, role="Writes a friendly answer.")
-            self.stdout.write("Created the demo team 'demo-team' (collaborate mode, two members).")
+            bar.log("Created the demo team 'demo-team' (collaborate mode, two members).")
+        bar.advance()
         workflow, created = Workflow.objects.get_or_create(
             slug="demo-workflow",
             defaults={
@@ -57,21 +59,34 @@ class Command(BaseCommand):
             WorkflowStep.objects.create(
                 workflow=workflow, order=1, name="remember", kind="function", function="remember_output"
             )
-            self.stdout.write("Created the demo workflow 'demo-workflow' (an agent step, then a function step).")
+            bar.log("Created the demo workflow 'demo-workflow' (an agent step, then a function step).")
+        bar.advance()
 
     def handle(self, *args: Any, username: str, password: str, email: str, **options: Any) -> None:
+        # Five steps (a progress bar on a terminal; plain lines otherwise, as scripts parse them).
+        with progress(self.stdout, "Setting up the demo", total=5) as bar:
+            token = self._create(bar, username, password, email)
+        self.stdout.write(f"API token for {username!r}: {token.key}")
+        self.stdout.write(
+            f'Try: curl -H "Authorization: Bearer {token.key}" -H "Content-Type: application/json" '
+            '-d \'{"message": "what is 6*7?"}\' http://127.0.0.1:8000/api/agents/demo/runs'
+        )
+
+    def _create(self, bar: Progress, username: str, password: str, email: str) -> Token:
         User = get_user_model()
         user = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
         if user is None:
             user = User.objects.create_superuser(username=username, email=email, password=password)
-            self.stdout.write(
+            bar.log(
                 f"Created the superuser {username!r} with password {password!r}: change it before exposing this site."
             )
         token, _ = Token.objects.get_or_create(user=user)
+        bar.advance()
         model, _ = ModelConfig.objects.get_or_create(
             name="offline",
             defaults={"provider": ModelConfig.Provider.OFFLINE, "model_id": "offline-demo"},
         )
+        bar.advance()
         _agent, created = Agent.objects.get_or_create(
             slug="demo",
             defaults={
@@ -91,10 +106,7 @@ class Command(BaseCommand):
             },
         )
         if created:
-            self.stdout.write("Created the demo agent 'demo' on the offline model.")
-        self._team_and_workflow(model, _agent)
-        self.stdout.write(f"API token for {username!r}: {token.key}")
-        self.stdout.write(
-            f'Try: curl -H "Authorization: Bearer {token.key}" -H "Content-Type: application/json" '
-            '-d \'{"message": "what is 6*7?"}\' http://127.0.0.1:8000/api/agents/demo/runs'
-        )
+            bar.log("Created the demo agent 'demo' on the offline model.")
+        bar.advance()
+        self._team_and_workflow(model, _agent, bar)
+        return token

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import models, transaction
 
 from agents_app import secrets
+from sessions_app.progress import progress
 
 
 class Command(BaseCommand):
@@ -61,7 +62,9 @@ class Command(BaseCommand):
             if dry_run:
                 self.stdout.write(f"{len(updates)} stored value(s) would be re-encrypted under the newest key.")
                 return
-            for model, field, pk, token in updates:
-                # A plain text Value: written as it is, not through the field's encryption again.
-                model._default_manager.filter(pk=pk).update(**{field: models.Value(token, models.TextField())})
+            with progress(self.stdout, "Re-encrypting", total=len(updates)) as bar:
+                for model, field, pk, token in updates:
+                    # A plain text Value: written as it is, not through the field's encryption again.
+                    model._default_manager.filter(pk=pk).update(**{field: models.Value(token, models.TextField())})
+                    bar.advance()
         self.stdout.write(f"Re-encrypted {len(updates)} stored value(s) under the newest key.")

@@ -1,4 +1,5 @@
-"""Upload the telemetry buffer once, now, in this process (what the Celery beat task does)."""
+"""Upload the telemetry buffer once, now, in this process (what the Celery beat task does). On a
+terminal, a progress bar counts the events delivered (a large buffer takes many batches)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from sessions_app.progress import is_terminal, progress
+from telemetry_app.conf import telemetry_enabled
+from telemetry_app.models import TelemetryEvent
 from telemetry_app.services import telemetry_flush
 
 
@@ -20,7 +24,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, max_batches: int | None, time_budget: float | None, **options: Any) -> None:
-        result = telemetry_flush(max_batches=max_batches, time_budget=time_budget)
+        # The total is one COUNT, asked only when a bar will show it.
+        total = (
+            TelemetryEvent.objects.filter(delivered_at__isnull=True).count()
+            if is_terminal(self.stdout) and telemetry_enabled()
+            else None
+        )
+        with progress(self.stdout, "Uploading telemetry", total=total) as bar:
+            result = telemetry_flush(max_batches=max_batches, time_budget=time_budget, on_batch=bar.advance)
         self.stdout.write(json.dumps(result.as_dict()))
         if not result.enabled:
             self.stderr.write("Telemetry is off (AGENTOS_TELEMETRY): nothing uploaded.")

@@ -1,0 +1,375 @@
+"""The asynchronous client (`AsyncClient`): the same calls as `Client`, awaited; streams are async
+iterators; `chat()` opens the websocket protocol (agentos_client.ws)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import httpx
+
+from agentos_client import _core
+from agentos_client.errors import ConnectionFailed, RateLimited, error_from_frame
+from agentos_client.types import Decision, Event, Kind, Memory, Page, RunResult, Session
+from agentos_client.ws import ChatSocket
+
+
+class AsyncClient:
+    """An asyncio client of one AgentOS site, authenticated with an API token (a scoped `agos_…` token or a
+    DRF token; docs/api.md#authentication).
+
+    >>> async with AsyncClient("http://127.0.0.1:8000", token="…") as client:
+    ...     (await client.run_agent("demo", "what is 6*7?")).content
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float | httpx.Timeout = _core.DEFAULT_TIMEOUT,
+        retry: _core.RetryPolicy | None = None,
+        api_path: str = "/api",
+        websocket_path: str = "/ws",
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.retry = retry or _core.RetryPolicy()
+        # Where the site mounts the API and the websockets (a site that embeds the apps picks its
+        # own prefixes: docs/deployment.md).
+        self.api_path = "/" + api_path.strip("/") if api_path.strip("/") else ""
+        self.websocket_path = websocket_path.strip("/") or "ws"
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = http or httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._owns_http = http is None
+        self.sleep = asyncio.sleep  # tests may replace it
+
+    async def close(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def chat(self, kind: Kind, component_id: str) -> ChatSocket:
+        """The websocket protocol for one agent, team or workflow: `async with client.chat(...) as chat`."""
+        return ChatSocket(
+            self.base_url, kind, component_id, token=self.token, retry=self.retry, prefix=self.websocket_path
+        )
+
+    # ---- plumbing ----------------------------------------------------------------------------
+
+    async def _send(self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any) -> httpx.Response:
+        """One request, retried on 429 after its Retry-After (bounded), and, when `idempotent`, on a
+        dropped connection."""
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(method, self._path(path), **kwargs)
+            except _core.DROPPED as exc:
+                attempt += 1
+                if not idempotent or attempt > self.retry.stream_retries:
+                    raise ConnectionFailed(f"{method} {path}: {exc}", code="connection_failed") from exc
+                await self.sleep(self.retry.resume_delay(attempt))
+                continue
+            if response.status_code != 429:
+                return response
+            wait = self._wait_for_429(response, attempt)
+            attempt += 1
+            await self.sleep(wait)
+
+    def _path(self, path: str) -> str:
+        """The API's paths are written as the demo site serves them (`/api/…`)."""
+        return self.api_path + path[4:] if path.startswith("/api/") else path
+
+    def _wait_for_429(self, response: httpx.Response, attempt: int) -> float:
+        """Seconds to wait before trying again, or the `RateLimited` error when retries are spent."""
+        wait = _core.retry_after_seconds(response)
+        error = _core.error_for(response)
+        if attempt >= self.retry.max_retries or (wait or 0) > self.retry.max_retry_wait:
+            raise error
+        assert isinstance(error, RateLimited)
+        return wait if wait is not None else min(self.retry.max_retry_wait, 2.0**attempt)
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._send(method, path, idempotent=method == "GET", **kwargs)
+        if not response.is_success:
+            raise _core.error_for(response)
+        return None if response.status_code == 204 else _core.json_or_text(response)
+
+    async def _open(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A streamed answer, opened: its status checked (errors answered before a stream are JSON)."""
+        attempt = 0
+        headers = {**kwargs.pop("headers", {}), "Accept": "text/event-stream"}
+        while True:
+            request = self._http.build_request(method, self._path(path), headers=headers, **kwargs)
+            response = await self._http.send(request, stream=True)
+            if response.status_code == 429:
+                await response.aread()
+                await response.aclose()
+                wait = self._wait_for_429(response, attempt)
+                attempt += 1
+                await self.sleep(wait)
+                continue
+            if not response.is_success:
+                await response.aread()
+                await response.aclose()
+                raise _core.error_for(response)
+            return response
+
+    async def _follow(
+        self,
+        first: tuple[str, str, dict[str, Any]] | None,
+        *,
+        run_id: str | None = None,
+        after_event_index: int = -1,
+        retry_first: bool = True,
+    ) -> AsyncIterator[Event]:
+        """A run's events until its terminal one, resuming after a dropped connection from the last
+        `event_index` seen (`GET /api/runs/{run_id}/events?after_event_index=N`), so no event is
+        missed or repeated. `first`: the request that starts the stream (a run's POST, with an
+        Idempotency-Key so that a drop before its first event can be retried without a second
+        run; `retry_first` False for a request that must not be sent twice); without it, the run's
+        events endpoint."""
+        last = after_event_index
+        failures = 0
+        while True:
+            if first is not None and run_id is None:
+                method, path, kwargs = first
+            elif run_id is not None:
+                method, path, kwargs = "GET", f"/api/runs/{run_id}/events", {"params": {"after_event_index": last}}
+            else:  # pragma: no cover - guarded by the callers
+                raise ValueError("nothing to follow")
+            paused = False
+            try:
+                response = await self._open(method, path, **kwargs)
+                try:
+                    if response.status_code == 204:  # nothing after `last`: the run had ended
+                        return
+                    async for data in _sse(response):
+                        if data.get("event") == "Error":
+                            raise error_from_frame(data)
+                        event = Event.from_dict(data)
+                        if run_id is None and event.run_id and not event.parent_run_id:
+                            run_id = event.run_id
+                        if event.event_index is not None:
+                            if event.event_index <= last:
+                                continue  # already seen before the drop
+                            last = event.event_index
+                        failures = 0
+                        yield event
+                        paused = event.event == "RunPaused" and not event.parent_run_id
+                        if (event.is_terminal and not paused) or event.event == "RunEnded":
+                            return
+                    # A clean end: after RunPaused, the run waits (a replay goes on past a pause that
+                    # was continued, so a pause is the end only when the stream ends there).
+                    if paused:
+                        return
+                finally:
+                    await response.aclose()
+            except _core.DROPPED as exc:
+                error: Exception = exc
+            else:
+                error = ConnectionFailed("the stream ended before the run did", code="connection_failed")
+            if run_id is None and not retry_first:
+                raise ConnectionFailed(f"the stream dropped before its first event: {error}", code="connection_failed")
+            failures += 1
+            if failures > self.retry.stream_retries:
+                raise ConnectionFailed(f"could not resume the stream: {error}", code="connection_failed") from error
+            await self.sleep(self.retry.resume_delay(failures))
+
+    # ---- runs --------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        kind: Kind,
+        component_id: str,
+        message: str,
+        *,
+        session_id: str | None = None,
+        images: list[dict[str, Any]] | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunResult:
+        """Run an agent, team or workflow to its end. A run that starts and fails is returned (its
+        `status` `error`, `error` its type and message); one that cannot start raises."""
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        body = _core.run_body(message, session_id=session_id, stream=False, images=images)
+        response = await self._send(
+            "POST", _core.run_path(kind, component_id), json=body, headers=headers, idempotent=True
+        )
+        return _core.run_result(response)
+
+    def stream(
+        self,
+        kind: Kind,
+        component_id: str,
+        message: str,
+        *,
+        session_id: str | None = None,
+        images: list[dict[str, Any]] | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncIterator[Event]:
+        """Run it and yield its events as they happen, through dropped connections (resumed)."""
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        body = _core.run_body(message, session_id=session_id, stream=True, images=images)
+        return self._follow(("POST", _core.run_path(kind, component_id), {"json": body, "headers": headers}))
+
+    async def run_agent(self, agent_id: str, message: str, **kwargs: Any) -> RunResult:
+        return await self.run("agent", agent_id, message, **kwargs)
+
+    def stream_agent(self, agent_id: str, message: str, **kwargs: Any) -> AsyncIterator[Event]:
+        return self.stream("agent", agent_id, message, **kwargs)
+
+    async def run_team(self, team_id: str, message: str, **kwargs: Any) -> RunResult:
+        return await self.run("team", team_id, message, **kwargs)
+
+    def stream_team(self, team_id: str, message: str, **kwargs: Any) -> AsyncIterator[Event]:
+        return self.stream("team", team_id, message, **kwargs)
+
+    async def run_workflow(self, workflow_id: str, message: str, **kwargs: Any) -> RunResult:
+        return await self.run("workflow", workflow_id, message, **kwargs)
+
+    def stream_workflow(self, workflow_id: str, message: str, **kwargs: Any) -> AsyncIterator[Event]:
+        return self.stream("workflow", workflow_id, message, **kwargs)
+
+    def events(self, run_id: str, *, after_event_index: int = -1) -> AsyncIterator[Event]:
+        """A run's events after `after_event_index` (stored, then live until it ends), resumed
+        through dropped connections."""
+        return self._follow(None, run_id=str(run_id), after_event_index=after_event_index)
+
+    async def get_run(self, run_id: str) -> RunResult:
+        return RunResult.from_dict(await self._json("GET", f"/api/runs/{run_id}/"))
+
+    async def cancel_run(self, run_id: str) -> dict[str, Any]:
+        """Stop a run (any kind, any process): `{"run_id", "status"}`, `cancelling` or its final status."""
+        return await self._json("POST", f"/api/runs/{run_id}/cancel")
+
+    async def continue_run(self, run_id: str, decisions: Iterable[Decision | dict[str, Any]]) -> RunResult:
+        """Continue a paused run with a decision per waiting tool call; its result."""
+        response = await self._send(
+            "POST", f"/api/runs/{run_id}/continue", json=_core.decisions_body(decisions, stream=False)
+        )
+        return _core.run_result(response)
+
+    def stream_continue(
+        self, run_id: str, decisions: Iterable[Decision | dict[str, Any]], *, after_event_index: int | None = None
+    ) -> AsyncIterator[Event]:
+        """Continue a paused run and yield its new events (from `RunContinued`). Pass the
+        `RunPaused` event's `event_index` as `after_event_index` to resume even a drop that comes
+        before the first new event; without it, such a drop raises `ConnectionFailed`."""
+        body = _core.decisions_body(decisions, stream=True)
+        first = ("POST", f"/api/runs/{run_id}/continue", {"json": body})
+        if after_event_index is None:
+            return self._follow(first, retry_first=False)
+        return self._continue_then_follow(first, str(run_id), after_event_index)
+
+    async def _continue_then_follow(
+        self, first: tuple[str, str, dict[str, Any]], run_id: str, after: int
+    ) -> AsyncIterator[Event]:
+        method, path, kwargs = first
+        last = after
+        try:
+            response = await self._open(method, path, **kwargs)
+            try:
+                async for data in _sse(response):
+                    if data.get("event") == "Error":
+                        raise error_from_frame(data)
+                    event = Event.from_dict(data)
+                    if event.event_index is not None:
+                        last = max(last, event.event_index)
+                    yield event
+                    if event.is_terminal:
+                        return
+            finally:
+                await response.aclose()
+        except _core.DROPPED:
+            pass
+        async for event in self._follow(None, run_id=run_id, after_event_index=last):
+            yield event
+
+    # ---- components, sessions, memories ------------------------------------------------------
+
+    async def list_components(self, kind: Kind) -> list[dict[str, Any]]:
+        """Agents, teams or workflows you may run."""
+        body = await self._json("GET", f"/api/{kind}s/")
+        return body if isinstance(body, list) else list(body.get("results", []))
+
+    async def get_component(self, kind: Kind, component_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"/api/{kind}s/{component_id}/")
+
+    async def list_sessions(
+        self,
+        *,
+        agent_id: str | None = None,
+        team_id: str | None = None,
+        workflow_id: str | None = None,
+        page: int | None = None,
+        page_size: int | None = None,
+    ) -> Page:
+        params = _params(agent_id=agent_id, team_id=team_id, workflow_id=workflow_id, page=page, page_size=page_size)
+        return _core.page_of(await self._json("GET", "/api/sessions/", params=params), Session.from_dict)
+
+    async def get_session(self, session_id: str) -> Session:
+        return Session.from_dict(await self._json("GET", f"/api/sessions/{session_id}/"))
+
+    async def rename_session(self, session_id: str, name: str) -> Session:
+        return Session.from_dict(await self._json("PATCH", f"/api/sessions/{session_id}/", json={"name": name}))
+
+    async def end_session(self, session_id: str) -> Session:
+        return Session.from_dict(await self._json("POST", f"/api/sessions/{session_id}/end"))
+
+    async def delete_session(self, session_id: str) -> None:
+        await self._json("DELETE", f"/api/sessions/{session_id}/")
+
+    async def list_memories(
+        self,
+        *,
+        topic: str | None = None,
+        search: str | None = None,
+        agent_id: str | None = None,
+        page: int | None = None,
+        page_size: int | None = None,
+    ) -> Page:
+        params = _params(topic=topic, search=search, agent_id=agent_id, page=page, page_size=page_size)
+        return _core.page_of(await self._json("GET", "/api/memories/", params=params), Memory.from_dict)
+
+    async def create_memory(
+        self, memory: str, *, topics: list[str] | None = None, agent_id: str | None = None
+    ) -> Memory:
+        body = _params(memory=memory, topics=topics, agent_id=agent_id)
+        return Memory.from_dict(await self._json("POST", "/api/memories/", json=body))
+
+    async def get_memory(self, memory_id: str) -> Memory:
+        return Memory.from_dict(await self._json("GET", f"/api/memories/{memory_id}/"))
+
+    async def update_memory(
+        self, memory_id: str, *, memory: str | None = None, topics: list[str] | None = None
+    ) -> Memory:
+        body = _params(memory=memory, topics=topics)
+        return Memory.from_dict(await self._json("PATCH", f"/api/memories/{memory_id}/", json=body))
+
+    async def delete_memory(self, memory_id: str) -> None:
+        await self._json("DELETE", f"/api/memories/{memory_id}/")
+
+    async def usage(self) -> dict[str, Any]:
+        return await self._json("GET", "/api/usage/")
+
+
+async def _sse(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    parser = _core.SSEParser()
+    async for line in response.aiter_lines():
+        frame = parser.feed(line)
+        if frame is not None:
+            yield frame
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
