@@ -582,3 +582,48 @@ def test_every_control_has_a_name_a_screen_reader_reads(site, browser):
     assert page.get_attribute("#messages", "role") == "log"
     assert page.get_attribute("#announce", "aria-live") == "polite"
     context.close()
+
+
+SCREENSHOT_ANSWER = (
+    "Open it with a `with` block, so the file is closed even when something fails:\n\n"
+    '```python\nfrom pathlib import Path\n\nwith Path("notes.txt").open(encoding="utf-8") as f:\n'
+    "    for line in f:\n        print(line.rstrip())\n```\n\n"
+    "- `Path.read_text()` reads it **all at once**;\n- a loop reads it line by line, for large files.\n"
+)
+
+
+@pytest.mark.skipif(not os.environ.get("AGENTOS_SCREENSHOTS"), reason="AGENTOS_SCREENSHOTS=1 writes docs/images")
+def test_screenshots_for_the_docs(site, browser, scripted_model):
+    """docs/images/chat-{1280,390}-{light,dark}.png, shown in docs/chat.md: run with
+    `AGENTOS_SCREENSHOTS=1 pytest tests/test_chat_browser.py -k screenshots`."""
+    out = ROOT / "docs" / "images"
+    out.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    _sign_in(page, site)
+    page.goto(site + "/chat/?agent=slow")
+    page.wait_for_selector("#conn.ok")
+    for question, answer in (
+        ("Plan a weekend in Lisbon", "Day one: Alfama and a tram ride; day two: Belém."),
+        ("How do I read a file in Python?", SCREENSHOT_ANSWER),
+    ):
+        scripted_model.push_text(answer)
+        page.click("#new-session")
+        page.fill("#message", question)
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".msg.assistant.completed", timeout=10_000)
+    url = page.url
+    context.close()
+    for width, height in ((1280, 800), (390, 844)):
+        for scheme in ("light", "dark"):
+            context = browser.new_context(
+                viewport={"width": width, "height": height}, color_scheme=scheme, device_scale_factor=1
+            )
+            page = context.new_page()
+            _sign_in(page, site)
+            page.goto(url)
+            page.wait_for_selector(".msg.assistant.completed .code-block")
+            page.wait_for_selector("#session-list .session.current", state="attached")  # (a drawer on a phone)
+            page.wait_for_selector("#conn.ok")
+            page.screenshot(path=str(out / f"chat-{width}-{scheme}.png"))
+            context.close()

@@ -680,7 +680,7 @@
       const reconnected = state.connectedOnce;
       state.connectedOnce = true;
       state.retry = 0;
-      els.conn.textContent = "connected";
+      els.conn.textContent = els.conn.title = "connected";
       els.conn.className = "conn ok";
       if (reconnected && state.pending.length && !state.outbox.length && state.sessionId) {
         // A message went out just before the connection dropped: its run id never came back.
@@ -697,7 +697,7 @@
     ws.onmessage = (message) => onEvent(JSON.parse(message.data));
     ws.onclose = (closed) => {
       if (state.ws !== ws) return; // replaced on purpose (another agent, team or workflow)
-      els.conn.textContent = "reconnecting…";
+      els.conn.textContent = els.conn.title = "reconnecting…";
       els.conn.className = "conn";
       if (closed.code === 4401) {
         location.reload(); // signed out: the page sends us to the login
@@ -794,7 +794,7 @@
     rename.setAttribute("aria-label", `Rename ${name}`);
     rename.title = "Rename";
     rename.addEventListener("click", () => startRename(item, session));
-    const remove = el("button", "session-action delete", "🗑");
+    const remove = el("button", "session-action delete", "✕");
     remove.type = "button";
     remove.setAttribute("aria-label", `Delete ${name}`);
     remove.title = "Delete";
