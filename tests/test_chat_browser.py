@@ -69,7 +69,11 @@ def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Ite
         "Agent.objects.filter(slug='demo').update(description='A friendly demo agent with a calculator.', "
         "example_prompts='What is 2+3?\\nTell me a joke\\n'); "
         "careful = Agent.objects.create(slug='careful', name='Careful', model=m, tools=['calculator']); "
-        "AgentToolRequirement.objects.create(agent=careful, tool='calculator', requirement='confirmation')",
+        "AgentToolRequirement.objects.create(agent=careful, tool='calculator', requirement='confirmation'); "
+        "asker = Agent.objects.create(slug='asker', name='Asker', model=m, tools=['calculator', 'current_time']); "
+        "AgentToolRequirement.objects.create(agent=asker, tool='calculator', requirement='user_input', "
+        "user_input_fields=['expression']); "
+        "AgentToolRequirement.objects.create(agent=asker, tool='current_time', requirement='external_execution')",
     )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -560,6 +564,39 @@ def test_approving_and_rejecting_a_paused_tool_call_on_the_page(site, browser, s
     )
     told = scripted_model.requests[-1]["messages"][-1]
     assert told["role"] == "tool" and "do it by hand" in told["content"]
+    context.close()
+
+
+def test_user_input_and_an_external_result_are_sent_from_the_page(site, browser, scripted_model):
+    scripted_model.push_tool_calls(
+        [
+            {"name": "calculator", "arguments": {}, "id": "u1"},  # the user fills the expression
+            {"name": "current_time", "arguments": {"timezone": "UTC"}, "id": "x1"},  # the client runs it
+        ]
+    )
+    scripted_model.push_text("Done.")
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "agent:asker")
+    page.wait_for_selector("#conn.ok")
+    page.fill("#message", "compute and tell the time")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    assert page.locator(".approval-tool").count() == 2
+    # Approving without the result is refused on the page; nothing is sent yet.
+    page.get_by_role("button", name="Send result: current_time").click()
+    assert page.inner_text(".approval-error") == "Write the tool's result first."
+    page.get_by_label("expression").fill("6*7")
+    page.get_by_role("button", name="Approve: calculator").click()
+    assert page.inner_text(".approval-tool[data-tool-call-id=u1] .decided") == "approved"
+    assert page.locator(".msg.assistant.paused").count() == 1  # one call still waits
+    page.get_by_label("Result (you ran this tool; the model gets what you write here)").fill("12:00 UTC")
+    page.get_by_role("button", name="Send result: current_time").click()
+    page.wait_for_selector(".msg.assistant.completed", timeout=10_000)
+    assert page.inner_text(".msg.assistant .text") == "Done."
+    told = {m["tool_call_id"]: m["content"] for m in scripted_model.requests[-1]["messages"] if m["role"] == "tool"}
+    assert told == {"u1": "42", "x1": "12:00 UTC"}
     context.close()
 
 
