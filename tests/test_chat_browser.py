@@ -631,7 +631,8 @@ SCREENSHOT_ANSWER = (
 
 @pytest.mark.skipif(not os.environ.get("AGENTOS_SCREENSHOTS"), reason="AGENTOS_SCREENSHOTS=1 writes docs/images")
 def test_screenshots_for_the_docs(site, browser, scripted_model):
-    """docs/images/chat-{1280,390}-{light,dark}.png, shown in docs/chat.md: run with
+    """docs/images/chat-{1280,390}-{light,dark}.png and chat-approval-1280-light.png, shown in
+    docs/chat.md: run with
     `AGENTOS_SCREENSHOTS=1 pytest tests/test_chat_browser.py -k screenshots`."""
     out = ROOT / "docs" / "images"
     out.mkdir(parents=True, exist_ok=True)
@@ -664,3 +665,15 @@ def test_screenshots_for_the_docs(site, browser, scripted_model):
             page.wait_for_selector("#conn.ok")
             page.screenshot(path=str(out / f"chat-{width}-{scheme}.png"))
             context.close()
+    # A paused run waiting for a decision.
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "1299*0.15"}, "id": "s1"}])
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
+    page = context.new_page()
+    _sign_in(page, site)
+    page.goto(site + "/chat/?agent=careful")
+    page.wait_for_selector("#conn.ok")
+    page.fill("#message", "What is 15% of 1299?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    page.screenshot(path=str(out / "chat-approval-1280-light.png"))
+    context.close()
