@@ -85,6 +85,11 @@ def test_one_grouped_picker_of_the_active_agents_teams_and_workflows(client, use
         "examples": ["Plan a trip", "Write a haiku"],  # one a line, blank lines dropped
     }
     assert intros["agent:helper"]["examples"] == []
+    flow = components["flow"]
+    flow.example_prompts = "\n".join(f"prompt {i}" for i in range(1, 9))
+    flow.save()
+    html, _ = _page(client)
+    assert _script_data(html, "chat-intros")["workflow:flow"]["examples"] == [f"prompt {i}" for i in range(1, 7)]
     assert intros["workflow:flow"]["parts"] == ["draft", "gate"]  # top-level steps, in order
     # The Markdown libraries are the site's own static files (no CDN).
     scripts = re.findall(r'<script src="([^"]+)"', html)
