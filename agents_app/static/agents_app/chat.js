@@ -164,6 +164,7 @@
       const pre = el("pre");
       pre.append(el("code", "language-json", JSON.stringify(content, null, 2)));
       target.replaceChildren(pre);
+      target.classList.add("markdown");
       addCopyButton(pre);
     } else {
       renderMarkdown(target, content ?? "");
@@ -245,9 +246,24 @@
   }
 
   // The preview shows the newest words while the text streams, its beginning once it is done.
-  function partText(part, text) {
+  // A member's or step's text: Markdown like the answer (drawn at most once a frame), or JSON as
+  // code (`asCode`: an output schema's object).
+  function partText(part, text, asCode = part.asCode) {
     part.text = text;
-    part.line.querySelector(".part-text").textContent = text;
+    part.asCode = Boolean(asCode);
+    if (!part.drawing) {
+      part.drawing = requestAnimationFrame(() => {
+        part.drawing = 0;
+        const target = part.line.querySelector(".part-text");
+        if (part.asCode) {
+          const pre = el("pre");
+          pre.append(el("code", "language-json", part.text));
+          target.replaceChildren(pre);
+          target.classList.add("markdown");
+          addCopyButton(pre);
+        } else renderMarkdown(target, part.text);
+      });
+    }
     const flat = text.replace(/\s+/g, " ").trim();
     const streaming = part.line.classList.contains("running");
     part.line.querySelector(".part-preview").textContent = streaming && flat.length > 90 ? "…" + flat.slice(-90) : flat;
@@ -511,7 +527,9 @@
     } else if (TOOL_STARTED.has(event.event)) {
       if (event.tool && event.tool.tool_name !== DELEGATE) partNote(part, `using ${event.tool.tool_name}…`);
     } else if (COMPLETED.has(event.event)) {
-      partText(part, typeof event.content === "string" ? event.content : JSON.stringify(event.content ?? part.text, null, 2));
+      if (typeof event.content === "string") partText(part, event.content, false);
+      else if (event.content !== null && event.content !== undefined) partText(part, JSON.stringify(event.content, null, 2), true);
+      else partText(part, part.text);
       if (!event.step_name || event.parent_run_id !== top.id) partDone(part, "completed"); // (a step: StepCompleted)
     } else if (FAILED.has(event.event)) {
       partDone(part, "failed");
@@ -534,7 +552,8 @@
       return;
     }
     if (event.content !== null && event.content !== undefined && event.step_type !== "condition") {
-      partText(part, typeof event.content === "string" ? event.content : JSON.stringify(event.content, null, 2));
+      const isJson = typeof event.content !== "string";
+      partText(part, isJson ? JSON.stringify(event.content, null, 2) : event.content, isJson);
     }
     partDone(part, "completed");
   }
@@ -940,7 +959,8 @@
       depth.set(child.run_id, level);
       const part = partLine(run, child.run_id, displayName(kind, child[`${kind}_id`]), level);
       const content = child.content;
-      partText(part, content !== null && typeof content === "object" ? JSON.stringify(content, null, 2) : content || "");
+      const isJson = content !== null && typeof content === "object";
+      partText(part, isJson ? JSON.stringify(content, null, 2) : content || "", isJson);
       if (child.status === "error") {
         partDone(part, "failed");
         partNote(part, `Error: ${child.error}`);
