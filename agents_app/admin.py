@@ -173,7 +173,7 @@ class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
                     "Who the agent is. The agent id is what apps use to call it, so change it with care. The "
                     "busy-session policy says what a message to a session whose answer is still running does."
                 ),
-                "fields": ["name", "slug", "description", "is_active", "busy_session_policy"],
+                "fields": ["name", "slug", "description", "example_prompts", "is_active", "busy_session_policy"],
             },
         ),
         (
@@ -335,7 +335,7 @@ class TeamAdmin(TryItAdminMixin, admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at"]
     inlines = [TeamMemberInline, TeamModelFallbackInline, TeamHookInline]
     fieldsets = [
-        (None, {"fields": ["slug", "name", "description", "is_active", "busy_session_policy"]}),
+        (None, {"fields": ["slug", "name", "description", "example_prompts", "is_active", "busy_session_policy"]}),
         (
             "Who may use it",
             {
@@ -447,6 +447,7 @@ class WorkflowAdmin(TryItAdminMixin, admin.ModelAdmin):
         "slug",
         "name",
         "description",
+        "example_prompts",
         "is_active",
         "busy_session_policy",
         "rate_limit",

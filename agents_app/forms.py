@@ -152,6 +152,7 @@ class AgentAdminForm(forms.ModelForm):
             "name",
             "slug",
             "description",
+            "example_prompts",
             "is_active",
             "busy_session_policy",
             "access",
@@ -181,7 +182,10 @@ class AgentAdminForm(forms.ModelForm):
             "memory_model",
             "memory_hook_mode",
         ]
-        widgets = {"instructions": forms.Textarea(attrs={"rows": 8, "cols": 80})}
+        widgets = {
+            "instructions": forms.Textarea(attrs={"rows": 8, "cols": 80}),
+            "example_prompts": forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        }
         labels = {
             "slug": "Agent id",
             "is_active": "Active",

@@ -212,6 +212,26 @@ def validate_rate_limit(value: Any) -> None:
         raise ValidationError(str(exc)) from None
 
 
+def _example_prompts_field(kind: str) -> models.TextField:
+    """Prompts the chat page offers before the first message (a click sends one): operators
+    know what their agent, team or workflow is good at; a blank page does not say."""
+    return models.TextField(
+        blank=True,
+        help_text=(
+            f"One prompt per line, offered on the chat page before the first message to this {kind} "
+            f"(with its description). At most {MAX_EXAMPLE_PROMPTS} are shown."
+        ),
+    )
+
+
+MAX_EXAMPLE_PROMPTS = 6
+
+
+def example_prompt_list(text: str) -> list[str]:
+    """The non-empty lines of an `example_prompts` field, in order (at most MAX_EXAMPLE_PROMPTS)."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()][:MAX_EXAMPLE_PROMPTS]
+
+
 def _rate_limit_field(kind: str) -> models.CharField:
     """How often one user may start runs of this agent, team or workflow (agents_app.throttles)."""
     return models.CharField(
@@ -261,6 +281,7 @@ class Agent(ClearsAgentCache, SluggedModel):
     slug = models.SlugField(max_length=100, unique=True, help_text="The agent id used in URLs and the API.")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    example_prompts = _example_prompts_field("agent")
     model = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, related_name="agents")
     instructions = models.TextField(blank=True, help_text="The system prompt: who the agent is and how it answers.")
     tools = models.JSONField(default=list, blank=True, validators=[validate_tool_names])
@@ -703,6 +724,7 @@ class Team(ClearsAgentCache, SluggedModel):
     description = models.TextField(
         blank=True, help_text="What the team is for; shown to a leader that has it as a member."
     )
+    example_prompts = _example_prompts_field("team")
     model = models.ForeignKey(
         ModelConfig, on_delete=models.PROTECT, related_name="teams", help_text="The model the leader thinks with."
     )
@@ -818,6 +840,7 @@ class Workflow(ClearsAgentCache, SluggedModel):
     slug = models.SlugField(max_length=100, unique=True, help_text="The workflow id used in URLs and the API.")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    example_prompts = _example_prompts_field("workflow")
     is_active = models.BooleanField(default=True, help_text="Inactive workflows are hidden and refuse runs.")
     busy_session_policy = _busy_session_policy_field()
     rate_limit = _rate_limit_field("workflow")

@@ -21,6 +21,7 @@ from agents_app.models import (
     TeamMember,
     Workflow,
     WorkflowStep,
+    example_prompt_list,
 )
 from sessions_app.access import ALL, Allowed
 from sessions_app.conf import agentos_settings
@@ -229,16 +230,17 @@ def workflows_with_steps(*, allowed: Allowed = ALL) -> list[tuple[Workflow, list
 
 def chat_components(*, allowed: Allowed = ALL) -> dict[str, list[dict[str, Any]]]:
     """Every active agent, team and workflow the user may use (`allowed`), by kind, with what the
-    page says about each before the first message: a team's members, a workflow's steps (in order)."""
+    page says about each before the first message: its description and example prompts (a list),
+    a team's members, a workflow's steps (in order)."""
     agents = list(
         Agent.objects.filter(allowed.component_q("agent"), is_active=True)
         .order_by("name")
-        .values("slug", "name", "description")
+        .values("slug", "name", "description", "example_prompts")
     )
     teams = list(
         Team.objects.filter(allowed.component_q("team"), is_active=True)
         .order_by("name")
-        .values("id", "slug", "name", "description")
+        .values("id", "slug", "name", "description", "example_prompts")
     )
     members: dict[int, list[str]] = {}
     for m in (
@@ -250,17 +252,20 @@ def chat_components(*, allowed: Allowed = ALL) -> dict[str, list[dict[str, Any]]
     flows = list(
         Workflow.objects.filter(allowed.component_q("workflow"), is_active=True)
         .order_by("name")
-        .values("id", "slug", "name", "description")
+        .values("id", "slug", "name", "description", "example_prompts")
     )
     steps: dict[int, list[str]] = {}
     for s in WorkflowStep.objects.filter(workflow__in=[w["id"] for w in flows], parent=None).order_by("order", "pk"):
         steps.setdefault(s.workflow_id, []).append(s.name)
     return {
-        "agent": [{**a, "parts": []} for a in agents],
+        "agent": [{**_public(a), "parts": []} for a in agents],
         "team": [{**_public(t), "parts": members.get(t["id"], [])} for t in teams],
         "workflow": [{**_public(w), "parts": steps.get(w["id"], [])} for w in flows],
     }
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: row[key] for key in ("slug", "name", "description")}
+    return {
+        **{key: row[key] for key in ("slug", "name", "description")},
+        "examples": example_prompt_list(row["example_prompts"]),
+    }

@@ -77,7 +77,12 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "ws_paths": {k.kind: k.ws_path for k in kinds},
         "names": {k.kind: {c["slug"]: c["name"] for c in components[k.kind]} for k in kinds},
         "intros": {
-            f"{k.kind}:{c['slug']}": {"name": c["name"], "description": c["description"], "parts": c["parts"]}
+            f"{k.kind}:{c['slug']}": {
+                "name": c["name"],
+                "description": c["description"],
+                "parts": c["parts"],
+                "examples": c["examples"],
+            }
             for k in kinds
             for c in components[k.kind]
         },

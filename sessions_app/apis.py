@@ -74,7 +74,10 @@ class SessionListApi(StrictInputMixin, generics.ListAPIView):
         q = self.request.query_params
         ids = {key: q.get(key) or None for key in ("agent_id", "team_id", "workflow_id")}
         return session_list_for_user(
-            user=self.request.user, allowed=allowed_for(self.request.auth, self.request.user), **ids
+            user=self.request.user,
+            allowed=allowed_for(self.request.auth, self.request.user),
+            search=q.get("search") or None,
+            **ids,
         )
 
     @extend_schema(
@@ -83,6 +86,11 @@ class SessionListApi(StrictInputMixin, generics.ListAPIView):
             OpenApiParameter("agent_id", OpenApiTypes.STR, description="Only sessions of this agent."),
             OpenApiParameter("team_id", OpenApiTypes.STR, description="Only sessions of this team."),
             OpenApiParameter("workflow_id", OpenApiTypes.STR, description="Only sessions of this workflow."),
+            OpenApiParameter(
+                "search",
+                OpenApiTypes.STR,
+                description="Only sessions whose name or one of whose messages contains this text (ignoring case).",
+            ),
         ],
         responses={200: SessionSerializer, **error_responses(401, 404, e404="No such page.")},
     )

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
 
 from sessions_app.access import ALL, Allowed
 from sessions_app.models import Memory, Message, Run, RunImage, Session
@@ -30,18 +30,21 @@ def session_list_for_user(
     workflow_id: str | None = None,
     kind: str | None = None,
     component_id: str | None = None,
+    search: str | None = None,
     allowed: Allowed = ALL,
 ) -> QuerySet[Session]:
     """The user's sessions, most recently updated first. `kind` ("agent", "team", "workflow"): only
     sessions of that kind; `component_id`: only sessions of the agent, team or workflow with that
     slug (of `kind` when given, else of any kind: agno's clients filter by one id for all three);
-    only sessions of the runnables `allowed` (the request's scope, sessions_app.access)."""
+    `search`: only sessions whose name or one of whose messages (a top-level run's input) contains
+    it, ignoring case (people remember what they asked, not what the session was called); only
+    sessions of the runnables `allowed` (the request's scope, sessions_app.access)."""
     qs = (
         Session.objects.filter(allowed.session_q(), user=user)
         .select_related("agent", "team", "workflow")
         .annotate(**_session_totals())
     )
-    if any(value and "\x00" in value for value in (agent_id, team_id, workflow_id, component_id)):
+    if any(value and "\x00" in value for value in (agent_id, team_id, workflow_id, component_id, search)):
         # No id holds a NUL character, and PostgreSQL refuses one in a query (a 500).
         return qs.none()
     for name, slug in zip(SESSION_KINDS, (agent_id, team_id, workflow_id), strict=True):
@@ -52,6 +55,10 @@ def session_list_for_user(
     if component_id:
         kinds = (kind,) if kind else SESSION_KINDS
         qs = qs.filter(reduce(operator.or_, (Q(**{f"{name}__slug": component_id}) for name in kinds)))
+    if search and search.strip():
+        words = search.strip()
+        asked = Run.objects.filter(session=OuterRef("pk"), parent_run__isnull=True, input__icontains=words)
+        qs = qs.filter(Q(name__icontains=words) | Exists(asked))
     return qs.order_by("-updated_at", "-created_at")
 
 

@@ -56,6 +56,25 @@ def test_list_filters_by_agent_and_paginates(api, offline_agent, user):
     assert api.get("/api/sessions/", {"page": 99}).status_code == 404
 
 
+def test_search_finds_sessions_by_name_or_by_a_message_and_only_mine(api, other_api, offline_agent, user, conversation):
+    renamed = run_agent(agent_id=offline_agent.slug, user=user, message="plan a trip")
+    api.patch(f"/api/sessions/{renamed.session_id}/", {"name": "Holiday in Lisbon"}, format="json")
+
+    def found(client, text):
+        return [s["session_id"] for s in client.get("/api/sessions/", {"search": text}).json()["results"]]
+
+    assert found(api, "LISBON") == [renamed.session_id]  # the name, ignoring case
+    assert found(api, "trip") == [renamed.session_id]  # its first message, though the name changed
+    assert found(api, "THANKS") == [str(conversation)]  # a later message of the session
+    assert found(api, "  2+2  ") == [str(conversation)]  # (spaces around it ignored)
+    assert set(found(api, "")) == {renamed.session_id, str(conversation)}
+    assert found(api, "nothing like it") == []
+    assert found(api, "a\x00b") == []  # a NUL character matches nothing (and is no 500)
+    assert found(other_api, "trip") == []  # another user's sessions stay invisible
+    r = api.get("/api/sessions/", {"search": "trip", "agent_id": "nope"})
+    assert r.status_code == 200 and r.json()["count"] == 0
+
+
 def test_session_detail_has_runs_and_messages_in_order(api, conversation):
     r = api.get(f"/api/sessions/{conversation}/")
     assert r.status_code == 200

@@ -2,8 +2,13 @@
 driven by headless Chromium through Playwright: sign in, chat with streamed answers, reload and see
 the history, reload in the middle of an answer and see it resume, stop an answer, on a phone-sized
 screen; chat with a team and a workflow, their members and steps shown as lines beside the answer;
-attach an image, see it sent to the model and shown again after a reload. Needs Debian's chromium (/usr/bin/chromium) and the playwright package; without them the
-test is skipped, except in CI where it fails."""
+attach an image, see it sent to the model and shown again after a reload; Markdown answers
+(sanitised, code blocks with Copy), dark mode, 390 px without sideways scrolling, rename / search /
+delete conversations, the empty state's example prompts, a dropped socket mid-answer (nothing lost,
+nothing twice), approving and rejecting a paused tool call. One server and one browser for the
+module. With AGENTOS_SCREENSHOTS=1, the last test writes docs/images/chat-*.png (docs/chat.md).
+Needs Debian's chromium (/usr/bin/chromium) and the playwright package; without them the test is
+skipped, except in CI where it fails."""
 
 from __future__ import annotations
 
@@ -52,7 +57,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Ite
         "from django.core.management import call_command; call_command('migrate', verbosity=0); "
         "call_command('agentos_demo'); "
         "from django.contrib.auth.models import User; "
-        "from agents_app.models import Agent, ModelConfig, Workflow, WorkflowStep; "
+        "from agents_app.models import Agent, AgentToolRequirement, ModelConfig, Workflow, WorkflowStep; "
         "User.objects.create_user('ada', password='ada-pass-123'); "
         f"m = ModelConfig.objects.create(name='scripted', provider='openai', base_url='{_scripted_server.base_url}', "
         "model_id='m', max_retries=0); "
@@ -60,7 +65,15 @@ def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Ite
         "flow = Workflow.objects.create(slug='slow-flow', name='Slow flow'); "
         "WorkflowStep.objects.create(workflow=flow, order=0, name='ask', kind='agent', agent=slow); "
         "WorkflowStep.objects.create(workflow=flow, order=1, name='remember', kind='function', "
-        "function='remember_output')",
+        "function='remember_output'); "
+        "Agent.objects.filter(slug='demo').update(description='A friendly demo agent with a calculator.', "
+        "example_prompts='What is 2+3?\\nTell me a joke\\n'); "
+        "careful = Agent.objects.create(slug='careful', name='Careful', model=m, tools=['calculator']); "
+        "AgentToolRequirement.objects.create(agent=careful, tool='calculator', requirement='confirmation'); "
+        "asker = Agent.objects.create(slug='asker', name='Asker', model=m, tools=['calculator', 'current_time']); "
+        "AgentToolRequirement.objects.create(agent=asker, tool='calculator', requirement='user_input', "
+        "user_input_fields=['expression']); "
+        "AgentToolRequirement.objects.create(agent=asker, tool='current_time', requirement='external_execution')",
     )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -181,12 +194,18 @@ def test_chat_with_a_team_shows_members_as_lines_and_its_answer(site, browser):
     assert "Demo team" in intro and "Demo agent" in intro and "Demo writer" in intro
     page.fill("#message", "what is 2+3?")
     page.keyboard.press("Enter")
-    answer = page.wait_for_selector(".msg.assistant.completed .text", timeout=15_000).inner_text()
-    assert answer == (
+    page.wait_for_selector(".msg.assistant.completed .text", timeout=15_000)
+    answer = (
         "[offline demo model] My team's answers, combined:\n\n## demo\n"
         "[offline demo model] I used my tools: calculator returned 5.\n\n## demo-writer\n"
         f'[offline demo model] You said: "what is 2+3?". {OFFLINE_TAIL}'
     )
+    assert page.locator(".msg.assistant .text h2").all_inner_texts() == ["demo", "demo-writer"]  # Markdown
+    assert page.locator(".msg.assistant .text p").all_inner_texts() == [
+        "[offline demo model] My team's answers, combined:",
+        "[offline demo model] I used my tools: calculator returned 5.",
+        f'[offline demo model] You said: "what is 2+3?". {OFFLINE_TAIL}',
+    ]
     assert page.locator(".intro").count() == 0
     assert sorted(_lines(page)) == ["Demo agent", "Demo writer"]
     assert page.locator(".msg.assistant .part.completed").count() == 2
@@ -207,7 +226,7 @@ def test_chat_with_a_team_shows_members_as_lines_and_its_answer(site, browser):
 
     page.reload()
     page.wait_for_selector(".msg.assistant.completed .text")
-    assert page.locator(".msg.assistant .text").all_inner_texts() == [answer]
+    assert page.locator(".msg.assistant .text h2").all_inner_texts() == ["demo", "demo-writer"]
     assert page.locator(".msg.user .text").all_inner_texts() == ["what is 2+3?"]
     page.wait_for_function("document.querySelectorAll('.msg.assistant .part.completed').length === 2")
     assert sorted(_lines(page)) == ["Demo agent", "Demo writer"]
@@ -281,4 +300,380 @@ def test_an_attached_image_reaches_the_model_and_shows_in_the_history(site, brow
     src = page.get_attribute(".msg.user .images img", "src")
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/api/runs/[0-9a-f-]{36}/images/0", src), src
     assert page.locator(".msg.user .text").all_inner_texts() == ["what colour is this?"]
+    context.close()
+
+
+# ---- Markdown, dark mode, the phone width, conversations, reconnects, approvals --------------------
+
+MARKDOWN = (
+    "## Plan\n\nSteps:\n\n- **one**\n- two\n\n```python\nprint('hi')\n```\n\n"
+    'Bad: <script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+    " [click](javascript:window.__pwned=3) and [docs](https://example.com/docs).\n"
+)
+
+
+def _scroll_width(page: Any) -> int:
+    """How wide the page is (390 on a 390 px phone, unless something sticks out: named then)."""
+    width = page.evaluate("Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)")
+    if width > page.viewport_size["width"]:
+        wide = page.evaluate(
+            """[...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > innerWidth)
+            .map((e) => `${e.tagName}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)"""
+        )
+        print("sticking out:", wide)
+    return width
+
+
+def test_markdown_answers_are_rendered_sanitised_with_copy_buttons(site, browser, scripted_model):
+    scripted_model.push_text(MARKDOWN, chunk_delay=0.03)
+    context = browser.new_context()
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site)
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "agent:slow")
+    page.wait_for_selector("#conn.ok")
+    page.fill("#message", "make a plan")
+    page.keyboard.press("Enter")
+    # Rendered while it streams, not only at the end.
+    page.wait_for_selector(".msg.assistant.streaming .text h2", timeout=10_000)
+    page.wait_for_selector(".msg.assistant.completed", timeout=10_000)
+
+    def check() -> None:
+        text = page.locator(".msg.assistant .text")
+        assert text.locator("h2").all_inner_texts() == ["Plan"]
+        assert text.locator("li").all_inner_texts() == ["one", "two"]
+        assert text.locator("li strong").all_inner_texts() == ["one"]
+        assert text.locator("pre code").inner_text() == "print('hi')\n"
+        assert text.locator(".code-head .code-lang").inner_text() == "python"
+        # Sanitised: no script, no event handler, no javascript: link; the page's script never ran it.
+        assert text.locator("script").count() == 0
+        assert page.evaluate("window.__pwned") is None
+        html = text.inner_html()
+        assert "onerror" not in html and "javascript:" not in html
+        assert text.locator("a", has_text="click").get_attribute("href") is None
+        docs = text.locator("a", has_text="docs")
+        assert docs.get_attribute("href") == "https://example.com/docs"
+        assert docs.get_attribute("rel") == "noopener noreferrer nofollow"
+
+    check()
+    page.get_by_role("button", name="Copy python code").click()
+    page.wait_for_selector(".code-head .copy >> text=Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "print('hi')"
+
+    page.reload()  # the stored answer is rendered the same way
+    page.wait_for_selector(".msg.assistant.completed .text h2")
+    check()
+    context.close()
+
+
+@pytest.mark.parametrize(("scheme", "background"), [("light", "rgb(246, 247, 249)"), ("dark", "rgb(15, 19, 24)")])
+def test_dark_mode_follows_the_system_and_390_px_never_scroll_sideways(
+    site, browser, scripted_model, scheme, background
+):
+    long_line = "x" * 300
+    scripted_model.push_text(f"A long line:\n\n```\n{long_line}\n```\n\nand {long_line} too")
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, color_scheme=scheme
+    )
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "agent:demo")
+    page.wait_for_selector(".intro .example")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == background
+    assert _scroll_width(page) <= 390
+    page.select_option("#agent", "agent:slow")
+    page.fill("#message", "a long one")
+    page.click("#send")
+    page.wait_for_selector(".msg.assistant.completed .text pre", timeout=10_000)
+    assert _scroll_width(page) <= 390  # the code block scrolls inside itself
+    box = page.locator(".msg.assistant .code-block").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+    page.click("#toggle-sessions")
+    page.wait_for_selector("#session-search", state="visible")
+    assert _scroll_width(page) <= 390
+    context.close()
+
+
+def test_the_empty_state_offers_the_admins_example_prompts(site, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "agent:demo")
+    page.wait_for_selector("#conn.ok")
+    intro = page.locator(".intro")
+    assert "A friendly demo agent with a calculator." in intro.inner_text()
+    examples = page.get_by_role("list", name="Example prompts").get_by_role("button")
+    assert examples.all_inner_texts() == ["What is 2+3?", "Tell me a joke"]
+    examples.first.click()  # sends it
+    page.wait_for_selector(".msg.assistant.completed .text", timeout=10_000)
+    assert page.locator(".msg.user .text").all_inner_texts() == ["What is 2+3?"]
+    assert page.locator(".intro").count() == 0
+    context.close()
+
+
+def test_rename_search_and_delete_conversations_with_the_keyboard(site, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, site)
+    page.goto(site + "/chat/?agent=demo-writer")
+    page.wait_for_selector("#conn.ok")
+    for text in ("first about lisbon", "second about porto"):
+        page.click("#new-session")
+        page.fill("#message", text)
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".msg.assistant.completed", timeout=10_000)
+        page.wait_for_selector("#session-list .session.current")
+    assert page.locator("#session-list .session").all_inner_texts() == ["second about porto", "first about lisbon"]
+
+    # Rename the first one, from the keyboard: its ✎ button, type, Enter.
+    page.get_by_role("button", name="Rename first about lisbon").focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("Trip to Lisbon")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#session-list .session >> text=Trip to Lisbon")
+    assert page.evaluate("document.activeElement.textContent") == "Trip to Lisbon"
+    # Escape leaves a rename unchanged.
+    page.get_by_role("button", name="Rename second about porto").click()
+    page.keyboard.type("never saved")
+    page.keyboard.press("Escape")
+    # (a rename counts as a change: the renamed one is now the most recent)
+    assert page.locator("#session-list .session").all_inner_texts() == ["Trip to Lisbon", "second about porto"]
+    names = {s["name"] for s in page.evaluate("fetch('/api/sessions/').then((r) => r.json())")["results"]}
+    assert {"Trip to Lisbon", "second about porto"} <= names
+
+    # Search: by name, and by what was asked.
+    page.fill("#session-search", "lisbon")
+    page.wait_for_function("document.querySelectorAll('#session-list .session').length === 1")
+    assert page.locator("#session-list .session").all_inner_texts() == ["Trip to Lisbon"]
+    page.fill("#session-search", "PORTO")
+    page.wait_for_function("document.querySelector('#session-list .session')?.textContent === 'second about porto'")
+    page.fill("#session-search", "madrid")
+    page.wait_for_selector("#session-empty:not([hidden])")
+    assert page.inner_text("#session-empty") == "No conversation matches “madrid”."
+    page.fill("#session-search", "")
+    page.wait_for_function("document.querySelectorAll('#session-list .session').length === 2")
+
+    # Delete the open one (it is the current conversation): a confirmation, then a new chat.
+    current = page.get_attribute("#session-list .session.current", "data-session-id")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete second about porto").click()
+    page.wait_for_function("document.querySelectorAll('#session-list .session').length === 1")
+    assert page.locator("#session-list .session").all_inner_texts() == ["Trip to Lisbon"]
+    assert page.locator(".msg").count() == 0 and page.locator(".intro").count() == 1
+    assert "session=" not in page.url
+    assert page.evaluate(f"fetch('/api/sessions/{current}/').then((r) => r.status)") == 404
+    # Dismissing the confirmation deletes nothing.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_role("button", name="Delete Trip to Lisbon").click()
+    assert page.locator("#session-list .session").all_inner_texts() == ["Trip to Lisbon"]
+    context.close()
+
+
+# Every socket the page opens, so a test can drop one as a network would.
+_RECORD_SOCKETS = """
+(() => {
+  const Native = window.WebSocket;
+  window.__sockets = [];
+  window.WebSocket = class extends Native {
+    constructor(...args) { super(...args); window.__sockets.push(this); }
+  };
+})();
+"""
+
+# Every text the streaming answer shows, as it changes.
+_WATCH_ANSWER = """
+(() => {
+  window.__seen = [];
+  new MutationObserver(() => {
+    const text = document.querySelector('.msg.assistant .text');
+    if (text && text.textContent.trim()) window.__seen.push(text.textContent.trim());
+  }).observe(document.getElementById('messages'), { subtree: true, childList: true, characterData: true });
+})()
+"""
+
+
+def test_a_dropped_socket_mid_answer_resumes_with_nothing_lost_or_repeated(site, browser, scripted_model):
+    words = " ".join(f"word{i}" for i in range(1, 21))
+    scripted_model.push_text(words, chunk_delay=0.12)
+    context = browser.new_context()
+    context.add_init_script(_RECORD_SOCKETS)
+    page = context.new_page()
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
+    _sign_in(page, site)
+    page.select_option("#agent", "agent:slow")
+    page.wait_for_selector("#conn.ok")
+    page.evaluate(_WATCH_ANSWER)
+    page.fill("#message", "count slowly")
+    page.click("#send")
+    page.wait_for_function("document.querySelector('.msg.assistant .text').textContent.includes('word4')")
+    opened = page.evaluate("window.__sockets.length")
+    page.evaluate("window.__sockets.at(-1).close()")  # the connection drops mid-answer
+    page.wait_for_selector("#conn:not(.ok)")
+    page.wait_for_selector(".msg.assistant.completed", timeout=15_000)
+    assert page.evaluate("window.__sockets.length") == opened + 1  # one new connection
+    assert any('"type": "resume"' in frame or '"type":"resume"' in frame for frame in sent)
+    assert page.inner_text(".msg.assistant .text") == words
+    seen = page.evaluate("window.__seen")
+    assert len(seen) > 5
+    assert all(words.startswith(text) for text in seen), [t for t in seen if not words.startswith(t)][:3]
+    assert page.evaluate("document.querySelectorAll('.msg.assistant').length") == 1
+    context.close()
+
+
+def test_approving_and_rejecting_a_paused_tool_call_on_the_page(site, browser, scripted_model):
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "2+3"}, "id": "k1"}])
+    scripted_model.push_text("It is **5**.")
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "agent:careful")
+    page.wait_for_selector("#conn.ok")
+    page.fill("#message", "add 2 and 3")
+    page.keyboard.press("Enter")
+    approval = page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    assert 'calculator({"expression":"2+3"})' in approval.inner_text()
+    assert len(scripted_model.requests) == 1  # the tool waits; the model is not asked again yet
+
+    page.reload()  # a paused run shows its decision again after a reload
+    page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    page.get_by_role("button", name="Approve: calculator").click()
+    page.wait_for_selector(".msg.assistant.completed", timeout=10_000)
+    assert page.locator(".msg.assistant .approval").count() == 0
+    assert page.inner_text(".msg.assistant .text strong") == "5"
+    assert page.inner_text(".msg.assistant .tool") == 'calculator({"expression":"2+3"}) → 5'
+    tool_message = scripted_model.requests[-1]["messages"][-1]
+    assert (tool_message["role"], tool_message["content"]) == ("tool", "5")
+    stored = _stored_session(page)
+    assert [r["status"] for r in stored["runs"]] == ["completed"]
+
+    # Rejected, with a note: the tool never runs and the model hears why.
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "6*7"}, "id": "k2"}])
+    scripted_model.push_text("Fine, I will not.")
+    page.fill("#message", "multiply 6 by 7")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    page.get_by_label("Note (optional; told to the model if you reject)").fill("do it by hand")
+    page.get_by_role("button", name="Reject: calculator").click()
+    page.wait_for_function("document.querySelectorAll('.msg.assistant.completed').length === 2", timeout=10_000)
+    last = page.locator(".msg.assistant").nth(1)
+    assert last.locator(".text").inner_text() == "Fine, I will not."
+    assert (
+        last.locator(".tool").inner_text() == 'calculator({"expression":"6*7"}) ✗ Rejected by the user: do it by hand'
+    )
+    told = scripted_model.requests[-1]["messages"][-1]
+    assert told["role"] == "tool" and "do it by hand" in told["content"]
+    context.close()
+
+
+def test_user_input_and_an_external_result_are_sent_from_the_page(site, browser, scripted_model):
+    scripted_model.push_tool_calls(
+        [
+            {"name": "calculator", "arguments": {}, "id": "u1"},  # the user fills the expression
+            {"name": "current_time", "arguments": {"timezone": "UTC"}, "id": "x1"},  # the client runs it
+        ]
+    )
+    scripted_model.push_text("Done.")
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "agent:asker")
+    page.wait_for_selector("#conn.ok")
+    page.fill("#message", "compute and tell the time")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    assert page.locator(".approval-tool").count() == 2
+    # Approving without the result is refused on the page; nothing is sent yet.
+    page.get_by_role("button", name="Send result: current_time").click()
+    assert page.inner_text(".approval-error") == "Write the tool's result first."
+    page.get_by_label("expression").fill("6*7")
+    page.get_by_role("button", name="Approve: calculator").click()
+    assert page.inner_text(".approval-tool[data-tool-call-id=u1] .decided") == "approved"
+    assert page.locator(".msg.assistant.paused").count() == 1  # one call still waits
+    page.get_by_label("Result (you ran this tool; the model gets what you write here)").fill("12:00 UTC")
+    page.get_by_role("button", name="Send result: current_time").click()
+    page.wait_for_selector(".msg.assistant.completed", timeout=10_000)
+    assert page.inner_text(".msg.assistant .text") == "Done."
+    told = {m["tool_call_id"]: m["content"] for m in scripted_model.requests[-1]["messages"] if m["role"] == "tool"}
+    assert told == {"u1": "42", "x1": "12:00 UTC"}
+    context.close()
+
+
+def test_every_control_has_a_name_a_screen_reader_reads(site, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "agent:demo")
+    page.fill("#message", "hi")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.completed", timeout=10_000)
+    page.wait_for_function("document.querySelector('#announce').textContent.startsWith('Answer: ')")
+    nameless = page.evaluate(
+        """[...document.querySelectorAll('button, input:not([type=hidden]), textarea, select, [role=log]')]
+        .filter((e) => !(e.getAttribute('aria-label') || (e.labels && [...e.labels].some((l) => l.textContent.trim()))
+                         || (e.tagName === 'BUTTON' && e.textContent.trim())))
+        .map((e) => e.outerHTML.slice(0, 80))"""
+    )
+    assert nameless == []
+    assert page.get_attribute("#messages", "role") == "log"
+    assert page.get_attribute("#announce", "aria-live") == "polite"
+    context.close()
+
+
+SCREENSHOT_ANSWER = (
+    "Open it with a `with` block, so the file is closed even when something fails:\n\n"
+    '```python\nfrom pathlib import Path\n\nwith Path("notes.txt").open(encoding="utf-8") as f:\n'
+    "    for line in f:\n        print(line.rstrip())\n```\n\n"
+    "- `Path.read_text()` reads it **all at once**;\n- a loop reads it line by line, for large files.\n"
+)
+
+
+@pytest.mark.skipif(not os.environ.get("AGENTOS_SCREENSHOTS"), reason="AGENTOS_SCREENSHOTS=1 writes docs/images")
+def test_screenshots_for_the_docs(site, browser, scripted_model):
+    """docs/images/chat-{1280,390}-{light,dark}.png and chat-approval-1280-light.png, shown in
+    docs/chat.md: run with
+    `AGENTOS_SCREENSHOTS=1 pytest tests/test_chat_browser.py -k screenshots`."""
+    out = ROOT / "docs" / "images"
+    out.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    _sign_in(page, site)
+    page.goto(site + "/chat/?agent=slow")
+    page.wait_for_selector("#conn.ok")
+    for question, answer in (
+        ("Plan a weekend in Lisbon", "Day one: Alfama and a tram ride; day two: Belém."),
+        ("How do I read a file in Python?", SCREENSHOT_ANSWER),
+    ):
+        scripted_model.push_text(answer)
+        page.click("#new-session")
+        page.fill("#message", question)
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".msg.assistant.completed", timeout=10_000)
+    url = page.url
+    context.close()
+    for width, height in ((1280, 800), (390, 844)):
+        for scheme in ("light", "dark"):
+            context = browser.new_context(
+                viewport={"width": width, "height": height}, color_scheme=scheme, device_scale_factor=1
+            )
+            page = context.new_page()
+            _sign_in(page, site)
+            page.goto(url)
+            page.wait_for_selector(".msg.assistant.completed .code-block")
+            page.wait_for_selector("#session-list .session.current", state="attached")  # (a drawer on a phone)
+            page.wait_for_selector("#conn.ok")
+            page.screenshot(path=str(out / f"chat-{width}-{scheme}.png"))
+            context.close()
+    # A paused run waiting for a decision.
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "1299*0.15"}, "id": "s1"}])
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
+    page = context.new_page()
+    _sign_in(page, site)
+    page.goto(site + "/chat/?agent=careful")
+    page.wait_for_selector("#conn.ok")
+    page.fill("#message", "What is 15% of 1299?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    page.screenshot(path=str(out / "chat-approval-1280-light.png"))
     context.close()

@@ -23,7 +23,9 @@ def components(db: Any) -> dict[str, Any]:
     helper = AgentFactory(slug="helper", name="Helper")
     AgentFactory(slug="asleep", name="Asleep", is_active=False)
     writer = AgentFactory(slug="writer", name="Writer")
-    crew = TeamFactory(slug="crew", name="Crew", description="Two heads.")
+    crew = TeamFactory(
+        slug="crew", name="Crew", description="Two heads.", example_prompts="  Plan a trip \n\nWrite a haiku\n"
+    )
     TeamMemberFactory(team=crew, agent=writer, order=1)
     TeamMemberFactory(team=crew, agent=helper, order=0)
     TeamFactory(slug="idle", name="Idle", is_active=False)
@@ -76,8 +78,26 @@ def test_one_grouped_picker_of_the_active_agents_teams_and_workflows(client, use
     }
     assert _script_data(html, "chat-names")["team"] == {"crew": "Crew"}
     intros = _script_data(html, "chat-intros")
-    assert intros["team:crew"] == {"name": "Crew", "description": "Two heads.", "parts": ["Helper", "Writer"]}
+    assert intros["team:crew"] == {
+        "name": "Crew",
+        "description": "Two heads.",
+        "parts": ["Helper", "Writer"],
+        "examples": ["Plan a trip", "Write a haiku"],  # one a line, blank lines dropped
+    }
+    assert intros["agent:helper"]["examples"] == []
+    flow = components["flow"]
+    flow.example_prompts = "\n".join(f"prompt {i}" for i in range(1, 9))
+    flow.save()
+    html, _ = _page(client)
+    assert _script_data(html, "chat-intros")["workflow:flow"]["examples"] == [f"prompt {i}" for i in range(1, 7)]
     assert intros["workflow:flow"]["parts"] == ["draft", "gate"]  # top-level steps, in order
+    # The Markdown libraries are the site's own static files (no CDN).
+    scripts = re.findall(r'<script src="([^"]+)"', html)
+    assert scripts == [
+        "/static/agents_app/vendor/marked/marked.umd.js",
+        "/static/agents_app/vendor/dompurify/purify.min.js",
+        "/static/agents_app/chat.js",
+    ]
 
 
 @pytest.mark.parametrize(

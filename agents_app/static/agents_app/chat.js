@@ -9,6 +9,11 @@
 // Images: the 📎 button attaches images (checked here against the server's limits, which it checks
 // again); they go in the run frame as base64 and show in the user's bubble, then and in the history
 // (served to their owner by the API's image endpoint).
+// Answers are Markdown: marked turns them into HTML and DOMPurify keeps only safe HTML (both
+// vendored, static/agents_app/vendor/), re-rendered at most once a frame while the text grows;
+// code blocks get a Copy button. A paused run (RunPaused) shows its waiting tool calls with
+// Approve / Reject (and fields for user input or an external result); the decisions go in a
+// `continue` frame and the same bubble goes on with the continued run.
 (() => {
   "use strict";
 
@@ -20,8 +25,10 @@
     agent: $("agent"), conn: $("conn"), sessions: $("sessions"), list: $("session-list"),
     toggle: $("toggle-sessions"), newSession: $("new-session"), messages: $("messages"),
     notice: $("notice"), form: $("composer"), input: $("message"), send: $("send"), stop: $("stop"),
-    attach: $("attach"), attachments: $("attachments"),
+    attach: $("attach"), attachments: $("attachments"), search: $("session-search"),
+    sessionEmpty: $("session-empty"), announce: $("announce"),
   };
+  const csrfToken = document.querySelector("input[name=csrfmiddlewaretoken]")?.value || "";
   const imageTypes = (cfg.imageTypes || "").split(",").filter(Boolean);
   const imageMaxBytes = Number(cfg.imageMaxBytes || 0);
   const imageMaxCount = Number(cfg.imageMaxCount || 0);
@@ -34,6 +41,8 @@
   const COMPLETED = new Set(["RunCompleted", "TeamRunCompleted", "WorkflowCompleted"]);
   const FAILED = new Set(["RunError", "TeamRunError", "WorkflowError"]);
   const CANCELLED = new Set(["RunCancelled", "TeamRunCancelled", "WorkflowCancelled"]);
+  const PAUSED = new Set(["RunPaused", "TeamRunPaused"]);
+  const CONTINUED = new Set(["RunContinued", "TeamRunContinued"]);
   const TOOL_STARTED = new Set(["ToolCallStarted", "TeamToolCallStarted"]);
   const TOOL_COMPLETED = new Set(["ToolCallCompleted", "TeamToolCallCompleted"]);
   const TOOL_ERROR = new Set(["ToolCallError", "TeamToolCallError"]);
@@ -53,6 +62,7 @@
     runs: new Map(), // run_id -> {bubble, text, tools: Map, parts: Map, last, done}
     pending: [], // bubbles of "run" frames sent, waiting for their RunStarted: {id, bubble}
     nextId: 1,
+    continuing: new Map(), // a continue frame's id -> {run, reset}
     childParents: new Map(), // a member's or step's run_id -> its parent's run_id
     connectedOnce: false,
     attachments: [], // images to send with the next message: {file, url}
@@ -66,6 +76,105 @@
     if (cls) node.className = cls;
     if (text !== undefined) node.textContent = text;
     return node;
+  }
+
+  // ---- Markdown -------------------------------------------------------------------------------------
+
+  const markdownReady = () => Boolean(window.marked && window.DOMPurify && window.DOMPurify.isSupported);
+  if (markdownReady()) {
+    window.DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+      // Links open elsewhere and tell nothing about this page.
+      if (node.tagName === "A" && node.getAttribute("href")) {
+        node.setAttribute("target", "_blank");
+        node.setAttribute("rel", "noopener noreferrer nofollow");
+      }
+      if (node.tagName === "IMG") node.setAttribute("referrerpolicy", "no-referrer");
+    });
+  }
+
+  // `target` shows `text` as Markdown, sanitised; without the libraries, as plain text.
+  function renderMarkdown(target, text) {
+    if (!markdownReady()) {
+      target.textContent = text;
+      return;
+    }
+    const html = window.marked.parse(text || "", { gfm: true, breaks: false, async: false });
+    const clean = window.DOMPurify.sanitize(html, {
+      USE_PROFILES: { html: true },
+      FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "iframe", "video", "audio"],
+      FORBID_ATTR: ["style"],
+    });
+    target.innerHTML = clean;
+    target.classList.add("markdown");
+    for (const pre of target.querySelectorAll("pre")) addCopyButton(pre);
+  }
+
+  function addCopyButton(pre) {
+    const code = pre.querySelector("code") || pre;
+    const lang = [...code.classList].find((c) => c.startsWith("language-"))?.slice(9) || "";
+    const box = el("div", "code-block");
+    const head = el("div", "code-head");
+    const copy = el("button", "copy", "Copy");
+    copy.type = "button";
+    copy.setAttribute("aria-label", lang ? `Copy ${lang} code` : "Copy code");
+    copy.addEventListener("click", () => copyText(code.textContent.replace(/\n$/, ""), copy));
+    head.append(el("span", "code-lang", lang), copy);
+    pre.replaceWith(box);
+    box.append(head, pre);
+  }
+
+  async function copyText(text, button) {
+    let ok = false;
+    try {
+      await navigator.clipboard.writeText(text);
+      ok = true;
+    } catch (_) {
+      // (no clipboard API: an insecure origin) the old way
+      const area = el("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.className = "visually-hidden";
+      document.body.append(area);
+      area.select();
+      ok = document.execCommand("copy");
+      area.remove();
+    }
+    button.textContent = ok ? "Copied" : "Copy failed";
+    announce(ok ? "Code copied." : "Could not copy the code.");
+    setTimeout(() => (button.textContent = "Copy"), 1500);
+  }
+
+  // A streamed answer is drawn again from its whole text at most once a frame (so a half-written
+  // code fence or list is always drawn from the text so far, and always sanitised).
+  function drawAnswer(run) {
+    if (run.drawing) return;
+    run.drawing = requestAnimationFrame(() => {
+      run.drawing = 0;
+      renderMarkdown(run.bubble.querySelector(".text"), run.text);
+      scrollDown();
+    });
+  }
+
+  // The answer as it ends: Markdown text, or an output schema's JSON shown as code.
+  function showAnswer(run, content, isJson) {
+    if (run.drawing) cancelAnimationFrame(run.drawing);
+    run.drawing = 0;
+    const target = run.bubble.querySelector(".text");
+    if (isJson) {
+      const pre = el("pre");
+      pre.append(el("code", "language-json", JSON.stringify(content, null, 2)));
+      target.replaceChildren(pre);
+      target.classList.add("markdown");
+      addCopyButton(pre);
+    } else {
+      renderMarkdown(target, content ?? "");
+    }
+  }
+
+  function announce(text) {
+    els.announce.textContent = "";
+    // (a change the screen reader notices even when the text is the same as the last one)
+    setTimeout(() => (els.announce.textContent = text), 50);
   }
 
   function scrollDown() {
@@ -95,6 +204,7 @@
 
   function assistantBubble() {
     const bubble = el("div", "msg assistant streaming");
+    bubble.setAttribute("aria-busy", "true");
     bubble.append(el("div", "parts"), el("div", "tools"), el("div", "text"));
     els.messages.append(bubble);
     scrollDown();
@@ -136,9 +246,24 @@
   }
 
   // The preview shows the newest words while the text streams, its beginning once it is done.
-  function partText(part, text) {
+  // A member's or step's text: Markdown like the answer (drawn at most once a frame), or JSON as
+  // code (`asCode`: an output schema's object).
+  function partText(part, text, asCode = part.asCode) {
     part.text = text;
-    part.line.querySelector(".part-text").textContent = text;
+    part.asCode = Boolean(asCode);
+    if (!part.drawing) {
+      part.drawing = requestAnimationFrame(() => {
+        part.drawing = 0;
+        const target = part.line.querySelector(".part-text");
+        if (part.asCode) {
+          const pre = el("pre");
+          pre.append(el("code", "language-json", part.text));
+          target.replaceChildren(pre);
+          target.classList.add("markdown");
+          addCopyButton(pre);
+        } else renderMarkdown(target, part.text);
+      });
+    }
     const flat = text.replace(/\s+/g, " ").trim();
     const streaming = part.line.classList.contains("running");
     part.line.querySelector(".part-preview").textContent = streaming && flat.length > 90 ? "…" + flat.slice(-90) : flat;
@@ -167,6 +292,7 @@
 
   function status(run, cls, text) {
     run.bubble.classList.remove("streaming");
+    run.bubble.removeAttribute("aria-busy");
     if (cls) run.bubble.classList.add(cls);
     if (text) run.bubble.append(el("div", "status", text));
   }
@@ -179,6 +305,168 @@
   function refreshButtons() {
     const active = [...state.runs.values()].some((r) => !r.done) || state.pending.length > 0;
     els.stop.hidden = !active;
+  }
+
+  // ---- human in the loop: a paused run's waiting tool calls -------------------------------------
+
+  function waiting(tool) {
+    if (tool.requires_confirmation && (tool.confirmed === null || tool.confirmed === undefined)) return true;
+    if (tool.requires_user_input && !tool.answered) return true;
+    return Boolean(tool.external_execution_required) && (tool.result === null || tool.result === undefined);
+  }
+
+  // One field per argument the user fills (or may edit), typed as the tool's schema says.
+  function inputField(tool, spec) {
+    const id = `in-${tool.tool_call_id}-${spec.name}`.replace(/[^A-Za-z0-9_-]/g, "_");
+    const row = el("div", "field");
+    const label = el("label", null, spec.name);
+    label.htmlFor = id;
+    if (spec.description) label.append(el("span", "hint", ` (${spec.description})`));
+    let input;
+    if (spec.field_type === "bool") {
+      input = el("input");
+      input.type = "checkbox";
+      input.checked = Boolean(spec.value);
+    } else if (spec.field_type === "list" || spec.field_type === "dict") {
+      input = el("textarea");
+      input.rows = 2;
+      input.value = spec.value === null || spec.value === undefined ? "" : JSON.stringify(spec.value);
+      input.placeholder = spec.field_type === "list" ? "JSON list, e.g. [1, 2]" : 'JSON object, e.g. {"a": 1}';
+    } else {
+      input = el("input");
+      input.type = spec.field_type === "int" || spec.field_type === "float" ? "number" : "text";
+      if (spec.field_type === "float") input.step = "any";
+      input.value = spec.value === null || spec.value === undefined ? "" : String(spec.value);
+    }
+    input.id = id;
+    input.dataset.name = spec.name;
+    input.dataset.type = spec.field_type || "str";
+    row.append(label, input);
+    return row;
+  }
+
+  function fieldValue(input) {
+    const type = input.dataset.type;
+    if (type === "bool") return input.checked;
+    const raw = input.value.trim();
+    if (type === "int" || type === "float") {
+      if (raw === "" || Number.isNaN(Number(raw))) throw new Error(`${input.dataset.name}: a number, please.`);
+      return type === "int" ? Math.trunc(Number(raw)) : Number(raw);
+    }
+    if (type === "list" || type === "dict") {
+      try {
+        return JSON.parse(raw);
+      } catch (_) {
+        throw new Error(`${input.dataset.name}: JSON, please.`);
+      }
+    }
+    return input.value;
+  }
+
+  // The waiting calls of a paused run, each with Approve / Reject (and its fields); when every
+  // call has a decision, they go in one `continue` frame.
+  function showApproval(run, event) {
+    run.bubble.querySelector(".approval")?.remove();
+    const tools = (event.tools || []).filter(waiting);
+    if (!tools.length) return;
+    const box = el("section", "approval");
+    box.setAttribute("aria-label", "Waiting for your decision");
+    box.append(el("p", "approval-title", tools.length > 1 ? "These tool calls wait for your decision:" : "This tool call waits for your decision:"));
+    const decisions = new Map();
+    const error = el("p", "approval-error");
+    error.setAttribute("role", "alert");
+    error.hidden = true;
+    const fail = (text) => {
+      error.textContent = text;
+      error.hidden = !text;
+    };
+    const sendAll = () => {
+      const id = state.nextId++;
+      state.continuing.set(id, { run, reset });
+      box.classList.add("sending");
+      send({ type: "continue", run_id: run.bubble.dataset.runId, decisions: tools.map((t) => decisions.get(t.tool_call_id)), id });
+    };
+    const fieldsets = [];
+    const reset = (text) => {
+      decisions.clear();
+      box.classList.remove("sending");
+      for (const set of fieldsets) {
+        set.disabled = false;
+        set.querySelector(".decided").textContent = "";
+      }
+      fail(text);
+    };
+    for (const tool of tools) {
+      const set = el("fieldset", "approval-tool");
+      set.dataset.toolCallId = tool.tool_call_id;
+      const legend = el("legend");
+      legend.append(el("code", null, `${tool.tool_name}(${brief(tool.tool_args || {}, 200)})`));
+      set.append(legend);
+      for (const spec of tool.user_input_schema || []) set.append(inputField(tool, spec));
+      let result = null;
+      if (tool.external_execution_required) {
+        const id = `result-${tool.tool_call_id}`.replace(/[^A-Za-z0-9_-]/g, "_");
+        const row = el("div", "field");
+        const label = el("label", null, "Result (you ran this tool; the model gets what you write here)");
+        label.htmlFor = id;
+        result = el("textarea");
+        result.id = id;
+        result.rows = 3;
+        result.className = "external-result";
+        row.append(label, result);
+        set.append(row);
+      }
+      const noteId = `note-${tool.tool_call_id}`.replace(/[^A-Za-z0-9_-]/g, "_");
+      const noteRow = el("div", "field");
+      const noteLabel = el("label", null, "Note (optional; told to the model if you reject)");
+      noteLabel.htmlFor = noteId;
+      const note = el("input");
+      note.id = noteId;
+      note.className = "note";
+      noteRow.append(noteLabel, note);
+      set.append(noteRow);
+      const approve = el("button", "approve", tool.external_execution_required ? "Send result" : "Approve");
+      approve.type = "button";
+      approve.setAttribute("aria-label", `${approve.textContent}: ${tool.tool_name}`);
+      const reject = el("button", "reject", "Reject");
+      reject.type = "button";
+      reject.setAttribute("aria-label", `Reject: ${tool.tool_name}`);
+      const decided = el("span", "decided");
+      decided.setAttribute("aria-live", "polite");
+      const row = el("div", "approval-buttons");
+      row.append(approve, reject, decided);
+      set.append(row);
+      const decide = (decision) => {
+        fail("");
+        if (decision.decision === "approve") {
+          try {
+            const args = {};
+            for (const input of set.querySelectorAll("[data-name]")) args[input.dataset.name] = fieldValue(input);
+            if (Object.keys(args).length) decision.arguments = args;
+            if (result) {
+              if (!result.value.trim()) throw new Error("Write the tool's result first.");
+              decision.result = result.value;
+            }
+          } catch (problem) {
+            fail(problem.message);
+            return;
+          }
+        }
+        if (note.value.trim()) decision.note = note.value.trim();
+        decisions.set(tool.tool_call_id, decision);
+        set.disabled = true;
+        decided.textContent = decision.decision === "approve" ? "approved" : "rejected";
+        if (decisions.size === tools.length) sendAll();
+        else fieldsets.find((f) => !f.disabled)?.querySelector("button, input, textarea")?.focus();
+      };
+      approve.addEventListener("click", () => decide({ tool_call_id: tool.tool_call_id, decision: "approve" }));
+      reject.addEventListener("click", () => decide({ tool_call_id: tool.tool_call_id, decision: "reject" }));
+      fieldsets.push(set);
+      box.append(set);
+    }
+    box.append(error);
+    run.bubble.append(box);
+    scrollDown();
   }
 
   // ---- run events ---------------------------------------------------------------------------------
@@ -239,7 +527,9 @@
     } else if (TOOL_STARTED.has(event.event)) {
       if (event.tool && event.tool.tool_name !== DELEGATE) partNote(part, `using ${event.tool.tool_name}…`);
     } else if (COMPLETED.has(event.event)) {
-      partText(part, typeof event.content === "string" ? event.content : JSON.stringify(event.content ?? part.text, null, 2));
+      if (typeof event.content === "string") partText(part, event.content, false);
+      else if (event.content !== null && event.content !== undefined) partText(part, JSON.stringify(event.content, null, 2), true);
+      else partText(part, part.text);
       if (!event.step_name || event.parent_run_id !== top.id) partDone(part, "completed"); // (a step: StepCompleted)
     } else if (FAILED.has(event.event)) {
       partDone(part, "failed");
@@ -262,7 +552,8 @@
       return;
     }
     if (event.content !== null && event.content !== undefined && event.step_type !== "condition") {
-      partText(part, typeof event.content === "string" ? event.content : JSON.stringify(event.content, null, 2));
+      const isJson = typeof event.content !== "string";
+      partText(part, isJson ? JSON.stringify(event.content, null, 2) : event.content, isJson);
     }
     partDone(part, "completed");
   }
@@ -276,6 +567,13 @@
   function onEvent(event) {
     if (event.event === "Error") {
       if (event.run_id && state.runs.get(event.run_id)?.replay) return; // the stored lines stay
+      if (state.continuing.has(event.id)) {
+        // A refused continue: the decisions can be made again.
+        const { reset } = state.continuing.get(event.id);
+        state.continuing.delete(event.id);
+        reset(event.content);
+        return;
+      }
       const waiting = state.pending.findIndex((p) => p.id === event.id);
       if (waiting >= 0) {
         const [{ bubble }] = state.pending.splice(waiting, 1);
@@ -320,7 +618,7 @@
       if (event.content_type !== "json") {
         // (a JSON answer arrives whole with the terminal event)
         run.text += event.content;
-        run.bubble.querySelector(".text").textContent = run.text;
+        drawAnswer(run);
       }
     } else if (name === "StepStarted" || name === "StepCompleted") {
       onStep(run, event);
@@ -339,14 +637,38 @@
       chip.querySelector(".tool-result").textContent = ` ✗ ${brief(event.error)}`;
     } else if (COMPLETED.has(name)) {
       run.done = true;
-      run.bubble.querySelector(".text").textContent =
-        event.content_type === "json" ? JSON.stringify(event.content, null, 2) : (event.content ?? run.text);
+      const isJson = event.content_type === "json";
+      showAnswer(run, isJson ? event.content : (event.content ?? run.text), isJson);
       finishParts(run, "completed");
       status(run, "completed");
+      announce(`Answer: ${run.bubble.querySelector(".text").textContent}`);
+    } else if (PAUSED.has(name)) {
+      run.done = true;
+      if (run.text) showAnswer(run, run.text, false);
+      status(run, "paused");
+      showApproval(run, event);
+      announce("The answer is waiting for your decision on a tool call.");
+    } else if (CONTINUED.has(name)) {
+      run.done = false;
+      run.bubble.classList.remove("paused");
+      run.bubble.classList.add("streaming");
+      run.bubble.setAttribute("aria-busy", "true");
+      run.bubble.querySelector(".approval")?.remove();
+      for (const [id, waiting] of state.continuing) if (waiting.run === run) state.continuing.delete(id);
+      for (const tool of event.tools || []) {
+        const chip = toolChip(run, tool);
+        if (tool.confirmed === false) {
+          chip.classList.remove("running");
+          chip.classList.add("rejected");
+          chip.querySelector(".tool-result").textContent = " ✗ rejected" + (tool.confirmation_note ? `: ${tool.confirmation_note}` : "");
+        }
+      }
     } else if (FAILED.has(name)) {
       run.done = true;
       finishParts(run, "failed");
       status(run, "failed", `Error: ${event.content}${event.step_name ? ` (step ${event.step_name})` : ""}`);
+      run.bubble.querySelector(".approval")?.remove();
+      announce(`The answer failed: ${event.content}`);
     } else if (CANCELLED.has(name)) {
       run.done = true;
       finishParts(run, "cancelled");
@@ -377,7 +699,7 @@
       const reconnected = state.connectedOnce;
       state.connectedOnce = true;
       state.retry = 0;
-      els.conn.textContent = "connected";
+      els.conn.textContent = els.conn.title = "connected";
       els.conn.className = "conn ok";
       if (reconnected && state.pending.length && !state.outbox.length && state.sessionId) {
         // A message went out just before the connection dropped: its run id never came back.
@@ -394,7 +716,7 @@
     ws.onmessage = (message) => onEvent(JSON.parse(message.data));
     ws.onclose = (closed) => {
       if (state.ws !== ws) return; // replaced on purpose (another agent, team or workflow)
-      els.conn.textContent = "reconnecting…";
+      els.conn.textContent = els.conn.title = "reconnecting…";
       els.conn.className = "conn";
       if (closed.code === 4401) {
         location.reload(); // signed out: the page sends us to the login
@@ -428,30 +750,136 @@
     return response.json();
   }
 
+  // A change to one of my sessions through the API (rename, delete), with the page's CSRF token.
+  async function sendJSON(method, url, body) {
+    const response = await fetch(url, {
+      method,
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.status === 401) location.reload();
+    if (!response.ok) {
+      let detail = `${response.status} ${response.statusText}`;
+      try {
+        detail = (await response.json()).detail || detail;
+      } catch (_) {
+        /* not JSON */
+      }
+      throw new Error(detail);
+    }
+    return response.status === 204 ? null : response.json();
+  }
+
+  const sessionUrl = (sessionId) => cfg.sessionUrlTemplate.replace(cfg.sessionPlaceholder, sessionId);
+  let listing = 0; // the newest list request (an older answer arriving late is dropped)
+
   async function loadSessions() {
     if (!state.slug) return;
     const params = new URLSearchParams({ [`${state.kind}_id`]: state.slug, page_size: "50" });
+    const search = els.search.value.trim();
+    if (search) params.set("search", search);
+    const mine = ++listing;
     try {
       const page = await getJSON(`${cfg.sessionsUrl}?${params}`);
-      els.list.replaceChildren(
-        ...(page.results || []).map((session) => {
-          const item = el("li");
-          const button = el("button", "session", session.name || "Untitled");
-          button.type = "button";
-          button.dataset.sessionId = session.session_id;
-          button.title = new Date(session.updated_at).toLocaleString();
-          if (session.session_id === state.sessionId) button.classList.add("current");
-          button.addEventListener("click", () => {
-            openSession(session.session_id);
-            closeDrawer();
-          });
-          item.append(button);
-          return item;
-        }),
-      );
+      if (mine !== listing) return;
+      const sessions = page.results || [];
+      els.list.replaceChildren(...sessions.map(sessionItem));
+      els.sessionEmpty.hidden = sessions.length > 0;
+      els.sessionEmpty.textContent = search ? `No conversation matches “${search}”.` : "No conversations yet.";
     } catch (error) {
       showNotice(`Could not load your conversations (${error.message}).`);
     }
+  }
+
+  // One conversation in the list: open it, rename it (in place), delete it.
+  function sessionItem(session) {
+    const item = el("li", "session-item");
+    const name = session.name || "Untitled";
+    const button = el("button", "session", name);
+    button.type = "button";
+    button.dataset.sessionId = session.session_id;
+    button.title = `${name} · ${new Date(session.updated_at).toLocaleString()}`;
+    if (session.session_id === state.sessionId) {
+      button.classList.add("current");
+      button.setAttribute("aria-current", "true");
+    }
+    button.addEventListener("click", () => {
+      openSession(session.session_id);
+      closeDrawer();
+    });
+    const rename = el("button", "session-action rename", "✎");
+    rename.type = "button";
+    rename.setAttribute("aria-label", `Rename ${name}`);
+    rename.title = "Rename";
+    rename.addEventListener("click", () => startRename(item, session));
+    const remove = el("button", "session-action delete", "✕");
+    remove.type = "button";
+    remove.setAttribute("aria-label", `Delete ${name}`);
+    remove.title = "Delete";
+    remove.addEventListener("click", () => deleteSession(session, name));
+    item.append(button, rename, remove);
+    return item;
+  }
+
+  function startRename(item, session) {
+    const form = el("form", "rename-form");
+    const label = el("label", "visually-hidden", "New name");
+    const input = el("input");
+    input.id = `rename-${session.session_id}`;
+    label.htmlFor = input.id;
+    input.value = session.name || "";
+    input.maxLength = 200;
+    input.required = true;
+    const save = el("button", "save", "Save");
+    save.type = "submit";
+    const cancel = el("button", "cancel", "Cancel");
+    cancel.type = "button";
+    form.append(label, input, save, cancel);
+    const previous = [...item.childNodes];
+    item.replaceChildren(form);
+    input.focus();
+    input.select();
+    const restore = () => {
+      item.replaceChildren(...previous);
+      item.querySelector(".rename")?.focus();
+    };
+    cancel.addEventListener("click", restore);
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        restore();
+      }
+    });
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const wanted = input.value.trim();
+      if (!wanted) return;
+      try {
+        await sendJSON("PATCH", sessionUrl(session.session_id), { name: wanted });
+      } catch (error) {
+        showNotice(`Could not rename that conversation (${error.message}).`);
+        restore();
+        return;
+      }
+      announce(`Renamed to ${wanted}.`);
+      await loadSessions();
+      els.list.querySelector(`.session[data-session-id="${session.session_id}"]`)?.focus();
+    });
+  }
+
+  async function deleteSession(session, name) {
+    if (!window.confirm(`Delete “${name}” and all its messages? This cannot be undone.`)) return;
+    try {
+      await sendJSON("DELETE", sessionUrl(session.session_id));
+    } catch (error) {
+      showNotice(`Could not delete that conversation (${error.message}).`);
+      return;
+    }
+    announce(`Deleted ${name}.`);
+    if (state.sessionId === session.session_id) newSession();
+    await loadSessions();
+    els.search.focus();
   }
 
   function clearConversation() {
@@ -469,10 +897,12 @@
     rememberLocation();
     for (const button of els.list.querySelectorAll(".session")) {
       button.classList.toggle("current", button.dataset.sessionId === sessionId);
+      if (button.dataset.sessionId === sessionId) button.setAttribute("aria-current", "true");
+      else button.removeAttribute("aria-current");
     }
     let session;
     try {
-      session = await getJSON(cfg.sessionUrlTemplate.replace(cfg.sessionPlaceholder, sessionId));
+      session = await getJSON(sessionUrl(sessionId));
     } catch (error) {
       showNotice(`Could not open that conversation (${error.message}).`);
       state.sessionId = null;
@@ -500,10 +930,11 @@
       const bubble = assistantBubble();
       bubble.dataset.runId = stored.run_id;
       const run = newRun(bubble);
-      run.done = stored.status !== "running";
+      run.done = stored.status !== "running" && stored.status !== "paused";
       state.runs.set(stored.run_id, run);
       if (!run.done) {
-        // Still answering (a reload mid-run, or another device): replay it from the start.
+        // Still answering (a reload mid-run, or another device), or waiting for a decision:
+        // replay it from the start (a paused run's replay ends with its RunPaused).
         send({ type: "resume", run_id: stored.run_id, after_event_index: -1 });
         continue;
       }
@@ -528,7 +959,8 @@
       depth.set(child.run_id, level);
       const part = partLine(run, child.run_id, displayName(kind, child[`${kind}_id`]), level);
       const content = child.content;
-      partText(part, content !== null && typeof content === "object" ? JSON.stringify(content, null, 2) : content || "");
+      const isJson = content !== null && typeof content === "object";
+      partText(part, isJson ? JSON.stringify(content, null, 2) : content || "", isJson);
       if (child.status === "error") {
         partDone(part, "failed");
         partNote(part, `Error: ${child.error}`);
@@ -556,26 +988,43 @@
       }
     }
     const content = stored.content;
-    run.bubble.querySelector(".text").textContent =
-      content !== null && typeof content === "object" ? JSON.stringify(content, null, 2) : content || "";
+    const isJson = content !== null && typeof content === "object";
+    showAnswer(run, isJson ? content : content || "", isJson);
     if (stored.status === "error") status(run, "failed", `Error: ${stored.error}`);
     else if (stored.status === "cancelled") status(run, "cancelled", "Stopped.");
     else status(run, "completed");
   }
 
-  // A new conversation starts with who answers: a team's members, a workflow's steps.
+  // A new conversation starts with who answers (its description; a team's members, a workflow's
+  // steps) and the example prompts set in the admin: a click sends one.
   function showIntro() {
     const intro = intros[`${state.kind}:${state.slug}`];
     if (!intro || els.messages.childElementCount) return;
     const box = el("div", "intro");
     box.append(el("p", "intro-kind", state.kind), el("h2", null, intro.name));
-    if (intro.description) box.append(el("p", null, intro.description));
+    box.append(el("p", "intro-description", intro.description || `Ask ${intro.name} anything; the answer appears as it is written.`));
     if (intro.parts.length) {
       const label = state.kind === "team" ? "Members" : "Steps";
       const list = el(state.kind === "workflow" ? "ol" : "ul", "intro-parts");
       list.setAttribute("aria-label", label);
       for (const part of intro.parts) list.append(el("li", null, part));
       box.append(el("p", "intro-label", `${label}:`), list);
+    }
+    if (intro.examples && intro.examples.length) {
+      const examples = el("ul", "examples");
+      examples.setAttribute("aria-label", "Example prompts");
+      for (const prompt of intro.examples) {
+        const item = el("li");
+        const button = el("button", "example", prompt);
+        button.type = "button";
+        button.addEventListener("click", () => {
+          els.input.value = prompt;
+          els.form.requestSubmit();
+        });
+        item.append(button);
+        examples.append(item);
+      }
+      box.append(el("p", "intro-label", "Try:"), examples);
     }
     els.messages.append(box);
   }
@@ -585,7 +1034,10 @@
     state.sessionId = null;
     showIntro();
     rememberLocation();
-    for (const button of els.list.querySelectorAll(".session")) button.classList.remove("current");
+    for (const button of els.list.querySelectorAll(".session")) {
+      button.classList.remove("current");
+      button.removeAttribute("aria-current");
+    }
     els.input.focus();
   }
 
@@ -709,6 +1161,18 @@
   els.toggle.addEventListener("click", () => {
     const open = els.sessions.classList.toggle("open");
     els.toggle.setAttribute("aria-expanded", String(open));
+    if (open) els.newSession.focus();
+  });
+  els.sessions.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && els.sessions.classList.contains("open")) {
+      closeDrawer();
+      els.toggle.focus();
+    }
+  });
+  let searching = 0;
+  els.search.addEventListener("input", () => {
+    clearTimeout(searching);
+    searching = setTimeout(loadSessions, 250);
   });
   if (els.agent) {
     els.agent.addEventListener("change", () => {
