@@ -22,8 +22,12 @@ from tests.redis_helpers import SESSION_PREFIX, RedisNamespace, configured_redis
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """On SQLite, a test database in a file (WAL, busy timeout), not Django's default shared-cache
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Under pytest-xdist each worker's test database gets pytest-django's suffix (_gw0, _gw1).
+
+    On SQLite, a test database in a file (WAL, busy timeout), not Django's default shared-cache
     in-memory one: there, a thread writing locks whole tables and another thread's reader or writer
     fails at once with "database table is locked" (no busy timeout applies). The engine's database
     threads and the embedded Celery worker are such threads, so that made tests flaky; a file
