@@ -74,6 +74,8 @@ class PreparedRun:
     # A continued paused run (engine/approvals.py): the events it emitted before, as stored (its
     # new ones follow them); the runtime's followers see one stream.
     prior_events: list[dict[str, Any]] = field(default_factory=list)
+    # The number of the configuration version it runs with (agents_app.versions), for telemetry.
+    config_version: int | None = None
 
     @property
     def component(self) -> Any:

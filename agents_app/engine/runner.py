@@ -40,6 +40,7 @@ from agents_app.providers.registry import UnknownProviderError
 from agents_app.selectors import agent_get_active
 from agents_app.tools.context import RunContext
 from agents_app.tools.registry import USER_INPUT, Tool, ToolArgumentsError, tool_registry
+from agents_app.versions import version_for_run
 from sessions_app.conf import agentos_settings
 from sessions_app.images import ImageInput, user_content
 from sessions_app.models import Run
@@ -144,8 +145,10 @@ def run_prepare(
     """
     check_message(message)
     agent = agent_get_active(agent_id=agent_id)
+    version_id, version_number = version_for_run("agent", agent)
     history_runs = min(agent.history_runs, int(agentos_settings.MAX_HISTORY_RUNS))
     started = run_start(
+        config_version_id=version_id,
         kind="agent",
         component=agent,
         user=user,
@@ -172,6 +175,7 @@ def run_prepare(
         history_overflow=started.history_overflow,
         images=[image.content_part() for image in images],
         image_files=started.image_files,
+        config_version=version_number,
     )
 
 

@@ -35,6 +35,7 @@ from agents_app.models import Team, TeamMember
 from agents_app.providers.base import ToolCallRequest
 from agents_app.selectors import team_get_active, team_members_tree
 from agents_app.tools.registry import Tool
+from agents_app.versions import version_for_run
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.images import ImageInput, user_content
@@ -126,6 +127,7 @@ class ChildRun:
         self.state_set: dict[str, Any] = {}
         self.state_unset: list[str] = []
         self.run_id: UUID | None = None
+        self.config_version: int | None = None
         self.status = ""
         self.content: Any = None
         self.error = ""
@@ -159,9 +161,15 @@ class ChildRun:
         return {**self.label, **data}
 
     def _start_sync(self) -> tuple[Run, list[str]]:
-        """One thread hop: the child's row, and (an agent child) the user's memories for its context,
-        as an agent run reads them when it starts."""
+        """One thread hop: the child's row (with the version of the member's own configuration it
+        runs with), and (an agent child) the user's memories for its context, as an agent run reads
+        them when it starts."""
+        if self.team is not None:
+            version_id, self.config_version = version_for_run("team", self.team, members=self.members_of)
+        else:
+            version_id, self.config_version = version_for_run("agent", self.agent)
         run = child_run_start(
+            config_version_id=version_id,
             parent_run_id=self.parent_run_id,
             session_id=self.session_id,
             user_id=self.user_id,
@@ -205,6 +213,7 @@ class ChildRun:
             "message": self.message,
             "created_at": run.created_at,
             "session_state": copy.deepcopy(self.session_state),
+            "config_version": self.config_version,
         }
         execution: Execution
         if self.team is not None:
@@ -260,8 +269,10 @@ def team_run_prepare(
     check_message(message)
     team = team_get_active(team_id=team_id)
     tree = team_members_tree(team)
+    version_id, version_number = version_for_run("team", team, members=tree)
     history_runs = min(team.history_runs, int(agentos_settings.MAX_HISTORY_RUNS))
     started = run_start(
+        config_version_id=version_id,
         kind="team",
         component=team,
         user=user,
@@ -284,6 +295,7 @@ def team_run_prepare(
         session_state=started.session.state if isinstance(started.session.state, dict) else {},
         images=[image.content_part() for image in images],
         image_files=started.image_files,
+        config_version=version_number,
     )
 
 

@@ -28,6 +28,7 @@ from agents_app.engine.team import ChildRun
 from agents_app.models import TeamMember, Workflow, WorkflowStep
 from agents_app.pricing import as_number
 from agents_app.selectors import StepNode, workflow_get_active, workflow_steps_tree
+from agents_app.versions import version_for_run
 from agents_app.workflows.registry import StepInput, step_registry
 from sessions_app.conf import agentos_settings
 from sessions_app.models import Run
@@ -78,8 +79,15 @@ def workflow_run_prepare(
     check_message(message)
     workflow = workflow_get_active(workflow_id=workflow_id)
     steps, members = workflow_steps_tree(workflow)
+    version_id, version_number = version_for_run("workflow", workflow, steps=steps)
     started = run_start(
-        kind="workflow", component=workflow, user=user, message=message, session_id=session_id, history_runs=None
+        kind="workflow",
+        component=workflow,
+        user=user,
+        message=message,
+        session_id=session_id,
+        history_runs=None,
+        config_version_id=version_id,
     )
     return WorkflowRunHandle(
         workflow=workflow,
@@ -92,6 +100,7 @@ def workflow_run_prepare(
         session_state=started.session.state if isinstance(started.session.state, dict) else {},
         created_at=started.run.created_at,
         session_created=started.session_created,
+        config_version=version_number,
     )
 
 
