@@ -15,9 +15,9 @@ import pytest
 from rest_framework.authtoken.models import Token
 
 from agents_app.cache import agent_cache_clear
-from agents_app.versions import versions_cache_clear
 from agents_app.models import Agent, ModelConfig
 from agents_app.testing.scripted_server import ScriptedModelServer
+from agents_app.versions import versions_cache_clear
 from tests.factories import AgentFactory, ModelConfigFactory, UserFactory
 from tests.redis_helpers import SESSION_PREFIX, RedisNamespace, configured_redis_url, delete_keys, redis_namespace
 

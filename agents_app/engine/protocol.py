@@ -126,6 +126,8 @@ class PreparedRun:
             "metrics": terminal.get("metrics") or {},
             **self.result_fields(started, terminal, completed),
         }
+        if self.config_version is not None:
+            data["config_version"] = self.config_version
         if status == "paused":
             # Waiting for a person: the calls awaiting a decision (agno's shapes), not an error.
             data["tools"] = terminal.get("tools") or []
