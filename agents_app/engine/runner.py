@@ -106,6 +106,8 @@ class RunResult:
     tools: list[dict[str, Any]] = field(default_factory=list)
     requirements: list[dict[str, Any]] = field(default_factory=list)
     expires_at: str | None = None
+    # The number of the configuration version it ran with (agents_app.versions).
+    config_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -122,6 +124,8 @@ class RunResult:
             "created_at": self.created_at,
             "metrics": self.metrics,
         }
+        if self.config_version is not None:
+            data["config_version"] = self.config_version
         if self.error_type:
             data["error"] = {"type": self.error_type, "message": self.error}
         if self.status == "paused":
