@@ -127,7 +127,8 @@ class RunCreatedEvent(_Event):
     def _fields_of_its_version(self) -> RunCreatedEvent:
         newer = sorted(set(_newer_fields(self.schema_version)) & self.model_fields_set)
         if newer:
-            raise ValueError(f"{', '.join(newer)}: not in schema_version {self.schema_version} run events")
+            need = max(v for v, names in RUN_FIELDS_BY_VERSION.items() if set(names) & set(newer))
+            raise ValueError(f"{', '.join(newer)}: only in schema_version {need} run events")
         return self
 
     @model_serializer(mode="wrap")
