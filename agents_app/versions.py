@@ -306,6 +306,12 @@ def version_for_run(
     (an agent with `agent_get_active`'s prefetches, a team with its `members` tree, a workflow
     with its `steps`): no query when this process already knows that version; else it records
     one (source "run": the configuration changed without an edge that records versions)."""
+    known = _latest.get((kind, runnable.pk))
+    # An agent from the per-process cache is the same object run after run (never changed in
+    # place; a save replaces it): its digest is computed once per cache fill, not per run.
+    memo = runnable.__dict__.get("_agentos_config_digest")
+    if memo is not None and known is not None and known[0] == memo:
+        return known[1], known[2]
     if kind == "agent":
         data = agent_snapshot(runnable)
     elif kind == "team":
@@ -313,7 +319,8 @@ def version_for_run(
     else:
         data = workflow_snapshot(runnable, steps or [])
     digest = snapshot_hash(data)
-    known = _latest.get((kind, runnable.pk))
+    if kind == "agent":
+        runnable.__dict__["_agentos_config_digest"] = digest
     if known is not None and known[0] == digest:
         return known[1], known[2]
     _version, pk, number = _record(kind, runnable, data, digest, source=ConfigVersion.Source.RUN)
