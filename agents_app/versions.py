@@ -508,3 +508,175 @@ def _restore_steps(workflow: Workflow, steps: list[dict[str, Any]], *, parent: W
             args=s.get("args") or {},
         )
         _restore_steps(workflow, s.get("steps", []), parent=row)
+
+
+# ---- running a version ----------------------------------------------------------------------------
+
+
+class VersionNotRunnable(DomainError):
+    code = "version_not_runnable"
+    status = 400
+    default_detail = "This version cannot be run."
+
+
+def _model_at(ref: dict[str, Any] | None) -> ModelConfig | None:
+    """A model config as the version saw it: its snapshot's settings on the current row (keys are
+    never stored: the run uses the row's current key, or the snapshot's environment variable)."""
+    if ref is None:
+        return None
+    current = ModelConfig.objects.filter(pk=ref.get("id")).first()
+    config = ModelConfig(pk=ref.get("id"))
+    for f in ModelConfig._meta.concrete_fields:
+        if f.name in ("id", "created_at", "updated_at"):
+            continue
+        if f.name == "api_key":
+            config.api_key = current.api_key if current is not None else ""
+        elif f.name in ref:
+            setattr(config, f.attname, f.to_python(ref[f.name]) if ref[f.name] is not None else None)
+    return config
+
+
+def _fill(obj: Any, config: dict[str, Any]) -> None:
+    for f in type(obj)._meta.concrete_fields:
+        if f.name in _NOT_CONFIG or f.name not in config:
+            continue
+        if f.is_relation:
+            setattr(obj, f.name, _model_at(config[f.name]))
+        else:
+            setattr(obj, f.attname, f.to_python(config[f.name]) if config[f.name] is not None else None)
+
+
+def _prefetched(obj: Any, name: str, model: type, rows: list[Any]) -> None:
+    """Hand `obj.<name>.all()` these unsaved rows, as a prefetch would (so a run reads no row)."""
+    qs = model.objects.none()
+    qs._result_cache = rows
+    qs._prefetch_done = True
+    obj.__dict__.setdefault("_prefetched_objects_cache", {})[name] = qs
+
+
+def _copy_identity(model: type, current: Any) -> Any:
+    """A new instance with the current row's identity (pk, slug, access, active), nothing cached."""
+    return model(**{f.attname: getattr(current, f.attname) for f in model._meta.concrete_fields})
+
+
+def _owned_rows(owner: Any, owner_field: str, config: dict[str, Any]) -> None:
+    fallbacks = [
+        ModelFallback(**{owner_field: owner}, model=_model_at(ref), position=i)
+        for i, ref in enumerate(config.get("fallbacks", []))
+    ]
+    _prefetched(owner, "fallbacks", ModelFallback, fallbacks)
+    hooks = [AgentHook(**{owner_field: owner}, **h) for h in config.get("hooks", [])]
+    _prefetched(owner, "hooks", AgentHook, hooks)
+
+
+def materialize_agent(version: ConfigVersion, current: Agent) -> Agent:
+    """The agent as version `version` configured it, identity from `current` (the active row),
+    with its hooks, fallbacks and tool requirements in place: what `run_prepare` runs when pinned."""
+    config = version.snapshot.get("config") or {}
+    agent = _copy_identity(Agent, current)
+    _fill(agent, config)
+    _owned_rows(agent, "agent", config)
+    requirements = [AgentToolRequirement(agent=agent, **r) for r in config.get("tool_requirements", [])]
+    _prefetched(agent, "tool_requirements", AgentToolRequirement, requirements)
+    return agent
+
+
+def _live_agents(pks: set[int]) -> dict[int, Agent]:
+    from agents_app.selectors import agent_prefetches
+
+    rows = Agent.objects.select_related("model", "parser_model", "memory_model").prefetch_related(*agent_prefetches())
+    return {a.pk: a for a in rows.filter(pk__in=pks, is_active=True)}
+
+
+def _live_teams(pks: set[int]) -> tuple[dict[int, Team], MemberTree]:
+    from agents_app.selectors import run_prefetches
+
+    teams = {
+        t.pk: t
+        for t in Team.objects.select_related("model", "parser_model")
+        .prefetch_related(*run_prefetches())
+        .filter(pk__in=pks, is_active=True)
+    }
+    members = MemberTree()
+    for team in teams.values():
+        tree = team_members_tree(team)
+        members.update(tree)
+        members.every.update(tree.every)
+    return teams, members
+
+
+def materialize_team(version: ConfigVersion, current: Team) -> tuple[Team, MemberTree]:
+    """The team as `version` configured it (its own settings, hooks, fallbacks and member list);
+    its members run as they are configured now (each records its own version)."""
+    config = version.snapshot.get("config") or {}
+    team = _copy_identity(Team, current)
+    _fill(team, config)
+    _owned_rows(team, "team", config)
+    refs = [m for m in config.get("members", [])]
+    agents = _live_agents({m["agent"]["id"] for m in refs if m.get("agent")})
+    teams, members = _live_teams({m["team"]["id"] for m in refs if m.get("team")})
+    rows = []
+    for m in refs:
+        agent = agents.get(m["agent"]["id"]) if m.get("agent") else None
+        member_team = teams.get(m["team"]["id"]) if m.get("team") else None
+        if agent is None and member_team is None:
+            continue  # gone or inactive now: not a member this run can use
+        rows.append(TeamMember(team=team, agent=agent, member_team=member_team, order=m["order"], role=m["role"]))
+    members[team.pk] = rows
+    members.every[team.pk] = rows
+    return team, members
+
+
+def materialize_workflow(version: ConfigVersion, current: Workflow) -> tuple[Workflow, list[StepNode], MemberTree]:
+    """The workflow as `version` configured it: its settings and its steps (the agents and teams
+    they run as configured now)."""
+    config = version.snapshot.get("config") or {}
+    workflow = _copy_identity(Workflow, current)
+    _fill(workflow, config)
+    flat: list[dict[str, Any]] = []
+
+    def walk(steps: list[dict[str, Any]]) -> None:
+        for s in steps:
+            flat.append(s)
+            walk(s.get("steps", []))
+
+    walk(config.get("steps", []))
+    agents = _live_agents({s["agent"]["id"] for s in flat if s.get("agent")})
+    teams, members = _live_teams({s["team"]["id"] for s in flat if s.get("team")})
+
+    def nodes(steps: list[dict[str, Any]], parent: WorkflowStep | None) -> list[StepNode]:
+        out = []
+        for s in steps:
+            row = WorkflowStep(
+                workflow=workflow,
+                parent=parent,
+                order=s["order"],
+                name=s["name"],
+                kind=s["kind"],
+                agent=agents.get(s["agent"]["id"]) if s.get("agent") else None,
+                team=teams.get(s["team"]["id"]) if s.get("team") else None,
+                function=s.get("function", ""),
+                args=s.get("args") or {},
+            )
+            node = StepNode(row)
+            node.children = nodes(s.get("steps", []), row)
+            out.append(node)
+        return out
+
+    return workflow, nodes(config.get("steps", []), None), members
+
+
+def materialize(version: ConfigVersion) -> Any:
+    """The runnable as `version` configured it (unsaved; nothing is written): an Agent, or a
+    (Team, members) or (Workflow, steps, members) tuple, as the kinds' `prepare` functions run them."""
+    current = version.runnable
+    if version.kind == "agent":
+        return materialize_agent(version, current)
+    if version.kind == "team":
+        return materialize_team(version, current)
+    return materialize_workflow(version, current)
+
+
+def pinned(kind: str, component: Any, number: int) -> ConfigVersion:
+    """Version `number` of the active runnable `component`, for a run pinned to it (UnknownVersion)."""
+    return get_version(kind, component.pk, number)

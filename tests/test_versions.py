@@ -434,3 +434,64 @@ def test_version_for_run_reuses_a_known_version_without_a_query(offline_agent):
     with CaptureQueriesContext(connection) as ctx:
         assert version_for_run("agent", agent) == (pk, number)
     assert ctx.captured_queries == []
+
+
+# ---- running a pinned version (what evals pinned to a version use) -------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_run_pinned_to_a_version_runs_that_configuration(user, scripted_model, openai_model):
+    from agents_app.runs import run_events
+
+    agent = AgentFactory(slug="pin", model=openai_model, instructions="Old instructions.", tools=[])
+    AgentHook.objects.create(agent=agent, phase="post", position=0, hook="redact_pii")
+    record_version(agent)
+    agent.instructions = "New instructions."
+    agent.save()
+    AgentHook.objects.filter(agent=agent).delete()
+    record_version(agent)
+
+    scripted_model.push_text("old answer")
+    handle, events = run_events("agent", "pin", user=user, message="hi", version=1)
+    assert handle.result(events)["status"] == "completed"
+    assert scripted_model.requests[-1]["messages"][0]["content"] == "Old instructions."
+    assert [h.hook for h in handle.agent.post_hook_rows()] == ["redact_pii"]
+    run = Run.objects.get(pk=handle.run_id)
+    assert run.config_version.number == 1
+    # Nothing was written back: the agent is as it is now, and no version was recorded.
+    agent.refresh_from_db()
+    assert agent.instructions == "New instructions." and not AgentHook.objects.filter(agent=agent).exists()
+    assert ConfigVersion.objects.filter(agent=agent).count() == 2
+
+    scripted_model.push_text("new answer")
+    handle, _ = run_events("agent", "pin", user=user, message="hi")
+    assert scripted_model.requests[-1]["messages"][0]["content"] == "New instructions."
+    assert Run.objects.get(pk=handle.run_id).config_version.number == 2
+
+    with pytest.raises(UnknownVersion):
+        run_events("agent", "pin", user=user, message="hi", version=9)
+
+
+@pytest.mark.django_db
+def test_a_team_and_a_workflow_run_pinned_to_a_version(user):
+    from agents_app.runs import arun, async_to_sync
+
+    model = ModelConfigFactory(name="offline")
+    a, b = AgentFactory(slug="a", model=model), AgentFactory(slug="b", model=model)
+    team = TeamFactory(slug="crew", model=model, mode="collaborate")
+    TeamMemberFactory(team=team, agent=a, order=0)
+    record_version(team)
+    TeamMemberFactory(team=team, agent=b, order=1)
+    record_version(team)
+    result = async_to_sync(arun)("team", "crew", user=user, message="hello", version=1)
+    assert result["status"] == "completed" and result["config_version"] == 1
+    assert [m["member_id"] for m in result["member_runs"]] == ["a"]
+
+    flow = WorkflowFactory(slug="flow")
+    WorkflowStepFactory(workflow=flow, name="first", kind="agent", agent=a, order=0)
+    record_version(flow)
+    WorkflowStepFactory(workflow=flow, name="second", kind="agent", agent=b, order=1)
+    record_version(flow)
+    out = async_to_sync(arun)("workflow", "flow", user=user, message="hello", version=1)
+    assert out["status"] == "completed" and out["config_version"] == 1
+    assert [s["step_name"] for s in out["step_results"]] == ["first"]

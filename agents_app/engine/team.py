@@ -35,7 +35,7 @@ from agents_app.models import Team, TeamMember
 from agents_app.providers.base import ToolCallRequest
 from agents_app.selectors import team_get_active, team_members_tree
 from agents_app.tools.registry import Tool
-from agents_app.versions import version_for_run
+from agents_app.versions import materialize_team, pinned, version_for_run
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.images import ImageInput, user_content
@@ -262,14 +262,19 @@ def team_run_prepare(
     message: str,
     session_id: UUID | None = None,
     images: Sequence[ImageInput] = (),
+    version: int | None = None,
 ) -> TeamRunHandle:
     """Validate, then persist the user's message and a running team Run (sync; one transaction),
     with its `images`, which the leader gets with the message (members get text: their tasks).
     Raises TeamNotFound, SessionNotFound, InvalidRunInput or SessionBusy before anything is written."""
     check_message(message)
     team = team_get_active(team_id=team_id)
-    tree = team_members_tree(team)
-    version_id, version_number = version_for_run("team", team, members=tree)
+    if version is None:
+        tree = team_members_tree(team)
+        version_id, version_number = version_for_run("team", team, members=tree)
+    else:  # as that version configured it (agents_app.versions); its members as they are now
+        pin = pinned("team", team, version)
+        (team, tree), version_id, version_number = materialize_team(pin, team), pin.pk, pin.number
     history_runs = min(team.history_runs, int(agentos_settings.MAX_HISTORY_RUNS))
     started = run_start(
         config_version_id=version_id,
