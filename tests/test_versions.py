@@ -495,3 +495,26 @@ def test_a_team_and_a_workflow_run_pinned_to_a_version(user):
     out = async_to_sync(arun)("workflow", "flow", user=user, message="hello", version=1)
     assert out["status"] == "completed" and out["config_version"] == 1
     assert [s["step_name"] for s in out["step_results"]] == ["first"]
+
+
+@pytest.mark.django_db
+def test_every_versions_page_renders_and_the_run_page_links_its_version(admin_client, user):
+    model = ModelConfigFactory(name="offline")
+    a = AgentFactory(slug="a", model=model)
+    team = TeamFactory(slug="crew", model=model)
+    TeamMemberFactory(team=team, agent=a)
+    flow = WorkflowFactory(slug="flow")
+    WorkflowStepFactory(workflow=flow, name="ask", kind="agent", agent=a, order=0)
+    for obj in (a, team, flow):
+        record_version(obj)
+        name = obj._meta.model_name
+        for url in (
+            reverse(f"admin:agents_app_{name}_versions", args=[obj.pk]),
+            reverse(f"admin:agents_app_{name}_version", args=[obj.pk, 1]),
+            reverse(f"admin:agents_app_{name}_version_restore", args=[obj.pk, 1]),
+            change_url(obj),
+        ):
+            assert admin_client.get(url).status_code == 200, url
+    result = run_agent(agent_id="a", user=user, message="hi")
+    page = admin_client.get(reverse("admin:sessions_app_run_change", args=[result.run_id])).content.decode()
+    assert f'<a href="{reverse("admin:agents_app_agent_version", args=[a.pk, 1])}">version 1</a>' in page

@@ -193,7 +193,7 @@ def run_continue_prepare(
     the handle to launch. Raises PausedRunNotFound (not the user's, or not of `agent_id`),
     RunNotPaused, UnknownToolCall or InvalidDecision, and the agent's AgentNotFound (deactivated
     meanwhile), before anything is written."""
-    runs = Run.objects.select_related("agent", "user").filter(pk=run_id)
+    runs = Run.objects.select_related("agent", "user", "config_version").filter(pk=run_id)
     if not any_users_run:
         runs = runs.filter(user=user)
     run = runs.first()
@@ -259,6 +259,8 @@ def run_continue_prepare(
         decided=decided,
         prior_events=events,
         quota=caps,
+        # The version it started with (its telemetry event names it; the agent is as it is now).
+        config_version=run.config_version.number if run.config_version is not None else None,
     )
 
 
