@@ -445,7 +445,8 @@ def restore_version(version: ConfigVersion, *, author: Any = None) -> ConfigVers
     """Write the version's configuration back to the rows (one transaction) and record the result
     as a new version (source "restore"). Model configs are shared rows: the runnable points at the
     same ones again, their own settings are not rewound (the new version shows any difference)."""
-    from agents_app.services import fallbacks_replace, hooks_replace, tool_requirements_replace
+    from agents_app.cache import agent_cache_clear
+    from agents_app.services import fallbacks_replace, tool_requirements_replace
 
     config = version.snapshot.get("config") or {}
     runnable = version.runnable
@@ -461,10 +462,11 @@ def restore_version(version: ConfigVersion, *, author: Any = None) -> ConfigVers
                 owner=runnable,
                 models=[m for m in (_model_or_error(r, "fallback model") for r in config.get("fallbacks", [])) if m],
             )
-            for phase in ("pre", "post"):
-                hooks_replace(
-                    owner=runnable, phase=phase, rows=[h for h in config.get("hooks", []) if h["phase"] == phase]
-                )
+            # The rows as they were, positions included (so the restored snapshot is the version's).
+            owner = {version.kind: runnable}
+            AgentHook.objects.filter(**owner).delete()
+            AgentHook.objects.bulk_create([AgentHook(**owner, **h) for h in config.get("hooks", [])])
+            agent_cache_clear()  # a bulk write skips AgentHook.save
         if version.kind == "agent":
             tool_requirements_replace(agent=runnable, rows=config.get("tool_requirements", []))
         if version.kind == "team":

@@ -179,7 +179,7 @@ def test_a_model_config_change_in_the_admin_versions_its_agents(admin_client):
 
 @pytest.mark.django_db
 def test_restore_asks_first_then_writes_the_version_back_as_a_new_version(admin_client, offline_agent, staff_user):
-    AgentHook.objects.create(agent=offline_agent, phase="post", position=0, hook="redact_pii")
+    AgentHook.objects.create(agent=offline_agent, phase="post", position=5, hook="redact_pii")
     record_version(offline_agent)
     offline_agent.instructions = "Something else entirely."
     offline_agent.save()
