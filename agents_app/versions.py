@@ -472,12 +472,14 @@ def restore_version(version: ConfigVersion, *, author: Any = None) -> ConfigVers
         if version.kind == "team":
             TeamMember.objects.filter(team=runnable).delete()
             for m in config.get("members", []):
-                TeamMember.objects.create(
-                    team=runnable,
-                    order=m["order"],
-                    role=m.get("role", ""),
-                    agent=_runnable_or_error(Agent, m.get("agent"), "member agent"),
-                    member_team=_runnable_or_error(Team, m.get("team"), "member team"),
+                _checked_save(
+                    TeamMember(
+                        team=runnable,
+                        order=m["order"],
+                        role=m.get("role", ""),
+                        agent=_runnable_or_error(Agent, m.get("agent"), "member agent"),
+                        member_team=_runnable_or_error(Team, m.get("team"), "member team"),
+                    )
                 )
         if version.kind == "workflow":
             WorkflowStep.objects.filter(workflow=runnable).delete()
@@ -496,9 +498,21 @@ def restore_version(version: ConfigVersion, *, author: Any = None) -> ConfigVers
     return new
 
 
+def _checked_save(row: TeamMember | WorkflowStep) -> None:
+    """Save a member or step row written back by a restore, checked as the admin checks it (what
+    was valid then may not be now: a team that would loop, a step function no longer registered)."""
+    try:
+        row.full_clean(validate_unique=False)
+    except ValidationError as exc:
+        raise VersionNotRestorable(
+            f"Its {row._meta.verbose_name} {row} is no longer valid: {'; '.join(exc.messages)}"
+        ) from None
+    row.save()
+
+
 def _restore_steps(workflow: Workflow, steps: list[dict[str, Any]], *, parent: WorkflowStep | None) -> None:
     for s in steps:
-        row = WorkflowStep.objects.create(
+        row = WorkflowStep(
             workflow=workflow,
             parent=parent,
             order=s["order"],
@@ -509,6 +523,7 @@ def _restore_steps(workflow: Workflow, steps: list[dict[str, Any]], *, parent: W
             function=s.get("function", ""),
             args=s.get("args") or {},
         )
+        _checked_save(row)
         _restore_steps(workflow, s.get("steps", []), parent=row)
 
 

@@ -518,3 +518,25 @@ def test_every_versions_page_renders_and_the_run_page_links_its_version(admin_cl
     result = run_agent(agent_id="a", user=user, message="hi")
     page = admin_client.get(reverse("admin:sessions_app_run_change", args=[result.run_id])).content.decode()
     assert f'<a href="{reverse("admin:agents_app_agent_version", args=[a.pk, 1])}">version 1</a>' in page
+
+
+@pytest.mark.django_db
+def test_a_version_that_is_no_longer_valid_is_not_restored_and_nothing_changes(admin_client):
+    from agents_app.versions import VersionNotRestorable
+
+    flow = WorkflowFactory(slug="flow")
+    WorkflowStep.objects.create(workflow=flow, name="count", kind="function", function="text_stats", order=0)
+    first = record_version(flow)
+    WorkflowStep.objects.filter(workflow=flow).update(name="renamed")
+    record_version(flow)
+    # As if the step function had been unregistered since version 1.
+    config = first.snapshot
+    config["config"]["steps"][0]["function"] = "gone_function"
+    ConfigVersion.objects.filter(pk=first.pk).update(snapshot=config)
+    first.refresh_from_db()
+    with pytest.raises(VersionNotRestorable, match="gone_function"):
+        restore_version(first)
+    assert list(WorkflowStep.objects.filter(workflow=flow).values_list("name", flat=True)) == ["renamed"]
+    assert ConfigVersion.objects.filter(workflow=flow).count() == 2
+    r = admin_client.post(reverse("admin:agents_app_workflow_version_restore", args=[flow.pk, 1]), follow=True)
+    assert "Version 1 cannot be restored" in r.content.decode()
