@@ -18,6 +18,7 @@ from agents_app import (
 )
 from agents_app.admin_hooks import AgentHookInline, TeamHookInline, unknown_hooks
 from agents_app.admin_try import TryItAdminMixin
+from agents_app.admin_versions import VersionsAdminMixin
 from agents_app.forms import AgentAdminForm, ModelConfigAdminForm, unknown_tools
 from agents_app.models import (
     Agent,
@@ -35,6 +36,7 @@ from agents_app.quotas import usage_by_user
 from agents_app.secrets import key_source as describe_key_source
 from agents_app.services import agent_set_active
 from agents_app.tools.registry import tool_registry
+from agents_app.versions import record_dependents
 from agents_app.workflows.registry import step_registry
 from sessions_app.money import format_cost
 
@@ -91,6 +93,14 @@ class ModelConfigAdmin(admin.ModelAdmin):
         ),
         ("Record", {"classes": ["collapse"], "fields": ["created_at", "updated_at"]}),
     ]
+
+    def save_model(self, request: HttpRequest, obj: ModelConfig, form: Any, change: bool) -> None:
+        """A changed model config changes what its agents and teams run: each gets a version."""
+        super().save_model(request, obj, form, change)
+        if change:
+            changed = record_dependents(obj, author=request.user)
+            if changed:
+                self.message_user(request, f"Recorded a new version of {changed} agent(s) or team(s) using it.")
 
     @admin.display(description="API key from")
     def key_source(self, obj: ModelConfig) -> str:
@@ -152,8 +162,9 @@ class AgentToolRequirementInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(TryItAdminMixin, admin.ModelAdmin):
+class AgentAdmin(VersionsAdminMixin, TryItAdminMixin, admin.ModelAdmin):
     try_kind = "agent"
+    version_kind = "agent"
     form = AgentAdminForm
     filter_horizontal = ["allowed_users", "allowed_groups"]
     list_display = ["slug", "name", "model_name", "is_active", "tool_count", "updated_at", "try_it"]
@@ -324,8 +335,9 @@ class TeamMemberInline(admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(TryItAdminMixin, admin.ModelAdmin):
+class TeamAdmin(VersionsAdminMixin, TryItAdminMixin, admin.ModelAdmin):
     try_kind = "team"
+    version_kind = "team"
     filter_horizontal = ["allowed_users", "allowed_groups"]
     list_display = ["slug", "name", "mode", "model", "member_count", "is_active", "updated_at", "try_it"]
     list_filter = ["mode", "is_active"]
@@ -435,8 +447,9 @@ class WorkflowStepInline(admin.TabularInline):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(TryItAdminMixin, admin.ModelAdmin):
+class WorkflowAdmin(VersionsAdminMixin, TryItAdminMixin, admin.ModelAdmin):
     try_kind = "workflow"
+    version_kind = "workflow"
     filter_horizontal = ["allowed_users", "allowed_groups"]
     list_display = ["slug", "name", "step_count", "is_active", "updated_at", "try_it"]
     list_filter = ["is_active"]

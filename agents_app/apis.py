@@ -24,7 +24,7 @@ from rest_framework.renderers import JSONRenderer
 
 from agents_app import runs
 from agents_app.idempotency import IdempotentReplay, check_key
-from agents_app.models import Agent, ModelConfig, Team, Workflow
+from agents_app.models import Agent, ConfigVersion, ModelConfig, Team, Workflow
 from agents_app.selectors import agent_list_for_user, team_list_for_user, workflow_list_for_user
 from agents_app.serializers import (
     AgentAdminSerializer,
@@ -41,6 +41,7 @@ from agents_app.serializers import (
     WorkflowSerializer,
 )
 from agents_app.sse import EventStreamRenderer, sse_response
+from agents_app.versions import record_dependents, record_version
 from sessions_app.access import allowed_for
 from sessions_app.api_base import BODY_ERRORS, AsyncAPIView, ImageJSONParser, StrictInputMixin, error_responses
 from sessions_app.errors import RUN_ERROR_STATUS, UPSTREAM_FAILURE, InvalidImage, run_http_status
@@ -122,6 +123,14 @@ class AgentViewSet(StrictInputMixin, viewsets.ModelViewSet):
     def get_serializer_class(self) -> Any:
         return AgentAdminSerializer if self.request.user.is_staff else AgentSerializer
 
+    def perform_create(self, serializer: Any) -> None:
+        super().perform_create(serializer)
+        record_version(serializer.instance, author=self.request.user, source=ConfigVersion.Source.API)
+
+    def perform_update(self, serializer: Any) -> None:
+        super().perform_update(serializer)
+        record_version(serializer.instance, author=self.request.user, source=ConfigVersion.Source.API)
+
     def perform_destroy(self, instance: Agent) -> None:
         from django.db.models import ProtectedError
 
@@ -159,6 +168,11 @@ class ModelConfigViewSet(StrictInputMixin, viewsets.ModelViewSet):
     permission_classes = [permissions.IsAdminUser]
     serializer_class = ModelConfigSerializer
     queryset = ModelConfig.objects.all()
+
+    def perform_update(self, serializer: Any) -> None:
+        super().perform_update(serializer)
+        # What its agents and teams run changed: each gets a version.
+        record_dependents(serializer.instance, author=self.request.user, source=ConfigVersion.Source.API)
 
     def perform_destroy(self, instance: ModelConfig) -> None:
         from django.db.models import ProtectedError

@@ -1032,3 +1032,63 @@ class RunRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} -> run {self.run_id}"
+
+
+# ---- Versions of what runs ------------------------------------------------------------------------
+
+
+class ConfigVersion(models.Model):
+    """One immutable version of an agent's, team's or workflow's configuration (agents_app.versions):
+    everything that decides what a run of it does, as a JSON snapshot (secrets only as a marker),
+    numbered 1, 2, 3... per runnable. A new version is recorded only when the snapshot differs from
+    the latest one, so saving without a change records nothing. Runs point at the version they ran
+    with (`Run.config_version`), so later edits never change what a finished run says it used."""
+
+    class Source(models.TextChoices):
+        ADMIN = "admin", "Saved in the admin"
+        API = "api", "Saved through the REST API"
+        RESTORE = "restore", "Restored from an earlier version"
+        RUN = "run", "Found changed when a run started (changed in code or a shell)"
+
+    kind = models.CharField(max_length=16, choices=[("agent", "agent"), ("team", "team"), ("workflow", "workflow")])
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="versions")
+    team = models.ForeignKey("Team", null=True, blank=True, on_delete=models.CASCADE, related_name="versions")
+    workflow = models.ForeignKey("Workflow", null=True, blank=True, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField(help_text="1, 2, 3... per agent, team or workflow.")
+    snapshot = models.JSONField(help_text="The whole configuration, as agents_app.versions.snapshot wrote it.")
+    snapshot_hash = models.CharField(max_length=64, help_text="SHA-256 of the snapshot's canonical JSON.")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.ADMIN)
+    restored_from = models.PositiveIntegerField(
+        null=True, blank=True, help_text="For a restore: the number of the version it restored."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "-number"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(kind="agent", agent__isnull=False, team__isnull=True, workflow__isnull=True)
+                    | models.Q(kind="team", agent__isnull=True, team__isnull=False, workflow__isnull=True)
+                    | models.Q(kind="workflow", agent__isnull=True, team__isnull=True, workflow__isnull=False)
+                ),
+                name="configversion_one_runnable",
+            ),
+            models.UniqueConstraint(fields=["agent", "number"], name="configversion_unique_agent_number"),
+            models.UniqueConstraint(fields=["team", "number"], name="configversion_unique_team_number"),
+            models.UniqueConstraint(fields=["workflow", "number"], name="configversion_unique_workflow_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.runnable_id} v{self.number}"
+
+    @property
+    def runnable_id(self) -> int:
+        return self.agent_id or self.team_id or self.workflow_id  # type: ignore[return-value]
+
+    @property
+    def runnable(self) -> Any:
+        return getattr(self, self.kind)

@@ -294,10 +294,14 @@ async def prepare(
     session_id: UUID | None = None,
     images: Sequence[ImageInput] = (),
     allowed: Allowed = ALL,
+    version: int | None = None,
 ) -> RunnableHandle:
     """Prepare a run from async code, with the busy-session policy (and the message's `images`,
-    checked by sessions_app.images); a runnable outside `allowed` is the kind's NotFound."""
+    checked by sessions_app.images); a runnable outside `allowed` is the kind's NotFound.
+    `version`: run it as that configuration version configured it (agents_app.versions; what an
+    eval pinned to a version runs), not as it is now."""
     component_check_allowed(kind, component_id, allowed)
+    pin = {"version": version} if version is not None else {}
     return await runtime.prepare_with(
         _prepare,
         kind=kind,
@@ -306,6 +310,7 @@ async def prepare(
         message=message,
         session_id=session_id,
         images=images,
+        **pin,
     )
 
 
@@ -333,17 +338,32 @@ async def wait_result(handle: RunnableHandle) -> dict[str, Any]:
 
 
 async def arun(
-    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+    kind: str,
+    component_id: str,
+    *,
+    user: Any,
+    message: str,
+    session_id: UUID | None = None,
+    version: int | None = None,
 ) -> dict[str, Any]:
-    """Run any kind to its end from your own async code; the result is the REST API's JSON."""
-    return await wait_result(await prepare(kind, component_id, user=user, message=message, session_id=session_id))
+    """Run any kind to its end from your own async code; the result is the REST API's JSON.
+    `version`: as that configuration version configured it (see `prepare`)."""
+    return await wait_result(
+        await prepare(kind, component_id, user=user, message=message, session_id=session_id, version=version)
+    )
 
 
 async def astream(
-    kind: str, component_id: str, *, user: Any, message: str, session_id: UUID | None = None
+    kind: str,
+    component_id: str,
+    *,
+    user: Any,
+    message: str,
+    session_id: UUID | None = None,
+    version: int | None = None,
 ) -> AsyncIterator[ev.RunEvent]:
     """`async for event in astream(kind, id, ...)`: a whole run's events (members' or steps' nested)."""
-    handle = await prepare(kind, component_id, user=user, message=message, session_id=session_id)
+    handle = await prepare(kind, component_id, user=user, message=message, session_id=session_id, version=version)
     async for item in runtime.launch(handle).follow():
         yield item
 
@@ -356,10 +376,14 @@ async def arun_events(
     message: str,
     session_id: UUID | None = None,
     images: Sequence[ImageInput] = (),
+    version: int | None = None,
 ) -> tuple[RunnableHandle, list[ev.RunEvent]]:
     """Run any kind to its end; its handle and every event (for callers that show more than the
-    result, such as the admin's "try it"). `images`: sessions_app.images.images_from_json(...)."""
-    handle = await prepare(kind, component_id, user=user, message=message, session_id=session_id, images=images)
+    result, such as the admin's "try it"). `images`: sessions_app.images.images_from_json(...).
+    `version`: as that configuration version configured it (see `prepare`)."""
+    handle = await prepare(
+        kind, component_id, user=user, message=message, session_id=session_id, images=images, version=version
+    )
     return handle, await runtime.launch(handle, stream=False).wait()
 
 
@@ -371,10 +395,11 @@ def run_events(
     message: str,
     session_id: UUID | None = None,
     images: Sequence[ImageInput] = (),
+    version: int | None = None,
 ) -> tuple[RunnableHandle, list[ev.RunEvent]]:
     """The sync wrapper of `arun_events`."""
     return async_to_sync(arun_events)(
-        kind, component_id, user=user, message=message, session_id=session_id, images=images
+        kind, component_id, user=user, message=message, session_id=session_id, images=images, version=version
     )
 
 

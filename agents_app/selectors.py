@@ -86,7 +86,7 @@ def agent_get_active(*, agent_id: str, allowed: Allowed = ALL) -> Agent:
     if hit is not None:
         return hit
     agent = (
-        Agent.objects.select_related("model", "parser_model")
+        Agent.objects.select_related("model", "parser_model", "memory_model")
         .prefetch_related(*agent_prefetches())
         .filter(slug=agent_id, is_active=True)
     ).first()
@@ -123,10 +123,19 @@ class WorkflowNotFound(NotFoundError):
     default_detail = "No such workflow."
 
 
-def team_members_tree(team: Team) -> dict[int, list[TeamMember]]:
+class MemberTree(dict[int, list[TeamMember]]):
+    """The active members by team pk (what runs), and in `every` all member rows by team pk, the
+    inactive ones too (what a team's configuration version records, agents_app.versions)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.every: dict[int, list[TeamMember]] = {}
+
+
+def team_members_tree(team: Team) -> MemberTree:
     """The active members of the team and of every team inside it, by team pk: one query per level
     (at most the deepest max_depth allows), loaded before the run so it never queries mid-run."""
-    tree: dict[int, list[TeamMember]] = {}
+    tree = MemberTree()
     frontier = {team.pk}
     for _ in range(6):
         frontier -= set(tree)
@@ -134,13 +143,21 @@ def team_members_tree(team: Team) -> dict[int, list[TeamMember]]:
             break
         rows = (
             TeamMember.objects.filter(team_id__in=frontier)
-            .select_related("agent__model", "agent__parser_model", "member_team__model", "member_team__parser_model")
+            .select_related(
+                "agent__model",
+                "agent__parser_model",
+                "agent__memory_model",
+                "member_team__model",
+                "member_team__parser_model",
+            )
             .prefetch_related(*agent_prefetches("agent__"), *run_prefetches("member_team__"))
             .order_by("order", "pk")
         )
         for pk in frontier:
             tree[pk] = []
+            tree.every[pk] = []
         for row in rows:
+            tree.every[row.team_id].append(row)
             if (row.agent_id and row.agent.is_active) or (row.member_team_id and row.member_team.is_active):
                 tree[row.team_id].append(row)
         frontier = {m.member_team_id for rows_ in tree.values() for m in rows_ if m.member_team_id}
@@ -175,11 +192,13 @@ def workflow_get_active(*, workflow_id: str, allowed: Allowed = ALL) -> Workflow
     return workflow
 
 
-def workflow_steps_tree(workflow: Workflow) -> tuple[list[StepNode], dict[int, list[TeamMember]]]:
+def workflow_steps_tree(workflow: Workflow) -> tuple[list[StepNode], MemberTree]:
     """The workflow's steps as a tree (one query), and the members of every team its steps run."""
     rows = list(
         WorkflowStep.objects.filter(workflow=workflow)
-        .select_related("agent__model", "agent__parser_model", "team__model", "team__parser_model")
+        .select_related(
+            "agent__model", "agent__parser_model", "agent__memory_model", "team__model", "team__parser_model"
+        )
         .prefetch_related(*agent_prefetches("agent__"), *run_prefetches("team__"))
         .order_by("order", "pk")
     )
@@ -188,10 +207,12 @@ def workflow_steps_tree(workflow: Workflow) -> tuple[list[StepNode], dict[int, l
     for row in rows:
         parent = nodes.get(row.parent_id) if row.parent_id else None
         (parent.children if parent is not None else top).append(nodes[row.pk])
-    members: dict[int, list[TeamMember]] = {}
+    members = MemberTree()
     for row in rows:
         if row.team_id and row.team_id not in members:
-            members.update(team_members_tree(row.team))
+            tree = team_members_tree(row.team)
+            members.update(tree)
+            members.every.update(tree.every)
     return top, members
 
 

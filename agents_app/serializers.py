@@ -644,6 +644,10 @@ class RunOutputSerializer(serializers.Serializer):
     model_provider = serializers.CharField()
     created_at = serializers.IntegerField(help_text="Unix time, seconds.")
     metrics = RunMetricsSerializer()
+    config_version = serializers.IntegerField(
+        required=False,
+        help_text="The number of the configuration version it ran with (GET /api/{kind}s/{id}/versions/{number}).",
+    )
     error = RunErrorSerializer(required=False)
     tools = serializers.ListField(
         child=serializers.DictField(),
@@ -767,6 +771,10 @@ class TeamRunOutputSerializer(serializers.Serializer):
     created_at = serializers.IntegerField(help_text="Unix time, seconds.")
     metrics = RunMetricsSerializer(help_text="The leader's own model calls; member runs carry their own.")
     member_runs = MemberRunSerializer(many=True, help_text="The member runs, in the order they started.")
+    config_version = serializers.IntegerField(
+        required=False,
+        help_text="The number of the configuration version it ran with (GET /api/{kind}s/{id}/versions/{number}).",
+    )
     error = RunErrorSerializer(required=False)
 
 
@@ -800,5 +808,9 @@ class WorkflowRunOutputSerializer(serializers.Serializer):
     metrics = RunMetricsSerializer(help_text="Duration only: the steps' runs carry their own tokens.")
     step_results = StepResultSerializer(many=True)
     session_state = StateField(help_text="The workflow's session state after the run.")
+    config_version = serializers.IntegerField(
+        required=False,
+        help_text="The number of the configuration version it ran with (GET /api/{kind}s/{id}/versions/{number}).",
+    )
     error = RunErrorSerializer(required=False)
     failed_step = serializers.CharField(required=False, allow_null=True)

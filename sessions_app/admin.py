@@ -11,7 +11,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db.models import Count, Sum
 from django.http import HttpRequest
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -337,6 +337,7 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
                     "agent",
                     "team",
                     "workflow",
+                    "config_version_link",
                     "parent_run_link",
                     "user",
                     "created_at",
@@ -387,6 +388,19 @@ class RunAdmin(RecordAdminMixin, admin.ModelAdmin):
     @admin.display(description="Part of (the team or workflow run)")
     def parent_run_link(self, obj: Run) -> str:
         return _run_link(obj.parent_run_id)
+
+    @admin.display(description="Configuration version")
+    def config_version_link(self, obj: Run) -> str:
+        """The version of its agent's, team's or workflow's configuration it ran with (a link to it)."""
+        version = obj.config_version
+        if version is None:
+            return "-"
+        name = f"admin:agents_app_{version.kind}_version"
+        try:
+            url = reverse(name, args=[version.runnable_id, version.number])
+        except NoReverseMatch:
+            return f"version {version.number}"
+        return format_html('<a href="{}">version {}</a>', url, version.number)
 
     @admin.display(description="First token after")
     def first_token_after(self, obj: Run) -> str:

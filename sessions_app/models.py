@@ -104,6 +104,16 @@ class Run(ComponentMixin, models.Model):
         related_name="child_runs",
         help_text="The team or workflow run this member or step run belongs to.",
     )
+    # The version of its agent's, team's or workflow's configuration it ran with (immutable; set
+    # when it starts, agents_app.versions): later edits never change what it says it used.
+    config_version = models.ForeignKey(
+        "agents_app.ConfigVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs",
+        help_text="The configuration version it ran with.",
+    )
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_runs")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     input = models.TextField()

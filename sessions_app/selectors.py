@@ -81,7 +81,7 @@ def session_detail_for_user(
     (or, with `kind`, not a session of that kind; or not of a runnable `allowed`)."""
     runs = (
         Run.objects.order_by("created_at")
-        .select_related("agent", "team", "workflow")
+        .select_related("agent", "team", "workflow", "config_version")
         .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")), "images")
     )
     qs = Session.objects.filter(allowed.session_q(), user=user, pk=session_id)
@@ -99,7 +99,7 @@ def run_get_for_user(*, user: Any, run_id: UUID, allowed: Allowed = ALL) -> Run 
     """The user's run with its messages, if its session belongs to a runnable `allowed`."""
     return (
         Run.objects.filter(allowed.session_q("session__"), user=user, pk=run_id)
-        .select_related("agent", "team", "workflow", "session")
+        .select_related("agent", "team", "workflow", "session", "config_version")
         .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")), "images")
         .first()
     )

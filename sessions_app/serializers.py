@@ -80,6 +80,13 @@ class RunSerializer(serializers.ModelSerializer):
         help_text="The answer: text, or the JSON object when the agent has an output schema."
     )
     metrics = StoredRunMetricsSerializer(source="*", read_only=True)
+    config_version = serializers.IntegerField(
+        source="config_version.number",
+        read_only=True,
+        allow_null=True,
+        help_text="The number of the configuration version of its agent, team or workflow it ran with "
+        "(GET /api/{kind}s/{id}/versions/{number} for staff).",
+    )
     messages = MessageSerializer(many=True, read_only=True)
     images = RunImageSerializer(
         many=True, read_only=True, help_text="The images sent with the message (the model got them with it)."
@@ -102,6 +109,7 @@ class RunSerializer(serializers.ModelSerializer):
             "model",
             "provider",
             "metrics",
+            "config_version",
             "created_at",
             "finished_at",
             "messages",

@@ -115,6 +115,7 @@ def run_start(
     history_max_chars: int | None = None,
     history_max_messages: int | None = None,
     images: Sequence[ImageInput] = (),
+    config_version_id: int | None = None,
 ) -> StartedRun:
     """Persist a running Run of an agent, a team or a workflow (`kind`, `component`) before any
     model call, so a crash can never lose the message; read the session (its state and summary) and
@@ -145,6 +146,7 @@ def run_start(
             history_max_messages=history_max_messages,
             images=images,
             written=written,
+            config_version_id=config_version_id,
         )
     except BaseException:
         image_files_delete(written)
@@ -164,6 +166,7 @@ def _run_start(
     history_max_messages: int | None,
     images: Sequence[ImageInput],
     written: list[str],
+    config_version_id: int | None = None,
 ) -> StartedRun:
     with transaction.atomic():
         overflow = False
@@ -227,6 +230,7 @@ def _run_start(
             model=model.model_id if model is not None else "",
             provider=model.provider if model is not None else "",
             owner=process_id(),
+            config_version_id=config_version_id,
             **owner,
         )
         # The user's message is the run's `input` from here on; its Message row (position 0) is
@@ -564,7 +568,14 @@ def _as_uuid(value: Any) -> UUID | None:
 
 
 def child_run_start(
-    *, parent_run_id: UUID, session_id: UUID, user_id: Any, message: str, agent: Any = None, team: Any = None
+    *,
+    parent_run_id: UUID,
+    session_id: UUID,
+    user_id: Any,
+    message: str,
+    agent: Any = None,
+    team: Any = None,
+    config_version_id: int | None = None,
 ) -> Run:
     """A member's or step's run under its parent run, in the parent's session. No busy check: the
     parent holds the session, and its children run inside it (some at the same time)."""
@@ -580,6 +591,7 @@ def child_run_start(
         model=model.model_id,
         provider=model.provider,
         owner=process_id(),
+        config_version_id=config_version_id,
     )
 
 

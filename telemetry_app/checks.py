@@ -39,10 +39,10 @@ def telemetry_settings_check(app_configs: Any = None, **kwargs: Any) -> list[Any
             )
         if int(telemetry_settings.TELEMETRY_BATCH_SIZE) < 1:
             problems.append(Error("AGENTOS_TELEMETRY_BATCH_SIZE must be at least 1.", id="telemetry_app.E002"))
-        if telemetry_settings.TELEMETRY_MAX_SCHEMA_VERSION not in (1, 2):
+        if telemetry_settings.TELEMETRY_MAX_SCHEMA_VERSION not in (1, 2, 3):
             problems.append(
                 Error(
-                    "AGENTOS_TELEMETRY_MAX_SCHEMA_VERSION must be 1 or 2 "
+                    "AGENTOS_TELEMETRY_MAX_SCHEMA_VERSION must be 1, 2 or 3 "
                     f"(got {telemetry_settings.TELEMETRY_MAX_SCHEMA_VERSION!r}).",
                     id="telemetry_app.E003",
                 )

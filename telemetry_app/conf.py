@@ -42,9 +42,10 @@ DEFAULTS: dict[str, Any] = {
     # Undelivered events older than this are dropped (and counted in the log); delivered events are
     # purged after the same time.
     "TELEMETRY_MAX_AGE_SECONDS": 7 * 24 * 3600,
-    # The newest run event schema version the collector accepts: 2 (cost and cached tokens), or 1
-    # for a collector of an older version (run events are then sent without those fields).
-    "TELEMETRY_MAX_SCHEMA_VERSION": 2,
+    # The newest run event schema version the collector accepts: 3 (configuration versions), 2
+    # (cost and cached tokens), or 1 for a collector of an older version (run events are then sent
+    # without the newer fields).
+    "TELEMETRY_MAX_SCHEMA_VERSION": 3,
     # Include the run's input and output text in run events. Off by default: counts and timings only.
     "TELEMETRY_INCLUDE_CONTENT": False,
     # The site id sent with launch events and batches; empty: derived from SECRET_KEY (stable, not

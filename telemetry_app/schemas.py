@@ -16,6 +16,11 @@ events to version 1 at upload when TELEMETRY_MAX_SCHEMA_VERSION says its collect
 (`as_version`). A collector of this version accepts both; a version 1 event may not carry the
 version 2 fields, and one is stored as it was sent (without them).
 
+Version 3 (run events only): version 2 plus `config_version`, the number of the configuration
+version of the agent, team or workflow the run ran with (agents_app.versions). A sender writes a
+version 3 event for every run that has one; an older collector (TELEMETRY_MAX_SCHEMA_VERSION 2 or
+1) gets it without the fields it does not know.
+
 A change that an older collector would reject gets a new `schema_version`: the events that
 change get it, the batch envelope and the other events keep theirs.
 """
@@ -30,9 +35,17 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 SCHEMA_VERSION = 1  # the batch envelope's and the launch event's
-RUN_SCHEMA_VERSION = 2  # the latest run event version
+RUN_SCHEMA_VERSION = 3  # the latest run event version
 # Run event fields by the version that added them (what a downgrade leaves out).
 RUN_V2_FIELDS = ("cost", "cache_read_tokens")
+RUN_V3_FIELDS = ("config_version",)
+RUN_FIELDS_BY_VERSION = {2: RUN_V2_FIELDS, 3: RUN_V3_FIELDS}
+
+
+def _newer_fields(version: int) -> tuple[str, ...]:
+    """The run event fields a version `version` event may not carry."""
+    return tuple(name for v, names in RUN_FIELDS_BY_VERSION.items() if v > version for name in names)
+
 
 ShortStr = Annotated[str, Field(max_length=200)]
 Seconds = Annotated[float, Field(ge=0, le=7 * 24 * 3600)]
@@ -78,7 +91,7 @@ class RunContent(BaseModel):
 
 
 class RunCreatedEvent(_Event):
-    schema_version: Literal[1, 2] = SCHEMA_VERSION  # type: ignore[assignment]
+    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION  # type: ignore[assignment]
     kind: Literal[EventKind.RUN_CREATED] = EventKind.RUN_CREATED
     event_type: EventType
     run_id: ShortStr
@@ -103,22 +116,27 @@ class RunCreatedEvent(_Event):
     cache_read_tokens: Tokens = Field(
         default=0, description="(Version 2) Of the input tokens, those the provider read from its prompt cache."
     )
+    # Version 3:
+    config_version: Annotated[int, Field(ge=1, le=10**9)] | None = Field(
+        default=None,
+        description="(Version 3) The number of the configuration version of the agent, team or workflow the run "
+        "ran with.",
+    )
 
     @model_validator(mode="after")
     def _fields_of_its_version(self) -> RunCreatedEvent:
-        if self.schema_version == 1:
-            newer = sorted(set(RUN_V2_FIELDS) & self.model_fields_set)
-            if newer:
-                raise ValueError(f"{', '.join(newer)}: only in schema_version 2 run events")
+        newer = sorted(set(_newer_fields(self.schema_version)) & self.model_fields_set)
+        if newer:
+            need = max(v for v, names in RUN_FIELDS_BY_VERSION.items() if set(names) & set(newer))
+            raise ValueError(f"{', '.join(newer)}: only in schema_version {need} run events")
         return self
 
     @model_serializer(mode="wrap")
     def _dump_its_version(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A version 1 event dumps as version 1 (what an older collector accepts)."""
+        """An event dumps as its version (what an older collector accepts)."""
         data = handler(self)
-        if self.schema_version == 1:
-            for name in RUN_V2_FIELDS:
-                data.pop(name, None)
+        for name in _newer_fields(self.schema_version):
+            data.pop(name, None)
         return data
 
 
@@ -147,7 +165,9 @@ class Batch(BaseModel):
 
 def as_version(payload: dict[str, Any], version: int) -> dict[str, Any]:
     """An event's JSON (as buffered) for a collector that accepts run events up to `version`: a
-    version 2 run event sent to a version 1 collector loses its version 2 fields."""
+    newer run event loses the fields of the versions after `version` (a version 3 event sent to a
+    version 1 collector loses its version 2 and 3 fields)."""
     if payload.get("kind") != EventKind.RUN_CREATED or payload.get("schema_version", 1) <= version:
         return payload
-    return {**{k: v for k, v in payload.items() if k not in RUN_V2_FIELDS}, "schema_version": 1}
+    newer = set(_newer_fields(version))
+    return {**{k: v for k, v in payload.items() if k not in newer}, "schema_version": version}

@@ -78,13 +78,15 @@ def telemetry_record_run(
     created_at: datetime | None = None,
     cost: float | None = None,
     cache_read_tokens: int = 0,
+    config_version: int | None = None,
 ) -> bool:
     """Record that a run (agent, team, workflow or eval) ended. Never raises; returns whether an
     event was recorded. Message contents (`input`, `output`) are kept only when
     TELEMETRY_INCLUDE_CONTENT is on. The first call in a process also records its launch event
-    (in the same INSERT). A run that cost something or read cached tokens is a version 2 event
-    with its `cost` (its own model calls) and `cache_read_tokens`; any other run, the version 1
-    event that older collectors accept."""
+    (in the same INSERT). A run with a configuration version (agents_app.versions) is a version 3
+    event carrying its number (`config_version`); a run that cost something or read cached tokens
+    is (at least) a version 2 event with its `cost` (its own model calls) and `cache_read_tokens`;
+    any other run, the version 1 event that older collectors accept."""
     if not telemetry_enabled():
         return False
     try:
@@ -94,6 +96,8 @@ def telemetry_record_run(
         priced = {}
         if cost or cache_read_tokens:
             priced = {"schema_version": 2, "cost": float(cost or 0), "cache_read_tokens": cache_read_tokens or 0}
+        if config_version is not None:
+            priced = {**priced, "schema_version": 3, "config_version": config_version}
         event = RunCreatedEvent(
             event_id=uuid.uuid4(),
             created_at=created_at or timezone.now(),

@@ -406,7 +406,7 @@ def test_for_an_older_collector_version_2_events_are_sent_as_version_1(collector
         ),
         ({"schema_version": 2, "cost": -1}, "Input should be greater than or equal to 0"),
         ({"schema_version": 2, "cost": "cheap"}, "Input should be a valid number, unable to parse string as a number"),
-        ({"schema_version": 3, "cost": 0.5}, "Input should be 1 or 2"),
+        ({"schema_version": 4, "cost": 0.5}, "Input should be 1, 2 or 3"),
     ],
     ids=["v1-with-cost", "v1-with-cached", "negative", "not-a-number", "unknown-version"],
 )
@@ -486,7 +486,9 @@ async def test_a_priced_runs_stored_cost_is_what_the_api_the_event_and_the_count
         run.cache_read_tokens,
     )
     event = (await TelemetryEvent.objects.filter(kind="run_created").afirst()).payload
-    assert event.get("cost", 0.0) == stored and event["schema_version"] == (2 if stored else 1)
+    assert event.get("cost", 0.0) == stored
+    # A run with a configuration version (every run of the engine) is a version 3 event.
+    assert (event["schema_version"], event["config_version"]) == (3, 1)
     after = await scrape(asgi)
     counted = value(after, "agentos_run_cost_total", **labels) - value(before, "agentos_run_cost_total", **labels)
     assert counted == pytest.approx(stored, abs=1e-12)

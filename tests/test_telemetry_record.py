@@ -39,7 +39,11 @@ def _sql(ctx: CaptureQueriesContext) -> list[str]:
 def _run_payload(run: Run) -> dict:
     """What the event of a finished agent run must say, from the stored run."""
     return {
-        "schema_version": 1,
+        # A run with a configuration version (every run of the engine) is a version 3 event.
+        "schema_version": 3,
+        "config_version": run.config_version.number,
+        "cost": None,
+        "cache_read_tokens": 0,
         "kind": "run_created",
         "event_type": "agent",
         "run_id": str(run.pk),

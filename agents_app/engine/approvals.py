@@ -239,7 +239,7 @@ def run_continue_prepare(
     or with `kind` a team's or workflow's slug), or a member's run: continue its parent),
     RunNotPaused, UnknownToolCall or InvalidDecision, and the component's not-found error
     (deactivated meanwhile), before anything is written."""
-    runs = Run.objects.select_related("agent", "team", "workflow", "user").filter(pk=run_id)
+    runs = Run.objects.select_related("agent", "team", "workflow", "user", "config_version").filter(pk=run_id)
     if not any_users_run:
         runs = runs.filter(user=user)
     run = runs.first()
@@ -374,4 +374,6 @@ def run_continue_prepare(
             resume=resume,
         )
     handle.quota = caps
+    # The version it started with (its telemetry event names it; the component is as it is now).
+    handle.config_version = run.config_version.number if run.config_version is not None else None
     return handle

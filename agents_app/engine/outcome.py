@@ -662,6 +662,7 @@ class Execution:
             cache_read_tokens=self.cache_read_tokens,
             totals=self.stored_totals(metrics),
             tree_tokens=self.input_tokens + self.output_tokens + self.children_tokens,
+            config_version=self.handle.config_version,
         )
 
 
@@ -700,6 +701,7 @@ def store_run(
     cache_read_tokens: int = 0,
     totals: dict[str, Any] | None = None,
     tree_tokens: int | None = None,
+    config_version: int | None = None,
 ) -> None:
     """A run's final writes and its telemetry event: one transaction (no transaction and no query
     for telemetry when it is off; recording never raises). Its metrics are counted once stored,
@@ -756,6 +758,7 @@ def store_run(
                 output=outcome.get("output") or "",
                 cost=as_number(row.get("cost", cost)),
                 cache_read_tokens=row.get("cache_read_tokens", cache_read_tokens),
+                config_version=config_version,
             )
     if stored:
         record_run(

@@ -93,6 +93,8 @@ class PreparedRun:
     # A continued paused team or workflow run: where it goes on (its resume state) and the paused
     # child run it resumes first (engine/approvals.py builds it; None for a run that starts).
     resume: Resume | None = None
+    # The number of the configuration version it runs with (agents_app.versions), for telemetry.
+    config_version: int | None = None
 
     @property
     def component(self) -> Any:
@@ -143,6 +145,8 @@ class PreparedRun:
             "metrics": terminal.get("metrics") or {},
             **self.result_fields(started, terminal, completed),
         }
+        if self.config_version is not None:
+            data["config_version"] = self.config_version
         if status == "paused":
             # Waiting for a person: the calls awaiting a decision (agno's shapes), not an error.
             data["tools"] = terminal.get("tools") or []

@@ -40,6 +40,7 @@ from agents_app.providers.registry import UnknownProviderError
 from agents_app.selectors import agent_get_active
 from agents_app.tools.context import RunContext
 from agents_app.tools.registry import USER_INPUT, Tool, ToolArgumentsError, tool_registry
+from agents_app.versions import materialize_agent, pinned, version_for_run
 from sessions_app.conf import agentos_settings
 from sessions_app.images import ImageInput, user_content
 from sessions_app.models import Run
@@ -105,6 +106,8 @@ class RunResult:
     tools: list[dict[str, Any]] = field(default_factory=list)
     requirements: list[dict[str, Any]] = field(default_factory=list)
     expires_at: str | None = None
+    # The number of the configuration version it ran with (agents_app.versions).
+    config_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -121,6 +124,8 @@ class RunResult:
             "created_at": self.created_at,
             "metrics": self.metrics,
         }
+        if self.config_version is not None:
+            data["config_version"] = self.config_version
         if self.error_type:
             data["error"] = {"type": self.error_type, "message": self.error}
         if self.status == "paused":
@@ -135,17 +140,26 @@ def run_prepare(
     message: str,
     session_id: UUID | None = None,
     images: Sequence[ImageInput] = (),
+    version: int | None = None,
 ) -> RunHandle:
     """Validate the input and persist the user's message and a running Run (sync; one transaction),
     with its `images` (checked by sessions_app.images), which the model gets with the message.
+    `version`: run the agent as that configuration version configured it (agents_app.versions;
+    UnknownVersion if it has none such), not as it is now.
 
     Raises AgentNotFound, SessionNotFound, InvalidRunInput or SessionBusy (the session has a run
     going; `Runtime.prepare` applies the agent's busy_session_policy) before anything is written.
     """
     check_message(message)
     agent = agent_get_active(agent_id=agent_id)
+    if version is None:
+        version_id, version_number = version_for_run("agent", agent)
+    else:
+        pin = pinned("agent", agent, version)
+        agent, version_id, version_number = materialize_agent(pin, agent), pin.pk, pin.number
     history_runs = min(agent.history_runs, int(agentos_settings.MAX_HISTORY_RUNS))
     started = run_start(
+        config_version_id=version_id,
         kind="agent",
         component=agent,
         user=user,
@@ -172,6 +186,7 @@ def run_prepare(
         history_overflow=started.history_overflow,
         images=[image.content_part() for image in images],
         image_files=started.image_files,
+        config_version=version_number,
     )
 
 

@@ -37,6 +37,7 @@ from agents_app.models import Team, TeamMember
 from agents_app.providers.base import ToolCallRequest
 from agents_app.selectors import team_get_active, team_members_tree
 from agents_app.tools.registry import Tool
+from agents_app.versions import materialize_team, pinned, version_for_run
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.images import ImageInput, user_content
@@ -130,6 +131,7 @@ class ChildRun:
         self.state_set: dict[str, Any] = {}
         self.state_unset: list[str] = []
         self.run_id: UUID | None = None
+        self.config_version: int | None = None
         self.status = ""
         self.content: Any = None
         self.error = ""
@@ -168,9 +170,15 @@ class ChildRun:
         return {**self.label, **data}
 
     def _start_sync(self) -> tuple[Run, list[str]]:
-        """One thread hop: the child's row, and (an agent child) the user's memories for its context,
-        as an agent run reads them when it starts."""
+        """One thread hop: the child's row (with the version of the member's own configuration it
+        runs with), and (an agent child) the user's memories for its context, as an agent run reads
+        them when it starts."""
+        if self.team is not None:
+            version_id, self.config_version = version_for_run("team", self.team, members=self.members_of)
+        else:
+            version_id, self.config_version = version_for_run("agent", self.agent)
         run = child_run_start(
+            config_version_id=version_id,
             parent_run_id=self.parent_run_id,
             session_id=self.session_id,
             user_id=self.user_id,
@@ -220,6 +228,7 @@ class ChildRun:
             "message": self.message,
             "created_at": created_at,
             "session_state": copy.deepcopy(self.session_state),
+            "config_version": self.config_version,
         }
         execution: Execution
         if self.team is not None:
@@ -303,15 +312,22 @@ def team_run_prepare(
     message: str,
     session_id: UUID | None = None,
     images: Sequence[ImageInput] = (),
+    version: int | None = None,
 ) -> TeamRunHandle:
     """Validate, then persist the user's message and a running team Run (sync; one transaction),
     with its `images`, which the leader gets with the message (members get text: their tasks).
     Raises TeamNotFound, SessionNotFound, InvalidRunInput or SessionBusy before anything is written."""
     check_message(message)
     team = team_get_active(team_id=team_id)
-    tree = team_members_tree(team)
+    if version is None:
+        tree = team_members_tree(team)
+        version_id, version_number = version_for_run("team", team, members=tree)
+    else:  # as that version configured it (agents_app.versions); its members as they are now
+        pin = pinned("team", team, version)
+        (team, tree), version_id, version_number = materialize_team(pin, team), pin.pk, pin.number
     history_runs = min(team.history_runs, int(agentos_settings.MAX_HISTORY_RUNS))
     started = run_start(
+        config_version_id=version_id,
         kind="team",
         component=team,
         user=user,
@@ -334,6 +350,7 @@ def team_run_prepare(
         session_state=started.session.state if isinstance(started.session.state, dict) else {},
         images=[image.content_part() for image in images],
         image_files=started.image_files,
+        config_version=version_number,
     )
 
 

@@ -30,6 +30,7 @@ from agents_app.engine.team import ChildRun
 from agents_app.models import TeamMember, Workflow, WorkflowStep
 from agents_app.pricing import as_number
 from agents_app.selectors import StepNode, workflow_get_active, workflow_steps_tree
+from agents_app.versions import materialize_workflow, pinned, version_for_run
 from agents_app.workflows.registry import StepInput, step_registry
 from sessions_app.conf import agentos_settings
 from sessions_app.models import Run
@@ -74,14 +75,25 @@ class WorkflowRunHandle(PreparedRun):
 
 
 def workflow_run_prepare(
-    *, workflow_id: str, user: Any, message: str, session_id: UUID | None = None
+    *, workflow_id: str, user: Any, message: str, session_id: UUID | None = None, version: int | None = None
 ) -> WorkflowRunHandle:
     """Validate, then persist the user's message and a running workflow Run (sync; one transaction)."""
     check_message(message)
     workflow = workflow_get_active(workflow_id=workflow_id)
-    steps, members = workflow_steps_tree(workflow)
+    if version is None:
+        steps, members = workflow_steps_tree(workflow)
+        version_id, version_number = version_for_run("workflow", workflow, steps=steps)
+    else:  # as that version configured it (agents_app.versions); its steps' agents and teams as now
+        pin = pinned("workflow", workflow, version)
+        (workflow, steps, members), version_id, version_number = materialize_workflow(pin, workflow), pin.pk, pin.number
     started = run_start(
-        kind="workflow", component=workflow, user=user, message=message, session_id=session_id, history_runs=None
+        kind="workflow",
+        component=workflow,
+        user=user,
+        message=message,
+        session_id=session_id,
+        history_runs=None,
+        config_version_id=version_id,
     )
     return WorkflowRunHandle(
         workflow=workflow,
@@ -94,6 +106,7 @@ def workflow_run_prepare(
         session_state=started.session.state if isinstance(started.session.state, dict) else {},
         created_at=started.run.created_at,
         session_created=started.session_created,
+        config_version=version_number,
     )
 
 
