@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -48,10 +48,14 @@ def handshake_error(url: str, exc: Exception) -> AgentOSError:
     return ConnectionFailed(f"could not open {url}: {exc}", code="connection_failed")
 
 
-class ChatState:
-    """A chat socket's protocol state, whatever does its I/O: frame ids, the session its next
-    message continues, and where each paused run it saw stopped (what a `continue` resumes after
-    when the caller does not say)."""
+S = TypeVar("S")  # what a followed stream is: an async iterator of events, or an iterator
+
+
+class ChatState(Generic[S]):
+    """A chat socket's protocol state and calls, whatever does its I/O: frame ids, the session its
+    next message continues, where each paused run it saw stopped (what a `continue` resumes after
+    when the caller does not say), and the stream calls, each a `Follow` handed to the I/O's
+    `_follow`."""
 
     def __init__(
         self,
@@ -60,44 +64,53 @@ class ChatState:
         component_id: str,
         *,
         token: str | None,
-        retry: Any,
-        url: str | None,
-        prefix: str,
+        retry: _core.RetryPolicy | None = None,
+        url: str | None = None,
+        open_timeout: float = 10.0,
+        prefix: str = "ws",
     ) -> None:
         self.url = url or websocket_url(base_url, kind, component_id, prefix=prefix)
         self.token = token
-        self.retry: _core.RetryPolicy = retry or _core.RetryPolicy()
+        self.retry = retry or _core.RetryPolicy()
+        self.open_timeout = open_timeout
         self._ids = itertools.count(1)
         self.session_id: str | None = None  # the session of the last run: the next message continues it
         self.paused_at: dict[str, int] = {}  # run_id → the event_index of the pause a stream ended with
 
-    def cancel_frame(self, run_id: str) -> dict[str, Any]:
-        return {"type": "cancel", "run_id": str(run_id), "id": next(self._ids)}
+    def _follow(self, follow: Follow) -> S:
+        raise NotImplementedError
 
-    def run_follow(self, message: str, session_id: str | None, images: list[dict[str, Any]] | None) -> Follow:
+    def stream(self, message: str, *, session_id: str | None = None, images: list[dict[str, Any]] | None = None) -> S:
+        """Send a message (in `session_id`, else the session of this socket's last run, else a new
+        one) and yield its events until its terminal one."""
         frame: dict[str, Any] = {"type": "run", "message": message, "id": next(self._ids)}
         session = session_id or self.session_id
         if session:
             frame["session_id"] = str(session)
         if images:
             frame["images"] = images
-        return Follow(self, frame, run_id=None, last=-1)
+        return self._follow(Follow(self, frame, run_id=None, last=-1))
 
-    def continue_follow(
-        self, run_id: str, decisions: Iterable[Decision | dict[str, Any]], after_event_index: int | None
-    ) -> Follow:
-        """A continue's stream. Resumed after a drop from the pause (`after_event_index`, else the
-        pause this socket saw the run end with), so a drop even before the first new event loses
-        nothing and repeats nothing; with neither, such a drop raises `ConnectionFailed` (the
-        continue may have been taken: it is not sent twice)."""
+    def continue_run(
+        self, run_id: str, decisions: Iterable[Decision | dict[str, Any]], *, after_event_index: int | None = None
+    ) -> S:
+        """Continue a paused run; its new events (from `RunContinued`). A drop, even before the
+        first new event, is resumed from the pause (`after_event_index`, else the pause this socket
+        saw the run end with): nothing lost or repeated. With neither, such a drop raises
+        `ConnectionFailed` (the continue may have been taken: it is never sent twice)."""
         body = _core.decisions_body(decisions, stream=True)
         frame = {"type": "continue", "run_id": str(run_id), "decisions": body["decisions"], "id": next(self._ids)}
         after = after_event_index if after_event_index is not None else self.paused_at.get(str(run_id), -1)
-        return Follow(self, frame, run_id=str(run_id) if after >= 0 else None, last=after)
+        return self._follow(Follow(self, frame, run_id=str(run_id) if after >= 0 else None, last=after))
 
-    def resume_follow(self, run_id: str, after_event_index: int) -> Follow:
+    def resume(self, run_id: str, *, after_event_index: int = -1) -> S:
+        """A run's events after `after_event_index`, then live until it ends (past a pause that
+        was continued, into the continuation's events, as over SSE)."""
         frame = {"type": "resume", "run_id": str(run_id), "after_event_index": after_event_index}
-        return Follow(self, frame, run_id=str(run_id), last=after_event_index)
+        return self._follow(Follow(self, frame, run_id=str(run_id), last=after_event_index))
+
+    def cancel_frame(self, run_id: str) -> dict[str, Any]:
+        return {"type": "cancel", "run_id": str(run_id), "id": next(self._ids)}
 
 
 class Follow:
@@ -106,7 +119,7 @@ class Follow:
     an event to yield or skip, and the end. A pause the run was continued after (`continued`, as a
     replay sends it) is not the end: the continuation's events follow, as on SSE."""
 
-    def __init__(self, chat: ChatState, frame: dict[str, Any], *, run_id: str | None, last: int) -> None:
+    def __init__(self, chat: ChatState[Any], frame: dict[str, Any], *, run_id: str | None, last: int) -> None:
         self.chat = chat
         self.frame = frame
         self.run_id = run_id

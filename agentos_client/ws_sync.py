@@ -6,41 +6,25 @@ agentos_client._ws_core's; this only moves frames."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from agentos_client import _core, _ws_core
+from agentos_client import _ws_core
 from agentos_client.errors import ConnectionFailed
-from agentos_client.types import Decision, Event, Kind
+from agentos_client.types import Event
 
 
-class SyncChatSocket(_ws_core.ChatState):
+class SyncChatSocket(_ws_core.ChatState[Iterator[Event]]):
     """One websocket to an agent, team or workflow, blocking. Use it as a context manager; one run
     streams at a time (`stream`), and `cancel` may be called while it does (between its events, or
     from another thread: sending is thread-safe)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        kind: Kind,
-        component_id: str,
-        *,
-        token: str | None,
-        retry: _core.RetryPolicy | None = None,
-        url: str | None = None,
-        open_timeout: float = 10.0,
-        prefix: str = "ws",
-    ) -> None:
-        super().__init__(base_url, kind, component_id, token=token, retry=retry, url=url, prefix=prefix)
-        self.open_timeout = open_timeout
-        self._ws: ClientConnection | None = None
-        self._lock = threading.Lock()  # one (re)connect at a time
-        self.sleep = time.sleep  # tests may replace it
+    _ws: ClientConnection | None = None
+    sleep = staticmethod(time.sleep)  # tests may replace it
 
     def __enter__(self) -> SyncChatSocket:
         self.connect()
@@ -62,13 +46,10 @@ class SyncChatSocket(_ws_core.ChatState):
             raise _ws_core.handshake_error(self.url, exc) from exc
         # Held as its context manager would hold it (websockets >= 17.1 warns about a connection
         # used without one); `close` ends it.
-        ws.__enter__()
-        with self._lock:
-            self._ws = ws
+        self._ws = ws.__enter__()
 
     def close(self) -> None:
-        with self._lock:
-            ws, self._ws = self._ws, None
+        ws, self._ws = self._ws, None
         if ws is not None:
             ws.close()
 
@@ -81,25 +62,6 @@ class SyncChatSocket(_ws_core.ChatState):
     def cancel(self, run_id: str) -> None:
         """Ask the server to stop `run_id`; the stream being read ends with `RunCancelled`."""
         self.send(self.cancel_frame(run_id))
-
-    def stream(
-        self, message: str, *, session_id: str | None = None, images: list[dict[str, Any]] | None = None
-    ) -> Iterator[Event]:
-        """Send a message (in `session_id`, else the session of this socket's last run, else a new
-        one) and yield its events until its terminal one."""
-        return self._follow(self.run_follow(message, session_id, images))
-
-    def continue_run(
-        self, run_id: str, decisions: Iterable[Decision | dict[str, Any]], *, after_event_index: int | None = None
-    ) -> Iterator[Event]:
-        """Continue a paused run; its new events. `after_event_index`: the `RunPaused` event's
-        (by default, that of the pause this socket streamed)."""
-        return self._follow(self.continue_follow(run_id, decisions, after_event_index))
-
-    def resume(self, run_id: str, *, after_event_index: int = -1) -> Iterator[Event]:
-        """A run's events after `after_event_index`, then live until it ends (past a pause that
-        was continued, into the continuation's events)."""
-        return self._follow(self.resume_follow(run_id, after_event_index))
 
     def _follow(self, follow: _ws_core.Follow) -> Iterator[Event]:
         while not follow.done:
