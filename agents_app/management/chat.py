@@ -9,6 +9,7 @@ the run service), so it sits in the top layer of the import contracts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -42,6 +43,7 @@ TERMINAL = {
     "WorkflowPaused",
 }
 CANCELLED = {"RunCancelled", "TeamRunCancelled", "WorkflowCancelled"}
+PAUSED = {"RunPaused", "TeamRunPaused", "WorkflowPaused"}
 COMPLETED = {"RunCompleted", "TeamRunCompleted", "WorkflowCompleted"}
 CONTENT = {"RunContent", "TeamRunContent"}
 
@@ -171,8 +173,9 @@ class LocalBackend:
         from agents_app import runs
 
         events = await runs.follow_events(uuid.UUID(run_id), user=self.user, after_event_index=after_event_index)
-        async for data in events:
-            on_event(data)
+        async with contextlib.aclosing(events):  # type: ignore[type-var]
+            async for data in events:
+                on_event(data)
 
     def cancel(self, run_id: str) -> str:
         from agents_app import runs
@@ -391,7 +394,7 @@ class AnswerView:
             if event.get("workflow_id"):
                 return None  # a step's own answer: its StepCompleted panel shows it
             return Panel(Text(_short(event.get("content") or "", 600)), title=title, border_style="blue", expand=False)
-        if name == "RunPaused" and not nested:
+        if name in PAUSED and not nested:
             waiting = [
                 f"{t.get('tool_name')}({_short(t.get('tool_args') or {}, 200)})  id {t.get('tool_call_id')}"
                 for t in event.get("tools") or []
