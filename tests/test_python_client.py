@@ -357,16 +357,20 @@ def test_the_sync_websocket_chat_streams_keeps_the_session_cancels_continues_and
     assert [e.event_index for e in events] == list(range(len(events))) and _content(events) == WORDS
 
 
-def _client_cutting_the_continue(site: dict[str, Any]) -> Client:
-    """A client whose `continue` POST is cut before its answer's first byte (each request on a
-    connection of its own, so the cut meets that one)."""
+def _client_cutting_the_continue(site: dict[str, Any], *, before_the_site: bool = False) -> Client:
+    """A client whose `continue` POST is cut before its answer's first byte, or, `before_the_site`,
+    before the request reaches the site (each request on a connection of its own, so the cut meets
+    that one)."""
     import httpx
 
     proxy: CuttingProxy = site["proxy"]
 
     def hook(request: httpx.Request) -> None:
         if request.method == "POST" and request.url.path.endswith("/continue"):
-            proxy.cut_next(after_bytes=10)
+            if before_the_site:
+                proxy.drop_next()
+            else:
+                proxy.cut_next(after_bytes=10)
 
     http = httpx.Client(
         base_url=site["base"],
@@ -408,3 +412,18 @@ def test_stream_continue_recovers_a_drop_before_its_first_new_event(site, script
     assert rest[0].event == "RunContinued" and _content(rest) == "Recovered again."
     assert [e.event_index for e in rest] == [e.event_index for e in replay[-len(rest) :]]
     assert replay[-len(rest) - 1].event == "RunPaused" and replay[-len(rest) - 1].event_index + 1 == rest[0].event_index
+
+
+def test_a_continue_that_never_reached_the_site_says_so_and_may_be_sent_again(site, scripted_model):
+    from agentos_client import ConnectionFailed
+
+    with _client_cutting_the_continue(site, before_the_site=True) as c:
+        scripted_model.push_tool_calls([CALC])
+        paused = list(c.stream_agent("careful", "6*7?"))
+        with pytest.raises(ConnectionFailed, match="before the continue reached the site"):
+            list(c.stream_continue(paused[-1].run_id, [Decision("k1", "approve")]))
+        assert c.get_run(paused[-1].run_id).status == "paused"
+    with Client(site["base"], token=site["token"]) as c:
+        scripted_model.push_text("Second try.")
+        rest = list(c.stream_continue(paused[-1].run_id, [Decision("k1", "approve")]))
+    assert _content(rest) == "Second try." and rest[0].event_index == paused[-1].event_index + 1
