@@ -1,7 +1,7 @@
 """A Python client of an AgentOS site's API (docs/python-client.md): `Client` (sync) and
 `AsyncClient` (asyncio) for runs of agents, teams and workflows, whole or streamed as typed events
-(resumed after a dropped connection), cancel, continue, sessions and memories; `ChatSocket` for the
-websocket protocol. It needs httpx and websockets only: no Django."""
+(resumed after a dropped connection), cancel, continue, sessions and memories; `ChatSocket` (asyncio) and
+`SyncChatSocket` for the websocket protocol. It needs httpx and websockets only: no Django."""
 
 from agentos_client._core import RetryPolicy
 from agentos_client.aclient import AsyncClient
@@ -37,6 +37,7 @@ from agentos_client.types import (
     ToolEvent,
 )
 from agentos_client.ws import ChatSocket
+from agentos_client.ws_sync import SyncChatSocket
 
 __all__ = [
     "AgentOSError",
@@ -67,6 +68,7 @@ __all__ = [
     "RunStarted",
     "ServerError",
     "Session",
+    "SyncChatSocket",
     "ToolCall",
     "ToolEvent",
 ]

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from agentos_client.errors import AgentOSError, error_from_body
-from agentos_client.types import KINDS, Decision, Kind, Page, RunResult
+from agentos_client.types import KINDS, Decision, Event, Kind, Page, RunResult
 
 # What a dropped connection looks like to httpx: the peer closed mid-body, reset it, or went silent.
 DROPPED = (httpx.TransportError,)
@@ -35,6 +35,23 @@ class RetryPolicy:
 
     def resume_delay(self, attempt: int) -> float:
         return min(5.0, self.backoff * 2 ** max(0, attempt - 1)) * random.uniform(0.8, 1.2)
+
+
+def note_pause(paused_at: dict[str, int], run_id: str | None, event: Event) -> None:
+    """Remember where a run's stream paused (its pause's `event_index`): what a later `continue`
+    of it resumes a dropped stream after, without asking the site."""
+    if event.is_pause and run_id and event.event_index is not None:
+        paused_at[str(run_id)] = event.event_index
+
+
+def continue_not_taken(event: Event, after: int) -> bool:
+    """Whether a stream followed after a dropped `continue` says the continue never reached the
+    site: the run still waits, with nothing after its pause."""
+    return (
+        event.event == "RunEnded"
+        and event.data.get("status") == "paused"
+        and event.data.get("last_event_index") == after
+    )
 
 
 def run_path(kind: Kind | str, component_id: str) -> str:

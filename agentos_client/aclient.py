@@ -47,6 +47,7 @@ class AsyncClient:
             headers["Authorization"] = f"Bearer {token}"
         self._http = http or httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
         self._owns_http = http is None
+        self._paused_at: dict[str, int] = {}  # run_id → its pause's event_index, from the streams read
         self.sleep = asyncio.sleep  # tests may replace it
 
     async def close(self) -> None:
@@ -166,7 +167,8 @@ class AsyncClient:
                             last = event.event_index
                         failures = 0
                         yield event
-                        paused = event.event == "RunPaused" and not event.parent_run_id
+                        _core.note_pause(self._paused_at, run_id, event)
+                        paused = event.is_pause
                         if (event.is_terminal and not paused) or event.event == "RunEnded":
                             return
                     # A clean end: after RunPaused, the run waits (a replay goes on past a pause that
@@ -262,18 +264,30 @@ class AsyncClient:
     def stream_continue(
         self, run_id: str, decisions: Iterable[Decision | dict[str, Any]], *, after_event_index: int | None = None
     ) -> AsyncIterator[Event]:
-        """Continue a paused run and yield its new events (from `RunContinued`). Pass the
-        `RunPaused` event's `event_index` as `after_event_index` to resume even a drop that comes
-        before the first new event; without it, such a drop raises `ConnectionFailed`."""
+        """Continue a paused run and yield its new events (from `RunContinued`). A connection
+        dropped meanwhile, even before the first new event, is resumed from the pause (the continue
+        is never sent twice): `after_event_index`, the `RunPaused` event's `event_index`, else the
+        pause this client streamed, else the run's `last_event_index` read before the continue."""
         body = _core.decisions_body(decisions, stream=True)
         first = ("POST", f"/api/runs/{run_id}/continue", {"json": body})
-        if after_event_index is None:
-            return self._follow(first, retry_first=False)
         return self._continue_then_follow(first, str(run_id), after_event_index)
 
+    async def _pause_point(self, run_id: str) -> int | None:
+        known = self._paused_at.get(run_id)
+        if known is not None:
+            return known
+        found = (await self._json("GET", f"/api/runs/{run_id}/")).get("last_event_index")
+        return found if isinstance(found, int) else None
+
     async def _continue_then_follow(
-        self, first: tuple[str, str, dict[str, Any]], run_id: str, after: int
+        self, first: tuple[str, str, dict[str, Any]], run_id: str, after: int | None
     ) -> AsyncIterator[Event]:
+        if after is None:
+            after = await self._pause_point(run_id)
+        if after is None:  # a site that does not tell: a drop before the first event cannot be resumed
+            async for event in self._follow(first, retry_first=False):
+                yield event
+            return
         method, path, kwargs = first
         last = after
         try:
@@ -286,6 +300,7 @@ class AsyncClient:
                     if event.event_index is not None:
                         last = max(last, event.event_index)
                     yield event
+                    _core.note_pause(self._paused_at, run_id, event)
                     if event.is_terminal:
                         return
             finally:
@@ -293,6 +308,11 @@ class AsyncClient:
         except _core.DROPPED:
             pass
         async for event in self._follow(None, run_id=run_id, after_event_index=last):
+            if _core.continue_not_taken(event, after):
+                raise ConnectionFailed(
+                    "the connection dropped before the continue reached the site: the run still waits",
+                    code="connection_failed",
+                )
             yield event
 
     # ---- components, sessions, memories ------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The synchronous client (`Client`): REST calls and SSE streams over httpx."""
+"""The synchronous client (`Client`): REST calls and SSE streams over httpx; `chat()` opens the
+websocket protocol (agentos_client.ws_sync)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 from agentos_client import _core
 from agentos_client.errors import ConnectionFailed, RateLimited, error_from_frame
 from agentos_client.types import Decision, Event, Kind, Memory, Page, RunResult, Session
+from agentos_client.ws_sync import SyncChatSocket
 
 
 class Client:
@@ -45,6 +47,7 @@ class Client:
             headers["Authorization"] = f"Bearer {token}"
         self._http = http or httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
         self._owns_http = http is None
+        self._paused_at: dict[str, int] = {}  # run_id → its pause's event_index, from the streams read
         self.sleep = time.sleep  # tests may replace it
 
     def close(self) -> None:
@@ -56,6 +59,12 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def chat(self, kind: Kind, component_id: str) -> SyncChatSocket:
+        """The websocket protocol for one agent, team or workflow, blocking: `with client.chat(...) as chat`."""
+        return SyncChatSocket(
+            self.base_url, kind, component_id, token=self.token, retry=self.retry, prefix=self.websocket_path
+        )
 
     # ---- plumbing ----------------------------------------------------------------------------
 
@@ -158,7 +167,8 @@ class Client:
                             last = event.event_index
                         failures = 0
                         yield event
-                        paused = event.event == "RunPaused" and not event.parent_run_id
+                        _core.note_pause(self._paused_at, run_id, event)
+                        paused = event.is_pause
                         if (event.is_terminal and not paused) or event.event == "RunEnded":
                             return
                     # A clean end: after RunPaused, the run waits (a replay goes on past a pause that
@@ -252,16 +262,29 @@ class Client:
     def stream_continue(
         self, run_id: str, decisions: Iterable[Decision | dict[str, Any]], *, after_event_index: int | None = None
     ) -> Iterator[Event]:
-        """Continue a paused run and yield its new events (from `RunContinued`). Pass the
-        `RunPaused` event's `event_index` as `after_event_index` to resume even a drop that comes
-        before the first new event; without it, such a drop raises `ConnectionFailed`."""
+        """Continue a paused run and yield its new events (from `RunContinued`). A connection
+        dropped meanwhile, even before the first new event, is resumed from the pause (the continue
+        is never sent twice): `after_event_index`, the `RunPaused` event's `event_index`, else the
+        pause this client streamed, else the run's `last_event_index` read before the continue."""
         body = _core.decisions_body(decisions, stream=True)
         first = ("POST", f"/api/runs/{run_id}/continue", {"json": body})
-        if after_event_index is None:
-            return self._follow(first, retry_first=False)
         return self._continue_then_follow(first, str(run_id), after_event_index)
 
-    def _continue_then_follow(self, first: tuple[str, str, dict[str, Any]], run_id: str, after: int) -> Iterator[Event]:
+    def _pause_point(self, run_id: str) -> int | None:
+        known = self._paused_at.get(run_id)
+        if known is not None:
+            return known
+        found = self._json("GET", f"/api/runs/{run_id}/").get("last_event_index")
+        return found if isinstance(found, int) else None
+
+    def _continue_then_follow(
+        self, first: tuple[str, str, dict[str, Any]], run_id: str, after: int | None
+    ) -> Iterator[Event]:
+        if after is None:
+            after = self._pause_point(run_id)
+        if after is None:  # a site that does not tell: a drop before the first event cannot be resumed
+            yield from self._follow(first, retry_first=False)
+            return
         method, path, kwargs = first
         last = after
         try:
@@ -274,13 +297,20 @@ class Client:
                     if event.event_index is not None:
                         last = max(last, event.event_index)
                     yield event
+                    _core.note_pause(self._paused_at, run_id, event)
                     if event.is_terminal:
                         return
             finally:
                 response.close()
         except _core.DROPPED:
             pass
-        yield from self._follow(None, run_id=run_id, after_event_index=last)
+        for event in self._follow(None, run_id=run_id, after_event_index=last):
+            if _core.continue_not_taken(event, after):
+                raise ConnectionFailed(
+                    "the connection dropped before the continue reached the site: the run still waits",
+                    code="connection_failed",
+                )
+            yield event
 
     # ---- components, sessions, memories ------------------------------------------------------
 

@@ -19,12 +19,16 @@ TERMINAL_EVENTS = frozenset(
         "TeamRunCompleted",
         "TeamRunError",
         "TeamRunCancelled",
+        "TeamRunPaused",
         "WorkflowCompleted",
         "WorkflowError",
         "WorkflowCancelled",
         "WorkflowPaused",
     }
 )
+
+
+PAUSE_EVENTS = frozenset({"RunPaused", "TeamRunPaused", "WorkflowPaused"})
 
 
 @dataclass(slots=True)
@@ -59,8 +63,14 @@ class Event:
 
     @property
     def is_terminal(self) -> bool:
-        """The stream's own last event (a member's or step's terminal event is not)."""
-        return self.event in TERMINAL_EVENTS and not self.parent_run_id
+        """The stream's own last event (a member's or step's terminal event is not, nor a pause
+        the run was continued after: a replay marks it `continued` and goes on with RunContinued)."""
+        return self.event in TERMINAL_EVENTS and not self.parent_run_id and not self.data.get("continued")
+
+    @property
+    def is_pause(self) -> bool:
+        """A pause the stream ends with: the run waits for decisions (`continue`)."""
+        return self.is_terminal and self.event in PAUSE_EVENTS
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.data)

@@ -270,6 +270,18 @@ async def replay_events(run_id: UUID, *, user: Any) -> AsyncIterator[dict[str, A
     return await runtime.subscribe(run_id, user=user, after_event_index=-1)
 
 
+async def follow_events(run_id: UUID, *, user: Any, after_event_index: int) -> AsyncIterator[dict[str, Any]]:
+    """The run's events after `after_event_index`, live while it runs (what a reader that stopped
+    reading, e.g. the terminal chat after a Ctrl-C, picks up again)."""
+    return await runtime.subscribe(run_id, user=user, after_event_index=after_event_index)
+
+
+async def acancel(run_id: UUID, *, user: Any) -> str:
+    """Stop one of `user`'s runs wherever it executes (the REST API's and the websocket's cancel):
+    "cancelling", or the final status of a run that had ended."""
+    return await runtime.cancel(run_id, user=user)
+
+
 async def replay_run_events(run_id: UUID, *, user: Any) -> AsyncIterator[ev.RunEvent]:
     """`replay_events` as event objects (what a run's own stream yields), without the RunEnded notice."""
     async for data in await replay_events(run_id, user=user):

@@ -91,6 +91,10 @@ class RunSerializer(serializers.ModelSerializer):
     images = RunImageSerializer(
         many=True, read_only=True, help_text="The images sent with the message (the model got them with it)."
     )
+    last_event_index = serializers.SerializerMethodField(
+        help_text="The `event_index` of the last event stored for the run (null: none): for a paused run, its "
+        "pause, what a client that continues it resumes a dropped stream after."
+    )
 
     class Meta:
         model = Run
@@ -114,11 +118,17 @@ class RunSerializer(serializers.ModelSerializer):
             "finished_at",
             "messages",
             "images",
+            "last_event_index",
         ]
 
     @extend_schema_field(OpenApiTypes.ANY)
     def get_content(self, run: Run) -> Any:
         return run.output_json if run.output_json is not None else run.output
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_last_event_index(self, run: Run) -> int | None:
+        indexes = [e["event_index"] for e in run.events or () if isinstance(e, dict) and "event_index" in e]
+        return max(indexes, default=None)
 
 
 class SessionSerializer(serializers.ModelSerializer):

@@ -15,6 +15,7 @@ class CuttingProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._cut_after: int | None = None
+        self._drop_next = False
         self._lock = threading.Lock()
         self.cuts = 0  # connections cut so far
         self.requests: list[bytes] = []  # the first line of each request seen
@@ -30,6 +31,11 @@ class CuttingProxy:
         with self._lock:
             self._cut_after = after_bytes
 
+    def drop_next(self) -> None:
+        """The next connection opened is closed at once: its request never reaches the server."""
+        with self._lock:
+            self._drop_next = True
+
     def stop(self) -> None:
         self._stopped = True
         with suppress(OSError):
@@ -43,6 +49,13 @@ class CuttingProxy:
                 return
             with self._lock:
                 cut, self._cut_after = self._cut_after, None
+                drop, self._drop_next = self._drop_next, False
+            if drop:
+                self.cuts += 1
+                with suppress(OSError):
+                    client.shutdown(socket.SHUT_RDWR)
+                client.close()
+                continue
             try:
                 server = socket.create_connection(self.upstream, timeout=10)
             except OSError:

@@ -423,6 +423,14 @@ async def test_a_websocket_run_pauses_and_a_continue_frame_goes_on(shop, token, 
         assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
         approval = await ToolApproval.objects.aget(run_id=run_id)
         assert approval.channel == "websocket"
+        # A resume from before the pause goes on past it (marked `continued`), as SSE does.
+        await comm.send_json_to({"type": "resume", "run_id": run_id, "after_event_index": 0})
+        replay = await until(comm, lambda f, _: f["event"] == "RunCompleted")
+        assert [(f["event"], f["event_index"]) for f in replay] == [
+            ("RunPaused", 1),
+            *[(f["event"], f["event_index"]) for f in frames],
+        ]
+        assert replay[0]["continued"] is True
         await comm.send_json_to(
             {"type": "continue", "run_id": run_id, "decisions": [{"tool_call_id": "c1", "decision": "approve"}]}
         )

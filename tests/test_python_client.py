@@ -288,3 +288,142 @@ async def test_websocket_chat_streams_continues_the_session_cancels_and_resumes(
         events = [e async for e in chat.stream("count")]
     assert proxy.cuts == cuts + 1
     assert [e.event_index for e in events] == list(range(len(events))) and _content(events) == WORDS
+
+
+async def test_a_websocket_resume_goes_on_past_a_pause_that_was_continued(site, scripted_model):
+    """As SSE does: a pause the run was continued after is not the end of a resumed stream."""
+    async with AsyncClient(site["base"], token=site["token"]) as c, c.chat("agent", "careful") as chat:
+        scripted_model.push_tool_calls([CALC])
+        paused = [e async for e in chat.stream("6*7?")]
+        assert isinstance(paused[-1], RunPaused) and paused[-1].is_pause
+        run_id = paused[-1].run_id
+        scripted_model.push_text(WORDS, chunk_delay=0.03)
+        # The continue's stream resumes from the pause this socket saw (no index passed).
+        rest = []
+        async for event in chat.continue_run(run_id, [Decision("k1", "approve")]):
+            rest.append(event)
+            if len(rest) == 4:  # mid-continuation: a second socket resumes from before the pause
+                async with c.chat("agent", "careful") as other:
+                    live = [e async for e in other.resume(run_id, after_event_index=0)]
+        assert rest[0].event == "RunContinued" and rest[-1].event == "RunCompleted" and _content(rest) == WORDS
+        whole = paused + rest
+        assert [e.event_index for e in whole] == list(range(len(whole)))
+        assert [e.event_index for e in live] == list(range(1, len(whole)))  # live: no gap, no duplicate
+        assert live[-1].event == "RunCompleted" and _content(live) == WORDS
+        assert live[len(paused) - 2].data.get("continued") is True  # the pause, as a replay marks it
+        # Once it ended: replayed from the database, the same.
+        stored = [e async for e in chat.resume(run_id, after_event_index=0)]
+        assert [(e.event, e.event_index) for e in stored] == [(e.event, e.event_index) for e in live]
+
+
+def test_the_sync_websocket_chat_streams_keeps_the_session_cancels_continues_and_resumes(site, scripted_model):
+    from agentos_client import SyncChatSocket
+
+    proxy: CuttingProxy = site["proxy"]
+    with Client(site["base"], token=site["token"]) as c, c.chat("agent", "scripted") as chat:
+        assert isinstance(chat, SyncChatSocket)
+        scripted_model.push_text("First answer.")
+        first = list(chat.stream("hello"))
+        assert first[-1].event == "RunCompleted" and _content(first) == "First answer."
+        scripted_model.push_text("Second answer.")
+        second = list(chat.stream("again"))
+        assert second[-1].session_id == first[-1].session_id  # the socket keeps its session
+        scripted_model.push_text(WORDS, chunk_delay=0.05)
+        got = []
+        for event in chat.stream("long"):
+            got.append(event)
+            if len(got) == 3:
+                chat.cancel(event.run_id)
+        assert got[-1].event == "RunCancelled" and c.get_run(got[0].run_id).status == "cancelled"
+        replay = list(chat.resume(got[0].run_id, after_event_index=1))
+        assert [e.event_index for e in replay] == [e.event_index for e in got[2:]]
+
+    with Client(site["base"], token=site["token"]) as c, c.chat("agent", "careful") as chat:
+        scripted_model.push_tool_calls([CALC])
+        paused = list(chat.stream("6*7?"))
+        assert paused[-1].is_pause
+        scripted_model.push_text("Sync 42.")
+        rest = list(chat.continue_run(paused[-1].run_id, [Decision("k1", "approve")]))
+        assert rest[0].event == "RunContinued" and _content(rest) == "Sync 42."
+        assert [e.event_index for e in paused + rest] == list(range(len(paused) + len(rest)))
+
+    # A socket cut mid-answer is reopened and the run resumed from its last event_index.
+    cuts = proxy.cuts
+    proxy.cut_next(after_bytes=1200)
+    with Client(site["base"], token=site["token"]) as c, c.chat("agent", "scripted") as chat:
+        scripted_model.push_text(WORDS, chunk_delay=0.03)
+        events = list(chat.stream("count"))
+    assert proxy.cuts == cuts + 1
+    assert [e.event_index for e in events] == list(range(len(events))) and _content(events) == WORDS
+
+
+def _client_cutting_the_continue(site: dict[str, Any], *, before_the_site: bool = False) -> Client:
+    """A client whose `continue` POST is cut before its answer's first byte, or, `before_the_site`,
+    before the request reaches the site (each request on a connection of its own, so the cut meets
+    that one)."""
+    import httpx
+
+    proxy: CuttingProxy = site["proxy"]
+
+    def hook(request: httpx.Request) -> None:
+        if request.method == "POST" and request.url.path.endswith("/continue"):
+            if before_the_site:
+                proxy.drop_next()
+            else:
+                proxy.cut_next(after_bytes=10)
+
+    http = httpx.Client(
+        base_url=site["base"],
+        headers={"Authorization": f"Bearer {site['token']}"},
+        event_hooks={"request": [hook]},
+        limits=httpx.Limits(max_keepalive_connections=0),
+        timeout=30,
+    )
+    return Client(site["base"], token=site["token"], http=http)
+
+
+def test_stream_continue_recovers_a_drop_before_its_first_new_event(site, scripted_model):
+    proxy: CuttingProxy = site["proxy"]
+    # The client streamed the pause: it knows where to resume.
+    with _client_cutting_the_continue(site) as c:
+        scripted_model.push_tool_calls([CALC])
+        paused = list(c.stream_agent("careful", "6*7?"))
+        assert paused[-1].is_pause
+        scripted_model.push_text("Recovered.", chunk_delay=0.05)
+        cuts, calls = proxy.cuts, len(scripted_model.requests)
+        rest = list(c.stream_continue(paused[-1].run_id, [Decision("k1", "approve")]))
+        assert proxy.cuts == cuts + 1
+    assert rest[0].event == "RunContinued" and _content(rest) == "Recovered."
+    assert [e.event_index for e in paused + rest] == list(range(len(paused) + len(rest)))
+    assert len(scripted_model.requests) == calls + 1  # continued once
+
+    # A client that never saw the pause reads it from the run (`last_event_index`) first.
+    with Client(site["base"], token=site["token"]) as c:
+        scripted_model.push_tool_calls([CALC])
+        paused = c.run_agent("careful", "again")
+        assert paused.is_paused
+    with _client_cutting_the_continue(site) as c:
+        assert c.get_run(paused.run_id).data["last_event_index"] >= 1
+        scripted_model.push_text("Recovered again.", chunk_delay=0.05)
+        cuts = proxy.cuts
+        rest = list(c.stream_continue(paused.run_id, [Decision("k1", "approve")]))
+        assert proxy.cuts == cuts + 1
+        replay = list(c.events(paused.run_id))
+    assert rest[0].event == "RunContinued" and _content(rest) == "Recovered again."
+    assert [e.event_index for e in rest] == [e.event_index for e in replay[-len(rest) :]]
+    assert replay[-len(rest) - 1].event == "RunPaused" and replay[-len(rest) - 1].event_index + 1 == rest[0].event_index
+
+
+def test_a_continue_that_never_reached_the_site_says_so_and_may_be_sent_again(site, scripted_model):
+    from agentos_client import ConnectionFailed
+
+    with _client_cutting_the_continue(site, before_the_site=True) as c:
+        scripted_model.push_tool_calls([CALC])
+        paused = list(c.stream_agent("careful", "6*7?"))
+        with pytest.raises(ConnectionFailed, match="before the continue reached the site"):
+            list(c.stream_continue(paused[-1].run_id, [Decision("k1", "approve")]))
+        assert c.get_run(paused[-1].run_id).status == "paused"
+    with Client(site["base"], token=site["token"]) as c:
+        scripted_model.push_text("Second try.")
+        rest = list(c.stream_continue(paused[-1].run_id, [Decision("k1", "approve")]))
+    assert _content(rest) == "Second try." and rest[0].event_index == paused[-1].event_index + 1

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Iterator[dict[str, Any]]:
     db = tmp_path_factory.mktemp("terminal") / "site.sqlite3"
     env = {
         **os.environ,
@@ -48,6 +48,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         [sys.executable, "manage.py", "agentos_demo"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     ).stdout
     token = re.search(r"API token for 'admin': (\w+)", out).group(1)
+    seed = (
+        "from agents_app.models import Agent, ModelConfig; "
+        f"m = ModelConfig.objects.create(name='scripted', provider='openai', base_url='{_scripted_server.base_url}', "
+        "model_id='m', max_retries=0); "
+        "Agent.objects.create(slug='slow', name='Slow', model=m)"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", seed], cwd=ROOT, env=env, check=True, capture_output=True
+    )
     port = free_port()
     cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "agentos_site.asgi:application"]
     with serving(cmd, cwd=ROOT, env=env, probe_url=f"http://127.0.0.1:{port}/healthz"):
@@ -110,6 +119,33 @@ def test_chat_in_a_pseudo_terminal(site, remote):
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["in-process", "remote"])
+def test_ctrl_c_cancels_the_answer_and_a_second_ctrl_c_at_the_prompt_exits(site, scripted_model, remote):
+    import httpx
+
+    args = ["slow"] + (["--url", site["url"], "--token", site["token"]] if remote else [])
+    child = _spawn_chat(site, *args)
+    try:
+        scripted_model.push_text(" ".join(f"word{i}" for i in range(100)), chunk_delay=0.1)  # 10 s of answer
+        child.sendline("count slowly")
+        child.expect("word3")  # streaming
+        child.sendintr()
+        screen = _until_prompt(child)
+        assert "The answer was stopped." in screen, screen
+        run_id = re.search(r"Cancelled run (" + UUID.pattern + ")", screen).group(1)
+        assert "word99" not in screen
+        child.sendintr()  # at the prompt: the chat ends
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    run = httpx.get(
+        f"{site['url']}/api/runs/{run_id}/", headers={"Authorization": f"Bearer {site['token']}"}, timeout=10
+    ).json()
+    assert run["status"] == "cancelled" and run["content"].startswith("word0 word1 word2 word3")
+    assert len(scripted_model.requests) == 1
 
 
 def test_a_refused_message_is_shown_and_the_chat_goes_on(site):

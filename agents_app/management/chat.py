@@ -8,14 +8,16 @@ the run service), so it sits in the top layer of the import contracts."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from asgiref.sync import async_to_sync
 from django.core.management.base import CommandError
 from rich.console import Console, Group
 from rich.live import Live
@@ -34,10 +36,14 @@ TERMINAL = {
     "TeamRunCompleted",
     "TeamRunError",
     "TeamRunCancelled",
+    "TeamRunPaused",
     "WorkflowCompleted",
     "WorkflowError",
     "WorkflowCancelled",
+    "WorkflowPaused",
 }
+CANCELLED = {"RunCancelled", "TeamRunCancelled", "WorkflowCancelled"}
+PAUSED = {"RunPaused", "TeamRunPaused", "WorkflowPaused"}
 COMPLETED = {"RunCompleted", "TeamRunCompleted", "WorkflowCompleted"}
 CONTENT = {"RunContent", "TeamRunContent"}
 
@@ -63,6 +69,13 @@ class Backend(Protocol):
         self, runnable: Runnable, message: str, session_id: str | None, on_event: Callable[[dict], None]
     ) -> None:
         """Run and call `on_event` with each event's dict (the SSE stream's), in order."""
+
+    def follow(self, run_id: str, after_event_index: int, on_event: Callable[[dict], None]) -> None:
+        """Call `on_event` with the run's events after `after_event_index`, until it ends."""
+
+    def cancel(self, run_id: str) -> str:
+        """Stop the run: "cancelling", or the final status of a run that had ended."""
+        ...
 
     def run(self, runnable: Runnable, message: str, session_id: str | None) -> dict[str, Any]: ...
 
@@ -97,6 +110,21 @@ class LocalBackend:
 
         self.user = user
         self.allowed = allowed_for(None, user)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run `coro` on the backend's event loop (a thread of its own, for the backend's life: the
+        runs it starts live there) and wait for it. A Ctrl-C interrupts the wait only: this reader
+        stops, the run goes on (to be cancelled), and KeyboardInterrupt is raised here."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            threading.Thread(target=self._loop.run_forever, name="agentos-chat-runs", daemon=True).start()
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
 
     def resolve(self, text: str) -> Runnable:
         """By id (slug), then by name (case-insensitive), then by database id; `kind:` to choose."""
@@ -120,7 +148,7 @@ class LocalBackend:
     def stream(
         self, runnable: Runnable, message: str, session_id: str | None, on_event: Callable[[dict], None]
     ) -> None:
-        async_to_sync(self._stream)(runnable, message, session_id, on_event)
+        self._call(self._stream(runnable, message, session_id, on_event))
 
     async def _stream(
         self, runnable: Runnable, message: str, session_id: str | None, on_event: Callable[[dict], None]
@@ -138,8 +166,24 @@ class LocalBackend:
         async for event in runs.launch(handle).follow():
             on_event(event if isinstance(event, dict) else event.to_dict())
 
+    def follow(self, run_id: str, after_event_index: int, on_event: Callable[[dict], None]) -> None:
+        self._call(self._follow(run_id, after_event_index, on_event))
+
+    async def _follow(self, run_id: str, after_event_index: int, on_event: Callable[[dict], None]) -> None:
+        from agents_app import runs
+
+        events = await runs.follow_events(uuid.UUID(run_id), user=self.user, after_event_index=after_event_index)
+        async with contextlib.aclosing(events):  # type: ignore[type-var]
+            async for data in events:
+                on_event(data)
+
+    def cancel(self, run_id: str) -> str:
+        from agents_app import runs
+
+        return self._call(runs.acancel(uuid.UUID(run_id), user=self.user))
+
     def run(self, runnable: Runnable, message: str, session_id: str | None) -> dict[str, Any]:
-        return async_to_sync(self._run)(runnable, message, session_id)
+        return self._call(self._run(runnable, message, session_id))
 
     async def _run(self, runnable: Runnable, message: str, session_id: str | None) -> dict[str, Any]:
         from agents_app import runs
@@ -174,7 +218,8 @@ class LocalBackend:
         # Background work the runs queued (memory, summaries on the embedded worker) may be cut off
         # when the command exits: its rows are durable, and the next process's sweep sends it again.
         # (Stopping the worker cleanly here would add seconds to every `agentos_run`.)
-        pass
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
 
 
 class RemoteBackend:
@@ -210,6 +255,13 @@ class RemoteBackend:
     ) -> None:
         for event in self.client.stream(runnable.kind, runnable.component_id, message, session_id=session_id):  # type: ignore[arg-type]
             on_event(event.to_dict())
+
+    def follow(self, run_id: str, after_event_index: int, on_event: Callable[[dict], None]) -> None:
+        for event in self.client.events(run_id, after_event_index=after_event_index):
+            on_event(event.to_dict())
+
+    def cancel(self, run_id: str) -> str:
+        return str(self.client.cancel_run(run_id).get("status"))
 
     def run(self, runnable: Runnable, message: str, session_id: str | None) -> dict[str, Any]:
         return self.client.run(runnable.kind, runnable.component_id, message, session_id=session_id).data  # type: ignore[arg-type]
@@ -275,6 +327,9 @@ class AnswerView:
         self.text = ""
         self.started = time.monotonic()
         self.terminal: dict[str, Any] | None = None
+        self.run_id: str | None = None  # the answer's run, once its first event came
+        self.last_index = -1  # the last event_index shown: where a reader that stopped picks up
+        self._lock = threading.Lock()  # events may come from a reader being stopped and its successor
         self.live = Live(Markdown(""), console=console, refresh_per_second=12, vertical_overflow="visible")
 
     def __enter__(self) -> AnswerView:
@@ -291,6 +346,17 @@ class AnswerView:
         return Markdown(self.text)
 
     def __call__(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            index = event.get("event_index")
+            if isinstance(index, int):
+                if index <= self.last_index:
+                    return  # shown already (a reader stopped after a Ctrl-C, then its successor)
+                self.last_index = index
+            if self.run_id is None and event.get("run_id") and not event.get("parent_run_id"):
+                self.run_id = str(event["run_id"])
+            self._show(event)
+
+    def _show(self, event: dict[str, Any]) -> None:
         name = str(event.get("event", ""))
         nested = bool(event.get("parent_run_id"))
         if name in CONTENT and not nested:
@@ -328,7 +394,7 @@ class AnswerView:
             if event.get("workflow_id"):
                 return None  # a step's own answer: its StepCompleted panel shows it
             return Panel(Text(_short(event.get("content") or "", 600)), title=title, border_style="blue", expand=False)
-        if name == "RunPaused" and not nested:
+        if name in PAUSED and not nested:
             waiting = [
                 f"{t.get('tool_name')}({_short(t.get('tool_args') or {}, 200)})  id {t.get('tool_call_id')}"
                 for t in event.get("tools") or []
@@ -406,16 +472,40 @@ def chat_loop(
             continue
         try:
             with AnswerView(console) as view:
-                backend.stream(runnable, line, session_id, view)
+                try:
+                    backend.stream(runnable, line, session_id, view)
+                except KeyboardInterrupt:
+                    cancel_answer(console, backend, view)
         except run_errors() as exc:
             console.print(Panel(Text(str(exc)), title=f"refused: {error_code(exc)}", border_style="red"))
             continue
-        except KeyboardInterrupt:
-            # The run does not depend on this reader: it completes and is stored (see /sessions).
-            console.print(Text("Stopped reading; the answer goes on and is stored with its session.", style="yellow"))
-            continue
         if view.terminal is not None and view.terminal.get("session_id"):
             session_id = view.terminal["session_id"]
+
+
+def cancel_answer(console: Console, backend: Backend, view: AnswerView) -> None:
+    """Ctrl-C during an answer: cancel its run (it is stored as cancelled, with what it said so
+    far), show its last events up to `RunCancelled`, and say so. A second Ctrl-C meanwhile stops
+    waiting (the cancel was asked already)."""
+    run_id = view.run_id
+    if run_id is None:
+        console.print(Text("Stopped before the run started.", style="yellow"))
+        return
+    try:
+        status = backend.cancel(run_id)
+        if status == "cancelling":
+            backend.follow(run_id, view.last_index, view)
+    except KeyboardInterrupt:
+        console.print(Text(f"Cancelling run {run_id}; not waiting for it.", style="yellow"))
+        return
+    except run_errors() as exc:
+        console.print(Text(f"Could not cancel run {run_id}: {error_code(exc)}: {exc}", style="red"))
+        return
+    ended = str((view.terminal or {}).get("event", ""))
+    if ended in CANCELLED or status == "cancelled":
+        console.print(Text(f"Cancelled run {run_id}.", style="yellow"))
+    else:
+        console.print(Text(f"Run {run_id} had ended already ({status}).", style="yellow"))
 
 
 def events_lines(events: Iterator[dict[str, Any]]) -> Iterator[str]:
