@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents_app', '0015_tool_requirements'),
+        ('agents_app', '0016_chat_examples'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

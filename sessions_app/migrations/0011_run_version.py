@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents_app', '0016_config_versions'),
+        ('agents_app', '0017_config_versions'),
         ('sessions_app', '0010_run_pause'),
     ]
 
