@@ -1009,3 +1009,7 @@ class RunRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} -> run {self.run_id}"
+
+
+# The eval models (a module of their own; imported here so Django registers them).
+from agents_app.eval_models import EvalCase, EvalCaseResult, EvalRun, EvalSuite  # noqa: E402, F401

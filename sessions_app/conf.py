@@ -126,6 +126,15 @@ DEFAULTS: dict[str, Any] = {
     "HOOKS_JUDGE_MODEL": "",
     # The topics tracker keeps at most this many topics in the session state.
     "HOOKS_MAX_TOPICS": 30,
+    # Evals (docs/evals.md): the judge model (a ModelConfig name; empty: the suite's judge, else the
+    # target's own model), the user eval runs run as (created if missing, cannot sign in), how often
+    # a case whose model call failed is tried again and after how long, and how often beat looks for
+    # scheduled suites that are due.
+    "EVALS_JUDGE_MODEL": "",
+    "EVALS_USER": "agentos-evals",
+    "EVALS_MAX_RETRIES": 2,
+    "EVALS_RETRY_SECONDS": 2.0,
+    "EVALS_SCHEDULE_INTERVAL_SECONDS": 300.0,
     # Telemetry and feature flags (used by telemetry_app and by alpha features).
     "API_RUNTIME": "prd",
     "ALPHA_FEATURES": False,

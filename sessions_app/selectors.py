@@ -37,7 +37,7 @@ def session_list_for_user(
     slug (of `kind` when given, else of any kind: agno's clients filter by one id for all three);
     only sessions of the runnables `allowed` (the request's scope, sessions_app.access)."""
     qs = (
-        Session.objects.filter(allowed.session_q(), user=user)
+        Session.objects.filter(allowed.session_q(), user=user, is_eval=False)
         .select_related("agent", "team", "workflow")
         .annotate(**_session_totals())
     )
