@@ -196,6 +196,8 @@ SPECTACULAR_SETTINGS = {
         "FinishedRunStatusEnum": ["completed", "error", "cancelled"],
         "RunOutputContentTypeEnum": ["str", "json"],
         "TextContentTypeEnum": ["str"],
+        "EvalCaseKindEnum": "agents_app.eval_models.EvalCase.Kind",
+        "EvalStatusEnum": "agents_app.eval_models.EvalStatus",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
