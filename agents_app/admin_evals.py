@@ -80,6 +80,7 @@ class EvalCaseForm(forms.ModelForm):
             "scoring",
             "threshold",
             "expected_tool_calls",
+            "allow_additional_tool_calls",
             "iterations",
             "warmup",
         ]
@@ -113,7 +114,7 @@ class EvalCaseInline(admin.StackedInline):
         "expected_output",
         "criteria",
         ("scoring", "threshold"),
-        "expected_tool_calls",
+        ("expected_tool_calls", "allow_additional_tool_calls"),
         ("iterations", "warmup"),
     ]
 

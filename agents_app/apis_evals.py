@@ -119,6 +119,7 @@ class EvalCaseSerializer(serializers.ModelSerializer):
             "scoring",
             "threshold",
             "expected_tool_calls",
+            "allow_additional_tool_calls",
             "iterations",
             "warmup",
             "created_at",

@@ -109,6 +109,9 @@ class EvalCase(models.Model):
         help_text='Reliability: [{"name": "calculator", "arguments": {"expression": "2+2"}}, ...] '
         "(arguments optional: those given must match).",
     )
+    allow_additional_tool_calls = models.BooleanField(
+        default=False, help_text="Reliability: calls of other tools are allowed (only the expected ones must be made)."
+    )
     iterations = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(50)])
     warmup = models.PositiveSmallIntegerField(
         default=0, validators=[MaxValueValidator(20)], help_text="Performance: runs before measuring."

@@ -128,13 +128,15 @@ DEFAULTS: dict[str, Any] = {
     "HOOKS_MAX_TOPICS": 30,
     # Evals (docs/evals.md): the judge model (a ModelConfig name; empty: the suite's judge, else the
     # target's own model), the user eval runs run as (created if missing, cannot sign in), how often
-    # a case whose model call failed is tried again and after how long, and how often beat looks for
-    # scheduled suites that are due.
+    # a case whose model call failed is tried again and after how long (scheduled suites: Celery
+    # beat's entry agentos-eval-schedules, and the embedded worker's sweep).
     "EVALS_JUDGE_MODEL": "",
     "EVALS_USER": "agentos-evals",
     "EVALS_MAX_RETRIES": 2,
     "EVALS_RETRY_SECONDS": 2.0,
-    "EVALS_SCHEDULE_INTERVAL_SECONDS": 300.0,
+    # agno's `POST /eval-runs` answers when its case is done, or after this many seconds (then with
+    # the eval run as it stands, which `GET /eval-runs/{id}` polls).
+    "EVALS_AGNO_WAIT_SECONDS": 300.0,
     # Telemetry and feature flags (used by telemetry_app and by alpha features).
     "API_RUNTIME": "prd",
     "ALPHA_FEATURES": False,

@@ -229,7 +229,8 @@ async def _execute(result: EvalCaseResult, out: Outcome) -> None:
             item["score"] = verdict["score"] if numeric else (1 if verdict["passed"] else 0)
         elif kind == EvalCase.Kind.RELIABILITY:
             expected = tool_calls_normalized(case.expected_tool_calls if case is not None else [])
-            item.update(_compare_tool_calls(expected, run.tool_calls))
+            extra_ok = case is not None and case.allow_additional_tool_calls
+            item.update(_compare_tool_calls(expected, run.tool_calls, allow_additional=extra_ok))
             item["score"] = 1 if item["passed"] else 0
     if out.status == EvalStatus.CANCELLED:
         out.stats = {"iterations": per_iteration}
@@ -401,13 +402,16 @@ def _criteria_prompt(result: EvalCaseResult, actual: str, numeric: bool) -> str:
     )
 
 
-def _compare_tool_calls(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> dict[str, Any]:
-    """Reliability: every expected call made (with the arguments given, when given), no other tool
-    called. Returns passed, missing, unexpected, mismatched (and a reason)."""
+def _compare_tool_calls(
+    expected: list[dict[str, Any]], actual: list[dict[str, Any]], *, allow_additional: bool = False
+) -> dict[str, Any]:
+    """Reliability: every expected call made (with the arguments given, when given), and no other
+    tool called unless `allow_additional`. Returns passed, missing, unexpected, mismatched (and a
+    reason)."""
     made = Counter(call["name"] for call in actual)
     wanted = Counter(call["name"] for call in expected)
     missing = sorted((wanted - made).elements())
-    unexpected = sorted(set(made) - set(wanted))
+    unexpected = [] if allow_additional else sorted(set(made) - set(wanted))
     mismatched = []
     for call in expected:
         if "arguments" not in call or call["name"] in missing:
