@@ -246,3 +246,49 @@ def test_bad_cases_and_targets_are_refused_naming_the_field(suite, agent):
     assert info.value.field == "agent"
     with pytest.raises(EvalInvalid):
         eval_run_start(suite=EvalSuite.objects.get(pk=suite.pk), publish=False)
+
+
+def test_each_eval_run_emits_an_eval_telemetry_event_and_a_regression_says_so(suite, scripted_model, settings):
+    from telemetry_app.models import TelemetryEvent
+    from telemetry_app.services import telemetry_reset_launch
+
+    settings.AGENTOS = {**settings.AGENTOS, "TELEMETRY": True}
+    telemetry_reset_launch(pending=False)
+    _case(suite, kind="accuracy", expected_output="4")
+    scripted_model.push_text("4")
+    scripted_model.push_json({"score": 9, "reason": "ok"})
+    first = _run(suite)
+    scripted_model.push_text("5")
+    scripted_model.push_json({"score": 2, "reason": "wrong"})
+    second = _run(suite)
+    telemetry_reset_launch(pending=False)
+
+    events = [e.payload for e in TelemetryEvent.objects.filter(event_type="eval").order_by("created_at")]
+    assert [(e["run_id"], e["component_id"], e["status"], e["error_type"]) for e in events] == [
+        (str(first.pk), "maths", "completed", ""),
+        (str(second.pk), "maths", "completed", "eval_regressed"),
+    ]
+    assert events[0]["model"] == "judge-model" and events[0]["input_tokens"] > 0
+    # The evaluated runs' own events are the agent's, as for any run.
+    assert TelemetryEvent.objects.filter(event_type="agent").count() == 2
+
+
+def test_scheduled_suites_start_when_due_and_not_twice_in_a_period(suite, agent):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents_app.evals.services import eval_schedules_run
+
+    _case(suite, kind="performance", input="hi")
+    other = EvalSuite.objects.create(slug="unscheduled", name="Unscheduled", agent=agent)
+    _case(other, kind="performance", input="hi")
+    suite.schedule = "nightly"
+    suite.save()
+
+    assert eval_schedules_run() == 1
+    assert eval_schedules_run() == 0  # within the night
+    run = EvalRun.objects.get()
+    assert (run.suite, run.trigger, run.status) == (suite, "schedule", "queued")
+    assert eval_schedules_run(now=timezone.now() + timedelta(hours=25)) == 1
+    assert not EvalRun.objects.filter(suite=other).exists()
