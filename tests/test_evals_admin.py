@@ -115,3 +115,20 @@ def eval_run_start_admin(suite: EvalSuite) -> EvalRun:
     from agents_app.evals.services import eval_run_start
 
     return eval_run_start(suite=suite, trigger="admin", publish=False)
+
+
+def test_the_dashboard_has_an_evals_section_with_last_score_and_trend(admin_client, offline_agent):
+    suite = EvalSuite.objects.create(slug="offline-maths", name="Offline maths", agent=offline_agent)
+    EvalCase.objects.create(suite=suite, kind="reliability", input="What is 2+3?", expected_tool_calls=["calculator"])
+    EvalSuite.objects.create(slug="never-run", name="Never run", agent=offline_agent)
+    eval_run_execute_here(eval_run_start_admin(suite))
+    EvalCase.objects.create(suite=suite, kind="reliability", input="Tell a story", expected_tool_calls=["calculator"])
+    eval_run_execute_here(eval_run_start_admin(suite))
+
+    page = admin_client.get(reverse("telemetry_app:dashboard")).content.decode()
+    section = page[page.index('<table id="evals">') :]
+    section = section[: section.index("</table>")]
+    assert "Offline maths" in section and "agent: offline" in section
+    assert "failed" in section and "regressed" in section
+    assert "100 → 50" in section and ">50%<" in section and ">100%<" in section
+    assert 'data-suite="never-run"' in section
