@@ -12,6 +12,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -20,6 +21,7 @@ from agents_app.evals.services import (
     case_check,
     eval_run_cancel,
     eval_run_start,
+    eval_runs_compare,
     suite_target_check,
     suite_version_check,
 )
@@ -210,12 +212,12 @@ class EvalCaseResultInline(admin.TabularInline):
 
 @admin.register(EvalRun)
 class EvalRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "suite", "badge", "cases_done", "cases_total", "trigger", "created_by", "created_at"]
+    list_display = ["id", "suite", "badge", "target_model", "cases_done", "cases_total", "trigger", "created_at"]
     list_filter = ["status", "regressed", "trigger"]
     list_select_related = ["suite", "created_by"]
     search_fields = ["suite__slug", "name"]
     inlines = [EvalCaseResultInline]
-    actions = ["cancel"]
+    actions = ["cancel", "compare"]
     readonly_fields = [
         "suite",
         "name",
@@ -230,6 +232,7 @@ class EvalRunAdmin(admin.ModelAdmin):
         "previous_score",
         "regressed",
         "judge_model",
+        "target_model",
         "error",
         "created_at",
         "started_at",
@@ -243,6 +246,20 @@ class EvalRunAdmin(admin.ModelAdmin):
     @admin.display(description="result")
     def badge(self, run: EvalRun) -> SafeString | str:
         return score_badge(run)
+
+    @admin.action(description="Compare the two selected (side by side)")
+    def compare(self, request: HttpRequest, queryset: QuerySet[EvalRun]) -> TemplateResponse | None:
+        runs = list(queryset.select_related("suite").order_by("created_at")[:3])
+        if len(runs) != 2 or runs[0].suite_id != runs[1].suite_id:
+            self.message_user(request, "Select exactly two eval runs of the same suite.", messages.WARNING)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{runs[0].suite.name}: two eval runs side by side",
+            "comparison": eval_runs_compare(runs[0], runs[1]),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/agents_app/evalrun/compare.html", context)
 
     @admin.action(description="Cancel")
     def cancel(self, request: HttpRequest, queryset: QuerySet[EvalRun]) -> None:

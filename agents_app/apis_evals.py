@@ -19,6 +19,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from agents_app.eval_models import EvalCase, EvalCaseResult, EvalRun, EvalSuite
 from agents_app.evals.services import (
@@ -27,6 +28,7 @@ from agents_app.evals.services import (
     eval_run_cancel,
     eval_run_get,
     eval_run_start,
+    eval_runs_compare,
     suite_get,
     suite_target_check,
     suite_version_check,
@@ -180,6 +182,7 @@ class EvalRunSerializer(serializers.ModelSerializer):
     suite = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     progress = serializers.SerializerMethodField(help_text="Finished cases / all cases, 0.0 to 1.0.")
+    model_override = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = EvalRun
@@ -198,6 +201,8 @@ class EvalRunSerializer(serializers.ModelSerializer):
             "previous_score",
             "regressed",
             "judge_model",
+            "model_override",
+            "target_model",
             "error",
             "created_at",
             "started_at",
@@ -224,6 +229,13 @@ class EvalRunStartSerializer(serializers.Serializer):
         required=False,
         max_length=1000,
         help_text="Ids of the suite's cases to run (default: all of them).",
+    )
+    model = serializers.PrimaryKeyRelatedField(
+        queryset=ModelConfig.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="A model config id: the target (an agent or team) answers with it instead of its own, "
+        "to compare two models on one suite.",
     )
 
 
@@ -429,7 +441,12 @@ class EvalRunViewSet(
             if unknown:
                 raise serializers.ValidationError({"cases": [f"No case {pk} in this suite." for pk in unknown]})
         run = eval_run_start(
-            suite=suite, user=request.user, cases=cases, name=serializer.validated_data["name"], trigger="api"
+            suite=suite,
+            user=request.user,
+            cases=cases,
+            name=serializer.validated_data["name"],
+            trigger="api",
+            model=serializer.validated_data.get("model"),
         )
         return Response(EvalRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
@@ -442,6 +459,62 @@ class EvalRunViewSet(
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return Response(EvalRunSerializer(eval_run_cancel(self.get_object())).data)
+
+
+class EvalCompareSideSerializer(serializers.Serializer):
+    eval_run_id = serializers.UUIDField()
+    model = serializers.CharField()
+    status = serializers.CharField()
+    score = serializers.FloatField(allow_null=True)
+    cases_passed = serializers.IntegerField()
+    cases_total = serializers.IntegerField()
+
+
+class EvalCompareCellSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    score = serializers.FloatField(allow_null=True)
+    passed = serializers.BooleanField(allow_null=True)
+    duration = serializers.FloatField(allow_null=True)
+
+
+class EvalCompareCaseSerializer(serializers.Serializer):
+    case = serializers.IntegerField(allow_null=True)
+    name = serializers.CharField(allow_blank=True)
+    kind = serializers.CharField(allow_blank=True)
+    first = EvalCompareCellSerializer(allow_null=True)
+    second = EvalCompareCellSerializer(allow_null=True)
+    same = serializers.BooleanField(help_text="Both sides passed, or both did not.")
+
+
+class EvalCompareSerializer(serializers.Serializer):
+    first = EvalCompareSideSerializer()
+    second = EvalCompareSideSerializer()
+    cases = EvalCompareCaseSerializer(many=True)
+
+
+class EvalCompareQuerySerializer(serializers.Serializer):
+    first = serializers.UUIDField(help_text="An eval run of the suite.")
+    second = serializers.UUIDField(help_text="Another eval run of the suite.")
+
+
+class EvalCompareApi(_SuiteChild, StrictInputMixin, APIView):
+    """Two eval runs of a suite side by side (e.g. on two model configs: start each with `model`)."""
+
+    permission_classes = [permissions.IsAdminUser]
+
+    @extend_schema(
+        summary="Compare two eval runs of a suite",
+        description="Per case (each side's status, score, duration; whether both agree) and in total (each "
+        "side's model, status and score). Start the two with `POST .../runs` and `model` to compare models.",
+        parameters=[SUITE, EvalCompareQuerySerializer],
+        responses={200: EvalCompareSerializer, **error_responses(400, 401, 403, 404)},
+    )
+    def get(self, request: Request, suite: str) -> Response:
+        query = EvalCompareQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        first = eval_run_get(query.validated_data["first"], suite=self.suite)
+        second = eval_run_get(query.validated_data["second"], suite=self.suite)
+        return Response(eval_runs_compare(first, second))
 
 
 class EvalProgressEventSerializer(serializers.Serializer):

@@ -161,6 +161,15 @@ class EvalRun(models.Model):
     previous_score = models.FloatField(null=True, blank=True, help_text="The suite's last finished score.")
     regressed = models.BooleanField(default=False, help_text="The score is below the suite's last run's.")
     judge_model = models.CharField(max_length=200, blank=True, help_text="The judge's model id.")
+    model_override = models.ForeignKey(
+        "agents_app.ModelConfig",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The target ran with this model config instead of its own (a comparison).",
+    )
+    target_model = models.CharField(max_length=200, blank=True, help_text="The model id the target ran with.")
     eval_type = models.CharField(max_length=16, blank=True, help_text="agno's eval_type, for one-case eval runs.")
     eval_input = models.JSONField(default=dict, blank=True, help_text="agno's eval_input.")
     error = models.TextField(blank=True)

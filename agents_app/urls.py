@@ -5,7 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from agents_app.apis import AgentViewSet, ModelConfigViewSet, RunApi, TeamViewSet, WorkflowViewSet
 from agents_app.apis_approvals import RunContinueApi
-from agents_app.apis_evals import EvalCaseViewSet, EvalRunEventsApi, EvalRunViewSet, EvalSuiteViewSet
+from agents_app.apis_evals import EvalCaseViewSet, EvalCompareApi, EvalRunEventsApi, EvalRunViewSet, EvalSuiteViewSet
 from agents_app.apis_runs import RunCancelApi, RunEventsApi
 from agents_app.apis_tokens import ApiTokenViewSet
 from agents_app.apis_usage import UsageApi
@@ -34,6 +34,7 @@ urlpatterns = [
     path("usage/", UsageApi.as_view(), name="usage"),
     # Evals (docs/evals.md): a suite's eval runs, each case on Celery.
     path("evals/<slug:suite>/runs", _eval_runs, name="evalrun-list"),
+    path("evals/<slug:suite>/compare", EvalCompareApi.as_view(), name="evalrun-compare"),
     path("evals/<slug:suite>/runs/<uuid:eval_run_id>", _eval_run, name="evalrun-detail"),
     path("evals/<slug:suite>/runs/<uuid:eval_run_id>/cancel", _eval_run_cancel, name="evalrun-cancel"),
     path("evals/<slug:suite>/runs/<uuid:eval_run_id>/events", EvalRunEventsApi.as_view(), name="evalrun-events"),

@@ -292,3 +292,68 @@ def test_scheduled_suites_start_when_due_and_not_twice_in_a_period(suite, agent)
     assert (run.suite, run.trigger, run.status) == (suite, "schedule", "queued")
     assert eval_schedules_run(now=timezone.now() + timedelta(hours=25)) == 1
     assert not EvalRun.objects.filter(suite=other).exists()
+
+
+def test_one_suite_on_two_model_configs_side_by_side(suite, judge, scripted_model, user):
+    from agents_app.evals.services import eval_runs_compare
+    from agents_app.runs import run_agent
+
+    _case(suite, kind="reliability", input="Compute 2+2", expected_tool_calls=["calculator"], position=0)
+    _case(suite, kind="performance", input="hi", position=1)
+    # The agent's own model calls the tool; the other model answers without it.
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "2+2"}}])
+    scripted_model.push_text("4")
+    scripted_model.push_text("hello")
+    own = _run(suite)
+    scripted_model.push_text("4, by heart")
+    scripted_model.push_text("hello")
+    other = eval_run_execute_here(eval_run_start(suite=suite, model=judge, publish=False))
+
+    assert [r["model"] for r in scripted_model.requests] == ["scripted-model"] * 3 + ["judge-model"] * 2
+    assert (own.target_model, other.target_model) == ("scripted-model", "judge-model")
+    runs = Run.objects.filter(pk__in=other.results.get(position=0).run_ids)
+    assert [r.model for r in runs] == ["judge-model"]
+    comparison = eval_runs_compare(own, other)
+    assert (comparison["first"]["score"], comparison["second"]["score"]) == (100.0, 50.0)
+    assert (comparison["first"]["model"], comparison["second"]["model"]) == ("scripted-model", "judge-model")
+    first_case, second_case = comparison["cases"]
+    assert (first_case["first"]["status"], first_case["second"]["status"], first_case["same"]) == (
+        "passed",
+        "failed",
+        False,
+    )
+    assert second_case["same"] is True
+    # The agent itself (and its cached copy) still answers with its own model.
+    scripted_model.push_text("still me")
+    run_agent(agent_id=suite.agent.slug, user=user, message="hi")
+    assert scripted_model.requests[-1]["model"] == "scripted-model"
+    # A workflow has no model to replace.
+    from tests.factories import WorkflowFactory
+
+    flow = EvalSuite.objects.create(slug="flow", name="Flow", workflow=WorkflowFactory())
+    _case(flow, kind="performance", input="hi")
+    with pytest.raises(EvalInvalid) as info:
+        eval_run_start(suite=flow, model=judge, publish=False)
+    assert info.value.field == "model"
+
+
+def test_rest_starts_a_run_on_another_model_and_compares_two_runs(suite, judge, scripted_model, client, staff_user):
+    client.force_login(staff_user)
+    case = _case(suite, kind="performance", input="hi")
+    first = client.post("/api/evals/maths/runs", {}, content_type="application/json")
+    second = client.post("/api/evals/maths/runs", {"model": judge.pk}, content_type="application/json")
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert (first.json()["target_model"], second.json()["target_model"]) == ("scripted-model", "judge-model")
+    assert second.json()["model_override"] == judge.pk
+    for body in (first.json(), second.json()):
+        eval_run_execute_here(EvalRun.objects.get(pk=body["id"]))
+
+    r = client.get(f"/api/evals/maths/compare?first={first.json()['id']}&second={second.json()['id']}")
+    assert r.status_code == 200, r.content
+    data = r.json()
+    assert (data["first"]["model"], data["second"]["model"]) == ("scripted-model", "judge-model")
+    assert data["cases"][0]["case"] == case.pk and data["cases"][0]["same"] is True
+    r = client.get("/api/evals/maths/compare?first=nope")
+    assert r.status_code == 400 and set(r.json()) >= {"first", "second", "code"}
+    r = client.post("/api/evals/maths/runs", {"model": 99999}, content_type="application/json")
+    assert r.status_code == 400 and "model" in r.json()

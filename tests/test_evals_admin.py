@@ -132,3 +132,22 @@ def test_the_dashboard_has_an_evals_section_with_last_score_and_trend(admin_clie
     assert "failed" in section and "regressed" in section
     assert "100 → 50" in section and ">50%<" in section and ">100%<" in section
     assert 'data-suite="never-run"' in section
+
+
+def test_two_eval_runs_are_compared_side_by_side(admin_client, offline_agent):
+    from agents_app.models import ModelConfig
+
+    suite = EvalSuite.objects.create(slug="offline-maths", name="Offline maths", agent=offline_agent)
+    EvalCase.objects.create(suite=suite, kind="reliability", input="What is 2+3?", expected_tool_calls=["calculator"])
+    other = ModelConfig.objects.create(name="offline-b", provider="offline", model_id="offline-b")
+    from agents_app.evals.services import eval_run_start
+
+    first = eval_run_execute_here(eval_run_start(suite=suite, publish=False))
+    second = eval_run_execute_here(eval_run_start(suite=suite, model=other, publish=False))
+    changelist = reverse("admin:agents_app_evalrun_changelist")
+    page = admin_client.post(changelist, {"action": "compare", "_selected_action": [first.pk, second.pk]})
+    text = page.content.decode()
+    assert page.status_code == 200 and 'id="eval-compare"' in text
+    assert "offline-demo" in text and "offline-b" in text and "passed 100%" in text
+    one = admin_client.post(changelist, {"action": "compare", "_selected_action": [first.pk]}, follow=True)
+    assert "Select exactly two eval runs of the same suite." in one.content.decode()

@@ -65,3 +65,30 @@ def test_an_unknown_suite_is_an_error(demo):
     with pytest.raises(CommandError, match="No eval suite 'nope'"):
         call_command("agentos_eval", "demo-evals", "nope", stdout=io.StringIO())
     assert not EvalRun.objects.exists()
+
+
+def test_compare_models_runs_each_suite_on_both_side_by_side(demo, tmp_path: Path):
+    from agents_app.models import ModelConfig
+
+    ModelConfig.objects.create(name="offline-b", provider="offline", model_id="offline-b")
+    out = io.StringIO()
+    report = tmp_path / "compare.json"
+    call_command(
+        "agentos_eval",
+        "demo-evals",
+        "--compare-models",
+        "offline",
+        "offline-b",
+        "--json-output",
+        str(report),
+        stdout=out,
+    )
+    text = out.getvalue()
+    assert "demo-evals: offline-demo vs offline-b" in text
+    data = json.loads(report.read_text())
+    assert [r["status"] for r in data["eval_runs"]] == ["passed", "passed"]
+    (comparison,) = data["comparisons"]
+    assert (comparison["first"]["model"], comparison["second"]["model"]) == ("offline-demo", "offline-b")
+    assert len(comparison["cases"]) == 4 and all(row["same"] for row in comparison["cases"])
+    with pytest.raises(CommandError, match="No model config named 'nope'"):
+        call_command("agentos_eval", "demo-evals", "--compare-models", "offline", "nope", stdout=io.StringIO())

@@ -10,6 +10,7 @@ ends `error` with the reason; the other cases go on and the eval run ends `parti
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -42,7 +43,7 @@ from agents_app.providers.base import (
     ModelRateLimitError,
     ModelTimeoutError,
 )
-from agents_app.runs import arun_events
+from agents_app.runs import arun_events, launch, prepare
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.models import Run
@@ -124,6 +125,7 @@ def eval_case_execute(*, result_id: int) -> Delivery:
         "eval_run__suite__team",
         "eval_run__suite__workflow",
         "eval_run__suite__judge_model",
+        "eval_run__model_override",
     ).get(pk=result_id)
     EvalRun.objects.filter(pk=result.eval_run_id, status=EvalStatus.QUEUED).update(
         status=EvalStatus.RUNNING, started_at=now
@@ -196,7 +198,7 @@ async def _execute(result: EvalCaseResult, out: Outcome) -> None:
             return
     if kind == EvalCase.Kind.PERFORMANCE and case is not None:
         for _ in range(case.warmup):
-            warm = await _target_run(suite, result.input)
+            warm = await _target_run(suite, result.input, result.eval_run.model_override)
             out.run_ids.append(warm.run_id)
     per_iteration: list[dict[str, Any]] = []
     runs: list[TargetRun] = []
@@ -204,7 +206,7 @@ async def _execute(result: EvalCaseResult, out: Outcome) -> None:
         if await db_call(_cancelled, result.eval_run_id):
             out.status, out.reason = EvalStatus.CANCELLED, f"Cancelled after {i} of {iterations} iterations."
             break
-        run = await _target_run(suite, result.input)
+        run = await _target_run(suite, result.input, result.eval_run.model_override)
         runs.append(run)
         out.run_ids.append(run.run_id)
         out.actual, out.tool_calls = run.content, run.tool_calls
@@ -298,14 +300,26 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def _target_run(suite: EvalSuite, message: str) -> TargetRun:
-    """One run of the suite's target through the normal pipeline, in a new eval session."""
+async def _target_run(suite: EvalSuite, message: str, model: Any = None) -> TargetRun:
+    """One run of the suite's target through the normal pipeline, in a new eval session; with
+    `model` (a ModelConfig; agents and teams), the run's copy of the target answers with it."""
     session = await db_call(eval_session_create, suite)
     slug = suite.target.slug  # type: ignore[union-attr]
     started = time.perf_counter()
-    handle, events = await arun_events(
-        suite.target_kind, slug, user=session.user, message=message, session_id=session.pk
-    )
+    if model is None:
+        handle, events = await arun_events(
+            suite.target_kind, slug, user=session.user, message=message, session_id=session.pk
+        )
+    else:
+        handle = await prepare(suite.target_kind, slug, user=session.user, message=message, session_id=session.pk)
+        for name in ("agent", "team"):
+            component = getattr(handle, name, None)
+            if component is not None:
+                # A copy (Django copies the related-object cache too): the cached target keeps its model.
+                component = copy.copy(component)
+                component.model = model
+                setattr(handle, name, component)
+        events = await launch(handle, stream=False).wait()
     seconds = time.perf_counter() - started
     memory = _rss_mb()
     row = await db_call(_run_row, handle.run_id)

@@ -201,6 +201,7 @@ def eval_run_start(
     name: str = "",
     publish: bool = True,
     eval_input: dict[str, Any] | None = None,
+    model: ModelConfig | None = None,
 ) -> EvalRun:
     """Queue an eval run of `suite` (or of `cases` of it): one result row per case, and, once
     committed, one Celery task per case (`publish=False`: the caller runs them, as the command does).
@@ -209,7 +210,10 @@ def eval_run_start(
     chosen = list(cases) if cases is not None else list(suite.cases.all())
     if not chosen:
         raise EvalInvalid("The suite has no case to run.", field="cases")
+    if model is not None and suite.workflow_id:
+        raise EvalInvalid("A workflow has no model of its own to replace.", field="model")
     judge = judge_model_for(suite)
+    own = getattr(suite.agent or suite.team, "model", None)
     with transaction.atomic():
         run = EvalRun.objects.create(
             suite=suite,
@@ -220,6 +224,8 @@ def eval_run_start(
             judge_model=judge.model_id if judge is not None else "",
             eval_type=chosen[0].kind if len(chosen) == 1 else "",
             eval_input=eval_input or {},
+            model_override=model,
+            target_model=(model or own).model_id if (model or own) is not None else "",
         )
         rows = EvalCaseResult.objects.bulk_create(
             EvalCaseResult(
@@ -385,6 +391,47 @@ def _telemetry(run: EvalRun) -> None:
         error_type=error_type,
         cost=tokens["cost"] or None,
     )
+
+
+def eval_runs_compare(first: EvalRun, second: EvalRun) -> dict[str, Any]:
+    """Two eval runs of a suite side by side (e.g. the same suite on two model configs): per case
+    (matched by case, else by position) each side's status, score and duration, and the totals."""
+
+    def side(run: EvalRun) -> dict[Any, EvalCaseResult]:
+        return {(r.case_id or f"#{r.position}"): r for r in run.results.order_by("position")}
+
+    def cell(result: EvalCaseResult | None) -> dict[str, Any] | None:
+        if result is None:
+            return None
+        return {"status": result.status, "score": result.score, "passed": result.passed, "duration": result.duration}
+
+    def total(run: EvalRun) -> dict[str, Any]:
+        return {
+            "eval_run_id": str(run.pk),
+            "model": run.target_model,
+            "status": run.status,
+            "score": run.score,
+            "cases_passed": run.cases_passed,
+            "cases_total": run.cases_total,
+        }
+
+    a, b = side(first), side(second)
+    keys = list(a) + [k for k in b if k not in a]
+    cases = []
+    for key in keys:
+        left, right = a.get(key), b.get(key)
+        either = left or right
+        cases.append(
+            {
+                "case": either.case_id if either else None,  # type: ignore[union-attr]
+                "name": (either.name or either.input[:60]) if either else "",  # type: ignore[union-attr]
+                "kind": either.kind if either else "",  # type: ignore[union-attr]
+                "first": cell(left),
+                "second": cell(right),
+                "same": bool(left and right and left.passed == right.passed),
+            }
+        )
+    return {"first": total(first), "second": total(second), "cases": cases}
 
 
 def case_stats(values: list[float]) -> dict[str, float]:

@@ -21,7 +21,8 @@ from rich.table import Table
 from agents_app.apis_evals import EvalRunDetailSerializer
 from agents_app.eval_models import EvalCaseResult, EvalRun, EvalStatus
 from agents_app.evals.runner import eval_run_execute_here
-from agents_app.evals.services import eval_run_start, suite_get
+from agents_app.evals.services import eval_run_start, eval_runs_compare, suite_get
+from agents_app.models import ModelConfig
 from sessions_app.errors import EvalInvalid, UnknownEvalSuite
 
 _STYLE = {"passed": "green", "failed": "red", "error": "red", "partial": "yellow", "cancelled": "dim"}
@@ -34,6 +35,12 @@ class Command(BaseCommand):
         parser.add_argument("suites", nargs="+", metavar="SUITE", help="Suite slugs (or ids).")
         parser.add_argument("--json-output", metavar="FILE", help="Write the eval runs and their results as JSON.")
         parser.add_argument(
+            "--compare-models",
+            nargs=2,
+            metavar=("MODEL_A", "MODEL_B"),
+            help="Run each suite on two model configs (names) instead of the target's own, side by side.",
+        )
+        parser.add_argument(
             "--fail-under",
             type=float,
             metavar="SCORE",
@@ -41,7 +48,13 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args: Any, suites: list[str], json_output: str | None, fail_under: float | None, **options: Any
+        self,
+        *args: Any,
+        suites: list[str],
+        json_output: str | None,
+        fail_under: float | None,
+        compare_models: list[str] | None = None,
+        **options: Any,
     ) -> None:
         console = Console(file=self.stdout._out)  # type: ignore[attr-defined]
         if not console.is_terminal:
@@ -50,10 +63,19 @@ class Command(BaseCommand):
             chosen = [suite_get(slug) for slug in suites]
         except UnknownEvalSuite as exc:
             raise CommandError(str(exc), returncode=2) from None
+        models: list[ModelConfig | None] = [None]
+        if compare_models:
+            models = []
+            for name in compare_models:
+                model = ModelConfig.objects.filter(name=name).first()
+                if model is None:
+                    raise CommandError(f"No model config named {name!r}.", returncode=2)
+                models.append(model)
         runs: list[EvalRun] = []
-        for suite in chosen:
+        comparisons: list[dict[str, Any]] = []
+        for suite, model in [(suite, model) for suite in chosen for model in models]:
             try:
-                run = eval_run_start(suite=suite, trigger=EvalRun.Trigger.COMMAND, publish=False)
+                run = eval_run_start(suite=suite, trigger=EvalRun.Trigger.COMMAND, publish=False, model=model)
             except EvalInvalid as exc:
                 raise CommandError(f"{suite.slug}: {exc.detail}", returncode=2) from None
             with Progress(
@@ -71,8 +93,13 @@ class Command(BaseCommand):
 
                 runs.append(eval_run_execute_here(run, on_case=advance))
             console.print(_table(runs[-1]))
+            if compare_models and model is models[-1]:
+                comparisons.append(eval_runs_compare(runs[-2], runs[-1]))
+                console.print(_comparison_table(suite.slug, comparisons[-1]))
         if json_output:
-            data = [EvalRunDetailSerializer(run).data for run in runs]
+            data: Any = [EvalRunDetailSerializer(run).data for run in runs]
+            if compare_models:
+                data = {"eval_runs": data, "comparisons": comparisons}
             Path(json_output).write_text(json.dumps(data, indent=2, default=str))
         failed = [run for run in runs if not _ok(run, fail_under)]
         summary = ", ".join(f"{run.suite.slug}: {run.status} {_score(run)}" for run in runs)
@@ -80,6 +107,34 @@ class Command(BaseCommand):
             console.print(f"[red]FAILED[/red] {summary}")
             sys.exit(1)
         console.print(f"[green]OK[/green] {summary}")
+
+
+def _comparison_table(slug: str, comparison: dict[str, Any]) -> Table:
+    first, second = comparison["first"], comparison["second"]
+    table = Table(title=f"{slug}: {first['model']} vs {second['model']}")
+    for column in ("case", "kind", first["model"], second["model"], "same"):
+        table.add_column(column, overflow="fold")
+
+    def cell(side: dict[str, Any] | None) -> str:
+        if side is None:
+            return "-"
+        score = "" if side["score"] is None else f" {side['score']:g}"
+        return f"{side['status']}{score}"
+
+    for row in comparison["cases"]:
+        table.add_row(row["name"], row["kind"], cell(row["first"]), cell(row["second"]), "yes" if row["same"] else "NO")
+    table.add_row(
+        "total",
+        "",
+        f"{first['status']} {_pct(first['score'])}",
+        f"{second['status']} {_pct(second['score'])}",
+        "",
+    )
+    return table
+
+
+def _pct(score: float | None) -> str:
+    return "-" if score is None else f"{score:g}%"
 
 
 def _ok(run: EvalRun, fail_under: float | None) -> bool:
