@@ -280,8 +280,7 @@ def eval_run_cancel(run: EvalRun) -> EvalRun:
         EvalCaseResult.objects.filter(eval_run=run, status=EvalStatus.QUEUED).update(
             status=EvalStatus.CANCELLED, finished_at=now, reason="Cancelled before it ran."
         )
-    run.refresh_from_db()
-    return run
+    return eval_run_progress(eval_run_id=run.pk)  # the counts (a running case updates them when it stops)
 
 
 def eval_runs_delete(ids: Iterable[UUID | str]) -> int:
