@@ -8,7 +8,7 @@ from django.db import OperationalError
 
 from agents_app.engine.expiry import paused_runs_expire
 from agents_app.evals.runner import eval_case_execute
-from agents_app.evals.services import eval_schedules_run
+from agents_app.evals.services import eval_cases_sweep, eval_schedules_run
 from agents_app.hooks.executions import hook_execution_run, hook_executions_sweep
 from agents_app.idempotency import run_requests_purge
 
@@ -82,6 +82,6 @@ def eval_case_execute_task(self, result_id: int) -> str:
 
 @shared_task(name="agents_app.eval_schedules_run", ignore_result=True)
 def eval_schedules_run_task() -> int:
-    """Start the eval suites whose schedule is due (Celery beat, every few minutes). Idempotent
-    within a period: a suite's last scheduled run decides."""
-    return eval_schedules_run()
+    """Start the eval suites whose schedule is due, and bring back eval cases whose task was lost
+    (Celery beat, every few minutes). Idempotent within a period: a suite's last scheduled run decides."""
+    return eval_schedules_run() + eval_cases_sweep()

@@ -134,6 +134,10 @@ DEFAULTS: dict[str, Any] = {
     "EVALS_USER": "agentos-evals",
     "EVALS_MAX_RETRIES": 2,
     "EVALS_RETRY_SECONDS": 2.0,
+    # A case queued this long is published again (its message was lost); one running this long is
+    # presumed dead (its worker was killed) and queued again (agents_app.evals.services.eval_cases_sweep).
+    "EVALS_SWEEP_AFTER_SECONDS": 300.0,
+    "EVALS_CASE_LEASE_SECONDS": 1800.0,
     # agno's `POST /eval-runs` answers when its case is done, or after this many seconds (then with
     # the eval run as it stands, which `GET /eval-runs/{id}` polls).
     "EVALS_AGNO_WAIT_SECONDS": 300.0,

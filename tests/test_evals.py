@@ -357,3 +357,33 @@ def test_rest_starts_a_run_on_another_model_and_compares_two_runs(suite, judge, 
     assert r.status_code == 400 and set(r.json()) >= {"first", "second", "code"}
     r = client.post("/api/evals/maths/runs", {"model": 99999}, content_type="application/json")
     assert r.status_code == 400 and "model" in r.json()
+
+
+@override_settings(AGENTOS={"EVALS_MAX_RETRIES": 1})
+def test_the_sweep_brings_back_lost_cases_and_ends_dead_ones(suite, django_capture_on_commit_callbacks, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents_app.evals import services
+
+    published: list[list[int]] = []
+    monkeypatch.setattr(services, "eval_cases_publish", lambda *, result_ids, **kw: published.append(result_ids))
+    _case(suite, kind="performance", input="hi", position=0)
+    _case(suite, kind="performance", input="hi", position=1)
+    run = eval_run_start(suite=suite, publish=False, trigger="api")
+    lost, dead = run.results.order_by("position")
+    long_ago = timezone.now() - timedelta(hours=2)
+    EvalCaseResult.objects.filter(pk=dead.pk).update(status="running", started_at=long_ago, attempts=1)
+    assert services.eval_cases_sweep() == 1  # the dead one is queued again; the lost one is too recent
+    assert published == [[dead.pk]]
+    later = timezone.now() + timedelta(minutes=10)
+    EvalCaseResult.objects.filter(pk=dead.pk).update(status="running", started_at=long_ago, attempts=2)
+    assert services.eval_cases_sweep(now=later) == 2
+    assert published[-1] == [lost.pk]
+    dead.refresh_from_db()
+    assert (dead.status, dead.error) == ("error", "worker_lost")
+    EvalCaseResult.objects.filter(pk=lost.pk).update(status="passed", passed=True)
+    services.eval_run_progress(eval_run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == "partial"  # ended, not hanging

@@ -474,6 +474,50 @@ def eval_schedules_run(*, now: Any = None) -> int:
     return started
 
 
+def eval_cases_sweep(*, now: Any = None) -> int:
+    """Cases whose task was lost: queued longer than EVALS_SWEEP_AFTER_SECONDS (the message died
+    with an embedded worker's process) are published again; running longer than
+    EVALS_CASE_LEASE_SECONDS (the worker was killed mid-case) are queued again and published, or,
+    out of attempts, end `error` (so the eval run ends, never hangs). Beat and the embedded worker's
+    sweep call it with the schedules. Returns how many cases it touched."""
+    now = now or timezone.now()
+    live = ~Q(eval_run__status=EvalStatus.CANCELLED)
+    lease = timedelta(seconds=float(agentos_settings.EVALS_CASE_LEASE_SECONDS))
+    stale = list(
+        EvalCaseResult.objects.filter(live, status=EvalStatus.RUNNING, started_at__lt=now - lease).values_list(
+            "pk", "attempts", "eval_run_id"
+        )
+    )
+    republish = []
+    for pk, attempts, eval_run_id in stale:
+        if attempts <= int(agentos_settings.EVALS_MAX_RETRIES):
+            if EvalCaseResult.objects.filter(pk=pk, status=EvalStatus.RUNNING).update(status=EvalStatus.QUEUED):
+                republish.append(pk)
+            continue
+        if EvalCaseResult.objects.filter(pk=pk, status=EvalStatus.RUNNING).update(
+            status=EvalStatus.ERROR,
+            error="worker_lost",
+            reason="The worker running this case stopped, on every attempt.",
+            finished_at=now,
+        ):
+            eval_run_progress(eval_run_id=eval_run_id)
+    waited = timedelta(seconds=float(agentos_settings.EVALS_SWEEP_AFTER_SECONDS))
+    republish += list(
+        EvalCaseResult.objects.filter(
+            live, status=EvalStatus.QUEUED, eval_run__created_at__lt=now - waited, eval_run__trigger__in=_PUBLISHED
+        )
+        .exclude(pk__in=republish)
+        .values_list("pk", flat=True)[:500]
+    )
+    if republish:
+        eval_cases_publish(result_ids=republish)
+    return len({pk for pk, _, _ in stale} | set(republish))
+
+
+# Eval runs whose cases go through Celery (the command runs its own in the foreground).
+_PUBLISHED = [EvalRun.Trigger.API, EvalRun.Trigger.ADMIN, EvalRun.Trigger.SCHEDULE, EvalRun.Trigger.AGNO]
+
+
 def attempts_left(result: EvalCaseResult) -> bool:
     return result.attempts <= int(agentos_settings.EVALS_MAX_RETRIES)
 
