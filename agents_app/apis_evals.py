@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
+from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -49,6 +50,10 @@ POLL_SECONDS = 0.5
 # ---- serializers ---------------------------------------------------------------------------------------
 
 
+def _last_scores() -> Any:
+    return EvalRun.objects.filter(finished_at__isnull=False, score__isnull=False).order_by("-finished_at")
+
+
 class EvalSuiteSerializer(serializers.ModelSerializer):
     agent = serializers.SlugRelatedField(
         slug_field="slug", queryset=Agent.objects.all(), required=False, allow_null=True
@@ -84,15 +89,13 @@ class EvalSuiteSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at", "updated_at"]
 
     def get_case_count(self, suite: EvalSuite) -> int:
-        return suite.cases.count()
+        annotated = getattr(suite, "n_cases", None)  # the list's query annotates it (no query per suite)
+        return annotated if annotated is not None else suite.cases.count()
 
     def get_last_score(self, suite: EvalSuite) -> float | None:
-        return (
-            suite.eval_runs.filter(finished_at__isnull=False, score__isnull=False)
-            .order_by("-finished_at")
-            .values_list("score", flat=True)
-            .first()
-        )
+        if hasattr(suite, "last_finished_score"):
+            return suite.last_finished_score
+        return _last_scores().filter(suite=suite).values_list("score", flat=True).first()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """One active target (EvalInvalid on its field otherwise), and a pinned version that exists."""
@@ -287,7 +290,14 @@ class EvalSuiteViewSet(StrictInputMixin, viewsets.ModelViewSet):
     lookup_value_regex = "[-a-zA-Z0-9_]+"
 
     def get_queryset(self) -> Any:
-        return EvalSuite.objects.select_related("agent", "team", "workflow", "judge_model").order_by("slug")
+        return (
+            EvalSuite.objects.select_related("agent", "team", "workflow", "judge_model")
+            .annotate(
+                n_cases=Count("cases", distinct=True),
+                last_finished_score=Subquery(_last_scores().filter(suite=OuterRef("pk")).values("score")[:1]),
+            )
+            .order_by("slug")
+        )
 
     def get_object(self) -> EvalSuite:
         self.check_permissions(self.request)
