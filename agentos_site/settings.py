@@ -196,6 +196,8 @@ SPECTACULAR_SETTINGS = {
         "FinishedRunStatusEnum": ["completed", "error", "cancelled"],
         "RunOutputContentTypeEnum": ["str", "json"],
         "TextContentTypeEnum": ["str"],
+        "EvalCaseKindEnum": "agents_app.eval_models.EvalCase.Kind",
+        "EvalStatusEnum": "agents_app.eval_models.EvalStatus",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -239,6 +241,8 @@ AGENTOS = {
     # `auto`: a worker thread in each web process when the broker is memory:// (embedded mode).
     "HOOKS_EMBEDDED_WORKER": env.str("AGENTOS_HOOKS_EMBEDDED_WORKER", default="auto"),
     "HOOKS_JUDGE_MODEL": env.str("AGENTOS_HOOKS_JUDGE_MODEL", default=""),
+    # The model that judges evals (a ModelConfig name; docs/evals.md).
+    "EVALS_JUDGE_MODEL": env.str("AGENTOS_EVALS_JUDGE_MODEL", default=""),
     # How often the hook sweep runs (beat and the embedded worker): a dead worker's hook runs again
     # within its lease (timeout + HOOKS_LEASE_GRACE_SECONDS) plus this.
     "HOOKS_SWEEP_INTERVAL_SECONDS": env.float("AGENTOS_HOOKS_SWEEP_INTERVAL_SECONDS", default=15.0),
@@ -324,6 +328,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "agents_app.paused_runs_expire",
         "schedule": AGENTOS["APPROVALS_SWEEP_INTERVAL_SECONDS"],
         "options": {"expires": AGENTOS["APPROVALS_SWEEP_INTERVAL_SECONDS"]},
+    },
+    # Start the eval suites whose schedule (nightly, ...) is due (docs/evals.md).
+    "agentos-eval-schedules": {
+        "task": "agents_app.eval_schedules_run",
+        "schedule": 300.0,
+        "options": {"expires": 300.0},
     },
     # Forget Idempotency-Keys older than AGENTOS_IDEMPOTENCY_SECONDS.
     "agentos-run-requests-purge": {

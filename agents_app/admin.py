@@ -14,6 +14,7 @@ from django.urls import path
 
 from agents_app import (
     admin_approvals,  # noqa: F401 - registers the approvals inbox
+    admin_evals,  # noqa: F401 - registers the evals' admin
     admin_tokens,  # noqa: F401 - registers the API tokens' admin
 )
 from agents_app.admin_hooks import AgentHookInline, TeamHookInline, unknown_hooks

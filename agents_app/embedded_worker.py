@@ -92,6 +92,10 @@ def _sweep(app: Any) -> None:
         app.tasks["agents_app.run_requests_purge"]()  # Idempotency-Keys past IDEMPOTENCY_SECONDS
     except Exception:
         logger.exception("The embedded worker's purge of old Idempotency-Keys failed")
+    try:
+        app.tasks["agents_app.eval_schedules_run"]()  # eval suites whose schedule is due
+    except Exception:
+        logger.exception("The embedded worker's start of scheduled eval suites failed")
     finally:
         connections.close_all()  # this thread's connections: hold none while asleep
 

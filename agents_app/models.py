@@ -1092,3 +1092,7 @@ class ConfigVersion(models.Model):
     @property
     def runnable(self) -> Any:
         return getattr(self, self.kind)
+
+
+# The eval models (a module of their own; imported here so Django registers them).
+from agents_app.eval_models import EvalCase, EvalCaseResult, EvalRun, EvalSuite  # noqa: E402, F401

@@ -7,6 +7,8 @@ from celery import shared_task
 from django.db import OperationalError
 
 from agents_app.engine.expiry import paused_runs_expire
+from agents_app.evals.runner import eval_case_execute
+from agents_app.evals.services import eval_cases_sweep, eval_schedules_run
 from agents_app.hooks.executions import hook_execution_run, hook_executions_sweep
 from agents_app.idempotency import run_requests_purge
 
@@ -54,3 +56,32 @@ def paused_runs_expire_task() -> int:
 def run_requests_purge_task() -> int:
     """Forget Idempotency-Keys older than IDEMPOTENCY_SECONDS (Celery beat, hourly). Idempotent."""
     return run_requests_purge()
+
+
+@shared_task(
+    bind=True,
+    name="agents_app.eval_case_execute",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=None,  # attempts are counted (and bounded) in the database, per case
+)
+def eval_case_execute_task(self, result_id: int) -> str:
+    """Run one case of an eval run (EvalCaseResult `result_id`); idempotent (docs/evals.md). A judge
+    model's retryable failure is delivered again after a backoff, up to EVALS_MAX_RETRIES."""
+    try:
+        delivery = eval_case_execute(result_id=result_id)
+    except OperationalError as exc:
+        if self.request.retries >= DB_ERROR_RETRIES:
+            raise
+        raise self.retry(exc=exc, countdown=min(0.2 * 2**self.request.retries, 10.0)) from exc
+    if delivery.retry_in is not None:
+        raise self.retry(countdown=max(delivery.retry_in, 0.0))
+    return delivery.status
+
+
+@shared_task(name="agents_app.eval_schedules_run", ignore_result=True)
+def eval_schedules_run_task() -> int:
+    """Start the eval suites whose schedule is due, and bring back eval cases whose task was lost
+    (Celery beat, every few minutes). Idempotent within a period: a suite's last scheduled run decides."""
+    return eval_schedules_run() + eval_cases_sweep()

@@ -5,6 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from agents_app.apis import AgentViewSet, ModelConfigViewSet, RunApi, TeamViewSet, WorkflowViewSet
 from agents_app.apis_approvals import RunContinueApi
+from agents_app.apis_evals import EvalCaseViewSet, EvalCompareApi, EvalRunEventsApi, EvalRunViewSet, EvalSuiteViewSet
 from agents_app.apis_runs import RunCancelApi, RunEventsApi
 from agents_app.apis_tokens import ApiTokenViewSet
 from agents_app.apis_usage import UsageApi
@@ -19,6 +20,11 @@ router.register("models", ModelConfigViewSet, basename="modelconfig")
 router.register("teams", TeamViewSet, basename="team")
 router.register("workflows", WorkflowViewSet, basename="workflow")
 router.register("tokens", ApiTokenViewSet, basename="token")
+router.register("evals", EvalSuiteViewSet, basename="evalsuite")
+router.register(r"evals/(?P<suite>[-a-zA-Z0-9_]+)/cases", EvalCaseViewSet, basename="evalcase")
+_eval_runs = EvalRunViewSet.as_view({"get": "list", "post": "create"})
+_eval_run = EvalRunViewSet.as_view({"get": "retrieve", "delete": "destroy"})
+_eval_run_cancel = EvalRunViewSet.as_view({"post": "cancel"})
 
 urlpatterns = [
     # One run view; the kind comes from the URL.
@@ -40,5 +46,11 @@ urlpatterns = [
         )
         for kind in KINDS
     ),
+    # Evals (docs/evals.md): a suite's eval runs, each case on Celery.
+    path("evals/<slug:suite>/runs", _eval_runs, name="evalrun-list"),
+    path("evals/<slug:suite>/compare", EvalCompareApi.as_view(), name="evalrun-compare"),
+    path("evals/<slug:suite>/runs/<uuid:eval_run_id>", _eval_run, name="evalrun-detail"),
+    path("evals/<slug:suite>/runs/<uuid:eval_run_id>/cancel", _eval_run_cancel, name="evalrun-cancel"),
+    path("evals/<slug:suite>/runs/<uuid:eval_run_id>/events", EvalRunEventsApi.as_view(), name="evalrun-events"),
     *router.urls,
 ]

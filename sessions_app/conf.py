@@ -126,6 +126,21 @@ DEFAULTS: dict[str, Any] = {
     "HOOKS_JUDGE_MODEL": "",
     # The topics tracker keeps at most this many topics in the session state.
     "HOOKS_MAX_TOPICS": 30,
+    # Evals (docs/evals.md): the judge model (a ModelConfig name; empty: the suite's judge, else the
+    # target's own model), the user eval runs run as (created if missing, cannot sign in), how often
+    # a case whose model call failed is tried again and after how long (scheduled suites: Celery
+    # beat's entry agentos-eval-schedules, and the embedded worker's sweep).
+    "EVALS_JUDGE_MODEL": "",
+    "EVALS_USER": "agentos-evals",
+    "EVALS_MAX_RETRIES": 2,
+    "EVALS_RETRY_SECONDS": 2.0,
+    # A case queued this long is published again (its message was lost); one running this long is
+    # presumed dead (its worker was killed) and queued again (agents_app.evals.services.eval_cases_sweep).
+    "EVALS_SWEEP_AFTER_SECONDS": 300.0,
+    "EVALS_CASE_LEASE_SECONDS": 1800.0,
+    # agno's `POST /eval-runs` answers when its case is done, or after this many seconds (then with
+    # the eval run as it stands, which `GET /eval-runs/{id}` polls).
+    "EVALS_AGNO_WAIT_SECONDS": 300.0,
     # Telemetry and feature flags (used by telemetry_app and by alpha features).
     "API_RUNTIME": "prd",
     "ALPHA_FEATURES": False,

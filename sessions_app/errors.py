@@ -112,6 +112,35 @@ class ForbiddenError(DomainError):
     default_detail = "You do not have permission to perform this action."
 
 
+class EvalInvalid(DomainError):
+    """An eval suite or case that cannot be (agents_app.evals): the body names the field at fault."""
+
+    code = "invalid_eval"
+    status = 400
+    default_detail = "This eval suite or case is not valid."
+
+    def __init__(self, detail: str = "", *, field: str, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.field = field
+
+
+class UnknownEvalSuite(NotFoundError):
+    code = "unknown_eval_suite"
+    default_detail = "No eval suite with this id."
+
+
+class UnknownEvalRun(NotFoundError):
+    code = "unknown_eval_run"
+    default_detail = "No eval run with this id."
+
+
+class EvalRunFinished(ConflictError):
+    """Cancelling an eval run that has already ended."""
+
+    code = "eval_run_finished"
+    default_detail = "This eval run has already ended."
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One failure, ready to render on any edge."""

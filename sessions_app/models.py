@@ -59,6 +59,9 @@ class Session(ComponentMixin, models.Model):
     ended_at = models.DateTimeField(
         null=True, blank=True, help_text="An ended session is kept and readable but takes no more messages."
     )
+    is_eval = models.BooleanField(
+        default=False, help_text="Holds the runs of an eval (agents_app.evals): kept out of users' session lists."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -40,7 +40,7 @@ def session_list_for_user(
     it, ignoring case (people remember what they asked, not what the session was called); only
     sessions of the runnables `allowed` (the request's scope, sessions_app.access)."""
     qs = (
-        Session.objects.filter(allowed.session_q(), user=user)
+        Session.objects.filter(allowed.session_q(), user=user, is_eval=False)
         .select_related("agent", "team", "workflow")
         .annotate(**_session_totals())
     )

@@ -330,3 +330,66 @@ def collected_events(*, since: dt.datetime, until: dt.datetime) -> list[Collecte
         .order_by("-events", "sender__name", "site_id")[:50]
     )
     return [CollectedRow(sender=r.pop("sender__name"), **r) for r in rows]
+
+
+@dataclass(frozen=True)
+class EvalSuiteRow:
+    slug: str
+    name: str
+    target: str
+    last_status: str
+    last_score: float | None
+    previous_score: float | None
+    regressed: bool
+    last_run_at: dt.datetime | None
+    trend: list[float] = field(default_factory=list)  # the last scores, oldest first
+
+
+EVAL_TREND_RUNS = 10
+
+
+def eval_suites_summary() -> list[EvalSuiteRow]:
+    """The dashboard's Evals section: every eval suite with its last eval run's status and score and
+    its last scores (the trend). The models are agents_app's, found through the app registry (this
+    app imports nothing of agents_app); an empty list without them."""
+    from django.apps import apps
+
+    try:
+        suite_model = apps.get_model("agents_app", "EvalSuite")
+        run_model = apps.get_model("agents_app", "EvalRun")
+    except LookupError:
+        return []
+    from django.db.models import F, Window
+    from django.db.models.functions import RowNumber
+
+    suites = list(suite_model.objects.select_related("agent", "team", "workflow").order_by("slug")[:200])
+    recent: dict[int, list[dict[str, Any]]] = {}
+    # The last EVAL_TREND_RUNS finished eval runs of every suite, in one query.
+    ranked = (
+        run_model.objects.filter(suite__in=suites, finished_at__isnull=False)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("suite_id")], order_by=F("finished_at").desc()))
+        .filter(rank__lte=EVAL_TREND_RUNS)
+        .values("suite_id", "status", "score", "previous_score", "regressed", "finished_at")
+        .order_by("suite_id", "-finished_at")
+    )
+    for run in ranked:
+        recent.setdefault(run["suite_id"], []).append(run)
+    rows = []
+    for suite in suites:
+        runs = recent.get(suite.pk, [])
+        last = runs[0] if runs else {}
+        target = suite.agent or suite.team or suite.workflow
+        rows.append(
+            EvalSuiteRow(
+                slug=suite.slug,
+                name=suite.name,
+                target=f"{suite.target_kind}: {getattr(target, 'slug', '?')}",
+                last_status=last.get("status", ""),
+                last_score=last.get("score"),
+                previous_score=last.get("previous_score"),
+                regressed=bool(last.get("regressed")),
+                last_run_at=last.get("finished_at"),
+                trend=[r["score"] for r in reversed(runs) if r["score"] is not None],
+            )
+        )
+    return rows

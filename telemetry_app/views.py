@@ -22,6 +22,7 @@ from telemetry_app.selectors import (
     RunMetrics,
     collected_events,
     cost_metrics,
+    eval_suites_summary,
     run_metrics,
 )
 
@@ -141,6 +142,7 @@ def dashboard(request: HttpRequest) -> TemplateResponse:
         "telemetry_on": telemetry_enabled(),
         "alpha": alpha,
         "collected": collected_events(since=metrics.since, until=metrics.until) if alpha else None,
+        "evals": eval_suites_summary(),
     }
     return TemplateResponse(request, "telemetry_app/dashboard.html", context)
 

@@ -38,6 +38,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from agentos_site.asgi import application
+from agents_app.eval_models import EvalCase, EvalSuite
+from agents_app.evals.services import eval_run_start
 from agents_app.models import ModelConfig
 from agents_app.runs import arun_agent, run_agent
 from sessions_app.models import Memory
@@ -75,6 +77,9 @@ PATH_PARAMETER_KINDS = {
     "workflow_id": "workflows",
     "memory_id": "memories",
     "token_id": "tokens",
+    "suite": "suites",
+    "case_id": "cases",
+    "eval_run_id": "eval_runs",
 }
 RUN_OPERATIONS = (
     "POST /api/agents/{agent_id}/runs",
@@ -148,6 +153,9 @@ def acting_token(request: Any, db: Any) -> Iterator[str]:
     their_memory = Memory.objects.create(user=other, memory="Likes coffee.", topics=["drinks"])
     my_token, _ = token_create(user=actor, name="mine", agents=["fuzz-agent"], expires_at=None)
     their_token, _ = token_create(user=other, name="theirs", expires_at=None)
+    suite = EvalSuite.objects.create(slug="fuzz-suite", name="Fuzz suite", agent=agent)
+    case = EvalCase.objects.create(suite=suite, kind="performance", input="hello")
+    eval_run = eval_run_start(suite=suite, publish=False)
     SEEDED.update(
         agents=["fuzz-agent", "fuzz-agent", "fuzz-inactive"],  # the active agent twice: run it more often
         models=[model.pk],
@@ -161,6 +169,9 @@ def acting_token(request: Any, db: Any) -> Iterator[str]:
         team_lists=[["fuzz-team"]],
         expiries=[None, "2999-01-01T00:00:00Z"],
         stream=[True],
+        suites=["fuzz-suite", "fuzz-suite", "nope"],
+        cases=[case.pk],
+        eval_runs=[str(eval_run.pk)],
         usernames=[actor.username],
         passwords=[PASSWORD],
     )

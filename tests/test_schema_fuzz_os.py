@@ -36,6 +36,8 @@ from schemathesis.specs.openapi.checks import (
 
 from agentos_site.asgi import application
 from agents_app.agno_compat import urls as compat_urls
+from agents_app.eval_models import EvalCase, EvalSuite
+from agents_app.evals.services import eval_run_start
 from agents_app.models import ModelConfig
 from agents_app.runs import run_agent, run_team, run_workflow
 from sessions_app.models import Memory, Run
@@ -70,6 +72,7 @@ PATH_PARAMETER_KINDS = {
     "session_id": "sessions",
     "run_id": "runs",
     "memory_id": "memories",
+    "eval_run_id": "eval_runs",
 }
 RUN_BODY_KINDS = {"session_id": "sessions", "stream": "stream"}
 KEEP = object()
@@ -130,6 +133,15 @@ def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _eval_cases_not_run(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The eval routes' shapes are what is fuzzed here: their cases are queued, not run (a worker
+    # thread running them would outlive the test item; tests/test_agno_compat_evals.py runs them),
+    # and `POST /os/eval-runs` answers at once instead of waiting for its case.
+    settings.AGENTOS = {**settings.AGENTOS, "EVALS_AGNO_WAIT_SECONDS": 0}
+    monkeypatch.setattr("agents_app.evals.services.eval_cases_publish", lambda **kwargs: 0)
+
+
 @pytest.fixture(params=["user", "staff"])
 def acting_token(request: Any, scripted_model: Any) -> Iterator[str]:
     """Seeds two users; an agent, a team (collaborating: its members run too) and a workflow on the
@@ -160,6 +172,9 @@ def acting_token(request: Any, scripted_model: Any) -> Iterator[str]:
     theirs = run_agent(agent_id=agent.slug, user=other, message="hello")
     my_memory = Memory.objects.create(user=actor, memory="Likes tea.", topics=["drinks"])
     their_memory = Memory.objects.create(user=other, memory="Likes coffee.", topics=["drinks"])
+    suite = EvalSuite.objects.create(slug="fuzz-suite", name="Fuzz suite", agent=agent)
+    EvalCase.objects.create(suite=suite, kind="performance", input="hello")
+    eval_run = eval_run_start(suite=suite, publish=False)
     SEEDED.update(
         agents=["fuzz-agent", "fuzz-agent", "fuzz-inactive"],  # the active agent twice: run it more often
         teams=["fuzz-team", "fuzz-team", "nope"],
@@ -169,6 +184,7 @@ def acting_token(request: Any, scripted_model: Any) -> Iterator[str]:
         runs=[str(mine.run_id), my_team["run_id"], my_workflow["run_id"], str(theirs.run_id)],
         memories=[str(my_memory.pk), str(their_memory.pk)],
         stream=[True, False],
+        eval_runs=[str(eval_run.pk)],
     )
     STATUSES.clear()
     yield Token.objects.create(user=actor).key
@@ -240,7 +256,7 @@ def test_the_document_is_valid_openapi_and_lists_every_route():
         if route and route != "openapi.json":
             served.add("/os/" + route.replace("<slug:", "{").replace("<str:", "{").replace(">", "}"))
     assert documented == served
-    assert sum(len(ops) for ops in raw["paths"].values()) == 29  # the team continue route added
+    assert sum(len(ops) for ops in raw["paths"].values()) == 34  # 28, the team continue route, agno's eval-runs
     assert not [p for p in raw["paths"] if not p.startswith("/os/")]
 
 

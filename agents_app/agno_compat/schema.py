@@ -130,6 +130,7 @@ class AgnoValidationErrorSerializer(serializers.Serializer):
 _ERRORS: dict[int, tuple[Any, str]] = {
     400: (AgnoErrorSerializer, "A body that cannot be parsed (malformed JSON or multipart, too many fields)."),
     401: (AgnoErrorSerializer, "Not authenticated: no token, or an unknown one (`Authorization: Bearer <token>`)."),
+    403: (AgnoErrorSerializer, "Not allowed: staff only (the eval runs)."),
     404: (AgnoErrorSerializer, "No such object, or not yours."),
     409: (AgnoErrorSerializer, "Conflict with the current state."),
     413: (AgnoErrorSerializer, "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE."),

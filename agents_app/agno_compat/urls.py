@@ -7,7 +7,7 @@ checked in the views, so an id that cannot exist is a JSON 404 like any unknown 
 
 from django.urls import path, re_path
 
-from agents_app.agno_compat import continue_views, views
+from agents_app.agno_compat import continue_views, eval_views, views
 from agents_app.agno_compat.schema import OpenApiView
 from agents_app.engine.protocol import KINDS
 
@@ -55,6 +55,9 @@ urlpatterns = [
     path("memories", views.MemoryListView.as_view(), name="memories"),
     path("memories/<str:memory_id>", views.MemoryDetailView.as_view(), name="memory"),
     path("memory_topics", views.MemoryTopicsView.as_view(), name="memory-topics"),
+    # Evals (docs/evals.md#agnos-api).
+    path("eval-runs", eval_views.EvalRunListView.as_view(), name="eval-runs"),
+    path("eval-runs/<str:eval_run_id>", eval_views.EvalRunDetailView.as_view(), name="eval-run"),
     # Anything else under the prefix: FastAPI's JSON 404 (with our code), as agno's server answers.
     # This API's OpenAPI document (agno's server serves its own at /openapi.json).
     path("openapi.json", OpenApiView.as_view(routes=__name__), name="openapi"),

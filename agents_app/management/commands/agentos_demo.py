@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
-from agents_app.models import Agent, ModelConfig, Team, TeamMember, Workflow, WorkflowStep
+from agents_app.models import Agent, EvalCase, EvalSuite, ModelConfig, Team, TeamMember, Workflow, WorkflowStep
 from sessions_app.progress import Progress, progress
 
 
@@ -62,9 +62,59 @@ class Command(BaseCommand):
             bar.log("Created the demo workflow 'demo-workflow' (an agent step, then a function step).")
         bar.advance()
 
+    def _eval_suite(self, agent: Agent, bar: Progress) -> None:
+        """An eval suite on the demo agent that passes on the offline model (docs/evals.md): the
+        offline model calls the calculator for arithmetic, and, as the judge, fills the verdict's
+        schema (a demo of the machinery, not a measure of quality)."""
+        suite, created = EvalSuite.objects.get_or_create(
+            slug="demo-evals",
+            defaults={"name": "Demo evals", "description": "Runs on the offline model.", "agent": agent},
+        )
+        if not created:
+            bar.advance()
+            return
+        EvalCase.objects.create(
+            suite=suite,
+            position=0,
+            name="uses the calculator",
+            kind=EvalCase.Kind.RELIABILITY,
+            input="What is 6*7?",
+            expected_tool_calls=[{"name": "calculator", "arguments": {"expression": "6*7"}}],
+        )
+        EvalCase.objects.create(
+            suite=suite,
+            position=1,
+            name="answers 42",
+            kind=EvalCase.Kind.ACCURACY,
+            input="What is 6*7?",
+            expected_output="42",
+            iterations=2,
+        )
+        EvalCase.objects.create(
+            suite=suite,
+            position=2,
+            name="is polite",
+            kind=EvalCase.Kind.AGENT_AS_JUDGE,
+            input="Say hello.",
+            criteria="The answer greets the user.",
+            scoring=EvalCase.Scoring.BINARY,
+        )
+        EvalCase.objects.create(
+            suite=suite,
+            position=3,
+            name="answers fast",
+            kind=EvalCase.Kind.PERFORMANCE,
+            input="hello",
+            iterations=5,
+            warmup=1,
+            threshold=5.0,
+        )
+        bar.log("Created the eval suite 'demo-evals': manage.py agentos_eval demo-evals")
+        bar.advance()
+
     def handle(self, *args: Any, username: str, password: str, email: str, **options: Any) -> None:
-        # Five steps (a progress bar on a terminal; plain lines otherwise, as scripts parse them).
-        with progress(self.stdout, "Setting up the demo", total=5) as bar:
+        # Six steps (a progress bar on a terminal; plain lines otherwise, as scripts parse them).
+        with progress(self.stdout, "Setting up the demo", total=6) as bar:
             token = self._create(bar, username, password, email)
         self.stdout.write(f"API token for {username!r}: {token.key}")
         self.stdout.write(
@@ -109,4 +159,5 @@ class Command(BaseCommand):
             bar.log("Created the demo agent 'demo' on the offline model.")
         bar.advance()
         self._team_and_workflow(model, _agent, bar)
+        self._eval_suite(_agent, bar)
         return token
