@@ -84,6 +84,11 @@ DEFAULTS: dict[str, Any] = {
     # agno AgentOS compatible API (agents_app.agno_compat): the URL prefix it is served under
     # ("os" -> /os/agents, ...; "" serves it at the site root like agno's server; None: not served).
     "AGNO_COMPAT_PREFIX": "os",
+    # Let callers without a token read the agno routes that describe what this site serves
+    # (/config, /health, /info, and the agent, team and workflow lists and details), as agno's
+    # RemoteAgent / RemoteTeam / RemoteWorkflow do. Never runs, sessions or memories. Off: a token
+    # is needed (docs/configuration.md has the risk).
+    "OS_PUBLIC_READ": False,
     # Deprecated: browser origins allowed to call the agno routes. CORS is django-cors-headers' now
     # (CORS_ALLOWED_ORIGINS, docs/deployment.md#cors); origins listed here are still allowed on the
     # agno routes when the site runs its middleware (agents_app.cors), with a warning (agentos.W003).

@@ -56,6 +56,11 @@ class Session(ComponentMixin, models.Model):
         null=True, blank=True, help_text="The summary covers the completed runs created up to this time."
     )
     summary_updated_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The client's own data about the session (agno's session metadata); the site never reads it.",
+    )
     ended_at = models.DateTimeField(
         null=True, blank=True, help_text="An ended session is kept and readable but takes no more messages."
     )

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -168,6 +168,7 @@ def _run_start(
     with transaction.atomic():
         overflow = False
         history: list[dict[str, Any]] = []
+        created = False
         if session_id is None:
             initial = getattr(component, "initial_session_state", None)
             state = copy.deepcopy(initial) if isinstance(initial, dict) else {}
@@ -180,7 +181,9 @@ def _run_start(
             # serialized, and the busy check below sees the other's committed run. Same query count
             # as a plain lookup: the busy check is an EXISTS on the lookup itself.
             if not Session.objects.filter(pk=session_id, user=user, **owner).update(updated_at=now):
-                raise SessionNotFound(f"No session {session_id} for {kind} {component.slug!r}.", session_id=session_id)
+                created = _session_create_chosen(
+                    session_id=session_id, kind=kind, owner=owner, component=component, user=user, message=message
+                )
             session = (
                 Session.objects.filter(pk=session_id)
                 .annotate(busy=Exists(_running_runs(OuterRef("pk"), now)), paused=Exists(_paused_runs(OuterRef("pk"))))
@@ -208,8 +211,7 @@ def _run_start(
                     policy=getattr(component, "paused_session_policy", "reject"),
                     paused_run_ids=paused,
                 )
-            created = False
-            if history_runs is not None:
+            if history_runs is not None and not created:
                 window = session_history(
                     session_id=session.pk,
                     runs=history_runs,
@@ -241,6 +243,30 @@ def _run_start(
         history_overflow=overflow,
         image_files=written,
     )
+
+
+def _session_create_chosen(
+    *, session_id: UUID, kind: str, owner: dict[str, Any], component: Any, user: Any, message: str
+) -> bool:
+    """agno's client-chosen session ids: a run naming an id no session has creates that session,
+    for this user and component (True). An id that is taken (by another user, or by this user's
+    session of another agent, team or workflow) is SessionNotFound, the same answer as for an id
+    that names nothing, so it reveals nothing about the other session. Two creators of one id race
+    on the primary key: the loser's insert fails in its savepoint, and it then finds the winner's
+    session if it is its own (False: an existing session), else SessionNotFound. Called inside
+    `_run_start`'s transaction, after the ownership UPDATE found nothing."""
+    initial = getattr(component, "initial_session_state", None)
+    state = copy.deepcopy(initial) if isinstance(initial, dict) else {}
+    try:
+        with transaction.atomic():
+            Session(pk=session_id, user=user, name=_session_name(message), state=state, **owner).save(force_insert=True)
+        return True
+    except IntegrityError:
+        if Session.objects.filter(pk=session_id, user=user, **owner).update(updated_at=timezone.now()):
+            return False
+        raise SessionNotFound(
+            f"No session {session_id} for {kind} {component.slug!r}.", session_id=session_id
+        ) from None
 
 
 def run_finish(
@@ -365,6 +391,78 @@ def session_rename(*, session: Session, name: str) -> Session:
     session.name = name
     session.save(update_fields=["name", "updated_at"])
     return session
+
+
+class SessionIdTaken(ConflictError):
+    """A session created with a client-chosen id that is already taken. One answer whether the
+    session is the caller's or someone else's, so it confirms nothing about another user's."""
+
+    code = "session_exists"
+    default_detail = "A session with this id already exists."
+
+
+def session_create(
+    *,
+    user: Any,
+    kind: str,
+    component: Any,
+    session_id: UUID | None = None,
+    name: str = "",
+    state: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Session:
+    """An empty session of `component` (an agent, team or workflow of `kind`) for `user`, before any
+    run (agno's `POST /sessions`): with the client's `session_id` when given (SessionIdTaken if it
+    is taken), `state` or else the component's initial state."""
+    if state is None:
+        initial = getattr(component, "initial_session_state", None)
+        state = copy.deepcopy(initial) if isinstance(initial, dict) else {}
+    session = Session(user=user, name=name, state=state, metadata=metadata or {}, **{kind: component})
+    if session_id is not None:
+        session.pk = session_id
+    try:
+        with transaction.atomic():
+            session.save(force_insert=True)
+    except IntegrityError:
+        raise SessionIdTaken() from None
+    return session
+
+
+def session_update(
+    *,
+    session: Session,
+    name: str | None = None,
+    state: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    summary: str | None = None,
+) -> Session:
+    """Replace what is given of a session's name, state, metadata and summary (agno's `PATCH
+    /sessions/{id}`: each given field replaces the stored one; None leaves it). A summary set by
+    hand covers the runs so far, as the summarizer's would."""
+    fields = ["updated_at"]
+    if name is not None:
+        session.name, fields = name, [*fields, "name"]
+    if state is not None:
+        session.state, fields = state, [*fields, "state"]
+    if metadata is not None:
+        session.metadata, fields = metadata, [*fields, "metadata"]
+    if summary is not None:
+        now = timezone.now()
+        session.summary, session.summary_updated_at = summary, now
+        session.summary_until = now if summary else None
+        fields += ["summary", "summary_updated_at", "summary_until"]
+    session.save(update_fields=fields)
+    return session
+
+
+def sessions_delete(*, sessions: Any) -> int:
+    """Delete several sessions (a queryset, already limited to the caller's) with their runs and
+    images, in one transaction; how many were deleted."""
+    with transaction.atomic():
+        ids = list(sessions.values_list("pk", flat=True))
+        if ids:
+            runs_delete(runs=Run.objects.filter(session_id__in=ids), then=Session.objects.filter(pk__in=ids).delete)
+    return len(ids)
 
 
 def session_delete(*, session: Session) -> None:

@@ -431,6 +431,7 @@ class SessionDetailSerializer(serializers.Serializer):
     session_data = serializers.DictField(required=False)
     metrics = serializers.DictField(required=False)
     chat_history = serializers.ListField(child=serializers.DictField(), required=False)
+    metadata = serializers.DictField(required=False)
     created_at = serializers.CharField()
     updated_at = serializers.CharField()
 
@@ -478,6 +479,53 @@ class MemoryPageSerializer(serializers.Serializer):
 
 class EmptySerializer(serializers.Serializer):
     """`{}`."""
+
+
+class RunPreviewSerializer(serializers.Serializer):
+    """agno's `SessionRunPreviewSchema`: input and output cut to 280 characters."""
+
+    run_id = serializers.CharField()
+    parent_run_id = serializers.CharField(required=False)
+    agent_id = serializers.CharField(required=False)
+    team_id = serializers.CharField(required=False)
+    workflow_id = serializers.CharField(required=False)
+    user_id = serializers.CharField()
+    status = serializers.CharField()
+    run_input = serializers.CharField(required=False)
+    content_preview = serializers.CharField(required=False)
+    created_at = serializers.CharField()
+
+
+class McpInfoSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    tool_run_endpoint = serializers.BooleanField()
+
+
+class InfoSerializer(serializers.Serializer):
+    """agno's `InfoResponse`."""
+
+    os_id = serializers.CharField()
+    name = serializers.CharField()
+    os_version = serializers.CharField()
+    agno_version = serializers.CharField()
+    agent_count = serializers.IntegerField()
+    team_count = serializers.IntegerField()
+    workflow_count = serializers.IntegerField()
+    mcp = McpInfoSerializer()
+    auth_mode = serializers.CharField()
+
+
+class UserStatsSerializer(serializers.Serializer):
+    """agno's `UserStatsSchema`."""
+
+    user_id = serializers.CharField()
+    total_memories = serializers.IntegerField()
+    last_memory_updated_at = serializers.CharField(required=False)
+
+
+class UserStatsPageSerializer(serializers.Serializer):
+    data = UserStatsSerializer(many=True)
+    meta = PageMetaSerializer()
 
 
 # ---- The document's view -------------------------------------------------------------------------

@@ -50,6 +50,19 @@ urlpatterns = [
     path("memories", views.MemoryListView.as_view(), name="memories"),
     path("memories/<str:memory_id>", views.MemoryDetailView.as_view(), name="memory"),
     path("memory_topics", views.MemoryTopicsView.as_view(), name="memory-topics"),
+    # agno parity (issue 20): run previews, a component's runs, /info, memory statistics.
+    path("sessions/<str:session_id>/run-previews", views.SessionRunPreviewsView.as_view(), name="session-run-previews"),
+    *(
+        path(
+            f"{kind}s/<str:component_id>/runs/<str:run_id>",
+            views.ComponentRunDetailView.as_view(),
+            {"kind": kind},
+            name=f"{kind}-run",
+        )
+        for kind in KINDS
+    ),
+    path("info", views.InfoView.as_view(), name="info"),
+    path("user_memory_stats", views.UserMemoryStatsView.as_view(), name="user-memory-stats"),
     # Anything else under the prefix: FastAPI's JSON 404 (with our code), as agno's server answers.
     # This API's OpenAPI document (agno's server serves its own at /openapi.json).
     path("openapi.json", OpenApiView.as_view(routes=__name__), name="openapi"),

@@ -25,7 +25,7 @@ from django.http import HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, ParseError, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -56,13 +56,22 @@ from sessions_app.services import (
     memory_create,
     memory_delete,
     memory_update,
+    session_create,
     session_delete,
     session_rename,
+    session_update,
+    sessions_delete,
 )
 
 STARTED_AT = datetime.now(UTC)
 SORT_FIELDS = {"created_at": "created_at", "updated_at": "updated_at", "session_name": "name"}
 MAX_PAGE_SIZE = 100
+
+
+class BadRequest(ParseError):
+    """agno's 400 for a request it understands but refuses (e.g. lists of different lengths)."""
+
+    default_code = "bad_request"
 
 
 def _parse_uuid(value: str, what: str) -> UUID:
@@ -118,6 +127,20 @@ class AgnoView(AsyncAPIView):
             exc.agno_where = "query"  # type: ignore[attr-defined]
             raise
         return serializer.validated_data
+
+
+class PublicReadOrAuthenticated(permissions.BasePermission):
+    """A token, or, where the operator allows it (AGENTOS["OS_PUBLIC_READ"]), none for a read: what
+    agno's RemoteAgent / RemoteTeam / RemoteWorkflow read without headers. Only on the views that
+    describe the site (never runs, sessions or memories); an anonymous caller sees the active,
+    unrestricted agents, teams and workflows only."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        from sessions_app.conf import agentos_settings
+
+        if request.user and request.user.is_authenticated:
+            return True
+        return bool(agentos_settings.OS_PUBLIC_READ) and request.method in permissions.SAFE_METHODS
 
 
 @csrf_exempt  # a 404 whatever the method (it changes nothing)
@@ -186,6 +209,8 @@ def _workflows_json(request: Any) -> list[dict[str, Any]]:
     get=extend_schema(summary="What this OS serves", responses={200: doc.ConfigSerializer, **doc.agno_errors(401)}),
 )
 class ConfigView(PreparedGet, AgnoView):
+    permission_classes = [PublicReadOrAuthenticated]
+
     def prepare_get(self, request: Any) -> dict[str, Any]:
         return s.config_json(
             _runnable_agents(request),
@@ -202,6 +227,8 @@ class ConfigView(PreparedGet, AgnoView):
     ),
 )
 class AgentListView(PreparedGet, AgnoView):
+    permission_classes = [PublicReadOrAuthenticated]
+
     def prepare_get(self, request: Any) -> list[dict[str, Any]]:
         staff = bool(request.user.is_staff)
         return [s.agent_json(agent, staff=staff) for agent in _runnable_agents(request)]
@@ -214,6 +241,8 @@ class AgentListView(PreparedGet, AgnoView):
     ),
 )
 class AgentDetailView(PreparedGet, AgnoView):
+    permission_classes = [PublicReadOrAuthenticated]
+
     def prepare_get(self, request: Any, agent_id: str) -> dict[str, Any]:
         agents = agent_list_for_user(user=request.user, allowed=allowed_for(request.auth, request.user))
         agent = agents.filter(slug=agent_id, is_active=True).first()
@@ -230,6 +259,8 @@ class AgentDetailView(PreparedGet, AgnoView):
 class TeamListView(PreparedGet, AgnoView):
     """`GET /teams`: the active teams, with their members."""
 
+    permission_classes = [PublicReadOrAuthenticated]
+
     def prepare_get(self, request: Any) -> list[dict[str, Any]]:
         return _teams_json(request)
 
@@ -242,6 +273,8 @@ class TeamListView(PreparedGet, AgnoView):
 )
 class WorkflowListView(PreparedGet, AgnoView):
     """`GET /workflows`: the active workflows, with their steps."""
+
+    permission_classes = [PublicReadOrAuthenticated]
 
     def prepare_get(self, request: Any) -> list[dict[str, Any]]:
         return _workflows_json(request)
@@ -256,6 +289,8 @@ class WorkflowListView(PreparedGet, AgnoView):
 class TeamDetailView(PreparedGet, AgnoView):
     """`GET /teams/{team_id}`: an active team as agno's `TeamResponse` (what `get_team` and
     `RemoteTeam`'s properties read); staff also see the leader's instructions and history setting."""
+
+    permission_classes = [PublicReadOrAuthenticated]
 
     def prepare_get(self, request: Any, team_id: str) -> dict[str, Any]:
         from agents_app.selectors import team_get_active, team_members_tree
@@ -277,6 +312,8 @@ class TeamDetailView(PreparedGet, AgnoView):
 class WorkflowDetailView(PreparedGet, AgnoView):
     """`GET /workflows/{workflow_id}`: an active workflow as agno's `WorkflowResponse` (agno's
     `version` query parameter is ignored: workflows here have one version, the admin's)."""
+
+    permission_classes = [PublicReadOrAuthenticated]
 
     def prepare_get(self, request: Any, workflow_id: str) -> dict[str, Any]:
         from agents_app.selectors import workflow_get_active, workflow_steps_tree
@@ -391,9 +428,24 @@ class RunView(AgnoView):
         response["Idempotent-Replayed"] = "true"
         return response
 
+    def prepare_get(self, request: Any, **kwargs: str) -> list[dict[str, Any]]:
+        return component_runs_json(self, request, self.kind, kwargs[f"{self.kind}_id"])
+
     @classmethod
     def for_kind(cls, kind: str) -> type[RunView]:
         """The view of one kind, with its own OpenAPI description (the handler is shared)."""
+
+        async def get(self: RunView, request: Any, **kwargs: str) -> Any:
+            return Response(self.prepared)
+
+        listed = extend_schema(
+            summary=f"List {'an' if kind[0] in 'aeiou' else 'a'} {kind}'s runs in a session",
+            parameters=[s.ComponentRunsQuerySerializer],
+            responses={
+                200: doc.StoredRunSerializer(many=True),
+                **doc.agno_errors(401, 404, 422, e404=f"Unknown {kind}, or not your session of it."),
+            },
+        )(get)
 
         async def post(self: RunView, request: Any, **kwargs: str) -> Any:
             return await RunView.post(self, request, **kwargs)
@@ -434,7 +486,11 @@ class RunView(AgnoView):
                 **doc.failed_run_responses(kind),
             },
         )(post)
-        return type(f"{kind.capitalize()}RunView", (cls,), {"kind": kind, "post": documented, "__doc__": cls.__doc__})
+        return type(
+            f"{kind.capitalize()}RunView",
+            (cls,),
+            {"kind": kind, "post": documented, "get": listed, "__doc__": cls.__doc__},
+        )
 
 
 @doc.documented(
@@ -505,6 +561,49 @@ class SessionListView(PreparedGet, AgnoView):
         items = [s.session_json(x) for x in rows]
         return s.page_json(items, page=page, limit=limit, total=total)
 
+    def prepare_post(self, request: Any) -> dict[str, Any]:
+        q = self.query(s.SessionCreateQuerySerializer)
+        _check_db_id(q.get("db_id"))
+        body = s.SessionCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data, kind = body.validated_data, q["type"]
+        component_id = (data.get(f"{kind}_id") or "").strip()
+        if not component_id:
+            raise ValidationError({f"{kind}_id": [f"A {kind} session needs the id of its {kind}."]})
+        component = runs.component_get_active(
+            kind, _no_nul(component_id), allowed=allowed_for(request.auth, request.user)
+        )
+        session = session_create(
+            user=request.user,
+            kind=kind,
+            component=component,
+            session_id=data.get("session_id"),
+            name=data.get("session_name") or "",
+            state=data.get("session_state"),
+            metadata=data.get("metadata"),
+        )
+        fresh = session_detail_for_user(user=request.user, session_id=session.pk)
+        return s.any_session_detail_json(fresh)
+
+    async def post(self, request: Any) -> Any:
+        return Response(self.prepared, status=status.HTTP_201_CREATED)
+
+    def prepare_delete(self, request: Any) -> None:
+        body = s.SessionBulkDeleteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        ids, types = body.validated_data["session_ids"], body.validated_data["session_types"]
+        if len(ids) != len(types):
+            raise BadRequest("Session IDs and session types must have the same length")
+        uuids = []
+        for value in ids:
+            with contextlib.suppress(ValueError):  # an id that is not ours names nothing: skipped
+                uuids.append(UUID(str(value)))
+        mine = session_list_for_user(user=request.user, allowed=allowed_for(request.auth, request.user))
+        sessions_delete(sessions=mine.filter(pk__in=uuids))
+
+    async def delete(self, request: Any) -> Any:
+        return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+
 
 class _SessionView(AgnoView):
     def session(self, request: Any, session_id: str) -> Any:
@@ -552,6 +651,24 @@ class SessionDetailView(PreparedGet, _SessionView):
 
     def prepare_delete(self, request: Any, session_id: str) -> None:
         session_delete(session=self.session(request, session_id))
+
+    def prepare_patch(self, request: Any, session_id: str) -> dict[str, Any]:
+        body = s.SessionUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        session = self.session(request, session_id)
+        summary = data.get("summary")
+        session_update(
+            session=session,
+            name=data.get("session_name"),
+            state=data.get("session_state"),
+            metadata=data.get("metadata"),
+            summary=summary["summary"] if summary is not None else None,
+        )
+        return s.any_session_detail_json(self.session(request, session_id))
+
+    async def patch(self, request: Any, session_id: str) -> Any:
+        return Response(self.prepared)
 
     async def delete(self, request: Any, session_id: str) -> Any:
         # A plain response: AsyncAPIView re-wraps DRF Responses by their Content-Type, which an
@@ -796,3 +913,153 @@ class MemoryTopicsView(PreparedGet, AgnoView):
         for values in memories.values_list("topics", flat=True):
             topics.update(str(t) for t in values or [])
         return sorted(topics)
+
+
+@doc.documented(
+    get=extend_schema(
+        summary="Preview a session's runs",
+        parameters=[s.SessionRunsQuerySerializer],
+        responses={200: doc.RunPreviewSerializer(many=True), **doc.agno_errors(401, 404, 422, e404=SESSION_404)},
+    ),
+)
+class SessionRunPreviewsView(PreparedGet, _SessionView):
+    """`GET /sessions/{id}/run-previews`: the runs `GET /sessions/{id}/runs` lists (same filters),
+    in agno's light `SessionRunPreviewSchema` (ids, status, time, input and output cut short), for
+    clients that poll a session."""
+
+    def prepare_get(self, request: Any, session_id: str) -> list[dict[str, Any]]:
+        q = self.query(s.SessionRunsQuerySerializer)
+        session = self.session(request, session_id)
+        runs = list(session.runs.all())
+        listed = [run for run in runs if session.workflow_id is None or run.parent_run_id is None]
+        return [s.run_preview_json(run) for run in listed if _run_kept(run, q)]
+
+
+def _run_kept(run: Any, q: dict[str, Any]) -> bool:
+    """agno's run filters: `created_after` / `created_before` (Unix seconds), `status` (any of)."""
+    created = int(run.created_at.timestamp())
+    if "created_after" in q and created < q["created_after"]:
+        return False
+    if "created_before" in q and created > q["created_before"]:
+        return False
+    return not q.get("status") or s.RUN_STATUS.get(run.status, "") in q["status"]
+
+
+# ---- A component's runs ------------------------------------------------------------------------
+
+
+def _component_session(request: Any, kind: str, component_id: str, session_id: str) -> Any:
+    """The caller's session `session_id` of that agent, team or workflow (agno asks for it with a
+    component's runs), with its runs: a session that is not the caller's, or not of that component,
+    is a 404."""
+    runs.component_get_active(kind, _no_nul(component_id), allowed=allowed_for(request.auth, request.user))
+    session = session_detail_for_user(
+        user=request.user,
+        session_id=_parse_uuid(session_id, "Session"),
+        kind=kind,
+        allowed=allowed_for(request.auth, request.user),
+    )
+    if session is None or s.component_of(session).slug != component_id:
+        raise NotFound("Session not found")
+    return session
+
+
+def component_runs_json(view: AgnoView, request: Any, kind: str, component_id: str) -> list[dict[str, Any]]:
+    """`GET /{agents,teams,workflows}/{id}/runs?session_id=…[&status=…]` (served by the run view,
+    whose route it shares): that component's own runs in the session (not its members' or steps'),
+    in agno's run schemas."""
+    q = view.query(s.ComponentRunsQuerySerializer)
+    session = _component_session(request, kind, component_id, q["session_id"])
+    runs_ = list(session.runs.all())
+    children = s.runs_by_parent(runs_)
+    wanted = (q.get("status") or "").upper()
+    return [
+        s.stored_run_json(run, children=children)
+        for run in runs_
+        if run.parent_run_id is None and (not wanted or s.RUN_STATUS.get(run.status, "") == wanted)
+    ]
+
+
+@doc.documented(
+    get=extend_schema(
+        summary="Get a component's run",
+        parameters=[s.ComponentRunQuerySerializer],
+        responses={
+            200: doc.StoredRunSerializer,
+            **doc.agno_errors(401, 404, 422, e404="Unknown component, not your session of it, or no such run."),
+        },
+    ),
+)
+class ComponentRunDetailView(PreparedGet, AgnoView):
+    """`GET /{agents,teams,workflows}/{id}/runs/{run_id}?session_id=…`: one run of that component
+    in the session, in agno's run schema of its kind."""
+
+    def prepare_get(self, request: Any, kind: str, component_id: str, run_id: str) -> dict[str, Any]:
+        q = self.query(s.ComponentRunQuerySerializer)
+        session = _component_session(request, kind, component_id, q["session_id"])
+        wanted = _parse_uuid(run_id, "Run")
+        runs_ = list(session.runs.all())
+        for run in runs_:
+            if run.pk == wanted and run.parent_run_id is None:
+                return s.stored_run_json(run, children=s.runs_by_parent(runs_))
+        raise NotFound("Run not found")
+
+
+# ---- About this OS, and memory statistics ---------------------------------------------------------
+
+
+@doc.documented(
+    get=extend_schema(summary="About this OS", auth=[], responses={200: doc.InfoSerializer, **doc.agno_errors(401)}),
+)
+class InfoView(PreparedGet, AgnoView):
+    """`GET /info`: agno's `InfoResponse`: this OS's id, name, versions, and how many agents, teams
+    and workflows the caller can run (anonymous callers, where OS_PUBLIC_READ allows them: the
+    unrestricted ones). `auth_mode` is `security_key`: a Bearer token is needed for the rest."""
+
+    permission_classes = [PublicReadOrAuthenticated]
+
+    def prepare_get(self, request: Any) -> dict[str, Any]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            agno_version = version("agno")
+        except PackageNotFoundError:  # agno is a test dependency: a production site may not have it
+            agno_version = s.AGNO_API_VERSION
+        return s.info_json(
+            agents=len(_runnable_agents(request)),
+            teams=len(_teams_json(request)),
+            workflows=len(_workflows_json(request)),
+            agno_version=agno_version,
+        )
+
+
+@doc.documented(
+    get=extend_schema(
+        summary="Your memory statistics",
+        parameters=[s.PageQuerySerializer],
+        responses={200: doc.UserStatsPageSerializer, **doc.agno_errors(401, 404, 422, e404="An unknown `db_id`.")},
+    ),
+)
+class UserMemoryStatsView(PreparedGet, AgnoView):
+    """`GET /user_memory_stats`: agno's page of `UserStatsSchema`. Everyone's memories are their
+    own, so the page has one row at most: the caller's count and latest update (none when the
+    caller has no memories)."""
+
+    def prepare_get(self, request: Any) -> dict[str, Any]:
+        from django.db.models import Count, Max
+
+        q = self.query(s.PageQuerySerializer)
+        _check_db_id(q.get("db_id"))
+        limit, page = min(q["limit"], MAX_PAGE_SIZE), max(q["page"], 1)
+        memories = memory_list_for_user(user=request.user, allowed=allowed_for(request.auth, request.user))
+        stats = memories.order_by().aggregate(total=Count("pk"), last=Max("updated_at"))
+        rows = []
+        if stats["total"]:
+            rows = [
+                {
+                    "user_id": s.user_id_of(request.user.pk),
+                    "total_memories": stats["total"],
+                    "last_memory_updated_at": s.iso(stats["last"]),
+                }
+            ]
+        return s.page_json(rows[(page - 1) * limit : page * limit], page=page, limit=limit, total=len(rows))
