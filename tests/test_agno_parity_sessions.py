@@ -174,7 +174,7 @@ async def test_run_previews_and_component_runs(asgi, components, token, other_to
     r = await asgi.get(f"{OS}/agents/{agent.slug}/runs", params={"session_id": session_id}, headers=bearer(token))
     assert r.status_code == 200, r.text
     listed = [RunSchema.model_validate(x) for x in r.json()]
-    assert [x.run_id for x in listed][0] == first["run_id"] and len(listed) == 2
+    assert listed[0].run_id == first["run_id"] and len(listed) == 2
     r = await asgi.get(
         f"{OS}/agents/{agent.slug}/runs/{first['run_id']}", params={"session_id": session_id}, headers=bearer(token)
     )

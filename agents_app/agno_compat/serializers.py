@@ -754,9 +754,15 @@ class SessionBulkDeleteSerializer(serializers.Serializer):
     """agno's `DeleteSessionRequest` (`session_types` must match `session_ids` in length, as in agno)."""
 
     session_ids = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=1000)
-    session_types = serializers.ListField(
-        child=serializers.ChoiceField(choices=["agent", "team", "workflow"]), min_length=1, max_length=1000
-    )
+    session_types = serializers.ListField(child=serializers.CharField(max_length=20), min_length=1, max_length=1000)
+
+    def validate_session_types(self, value: list[str]) -> list[str]:
+        # Checked here, not with a ChoiceField: the same choices as `type` would be a second enum
+        # of one set in the OpenAPI document.
+        unknown = sorted({v for v in value if v not in ("agent", "team", "workflow")})
+        if unknown:
+            raise serializers.ValidationError(f"Unknown session types {unknown}; expected agent, team or workflow.")
+        return value
 
 
 class ComponentRunsQuerySerializer(serializers.Serializer):

@@ -536,6 +536,32 @@ class RunCancelView(AgnoView):
         parameters=[s.SessionListQuerySerializer],
         responses={200: doc.SessionPageSerializer, **doc.agno_errors(401, 404, 422, e404="An unknown `db_id`.")},
     ),
+    post=extend_schema(
+        summary="Create a session",
+        operation_id="create_session",
+        parameters=[s.SessionCreateQuerySerializer],
+        request=s.SessionCreateSerializer,
+        responses={
+            201: doc.SessionDetailSerializer,
+            **doc.agno_errors(
+                *doc.BODY_ERRORS,
+                401,
+                404,
+                409,
+                e404="An unknown or inactive agent, team or workflow, or an unknown `db_id`.",
+                e409="A session with this `session_id` exists (yours or not: the answer is the same).",
+            ),
+        },
+    ),
+    delete=extend_schema(
+        summary="Delete sessions",
+        operation_id="delete_sessions",
+        request=s.SessionBulkDeleteSerializer,
+        responses={
+            204: OpenApiResponse(description="Deleted, with their runs (ids that are not yours are skipped)."),
+            **doc.agno_errors(*doc.BODY_ERRORS, 401),
+        },
+    ),
 )
 class SessionListView(PreparedGet, AgnoView):
     """`GET /sessions`: my sessions, agno's `data` + `meta` page: of every kind, or of the `type`
@@ -632,6 +658,13 @@ SESSION_404 = "Not your session (of that `type`), or an unknown `db_id`."
         summary="Get a session",
         parameters=[s.SessionTypeQuerySerializer],
         responses={200: doc.SessionDetailSerializer, **doc.agno_errors(401, 404, 422, e404=SESSION_404)},
+    ),
+    patch=extend_schema(
+        summary="Update a session",
+        operation_id="update_session",
+        parameters=[s.SessionTypeQuerySerializer],
+        request=s.SessionUpdateSerializer,
+        responses={200: doc.SessionDetailSerializer, **doc.agno_errors(*doc.BODY_ERRORS, 401, 404, e404=SESSION_404)},
     ),
     delete=extend_schema(
         summary="Delete a session",
