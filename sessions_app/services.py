@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
@@ -453,6 +453,111 @@ def session_update(
         fields += ["summary", "summary_updated_at", "summary_until"]
     session.save(update_fields=fields)
     return session
+
+
+class NothingToFork(DomainError):
+    """agno's 400 for a fork of a session with no finished run (or none up to the run named)."""
+
+    code = "nothing_to_fork"
+    default_detail = "Source session has no runs to fork."
+
+
+_COPIED_RUN_FIELDS = [
+    "status",
+    "input",
+    "output",
+    "output_json",
+    "error",
+    "error_type",
+    "model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "cost",
+    "total_cost",
+    "tree_tokens",
+    "time_to_first_token",
+    "duration",
+    "events",
+    "finished_at",
+    "created_at",
+]
+_FINISHED = (Run.Status.COMPLETED, Run.Status.ERROR, Run.Status.CANCELLED)
+
+
+def session_fork(*, session: Session, user: Any, up_to_run_id: UUID | None = None) -> Session:
+    """A new session of the same agent, team or workflow for `user`, holding copies of `session`'s
+    finished runs (each with a new id, its member and step runs and its messages), so the copy can
+    go on differently while the original is untouched (agno's fork). With `up_to_run_id`, only the
+    runs up to and including that top-level run. Runs still going or waiting for a person are not
+    copied; images stay with the original's runs (their files belong to it). NothingToFork when no
+    run would be copied (also for a run not in the session)."""
+    runs = list(session.runs.filter(status__in=_FINISHED).order_by("created_at"))
+    top = [r for r in runs if r.parent_run_id is None]
+    if up_to_run_id is not None:
+        ids = [r.pk for r in top]
+        if up_to_run_id not in ids:
+            raise NothingToFork("That run is not a finished run of this session.")
+        top = top[: ids.index(up_to_run_id) + 1]
+    kept_top = {r.pk for r in top}
+    by_id = {r.pk: r for r in runs}
+
+    def root(run: Run) -> Any:
+        while run.parent_run_id is not None and run.parent_run_id in by_id:
+            run = by_id[run.parent_run_id]
+        return run.pk if run.parent_run_id is None else None
+
+    runs = [r for r in runs if root(r) in kept_top]
+    if not runs:
+        raise NothingToFork()
+    owner = {kind: getattr(session, kind) for kind in ("agent", "team", "workflow") if getattr(session, f"{kind}_id")}
+    with transaction.atomic():
+        fork = Session.objects.create(
+            user=user,
+            name=session.name,
+            state=copy.deepcopy(session.state),
+            summary=session.summary,
+            summary_until=session.summary_until,
+            summary_updated_at=session.summary_updated_at,
+            metadata=copy.deepcopy(session.metadata),
+            **owner,
+        )
+        new_ids = {r.pk: uuid4() for r in runs}
+        copies = [
+            Run(
+                pk=new_ids[r.pk],
+                session=fork,
+                user=user,
+                agent_id=r.agent_id,
+                team_id=r.team_id,
+                workflow_id=r.workflow_id,
+                parent_run_id=new_ids.get(r.parent_run_id),
+                **{name: copy.deepcopy(getattr(r, name)) for name in _COPIED_RUN_FIELDS},
+            )
+            for r in runs
+        ]
+        # Parents before children (the foreign key), in the original order.
+        copies.sort(key=lambda c: (c.parent_run_id is not None, c.created_at))
+        Run.objects.bulk_create(copies)
+        originals = {new_ids[r.pk]: r for r in runs}
+        for c in copies:  # auto_now_add stamped them now: the original times keep the history's order
+            c.created_at = originals[c.pk].created_at
+        Run.objects.bulk_update(copies, ["created_at"])
+        Message.objects.bulk_create(
+            Message(
+                run_id=new_ids[m.run_id],
+                role=m.role,
+                content=m.content,
+                tool_calls=m.tool_calls,
+                tool_call_id=m.tool_call_id,
+                name=m.name,
+                position=m.position,
+            )
+            for m in Message.objects.filter(run_id__in=list(new_ids)).order_by("run_id", "position")
+        )
+    return fork
 
 
 def sessions_delete(*, sessions: Any) -> int:

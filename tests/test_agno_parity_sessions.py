@@ -289,3 +289,44 @@ async def test_public_read_hides_restricted_agents(asgi, components, user):
         slugs = [a["id"] for a in (await asgi.get(f"{OS}/agents")).json()]
         assert "secret" not in slugs and components.slug in slugs
         assert (await asgi.get(f"{OS}/agents/secret")).status_code == 404
+
+
+# ---- fork ----------------------------------------------------------------------------------------
+
+
+async def test_fork_copies_a_session_up_to_a_run(asgi, components, token, other_token):
+    agent = components
+    first = (await _run(asgi, token, agent.slug, message="what is 2+3?")).json()
+    session_id = first["session_id"]
+    second = (await _run(asgi, token, agent.slug, message="what is 4+4?", session_id=session_id)).json()
+
+    r = await asgi.post(f"{OS}/agents/{agent.slug}/sessions/{session_id}/fork", headers=bearer(token))
+    assert r.status_code == 200, r.text
+    fork = r.json()
+    assert fork["forked_from_session_id"] == session_id and fork["session_id"] != session_id
+    runs = (await asgi.get(f"{OS}/sessions/{fork['session_id']}/runs", headers=bearer(token))).json()
+    assert [x["run_input"] for x in runs] == ["what is 2+3?", "what is 4+4?"]
+    assert {x["run_id"] for x in runs}.isdisjoint({first["run_id"], second["run_id"]})
+    assert runs[0]["messages"] and runs[0]["content"] == first["content"]
+
+    # Up to the first run only; the fork goes on by itself and the original is untouched.
+    r = await asgi.post(
+        f"{OS}/agents/{agent.slug}/sessions/{session_id}/fork",
+        params={"run_id": first["run_id"]},
+        headers=bearer(token),
+    )
+    short = r.json()["session_id"]
+    assert len((await asgi.get(f"{OS}/sessions/{short}/runs", headers=bearer(token))).json()) == 1
+    assert (await _run(asgi, token, agent.slug, session_id=short)).status_code == 200
+    assert await Run.objects.filter(session_id=session_id).acount() == 2
+
+    # Not yours, not that agent's, or nothing to copy.
+    assert (
+        await asgi.post(f"{OS}/agents/{agent.slug}/sessions/{session_id}/fork", headers=bearer(other_token))
+    ).status_code == 404
+    assert (await asgi.post(f"{OS}/agents/member/sessions/{session_id}/fork", headers=bearer(token))).status_code == 404
+    empty = (await asgi.post(f"{OS}/sessions", json={"agent_id": agent.slug}, headers=bearer(token))).json()[
+        "session_id"
+    ]
+    r = await asgi.post(f"{OS}/agents/{agent.slug}/sessions/{empty}/fork", headers=bearer(token))
+    assert r.status_code == 400 and r.json()["code"] == "nothing_to_fork"

@@ -61,6 +61,15 @@ urlpatterns = [
         )
         for kind in KINDS
     ),
+    *(
+        path(
+            f"{kind}s/<str:component_id>/sessions/<str:session_id>/fork",
+            views.SessionForkView.as_view(),
+            {"kind": kind},
+            name=f"{kind}-session-fork",
+        )
+        for kind in ("agent", "team")  # agno forks agent and team sessions
+    ),
     path("info", views.InfoView.as_view(), name="info"),
     path("user_memory_stats", views.UserMemoryStatsView.as_view(), name="user-memory-stats"),
     # Anything else under the prefix: FastAPI's JSON 404 (with our code), as agno's server answers.

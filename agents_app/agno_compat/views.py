@@ -58,6 +58,7 @@ from sessions_app.services import (
     memory_update,
     session_create,
     session_delete,
+    session_fork,
     session_rename,
     session_update,
     sessions_delete,
@@ -1096,3 +1097,51 @@ class UserMemoryStatsView(PreparedGet, AgnoView):
                 }
             ]
         return s.page_json(rows[(page - 1) * limit : page * limit], page=page, limit=limit, total=len(rows))
+
+
+# ---- Fork ------------------------------------------------------------------------------------------
+
+
+class ForkQuerySerializer(s.serializers.Serializer):
+    run_id = s.serializers.UUIDField(
+        required=False, help_text="Copy the runs up to and including this one (this site's addition; agno: all)."
+    )
+    user_id = s.serializers.CharField(required=False, allow_blank=True, help_text="Ignored: the fork is yours.")
+
+
+class ForkSerializer(s.serializers.Serializer):
+    session_id = s.serializers.CharField()
+    forked_from_session_id = s.serializers.CharField()
+
+
+@doc.documented(
+    post=extend_schema(
+        summary="Fork a session",
+        parameters=[ForkQuerySerializer],
+        request=None,
+        responses={
+            200: ForkSerializer,
+            **doc.agno_errors(
+                400,
+                401,
+                404,
+                422,
+                e400="No finished run to copy.",
+                e404="Unknown component, or not your session of it.",
+            ),
+        },
+    ),
+)
+class SessionForkView(AgnoView):
+    """`POST /{agents,teams}/{id}/sessions/{session_id}/fork`: a new session of yours with copies of
+    the session's finished runs (up to `run_id` when given), so a conversation can go on another
+    way; the original is untouched. agno's answer: the new `session_id` and `forked_from_session_id`."""
+
+    def prepare_post(self, request: Any, kind: str, component_id: str, session_id: str) -> dict[str, Any]:
+        q = self.query(ForkQuerySerializer)
+        source = _component_session(request, kind, component_id, session_id)
+        fork = session_fork(session=source, user=request.user, up_to_run_id=q.get("run_id"))
+        return {"session_id": str(fork.pk), "forked_from_session_id": str(source.pk)}
+
+    async def post(self, request: Any, **kwargs: str) -> Any:
+        return Response(self.prepared)
