@@ -54,3 +54,13 @@ def paused_runs_expire_task() -> int:
 def run_requests_purge_task() -> int:
     """Forget Idempotency-Keys older than IDEMPOTENCY_SECONDS (Celery beat, hourly). Idempotent."""
     return run_requests_purge()
+
+
+@shared_task(name="agents_app.memory_optimize", acks_late=True, ignore_result=True)
+def memory_optimize_task(optimization_id: str) -> str:
+    """Consolidate a user's memories (a recorded MemoryOptimization); a redelivery does nothing."""
+    from asgiref.sync import async_to_sync
+
+    from agents_app.memory import memories_optimize
+
+    return async_to_sync(memories_optimize)(optimization_id)

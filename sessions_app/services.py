@@ -17,7 +17,7 @@ from django.utils import timezone
 from sessions_app.errors import ConflictError, DomainError, NotFoundError
 from sessions_app.images import ImageInput, image_files_delete, image_rows_create
 from sessions_app.liveness import process_id
-from sessions_app.models import Memory, Message, Run, RunImage, Session, ToolApproval
+from sessions_app.models import Memory, MemoryOptimization, Message, Run, RunImage, Session, ToolApproval
 from sessions_app.selectors import memory_scope_filter, session_history
 
 
@@ -799,4 +799,85 @@ def run_claim_paused(*, run_id: UUID, events: Any, now: Any) -> bool:
             events=events,
             updated_at=now,
         )
+    )
+
+
+# ---- memory optimization (agno's optimize-memories) -------------------------------------------------
+
+
+def memory_optimization_create(*, user: Any, model_config: Any, apply: bool) -> MemoryOptimization:
+    """Record a consolidation asked for; a Celery task does it (agents_app.memory.memories_optimize)."""
+    return MemoryOptimization.objects.create(user=user, model_config=model_config, apply=apply)
+
+
+def memory_optimization_claim(*, optimization_id: UUID) -> MemoryOptimization | None:
+    """Take a queued consolidation for work (None when another delivery took it, or it is done):
+    a redelivered task never does it twice."""
+    taken = MemoryOptimization.objects.filter(pk=optimization_id, status=MemoryOptimization.Status.QUEUED).update(
+        status=MemoryOptimization.Status.RUNNING
+    )
+    return MemoryOptimization.objects.select_related("model_config").get(pk=optimization_id) if taken else None
+
+
+def memory_optimization_finish(
+    *,
+    optimization_id: UUID,
+    scopes: dict[int | None, list[dict[str, Any]]],
+    before: list[Memory],
+    tokens: Callable[[str], int],
+) -> MemoryOptimization:
+    """Store a consolidation's result: the memories proposed per scope (agent pk, or None for the
+    user's shared ones), the counts and token sizes before and after; when it applies, the scopes'
+    memories are replaced by the proposed ones in the same transaction (a scope's memories that
+    changed meanwhile are replaced all the same: the user asked for a consolidation of them)."""
+    with transaction.atomic():
+        row = MemoryOptimization.objects.select_for_update().get(pk=optimization_id)
+        proposed = [(scope, m) for scope, items in scopes.items() for m in items]
+        result = []
+        if row.apply:
+            for scope in scopes:
+                Memory.objects.filter(memory_scope_filter(user_id=row.user_id, agent_pk=scope)).delete()
+            for scope, item in proposed:
+                memory = Memory(
+                    user_id=row.user_id,
+                    agent_id=scope,
+                    memory=_clean_memory(item["memory"]),
+                    topics=_clean_topics(item.get("topics") or []),
+                    source=Memory.Source.AUTOMATIC,
+                )
+                memory.save()
+                result.append(_memory_record(memory))
+        else:
+            result = [
+                {
+                    "memory_id": None,
+                    "memory": _clean_memory(i["memory"]),
+                    "topics": _clean_topics(i.get("topics") or []),
+                    "agent_id": scope,
+                    "updated_at": None,
+                }
+                for scope, i in proposed
+            ]
+        row.status = MemoryOptimization.Status.COMPLETED
+        row.memories_before, row.memories_after = len(before), len(proposed)
+        row.tokens_before = sum(tokens(m.memory) for m in before)
+        row.tokens_after = sum(tokens(i["memory"]) for _, i in proposed)
+        row.result, row.finished_at = result, timezone.now()
+        row.save()
+    return row
+
+
+def _memory_record(memory: Memory) -> dict[str, Any]:
+    return {
+        "memory_id": str(memory.pk),
+        "memory": memory.memory,
+        "topics": list(memory.topics or []),
+        "agent_id": memory.agent_id,
+        "updated_at": memory.updated_at.isoformat() if memory.updated_at else None,
+    }
+
+
+def memory_optimization_fail(*, optimization_id: UUID, error: str) -> None:
+    MemoryOptimization.objects.filter(pk=optimization_id).update(
+        status=MemoryOptimization.Status.FAILED, error=error[:2000], finished_at=timezone.now()
     )

@@ -130,8 +130,10 @@ class AgnoValidationErrorSerializer(serializers.Serializer):
 _ERRORS: dict[int, tuple[Any, str]] = {
     400: (AgnoErrorSerializer, "A body that cannot be parsed (malformed JSON or multipart, too many fields)."),
     401: (AgnoErrorSerializer, "Not authenticated: no token, or an unknown one (`Authorization: Bearer <token>`)."),
+    403: (AgnoErrorSerializer, "Not allowed for this token (e.g. staff only, or a read-only token)."),
     404: (AgnoErrorSerializer, "No such object, or not yours."),
     409: (AgnoErrorSerializer, "Conflict with the current state."),
+    502: (AgnoErrorSerializer, "The model failed (the work is recorded as failed)."),
     413: (AgnoErrorSerializer, "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE."),
     415: (AgnoErrorSerializer, "The Content-Type is not one of the documented request media types."),
     422: (AgnoValidationErrorSerializer, "Invalid fields, in FastAPI's shape: `detail` lists `{loc, msg, type}`."),

@@ -800,3 +800,31 @@ def info_json(*, agents: int, teams: int, workflows: int, agno_version: str) -> 
         "mcp": {"enabled": False, "tool_run_endpoint": False},
         "auth_mode": "security_key",
     }
+
+
+def optimization_json(row: Any) -> dict[str, Any]:
+    """agno's `OptimizeMemoriesResponse` from a completed MemoryOptimization."""
+    from agents_app.models import Agent
+
+    slugs = dict(Agent.objects.filter(pk__in={m.get("agent_id") for m in row.result}).values_list("pk", "slug"))
+    saved = max(row.tokens_before - row.tokens_after, 0)
+    return {
+        "memories": [
+            {
+                "memory_id": m.get("memory_id") or "",
+                "memory": m["memory"],
+                "topics": m.get("topics") or [],
+                "agent_id": slugs.get(m.get("agent_id")),
+                "team_id": None,
+                "user_id": user_id_of(row.user_id),
+                "updated_at": m.get("updated_at"),
+            }
+            for m in row.result
+        ],
+        "memories_before": row.memories_before,
+        "memories_after": row.memories_after,
+        "tokens_before": row.tokens_before,
+        "tokens_after": row.tokens_after,
+        "tokens_saved": saved,
+        "reduction_percentage": round(saved / row.tokens_before * 100.0, 2) if row.tokens_before else 0.0,
+    }

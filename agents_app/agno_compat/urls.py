@@ -71,7 +71,9 @@ urlpatterns = [
         for kind in ("agent", "team")  # agno forks agent and team sessions
     ),
     path("info", views.InfoView.as_view(), name="info"),
+    path("databases/<str:db_id>/migrate", views.DatabaseMigrateView.as_view(), name="database-migrate"),
     path("user_memory_stats", views.UserMemoryStatsView.as_view(), name="user-memory-stats"),
+    path("optimize-memories", views.OptimizeMemoriesView.as_view(), name="optimize-memories"),
     # Anything else under the prefix: FastAPI's JSON 404 (with our code), as agno's server answers.
     # This API's OpenAPI document (agno's server serves its own at /openapi.json).
     path("openapi.json", OpenApiView.as_view(routes=__name__), name="openapi"),

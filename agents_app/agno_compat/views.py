@@ -42,7 +42,7 @@ from agents_app.sse import EventStreamRenderer, sse_response
 from sessions_app.access import allowed_for
 from sessions_app.api_base import AsyncAPIView, agno_problem, as_api_exception
 from sessions_app.db import db_call
-from sessions_app.errors import run_http_status
+from sessions_app.errors import ConflictError, run_http_status
 from sessions_app.images import ImageUploadHandler, images_from_uploads
 from sessions_app.models import Memory
 from sessions_app.selectors import (
@@ -1145,3 +1145,157 @@ class SessionForkView(AgnoView):
 
     async def post(self, request: Any, **kwargs: str) -> Any:
         return Response(self.prepared)
+
+
+# ---- Database ----------------------------------------------------------------------------------
+
+
+class MigrateSerializer(s.serializers.Serializer):
+    target_version = s.serializers.CharField(required=False, allow_null=True, allow_blank=True)
+
+
+class MessageSerializer(s.serializers.Serializer):
+    message = s.serializers.CharField()
+
+
+@doc.documented(
+    post=extend_schema(
+        summary="Check that the database is migrated",
+        request=MigrateSerializer,
+        responses={
+            200: MessageSerializer,
+            **doc.agno_errors(
+                401,
+                403,
+                404,
+                409,
+                e404="Not this site's `db_id`.",
+                e409="Migrations are pending (`migrations_pending`).",
+            ),
+        },
+    ),
+)
+class DatabaseMigrateView(AgnoView):
+    """`POST /databases/{db_id}/migrate` (staff): agno migrates its tables here; this site's schema
+    is Django's, migrated by `manage.py migrate` when it is deployed, never from a request (several
+    processes, long locks). So this answers 200 when the database is at the latest version, and a
+    409 naming the pending migrations otherwise. `target_version` is ignored."""
+
+    permission_classes = [permissions.IsAdminUser]
+
+    def prepare_post(self, request: Any, db_id: str) -> dict[str, Any]:
+        from django.db import DEFAULT_DB_ALIAS
+
+        from agents_app.health import _unapplied_migrations
+
+        if db_id != s.DB_ID:
+            raise NotFound("Database not found")
+        pending = _unapplied_migrations(DEFAULT_DB_ALIAS)
+        if pending:
+            raise MigrationsPending(f"Migrations are pending: {', '.join(pending[:10])}. Run `manage.py migrate`.")
+        return {"message": "Database is at the latest version"}
+
+    async def post(self, request: Any, db_id: str) -> Any:
+        return Response(self.prepared)
+
+
+class MigrationsPending(ConflictError):
+    code = "migrations_pending"
+
+
+# ---- Memory consolidation ----------------------------------------------------------------------
+
+
+class OptimizeMemoriesSerializer(s.serializers.Serializer):
+    """agno's `OptimizeMemoriesRequest`: `user_id` is ignored (your own memories); `model` names one
+    of this site's model configurations, as "provider:model_id" or by its name (default:
+    AGENTOS["MEMORY_OPTIMIZE_MODEL"])."""
+
+    user_id = s.serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    model = s.serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=300)
+    apply = s.serializers.BooleanField(default=True)
+
+
+class OptimizeMemoriesResultSerializer(s.serializers.Serializer):
+    memories = doc.MemorySerializer(many=True)
+    memories_before = s.serializers.IntegerField()
+    memories_after = s.serializers.IntegerField()
+    tokens_before = s.serializers.IntegerField()
+    tokens_after = s.serializers.IntegerField()
+    tokens_saved = s.serializers.IntegerField()
+    reduction_percentage = s.serializers.FloatField()
+
+
+class OptimizationQueuedSerializer(s.serializers.Serializer):
+    optimization_id = s.serializers.CharField()
+    status = s.serializers.CharField()
+
+
+def _optimize_model(name: str | None) -> Any:
+    from agents_app.models import ModelConfig
+    from sessions_app.conf import agentos_settings
+
+    wanted = (name or "").strip() or str(agentos_settings.MEMORY_OPTIMIZE_MODEL or "").strip()
+    if not wanted or "\x00" in wanted:
+        raise ValidationError({"model": ["Name a model (provider:model_id, or a model configuration's name)."]})
+    provider, _, model_id = wanted.partition(":")
+    found = ModelConfig.objects.filter(name=wanted).first()
+    if found is None and model_id:
+        found = ModelConfig.objects.filter(provider=provider, model_id=model_id).order_by("pk").first()
+    if found is None:
+        raise ValidationError({"model": [f"No model configuration {wanted!r} on this site."]})
+    return found
+
+
+@doc.documented(
+    post=extend_schema(
+        summary="Consolidate your memories",
+        request=OptimizeMemoriesSerializer,
+        responses={
+            200: OptimizeMemoriesResultSerializer,
+            202: OpenApiResponse(OptimizationQueuedSerializer, description="Still running after the wait."),
+            **doc.agno_errors(*doc.BODY_ERRORS, 401, 404, 502, e404="You have no memories.", e502="The model failed."),
+        },
+    ),
+)
+class OptimizeMemoriesView(AgnoView):
+    """`POST /optimize-memories`: a model merges your memories (duplicates, contradictions) into
+    fewer; with `apply` they replace the old ones. The work is recorded (MemoryOptimization) and
+    done by a Celery worker; this request waits up to AGENTOS["MEMORY_OPTIMIZE_WAIT_SECONDS"] for it
+    and answers agno's `OptimizeMemoriesResponse`, or a 202 with the record's id if it takes longer
+    (tokens are estimated at four characters each)."""
+
+    def prepare_post(self, request: Any) -> Any:
+        from sessions_app.services import memory_optimization_create
+
+        body = OptimizeMemoriesSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        config = _optimize_model(body.validated_data.get("model"))
+        if not Memory.objects.filter(user=request.user).exists():
+            raise NotFound(f"No memories found for user {s.user_id_of(request.user.pk)}")
+        return memory_optimization_create(user=request.user, model_config=config, apply=body.validated_data["apply"])
+
+    async def post(self, request: Any) -> Any:
+        import asyncio
+        import time
+
+        from agents_app.memory import memory_optimization_publish
+        from sessions_app.conf import agentos_settings
+        from sessions_app.models import MemoryOptimization
+
+        row = self.prepared
+        await db_call(memory_optimization_publish, row.pk)
+        deadline = time.monotonic() + float(agentos_settings.MEMORY_OPTIMIZE_WAIT_SECONDS)
+        done = (MemoryOptimization.Status.COMPLETED, MemoryOptimization.Status.FAILED)
+        while True:
+            row = await MemoryOptimization.objects.aget(pk=row.pk)
+            if row.status in done or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        if row.status == MemoryOptimization.Status.FAILED:
+            return JsonResponse(
+                {"detail": f"Failed to optimize memories: {row.error}", "code": "model_error"}, status=502
+            )
+        if row.status != MemoryOptimization.Status.COMPLETED:
+            return JsonResponse({"optimization_id": str(row.pk), "status": row.status}, status=202)
+        return Response(s.optimization_json(row))
