@@ -328,7 +328,9 @@ async def memories_optimize(optimization_id: Any) -> str:
     try:
         scopes = await db_call(_scoped_memories, row.user_id)
         proposed: dict[int | None, list[dict[str, Any]]] = {}
-        for scope, memories in scopes.items():
+        # The user's shared memories first, then each agent's private ones (a stable order).
+        for scope in sorted(scopes, key=lambda pk: (pk is not None, pk or 0)):
+            memories = scopes[scope]
             listed = "\n".join(f"- {m.memory} (topics: {', '.join(m.topics or []) or 'none'})" for m in memories)
             data = await ask_json(
                 row.model_config,

@@ -330,3 +330,83 @@ async def test_fork_copies_a_session_up_to_a_run(asgi, components, token, other_
     ]
     r = await asgi.post(f"{OS}/agents/{agent.slug}/sessions/{empty}/fork", headers=bearer(token))
     assert r.status_code == 400 and r.json()["code"] == "nothing_to_fork"
+
+
+# ---- FastAPI's answers for unknown paths and methods --------------------------------------------
+
+
+async def test_unknown_paths_and_methods_answer_fastapis_json(asgi, token):
+    for path in ("/os/", "/os/nope", "/os/agents/", "/os/knowledge/content", "/os/sessions/x/y/z"):
+        r = await asgi.get(path, headers=bearer(token))
+        assert (r.status_code, r.json()) == (404, {"detail": "Not Found", "code": "not_found"}), path
+    # A wrong method is a 405 before authentication, as FastAPI routes before its dependencies.
+    for method, path in (("PUT", "/os/health"), ("DELETE", "/os/config"), ("PUT", "/os/agents"), ("GET", "/os/info/x")):
+        r = await asgi.request(method, path)
+        if path == "/os/info/x":
+            assert r.status_code == 404
+            continue
+        assert r.status_code == 405, (method, path)
+        assert r.json() == {"detail": "Method Not Allowed", "code": "method_not_allowed"}
+        assert r.headers["allow"]
+    r = await asgi.post("/os/sessions", json={"agent_id": 5, "session_state": "x"}, headers=bearer(token))
+    assert r.status_code == 422 and {tuple(d["loc"]) for d in r.json()["detail"]} == {("body", "session_state")}
+
+
+# ---- memory consolidation -------------------------------------------------------------------------
+
+
+async def test_optimize_memories_per_scope_recorded_and_optionally_applied(
+    asgi, components, openai_model, token, user, scripted_model
+):
+    import json as _json
+
+    from sessions_app.models import MemoryOptimization
+
+    private = await asyncio.to_thread(
+        lambda: AgentFactory(slug="private", name="Private", model=openai_model, memory_scope="agent")
+    )
+    r = await asgi.post(f"{OS}/optimize-memories", json={"user_id": "x", "model": "scripted"}, headers=bearer(token))
+    assert r.status_code == 404  # no memories yet, as agno answers
+    for text in ("Likes tea", "Likes green tea"):
+        await Memory.objects.acreate(user=user, memory=text)
+    await Memory.objects.acreate(user=user, agent=private, memory="Private fact")
+
+    # A preview (apply=false): proposed memories, nothing replaced; one model call per scope.
+    scripted_model.push_text(_json.dumps({"memories": [{"memory": "Likes tea, green too", "topics": ["drinks"]}]}))
+    scripted_model.push_text(_json.dumps({"memories": [{"memory": "Private fact", "topics": []}]}))
+    body = {"user_id": "x", "model": f"openai:{openai_model.model_id}", "apply": False}
+    r = await asgi.post(f"{OS}/optimize-memories", json=body, headers=bearer(token))
+    assert r.status_code == 200, r.text
+    from agno.os.routers.memory.schemas import OptimizeMemoriesResponse
+
+    preview = OptimizeMemoriesResponse.model_validate(r.json())
+    assert (preview.memories_before, preview.memories_after) == (3, 2)
+    assert {m.memory for m in preview.memories} == {"Likes tea, green too", "Private fact"}
+    assert {m.memory_id for m in preview.memories} == {""}
+    assert preview.tokens_saved == preview.tokens_before - preview.tokens_after > 0
+    assert await Memory.objects.filter(user=user).acount() == 3
+    prompts = [str(req["messages"]) for req in scripted_model.requests[-2:]]
+    assert not any("Private fact" in p and "Likes tea" in p for p in prompts)  # scopes never mixed
+
+    # Applied: the scope's memories are replaced; the private scope keeps its own.
+    scripted_model.push_text(_json.dumps({"memories": [{"memory": "Likes tea, green too", "topics": ["drinks"]}]}))
+    scripted_model.push_text(_json.dumps({"memories": [{"memory": "Private fact", "topics": []}]}))
+    r = await asgi.post(f"{OS}/optimize-memories", json={**body, "apply": True}, headers=bearer(token))
+    assert r.status_code == 200, r.text
+    rows = {(m.memory, m.agent_id) async for m in Memory.objects.filter(user=user)}
+    assert rows == {("Likes tea, green too", None), ("Private fact", private.pk)}
+    statuses = [o.status async for o in MemoryOptimization.objects.order_by("created_at")]
+    assert statuses == ["completed", "completed"]
+
+    # A model that fails: a 502, recorded as failed; the memories stay.
+    scripted_model.push_text("not json")
+    scripted_model.push_text("still not json")
+    r = await asgi.post(f"{OS}/optimize-memories", json=body, headers=bearer(token))
+    assert r.status_code == 502 and r.json()["code"] == "model_error"
+    assert (await MemoryOptimization.objects.order_by("-created_at").afirst()).status == "failed"
+    assert await Memory.objects.filter(user=user).acount() == 2
+    # No model named, none configured; an unknown one.
+    r = await asgi.post(f"{OS}/optimize-memories", json={"user_id": "x"}, headers=bearer(token))
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "model"]
+    r = await asgi.post(f"{OS}/optimize-memories", json={"user_id": "x", "model": "nope:nope"}, headers=bearer(token))
+    assert r.status_code == 422

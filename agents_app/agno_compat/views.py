@@ -25,7 +25,7 @@ from django.http import HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status
-from rest_framework.exceptions import NotFound, ParseError, ValidationError
+from rest_framework.exceptions import MethodNotAllowed, NotFound, ParseError, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -112,6 +112,14 @@ class AgnoView(AsyncAPIView):
     permission_classes = [permissions.IsAuthenticated]
     renderer_classes = [JSONRenderer]
     schema = doc.AgnoAutoSchema()
+
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        # A method the route does not serve is a 405 before anything else (FastAPI matches routes
+        # and methods before any dependency, authentication included), in its words.
+        method = request.method.lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            raise MethodNotAllowed(request.method, detail="Method Not Allowed")
+        super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc: Exception) -> Response:
         exc = as_api_exception(exc)  # Django's request-size guards: 413 / 400, as on the REST API
@@ -1298,4 +1306,4 @@ class OptimizeMemoriesView(AgnoView):
             )
         if row.status != MemoryOptimization.Status.COMPLETED:
             return JsonResponse({"optimization_id": str(row.pk), "status": row.status}, status=202)
-        return Response(s.optimization_json(row))
+        return Response(await db_call(s.optimization_json, row))
