@@ -410,3 +410,39 @@ async def test_optimize_memories_per_scope_recorded_and_optionally_applied(
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "model"]
     r = await asgi.post(f"{OS}/optimize-memories", json={"user_id": "x", "model": "nope:nope"}, headers=bearer(token))
     assert r.status_code == 422
+
+
+async def test_client_chosen_session_ids_on_the_rest_api_too(asgi, components, token, other_token):
+    agent = components
+    chosen = str(uuid.uuid4())
+    body = {"message": "what is 2+3?", "session_id": chosen, "stream": False}
+    r = await asgi.post(f"/api/agents/{agent.slug}/runs", json=body, headers=bearer(token))
+    assert r.status_code == 200, r.text
+    assert r.json()["session_id"] == chosen
+    r = await asgi.post(f"/api/agents/{agent.slug}/runs", json=body, headers=bearer(other_token))
+    assert r.status_code == 404 and r.json()["code"] == "unknown_session"
+
+
+async def test_team_and_workflow_runs_of_a_session(asgi, components, token, scripted_model):
+    scripted_model.push_tool_calls([{"name": "route_to_member", "arguments": {"member_id": "member"}, "id": "r"}])
+    scripted_model.push_text("member answers")
+    team = (
+        await asgi.post(f"{OS}/teams/crew/runs", data={"message": "hi", "stream": "false"}, headers=bearer(token))
+    ).json()
+    r = await asgi.get(f"{OS}/teams/crew/runs", params={"session_id": team["session_id"]}, headers=bearer(token))
+    assert r.status_code == 200 and [x["run_id"] for x in r.json()] == [team["run_id"]]  # not the member's run
+    assert r.json()[0]["team_id"] == "crew"
+    scripted_model.push_text("step answer")
+    flow = (
+        await asgi.post(f"{OS}/workflows/flow/runs", data={"message": "go", "stream": "false"}, headers=bearer(token))
+    ).json()
+    r = await asgi.get(
+        f"{OS}/workflows/flow/runs/{flow['run_id']}", params={"session_id": flow["session_id"]}, headers=bearer(token)
+    )
+    assert r.status_code == 200 and r.json()["workflow_id"] == "flow" and r.json()["step_executor_runs"]
+    r = await asgi.get(
+        f"{OS}/workflows/flow/runs",
+        params={"session_id": flow["session_id"], "status": "completed"},
+        headers=bearer(token),
+    )
+    assert [x["run_id"] for x in r.json()] == [flow["run_id"]]
