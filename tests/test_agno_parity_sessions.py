@@ -432,6 +432,14 @@ async def test_team_and_workflow_runs_of_a_session(asgi, components, token, scri
     r = await asgi.get(f"{OS}/teams/crew/runs", params={"session_id": team["session_id"]}, headers=bearer(token))
     assert r.status_code == 200 and [x["run_id"] for x in r.json()] == [team["run_id"]]  # not the member's run
     assert r.json()[0]["team_id"] == "crew"
+    # A team session forks with its member runs, re-linked to the copied team run.
+    r = await asgi.post(f"{OS}/teams/crew/sessions/{team['session_id']}/fork", headers=bearer(token))
+    assert r.status_code == 200, r.text
+    copied = (await asgi.get(f"{OS}/sessions/{r.json()['session_id']}/runs", headers=bearer(token))).json()
+    top = [x for x in copied if "parent_run_id" not in x]
+    members = [x for x in copied if "parent_run_id" in x]
+    assert len(top) == 1 and top[0]["run_id"] != team["run_id"] and top[0]["content"] == team["content"]
+    assert [m["parent_run_id"] for m in members] == [top[0]["run_id"]] and members[0]["agent_id"] == "member"
     scripted_model.push_text("step answer")
     flow = (
         await asgi.post(f"{OS}/workflows/flow/runs", data={"message": "go", "stream": "false"}, headers=bearer(token))
