@@ -54,7 +54,7 @@ urlpatterns = [
     path("sessions/<str:session_id>/run-previews", views.SessionRunPreviewsView.as_view(), name="session-run-previews"),
     *(
         path(
-            f"{kind}s/<str:component_id>/runs/<str:run_id>",
+            f"{kind}s/<str:{kind}_id>/runs/<str:run_id>",
             views.ComponentRunDetailView.as_view(),
             {"kind": kind},
             name=f"{kind}-run",
@@ -63,7 +63,7 @@ urlpatterns = [
     ),
     *(
         path(
-            f"{kind}s/<str:component_id>/sessions/<str:session_id>/fork",
+            f"{kind}s/<str:{kind}_id>/sessions/<str:session_id>/fork",
             views.SessionForkView.as_view(),
             {"kind": kind},
             name=f"{kind}-session-fork",

@@ -1036,7 +1036,8 @@ class ComponentRunDetailView(PreparedGet, AgnoView):
     """`GET /{agents,teams,workflows}/{id}/runs/{run_id}?session_id=…`: one run of that component
     in the session, in agno's run schema of its kind."""
 
-    def prepare_get(self, request: Any, kind: str, component_id: str, run_id: str) -> dict[str, Any]:
+    def prepare_get(self, request: Any, kind: str, run_id: str, **ids: str) -> dict[str, Any]:
+        component_id = ids[f"{kind}_id"]  # agno's path parameter names: agent_id, team_id, workflow_id
         q = self.query(s.ComponentRunQuerySerializer)
         session = _component_session(request, kind, component_id, q["session_id"])
         wanted = _parse_uuid(run_id, "Run")
@@ -1145,7 +1146,8 @@ class SessionForkView(AgnoView):
     the session's finished runs (up to `run_id` when given), so a conversation can go on another
     way; the original is untouched. agno's answer: the new `session_id` and `forked_from_session_id`."""
 
-    def prepare_post(self, request: Any, kind: str, component_id: str, session_id: str) -> dict[str, Any]:
+    def prepare_post(self, request: Any, kind: str, session_id: str, **ids: str) -> dict[str, Any]:
+        component_id = ids[f"{kind}_id"]
         q = self.query(ForkQuerySerializer)
         source = _component_session(request, kind, component_id, session_id)
         fork = session_fork(session=source, user=request.user, up_to_run_id=q.get("run_id"))
