@@ -355,6 +355,17 @@ async def test_unknown_paths_and_methods_answer_fastapis_json(asgi, token):
 # ---- memory consolidation -------------------------------------------------------------------------
 
 
+@pytest.fixture
+def worker_stopped_after():
+    """The consolidation runs on the embedded Celery worker, started in this process by the first
+    task: stopped after the test, so its periodic sweeps do not outlive this test's database rows."""
+    yield
+    from agents_app.embedded_worker import stop_embedded_worker
+
+    stop_embedded_worker()
+
+
+@pytest.mark.usefixtures("worker_stopped_after")
 async def test_optimize_memories_per_scope_recorded_and_optionally_applied(
     asgi, components, openai_model, token, user, scripted_model
 ):
