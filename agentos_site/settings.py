@@ -221,6 +221,10 @@ AGENTOS = {
     "IMAGE_TYPES": env.list("AGENTOS_IMAGE_TYPES", default=["image/png", "image/jpeg", "image/gif", "image/webp"]),
     "API_RUNTIME": env.str("AGENTOS_API_RUNTIME", default="prd"),
     "ALPHA_FEATURES": env.bool("AGENTOS_ALPHA_FEATURES", default=False),
+    # Anonymous reads of the agno routes that describe the site (docs/configuration.md): off.
+    "OS_PUBLIC_READ": env.bool("AGENTOS_OS_PUBLIC_READ", default=False),
+    "MEMORY_OPTIMIZE_MODEL": env.str("AGENTOS_MEMORY_OPTIMIZE_MODEL", default=""),
+    "MEMORY_OPTIMIZE_WAIT_SECONDS": env.float("AGENTOS_MEMORY_OPTIMIZE_WAIT_SECONDS", default=60.0),
     # Telemetry (telemetry_app; docs/telemetry.md): run and launch events buffered in the database
     # and uploaded in batches by Celery beat to the collector of AGENTOS_API_RUNTIME (or _URL).
     "TELEMETRY": env.bool("AGENTOS_TELEMETRY", default=False),

@@ -22,6 +22,7 @@ the summary by AGENTOS["SESSION_SUMMARY_MAX_CHARS"].
 from __future__ import annotations
 
 import json
+import logging
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,8 @@ from sessions_app.services import MemoryOperation, memory_apply
 
 if TYPE_CHECKING:
     from agents_app.models import Agent
+
+logger = logging.getLogger(__name__)
 
 
 def memory_scope_pk(agent: Agent) -> int | None:
@@ -267,3 +270,97 @@ _internal(
     name=SUMMARY_HOOK,
     description="Session summaries: fold runs that left the history window into the session's summary.",
 )
+
+
+# ---- consolidation (agno's optimize-memories) ----------------------------------------------------
+
+OPTIMIZE_SCHEMA = object_schema(
+    {
+        "memories": {
+            "type": "array",
+            "items": object_schema(
+                {"memory": {"type": "string"}, "topics": {"type": "array", "items": {"type": "string"}}}
+            ),
+        }
+    }
+)
+
+OPTIMIZE_SYSTEM = (
+    "You tidy up what an assistant remembers about a user. Given the memories, return a shorter list "
+    "that keeps every durable fact: merge duplicates and memories about the same thing into one "
+    "sentence, drop what a later memory contradicts or makes obsolete, and keep each memory one short "
+    "sentence with a few one-word topics. Never invent a fact."
+)
+
+# Memories of one scope sent to the model at most (the oldest beyond are left as they are).
+OPTIMIZE_MAX_MEMORIES = 200
+
+
+def approx_tokens(text: str) -> int:
+    """A token count close enough to report savings (about four characters a token), the same for
+    any model: agno counts with the model's tokenizer."""
+    return (len(text) + 3) // 4
+
+
+def _scoped_memories(user_id: Any) -> dict[int | None, list[Memory]]:
+    scopes: dict[int | None, list[Memory]] = {}
+    for memory in Memory.objects.filter(user_id=user_id).order_by("-updated_at")[: OPTIMIZE_MAX_MEMORIES * 5]:
+        items = scopes.setdefault(memory.agent_id, [])
+        if len(items) < OPTIMIZE_MAX_MEMORIES:
+            items.append(memory)
+    return scopes
+
+
+async def memories_optimize(optimization_id: Any) -> str:
+    """Do one recorded consolidation (a MemoryOptimization row): for each memory scope of the user
+    (their shared memories, and each agent's private ones, never mixed), the model proposes a
+    consolidated list as structured output; the result is stored, and applied when asked. Called
+    by the Celery task agents_app.memory_optimize; a failure is recorded on the row."""
+    from sessions_app.services import (
+        memory_optimization_claim,
+        memory_optimization_fail,
+        memory_optimization_finish,
+    )
+
+    row = await db_call(memory_optimization_claim, optimization_id=optimization_id)
+    if row is None:
+        return "taken"
+    try:
+        scopes = await db_call(_scoped_memories, row.user_id)
+        proposed: dict[int | None, list[dict[str, Any]]] = {}
+        # The user's shared memories first, then each agent's private ones (a stable order).
+        for scope in sorted(scopes, key=lambda pk: (pk is not None, pk or 0)):
+            memories = scopes[scope]
+            listed = "\n".join(f"- {m.memory} (topics: {', '.join(m.topics or []) or 'none'})" for m in memories)
+            data = await ask_json(
+                row.model_config,
+                name="memory_optimization",
+                schema=OPTIMIZE_SCHEMA,
+                system=OPTIMIZE_SYSTEM,
+                user=f"The memories:\n{listed}",
+            )
+            proposed[scope] = [m for m in data["memories"] if str(m.get("memory") or "").strip()]
+        before = [m for memories in scopes.values() for m in memories]
+        await db_call(
+            memory_optimization_finish,
+            optimization_id=row.pk,
+            scopes=proposed,
+            before=before,
+            tokens=approx_tokens,
+        )
+    except Exception as exc:  # noqa: BLE001 (recorded on the row: the caller reads the failure from it)
+        logger.warning("Memory optimization %s failed: %s", optimization_id, exc)
+        await db_call(memory_optimization_fail, optimization_id=row.pk, error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    return "completed"
+
+
+def memory_optimization_publish(optimization_id: Any) -> None:
+    """Send the consolidation to a Celery worker (in development, the embedded one: it starts on
+    first use). Call after the row is committed."""
+    from celery import current_app
+
+    from agents_app.embedded_worker import ensure_embedded_worker
+
+    ensure_embedded_worker(current_app)
+    current_app.send_task("agents_app.memory_optimize", (str(optimization_id),))

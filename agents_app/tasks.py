@@ -85,3 +85,13 @@ def eval_schedules_run_task() -> int:
     """Start the eval suites whose schedule is due, and bring back eval cases whose task was lost
     (Celery beat, every few minutes). Idempotent within a period: a suite's last scheduled run decides."""
     return eval_schedules_run() + eval_cases_sweep()
+
+
+@shared_task(name="agents_app.memory_optimize", acks_late=True, ignore_result=True)
+def memory_optimize_task(optimization_id: str) -> str:
+    """Consolidate a user's memories (a recorded MemoryOptimization); a redelivery does nothing."""
+    from asgiref.sync import async_to_sync
+
+    from agents_app.memory import memories_optimize
+
+    return async_to_sync(memories_optimize)(optimization_id)

@@ -15,7 +15,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from sessions_app.models import Memory, Message, Run, RunImage, Session, ToolApproval
+from sessions_app.models import Memory, MemoryOptimization, Message, Run, RunImage, Session, ToolApproval
 from sessions_app.money import exact_cost, format_cost
 from sessions_app.services import runs_delete, session_delete, session_end
 
@@ -459,3 +459,29 @@ class MemoryAdmin(admin.ModelAdmin):
     @admin.display(description="Topics")
     def topic_list(self, obj: Memory) -> str:
         return ", ".join(str(t) for t in obj.topics or []) or "-"
+
+
+@admin.register(MemoryOptimization)
+class MemoryOptimizationAdmin(admin.ModelAdmin):
+    """The record of each consolidation of a user's memories (agno's optimize-memories): read-only."""
+
+    list_display = [
+        "created_at",
+        "user",
+        "status",
+        "apply",
+        "memories_before",
+        "memories_after",
+        "tokens_before",
+        "tokens_after",
+    ]
+    list_filter = ["status", "apply"]
+    search_fields = ["user__username", "user__email"]
+    list_select_related = ["user"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

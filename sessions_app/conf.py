@@ -84,6 +84,16 @@ DEFAULTS: dict[str, Any] = {
     # agno AgentOS compatible API (agents_app.agno_compat): the URL prefix it is served under
     # ("os" -> /os/agents, ...; "" serves it at the site root like agno's server; None: not served).
     "AGNO_COMPAT_PREFIX": "os",
+    # Let callers without a token read the agno routes that describe what this site serves
+    # (/config, /health, /info, and the agent, team and workflow lists and details), as agno's
+    # RemoteAgent / RemoteTeam / RemoteWorkflow do. Never runs, sessions or memories. Off: a token
+    # is needed (docs/configuration.md has the risk).
+    "OS_PUBLIC_READ": False,
+    # agno's POST /optimize-memories: the model configuration (its name, or "provider:model_id")
+    # used when the request names none ("": the request must name one), and how long the request
+    # waits for the Celery worker's result before answering 202 with the record's id.
+    "MEMORY_OPTIMIZE_MODEL": "",
+    "MEMORY_OPTIMIZE_WAIT_SECONDS": 60.0,
     # Deprecated: browser origins allowed to call the agno routes. CORS is django-cors-headers' now
     # (CORS_ALLOWED_ORIGINS, docs/deployment.md#cors); origins listed here are still allowed on the
     # agno routes when the site runs its middleware (agents_app.cors), with a warning (agentos.W003).

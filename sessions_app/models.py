@@ -56,6 +56,11 @@ class Session(ComponentMixin, models.Model):
         null=True, blank=True, help_text="The summary covers the completed runs created up to this time."
     )
     summary_updated_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The client's own data about the session (agno's session metadata); the site never reads it.",
+    )
     ended_at = models.DateTimeField(
         null=True, blank=True, help_text="An ended session is kept and readable but takes no more messages."
     )
@@ -428,3 +433,36 @@ class ApiToken(models.Model):
     def restricted(self) -> bool:
         """Limited to the agents, teams and workflows it lists (else: all that its user may use)."""
         return bool(self.agents or self.teams or self.workflows)
+
+
+class MemoryOptimization(models.Model):
+    """One consolidation of a user's memories by a model (agno's optimize-memories): asked for
+    through the API, done by a Celery task, kept as the record of what it did."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memory_optimizations")
+    model_config = models.ForeignKey(
+        "agents_app.ModelConfig", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    apply = models.BooleanField(default=True, help_text="Replace the memories (else only propose).")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    memories_before = models.PositiveIntegerField(default=0)
+    memories_after = models.PositiveIntegerField(default=0)
+    tokens_before = models.PositiveIntegerField(default=0)
+    tokens_after = models.PositiveIntegerField(default=0)
+    result = models.JSONField(default=list, blank=True, help_text="The consolidated memories.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.status} {self.created_at:%Y-%m-%d %H:%M}"

@@ -8,16 +8,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from sessions_app.errors import ConflictError, DomainError, NotFoundError
 from sessions_app.images import ImageInput, image_files_delete, image_rows_create
 from sessions_app.liveness import process_id
-from sessions_app.models import Memory, Message, Run, RunImage, Session, ToolApproval
+from sessions_app.models import Memory, MemoryOptimization, Message, Run, RunImage, Session, ToolApproval
 from sessions_app.selectors import memory_scope_filter, session_history
 
 
@@ -171,6 +171,7 @@ def _run_start(
     with transaction.atomic():
         overflow = False
         history: list[dict[str, Any]] = []
+        created = False
         if session_id is None:
             initial = getattr(component, "initial_session_state", None)
             state = copy.deepcopy(initial) if isinstance(initial, dict) else {}
@@ -183,7 +184,9 @@ def _run_start(
             # serialized, and the busy check below sees the other's committed run. Same query count
             # as a plain lookup: the busy check is an EXISTS on the lookup itself.
             if not Session.objects.filter(pk=session_id, user=user, **owner).update(updated_at=now):
-                raise SessionNotFound(f"No session {session_id} for {kind} {component.slug!r}.", session_id=session_id)
+                created = _session_create_chosen(
+                    session_id=session_id, kind=kind, owner=owner, component=component, user=user, message=message
+                )
             session = (
                 Session.objects.filter(pk=session_id)
                 .annotate(busy=Exists(_running_runs(OuterRef("pk"), now)), paused=Exists(_paused_runs(OuterRef("pk"))))
@@ -211,8 +214,7 @@ def _run_start(
                     policy=getattr(component, "paused_session_policy", "reject"),
                     paused_run_ids=paused,
                 )
-            created = False
-            if history_runs is not None:
+            if history_runs is not None and not created:
                 window = session_history(
                     session_id=session.pk,
                     runs=history_runs,
@@ -245,6 +247,30 @@ def _run_start(
         history_overflow=overflow,
         image_files=written,
     )
+
+
+def _session_create_chosen(
+    *, session_id: UUID, kind: str, owner: dict[str, Any], component: Any, user: Any, message: str
+) -> bool:
+    """agno's client-chosen session ids: a run naming an id no session has creates that session,
+    for this user and component (True). An id that is taken (by another user, or by this user's
+    session of another agent, team or workflow) is SessionNotFound, the same answer as for an id
+    that names nothing, so it reveals nothing about the other session. Two creators of one id race
+    on the primary key: the loser's insert fails in its savepoint, and it then finds the winner's
+    session if it is its own (False: an existing session), else SessionNotFound. Called inside
+    `_run_start`'s transaction, after the ownership UPDATE found nothing."""
+    initial = getattr(component, "initial_session_state", None)
+    state = copy.deepcopy(initial) if isinstance(initial, dict) else {}
+    try:
+        with transaction.atomic():
+            Session(pk=session_id, user=user, name=_session_name(message), state=state, **owner).save(force_insert=True)
+        return True
+    except IntegrityError:
+        if Session.objects.filter(pk=session_id, user=user, **owner).update(updated_at=timezone.now()):
+            return False
+        raise SessionNotFound(
+            f"No session {session_id} for {kind} {component.slug!r}.", session_id=session_id
+        ) from None
 
 
 def run_finish(
@@ -369,6 +395,183 @@ def session_rename(*, session: Session, name: str) -> Session:
     session.name = name
     session.save(update_fields=["name", "updated_at"])
     return session
+
+
+class SessionIdTaken(ConflictError):
+    """A session created with a client-chosen id that is already taken. One answer whether the
+    session is the caller's or someone else's, so it confirms nothing about another user's."""
+
+    code = "session_exists"
+    default_detail = "A session with this id already exists."
+
+
+def session_create(
+    *,
+    user: Any,
+    kind: str,
+    component: Any,
+    session_id: UUID | None = None,
+    name: str = "",
+    state: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Session:
+    """An empty session of `component` (an agent, team or workflow of `kind`) for `user`, before any
+    run (agno's `POST /sessions`): with the client's `session_id` when given (SessionIdTaken if it
+    is taken), `state` or else the component's initial state."""
+    if state is None:
+        initial = getattr(component, "initial_session_state", None)
+        state = copy.deepcopy(initial) if isinstance(initial, dict) else {}
+    session = Session(user=user, name=name, state=state, metadata=metadata or {}, **{kind: component})
+    if session_id is not None:
+        session.pk = session_id
+    try:
+        with transaction.atomic():
+            session.save(force_insert=True)
+    except IntegrityError:
+        raise SessionIdTaken() from None
+    return session
+
+
+def session_update(
+    *,
+    session: Session,
+    name: str | None = None,
+    state: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    summary: str | None = None,
+) -> Session:
+    """Replace what is given of a session's name, state, metadata and summary (agno's `PATCH
+    /sessions/{id}`: each given field replaces the stored one; None leaves it). A summary set by
+    hand covers the runs so far, as the summarizer's would."""
+    fields = ["updated_at"]
+    if name is not None:
+        session.name, fields = name, [*fields, "name"]
+    if state is not None:
+        session.state, fields = state, [*fields, "state"]
+    if metadata is not None:
+        session.metadata, fields = metadata, [*fields, "metadata"]
+    if summary is not None:
+        now = timezone.now()
+        session.summary, session.summary_updated_at = summary, now
+        session.summary_until = now if summary else None
+        fields += ["summary", "summary_updated_at", "summary_until"]
+    session.save(update_fields=fields)
+    return session
+
+
+class NothingToFork(DomainError):
+    """agno's 400 for a fork of a session with no finished run (or none up to the run named)."""
+
+    code = "nothing_to_fork"
+    default_detail = "Source session has no runs to fork."
+
+
+_COPIED_RUN_FIELDS = [
+    "status",
+    "input",
+    "output",
+    "output_json",
+    "error",
+    "error_type",
+    "model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "cost",
+    "total_cost",
+    "tree_tokens",
+    "time_to_first_token",
+    "duration",
+    "events",
+    "finished_at",
+    "created_at",
+]
+_FINISHED = (Run.Status.COMPLETED, Run.Status.ERROR, Run.Status.CANCELLED)
+
+
+def session_fork(*, session: Session, user: Any, up_to_run_id: UUID | None = None) -> Session:
+    """A new session of the same agent, team or workflow for `user`, holding copies of `session`'s
+    finished runs (each with a new id, its member and step runs and its messages), so the copy can
+    go on differently while the original is untouched (agno's fork). With `up_to_run_id`, only the
+    runs up to and including that top-level run. Runs still going or waiting for a person are not
+    copied; images stay with the original's runs (their files belong to it). NothingToFork when no
+    run would be copied (also for a run not in the session)."""
+    runs = list(session.runs.filter(status__in=_FINISHED).order_by("created_at"))
+    top = [r for r in runs if r.parent_run_id is None]
+    if up_to_run_id is not None:
+        ids = [r.pk for r in top]
+        if up_to_run_id not in ids:
+            raise NothingToFork("That run is not a finished run of this session.")
+        top = top[: ids.index(up_to_run_id) + 1]
+    kept_top = {r.pk for r in top}
+    by_id = {r.pk: r for r in runs}
+
+    def root(run: Run) -> Any:
+        while run.parent_run_id is not None and run.parent_run_id in by_id:
+            run = by_id[run.parent_run_id]
+        return run.pk if run.parent_run_id is None else None
+
+    runs = [r for r in runs if root(r) in kept_top]
+    if not runs:
+        raise NothingToFork()
+    owner = {kind: getattr(session, kind) for kind in ("agent", "team", "workflow") if getattr(session, f"{kind}_id")}
+    with transaction.atomic():
+        fork = Session.objects.create(
+            user=user,
+            name=session.name,
+            state=copy.deepcopy(session.state),
+            summary=session.summary,
+            summary_until=session.summary_until,
+            summary_updated_at=session.summary_updated_at,
+            metadata=copy.deepcopy(session.metadata),
+            **owner,
+        )
+        new_ids = {r.pk: uuid4() for r in runs}
+        copies = [
+            Run(
+                pk=new_ids[r.pk],
+                session=fork,
+                user=user,
+                agent_id=r.agent_id,
+                team_id=r.team_id,
+                workflow_id=r.workflow_id,
+                parent_run_id=new_ids.get(r.parent_run_id),
+                **{name: copy.deepcopy(getattr(r, name)) for name in _COPIED_RUN_FIELDS},
+            )
+            for r in runs
+        ]
+        # Parents before children (the foreign key), in the original order.
+        copies.sort(key=lambda c: (c.parent_run_id is not None, c.created_at))
+        Run.objects.bulk_create(copies)
+        originals = {new_ids[r.pk]: r for r in runs}
+        for c in copies:  # auto_now_add stamped them now: the original times keep the history's order
+            c.created_at = originals[c.pk].created_at
+        Run.objects.bulk_update(copies, ["created_at"])
+        Message.objects.bulk_create(
+            Message(
+                run_id=new_ids[m.run_id],
+                role=m.role,
+                content=m.content,
+                tool_calls=m.tool_calls,
+                tool_call_id=m.tool_call_id,
+                name=m.name,
+                position=m.position,
+            )
+            for m in Message.objects.filter(run_id__in=list(new_ids)).order_by("run_id", "position")
+        )
+    return fork
+
+
+def sessions_delete(*, sessions: Any) -> int:
+    """Delete several sessions (a queryset, already limited to the caller's) with their runs and
+    images, in one transaction; how many were deleted."""
+    with transaction.atomic():
+        ids = list(sessions.values_list("pk", flat=True))
+        if ids:
+            runs_delete(runs=Run.objects.filter(session_id__in=ids), then=Session.objects.filter(pk__in=ids).delete)
+    return len(ids)
 
 
 def session_delete(*, session: Session) -> None:
@@ -608,4 +811,85 @@ def run_claim_paused(*, run_id: UUID, events: Any, now: Any) -> bool:
             events=events,
             updated_at=now,
         )
+    )
+
+
+# ---- memory optimization (agno's optimize-memories) -------------------------------------------------
+
+
+def memory_optimization_create(*, user: Any, model_config: Any, apply: bool) -> MemoryOptimization:
+    """Record a consolidation asked for; a Celery task does it (agents_app.memory.memories_optimize)."""
+    return MemoryOptimization.objects.create(user=user, model_config=model_config, apply=apply)
+
+
+def memory_optimization_claim(*, optimization_id: UUID) -> MemoryOptimization | None:
+    """Take a queued consolidation for work (None when another delivery took it, or it is done):
+    a redelivered task never does it twice."""
+    taken = MemoryOptimization.objects.filter(pk=optimization_id, status=MemoryOptimization.Status.QUEUED).update(
+        status=MemoryOptimization.Status.RUNNING
+    )
+    return MemoryOptimization.objects.select_related("model_config").get(pk=optimization_id) if taken else None
+
+
+def memory_optimization_finish(
+    *,
+    optimization_id: UUID,
+    scopes: dict[int | None, list[dict[str, Any]]],
+    before: list[Memory],
+    tokens: Callable[[str], int],
+) -> MemoryOptimization:
+    """Store a consolidation's result: the memories proposed per scope (agent pk, or None for the
+    user's shared ones), the counts and token sizes before and after; when it applies, the scopes'
+    memories are replaced by the proposed ones in the same transaction (a scope's memories that
+    changed meanwhile are replaced all the same: the user asked for a consolidation of them)."""
+    with transaction.atomic():
+        row = MemoryOptimization.objects.select_for_update().get(pk=optimization_id)
+        proposed = [(scope, m) for scope, items in scopes.items() for m in items]
+        result = []
+        if row.apply:
+            for scope in scopes:
+                Memory.objects.filter(memory_scope_filter(user_id=row.user_id, agent_pk=scope)).delete()
+            for scope, item in proposed:
+                memory = Memory(
+                    user_id=row.user_id,
+                    agent_id=scope,
+                    memory=_clean_memory(item["memory"]),
+                    topics=_clean_topics(item.get("topics") or []),
+                    source=Memory.Source.AUTOMATIC,
+                )
+                memory.save()
+                result.append(_memory_record(memory))
+        else:
+            result = [
+                {
+                    "memory_id": None,
+                    "memory": _clean_memory(i["memory"]),
+                    "topics": _clean_topics(i.get("topics") or []),
+                    "agent_id": scope,
+                    "updated_at": None,
+                }
+                for scope, i in proposed
+            ]
+        row.status = MemoryOptimization.Status.COMPLETED
+        row.memories_before, row.memories_after = len(before), len(proposed)
+        row.tokens_before = sum(tokens(m.memory) for m in before)
+        row.tokens_after = sum(tokens(i["memory"]) for _, i in proposed)
+        row.result, row.finished_at = result, timezone.now()
+        row.save()
+    return row
+
+
+def _memory_record(memory: Memory) -> dict[str, Any]:
+    return {
+        "memory_id": str(memory.pk),
+        "memory": memory.memory,
+        "topics": list(memory.topics or []),
+        "agent_id": memory.agent_id,
+        "updated_at": memory.updated_at.isoformat() if memory.updated_at else None,
+    }
+
+
+def memory_optimization_fail(*, optimization_id: UUID, error: str) -> None:
+    MemoryOptimization.objects.filter(pk=optimization_id).update(
+        status=MemoryOptimization.Status.FAILED, error=error[:2000], finished_at=timezone.now()
     )

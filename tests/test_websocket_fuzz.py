@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sessions_app.models import Run
+from sessions_app.models import Run, Session
 from tests.factories import AgentFactory, TeamFactory, TeamMemberFactory, WorkflowFactory, WorkflowStepFactory
 from tests.test_websocket import connect
 
@@ -20,6 +20,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 FRAMES_PER_SOCKET = 60
 CODES = {"bad_frame", "unknown_type", "invalid_input", "unknown_session", "not_found", "frame_too_large"}
+# Another user's session (made by the `sockets` fixture): a run naming it is refused. (A UUID that no
+# session has would start a run: agno's client-chosen session ids.)
+FOREIGN_SESSION = str(uuid.uuid4())
 
 
 def _junk(rng: random.Random) -> Any:
@@ -56,7 +59,7 @@ def _hostile_frame(rng: random.Random) -> str | bytes:
     if kind == 5:
         return '{"type": "run", "message": "\\ud800"}'  # a lone surrogate
     if kind == 6:
-        return json.dumps({"type": "run", "message": "hi", "session_id": rng.choice(["nope", 5, str(uuid.uuid4())])})
+        return json.dumps({"type": "run", "message": "hi", "session_id": rng.choice(["nope", 5, FOREIGN_SESSION])})
     if kind == 7:
         return json.dumps({"type": "cancel", "run_id": rng.choice([None, "x", 3, str(uuid.uuid4())])})
     if kind == 8:
@@ -66,7 +69,8 @@ def _hostile_frame(rng: random.Random) -> str | bytes:
 
 
 @pytest.fixture
-def sockets(offline_agent):
+def sockets(offline_agent, other_user):
+    Session.objects.create(pk=FOREIGN_SESSION, user=other_user, agent=offline_agent)
     model = offline_agent.model
     team = TeamFactory(slug="fuzz-team", model=model, mode="collaborate")
     TeamMemberFactory(team=team, agent=AgentFactory(slug="fuzz-member", model=model))

@@ -130,9 +130,10 @@ class AgnoValidationErrorSerializer(serializers.Serializer):
 _ERRORS: dict[int, tuple[Any, str]] = {
     400: (AgnoErrorSerializer, "A body that cannot be parsed (malformed JSON or multipart, too many fields)."),
     401: (AgnoErrorSerializer, "Not authenticated: no token, or an unknown one (`Authorization: Bearer <token>`)."),
-    403: (AgnoErrorSerializer, "Not allowed: staff only (the eval runs)."),
+    403: (AgnoErrorSerializer, "Not allowed for this token (e.g. staff only: the eval runs; or a read-only token)."),
     404: (AgnoErrorSerializer, "No such object, or not yours."),
     409: (AgnoErrorSerializer, "Conflict with the current state."),
+    502: (AgnoErrorSerializer, "The model failed (the work is recorded as failed)."),
     413: (AgnoErrorSerializer, "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE."),
     415: (AgnoErrorSerializer, "The Content-Type is not one of the documented request media types."),
     422: (AgnoValidationErrorSerializer, "Invalid fields, in FastAPI's shape: `detail` lists `{loc, msg, type}`."),
@@ -432,6 +433,7 @@ class SessionDetailSerializer(serializers.Serializer):
     session_data = serializers.DictField(required=False)
     metrics = serializers.DictField(required=False)
     chat_history = serializers.ListField(child=serializers.DictField(), required=False)
+    metadata = serializers.DictField(required=False)
     created_at = serializers.CharField()
     updated_at = serializers.CharField()
 
@@ -479,6 +481,53 @@ class MemoryPageSerializer(serializers.Serializer):
 
 class EmptySerializer(serializers.Serializer):
     """`{}`."""
+
+
+class RunPreviewSerializer(serializers.Serializer):
+    """agno's `SessionRunPreviewSchema`: input and output cut to 280 characters."""
+
+    run_id = serializers.CharField()
+    parent_run_id = serializers.CharField(required=False)
+    agent_id = serializers.CharField(required=False)
+    team_id = serializers.CharField(required=False)
+    workflow_id = serializers.CharField(required=False)
+    user_id = serializers.CharField()
+    status = serializers.CharField()
+    run_input = serializers.CharField(required=False)
+    content_preview = serializers.CharField(required=False)
+    created_at = serializers.CharField()
+
+
+class McpInfoSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    tool_run_endpoint = serializers.BooleanField()
+
+
+class InfoSerializer(serializers.Serializer):
+    """agno's `InfoResponse`."""
+
+    os_id = serializers.CharField()
+    name = serializers.CharField()
+    os_version = serializers.CharField()
+    agno_version = serializers.CharField()
+    agent_count = serializers.IntegerField()
+    team_count = serializers.IntegerField()
+    workflow_count = serializers.IntegerField()
+    mcp = McpInfoSerializer()
+    auth_mode = serializers.CharField()
+
+
+class UserStatsSerializer(serializers.Serializer):
+    """agno's `UserStatsSchema`."""
+
+    user_id = serializers.CharField()
+    total_memories = serializers.IntegerField()
+    last_memory_updated_at = serializers.CharField(required=False)
+
+
+class UserStatsPageSerializer(serializers.Serializer):
+    data = UserStatsSerializer(many=True)
+    meta = PageMetaSerializer()
 
 
 # ---- The document's view -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from rest_framework import serializers
 from rest_framework.fields import empty
 
@@ -401,6 +402,7 @@ def session_detail_json(session: Session) -> dict[str, Any]:
             "total_tokens": totals["total_tokens"],
             f"{kind}_data": {"name": component.name, f"{kind}_id": component.slug},
             "metrics": totals,
+            "metadata": session.metadata or None,
             "chat_history": [message_json(m) for r in runs if r.parent_run_id is None for m in r.messages.all()],
             "created_at": iso(session.created_at),
             "updated_at": iso(session.updated_at),
@@ -524,6 +526,7 @@ def workflow_session_detail_json(session: Session) -> dict[str, Any]:
             "workflow_name": session.workflow.name,
             "session_data": {"session_state": state, "session_metrics": totals},
             "session_state": state,
+            "metadata": session.metadata or None,
             "workflow_data": {
                 "name": session.workflow.name,
                 "workflow_id": session.workflow.slug,
@@ -688,3 +691,143 @@ class MemoryBulkDeleteSerializer(serializers.Serializer):
 
 class SessionRenameSerializer(serializers.Serializer):
     session_name = serializers.CharField(max_length=200, allow_blank=True)
+
+
+# ---- Sessions: create, update, bulk delete, run previews ----------------------------------------
+
+PREVIEW_CHARS = 280  # agno's preview length
+
+
+def run_preview_json(run: Run) -> dict[str, Any]:
+    """agno's `SessionRunPreviewSchema`: a run without messages, events or metrics, its input and
+    output cut to agno's preview length."""
+    content = _stored_content(run)
+    if content is not None and not isinstance(content, str):
+        content = orjson.dumps(content).decode()
+    return _compact(
+        {
+            "run_id": str(run.pk),
+            "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
+            f"{run.component_type}_id": component_of(run).slug,
+            "user_id": user_id_of(run.user_id),
+            "status": RUN_STATUS.get(run.status, run.status.upper()),
+            "run_input": (run.input or "")[:PREVIEW_CHARS] or None,
+            "content_preview": content[:PREVIEW_CHARS] if content else None,
+            "created_at": iso(run.created_at),
+        }
+    )
+
+
+class SessionCreateSerializer(serializers.Serializer):
+    """agno's `CreateSessionRequest`; `user_id` is ignored (the session is the caller's). The one of
+    `agent_id` / `team_id` / `workflow_id` that the `type` query parameter names is required here
+    (every session belongs to one agent, team or workflow)."""
+
+    session_id = serializers.UUIDField(required=False, allow_null=True)
+    session_name = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    session_state = serializers.DictField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True)
+    user_id = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    agent_id = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    team_id = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    workflow_id = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+
+
+class SessionCreateQuerySerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["agent", "team", "workflow"], default="agent")
+    db_id = serializers.CharField(required=False, allow_blank=True)
+
+
+class SessionUpdateSerializer(serializers.Serializer):
+    """agno's `UpdateSessionRequest`: each field given replaces the stored one. `summary` is agno's
+    `SessionSummary` dict; its `summary` text is kept (topics are not stored here)."""
+
+    session_name = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    session_state = serializers.DictField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True)
+    summary = serializers.DictField(required=False, allow_null=True)
+
+    def validate_summary(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and not isinstance(value.get("summary"), str):
+            raise serializers.ValidationError("A summary object needs a `summary` string.")
+        return value
+
+
+class SessionBulkDeleteSerializer(serializers.Serializer):
+    """agno's `DeleteSessionRequest` (`session_types` must match `session_ids` in length, as in agno)."""
+
+    session_ids = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=1000)
+    session_types = serializers.ListField(child=serializers.CharField(max_length=20), min_length=1, max_length=1000)
+
+    def validate_session_types(self, value: list[str]) -> list[str]:
+        # Checked here, not with a ChoiceField: the same choices as `type` would be a second enum
+        # of one set in the OpenAPI document.
+        unknown = sorted({v for v in value if v not in ("agent", "team", "workflow")})
+        if unknown:
+            raise serializers.ValidationError(f"Unknown session types {unknown}; expected agent, team or workflow.")
+        return value
+
+
+class ComponentRunsQuerySerializer(serializers.Serializer):
+    session_id = serializers.CharField(max_length=100)
+    status = serializers.CharField(required=False, allow_blank=True)
+
+
+class ComponentRunQuerySerializer(serializers.Serializer):
+    session_id = serializers.CharField(max_length=100)
+
+
+class PageQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, default=20)
+    page = serializers.IntegerField(min_value=0, default=1)
+    db_id = serializers.CharField(required=False, allow_blank=True)
+    user_id = serializers.CharField(required=False, allow_blank=True)
+
+
+# ---- About this OS -----------------------------------------------------------------------------
+
+AGNO_API_VERSION = "3.1.10"  # the agno release whose API these routes follow
+OS_NAME = "AgentOS for Django"
+
+
+def info_json(*, agents: int, teams: int, workflows: int, agno_version: str) -> dict[str, Any]:
+    """agno's `InfoResponse` for this site: no MCP server; a Bearer token for everything not public."""
+    return {
+        "os_id": OS_ID,
+        "name": OS_NAME,
+        "os_version": "1.0.0",
+        "agno_version": agno_version,
+        "agent_count": agents,
+        "team_count": teams,
+        "workflow_count": workflows,
+        "mcp": {"enabled": False, "tool_run_endpoint": False},
+        "auth_mode": "security_key",
+    }
+
+
+def optimization_json(row: Any) -> dict[str, Any]:
+    """agno's `OptimizeMemoriesResponse` from a completed MemoryOptimization."""
+    from agents_app.models import Agent
+
+    slugs = dict(Agent.objects.filter(pk__in={m.get("agent_id") for m in row.result}).values_list("pk", "slug"))
+    saved = max(row.tokens_before - row.tokens_after, 0)
+    return {
+        "memories": [
+            {
+                "memory_id": m.get("memory_id") or "",
+                "memory": m["memory"],
+                "topics": m.get("topics") or [],
+                "agent_id": slugs.get(m.get("agent_id")),
+                "team_id": None,
+                "user_id": user_id_of(row.user_id),
+                "updated_at": m.get("updated_at"),
+            }
+            for m in row.result
+        ],
+        "memories_before": row.memories_before,
+        "memories_after": row.memories_after,
+        "tokens_before": row.tokens_before,
+        "tokens_after": row.tokens_after,
+        "tokens_saved": saved,
+        "reduction_percentage": round(saved / row.tokens_before * 100.0, 2) if row.tokens_before else 0.0,
+    }

@@ -58,6 +58,30 @@ urlpatterns = [
     # Evals (docs/evals.md#agnos-api).
     path("eval-runs", eval_views.EvalRunListView.as_view(), name="eval-runs"),
     path("eval-runs/<str:eval_run_id>", eval_views.EvalRunDetailView.as_view(), name="eval-run"),
+    # agno parity (issue 20): run previews, a component's runs, /info, memory statistics.
+    path("sessions/<str:session_id>/run-previews", views.SessionRunPreviewsView.as_view(), name="session-run-previews"),
+    *(
+        path(
+            f"{kind}s/<str:{kind}_id>/runs/<str:run_id>",
+            views.ComponentRunDetailView.as_view(),
+            {"kind": kind},
+            name=f"{kind}-run",
+        )
+        for kind in KINDS
+    ),
+    *(
+        path(
+            f"{kind}s/<str:{kind}_id>/sessions/<str:session_id>/fork",
+            views.SessionForkView.as_view(),
+            {"kind": kind},
+            name=f"{kind}-session-fork",
+        )
+        for kind in ("agent", "team")  # agno forks agent and team sessions
+    ),
+    path("info", views.InfoView.as_view(), name="info"),
+    path("databases/<str:db_id>/migrate", views.DatabaseMigrateView.as_view(), name="database-migrate"),
+    path("user_memory_stats", views.UserMemoryStatsView.as_view(), name="user-memory-stats"),
+    path("optimize-memories", views.OptimizeMemoriesView.as_view(), name="optimize-memories"),
     # Anything else under the prefix: FastAPI's JSON 404 (with our code), as agno's server answers.
     # This API's OpenAPI document (agno's server serves its own at /openapi.json).
     path("openapi.json", OpenApiView.as_view(routes=__name__), name="openapi"),

@@ -25,7 +25,7 @@ from django.http import HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import MethodNotAllowed, NotFound, ParseError, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -42,7 +42,7 @@ from agents_app.sse import EventStreamRenderer, sse_response
 from sessions_app.access import allowed_for
 from sessions_app.api_base import AsyncAPIView, agno_problem, as_api_exception
 from sessions_app.db import db_call
-from sessions_app.errors import run_http_status
+from sessions_app.errors import ConflictError, run_http_status
 from sessions_app.images import ImageUploadHandler, images_from_uploads
 from sessions_app.models import Memory
 from sessions_app.selectors import (
@@ -56,13 +56,23 @@ from sessions_app.services import (
     memory_create,
     memory_delete,
     memory_update,
+    session_create,
     session_delete,
+    session_fork,
     session_rename,
+    session_update,
+    sessions_delete,
 )
 
 STARTED_AT = datetime.now(UTC)
 SORT_FIELDS = {"created_at": "created_at", "updated_at": "updated_at", "session_name": "name"}
 MAX_PAGE_SIZE = 100
+
+
+class BadRequest(ParseError):
+    """agno's 400 for a request it understands but refuses (e.g. lists of different lengths)."""
+
+    default_code = "bad_request"
 
 
 def _parse_uuid(value: str, what: str) -> UUID:
@@ -103,6 +113,14 @@ class AgnoView(AsyncAPIView):
     renderer_classes = [JSONRenderer]
     schema = doc.AgnoAutoSchema()
 
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        # A method the route does not serve is a 405 before anything else (FastAPI matches routes
+        # and methods before any dependency, authentication included), in its words.
+        method = request.method.lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            raise MethodNotAllowed(request.method, detail="Method Not Allowed")
+        super().initial(request, *args, **kwargs)
+
     def handle_exception(self, exc: Exception) -> Response:
         exc = as_api_exception(exc)  # Django's request-size guards: 413 / 400, as on the REST API
         response = super().handle_exception(exc)
@@ -118,6 +136,20 @@ class AgnoView(AsyncAPIView):
             exc.agno_where = "query"  # type: ignore[attr-defined]
             raise
         return serializer.validated_data
+
+
+class PublicReadOrAuthenticated(permissions.BasePermission):
+    """A token, or, where the operator allows it (AGENTOS["OS_PUBLIC_READ"]), none for a read: what
+    agno's RemoteAgent / RemoteTeam / RemoteWorkflow read without headers. Only on the views that
+    describe the site (never runs, sessions or memories); an anonymous caller sees the active,
+    unrestricted agents, teams and workflows only."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        from sessions_app.conf import agentos_settings
+
+        if request.user and request.user.is_authenticated:
+            return True
+        return bool(agentos_settings.OS_PUBLIC_READ) and request.method in permissions.SAFE_METHODS
 
 
 @csrf_exempt  # a 404 whatever the method (it changes nothing)
@@ -186,6 +218,8 @@ def _workflows_json(request: Any) -> list[dict[str, Any]]:
     get=extend_schema(summary="What this OS serves", responses={200: doc.ConfigSerializer, **doc.agno_errors(401)}),
 )
 class ConfigView(PreparedGet, AgnoView):
+    permission_classes = [PublicReadOrAuthenticated]
+
     def prepare_get(self, request: Any) -> dict[str, Any]:
         return s.config_json(
             _runnable_agents(request),
@@ -202,6 +236,8 @@ class ConfigView(PreparedGet, AgnoView):
     ),
 )
 class AgentListView(PreparedGet, AgnoView):
+    permission_classes = [PublicReadOrAuthenticated]
+
     def prepare_get(self, request: Any) -> list[dict[str, Any]]:
         staff = bool(request.user.is_staff)
         return [s.agent_json(agent, staff=staff) for agent in _runnable_agents(request)]
@@ -214,6 +250,8 @@ class AgentListView(PreparedGet, AgnoView):
     ),
 )
 class AgentDetailView(PreparedGet, AgnoView):
+    permission_classes = [PublicReadOrAuthenticated]
+
     def prepare_get(self, request: Any, agent_id: str) -> dict[str, Any]:
         agents = agent_list_for_user(user=request.user, allowed=allowed_for(request.auth, request.user))
         agent = agents.filter(slug=agent_id, is_active=True).first()
@@ -230,6 +268,8 @@ class AgentDetailView(PreparedGet, AgnoView):
 class TeamListView(PreparedGet, AgnoView):
     """`GET /teams`: the active teams, with their members."""
 
+    permission_classes = [PublicReadOrAuthenticated]
+
     def prepare_get(self, request: Any) -> list[dict[str, Any]]:
         return _teams_json(request)
 
@@ -242,6 +282,8 @@ class TeamListView(PreparedGet, AgnoView):
 )
 class WorkflowListView(PreparedGet, AgnoView):
     """`GET /workflows`: the active workflows, with their steps."""
+
+    permission_classes = [PublicReadOrAuthenticated]
 
     def prepare_get(self, request: Any) -> list[dict[str, Any]]:
         return _workflows_json(request)
@@ -256,6 +298,8 @@ class WorkflowListView(PreparedGet, AgnoView):
 class TeamDetailView(PreparedGet, AgnoView):
     """`GET /teams/{team_id}`: an active team as agno's `TeamResponse` (what `get_team` and
     `RemoteTeam`'s properties read); staff also see the leader's instructions and history setting."""
+
+    permission_classes = [PublicReadOrAuthenticated]
 
     def prepare_get(self, request: Any, team_id: str) -> dict[str, Any]:
         from agents_app.selectors import team_get_active, team_members_tree
@@ -277,6 +321,8 @@ class TeamDetailView(PreparedGet, AgnoView):
 class WorkflowDetailView(PreparedGet, AgnoView):
     """`GET /workflows/{workflow_id}`: an active workflow as agno's `WorkflowResponse` (agno's
     `version` query parameter is ignored: workflows here have one version, the admin's)."""
+
+    permission_classes = [PublicReadOrAuthenticated]
 
     def prepare_get(self, request: Any, workflow_id: str) -> dict[str, Any]:
         from agents_app.selectors import workflow_get_active, workflow_steps_tree
@@ -391,9 +437,24 @@ class RunView(AgnoView):
         response["Idempotent-Replayed"] = "true"
         return response
 
+    def prepare_get(self, request: Any, **kwargs: str) -> list[dict[str, Any]]:
+        return component_runs_json(self, request, self.kind, kwargs[f"{self.kind}_id"])
+
     @classmethod
     def for_kind(cls, kind: str) -> type[RunView]:
         """The view of one kind, with its own OpenAPI description (the handler is shared)."""
+
+        async def get(self: RunView, request: Any, **kwargs: str) -> Any:
+            return Response(self.prepared)
+
+        listed = extend_schema(
+            summary=f"List {'an' if kind[0] in 'aeiou' else 'a'} {kind}'s runs in a session",
+            parameters=[s.ComponentRunsQuerySerializer],
+            responses={
+                200: doc.StoredRunSerializer(many=True),
+                **doc.agno_errors(401, 404, 422, e404=f"Unknown {kind}, or not your session of it."),
+            },
+        )(get)
 
         async def post(self: RunView, request: Any, **kwargs: str) -> Any:
             return await RunView.post(self, request, **kwargs)
@@ -434,7 +495,11 @@ class RunView(AgnoView):
                 **doc.failed_run_responses(kind),
             },
         )(post)
-        return type(f"{kind.capitalize()}RunView", (cls,), {"kind": kind, "post": documented, "__doc__": cls.__doc__})
+        return type(
+            f"{kind.capitalize()}RunView",
+            (cls,),
+            {"kind": kind, "post": documented, "get": listed, "__doc__": cls.__doc__},
+        )
 
 
 @doc.documented(
@@ -480,6 +545,32 @@ class RunCancelView(AgnoView):
         parameters=[s.SessionListQuerySerializer],
         responses={200: doc.SessionPageSerializer, **doc.agno_errors(401, 404, 422, e404="An unknown `db_id`.")},
     ),
+    post=extend_schema(
+        summary="Create a session",
+        operation_id="create_session",
+        parameters=[s.SessionCreateQuerySerializer],
+        request=s.SessionCreateSerializer,
+        responses={
+            201: doc.SessionDetailSerializer,
+            **doc.agno_errors(
+                *doc.BODY_ERRORS,
+                401,
+                404,
+                409,
+                e404="An unknown or inactive agent, team or workflow, or an unknown `db_id`.",
+                e409="A session with this `session_id` exists (yours or not: the answer is the same).",
+            ),
+        },
+    ),
+    delete=extend_schema(
+        summary="Delete sessions",
+        operation_id="delete_sessions",
+        request=s.SessionBulkDeleteSerializer,
+        responses={
+            204: OpenApiResponse(description="Deleted, with their runs (ids that are not yours are skipped)."),
+            **doc.agno_errors(*doc.BODY_ERRORS, 401),
+        },
+    ),
 )
 class SessionListView(PreparedGet, AgnoView):
     """`GET /sessions`: my sessions, agno's `data` + `meta` page: of every kind, or of the `type`
@@ -504,6 +595,49 @@ class SessionListView(PreparedGet, AgnoView):
         rows, total = _page_of(sessions, page=page, limit=limit)
         items = [s.session_json(x) for x in rows]
         return s.page_json(items, page=page, limit=limit, total=total)
+
+    def prepare_post(self, request: Any) -> dict[str, Any]:
+        q = self.query(s.SessionCreateQuerySerializer)
+        _check_db_id(q.get("db_id"))
+        body = s.SessionCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data, kind = body.validated_data, q["type"]
+        component_id = (data.get(f"{kind}_id") or "").strip()
+        if not component_id:
+            raise ValidationError({f"{kind}_id": [f"A {kind} session needs the id of its {kind}."]})
+        component = runs.component_get_active(
+            kind, _no_nul(component_id), allowed=allowed_for(request.auth, request.user)
+        )
+        session = session_create(
+            user=request.user,
+            kind=kind,
+            component=component,
+            session_id=data.get("session_id"),
+            name=data.get("session_name") or "",
+            state=data.get("session_state"),
+            metadata=data.get("metadata"),
+        )
+        fresh = session_detail_for_user(user=request.user, session_id=session.pk)
+        return s.any_session_detail_json(fresh)
+
+    async def post(self, request: Any) -> Any:
+        return Response(self.prepared, status=status.HTTP_201_CREATED)
+
+    def prepare_delete(self, request: Any) -> None:
+        body = s.SessionBulkDeleteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        ids, types = body.validated_data["session_ids"], body.validated_data["session_types"]
+        if len(ids) != len(types):
+            raise BadRequest("Session IDs and session types must have the same length")
+        uuids = []
+        for value in ids:
+            with contextlib.suppress(ValueError):  # an id that is not ours names nothing: skipped
+                uuids.append(UUID(str(value)))
+        mine = session_list_for_user(user=request.user, allowed=allowed_for(request.auth, request.user))
+        sessions_delete(sessions=mine.filter(pk__in=uuids))
+
+    async def delete(self, request: Any) -> Any:
+        return HttpResponse(status=status.HTTP_204_NO_CONTENT)
 
 
 class _SessionView(AgnoView):
@@ -534,6 +668,13 @@ SESSION_404 = "Not your session (of that `type`), or an unknown `db_id`."
         parameters=[s.SessionTypeQuerySerializer],
         responses={200: doc.SessionDetailSerializer, **doc.agno_errors(401, 404, 422, e404=SESSION_404)},
     ),
+    patch=extend_schema(
+        summary="Update a session",
+        operation_id="update_session",
+        parameters=[s.SessionTypeQuerySerializer],
+        request=s.SessionUpdateSerializer,
+        responses={200: doc.SessionDetailSerializer, **doc.agno_errors(*doc.BODY_ERRORS, 401, 404, e404=SESSION_404)},
+    ),
     delete=extend_schema(
         summary="Delete a session",
         parameters=[s.SessionTypeQuerySerializer],
@@ -552,6 +693,24 @@ class SessionDetailView(PreparedGet, _SessionView):
 
     def prepare_delete(self, request: Any, session_id: str) -> None:
         session_delete(session=self.session(request, session_id))
+
+    def prepare_patch(self, request: Any, session_id: str) -> dict[str, Any]:
+        body = s.SessionUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        session = self.session(request, session_id)
+        summary = data.get("summary")
+        session_update(
+            session=session,
+            name=data.get("session_name"),
+            state=data.get("session_state"),
+            metadata=data.get("metadata"),
+            summary=summary["summary"] if summary is not None else None,
+        )
+        return s.any_session_detail_json(self.session(request, session_id))
+
+    async def patch(self, request: Any, session_id: str) -> Any:
+        return Response(self.prepared)
 
     async def delete(self, request: Any, session_id: str) -> Any:
         # A plain response: AsyncAPIView re-wraps DRF Responses by their Content-Type, which an
@@ -796,3 +955,357 @@ class MemoryTopicsView(PreparedGet, AgnoView):
         for values in memories.values_list("topics", flat=True):
             topics.update(str(t) for t in values or [])
         return sorted(topics)
+
+
+@doc.documented(
+    get=extend_schema(
+        summary="Preview a session's runs",
+        parameters=[s.SessionRunsQuerySerializer],
+        responses={200: doc.RunPreviewSerializer(many=True), **doc.agno_errors(401, 404, 422, e404=SESSION_404)},
+    ),
+)
+class SessionRunPreviewsView(PreparedGet, _SessionView):
+    """`GET /sessions/{id}/run-previews`: the runs `GET /sessions/{id}/runs` lists (same filters),
+    in agno's light `SessionRunPreviewSchema` (ids, status, time, input and output cut short), for
+    clients that poll a session."""
+
+    def prepare_get(self, request: Any, session_id: str) -> list[dict[str, Any]]:
+        q = self.query(s.SessionRunsQuerySerializer)
+        session = self.session(request, session_id)
+        runs = list(session.runs.all())
+        listed = [run for run in runs if session.workflow_id is None or run.parent_run_id is None]
+        return [s.run_preview_json(run) for run in listed if _run_kept(run, q)]
+
+
+def _run_kept(run: Any, q: dict[str, Any]) -> bool:
+    """agno's run filters: `created_after` / `created_before` (Unix seconds), `status` (any of)."""
+    created = int(run.created_at.timestamp())
+    if "created_after" in q and created < q["created_after"]:
+        return False
+    if "created_before" in q and created > q["created_before"]:
+        return False
+    return not q.get("status") or s.RUN_STATUS.get(run.status, "") in q["status"]
+
+
+# ---- A component's runs ------------------------------------------------------------------------
+
+
+def _component_session(request: Any, kind: str, component_id: str, session_id: str) -> Any:
+    """The caller's session `session_id` of that agent, team or workflow (agno asks for it with a
+    component's runs), with its runs: a session that is not the caller's, or not of that component,
+    is a 404."""
+    runs.component_get_active(kind, _no_nul(component_id), allowed=allowed_for(request.auth, request.user))
+    session = session_detail_for_user(
+        user=request.user,
+        session_id=_parse_uuid(session_id, "Session"),
+        kind=kind,
+        allowed=allowed_for(request.auth, request.user),
+    )
+    if session is None or s.component_of(session).slug != component_id:
+        raise NotFound("Session not found")
+    return session
+
+
+def component_runs_json(view: AgnoView, request: Any, kind: str, component_id: str) -> list[dict[str, Any]]:
+    """`GET /{agents,teams,workflows}/{id}/runs?session_id=…[&status=…]` (served by the run view,
+    whose route it shares): that component's own runs in the session (not its members' or steps'),
+    in agno's run schemas."""
+    q = view.query(s.ComponentRunsQuerySerializer)
+    session = _component_session(request, kind, component_id, q["session_id"])
+    runs_ = list(session.runs.all())
+    children = s.runs_by_parent(runs_)
+    wanted = (q.get("status") or "").upper()
+    return [
+        s.stored_run_json(run, children=children)
+        for run in runs_
+        if run.parent_run_id is None and (not wanted or s.RUN_STATUS.get(run.status, "") == wanted)
+    ]
+
+
+@doc.documented(
+    get=extend_schema(
+        summary="Get a component's run",
+        parameters=[s.ComponentRunQuerySerializer],
+        responses={
+            200: doc.StoredRunSerializer,
+            **doc.agno_errors(401, 404, 422, e404="Unknown component, not your session of it, or no such run."),
+        },
+    ),
+)
+class ComponentRunDetailView(PreparedGet, AgnoView):
+    """`GET /{agents,teams,workflows}/{id}/runs/{run_id}?session_id=…`: one run of that component
+    in the session, in agno's run schema of its kind."""
+
+    def prepare_get(self, request: Any, kind: str, run_id: str, **ids: str) -> dict[str, Any]:
+        component_id = ids[f"{kind}_id"]  # agno's path parameter names: agent_id, team_id, workflow_id
+        q = self.query(s.ComponentRunQuerySerializer)
+        session = _component_session(request, kind, component_id, q["session_id"])
+        wanted = _parse_uuid(run_id, "Run")
+        runs_ = list(session.runs.all())
+        for run in runs_:
+            if run.pk == wanted and run.parent_run_id is None:
+                return s.stored_run_json(run, children=s.runs_by_parent(runs_))
+        raise NotFound("Run not found")
+
+
+# ---- About this OS, and memory statistics ---------------------------------------------------------
+
+
+@doc.documented(
+    get=extend_schema(summary="About this OS", auth=[], responses={200: doc.InfoSerializer, **doc.agno_errors(401)}),
+)
+class InfoView(PreparedGet, AgnoView):
+    """`GET /info`: agno's `InfoResponse`: this OS's id, name, versions, and how many agents, teams
+    and workflows the caller can run (anonymous callers, where OS_PUBLIC_READ allows them: the
+    unrestricted ones). `auth_mode` is `security_key`: a Bearer token is needed for the rest."""
+
+    permission_classes = [PublicReadOrAuthenticated]
+
+    def prepare_get(self, request: Any) -> dict[str, Any]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            agno_version = version("agno")
+        except PackageNotFoundError:  # agno is a test dependency: a production site may not have it
+            agno_version = s.AGNO_API_VERSION
+        return s.info_json(
+            agents=len(_runnable_agents(request)),
+            teams=len(_teams_json(request)),
+            workflows=len(_workflows_json(request)),
+            agno_version=agno_version,
+        )
+
+
+@doc.documented(
+    get=extend_schema(
+        summary="Your memory statistics",
+        parameters=[s.PageQuerySerializer],
+        responses={200: doc.UserStatsPageSerializer, **doc.agno_errors(401, 404, 422, e404="An unknown `db_id`.")},
+    ),
+)
+class UserMemoryStatsView(PreparedGet, AgnoView):
+    """`GET /user_memory_stats`: agno's page of `UserStatsSchema`. Everyone's memories are their
+    own, so the page has one row at most: the caller's count and latest update (none when the
+    caller has no memories)."""
+
+    def prepare_get(self, request: Any) -> dict[str, Any]:
+        from django.db.models import Count, Max
+
+        q = self.query(s.PageQuerySerializer)
+        _check_db_id(q.get("db_id"))
+        limit, page = min(q["limit"], MAX_PAGE_SIZE), max(q["page"], 1)
+        memories = memory_list_for_user(user=request.user, allowed=allowed_for(request.auth, request.user))
+        stats = memories.order_by().aggregate(total=Count("pk"), last=Max("updated_at"))
+        rows = []
+        if stats["total"]:
+            rows = [
+                {
+                    "user_id": s.user_id_of(request.user.pk),
+                    "total_memories": stats["total"],
+                    "last_memory_updated_at": s.iso(stats["last"]),
+                }
+            ]
+        return s.page_json(rows[(page - 1) * limit : page * limit], page=page, limit=limit, total=len(rows))
+
+
+# ---- Fork ------------------------------------------------------------------------------------------
+
+
+class ForkQuerySerializer(s.serializers.Serializer):
+    run_id = s.serializers.UUIDField(
+        required=False, help_text="Copy the runs up to and including this one (this site's addition; agno: all)."
+    )
+    user_id = s.serializers.CharField(required=False, allow_blank=True, help_text="Ignored: the fork is yours.")
+
+
+class ForkSerializer(s.serializers.Serializer):
+    session_id = s.serializers.CharField()
+    forked_from_session_id = s.serializers.CharField()
+
+
+@doc.documented(
+    post=extend_schema(
+        summary="Fork a session",
+        parameters=[ForkQuerySerializer],
+        request=None,
+        responses={
+            200: ForkSerializer,
+            **doc.agno_errors(
+                400,
+                401,
+                404,
+                422,
+                e400="No finished run to copy.",
+                e404="Unknown component, or not your session of it.",
+            ),
+        },
+    ),
+)
+class SessionForkView(AgnoView):
+    """`POST /{agents,teams}/{id}/sessions/{session_id}/fork`: a new session of yours with copies of
+    the session's finished runs (up to `run_id` when given), so a conversation can go on another
+    way; the original is untouched. agno's answer: the new `session_id` and `forked_from_session_id`."""
+
+    def prepare_post(self, request: Any, kind: str, session_id: str, **ids: str) -> dict[str, Any]:
+        component_id = ids[f"{kind}_id"]
+        q = self.query(ForkQuerySerializer)
+        source = _component_session(request, kind, component_id, session_id)
+        fork = session_fork(session=source, user=request.user, up_to_run_id=q.get("run_id"))
+        return {"session_id": str(fork.pk), "forked_from_session_id": str(source.pk)}
+
+    async def post(self, request: Any, **kwargs: str) -> Any:
+        return Response(self.prepared)
+
+
+# ---- Database ----------------------------------------------------------------------------------
+
+
+class MigrateSerializer(s.serializers.Serializer):
+    target_version = s.serializers.CharField(required=False, allow_null=True, allow_blank=True)
+
+
+class MessageSerializer(s.serializers.Serializer):
+    message = s.serializers.CharField()
+
+
+@doc.documented(
+    post=extend_schema(
+        summary="Check that the database is migrated",
+        request=MigrateSerializer,
+        responses={
+            200: MessageSerializer,
+            **doc.agno_errors(
+                401,
+                403,
+                404,
+                409,
+                e404="Not this site's `db_id`.",
+                e409="Migrations are pending (`migrations_pending`).",
+            ),
+        },
+    ),
+)
+class DatabaseMigrateView(AgnoView):
+    """`POST /databases/{db_id}/migrate` (staff): agno migrates its tables here; this site's schema
+    is Django's, migrated by `manage.py migrate` when it is deployed, never from a request (several
+    processes, long locks). So this answers 200 when the database is at the latest version, and a
+    409 naming the pending migrations otherwise. `target_version` is ignored."""
+
+    permission_classes = [permissions.IsAdminUser]
+
+    def prepare_post(self, request: Any, db_id: str) -> dict[str, Any]:
+        from django.db import DEFAULT_DB_ALIAS
+
+        from agents_app.health import _unapplied_migrations
+
+        if db_id != s.DB_ID:
+            raise NotFound("Database not found")
+        pending = _unapplied_migrations(DEFAULT_DB_ALIAS)
+        if pending:
+            raise MigrationsPending(f"Migrations are pending: {', '.join(pending[:10])}. Run `manage.py migrate`.")
+        return {"message": "Database is at the latest version"}
+
+    async def post(self, request: Any, db_id: str) -> Any:
+        return Response(self.prepared)
+
+
+class MigrationsPending(ConflictError):
+    code = "migrations_pending"
+
+
+# ---- Memory consolidation ----------------------------------------------------------------------
+
+
+class OptimizeMemoriesSerializer(s.serializers.Serializer):
+    """agno's `OptimizeMemoriesRequest`: `user_id` is ignored (your own memories); `model` names one
+    of this site's model configurations, as "provider:model_id" or by its name (default:
+    AGENTOS["MEMORY_OPTIMIZE_MODEL"])."""
+
+    user_id = s.serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    model = s.serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=300)
+    apply = s.serializers.BooleanField(default=True)
+
+
+class OptimizeMemoriesResultSerializer(s.serializers.Serializer):
+    memories = doc.MemorySerializer(many=True)
+    memories_before = s.serializers.IntegerField()
+    memories_after = s.serializers.IntegerField()
+    tokens_before = s.serializers.IntegerField()
+    tokens_after = s.serializers.IntegerField()
+    tokens_saved = s.serializers.IntegerField()
+    reduction_percentage = s.serializers.FloatField()
+
+
+class OptimizationQueuedSerializer(s.serializers.Serializer):
+    optimization_id = s.serializers.CharField()
+    status = s.serializers.CharField()
+
+
+def _optimize_model(name: str | None) -> Any:
+    from agents_app.models import ModelConfig
+    from sessions_app.conf import agentos_settings
+
+    wanted = (name or "").strip() or str(agentos_settings.MEMORY_OPTIMIZE_MODEL or "").strip()
+    if not wanted or "\x00" in wanted:
+        raise ValidationError({"model": ["Name a model (provider:model_id, or a model configuration's name)."]})
+    provider, _, model_id = wanted.partition(":")
+    found = ModelConfig.objects.filter(name=wanted).first()
+    if found is None and model_id:
+        found = ModelConfig.objects.filter(provider=provider, model_id=model_id).order_by("pk").first()
+    if found is None:
+        raise ValidationError({"model": [f"No model configuration {wanted!r} on this site."]})
+    return found
+
+
+@doc.documented(
+    post=extend_schema(
+        summary="Consolidate your memories",
+        request=OptimizeMemoriesSerializer,
+        responses={
+            200: OptimizeMemoriesResultSerializer,
+            202: OpenApiResponse(OptimizationQueuedSerializer, description="Still running after the wait."),
+            **doc.agno_errors(*doc.BODY_ERRORS, 401, 404, 502, e404="You have no memories.", e502="The model failed."),
+        },
+    ),
+)
+class OptimizeMemoriesView(AgnoView):
+    """`POST /optimize-memories`: a model merges your memories (duplicates, contradictions) into
+    fewer; with `apply` they replace the old ones. The work is recorded (MemoryOptimization) and
+    done by a Celery worker; this request waits up to AGENTOS["MEMORY_OPTIMIZE_WAIT_SECONDS"] for it
+    and answers agno's `OptimizeMemoriesResponse`, or a 202 with the record's id if it takes longer
+    (tokens are estimated at four characters each)."""
+
+    def prepare_post(self, request: Any) -> Any:
+        from sessions_app.services import memory_optimization_create
+
+        body = OptimizeMemoriesSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        config = _optimize_model(body.validated_data.get("model"))
+        if not Memory.objects.filter(user=request.user).exists():
+            raise NotFound(f"No memories found for user {s.user_id_of(request.user.pk)}")
+        return memory_optimization_create(user=request.user, model_config=config, apply=body.validated_data["apply"])
+
+    async def post(self, request: Any) -> Any:
+        import asyncio
+        import time
+
+        from agents_app.memory import memory_optimization_publish
+        from sessions_app.conf import agentos_settings
+        from sessions_app.models import MemoryOptimization
+
+        row = self.prepared
+        await db_call(memory_optimization_publish, row.pk)
+        deadline = time.monotonic() + float(agentos_settings.MEMORY_OPTIMIZE_WAIT_SECONDS)
+        done = (MemoryOptimization.Status.COMPLETED, MemoryOptimization.Status.FAILED)
+        while True:
+            row = await MemoryOptimization.objects.aget(pk=row.pk)
+            if row.status in done or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        if row.status == MemoryOptimization.Status.FAILED:
+            return JsonResponse(
+                {"detail": f"Failed to optimize memories: {row.error}", "code": "model_error"}, status=502
+            )
+        if row.status != MemoryOptimization.Status.COMPLETED:
+            return JsonResponse({"optimization_id": str(row.pk), "status": row.status}, status=202)
+        return Response(await db_call(s.optimization_json, row))
