@@ -207,6 +207,7 @@ class EvalRunSerializer(serializers.ModelSerializer):
             "judge_model",
             "model_override",
             "target_model",
+            "config_version",
             "error",
             "created_at",
             "started_at",
@@ -240,6 +241,14 @@ class EvalRunStartSerializer(serializers.Serializer):
         allow_null=True,
         help_text="A model config id: the target (an agent or team) answers with it instead of its own, "
         "to compare two models on one suite.",
+    )
+    version = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="A saved configuration version of the target to run as (default: the suite's pinned "
+        "version, else the target as it is), to compare two versions on one suite.",
     )
 
 
@@ -458,6 +467,7 @@ class EvalRunViewSet(
             name=serializer.validated_data["name"],
             trigger="api",
             model=serializer.validated_data.get("model"),
+            version=serializer.validated_data.get("version"),
         )
         return Response(EvalRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
@@ -475,6 +485,7 @@ class EvalRunViewSet(
 class EvalCompareSideSerializer(serializers.Serializer):
     eval_run_id = serializers.UUIDField()
     model = serializers.CharField()
+    version = serializers.IntegerField(allow_null=True, help_text="The configuration version it ran as, if any.")
     status = serializers.CharField()
     score = serializers.FloatField(allow_null=True)
     cases_passed = serializers.IntegerField()
@@ -516,7 +527,7 @@ class EvalCompareApi(_SuiteChild, StrictInputMixin, APIView):
     @extend_schema(
         summary="Compare two eval runs of a suite",
         description="Per case (each side's status, score, duration; whether both agree) and in total (each "
-        "side's model, status and score). Start the two with `POST .../runs` and `model` to compare models.",
+        "side's model, status and score). Start the two with `POST .../runs` and `model` (or `version`) to compare models (or versions).",
         parameters=[SUITE, EvalCompareQuerySerializer],
         responses={200: EvalCompareSerializer, **error_responses(400, 401, 403, 404)},
     )

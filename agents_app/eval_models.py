@@ -170,6 +170,12 @@ class EvalRun(models.Model):
         help_text="The target ran with this model config instead of its own (a comparison).",
     )
     target_model = models.CharField(max_length=200, blank=True, help_text="The model id the target ran with.")
+    config_version = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The target's configuration version its runs ran as (the suite's pinned one, or one chosen "
+        "for this eval run, e.g. to compare two versions); empty: the target as it was.",
+    )
     eval_type = models.CharField(max_length=16, blank=True, help_text="agno's eval_type, for one-case eval runs.")
     eval_input = models.JSONField(default=dict, blank=True, help_text="agno's eval_input.")
     error = models.TextField(blank=True)

@@ -418,3 +418,43 @@ def test_a_suite_pinned_to_a_version_runs_the_target_as_that_version_configured_
     assert target_run.config_version.number == first.number
     system = scripted_model.requests[-1]["messages"][0]["content"]
     assert "Answer as version one." in system and "version two" not in system
+
+
+def test_one_suite_on_two_configuration_versions_side_by_side(suite, agent, scripted_model, client, staff_user):
+    """The question before a change ships: the same cases on version 1 and version 2 of the target."""
+    from agents_app.cache import agent_cache_clear
+    from agents_app.versions import record_version
+
+    agent.instructions = "Old instructions."
+    agent.save()
+    old = record_version(agent, author=None, source="api")
+    agent.instructions = "New instructions."
+    agent.save()
+    agent_cache_clear()
+    new = record_version(agent, author=None, source="api")
+    case = _case(suite, kind="reliability", input="Compute 2+2", expected_tool_calls=["calculator"])
+    client.force_login(staff_user)
+    first = client.post("/api/evals/maths/runs", {"version": old.number}, content_type="application/json")
+    second = client.post("/api/evals/maths/runs", {"version": new.number}, content_type="application/json")
+    assert (first.status_code, second.status_code) == (202, 202), (first.content, second.content)
+    assert (first.json()["config_version"], second.json()["config_version"]) == (old.number, new.number)
+    # Version 1 calls the tool; version 2 answers without it.
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "2+2"}}])
+    scripted_model.push_text("4")
+    eval_run_execute_here(EvalRun.objects.get(pk=first.json()["id"]))
+    scripted_model.push_text("4, by heart")
+    eval_run_execute_here(EvalRun.objects.get(pk=second.json()["id"]))
+    systems = [r["messages"][0]["content"] for r in scripted_model.requests]
+    assert "Old instructions." in systems[0] and "New instructions." in systems[-1]
+
+    r = client.get(f"/api/evals/maths/compare?first={first.json()['id']}&second={second.json()['id']}")
+    assert r.status_code == 200, r.content
+    data = r.json()
+    assert (data["first"]["version"], data["second"]["version"]) == (old.number, new.number)
+    assert (data["first"]["score"], data["second"]["score"]) == (100.0, 0.0)
+    assert data["cases"][0]["case"] == case.pk and data["cases"][0]["same"] is False
+    # A version the target does not have is refused naming the field; nothing is queued.
+    before = EvalRun.objects.count()
+    r = client.post("/api/evals/maths/runs", {"version": new.number + 7}, content_type="application/json")
+    assert r.status_code == 400 and r.json()["code"] == "invalid_eval" and "version" in r.json()
+    assert EvalRun.objects.count() == before

@@ -92,3 +92,31 @@ def test_compare_models_runs_each_suite_on_both_side_by_side(demo, tmp_path: Pat
     assert len(comparison["cases"]) == 4 and all(row["same"] for row in comparison["cases"])
     with pytest.raises(CommandError, match="No model config named 'nope'"):
         call_command("agentos_eval", "demo-evals", "--compare-models", "offline", "nope", stdout=io.StringIO())
+
+
+def test_compare_versions_runs_each_suite_as_both_versions(demo, tmp_path: Path):
+    from agents_app.models import Agent
+    from agents_app.versions import record_version
+
+    agent = Agent.objects.get(slug="demo")
+    first = record_version(agent, author=None, source="api") or agent.versions.order_by("-number").first()
+    agent.instructions = agent.instructions + "\nBe brief."
+    agent.save()
+    second = record_version(agent, author=None, source="api")
+    report = tmp_path / "versions.json"
+    out = io.StringIO()
+    call_command(
+        "agentos_eval",
+        "demo-evals",
+        "--compare-versions",
+        str(first.number),
+        str(second.number),
+        "--json-output",
+        str(report),
+        stdout=out,
+    )
+    assert f"demo-evals: offline-demo v{first.number} vs offline-demo v{second.number}" in out.getvalue()
+    (comparison,) = json.loads(report.read_text())["comparisons"]
+    assert (comparison["first"]["version"], comparison["second"]["version"]) == (first.number, second.number)
+    with pytest.raises(CommandError, match="no saved version 99"):
+        call_command("agentos_eval", "demo-evals", "--compare-versions", "1", "99", stdout=io.StringIO())

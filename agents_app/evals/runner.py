@@ -198,7 +198,9 @@ async def _execute(result: EvalCaseResult, out: Outcome) -> None:
             return
     if kind == EvalCase.Kind.PERFORMANCE and case is not None:
         for _ in range(case.warmup):
-            warm = await _target_run(suite, result.input, result.eval_run.model_override)
+            warm = await _target_run(
+                suite, result.input, result.eval_run.model_override, result.eval_run.config_version
+            )
             out.run_ids.append(warm.run_id)
     per_iteration: list[dict[str, Any]] = []
     runs: list[TargetRun] = []
@@ -206,7 +208,7 @@ async def _execute(result: EvalCaseResult, out: Outcome) -> None:
         if await db_call(_cancelled, result.eval_run_id):
             out.status, out.reason = EvalStatus.CANCELLED, f"Cancelled after {i} of {iterations} iterations."
             break
-        run = await _target_run(suite, result.input, result.eval_run.model_override)
+        run = await _target_run(suite, result.input, result.eval_run.model_override, result.eval_run.config_version)
         runs.append(run)
         out.run_ids.append(run.run_id)
         out.actual, out.tool_calls = run.content, run.tool_calls
@@ -300,9 +302,10 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def _target_run(suite: EvalSuite, message: str, model: Any = None) -> TargetRun:
+async def _target_run(suite: EvalSuite, message: str, model: Any = None, version: int | None = None) -> TargetRun:
     """One run of the suite's target through the normal pipeline, in a new eval session; with
-    `model` (a ModelConfig; agents and teams), the run's copy of the target answers with it."""
+    `model` (a ModelConfig; agents and teams), the run's copy of the target answers with it; with
+    `version`, the target runs as that saved configuration version configured it."""
     session = await db_call(eval_session_create, suite)
     slug = suite.target.slug  # type: ignore[union-attr]
     started = time.perf_counter()
@@ -313,7 +316,7 @@ async def _target_run(suite: EvalSuite, message: str, model: Any = None) -> Targ
             user=session.user,
             message=message,
             session_id=session.pk,
-            version=suite.pinned_version,
+            version=version,
         )
     else:
         handle = await prepare(
@@ -322,7 +325,7 @@ async def _target_run(suite: EvalSuite, message: str, model: Any = None) -> Targ
             user=session.user,
             message=message,
             session_id=session.pk,
-            version=suite.pinned_version,
+            version=version,
         )
         for name in ("agent", "team"):
             component = getattr(handle, name, None)

@@ -60,7 +60,12 @@ def suite_target_check(*, agent: Any = None, team: Any = None, workflow: Any = N
 
 
 def suite_version_check(
-    *, pinned_version: int | None, agent: Any = None, team: Any = None, workflow: Any = None
+    *,
+    pinned_version: int | None,
+    agent: Any = None,
+    team: Any = None,
+    workflow: Any = None,
+    field: str = "pinned_version",
 ) -> None:
     """A pinned version must be one the target has saved (agents_app.versions): a suite pinned to
     a version that does not exist could never run."""
@@ -74,7 +79,7 @@ def suite_version_check(
             raise UnknownVersion("No target.")
         get_version(kind, target.pk, pinned_version)
     except UnknownVersion:
-        raise EvalInvalid(f"The target has no saved version {pinned_version}.", field="pinned_version") from None
+        raise EvalInvalid(f"The target has no saved version {pinned_version}.", field=field) from None
 
 
 def case_check(
@@ -214,6 +219,7 @@ def eval_run_start(
     publish: bool = True,
     eval_input: dict[str, Any] | None = None,
     model: ModelConfig | None = None,
+    version: int | None = None,
 ) -> EvalRun:
     """Queue an eval run of `suite` (or of `cases` of it): one result row per case, and, once
     committed, one Celery task per case (`publish=False`: the caller runs them, as the command does).
@@ -224,6 +230,11 @@ def eval_run_start(
         raise EvalInvalid("The suite has no case to run.", field="cases")
     if model is not None and suite.workflow_id:
         raise EvalInvalid("A workflow has no model of its own to replace.", field="model")
+    # `version`: this eval run's target runs as that saved version (comparing two versions); else
+    # the suite's pinned one, else the target as it is.
+    suite_version_check(
+        pinned_version=version, agent=suite.agent, team=suite.team, workflow=suite.workflow, field="version"
+    )
     judge = judge_model_for(suite)
     own = getattr(suite.agent or suite.team, "model", None)
     with transaction.atomic():
@@ -237,6 +248,7 @@ def eval_run_start(
             eval_type=chosen[0].kind if len(chosen) == 1 else "",
             eval_input=eval_input or {},
             model_override=model,
+            config_version=version if version is not None else suite.pinned_version,
             target_model=(model or own).model_id if (model or own) is not None else "",
         )
         rows = EvalCaseResult.objects.bulk_create(
@@ -420,6 +432,7 @@ def eval_runs_compare(first: EvalRun, second: EvalRun) -> dict[str, Any]:
         return {
             "eval_run_id": str(run.pk),
             "model": run.target_model,
+            "version": run.config_version,
             "status": run.status,
             "score": run.score,
             "cases_passed": run.cases_passed,

@@ -41,6 +41,13 @@ class Command(BaseCommand):
             help="Run each suite on two model configs (names) instead of the target's own, side by side.",
         )
         parser.add_argument(
+            "--compare-versions",
+            nargs=2,
+            type=int,
+            metavar=("VERSION_A", "VERSION_B"),
+            help="Run each suite's target as two of its saved configuration versions, side by side.",
+        )
+        parser.add_argument(
             "--fail-under",
             type=float,
             metavar="SCORE",
@@ -54,6 +61,7 @@ class Command(BaseCommand):
         json_output: str | None,
         fail_under: float | None,
         compare_models: list[str] | None = None,
+        compare_versions: list[int] | None = None,
         **options: Any,
     ) -> None:
         console = Console(file=self.stdout._out)  # type: ignore[attr-defined]
@@ -63,19 +71,29 @@ class Command(BaseCommand):
             chosen = [suite_get(slug) for slug in suites]
         except UnknownEvalSuite as exc:
             raise CommandError(str(exc), returncode=2) from None
-        models: list[ModelConfig | None] = [None]
+        if compare_models and compare_versions:
+            raise CommandError("Compare models or versions, not both.", returncode=2)
+        # The variants each suite runs as: (model config, version); two of them compare side by side.
+        variants: list[tuple[ModelConfig | None, int | None]] = [(None, None)]
         if compare_models:
-            models = []
+            variants = []
             for name in compare_models:
                 model = ModelConfig.objects.filter(name=name).first()
                 if model is None:
                     raise CommandError(f"No model config named {name!r}.", returncode=2)
-                models.append(model)
+                variants.append((model, None))
+        elif compare_versions:
+            variants = [(None, number) for number in compare_versions]
+        comparing = len(variants) == 2
         runs: list[EvalRun] = []
         comparisons: list[dict[str, Any]] = []
-        for suite, model in [(suite, model) for suite in chosen for model in models]:
+        for suite, (model, version), last in [
+            (suite, variant, i == len(variants) - 1) for suite in chosen for i, variant in enumerate(variants)
+        ]:
             try:
-                run = eval_run_start(suite=suite, trigger=EvalRun.Trigger.COMMAND, publish=False, model=model)
+                run = eval_run_start(
+                    suite=suite, trigger=EvalRun.Trigger.COMMAND, publish=False, model=model, version=version
+                )
             except EvalInvalid as exc:
                 raise CommandError(f"{suite.slug}: {exc.detail}", returncode=2) from None
             with Progress(
@@ -93,12 +111,12 @@ class Command(BaseCommand):
 
                 runs.append(eval_run_execute_here(run, on_case=advance))
             console.print(_table(runs[-1]))
-            if compare_models and model is models[-1]:
+            if comparing and last:
                 comparisons.append(eval_runs_compare(runs[-2], runs[-1]))
                 console.print(_comparison_table(suite.slug, comparisons[-1]))
         if json_output:
             data: Any = [EvalRunDetailSerializer(run).data for run in runs]
-            if compare_models:
+            if comparing:
                 data = {"eval_runs": data, "comparisons": comparisons}
             Path(json_output).write_text(json.dumps(data, indent=2, default=str))
         failed = [run for run in runs if not _ok(run, fail_under)]
@@ -109,10 +127,18 @@ class Command(BaseCommand):
         console.print(f"[green]OK[/green] {summary}")
 
 
+def _label(side: dict[str, Any]) -> str:
+    """A side of a comparison: its model, and its configuration version when it ran as one."""
+    return f"{side['model']} v{side['version']}" if side.get("version") else str(side["model"])
+
+
 def _comparison_table(slug: str, comparison: dict[str, Any]) -> Table:
     first, second = comparison["first"], comparison["second"]
-    table = Table(title=f"{slug}: {first['model']} vs {second['model']}")
-    for column in ("case", "kind", first["model"], second["model"], "same"):
+    a, b = _label(first), _label(second)
+    if a == b:  # two runs on the same model and version: tell them apart by order
+        a, b = f"1: {a}", f"2: {b}"
+    table = Table(title=f"{slug}: {a} vs {b}")
+    for column in ("case", "kind", a, b, "same"):
         table.add_column(column, overflow="fold")
 
     def cell(side: dict[str, Any] | None) -> str:
