@@ -263,5 +263,14 @@ async def test_cancelling_a_run_stops_the_model_and_keeps_the_partial_answer(age
 def test_events_are_stored_with_the_run(offline_agent, user):
     result = run_agent(agent_id=offline_agent.slug, user=user, message="what is 1+1?")
     stored = Run.objects.get(pk=result.run_id).events
-    assert [e["event"] for e in stored] == ["RunStarted", "ToolCallStarted", "ToolCallCompleted", "RunCompleted"]
+    assert [e["event"] for e in stored] == [
+        "RunStarted",
+        "ModelRequestStarted",
+        "ModelRequestCompleted",
+        "ToolCallStarted",
+        "ToolCallCompleted",
+        "ModelRequestStarted",
+        "ModelRequestCompleted",
+        "RunCompleted",
+    ]
     assert stored == [e.to_dict() for e in result.events]

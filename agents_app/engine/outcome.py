@@ -242,6 +242,33 @@ class Execution:
     async def _model_call_once(
         self, config: Any, tools: list[Any], response_format: ResponseFormat | None
     ) -> AsyncIterator[ev.RunEvent]:
+        """One model request between agno's ModelRequestStarted and ModelRequestCompleted (the
+        latter with its tokens, cost and timing: what the run's trace shows of it)."""
+        labels = {"model": config.model_id, "model_provider": config.provider}
+        yield self.event(self.hook_event("ModelRequestStarted"), **labels)
+        began, clock = time.time(), time.perf_counter()
+        first_token = self.ttft
+        cost_before = self.cost
+        async for item in self._model_request(config, tools, response_format):
+            yield item
+        response = self.response
+        ttft = None if first_token is not None or self.ttft is None else self.ttft
+        yield self.event(
+            self.hook_event("ModelRequestCompleted"),
+            **labels,
+            input_tokens=response.input_tokens,
+            output_tokens=response.output_tokens,
+            total_tokens=response.input_tokens + response.output_tokens,
+            time_to_first_token=ttft,
+            cache_read_tokens=response.cache_read_tokens,
+            start_time=began,
+            duration=time.perf_counter() - clock,
+            cost=as_number(self.cost - cost_before),
+        )
+
+    async def _model_request(
+        self, config: Any, tools: list[Any], response_format: ResponseFormat | None
+    ) -> AsyncIterator[ev.RunEvent]:
         self.budget.start_model_call()
         provider = get_provider(config)
         response: ModelResponse | None = None
@@ -437,6 +464,13 @@ class Execution:
     def error_message_of(self, exc: BaseException) -> str:
         return str(exc)
 
+    def cancelled_fields(self, outcome: dict[str, Any]) -> dict[str, Any]:
+        """The cancelled event's fields: the reason and, as agno sends it, the partial content."""
+        fields: dict[str, Any] = {"reason": CANCELLED_MESSAGE}
+        if self.cancelled_cls is not ev.WorkflowCancelled:
+            fields["content"] = outcome.get("output") or ""
+        return fields
+
     def error_fields(self) -> dict[str, Any]:
         """Extra fields of this kind's error event (a team's member runs, a workflow's failed step)."""
         return {}
@@ -497,6 +531,8 @@ class Execution:
                 self.content, self.output_json = self.hooks.content, self.hooks.output_json
             async for item in self.deliver():
                 yield item
+            if self.stream and self.kind != "workflow":
+                yield self.event(self.hook_event("RunContentCompleted"))
             outcome, terminal = self.completed_event()
         except PauseRequested as pause:
             # Tool calls wait for a person: stored paused, with what a continue needs (no post-hooks:
@@ -508,7 +544,7 @@ class Execution:
                 if task is not None:
                     task.uncancel()
             outcome = self._failed(Run.Status.CANCELLED, CANCELLED_MESSAGE, "cancelled")
-            terminal = self.event(self.cancelled_cls, reason=CANCELLED_MESSAGE)
+            terminal = self.event(self.cancelled_cls, **self.cancelled_fields(outcome))
         except (BudgetExceeded, *self.failures) as exc:
             error_type, message = self.error_type_of(exc), self.error_message_of(exc)
             outcome = self._failed(Run.Status.ERROR, message, error_type)
