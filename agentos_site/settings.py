@@ -227,6 +227,16 @@ AGENTOS = {
     "TELEMETRY_BATCH_SIZE": env.int("AGENTOS_TELEMETRY_BATCH_SIZE", default=500),
     "TELEMETRY_FLUSH_INTERVAL_SECONDS": env.float("AGENTOS_TELEMETRY_FLUSH_INTERVAL_SECONDS", default=60.0),
     "METRICS_REFRESH_INTERVAL_SECONDS": env.float("AGENTOS_METRICS_REFRESH_INTERVAL_SECONDS", default=3600.0),
+    # Traces exported over OTLP/HTTP (docs/traces-and-metrics.md): on when asked, or when the
+    # standard OpenTelemetry endpoint variable is set.
+    "OTEL_TRACES": env.bool(
+        "AGENTOS_OTEL_TRACES",
+        default=bool(
+            env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+            or env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
+        ),
+    ),
+    "OTEL_SERVICE_NAME": env.str("OTEL_SERVICE_NAME", default="agentos"),
     "TELEMETRY_TIMEOUT_SECONDS": env.float("AGENTOS_TELEMETRY_TIMEOUT_SECONDS", default=60.0),
     "TELEMETRY_MAX_AGE_SECONDS": env.int("AGENTOS_TELEMETRY_MAX_AGE_SECONDS", default=7 * 24 * 3600),
     "TELEMETRY_MAX_SCHEMA_VERSION": env.int("AGENTOS_TELEMETRY_MAX_SCHEMA_VERSION", default=2),

@@ -376,6 +376,28 @@ class TeamModelRequestCompleted(TeamEvent):
     cost: float = 0.0
 
 
+@dataclass(slots=True)
+class TeamMemoryUpdateStarted(TeamEvent):
+    name: ClassVar[str] = "TeamMemoryUpdateStarted"
+
+
+@dataclass(slots=True)
+class TeamMemoryUpdateCompleted(TeamEvent):
+    name: ClassVar[str] = "TeamMemoryUpdateCompleted"
+    duration: float = 0.0
+
+
+@dataclass(slots=True)
+class TeamSessionSummaryStarted(TeamEvent):
+    name: ClassVar[str] = "TeamSessionSummaryStarted"
+
+
+@dataclass(slots=True)
+class TeamSessionSummaryCompleted(TeamEvent):
+    name: ClassVar[str] = "TeamSessionSummaryCompleted"
+    duration: float = 0.0
+
+
 # ---- Workflows (agno's Workflow*/Step* names) --------------------------------------------------
 
 

@@ -4,6 +4,7 @@ filter language, and the daily aggregates (counts, tokens, cost, models, idempot
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from decimal import Decimal
 
@@ -238,3 +239,35 @@ def test_filter_expressions_reject_what_they_cannot_evaluate():
         deep = {"op": "NOT", "condition": deep}
     with pytest.raises(InvalidFilter):
         filter_q(deep)
+
+
+async def test_a_finished_run_is_exported_through_opentelemetry_when_on(
+    asgi, calc_agent, token, scripted_model, settings
+):
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from telemetry_app import otel
+
+    exported = InMemorySpanExporter()
+    otel.configure(exporter=exported, simple=True)
+    try:
+        run = await _tool_run(asgi, calc_agent, token, scripted_model)  # off (the default): nothing
+        await asyncio.sleep(0.2)
+        assert exported.get_finished_spans() == ()
+        settings.AGENTOS = {**settings.AGENTOS, "OTEL_TRACES": True}
+        run = await _tool_run(asgi, calc_agent, token, scripted_model)
+        for _ in range(50):
+            if len(exported.get_finished_spans()) >= 4:
+                break
+            await asyncio.sleep(0.05)
+        spans = exported.get_finished_spans()
+        assert sorted(s.attributes["openinference.span.kind"] for s in spans) == ["AGENT", "LLM", "LLM", "TOOL"]
+        assert {format(s.context.trace_id, "032x") for s in spans} == {run["run_id"].replace("-", "")}
+        root = next(s for s in spans if s.parent is None)
+        assert root.attributes["agno.run.id"] == run["run_id"] and root.attributes["input.value"] == "6*7?"
+        assert all(s.parent.span_id == root.context.span_id for s in spans if s is not root)
+        tool = next(s for s in spans if s.attributes["openinference.span.kind"] == "TOOL")
+        assert tool.attributes["tool.name"] == "calculator" and tool.end_time >= tool.start_time
+    finally:
+        otel.configure(exporter=InMemorySpanExporter(), simple=True).shutdown()
+        otel._provider = None

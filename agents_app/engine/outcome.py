@@ -47,6 +47,7 @@ from sessions_app.images import with_text
 from sessions_app.models import Run
 from sessions_app.services import run_checkpoint, run_finish
 from telemetry_app.metrics import record_run
+from telemetry_app.otel import export_run_trace, otel_enabled
 from telemetry_app.services import telemetry_record_run, telemetry_transaction
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ class Execution:
     failures: ClassVar[tuple[type[BaseException], ...]] = ()
     # A paused run's continuation (engine/approvals.py): its pre-hooks ran before it paused.
     resumed: ClassVar[bool] = False
+    # Not a member's or step's run (those set it False): its trace is exported when it ends.
+    top_level: bool = True
 
     def __init__(self, handle: Any, *, stream: bool) -> None:
         self.handle = handle
@@ -558,6 +561,11 @@ class Execution:
         # Persist before the terminal event leaves, so whoever sees it can read the stored run.
         # (A checkpoint still in flight cannot overwrite it: checkpoints only touch running runs.)
         await asyncio.shield(db_call(self._store, outcome, self.own_metrics(), self.event_dicts()))
+        if self.top_level and outcome["status"] != Run.Status.PAUSED and otel_enabled():
+            # In the background: the trace is read back and exported off the run's path.
+            exporting = asyncio.ensure_future(db_call(export_run_trace, run_id=self.handle.run_id))
+            _exports.add(exporting)
+            exporting.add_done_callback(_exports.discard)
         yield terminal
 
     def _failed(self, status: str, message: str, error_type: str) -> dict[str, Any]:
@@ -598,6 +606,9 @@ def fallback_cures(exc: ModelError) -> bool:
     if isinstance(exc, ModelAuthError | ModelRequestError | OutputInvalid):
         return False
     return exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429
+
+
+_exports: set[asyncio.Future[Any]] = set()  # trace exports in flight (kept referenced until done)
 
 
 def _checkpoint_done(saving: asyncio.Future[Any]) -> None:

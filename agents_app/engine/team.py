@@ -218,6 +218,7 @@ class ChildRun:
             agent_execution = _Execution(RunHandle(agent=self.agent, memories=memories, **common), stream=self.stream)
             agent_execution.may_pause = False  # a member or step does not pause its parent yet: fail closed
             execution = agent_execution
+        execution.top_level = False  # its trace is its parent's (exported with it)
         if self.parent is not None:  # its work counts against its parent's budget too
             execution.budget.parent = self.parent.budget
         last: dict[str, Any] = {}
