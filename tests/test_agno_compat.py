@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from agno.models.response import ToolExecution
 from agno.os.routers.agents.schema import AgentResponse
 from agno.os.schema import (
     AgentSessionDetailSchema,
@@ -185,6 +186,11 @@ async def test_streamed_tool_calls_parse_as_agno_tool_executions(asgi, agent, to
         {"expression": "6*7"},
     )
     assert completed.tool.result == "42" and completed.tool.tool_call_error is False
+    # Every key of agno's ToolExecution.to_dict(), with the call's timing in `metrics`.
+    frame = next(data for name, data in sse_frames(r.text) if name == "ToolCallCompleted")
+    assert set(frame["tool"]) == set(ToolExecution(tool_call_id="x").to_dict())
+    timing = completed.tool.metrics
+    assert timing.end_time >= timing.start_time > 0 and timing.duration >= 0
 
 
 async def test_json_body_and_session_continuation(asgi, agent, token, scripted_model):
