@@ -94,9 +94,13 @@ def _metrics_json(request: Any, q: dict[str, Any]) -> dict[str, Any]:
 
 @doc.documented(
     get=extend_schema(
+        operation_id="get_metrics",
         summary="Daily metrics",
         parameters=[MetricsQuerySerializer],
-        responses={200: OpenApiResponse(description="agno's MetricsResponse."), **doc.agno_errors(401, 422)},
+        responses={
+            200: OpenApiResponse(description="agno's MetricsResponse."),
+            **doc.agno_errors(401, 404, 422, e404="An unknown `db_id`."),
+        },
     )
 )
 class MetricsView(PreparedGet, AgnoView):
@@ -110,13 +114,14 @@ class MetricsView(PreparedGet, AgnoView):
 
 @doc.documented(
     post=extend_schema(
+        operation_id="refresh_metrics",
         summary="Refresh the daily metrics",
         parameters=[RefreshQuerySerializer],
         request=None,
         responses={
             200: OpenApiResponse(description="The refreshed days (agno's list of DayAggregatedMetrics)."),
             202: OpenApiResponse(description="`background=true`: started, or already running."),
-            **doc.agno_errors(401, 422),
+            **doc.agno_errors(401, 404, 422, e404="An unknown `db_id`."),
         },
     )
 )
@@ -147,8 +152,12 @@ def _publish_refresh() -> None:
 
 @doc.documented(
     get=extend_schema(
+        operation_id="get_metrics_refresh_status",
         summary="The last metrics refresh",
-        responses={200: OpenApiResponse(description="agno's MetricsRefreshStatusResponse."), **doc.agno_errors(401)},
+        responses={
+            200: OpenApiResponse(description="agno's MetricsRefreshStatusResponse."),
+            **doc.agno_errors(401, 404, e404="An unknown `db_id`."),
+        },
     )
 )
 class MetricsRefreshStatusView(PreparedGet, AgnoView):
@@ -172,9 +181,13 @@ def _paged(rows: list[Any], total: int, page: int, limit: int, started: float) -
 
 @doc.documented(
     get=extend_schema(
+        operation_id="get_traces",
         summary="List traces (one per run)",
         parameters=[TracesQuerySerializer],
-        responses={200: OpenApiResponse(description="agno's page of TraceSummary."), **doc.agno_errors(401, 422)},
+        responses={
+            200: OpenApiResponse(description="agno's page of TraceSummary."),
+            **doc.agno_errors(401, 404, 422, e404="An unknown `db_id`."),
+        },
     )
 )
 class TraceListView(PreparedGet, AgnoView):
@@ -197,6 +210,7 @@ class TraceListView(PreparedGet, AgnoView):
 
 @doc.documented(
     get=extend_schema(
+        operation_id="get_traces_filter_schema",
         summary="The fields trace searches filter on",
         responses={200: OpenApiResponse(description="agno's FilterSchemaResponse."), **doc.agno_errors(401)},
     )
@@ -208,11 +222,12 @@ class TraceFilterSchemaView(PreparedGet, AgnoView):
 
 @doc.documented(
     get=extend_schema(
+        operation_id="get_trace",
         summary="A trace with its span tree, or one span",
         parameters=[TraceQuerySerializer],
         responses={
             200: OpenApiResponse(description="agno's TraceDetail (or TraceNode with span_id)."),
-            **doc.agno_errors(401, 404, 422, e404="Not one of your runs' traces, or no such span."),
+            **doc.agno_errors(401, 404, 422, e404="Not one of your runs' traces, no such span, or an unknown `db_id`."),
         },
     )
 )
@@ -235,9 +250,13 @@ class TraceDetailView(PreparedGet, AgnoView):
 
 @doc.documented(
     get=extend_schema(
+        operation_id="get_trace_stats",
         summary="Trace counts per session",
         parameters=[TracesQuerySerializer],
-        responses={200: OpenApiResponse(description="agno's page of TraceSessionStats."), **doc.agno_errors(401, 422)},
+        responses={
+            200: OpenApiResponse(description="agno's page of TraceSessionStats."),
+            **doc.agno_errors(401, 404, 422, e404="An unknown `db_id`."),
+        },
     )
 )
 class TraceSessionStatsView(PreparedGet, AgnoView):
@@ -261,11 +280,12 @@ class TraceSessionStatsView(PreparedGet, AgnoView):
 
 @doc.documented(
     post=extend_schema(
+        operation_id="search_traces",
         summary="Search traces with a filter expression",
         request=TraceSearchSerializer,
         responses={
             200: OpenApiResponse(description="A page of TraceDetail (group_by=run) or TraceSessionStats (session)."),
-            **doc.agno_errors(400, 401, 422),
+            **doc.agno_errors(400, 401, 404, 422, e404="An unknown `db_id`."),
         },
     )
 )
