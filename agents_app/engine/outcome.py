@@ -528,13 +528,17 @@ class Execution:
                     yield item
             async for item in self.body():
                 yield item
+            content_done = self.stream and self.kind != "workflow"
+            if content_done and not self.hold_output:
+                # The answer has streamed (agno's RunContentCompleted, before post-hooks and memory).
+                yield self.event(self.hook_event("RunContentCompleted"))
             if self.hooks is not None:
                 async for item in self.hooks.run_post(self, self.content, self.output_json, self.validate_output):
                     yield item
                 self.content, self.output_json = self.hooks.content, self.hooks.output_json
             async for item in self.deliver():
                 yield item
-            if self.stream and self.kind != "workflow":
+            if content_done and self.hold_output:  # held back by post-hooks, delivered just now
                 yield self.event(self.hook_event("RunContentCompleted"))
             outcome, terminal = self.completed_event()
         except PauseRequested as pause:
