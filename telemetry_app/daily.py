@@ -234,6 +234,13 @@ def metrics_refresh_claim() -> bool:
     )
 
 
+def metrics_refresh_failed(error: str) -> None:
+    """End a claimed refresh that could not start (its task could not be published)."""
+    MetricsRefresh.objects.filter(pk=REFRESH_ID, status=MetricsRefresh.Status.RUNNING).update(
+        status=MetricsRefresh.Status.FAILED, finished_at=timezone.now(), error=error[:500]
+    )
+
+
 def metrics_refresh(*, claimed: bool = False, full: bool = False) -> int:
     """Recompute the days that changed since the last completed refresh started (all days when
     `full` or on the first refresh); the number of days. Claims the refresh unless the caller did

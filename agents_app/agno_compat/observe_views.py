@@ -7,6 +7,7 @@ traces and metrics, as with sessions; staff see the site-wide daily metrics (agn
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import partial
 from typing import Any
@@ -24,7 +25,15 @@ from agents_app.agno_compat.views import MAX_PAGE_SIZE, AgnoView, PreparedGet, _
 from agents_app.embedded_worker import ensure_embedded_worker
 from sessions_app.access import allowed_for
 from telemetry_app import traces as tr
-from telemetry_app.daily import metrics_for, metrics_refresh, metrics_refresh_claim, metrics_refresh_status
+from telemetry_app.daily import (
+    metrics_for,
+    metrics_refresh,
+    metrics_refresh_claim,
+    metrics_refresh_failed,
+    metrics_refresh_status,
+)
+
+logger = logging.getLogger(__name__)
 
 METRICS_REFRESH_TASK = "telemetry_app.metrics_refresh"  # by name: agents_app imports no task module of telemetry_app
 
@@ -146,8 +155,14 @@ class MetricsRefreshView(AgnoView):
 
 
 def _publish_refresh() -> None:
+    """Hand the claimed refresh to Celery (the embedded worker without a broker); a broker that is
+    down ends the claim as failed at once rather than leaving it "running" until it goes stale."""
     ensure_embedded_worker(current_app)
-    current_app.send_task(METRICS_REFRESH_TASK, kwargs={"claimed": True})
+    try:
+        current_app.send_task(METRICS_REFRESH_TASK, kwargs={"claimed": True})
+    except Exception as exc:
+        logger.exception("Could not publish the metrics refresh")
+        metrics_refresh_failed(f"Could not publish the refresh: {type(exc).__name__}")
 
 
 @doc.documented(
