@@ -308,7 +308,7 @@ def _event_spans(run: Run, events: list[dict[str, Any]], root: Span) -> Iterable
             yield Span(
                 id=_span_id(run.pk, key),
                 parent_id=root.id,
-                name=f"{'pre' if phase == 'Pre' else 'post'}_hook.{hook}",
+                name=f"{'pre' if phase.startswith('Pre') else 'post'}_hook.{hook}",
                 type="HOOK",
                 start=begin,
                 end=begin + dt.timedelta(seconds=duration),
@@ -394,7 +394,7 @@ def _event_spans(run: Run, events: list[dict[str, Any]], root: Span) -> Iterable
                 start=begin,
                 end=_at(e.get("created_at"), begin, hi),
                 output=_text(e.get("content")),
-                step_type=str(e.get("step_type") or "") or None,
+                step_type=str(e.get("step_type") or started.get("step_type") or "") or None,
                 metadata={"step_index": e.get("step_index")},
             )
     # Steps that started and never completed (the workflow failed or was cancelled there).

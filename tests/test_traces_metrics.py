@@ -271,3 +271,68 @@ async def test_a_finished_run_is_exported_through_opentelemetry_when_on(
     finally:
         otel.configure(exporter=InMemorySpanExporter(), simple=True).shutdown()
         otel._provider = None
+
+
+@pytest.mark.django_db
+def test_a_workflow_trace_nests_step_runs_under_their_steps_and_shows_hooks_and_memory(user, offline_agent):
+    from sessions_app.models import Session
+    from tests.factories import WorkflowFactory
+
+    workflow = WorkflowFactory(slug="flow")
+    session = Session.objects.create(user=user, workflow=workflow)
+    t0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    s = int(t0.timestamp())
+    run = Run.objects.create(
+        session=session,
+        workflow=workflow,
+        user=user,
+        status="error",
+        input="go",
+        error="step 2 broke",
+        error_type="step_error",
+        events=[
+            {"event": "WorkflowStarted", "created_at": s},
+            {"event": "StepStarted", "step_name": "write", "step_index": 0, "step_type": "agent", "created_at": s},
+            {"event": "StepCompleted", "step_name": "write", "step_index": 0, "content": "draft", "created_at": s + 2},
+            {
+                "event": "StepStarted",
+                "step_name": "check",
+                "step_index": 1,
+                "step_type": "function",
+                "created_at": s + 3,
+            },
+            {"event": "WorkflowError", "created_at": s + 4},
+        ],
+    )
+    Run.objects.filter(pk=run.pk).update(created_at=t0, finished_at=t0 + dt.timedelta(seconds=4))
+    child = Run.objects.create(
+        session=session,
+        agent=offline_agent,
+        user=user,
+        status="completed",
+        input="go",
+        output="draft",
+        parent_run=run,
+        events=[
+            {"event": "PreHookStarted", "pre_hook_name": "upper", "created_at": s + 1},
+            {"event": "PreHookCompleted", "pre_hook_name": "upper", "duration": 0.25, "created_at": s + 1},
+            {"event": "MemoryUpdateStarted", "created_at": s + 1},
+            {"event": "MemoryUpdateCompleted", "duration": 0.5, "created_at": s + 1},
+        ],
+    )
+    Run.objects.filter(pk=child.pk).update(
+        created_at=t0 + dt.timedelta(seconds=1), finished_at=t0 + dt.timedelta(seconds=2)
+    )
+    run.refresh_from_db()
+    detail = build_traces([run])[0].detail()
+    assert detail["status"] == "ERROR" and detail["error"] == "step 2 broke" and "output" not in detail
+    root = detail["tree"][0]
+    assert root["type"] == "WORKFLOW" and root["duration"] == "4.00s"
+    write, check = root["spans"]
+    assert (write["type"], write["name"], write["step_type"], write["output"]) == ("STEP", "write", "agent", "draft")
+    assert (check["name"], check["status"], check["error"]) == ("check", "ERROR", "step 2 broke")  # never completed
+    (member,) = write["spans"]  # the step's run, under its step
+    assert member["type"] == "AGENT" and member["output"] == "draft"
+    hook, memory = member["spans"]
+    assert (hook["type"], hook["name"], hook["duration"]) == ("HOOK", "pre_hook.upper", "250ms")
+    assert (memory["type"], memory["name"], memory["duration"]) == ("MEMORY", "memory.update", "500ms")
