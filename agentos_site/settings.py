@@ -232,6 +232,17 @@ AGENTOS = {
     "TELEMETRY_API_KEY": env.str("AGENTOS_TELEMETRY_API_KEY", default=""),
     "TELEMETRY_BATCH_SIZE": env.int("AGENTOS_TELEMETRY_BATCH_SIZE", default=500),
     "TELEMETRY_FLUSH_INTERVAL_SECONDS": env.float("AGENTOS_TELEMETRY_FLUSH_INTERVAL_SECONDS", default=60.0),
+    "METRICS_REFRESH_INTERVAL_SECONDS": env.float("AGENTOS_METRICS_REFRESH_INTERVAL_SECONDS", default=3600.0),
+    # Traces exported over OTLP/HTTP (docs/traces-and-metrics.md): on when asked, or when the
+    # standard OpenTelemetry endpoint variable is set.
+    "OTEL_TRACES": env.bool(
+        "AGENTOS_OTEL_TRACES",
+        default=bool(
+            env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+            or env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
+        ),
+    ),
+    "OTEL_SERVICE_NAME": env.str("OTEL_SERVICE_NAME", default="agentos"),
     "TELEMETRY_TIMEOUT_SECONDS": env.float("AGENTOS_TELEMETRY_TIMEOUT_SECONDS", default=60.0),
     "TELEMETRY_MAX_AGE_SECONDS": env.int("AGENTOS_TELEMETRY_MAX_AGE_SECONDS", default=7 * 24 * 3600),
     "TELEMETRY_MAX_SCHEMA_VERSION": env.int("AGENTOS_TELEMETRY_MAX_SCHEMA_VERSION", default=3),
@@ -353,6 +364,13 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": AGENTOS["TELEMETRY_FLUSH_INTERVAL_SECONDS"]},
     },
 }
+# Recompute the daily metrics of the days that changed (agno's GET /os/metrics; docs/traces-and-metrics.md).
+if AGENTOS["METRICS_REFRESH_INTERVAL_SECONDS"] > 0:
+    CELERY_BEAT_SCHEDULE["agentos-metrics-refresh"] = {
+        "task": "telemetry_app.metrics_refresh",
+        "schedule": AGENTOS["METRICS_REFRESH_INTERVAL_SECONDS"],
+        "options": {"expires": AGENTOS["METRICS_REFRESH_INTERVAL_SECONDS"]},
+    }
 
 # One handler on the root logger, each line printed once; text, or JSON lines carrying the ids of
 # the run and the request they were written for (agentos_site/logconfig.py says how).

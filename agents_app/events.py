@@ -135,8 +135,47 @@ class RunError(RunEvent):
 
 @dataclass(slots=True)
 class RunCancelled(RunEvent):
+    """`content`: what the run had produced when it was cancelled (agno sends it too)."""
+
     name: ClassVar[str] = "RunCancelled"
     reason: str = ""
+    content: str = ""
+
+
+@dataclass(slots=True)
+class RunContentCompleted(RunEvent):
+    """A streamed run's content is complete (agno's name); RunCompleted follows."""
+
+    name: ClassVar[str] = "RunContentCompleted"
+
+
+@dataclass(slots=True)
+class ModelRequestStarted(RunEvent):
+    """One call of a model starts (agno's name)."""
+
+    name: ClassVar[str] = "ModelRequestStarted"
+    model: str = ""
+    model_provider: str = ""
+
+
+@dataclass(slots=True)
+class ModelRequestCompleted(RunEvent):
+    """One call of a model ended: agno's fields, and ours: `start_time` (Unix seconds, with
+    decimals), `duration` (seconds) and `cost` (this call's), which the run's trace is built from."""
+
+    name: ClassVar[str] = "ModelRequestCompleted"
+    model: str = ""
+    model_provider: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    time_to_first_token: float | None = None
+    reasoning_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    start_time: float = 0.0
+    duration: float = 0.0
+    cost: float = 0.0
 
 
 @dataclass(slots=True)
@@ -305,6 +344,58 @@ class TeamRunError(TeamEvent):
 class TeamRunCancelled(TeamEvent):
     name: ClassVar[str] = "TeamRunCancelled"
     reason: str = ""
+    content: str = ""
+
+
+@dataclass(slots=True)
+class TeamRunContentCompleted(TeamEvent):
+    name: ClassVar[str] = "TeamRunContentCompleted"
+
+
+@dataclass(slots=True)
+class TeamModelRequestStarted(TeamEvent):
+    name: ClassVar[str] = "TeamModelRequestStarted"
+    model: str = ""
+    model_provider: str = ""
+
+
+@dataclass(slots=True)
+class TeamModelRequestCompleted(TeamEvent):
+    name: ClassVar[str] = "TeamModelRequestCompleted"
+    model: str = ""
+    model_provider: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    time_to_first_token: float | None = None
+    reasoning_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    start_time: float = 0.0
+    duration: float = 0.0
+    cost: float = 0.0
+
+
+@dataclass(slots=True)
+class TeamMemoryUpdateStarted(TeamEvent):
+    name: ClassVar[str] = "TeamMemoryUpdateStarted"
+
+
+@dataclass(slots=True)
+class TeamMemoryUpdateCompleted(TeamEvent):
+    name: ClassVar[str] = "TeamMemoryUpdateCompleted"
+    duration: float = 0.0
+
+
+@dataclass(slots=True)
+class TeamSessionSummaryStarted(TeamEvent):
+    name: ClassVar[str] = "TeamSessionSummaryStarted"
+
+
+@dataclass(slots=True)
+class TeamSessionSummaryCompleted(TeamEvent):
+    name: ClassVar[str] = "TeamSessionSummaryCompleted"
+    duration: float = 0.0
 
 
 @dataclass(slots=True)

@@ -57,6 +57,14 @@ DEFAULTS: dict[str, Any] = {
     # Collector side: the largest batch accepted (events, and bytes of the request body).
     "TELEMETRY_COLLECTOR_MAX_EVENTS": 1000,
     "TELEMETRY_COLLECTOR_MAX_BYTES": 5 * 1024 * 1024,
+    # Seconds between two refreshes of the daily metrics (agno's GET /os/metrics) by Celery beat;
+    # 0: only when asked (POST /os/metrics/refresh).
+    "METRICS_REFRESH_INTERVAL_SECONDS": 3600.0,
+    # Export each finished run's trace as OpenTelemetry spans (OTLP/HTTP, configured by the SDK's
+    # OTEL_EXPORTER_OTLP_* variables). Off: nothing of the SDK is imported.
+    "OTEL_TRACES": False,
+    # The `service.name` of the exported spans.
+    "OTEL_SERVICE_NAME": "agentos",
     # Experimental features (see docs/telemetry.md, "Alpha features").
     "ALPHA_FEATURES": False,
     # Prometheus metrics at /metrics (telemetry_app.metrics): served at all, and the Bearer token a

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -92,3 +93,60 @@ class ReceivedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.event_id} from {self.sender_id}"
+
+
+class DailyMetrics(models.Model):
+    """One day's activity of one user (agno's per-user daily bucket), computed from the stored runs
+    and sessions by `telemetry_app.daily.metrics_refresh` (never on a run's path): runs and sessions
+    per kind, users, tokens, cost, and the breakdowns per model and per agent, team or workflow.
+    A day is recomputed whole, so refreshing twice gives the same rows."""
+
+    date = models.DateField(help_text="The day (UTC).")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="daily_metrics", null=True, blank=True
+    )
+    agent_runs_count = models.PositiveIntegerField(default=0)
+    agent_sessions_count = models.PositiveIntegerField(default=0)
+    team_runs_count = models.PositiveIntegerField(default=0)
+    team_sessions_count = models.PositiveIntegerField(default=0)
+    workflow_runs_count = models.PositiveIntegerField(default=0)
+    workflow_sessions_count = models.PositiveIntegerField(default=0)
+    token_metrics = models.JSONField(default=dict, help_text="agno's token counters, summed over the day's runs.")
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=0, help_text="What the day's runs cost.")
+    model_metrics = models.JSONField(default=list, help_text="Per model: runs, tokens, cost.")
+    component_metrics = models.JSONField(default=list, help_text="Per agent, team or workflow: runs, tokens, cost.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["date"]
+        constraints = [models.UniqueConstraint(fields=["date", "user"], name="daily_metrics_once_per_user_day")]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.user_id}"
+
+
+class MetricsRefresh(models.Model):
+    """The state of the metrics refresh (one row, id 1), shared by every process: who asked, when it
+    started and finished, and how it ended. A refresh claims it with a conditional update, so two
+    never run at once."""
+
+    class Status(models.TextChoices):
+        IDLE = "idle", "Idle"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    days = models.PositiveIntegerField(default=0, help_text="Days recomputed by the last refresh.")
+    covered_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The last completed refresh started then: the next one recomputes the days changed since.",
+    )
+
+    def __str__(self) -> str:
+        return f"metrics refresh: {self.status}"

@@ -11,11 +11,20 @@ from typing import Any
 
 from celery import shared_task
 
+from telemetry_app.daily import metrics_refresh
 from telemetry_app.services import telemetry_flush
 
 FLUSH_TASK = "telemetry_app.flush"
+METRICS_REFRESH_TASK = "telemetry_app.metrics_refresh"
 
 
 @shared_task(name=FLUSH_TASK, ignore_result=True)
 def telemetry_flush_task() -> dict[str, Any]:
     return telemetry_flush().as_dict()
+
+
+@shared_task(name=METRICS_REFRESH_TASK, ignore_result=True)
+def metrics_refresh_task(claimed: bool = False) -> int:
+    """Recompute the daily metrics of the days that changed (Celery beat, or `POST /os/metrics/refresh`,
+    which claims the refresh before it publishes: `claimed`). Idempotent; -1 when one is running."""
+    return metrics_refresh(claimed=claimed)

@@ -236,3 +236,17 @@ def without_error_code(body: dict) -> dict:
     """A validation error's field errors, after checking the `detail` and `code` every error body has."""
     assert body["code"] == "invalid" and isinstance(body["detail"], str) and body["detail"], body
     return {k: v for k, v in body.items() if k not in ("detail", "code")}
+
+
+# agno's bookkeeping events around each model call and after a streamed answer (agents_app/events.py):
+# tests about other events' order compare without them.
+BOOKKEEPING_EVENTS = frozenset(
+    prefix + name
+    for prefix in ("", "Team")
+    for name in ("ModelRequestStarted", "ModelRequestCompleted", "RunContentCompleted")
+)
+
+
+def without_bookkeeping(names: list[str]) -> list[str]:
+    """Event names without ModelRequestStarted/Completed and RunContentCompleted (and Team…)."""
+    return [name for name in names if name not in BOOKKEEPING_EVENTS]

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from agno.models.response import ToolExecution
 from agno.os.routers.agents.schema import AgentResponse
 from agno.os.schema import (
     AgentSessionDetailSchema,
@@ -140,18 +141,34 @@ async def test_stream_is_the_default_and_every_frame_parses_as_an_agno_event(asg
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
     frames = sse_frames(r.text)
-    assert [name for name, _ in frames] == ["RunStarted", "RunContent", "RunContent", "RunContent", "RunCompleted"]
+    assert [name for name, _ in frames] == [
+        "RunStarted",
+        "ModelRequestStarted",
+        "RunContent",
+        "RunContent",
+        "RunContent",
+        "ModelRequestCompleted",
+        "RunContentCompleted",
+        "RunCompleted",
+    ]
     events = [run_output_event_from_dict(data) for _, data in frames]
     assert [type(e).__name__ for e in events] == [
         "RunStartedEvent",
+        "ModelRequestStartedEvent",
         "RunContentEvent",
         "RunContentEvent",
         "RunContentEvent",
+        "ModelRequestCompletedEvent",
+        "RunContentCompletedEvent",
         "RunCompletedEvent",
     ]
     assert {e.agent_name for e in events} == {"Helper"} and {e.agent_id for e in events} == {"helper"}
-    assert [e.event_index for e in events] == [0, 1, 2, 3, 4]
-    assert "".join(e.content for e in events[1:4]) == "one two three"
+    assert [e.event_index for e in events] == list(range(8))
+    assert "".join(e.content for e in events[2:5]) == "one two three"
+    assert (
+        events[5].model == "scripted-model"
+        and events[5].total_tokens == events[5].input_tokens + events[5].output_tokens
+    )
     assert events[-1].content == "one two three" and events[-1].metrics.total_tokens > 0
     assert events[0].model == "scripted-model"
 
@@ -169,6 +186,11 @@ async def test_streamed_tool_calls_parse_as_agno_tool_executions(asgi, agent, to
         {"expression": "6*7"},
     )
     assert completed.tool.result == "42" and completed.tool.tool_call_error is False
+    # Every key of agno's ToolExecution.to_dict(), with the call's timing in `metrics`.
+    frame = next(data for name, data in sse_frames(r.text) if name == "ToolCallCompleted")
+    assert set(frame["tool"]) == set(ToolExecution(tool_call_id="x").to_dict())
+    timing = completed.tool.metrics
+    assert timing.end_time >= timing.start_time > 0 and timing.duration >= 0
 
 
 async def test_json_body_and_session_continuation(asgi, agent, token, scripted_model):
@@ -382,7 +404,12 @@ async def test_session_detail_and_runs_parse_as_agno_schemas(asgi, agent, token,
         ("hello", "re: hello", "COMPLETED", "text"),
         ("and again", "re: and again", "COMPLETED", "text"),
     ]
-    assert [e["event"] for e in runs[0].events] == ["RunStarted", "RunCompleted"]
+    assert [e["event"] for e in runs[0].events] == [
+        "RunStarted",
+        "ModelRequestStarted",
+        "ModelRequestCompleted",
+        "RunCompleted",
+    ]
     assert runs[0].events[0]["agent_name"] == "Helper"
     one = RunSchema.model_validate(
         (await asgi.get(f"{OS}/sessions/{session_id}/runs/{runs[1].run_id}", headers=bearer(token))).json()

@@ -243,6 +243,8 @@ async def test_a_team_session_detail_runs_rename_and_delete(asgi, crew, user, to
     own = [e for e in team_runs[0].events if not e.get("parent_run_id")]
     assert [e["event"] for e in own] == [
         "TeamRunStarted",
+        "TeamModelRequestStarted",
+        "TeamModelRequestCompleted",
         "TeamToolCallStarted",
         "TeamToolCallCompleted",
         "TeamRunCompleted",

@@ -105,8 +105,8 @@ async def _start_slow_run(servers: dict[str, Any], scripted_model: Any, words: s
     scripted_model.push_text(words, chunk_delay=0.08)
     first = await _ws(servers, 0)
     await first.send(json.dumps({"type": "run", "message": "talk slowly"}))
-    seen = [await _next(first) for _ in range(3)]  # RunStarted and two tokens, from process 0
-    assert [e["event"] for e in seen] == ["RunStarted", "RunContent", "RunContent"]
+    seen = [await _next(first) for _ in range(3)]  # RunStarted, ModelRequestStarted, a token, from process 0
+    assert [e["event"] for e in seen] == ["RunStarted", "ModelRequestStarted", "RunContent"]
     return first, seen
 
 
@@ -179,22 +179,25 @@ async def test_a_team_run_is_resumed_and_cancelled_from_the_other_process(server
     scripted_model.push_text(words, chunk_delay=0.08)
     first = await _ws(servers, 0, "teams/crew")
     await first.send(json.dumps({"type": "run", "message": "talk slowly"}))
-    seen = [await _next(first) for _ in range(5)]
+    seen = [await _next(first) for _ in range(8)]
     assert [e["event"] for e in seen] == [
         "TeamRunStarted",
+        "TeamModelRequestStarted",
+        "TeamModelRequestCompleted",
         "TeamToolCallStarted",
         "RunStarted",
+        "ModelRequestStarted",
         "RunContent",
         "RunContent",
     ]
     await first.close()
-    team_run, member_run = seen[0]["run_id"], seen[2]["run_id"]
+    team_run, member_run = seen[0]["run_id"], seen[4]["run_id"]
     # Resumed from the other process: the member's events, then the team's end (a member's own
     # RunCompleted does not end the team's stream there either).
     second = await _ws(servers, 1, "teams/crew")
-    await second.send(json.dumps({"type": "resume", "run_id": team_run, "after_event_index": 4}))
+    await second.send(json.dumps({"type": "resume", "run_id": team_run, "after_event_index": 7}))
     rest = [await _next(second) for _ in range(3)]
-    assert [e["event_index"] for e in rest] == [5, 6, 7]
+    assert [e["event_index"] for e in rest] == [8, 9, 10]
     assert {e["parent_run_id"] for e in rest} == {team_run}
     # Cancelling the member's run from that process stops the team run in the first one.
     await second.send(json.dumps({"type": "cancel", "run_id": member_run}))

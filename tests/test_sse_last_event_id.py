@@ -16,6 +16,8 @@ from tests.conftest import bearer, parse_sse, without_error_code
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WORDS = "one two three four five"
+# RunStarted, ModelRequestStarted, five RunContent, ModelRequestCompleted, RunContentCompleted, RunCompleted.
+LAST = 9
 
 
 async def _finished_run(asgi, agent, token, scripted_model) -> tuple[str, list[tuple[str, dict]]]:
@@ -24,7 +26,7 @@ async def _finished_run(asgi, agent, token, scripted_model) -> tuple[str, list[t
         f"/api/agents/{agent.slug}/runs", json={"message": "count", "stream": True}, headers=bearer(token)
     )
     frames = parse_sse(r.text)
-    assert [data["event_index"] for _, data in frames] == list(range(7)) and frames[-1][0] == "RunCompleted"
+    assert [data["event_index"] for _, data in frames] == list(range(LAST + 1)) and frames[-1][0] == "RunCompleted"
     return frames[0][1]["run_id"], frames
 
 
@@ -38,9 +40,9 @@ async def test_every_run_event_frame_has_its_event_index_as_id(asgi, agent, toke
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     assert r.text.startswith("id: 0\nevent: RunStarted\ndata: {")
     assert parse_sse(r.text) == frames  # parse_sse checks each id against its frame's event_index
-    assert _ids(r.text) == [str(i) for i in range(7)]
+    assert _ids(r.text) == [str(i) for i in range(LAST + 1)]
     # The notice for a resume from past the end is not one of the run's events: no id.
-    r = await asgi.get(f"/api/runs/{run_id}/events?after_event_index=6", headers=bearer(token))
+    r = await asgi.get(f"/api/runs/{run_id}/events?after_event_index={LAST}", headers=bearer(token))
     assert [name for name, _ in parse_sse(r.text)] == ["RunEnded"] and _ids(r.text) == []
 
 
@@ -64,14 +66,14 @@ async def test_last_event_id_resumes_after_it_even_from_a_url_that_asks_for_ever
 async def test_a_reconnect_to_an_ended_run_with_nothing_left_is_a_204(asgi, agent, token, scripted_model):
     run_id, frames = await _finished_run(asgi, agent, token, scripted_model)
     url = f"/api/runs/{run_id}/events?after_event_index=-1"
-    for last in ("6", "9"):
+    for last in (str(LAST), str(LAST + 3)):
         r = await asgi.get(url, headers={**bearer(token), "Last-Event-ID": last})
         assert (r.status_code, r.content, r.headers.get("content-type")) == (204, b"", None)
     # A reconnect that missed the terminal event gets it, and no notice.
-    r = await asgi.get(url, headers={**bearer(token), "Last-Event-ID": "5"})
-    assert r.status_code == 200 and parse_sse(r.text) == frames[6:]
+    r = await asgi.get(url, headers={**bearer(token), "Last-Event-ID": str(LAST - 1)})
+    assert r.status_code == 200 and parse_sse(r.text) == frames[LAST:]
     # Without the header (not an EventSource), still the RunEnded notice.
-    r = await asgi.get(f"/api/runs/{run_id}/events?after_event_index=6", headers=bearer(token))
+    r = await asgi.get(f"/api/runs/{run_id}/events?after_event_index={LAST}", headers=bearer(token))
     assert r.status_code == 200 and parse_sse(r.text)[0][1]["status"] == "completed"
 
 

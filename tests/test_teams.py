@@ -224,15 +224,23 @@ async def test_streaming_nests_member_events_with_their_ids_in_one_index_sequenc
     names = [name for name, _ in frames]
     assert names == [
         "TeamRunStarted",
+        "TeamModelRequestStarted",
+        "TeamModelRequestCompleted",
         "TeamToolCallStarted",
         "RunStarted",
+        "ModelRequestStarted",
         "RunContent",
         "RunContent",
         "RunContent",
+        "ModelRequestCompleted",
+        "RunContentCompleted",
         "RunCompleted",
         "TeamToolCallCompleted",
+        "TeamModelRequestStarted",
         "TeamRunContent",
         "TeamRunContent",
+        "TeamModelRequestCompleted",
+        "TeamRunContentCompleted",
         "TeamRunCompleted",
     ]
     assert [data["event_index"] for _, data in frames] == list(range(len(frames)))
@@ -245,17 +253,20 @@ async def test_streaming_nests_member_events_with_their_ids_in_one_index_sequenc
             assert data["agent_id"] == "researcher" and data["parent_run_id"] == team_run_id
             assert data["run_id"] != team_run_id
     assert frames[-1][1]["content"] == "Final answer"
-    assert frames[1][1]["tool"]["tool_args"] == {"member_id": "researcher", "task": "find X"}
+    assert frames[3][1]["tool"]["tool_args"] == {"member_id": "researcher", "task": "find X"}
     # The stored events replay the same stream (resume), and the member's own run has its own.
     events = await asgi.get(f"/api/runs/{team_run_id}/events?after_event_index=5", headers=bearer(token))
     assert [name for name, _ in parse_sse(events.text)] == names[6:]
-    member_run_id = frames[2][1]["run_id"]
+    member_run_id = frames[4][1]["run_id"]
     member = await Run.objects.aget(pk=member_run_id)
     assert [e["event"] for e in member.events] == [
         "RunStarted",
+        "ModelRequestStarted",
         "RunContent",
         "RunContent",
         "RunContent",
+        "ModelRequestCompleted",
+        "RunContentCompleted",
         "RunCompleted",
     ]
 

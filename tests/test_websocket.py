@@ -134,15 +134,20 @@ async def test_a_run_streams_the_same_events_as_sse_and_is_stored(asgi, agent, t
     frames = await until_terminal(comm)
     assert names(frames) == [
         "RunStarted",
+        "ModelRequestStarted",
+        "ModelRequestCompleted",
         "ToolCallStarted",
         "ToolCallCompleted",
+        "ModelRequestStarted",
         "RunContent",
         "RunContent",
         "RunContent",
+        "ModelRequestCompleted",
+        "RunContentCompleted",
         "RunCompleted",
     ]
-    assert [f["event_index"] for f in frames] == list(range(7))
-    assert frames[2]["tool"]["result"] == "42"
+    assert [f["event_index"] for f in frames] == list(range(12))
+    assert frames[4]["tool"]["result"] == "42"
     assert frames[-1]["content"] == "It is 42."
     run = await Run.objects.aget(pk=frames[0]["run_id"])
     assert run.status == "completed" and run.output == "It is 42."

@@ -7,7 +7,7 @@ checked in the views, so an id that cannot exist is a JSON 404 like any unknown 
 
 from django.urls import path, re_path
 
-from agents_app.agno_compat import continue_views, eval_views, views
+from agents_app.agno_compat import continue_views, eval_views, observe_views, views
 from agents_app.agno_compat.schema import OpenApiView
 from agents_app.engine.protocol import KINDS
 
@@ -82,6 +82,15 @@ urlpatterns = [
     path("databases/<str:db_id>/migrate", views.DatabaseMigrateView.as_view(), name="database-migrate"),
     path("user_memory_stats", views.UserMemoryStatsView.as_view(), name="user-memory-stats"),
     path("optimize-memories", views.OptimizeMemoriesView.as_view(), name="optimize-memories"),
+    # Metrics and traces (docs/traces-and-metrics.md).
+    path("metrics", observe_views.MetricsView.as_view(), name="metrics"),
+    path("metrics/refresh", observe_views.MetricsRefreshView.as_view(), name="metrics-refresh"),
+    path("metrics/refresh/status", observe_views.MetricsRefreshStatusView.as_view(), name="metrics-refresh-status"),
+    path("traces", observe_views.TraceListView.as_view(), name="traces"),
+    path("traces/filter-schema", observe_views.TraceFilterSchemaView.as_view(), name="traces-filter-schema"),
+    path("traces/search", observe_views.TraceSearchView.as_view(), name="traces-search"),
+    path("traces/<str:trace_id>", observe_views.TraceDetailView.as_view(), name="trace"),
+    path("trace_session_stats", observe_views.TraceSessionStatsView.as_view(), name="trace-session-stats"),
     # Anything else under the prefix: FastAPI's JSON 404 (with our code), as agno's server answers.
     # This API's OpenAPI document (agno's server serves its own at /openapi.json).
     path("openapi.json", OpenApiView.as_view(routes=__name__), name="openapi"),

@@ -49,6 +49,7 @@ from sessions_app.images import with_text
 from sessions_app.models import Run
 from sessions_app.services import run_checkpoint, run_finish, run_pause_finish
 from telemetry_app.metrics import record_run
+from telemetry_app.otel import export_run_trace, otel_enabled
 from telemetry_app.services import telemetry_record_run, telemetry_transaction
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ class Execution:
     # The kind's pause event when a member or step run paused it (teams, workflows; an agent pauses
     # for its own tool calls: runner._Execution.paused).
     paused_cls: ClassVar[type[ev.RunEvent] | None] = None
+    # Not a member's or step's run (those set it False): its trace is exported when it ends.
+    top_level: bool = True
 
     def __init__(self, handle: Any, *, stream: bool) -> None:
         self.handle = handle
@@ -330,6 +333,33 @@ class Execution:
     async def _model_call_once(
         self, config: Any, tools: list[Any], response_format: ResponseFormat | None
     ) -> AsyncIterator[ev.RunEvent]:
+        """One model request between agno's ModelRequestStarted and ModelRequestCompleted (the
+        latter with its tokens, cost and timing: what the run's trace shows of it)."""
+        labels = {"model": config.model_id, "model_provider": config.provider}
+        yield self.event(self.hook_event("ModelRequestStarted"), **labels)
+        began, clock = time.time(), time.perf_counter()
+        first_token = self.ttft
+        cost_before = self.cost
+        async for item in self._model_request(config, tools, response_format):
+            yield item
+        response = self.response
+        ttft = None if first_token is not None or self.ttft is None else self.ttft
+        yield self.event(
+            self.hook_event("ModelRequestCompleted"),
+            **labels,
+            input_tokens=response.input_tokens,
+            output_tokens=response.output_tokens,
+            total_tokens=response.input_tokens + response.output_tokens,
+            time_to_first_token=ttft,
+            cache_read_tokens=response.cache_read_tokens,
+            start_time=began,
+            duration=time.perf_counter() - clock,
+            cost=as_number(self.cost - cost_before),
+        )
+
+    async def _model_request(
+        self, config: Any, tools: list[Any], response_format: ResponseFormat | None
+    ) -> AsyncIterator[ev.RunEvent]:
         self.budget.start_model_call()
         provider = get_provider(config)
         response: ModelResponse | None = None
@@ -540,6 +570,13 @@ class Execution:
     def error_message_of(self, exc: BaseException) -> str:
         return str(exc)
 
+    def cancelled_fields(self, outcome: dict[str, Any]) -> dict[str, Any]:
+        """The cancelled event's fields: the reason and, as agno sends it, the partial content."""
+        fields: dict[str, Any] = {"reason": CANCELLED_MESSAGE}
+        if self.cancelled_cls is not ev.WorkflowCancelled:
+            fields["content"] = outcome.get("output") or ""
+        return fields
+
     def error_fields(self) -> dict[str, Any]:
         """Extra fields of this kind's error event (a team's member runs, a workflow's failed step)."""
         return {}
@@ -601,12 +638,18 @@ class Execution:
                     yield item
             async for item in self.body():
                 yield item
+            content_done = self.stream and self.kind != "workflow"
+            if content_done and not self.hold_output:
+                # The answer has streamed (agno's RunContentCompleted, before post-hooks and memory).
+                yield self.event(self.hook_event("RunContentCompleted"))
             if self.hooks is not None:
                 async for item in self.hooks.run_post(self, self.content, self.output_json, self.validate_output):
                     yield item
                 self.content, self.output_json = self.hooks.content, self.hooks.output_json
             async for item in self.deliver():
                 yield item
+            if content_done and self.hold_output:  # held back by post-hooks, delivered just now
+                yield self.event(self.hook_event("RunContentCompleted"))
             outcome, terminal = self.completed_event()
         except PauseRequested as pause:
             # Tool calls wait for a person: stored paused, with what a continue needs (no post-hooks:
@@ -618,7 +661,7 @@ class Execution:
                 if task is not None:
                     task.uncancel()
             outcome = self._failed(Run.Status.CANCELLED, CANCELLED_MESSAGE, "cancelled")
-            terminal = self.event(self.cancelled_cls, reason=CANCELLED_MESSAGE)
+            terminal = self.event(self.cancelled_cls, **self.cancelled_fields(outcome))
         except (BudgetExceeded, *self.failures) as exc:
             error_type, message = self.error_type_of(exc), self.error_message_of(exc)
             outcome = self._failed(Run.Status.ERROR, message, error_type)
@@ -632,6 +675,11 @@ class Execution:
         # Persist before the terminal event leaves, so whoever sees it can read the stored run.
         # (A checkpoint still in flight cannot overwrite it: checkpoints only touch running runs.)
         await asyncio.shield(db_call(self._store, outcome, self.own_metrics(), self.event_dicts()))
+        if self.top_level and outcome["status"] != Run.Status.PAUSED and otel_enabled():
+            # In the background: the trace is read back and exported off the run's path.
+            exporting = asyncio.ensure_future(db_call(export_run_trace, run_id=self.handle.run_id))
+            _exports.add(exporting)
+            exporting.add_done_callback(_exports.discard)
         yield terminal
 
     def _failed(self, status: str, message: str, error_type: str) -> dict[str, Any]:
@@ -673,6 +721,9 @@ def fallback_cures(exc: ModelError) -> bool:
     if isinstance(exc, ModelAuthError | ModelRequestError | OutputInvalid):
         return False
     return exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429
+
+
+_exports: set[asyncio.Future[Any]] = set()  # trace exports in flight (kept referenced until done)
 
 
 def _checkpoint_done(saving: asyncio.Future[Any]) -> None:

@@ -11,6 +11,7 @@ continue needs (engine/approvals.py continues it, in any process).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -130,6 +131,36 @@ def tool_execution(
         "approval_id": approval_id,
         "parent_tool_call_id": None,
     }
+
+
+def tool_call_dict(
+    *,
+    tool_call_id: str,
+    tool_name: str,
+    tool_args: Any,
+    result: str | None = None,
+    error: bool | None = None,
+    started: float | None = None,
+    ended: float | None = None,
+    child_run_id: str | None = None,
+) -> dict[str, Any]:
+    """A tool call as agno's ToolExecution.to_dict() shapes it (every key), with its timing in
+    `metrics` (`start_time`, `end_time`: Unix seconds; `duration`: seconds) once it ran."""
+    data = tool_execution(
+        tool_call_id=tool_call_id,
+        tool_name=tool_name,
+        tool_args=tool_args,
+        kind="",
+        schema=None,
+        created_at=int(started or time.time()),
+        approval_id=None,  # type: ignore[arg-type]
+        result=result,
+    )
+    data["tool_call_error"] = error
+    data["child_run_id"] = child_run_id
+    if started is not None and ended is not None:
+        data["metrics"] = {"start_time": started, "end_time": ended, "duration": max(ended - started, 0.0)}
+    return data
 
 
 def requirement(execution: dict[str, Any], *, created_at: datetime) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,6 +28,7 @@ from agents_app.engine.pause import (
     PendingCall,
     call_arguments,
     requirement,
+    tool_call_dict,
     tool_execution,
     user_input_schema,
     without_images,
@@ -253,6 +255,15 @@ async def _call_tool(
     return True, _tool_result_text(result), args
 
 
+async def _timed_tool(
+    call: ToolCallRequest, tools: dict[str, Tool], context: RunContext
+) -> tuple[bool, str, dict[str, Any], float, float]:
+    """`_call_tool` with when it started and ended (Unix seconds): the tool's span in the trace."""
+    started = time.time()
+    ok, text, args = await _call_tool(call, tools, context)
+    return ok, text, args, started, time.time()
+
+
 _FAILURES = (ModelError, ToolLimitExceeded, UnknownProviderError, HookFailure)
 
 
@@ -409,26 +420,31 @@ class _Execution(Execution):
         """Run tool calls concurrently, with their events and the tool messages for the model;
         `refused` calls are answered with an error, never run."""
         refused = refused or []
+        began = time.time()
         for call in [*calls, *refused]:
             yield self.event(
                 ev.ToolCallStarted,
-                tool={"tool_call_id": call.id, "tool_name": call.name, "tool_args": _loads_or_raw(call.arguments)},
+                tool=tool_call_dict(
+                    tool_call_id=call.id, tool_name=call.name, tool_args=_loads_or_raw(call.arguments), started=began
+                ),
             )
-        results = list(await asyncio.gather(*(_call_tool(call, self.tools, self.context) for call in calls)))
+        results = list(await asyncio.gather(*(_timed_tool(call, self.tools, self.context) for call in calls)))
         for call in refused:
             text = (
                 f"Tool {call.name} needs a person to decide on each call, which this run cannot ask for here "
                 "(members that answer at the same time, or a step inside a parallel or condition step); it was not run."
             )
-            results.append((False, text, call_arguments(call.arguments) or {}))
-        for call, (ok, text, args) in zip([*calls, *refused], results, strict=True):
-            tool_info = {
-                "tool_call_id": call.id,
-                "tool_name": call.name,
-                "tool_args": args,
-                "result": text if ok else None,
-                "tool_call_error": not ok,
-            }
+            results.append((False, text, call_arguments(call.arguments) or {}, began, began))
+        for call, (ok, text, args, started, ended) in zip([*calls, *refused], results, strict=True):
+            tool_info = tool_call_dict(
+                tool_call_id=call.id,
+                tool_name=call.name,
+                tool_args=args,
+                result=text if ok else None,
+                error=not ok,
+                started=started,
+                ended=ended,
+            )
             if ok:
                 yield self.event(ev.ToolCallCompleted, tool=tool_info, content=text)
             else:

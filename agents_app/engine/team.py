@@ -19,6 +19,7 @@ import contextlib
 import copy
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ from uuid import UUID
 from agents_app import events as ev
 from agents_app.engine.children import ChildCancelled, ChildFailed, DelegationDepthExceeded, content_text, merge
 from agents_app.engine.outcome import Execution
-from agents_app.engine.pause import ChildPaused, without_images
+from agents_app.engine.pause import ChildPaused, tool_call_dict, without_images
 from agents_app.engine.protocol import PreparedRun, Resume, check_message
 from agents_app.engine.resume import _ContinuedExecution, continued_agent_handle, decided_calls
 from agents_app.engine.runner import _FAILURES as _MODEL_FAILURES
@@ -261,6 +262,7 @@ class ChildRun:
             )
             agent_execution.may_pause = self.may_pause
             execution = agent_execution
+        execution.top_level = False  # its trace is its parent's (exported with it)
         if self.parent is not None:  # its work counts against its parent's budget too
             execution.budget.parent = self.parent.budget
         last: dict[str, Any] = {}
@@ -565,8 +567,28 @@ class TeamExecution(Execution):
         """One model call of the leader; its text streams as TeamRunContent. Sets self.response."""
         return self.model_call(self.team.model, tools)
 
-    def _tool_info(self, call: ToolCallRequest, args: Any, **extra: Any) -> dict[str, Any]:
-        return {"tool_call_id": call.id, "tool_name": call.name, "tool_args": args, **extra}
+    def _tool_info(
+        self,
+        call: ToolCallRequest,
+        args: Any,
+        *,
+        result: str | None = None,
+        tool_call_error: bool | None = None,
+        started: float | None = None,
+        child: Any = None,
+    ) -> dict[str, Any]:
+        """The leader's call of a member as agno's ToolExecution (with the member's run as its
+        `child_run_id` and, once answered, its timing)."""
+        return tool_call_dict(
+            tool_call_id=call.id,
+            tool_name=call.name,
+            tool_args=args,
+            result=result,
+            error=tool_call_error,
+            started=started,
+            ended=time.time() if started is not None and tool_call_error is not None else None,
+            child_run_id=str(child.run_id) if getattr(child, "run_id", None) else None,
+        )
 
     def _member_for(self, call: ToolCallRequest) -> tuple[TeamMember | None, dict[str, Any], str]:
         try:
@@ -625,10 +647,13 @@ class TeamExecution(Execution):
         call = response.tool_calls[0]
         self.budget.start_tool_calls(1)
         member, args, problem = self._member_for(call)
-        yield self.event(ev.TeamToolCallStarted, tool=self._tool_info(call, args))
+        began = time.time()
+        yield self.event(ev.TeamToolCallStarted, tool=self._tool_info(call, args, started=began))
         if member is None:
             yield self.event(
-                ev.TeamToolCallError, tool=self._tool_info(call, args, tool_call_error=True), error=problem
+                ev.TeamToolCallError,
+                tool=self._tool_info(call, args, tool_call_error=True, started=began),
+                error=problem,
             )
             raise RoutingError(f"The leader routed the message to no valid member: {problem}")
         child = self._child(member, self.h.message)
@@ -637,7 +662,9 @@ class TeamExecution(Execution):
             if (item := self.member_event(data, child)) is not None:
                 yield item
         self.content = content_text(child.content)
-        info = self._tool_info(call, args, result=self.shown(self.content), tool_call_error=False)
+        info = self._tool_info(
+            call, args, result=self.shown(self.content), tool_call_error=False, started=began, child=child
+        )
         yield self.event(ev.TeamToolCallCompleted, tool=info, content=self.shown(self.content))
 
     async def _coordinate(self) -> AsyncIterator[ev.RunEvent]:
@@ -686,9 +713,10 @@ class TeamExecution(Execution):
             member, args, problem = self._member_for(call)
             if member is not None and not str(args.get("task", "")).strip():
                 member, problem = None, "The task must not be empty."
-            yield self.event(ev.TeamToolCallStarted, tool=self._tool_info(call, args))
+            began = time.time()
+            yield self.event(ev.TeamToolCallStarted, tool=self._tool_info(call, args, started=began))
             if member is None:
-                info = self._tool_info(call, args, result=None, tool_call_error=True)
+                info = self._tool_info(call, args, result=None, tool_call_error=True, started=began)
                 yield self.event(ev.TeamToolCallError, tool=info, error=problem)
                 self.messages_sent.append({"role": "tool", "tool_call_id": call.id, "content": f"Error: {problem}"})
                 continue
@@ -700,7 +728,9 @@ class TeamExecution(Execution):
                 if (item := self.member_event(data, child)) is not None:
                     yield item
             answer = content_text(child.content)
-            info = self._tool_info(call, args, result=self.shown(answer), tool_call_error=False)
+            info = self._tool_info(
+                call, args, result=self.shown(answer), tool_call_error=False, started=began, child=child
+            )
             yield self.event(ev.TeamToolCallCompleted, tool=info, content=self.shown(answer))
             self.messages_sent.append({"role": "tool", "tool_call_id": call.id, "content": answer})
 

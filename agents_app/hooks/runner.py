@@ -350,10 +350,9 @@ class RunHooks:
     async def _run_internal(self, execution: Any, planned: PlannedHook, is_json: bool) -> AsyncIterator[ev.RunEvent]:
         """Automatic memory or a session summary, inline: their own events (agno's names); their
         output is ignored (they only read the answer)."""
-        if planned.name == MEMORY_HOOK:
-            started_cls, completed_cls = ev.MemoryUpdateStarted, ev.MemoryUpdateCompleted
-        else:
-            started_cls, completed_cls = ev.SessionSummaryStarted, ev.SessionSummaryCompleted
+        what = "MemoryUpdate" if planned.name == MEMORY_HOOK else "SessionSummary"
+        # This kind's names: MemoryUpdateStarted for an agent, TeamMemoryUpdateStarted for a team.
+        started_cls, completed_cls = execution.hook_event(what + "Started"), execution.hook_event(what + "Completed")
         yield execution.event(started_cls)
         started = time.perf_counter()
         current = self.output_json if is_json else self.content
