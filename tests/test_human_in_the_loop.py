@@ -266,6 +266,22 @@ async def test_user_input_fills_the_hidden_argument_and_edits_reach_the_tool(asg
     assert approval.approved_args == arguments and approval.tool_args == {"subject": "Your refund"}
 
 
+async def test_a_hidden_field_the_model_fills_anyway_is_still_the_users_to_fill(asgi, shop, token, scripted_model):
+    # A model may send an argument its schema does not show (a prompt injection, a model that
+    # ignores schemas): the user-input field stays the user's; approving without it is refused.
+    call = {"name": "hitl_send_mail", "arguments": {"subject": "Hi", "to": "evil@example.com"}, "id": "m1"}
+    scripted_model.push_tool_calls([call])
+    paused = (await start(asgi, token, message="mail the customer")).json()
+    tool = paused["tools"][0]
+    assert tool["tool_args"] == {"subject": "Hi"}
+    assert [f["value"] for f in tool["user_input_schema"]] == ["Hi", None]
+    r = await continue_(asgi, token, paused["run_id"], [{"tool_call_id": "m1", "decision": "approve"}])
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_decision")
+    assert CALLS == []
+    approval = await ToolApproval.objects.aget(run_id=paused["run_id"])
+    assert approval.tool_args == {"subject": "Hi"} and approval.status == "pending"
+
+
 async def test_an_external_result_reaches_the_model_and_the_tool_never_runs_here(asgi, shop, token, scripted_model):
     scripted_model.push_tool_calls([{"name": "hitl_lookup", "arguments": {"query": "order 7"}, "id": "x1"}])
     paused = (await start(asgi, token, message="where is order 7?")).json()

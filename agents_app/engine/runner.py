@@ -382,6 +382,10 @@ class _Execution(Execution):
                 except ToolArgumentsError:
                     now.append(call)
                     continue
+            if tool.requirement.kind == USER_INPUT:
+                # The user's fields are the user's: a value the model sent anyway (its schema hides
+                # them) is dropped, so approving never runs the call with it.
+                args = {k: v for k, v in args.items() if k not in tool.requirement.user_input_fields}
             if self.may_pause:
                 pending.append(PendingCall(call=call, tool=tool, args=args))
             else:
