@@ -70,6 +70,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Ite
         "example_prompts='What is 2+3?\\nTell me a joke\\n'); "
         "careful = Agent.objects.create(slug='careful', name='Careful', model=m, tools=['calculator']); "
         "AgentToolRequirement.objects.create(agent=careful, tool='calculator', requirement='confirmation'); "
+        "cflow = Workflow.objects.create(slug='careful-flow', name='Careful flow'); "
+        "WorkflowStep.objects.create(workflow=cflow, order=0, name='check', kind='agent', agent=careful); "
         "asker = Agent.objects.create(slug='asker', name='Asker', model=m, tools=['calculator', 'current_time']); "
         "AgentToolRequirement.objects.create(agent=asker, tool='calculator', requirement='user_input', "
         "user_input_fields=['expression']); "
@@ -564,6 +566,31 @@ def test_approving_and_rejecting_a_paused_tool_call_on_the_page(site, browser, s
     )
     told = scripted_model.requests[-1]["messages"][-1]
     assert told["role"] == "tool" and "do it by hand" in told["content"]
+    context.close()
+
+
+def test_a_workflow_whose_step_pauses_shows_approve_and_goes_on(site, browser, scripted_model):
+    # The step's agent pauses: the workflow's stream ends with WorkflowPaused, and its continuation
+    # starts with StepContinued; the page shows the decision and goes on as for an agent.
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "4*5"}, "id": "w1"}])
+    scripted_model.push_text("It is 20.")
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "workflow:careful-flow")
+    page.wait_for_selector("#conn.ok")
+    page.fill("#message", "multiply 4 by 5")
+    page.keyboard.press("Enter")
+    approval = page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    assert 'calculator({"expression":"4*5"})' in approval.inner_text()
+    page.get_by_role("button", name="Approve: calculator").click()
+    page.wait_for_selector(".msg.assistant.completed", timeout=10_000)
+    assert page.locator(".msg.assistant .approval").count() == 0
+    assert page.inner_text(".msg.assistant .text") == "It is 20."
+    tool_message = scripted_model.requests[-1]["messages"][-1]
+    assert (tool_message["role"], tool_message["content"]) == ("tool", "20")
+    stored = _stored_session(page)
+    assert [r["status"] for r in stored["runs"] if r["parent_run_id"] is None] == ["completed"]
     context.close()
 
 

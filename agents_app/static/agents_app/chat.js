@@ -41,8 +41,8 @@
   const COMPLETED = new Set(["RunCompleted", "TeamRunCompleted", "WorkflowCompleted"]);
   const FAILED = new Set(["RunError", "TeamRunError", "WorkflowError"]);
   const CANCELLED = new Set(["RunCancelled", "TeamRunCancelled", "WorkflowCancelled"]);
-  const PAUSED = new Set(["RunPaused", "TeamRunPaused"]);
-  const CONTINUED = new Set(["RunContinued", "TeamRunContinued"]);
+  const PAUSED = new Set(["RunPaused", "TeamRunPaused", "WorkflowPaused"]);
+  const CONTINUED = new Set(["RunContinued", "TeamRunContinued", "StepContinued"]);
   const TOOL_STARTED = new Set(["ToolCallStarted", "TeamToolCallStarted"]);
   const TOOL_COMPLETED = new Set(["ToolCallCompleted", "TeamToolCallCompleted"]);
   const TOOL_ERROR = new Set(["ToolCallError", "TeamToolCallError"]);
