@@ -123,6 +123,37 @@ def test_a_refused_message_is_shown_and_the_chat_goes_on(site):
         child.close()
 
 
+@pytest.mark.parametrize("remote", [False, True], ids=["in-process", "remote"])
+def test_a_team_whose_member_pauses_shows_the_waiting_call_and_keeps_its_session(site, remote):
+    # The team's stream ends with TeamRunPaused: the chat shows the waiting call, and the next
+    # message goes to the same session (which waits: refused with session_paused), not a new one.
+    _manage(
+        site,
+        "shell",
+        "-c",
+        "from agents_app.models import Agent, AgentToolRequirement, Team, TeamMember; "
+        "demo = Agent.objects.get(slug='demo'); "
+        "careful, made = Agent.objects.get_or_create(slug='careful', defaults=dict(name='Careful', "
+        "model=demo.model, tools=['calculator'])); "
+        "AgentToolRequirement.objects.get_or_create(agent=careful, tool='calculator', requirement='confirmation'); "
+        "desk, made = Team.objects.get_or_create(slug='desk', defaults=dict(name='Desk', model=demo.model, "
+        "mode='coordinate')); "
+        "made and TeamMember.objects.create(team=desk, agent=careful, order=0)",
+    ).check_returncode()
+    args = ["team:desk"] + (["--url", site["url"], "--token", site["token"]] if remote else [])
+    child = _spawn_chat(site, *args)
+    try:
+        child.sendline("careful: what is 6*7?")
+        screen = _until_prompt(child)
+        assert "paused · run" in screen and 'calculator({"expression": "6*7"})' in screen, screen
+        child.sendline("and now?")
+        assert "refused: session_paused" in _until_prompt(child)
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+
+
 def _run(*args: str) -> str:
     out = io.StringIO()
     call_command("agentos_run", *args, stdout=out)

@@ -31,6 +31,8 @@ TERMINAL = {
     "RunError",
     "RunCancelled",
     "RunPaused",
+    "TeamRunPaused",
+    "WorkflowPaused",
     "TeamRunCompleted",
     "TeamRunError",
     "TeamRunCancelled",
@@ -39,6 +41,8 @@ TERMINAL = {
     "WorkflowCancelled",
 }
 COMPLETED = {"RunCompleted", "TeamRunCompleted", "WorkflowCompleted"}
+# A team or workflow pauses with its member's or step's waiting calls as its own `tools`.
+PAUSED = {"RunPaused", "TeamRunPaused", "WorkflowPaused"}
 CONTENT = {"RunContent", "TeamRunContent"}
 
 
@@ -328,7 +332,7 @@ class AnswerView:
             if event.get("workflow_id"):
                 return None  # a step's own answer: its StepCompleted panel shows it
             return Panel(Text(_short(event.get("content") or "", 600)), title=title, border_style="blue", expand=False)
-        if name == "RunPaused" and not nested:
+        if name in PAUSED and not nested:
             waiting = [
                 f"{t.get('tool_name')}({_short(t.get('tool_args') or {}, 200)})  id {t.get('tool_call_id')}"
                 for t in event.get("tools") or []
