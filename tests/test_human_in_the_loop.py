@@ -282,6 +282,25 @@ async def test_a_hidden_field_the_model_fills_anyway_is_still_the_users_to_fill(
     assert approval.tool_args == {"subject": "Hi"} and approval.status == "pending"
 
 
+async def test_two_waiting_calls_under_one_id_are_never_put_to_anyone(asgi, shop, token, scripted_model):
+    # A decision names its call by id: were both paused, approving the first would run the second
+    # (a bigger refund) unseen. Neither waits; the model hears why; a free call of the turn runs.
+    scripted_model.push_tool_calls(
+        [
+            {"name": "hitl_refund", "arguments": {"order_id": 7, "amount": 5}, "id": "c1"},
+            {"name": "hitl_refund", "arguments": {"order_id": 8, "amount": 500}, "id": "c1"},
+            {"name": "calculator", "arguments": {"expression": "2+3"}, "id": "c2"},
+        ]
+    )
+    scripted_model.push_text("I could not refund.")
+    r = await start(asgi, token)
+    assert r.status_code == 200 and r.json()["status"] == "completed"
+    assert CALLS == [] and await ToolApproval.objects.acount() == 0
+    told = tool_messages(scripted_model.requests[-1])
+    assert [call_id for call_id, _ in told] == ["c2", "c1", "c1"]
+    assert told[0][1] == "5" and all("same id 'c1'" in text for _, text in told[1:])
+
+
 async def test_an_external_result_reaches_the_model_and_the_tool_never_runs_here(asgi, shop, token, scripted_model):
     scripted_model.push_tool_calls([{"name": "hitl_lookup", "arguments": {"query": "order 7"}, "id": "x1"}])
     paused = (await start(asgi, token, message="where is order 7?")).json()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -210,6 +211,16 @@ def _tool_result_text(result: Any) -> str:
         return str(result)
 
 
+_CANNOT_PAUSE = (
+    "Tool {name} needs a person to decide on each call, which this run cannot ask for here "
+    "(members that answer at the same time, or a step inside a parallel or condition step); it was not run."
+)
+_DUPLICATE_ID = (
+    "Tool {name} needs a person to decide on each call, and another call of this turn has the same id "
+    "{id!r}; it was not run. Give each tool call its own id."
+)
+
+
 async def _call_tool(
     call: ToolCallRequest, tools: dict[str, Tool], context: RunContext
 ) -> tuple[bool, str, dict[str, Any]]:
@@ -364,17 +375,23 @@ class _Execution(Execution):
 
     def _sort_calls(
         self, calls: list[ToolCallRequest]
-    ) -> tuple[list[PendingCall], list[ToolCallRequest], list[ToolCallRequest]]:
+    ) -> tuple[list[PendingCall], list[tuple[ToolCallRequest, str]], list[ToolCallRequest]]:
         """The calls that wait for a person, those refused because this run cannot pause, and those
         to run now (including any whose arguments are invalid: the model hears why, nobody is asked)."""
         pending: list[PendingCall] = []
-        refused: list[ToolCallRequest] = []
+        refused: list[tuple[ToolCallRequest, str]] = []
         now: list[ToolCallRequest] = []
+        ids = Counter(call.id for call in calls)
         for call in calls:
             tool = self.tools.get(call.name)
             args = call_arguments(call.arguments) if tool is not None and tool.requirement is not None else None
             if tool is None or tool.requirement is None or args is None:
                 now.append(call)
+                continue
+            if ids[call.id] > 1:
+                # A decision names its call by id: two calls under one id could not be told apart,
+                # and approving one would approve the other unseen. Neither is put to anyone.
+                refused.append((call, _DUPLICATE_ID.format(name=call.name, id=call.id)))
                 continue
             if tool.requirement.kind != USER_INPUT:
                 try:
@@ -389,28 +406,24 @@ class _Execution(Execution):
             if self.may_pause:
                 pending.append(PendingCall(call=call, tool=tool, args=args))
             else:
-                refused.append(call)
+                refused.append((call, _CANNOT_PAUSE.format(name=call.name)))
         return pending, refused, now
 
     async def run_calls(
-        self, calls: list[ToolCallRequest], refused: list[ToolCallRequest] | None = None
+        self, calls: list[ToolCallRequest], refused: list[tuple[ToolCallRequest, str]] | None = None
     ) -> AsyncIterator[ev.RunEvent]:
         """Run tool calls concurrently, with their events and the tool messages for the model;
-        `refused` calls are answered with an error, never run."""
-        refused = refused or []
-        for call in [*calls, *refused]:
+        `refused` calls (each with why) are answered with an error, never run."""
+        refused_calls = [call for call, _ in refused or []]
+        for call in [*calls, *refused_calls]:
             yield self.event(
                 ev.ToolCallStarted,
                 tool={"tool_call_id": call.id, "tool_name": call.name, "tool_args": _loads_or_raw(call.arguments)},
             )
         results = list(await asyncio.gather(*(_call_tool(call, self.tools, self.context) for call in calls)))
-        for call in refused:
-            text = (
-                f"Tool {call.name} needs a person to decide on each call, which this run cannot ask for here "
-                "(members that answer at the same time, or a step inside a parallel or condition step); it was not run."
-            )
+        for call, text in refused or []:
             results.append((False, text, call_arguments(call.arguments) or {}))
-        for call, (ok, text, args) in zip([*calls, *refused], results, strict=True):
+        for call, (ok, text, args) in zip([*calls, *refused_calls], results, strict=True):
             tool_info = {
                 "tool_call_id": call.id,
                 "tool_name": call.name,
