@@ -583,8 +583,11 @@ def test_a_workflow_whose_step_pauses_shows_approve_and_goes_on(site, browser, s
     page.keyboard.press("Enter")
     approval = page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
     assert 'calculator({"expression":"4*5"})' in approval.inner_text()
-    page.get_by_role("button", name="Approve: calculator").click()
+    page.get_by_role("button", name="Approve: calculator").focus()  # with the keyboard
+    page.keyboard.press("Enter")
     page.wait_for_selector(".msg.assistant.completed", timeout=10_000)
+    # The decision's box is gone; the keyboard's place stays on the answer, not the page's start.
+    assert page.evaluate("document.activeElement.classList.contains('assistant')")
     assert page.locator(".msg.assistant .approval").count() == 0
     assert page.inner_text(".msg.assistant .text") == "It is 20."
     tool_message = scripted_model.requests[-1]["messages"][-1]

@@ -453,11 +453,19 @@
           }
         }
         if (note.value.trim()) decision.note = note.value.trim();
+        const hadFocus = set.contains(document.activeElement);
         decisions.set(tool.tool_call_id, decision);
         set.disabled = true;
         decided.textContent = decision.decision === "approve" ? "approved" : "rejected";
-        if (decisions.size === tools.length) sendAll();
-        else fieldsets.find((f) => !f.disabled)?.querySelector("button, input, textarea")?.focus();
+        if (decisions.size === tools.length) {
+          sendAll();
+          // The box goes away as the answer goes on: keep the keyboard's place on the answer
+          // (not lost to the page's start).
+          if (hadFocus) {
+            run.bubble.tabIndex = -1;
+            run.bubble.focus({ preventScroll: true });
+          }
+        } else fieldsets.find((f) => !f.disabled)?.querySelector("button, input, textarea")?.focus();
       };
       approve.addEventListener("click", () => decide({ tool_call_id: tool.tool_call_id, decision: "approve" }));
       reject.addEventListener("click", () => decide({ tool_call_id: tool.tool_call_id, decision: "reject" }));
