@@ -70,6 +70,9 @@ def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Ite
         "example_prompts='What is 2+3?\\nTell me a joke\\n'); "
         "careful = Agent.objects.create(slug='careful', name='Careful', model=m, tools=['calculator']); "
         "AgentToolRequirement.objects.create(agent=careful, tool='calculator', requirement='confirmation'); "
+        "hasty = Agent.objects.create(slug='hasty', name='Hasty', model=m, tools=['calculator'], "
+        "approval_timeout_seconds=2); "
+        "AgentToolRequirement.objects.create(agent=hasty, tool='calculator', requirement='confirmation'); "
         "cflow = Workflow.objects.create(slug='careful-flow', name='Careful flow'); "
         "WorkflowStep.objects.create(workflow=cflow, order=0, name='check', kind='agent', agent=careful); "
         "asker = Agent.objects.create(slug='asker', name='Asker', model=m, tools=['calculator', 'current_time']); "
@@ -594,6 +597,28 @@ def test_a_workflow_whose_step_pauses_shows_approve_and_goes_on(site, browser, s
     assert (tool_message["role"], tool_message["content"]) == ("tool", "20")
     stored = _stored_session(page)
     assert [r["status"] for r in stored["runs"] if r["parent_run_id"] is None] == ["completed"]
+    context.close()
+
+
+def test_a_decision_on_a_run_that_expired_meanwhile_shows_its_end(site, browser, scripted_model):
+    # Approving after the timeout: the continue is refused (run_not_paused); the page does not offer
+    # the decision again but shows what became of the run (expired, its tool never run).
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "1+1"}, "id": "e1"}])
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "agent:hasty")
+    page.wait_for_selector("#conn.ok")
+    page.fill("#message", "add 1 and 1")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    page.wait_for_timeout(2500)  # past the agent's approval timeout
+    page.get_by_role("button", name="Approve: calculator").click()
+    page.wait_for_selector(".msg.assistant.failed", timeout=10_000)
+    assert page.locator(".msg.assistant .approval").count() == 0
+    assert "paused" not in page.get_attribute(".msg.assistant", "class")
+    assert "Nobody decided on its tool calls in time" in page.inner_text(".msg.assistant .status")
+    assert len(scripted_model.requests) == 1  # the model was not asked again; the tool never ran
     context.close()
 
 

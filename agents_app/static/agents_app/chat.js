@@ -576,9 +576,17 @@
     if (event.event === "Error") {
       if (event.run_id && state.runs.get(event.run_id)?.replay) return; // the stored lines stay
       if (state.continuing.has(event.id)) {
-        // A refused continue: the decisions can be made again.
-        const { reset } = state.continuing.get(event.id);
+        const { run, reset } = state.continuing.get(event.id);
         state.continuing.delete(event.id);
+        if (event.code === "run_not_paused") {
+          // It expired, was cancelled or was decided elsewhere meanwhile: deciding again cannot
+          // help; its stored events after the pause show what became of it.
+          run.bubble.querySelector(".approval")?.remove();
+          run.bubble.classList.remove("paused");
+          send({ type: "resume", run_id: run.bubble.dataset.runId, after_event_index: run.last });
+          return;
+        }
+        // A refused continue: the decisions can be made again.
         reset(event.content);
         return;
       }
