@@ -532,6 +532,32 @@ async def test_agnos_client_pauses_and_continues_a_run(agno_client, shop, token,
     assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
 
 
+async def test_agnos_client_may_send_back_the_whole_tools_list_with_the_calls_that_ran(
+    agno_client, shop, token, scripted_model
+):
+    # agno's idiom: continue with the paused run's `tools`, which hold the calls that ran before the
+    # pause too; agno passes over those, so do we. A waiting call left undecided is still refused.
+    headers = bearer(token)
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "2+3"}, "id": "k0"}, REFUND])
+    out = await agno_client.run_agent("shop", "refund order 7 and add 2 and 3", headers=headers)
+    assert [(t.tool_call_id, t.result) for t in out.tools] == [("k0", "5"), ("c1", None)]
+    import httpx
+
+    with pytest.raises(httpx.HTTPStatusError) as refused:  # only the call that ran: no decision
+        await agno_client.continue_agent_run("shop", out.run_id, tools=out.tools[:1], headers=headers)
+    assert refused.value.response.status_code == 400
+    assert refused.value.response.json()["code"] == "invalid_decision"
+    for execution in out.tools:
+        if execution.requires_confirmation:
+            execution.confirmed = True
+    scripted_model.push_text("Refunded, and 2+3 is 5.")
+    done = await agno_client.continue_agent_run(
+        "shop", out.run_id, tools=out.tools, session_id=out.session_id, headers=headers
+    )
+    assert done.content == "Refunded, and 2+3 is 5."
+    assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+
+
 async def test_agnos_remote_agent_continues_with_user_input_and_external_results(asgi, shop, token, scripted_model):
     import httpx
     from agno.agent import RemoteAgent
