@@ -724,6 +724,11 @@ def test_the_approvals_inbox_lets_staff_decide_on_other_users_runs(
     run_page = client.get(reverse("admin:sessions_app_run_change", args=[first.run_id])).content.decode()
     assert "Tool calls that waited for a person" in run_page and "approver" in run_page
 
+    # A decide page for an id that is no approval's (not even a UUID) goes back to the inbox.
+    for bad in ("not-a-uuid", "00000000-0000-0000-0000-000000000000"):
+        r = client.get(reverse("admin:sessions_app_toolapproval_decide", args=[bad]))
+        assert (r.status_code, r.url) == (302, inbox)
+
     # Without APPROVALS_BY_STAFF, staff need the permission.
     client.force_login(approver)
     settings.AGENTOS = {**settings.AGENTOS, "APPROVALS_BY_STAFF": False}
