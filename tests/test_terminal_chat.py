@@ -185,6 +185,26 @@ def test_agentos_run_json_whole_and_streamed(site):
         _run("demo", "hi", "--session", body["session_id"], "--url", site["url"], "--token", site["token"])
 
 
+@pytest.mark.django_db(transaction=True)
+def test_agentos_run_of_a_paused_run_prints_no_null_and_says_what_it_waits_for(capsys):
+    from agents_app.models import Agent, AgentToolRequirement, Team, TeamMember
+
+    call_command("agentos_demo", stdout=io.StringIO())
+    demo = Agent.objects.get(slug="demo")
+    AgentToolRequirement.objects.create(agent=demo, tool="calculator", requirement="confirmation")
+    desk = Team.objects.create(slug="desk", name="Desk", model=demo.model, mode="coordinate")
+    TeamMember.objects.create(team=desk, agent=demo, order=0)
+
+    for args in (("demo", "what is 6*7?"), ("team:desk", "demo: what is 6*7?", "--stream")):
+        err = io.StringIO()
+        out = io.StringIO()
+        call_command("agentos_run", *args, stdout=out, stderr=err)  # exit status 0: no SystemExit
+        assert out.getvalue().strip() == ""  # no answer yet, and not "null"
+        assert re.match(r"paused: run " + UUID.pattern + r" waits for a decision on calculator \(call ", err.getvalue())
+    with pytest.raises(CommandError, match="is not a session id"):
+        call_command("agentos_run", "demo", "hi", "--session", "not-a-uuid")
+
+
 def test_answers_render_as_markdown_with_panels_and_a_footer():
     console = Console(record=True, width=80, force_terminal=False)
     base = {"run_id": "r", "session_id": "s"}
