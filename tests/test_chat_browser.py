@@ -73,6 +73,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Ite
         "hasty = Agent.objects.create(slug='hasty', name='Hasty', model=m, tools=['calculator'], "
         "approval_timeout_seconds=2); "
         "AgentToolRequirement.objects.create(agent=hasty, tool='calculator', requirement='confirmation'); "
+        "from agents_app.models import Team, TeamMember; "
+        "cdesk = Team.objects.create(slug='careful-desk', name='Careful desk', mode='coordinate', "
+        "model=Agent.objects.get(slug='demo').model); "
+        "TeamMember.objects.create(team=cdesk, agent=careful, order=0); "
         "cflow = Workflow.objects.create(slug='careful-flow', name='Careful flow'); "
         "WorkflowStep.objects.create(workflow=cflow, order=0, name='check', kind='agent', agent=careful); "
         "asker = Agent.objects.create(slug='asker', name='Asker', model=m, tools=['calculator', 'current_time']); "
@@ -597,6 +601,39 @@ def test_a_workflow_whose_step_pauses_shows_approve_and_goes_on(site, browser, s
     assert (tool_message["role"], tool_message["content"]) == ("tool", "20")
     stored = _stored_session(page)
     assert [r["status"] for r in stored["runs"] if r["parent_run_id"] is None] == ["completed"]
+    context.close()
+
+
+def test_a_team_whose_member_pauses_shows_approve_and_goes_on(site, browser, scripted_model):
+    # The member's call waits: the team's stream ends with TeamRunPaused; approving resumes the
+    # member, then the (offline) leader answers with what the member said.
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "3*3"}, "id": "t1"}])
+    scripted_model.push_text("It is 9.")
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "team:careful-desk")
+    page.wait_for_selector("#conn.ok")
+    page.fill("#message", "careful: what is 3*3?")
+    page.keyboard.press("Enter")
+    approval = page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    assert 'calculator({"expression":"3*3"})' in approval.inner_text()
+    page.reload()  # the paused team shows its decision again
+    page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    page.fill("#message", "and another thing")  # the session waits: refused, said plainly
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.failed .status")
+    assert page.inner_text(".msg.assistant.failed .status").startswith(
+        "This conversation waits for your decision on a tool call above"
+    )
+    page.get_by_role("button", name="Approve: calculator").click()
+    page.wait_for_selector(".msg.assistant.completed", timeout=10_000)
+    assert page.locator(".msg.assistant .approval").count() == 0
+    assert "It is 9." in page.inner_text(".msg.assistant .text")
+    tool_message = scripted_model.requests[-1]["messages"][-1]
+    assert (tool_message["role"], tool_message["content"]) == ("tool", "9")
+    stored = _stored_session(page)
+    assert sorted(r["status"] for r in stored["runs"]) == ["completed", "completed"]
     context.close()
 
 

@@ -595,7 +595,11 @@
         const [{ bubble }] = state.pending.splice(waiting, 1);
         bubble.classList.remove("streaming");
         bubble.classList.add("failed");
-        bubble.append(el("div", "status", event.content));
+        const text =
+          event.code === "session_paused"
+            ? "This conversation waits for your decision on a tool call above: approve or reject it first, then send your message again."
+            : event.content;
+        bubble.append(el("div", "status", text));
       } else {
         showNotice(event.content);
       }
