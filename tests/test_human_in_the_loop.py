@@ -282,23 +282,35 @@ async def test_a_hidden_field_the_model_fills_anyway_is_still_the_users_to_fill(
     assert approval.tool_args == {"subject": "Hi"} and approval.status == "pending"
 
 
-async def test_two_waiting_calls_under_one_id_are_never_put_to_anyone(asgi, shop, token, scripted_model):
-    # A decision names its call by id: were both paused, approving the first would run the second
-    # (a bigger refund) unseen. Neither waits; the model hears why; a free call of the turn runs.
+async def test_two_calls_under_one_id_wait_apart_and_each_needs_its_own_decision(asgi, shop, token, scripted_model):
+    # Some providers repeat a tool call id. A decision names its call by id: were both to wait as
+    # "c1", approving the first would run the second (a bigger refund) unseen. The repeated id gets a
+    # suffix, for the person and for the model alike.
     scripted_model.push_tool_calls(
         [
             {"name": "hitl_refund", "arguments": {"order_id": 7, "amount": 5}, "id": "c1"},
             {"name": "hitl_refund", "arguments": {"order_id": 8, "amount": 500}, "id": "c1"},
-            {"name": "calculator", "arguments": {"expression": "2+3"}, "id": "c2"},
         ]
     )
-    scripted_model.push_text("I could not refund.")
-    r = await start(asgi, token)
+    paused = (await start(asgi, token)).json()
+    assert [(t["tool_call_id"], t["tool_args"]["amount"]) for t in paused["tools"]] == [("c1", 5), ("c1_2", 500)]
+    r = await continue_(asgi, token, paused["run_id"], [{"tool_call_id": "c1", "decision": "approve"}])
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_decision") and CALLS == []
+
+    scripted_model.push_text("Refunded order 7 only.")
+    decisions = [
+        {"tool_call_id": "c1", "decision": "approve"},
+        {"tool_call_id": "c1_2", "decision": "reject", "note": "too much"},
+    ]
+    r = await continue_(asgi, token, paused["run_id"], decisions)
     assert r.status_code == 200 and r.json()["status"] == "completed"
-    assert CALLS == [] and await ToolApproval.objects.acount() == 0
-    told = tool_messages(scripted_model.requests[-1])
-    assert [call_id for call_id, _ in told] == ["c2", "c1", "c1"]
-    assert told[0][1] == "5" and all("same id 'c1'" in text for _, text in told[1:])
+    assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+    told = scripted_model.requests[-1]["messages"]
+    assert [c["id"] for c in told[-3]["tool_calls"]] == ["c1", "c1_2"]  # the model hears the ids it is told
+    assert sorted((m["tool_call_id"], m["content"]) for m in told[-2:]) == [
+        ("c1", "refunded 5 on order 7"),
+        ("c1_2", "Rejected by the user: too much"),
+    ]
 
 
 async def test_an_external_result_reaches_the_model_and_the_tool_never_runs_here(asgi, shop, token, scripted_model):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -215,10 +214,26 @@ _CANNOT_PAUSE = (
     "Tool {name} needs a person to decide on each call, which this run cannot ask for here "
     "(members that answer at the same time, or a step inside a parallel or condition step); it was not run."
 )
-_DUPLICATE_ID = (
-    "Tool {name} needs a person to decide on each call, and another call of this turn has the same id "
-    "{id!r}; it was not run. Give each tool call its own id."
-)
+
+
+def unique_call_ids(calls: list[ToolCallRequest]) -> list[ToolCallRequest]:
+    """The calls of one model turn, each with an id of its own. Some providers send the same id (or
+    none) for several calls; a person's decision names its call by id, so two calls under one id
+    could not be told apart (approving one would approve the other unseen), and the model could not
+    tell their results apart either. A repeated id gets a suffix; the assistant message recorded
+    and sent back to the model carries the ids given here."""
+    seen: set[str] = set()
+    unique = []
+    for index, call in enumerate(calls):
+        call_id = call.id or f"call_{index}"
+        if call_id in seen:
+            suffix = 2
+            while f"{call_id}_{suffix}" in seen:
+                suffix += 1
+            call_id = f"{call_id}_{suffix}"
+        seen.add(call_id)
+        unique.append(call if call_id == call.id else ToolCallRequest(call_id, call.name, call.arguments))
+    return unique
 
 
 async def _call_tool(
@@ -355,6 +370,7 @@ class _Execution(Execution):
                 yield item
 
     async def _run_tools(self, response: ModelResponse, calls: list[ToolCallRequest]) -> AsyncIterator[ev.RunEvent]:
+        calls = unique_call_ids(calls)
         # Before the calls are recorded: a run that may not make them keeps no call without its result.
         self.budget.start_tool_calls(len(calls))
         assistant = {
@@ -381,17 +397,11 @@ class _Execution(Execution):
         pending: list[PendingCall] = []
         refused: list[tuple[ToolCallRequest, str]] = []
         now: list[ToolCallRequest] = []
-        ids = Counter(call.id for call in calls)
         for call in calls:
             tool = self.tools.get(call.name)
             args = call_arguments(call.arguments) if tool is not None and tool.requirement is not None else None
             if tool is None or tool.requirement is None or args is None:
                 now.append(call)
-                continue
-            if ids[call.id] > 1:
-                # A decision names its call by id: two calls under one id could not be told apart,
-                # and approving one would approve the other unseen. Neither is put to anyone.
-                refused.append((call, _DUPLICATE_ID.format(name=call.name, id=call.id)))
                 continue
             if tool.requirement.kind != USER_INPUT:
                 try:
