@@ -146,7 +146,7 @@ class ToolApprovalAdmin(admin.ModelAdmin):
         run (or the team or workflow run waiting with it) goes on before the page returns."""
         if not may_approve(request.user):
             raise PermissionDenied
-        row = ToolApproval.objects.select_related("run").filter(pk=unquote(object_id)).first()
+        row = self.get_object(request, unquote(object_id))  # None for an id that is not one (no 500)
         changelist = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
         if row is None or row.status != ToolApproval.Status.PENDING:
             self.message_user(request, "That tool call is not pending any more.", messages.WARNING)

@@ -70,6 +70,15 @@ def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server: Any) -> Ite
         "example_prompts='What is 2+3?\\nTell me a joke\\n'); "
         "careful = Agent.objects.create(slug='careful', name='Careful', model=m, tools=['calculator']); "
         "AgentToolRequirement.objects.create(agent=careful, tool='calculator', requirement='confirmation'); "
+        "hasty = Agent.objects.create(slug='hasty', name='Hasty', model=m, tools=['calculator'], "
+        "approval_timeout_seconds=2); "
+        "AgentToolRequirement.objects.create(agent=hasty, tool='calculator', requirement='confirmation'); "
+        "from agents_app.models import Team, TeamMember; "
+        "cdesk = Team.objects.create(slug='careful-desk', name='Careful desk', mode='coordinate', "
+        "model=Agent.objects.get(slug='demo').model); "
+        "TeamMember.objects.create(team=cdesk, agent=careful, order=0); "
+        "cflow = Workflow.objects.create(slug='careful-flow', name='Careful flow'); "
+        "WorkflowStep.objects.create(workflow=cflow, order=0, name='check', kind='agent', agent=careful); "
         "asker = Agent.objects.create(slug='asker', name='Asker', model=m, tools=['calculator', 'current_time']); "
         "AgentToolRequirement.objects.create(agent=asker, tool='calculator', requirement='user_input', "
         "user_input_fields=['expression']); "
@@ -564,6 +573,89 @@ def test_approving_and_rejecting_a_paused_tool_call_on_the_page(site, browser, s
     )
     told = scripted_model.requests[-1]["messages"][-1]
     assert told["role"] == "tool" and "do it by hand" in told["content"]
+    context.close()
+
+
+def test_a_workflow_whose_step_pauses_shows_approve_and_goes_on(site, browser, scripted_model):
+    # The step's agent pauses: the workflow's stream ends with WorkflowPaused, and its continuation
+    # starts with StepContinued; the page shows the decision and goes on as for an agent.
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "4*5"}, "id": "w1"}])
+    scripted_model.push_text("It is 20.")
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "workflow:careful-flow")
+    page.wait_for_selector("#conn.ok")
+    page.fill("#message", "multiply 4 by 5")
+    page.keyboard.press("Enter")
+    approval = page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    assert 'calculator({"expression":"4*5"})' in approval.inner_text()
+    page.get_by_role("button", name="Approve: calculator").focus()  # with the keyboard
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.completed", timeout=10_000)
+    # The decision's box is gone; the keyboard's place stays on the answer, not the page's start.
+    assert page.evaluate("document.activeElement.classList.contains('assistant')")
+    assert page.locator(".msg.assistant .approval").count() == 0
+    assert page.inner_text(".msg.assistant .text") == "It is 20."
+    tool_message = scripted_model.requests[-1]["messages"][-1]
+    assert (tool_message["role"], tool_message["content"]) == ("tool", "20")
+    stored = _stored_session(page)
+    assert [r["status"] for r in stored["runs"] if r["parent_run_id"] is None] == ["completed"]
+    context.close()
+
+
+def test_a_team_whose_member_pauses_shows_approve_and_goes_on(site, browser, scripted_model):
+    # The member's call waits: the team's stream ends with TeamRunPaused; approving resumes the
+    # member, then the (offline) leader answers with what the member said.
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "3*3"}, "id": "t1"}])
+    scripted_model.push_text("It is 9.")
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "team:careful-desk")
+    page.wait_for_selector("#conn.ok")
+    page.fill("#message", "careful: what is 3*3?")
+    page.keyboard.press("Enter")
+    approval = page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    assert 'calculator({"expression":"3*3"})' in approval.inner_text()
+    page.reload()  # the paused team shows its decision again
+    page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    page.fill("#message", "and another thing")  # the session waits: refused, said plainly
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.failed .status")
+    assert page.inner_text(".msg.assistant.failed .status").startswith(
+        "This conversation waits for your decision on a tool call above"
+    )
+    page.get_by_role("button", name="Approve: calculator").click()
+    page.wait_for_selector(".msg.assistant.completed", timeout=10_000)
+    assert page.locator(".msg.assistant .approval").count() == 0
+    assert "It is 9." in page.inner_text(".msg.assistant .text")
+    tool_message = scripted_model.requests[-1]["messages"][-1]
+    assert (tool_message["role"], tool_message["content"]) == ("tool", "9")
+    stored = _stored_session(page)
+    assert sorted(r["status"] for r in stored["runs"]) == ["completed", "completed"]
+    context.close()
+
+
+def test_a_decision_on_a_run_that_expired_meanwhile_shows_its_end(site, browser, scripted_model):
+    # Approving after the timeout: the continue is refused (run_not_paused); the page does not offer
+    # the decision again but shows what became of the run (expired, its tool never run).
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "1+1"}, "id": "e1"}])
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in(page, site)
+    page.select_option("#agent", "agent:hasty")
+    page.wait_for_selector("#conn.ok")
+    page.fill("#message", "add 1 and 1")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.paused .approval", timeout=10_000)
+    page.wait_for_timeout(2500)  # past the agent's approval timeout
+    page.get_by_role("button", name="Approve: calculator").click()
+    page.wait_for_selector(".msg.assistant.failed", timeout=10_000)
+    assert page.locator(".msg.assistant .approval").count() == 0
+    assert "paused" not in page.get_attribute(".msg.assistant", "class")
+    assert "Nobody decided on its tool calls in time" in page.inner_text(".msg.assistant .status")
+    assert len(scripted_model.requests) == 1  # the model was not asked again; the tool never ran
     context.close()
 
 

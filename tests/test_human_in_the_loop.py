@@ -268,6 +268,53 @@ async def test_user_input_fills_the_hidden_argument_and_edits_reach_the_tool(asg
     assert approval.approved_args == arguments and approval.tool_args == {"subject": "Your refund"}
 
 
+async def test_a_hidden_field_the_model_fills_anyway_is_still_the_users_to_fill(asgi, shop, token, scripted_model):
+    # A model may send an argument its schema does not show (a prompt injection, a model that
+    # ignores schemas): the user-input field stays the user's; approving without it is refused.
+    call = {"name": "hitl_send_mail", "arguments": {"subject": "Hi", "to": "evil@example.com"}, "id": "m1"}
+    scripted_model.push_tool_calls([call])
+    paused = (await start(asgi, token, message="mail the customer")).json()
+    tool = paused["tools"][0]
+    assert tool["tool_args"] == {"subject": "Hi"}
+    assert [f["value"] for f in tool["user_input_schema"]] == ["Hi", None]
+    r = await continue_(asgi, token, paused["run_id"], [{"tool_call_id": "m1", "decision": "approve"}])
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_decision")
+    assert CALLS == []
+    approval = await ToolApproval.objects.aget(run_id=paused["run_id"])
+    assert approval.tool_args == {"subject": "Hi"} and approval.status == "pending"
+
+
+async def test_two_calls_under_one_id_wait_apart_and_each_needs_its_own_decision(asgi, shop, token, scripted_model):
+    # Some providers repeat a tool call id. A decision names its call by id: were both to wait as
+    # "c1", approving the first would run the second (a bigger refund) unseen. The repeated id gets a
+    # suffix, for the person and for the model alike.
+    scripted_model.push_tool_calls(
+        [
+            {"name": "hitl_refund", "arguments": {"order_id": 7, "amount": 5}, "id": "c1"},
+            {"name": "hitl_refund", "arguments": {"order_id": 8, "amount": 500}, "id": "c1"},
+        ]
+    )
+    paused = (await start(asgi, token)).json()
+    assert [(t["tool_call_id"], t["tool_args"]["amount"]) for t in paused["tools"]] == [("c1", 5), ("c1_2", 500)]
+    r = await continue_(asgi, token, paused["run_id"], [{"tool_call_id": "c1", "decision": "approve"}])
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_decision") and CALLS == []
+
+    scripted_model.push_text("Refunded order 7 only.")
+    decisions = [
+        {"tool_call_id": "c1", "decision": "approve"},
+        {"tool_call_id": "c1_2", "decision": "reject", "note": "too much"},
+    ]
+    r = await continue_(asgi, token, paused["run_id"], decisions)
+    assert r.status_code == 200 and r.json()["status"] == "completed"
+    assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+    told = scripted_model.requests[-1]["messages"]
+    assert [c["id"] for c in told[-3]["tool_calls"]] == ["c1", "c1_2"]  # the model hears the ids it is told
+    assert sorted((m["tool_call_id"], m["content"]) for m in told[-2:]) == [
+        ("c1", "refunded 5 on order 7"),
+        ("c1_2", "Rejected by the user: too much"),
+    ]
+
+
 async def test_an_external_result_reaches_the_model_and_the_tool_never_runs_here(asgi, shop, token, scripted_model):
     scripted_model.push_tool_calls([{"name": "hitl_lookup", "arguments": {"query": "order 7"}, "id": "x1"}])
     paused = (await start(asgi, token, message="where is order 7?")).json()
@@ -513,6 +560,32 @@ async def test_agnos_client_pauses_and_continues_a_run(agno_client, shop, token,
     assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
 
 
+async def test_agnos_client_may_send_back_the_whole_tools_list_with_the_calls_that_ran(
+    agno_client, shop, token, scripted_model
+):
+    # agno's idiom: continue with the paused run's `tools`, which hold the calls that ran before the
+    # pause too; agno passes over those, so do we. A waiting call left undecided is still refused.
+    headers = bearer(token)
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "2+3"}, "id": "k0"}, REFUND])
+    out = await agno_client.run_agent("shop", "refund order 7 and add 2 and 3", headers=headers)
+    assert [(t.tool_call_id, t.result) for t in out.tools] == [("k0", "5"), ("c1", None)]
+    import httpx
+
+    with pytest.raises(httpx.HTTPStatusError) as refused:  # only the call that ran: no decision
+        await agno_client.continue_agent_run("shop", out.run_id, tools=out.tools[:1], headers=headers)
+    assert refused.value.response.status_code == 400
+    assert refused.value.response.json()["code"] == "invalid_decision"
+    for execution in out.tools:
+        if execution.requires_confirmation:
+            execution.confirmed = True
+    scripted_model.push_text("Refunded, and 2+3 is 5.")
+    done = await agno_client.continue_agent_run(
+        "shop", out.run_id, tools=out.tools, session_id=out.session_id, headers=headers
+    )
+    assert done.content == "Refunded, and 2+3 is 5."
+    assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+
+
 async def test_agnos_remote_agent_continues_with_user_input_and_external_results(asgi, shop, token, scripted_model):
     import httpx
     from agno.agent import RemoteAgent
@@ -678,6 +751,11 @@ def test_the_approvals_inbox_lets_staff_decide_on_other_users_runs(
     client.force_login(staff_user)
     run_page = client.get(reverse("admin:sessions_app_run_change", args=[first.run_id])).content.decode()
     assert "Tool calls that waited for a person" in run_page and "approver" in run_page
+
+    # A decide page for an id that is no approval's (not even a UUID) goes back to the inbox.
+    for bad in ("not-a-uuid", "00000000-0000-0000-0000-000000000000"):
+        r = client.get(reverse("admin:sessions_app_toolapproval_decide", args=[bad]))
+        assert (r.status_code, r.url) == (302, inbox)
 
     # Without APPROVALS_BY_STAFF, staff need the permission.
     client.force_login(approver)

@@ -159,6 +159,37 @@ def test_a_refused_message_is_shown_and_the_chat_goes_on(site):
         child.close()
 
 
+@pytest.mark.parametrize("remote", [False, True], ids=["in-process", "remote"])
+def test_a_team_whose_member_pauses_shows_the_waiting_call_and_keeps_its_session(site, remote):
+    # The team's stream ends with TeamRunPaused: the chat shows the waiting call, and the next
+    # message goes to the same session (which waits: refused with session_paused), not a new one.
+    _manage(
+        site,
+        "shell",
+        "-c",
+        "from agents_app.models import Agent, AgentToolRequirement, Team, TeamMember; "
+        "demo = Agent.objects.get(slug='demo'); "
+        "careful, made = Agent.objects.get_or_create(slug='careful', defaults=dict(name='Careful', "
+        "model=demo.model, tools=['calculator'])); "
+        "AgentToolRequirement.objects.get_or_create(agent=careful, tool='calculator', requirement='confirmation'); "
+        "desk, made = Team.objects.get_or_create(slug='desk', defaults=dict(name='Desk', model=demo.model, "
+        "mode='coordinate')); "
+        "made and TeamMember.objects.create(team=desk, agent=careful, order=0)",
+    ).check_returncode()
+    args = ["team:desk"] + (["--url", site["url"], "--token", site["token"]] if remote else [])
+    child = _spawn_chat(site, *args)
+    try:
+        child.sendline("careful: what is 6*7?")
+        screen = _until_prompt(child)
+        assert "paused · run" in screen and 'calculator({"expression": "6*7"})' in screen, screen
+        child.sendline("and now?")
+        assert "refused: session_paused" in _until_prompt(child)
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+
+
 def _run(*args: str) -> str:
     out = io.StringIO()
     call_command("agentos_run", *args, stdout=out)
@@ -188,6 +219,26 @@ def test_agentos_run_json_whole_and_streamed(site):
     # A failed start over the API: the client's typed error, its code in the command's error.
     with pytest.raises(CommandError, match=r"^unknown_session: "):
         _run("demo", "hi", "--session", body["session_id"], "--url", site["url"], "--token", site["token"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_agentos_run_of_a_paused_run_prints_no_null_and_says_what_it_waits_for(capsys):
+    from agents_app.models import Agent, AgentToolRequirement, Team, TeamMember
+
+    call_command("agentos_demo", stdout=io.StringIO())
+    demo = Agent.objects.get(slug="demo")
+    AgentToolRequirement.objects.create(agent=demo, tool="calculator", requirement="confirmation")
+    desk = Team.objects.create(slug="desk", name="Desk", model=demo.model, mode="coordinate")
+    TeamMember.objects.create(team=desk, agent=demo, order=0)
+
+    for args in (("demo", "what is 6*7?"), ("team:desk", "demo: what is 6*7?", "--stream")):
+        err = io.StringIO()
+        out = io.StringIO()
+        call_command("agentos_run", *args, stdout=out, stderr=err)  # exit status 0: no SystemExit
+        assert out.getvalue().strip() == ""  # no answer yet, and not "null"
+        assert re.match(r"paused: run " + UUID.pattern + r" waits for a decision on calculator \(call ", err.getvalue())
+    with pytest.raises(CommandError, match="is not a session id"):
+        call_command("agentos_run", "demo", "hi", "--session", "not-a-uuid")
 
 
 def test_answers_render_as_markdown_with_panels_and_a_footer():

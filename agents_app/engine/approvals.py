@@ -113,6 +113,11 @@ def decisions_from_agno_tools(tools: list[Any]) -> list[Decision]:
         call_id = data.get("tool_call_id")
         if not isinstance(call_id, str) or not call_id:
             raise InvalidDecision("Each tool execution needs its 'tool_call_id'.")
+        waits = data.get("requires_confirmation") or data.get("requires_user_input")
+        if not (waits or data.get("external_execution_required")) and data.get("confirmed") is None:
+            # A call that ran before the pause: agno's client sends the run's whole `tools` back,
+            # and agno passes over those. (A waiting call left out still fails: no decision.)
+            continue
         arguments = dict(data["tool_args"]) if isinstance(data.get("tool_args"), dict) else None
         schema = data.get("user_input_schema")
         if isinstance(schema, list):

@@ -227,6 +227,32 @@ def _tool_result_text(result: Any) -> str:
         return str(result)
 
 
+_CANNOT_PAUSE = (
+    "Tool {name} needs a person to decide on each call, which this run cannot ask for here "
+    "(members that answer at the same time, or a step inside a parallel or condition step); it was not run."
+)
+
+
+def unique_call_ids(calls: list[ToolCallRequest]) -> list[ToolCallRequest]:
+    """The calls of one model turn, each with an id of its own. Some providers send the same id (or
+    none) for several calls; a person's decision names its call by id, so two calls under one id
+    could not be told apart (approving one would approve the other unseen), and the model could not
+    tell their results apart either. A repeated id gets a suffix; the assistant message recorded
+    and sent back to the model carries the ids given here."""
+    seen: set[str] = set()
+    unique = []
+    for index, call in enumerate(calls):
+        call_id = call.id or f"call_{index}"
+        if call_id in seen:
+            suffix = 2
+            while f"{call_id}_{suffix}" in seen:
+                suffix += 1
+            call_id = f"{call_id}_{suffix}"
+        seen.add(call_id)
+        unique.append(call if call_id == call.id else ToolCallRequest(call_id, call.name, call.arguments))
+    return unique
+
+
 async def _call_tool(
     call: ToolCallRequest, tools: dict[str, Tool], context: RunContext
 ) -> tuple[bool, str, dict[str, Any]]:
@@ -370,6 +396,7 @@ class _Execution(Execution):
                 yield item
 
     async def _run_tools(self, response: ModelResponse, calls: list[ToolCallRequest]) -> AsyncIterator[ev.RunEvent]:
+        calls = unique_call_ids(calls)
         # Before the calls are recorded: a run that may not make them keeps no call without its result.
         self.budget.start_tool_calls(len(calls))
         assistant = {
@@ -390,11 +417,11 @@ class _Execution(Execution):
 
     def _sort_calls(
         self, calls: list[ToolCallRequest]
-    ) -> tuple[list[PendingCall], list[ToolCallRequest], list[ToolCallRequest]]:
+    ) -> tuple[list[PendingCall], list[tuple[ToolCallRequest, str]], list[ToolCallRequest]]:
         """The calls that wait for a person, those refused because this run cannot pause, and those
         to run now (including any whose arguments are invalid: the model hears why, nobody is asked)."""
         pending: list[PendingCall] = []
-        refused: list[ToolCallRequest] = []
+        refused: list[tuple[ToolCallRequest, str]] = []
         now: list[ToolCallRequest] = []
         for call in calls:
             tool = self.tools.get(call.name)
@@ -408,20 +435,24 @@ class _Execution(Execution):
                 except ToolArgumentsError:
                     now.append(call)
                     continue
+            if tool.requirement.kind == USER_INPUT:
+                # The user's fields are the user's: a value the model sent anyway (its schema hides
+                # them) is dropped, so approving never runs the call with it.
+                args = {k: v for k, v in args.items() if k not in tool.requirement.user_input_fields}
             if self.may_pause:
                 pending.append(PendingCall(call=call, tool=tool, args=args))
             else:
-                refused.append(call)
+                refused.append((call, _CANNOT_PAUSE.format(name=call.name)))
         return pending, refused, now
 
     async def run_calls(
-        self, calls: list[ToolCallRequest], refused: list[ToolCallRequest] | None = None
+        self, calls: list[ToolCallRequest], refused: list[tuple[ToolCallRequest, str]] | None = None
     ) -> AsyncIterator[ev.RunEvent]:
         """Run tool calls concurrently, with their events and the tool messages for the model;
-        `refused` calls are answered with an error, never run."""
-        refused = refused or []
+        `refused` calls (each with why) are answered with an error, never run."""
+        refused_calls = [call for call, _ in refused or []]
         began = time.time()
-        for call in [*calls, *refused]:
+        for call in [*calls, *refused_calls]:
             yield self.event(
                 ev.ToolCallStarted,
                 tool=tool_call_dict(
@@ -429,13 +460,9 @@ class _Execution(Execution):
                 ),
             )
         results = list(await asyncio.gather(*(_timed_tool(call, self.tools, self.context) for call in calls)))
-        for call in refused:
-            text = (
-                f"Tool {call.name} needs a person to decide on each call, which this run cannot ask for here "
-                "(members that answer at the same time, or a step inside a parallel or condition step); it was not run."
-            )
+        for call, text in refused or []:
             results.append((False, text, call_arguments(call.arguments) or {}, began, began))
-        for call, (ok, text, args, started, ended) in zip([*calls, *refused], results, strict=True):
+        for call, (ok, text, args, started, ended) in zip([*calls, *refused_calls], results, strict=True):
             tool_info = tool_call_dict(
                 tool_call_id=call.id,
                 tool_name=call.name,

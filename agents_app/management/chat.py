@@ -33,6 +33,8 @@ TERMINAL = {
     "RunError",
     "RunCancelled",
     "RunPaused",
+    "TeamRunPaused",
+    "WorkflowPaused",
     "TeamRunCompleted",
     "TeamRunError",
     "TeamRunCancelled",
@@ -45,6 +47,8 @@ TERMINAL = {
 CANCELLED = {"RunCancelled", "TeamRunCancelled", "WorkflowCancelled"}
 PAUSED = {"RunPaused", "TeamRunPaused", "WorkflowPaused"}
 COMPLETED = {"RunCompleted", "TeamRunCompleted", "WorkflowCompleted"}
+# A team or workflow pauses with its member's or step's waiting calls as its own `tools`.
+PAUSED = {"RunPaused", "TeamRunPaused", "WorkflowPaused"}
 CONTENT = {"RunContent", "TeamRunContent"}
 
 
@@ -513,9 +517,35 @@ def events_lines(events: Iterator[dict[str, Any]]) -> Iterator[str]:
         yield json.dumps(event, ensure_ascii=False, default=str)
 
 
+def session_id_argument(value: str) -> str:
+    """`--session`: a session id is a UUID; anything else is a usage error, not a traceback."""
+    import argparse
+    import uuid
+
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a session id (a UUID).") from None
+
+
+def paused_notice(result: dict[str, Any]) -> str:
+    """What a script is told (on stderr) about a run that waits for a person: its waiting calls and
+    how to continue it."""
+    waiting = [
+        f"{t.get('tool_name')} (call {t.get('tool_call_id')})"
+        for t in result.get("tools") or []
+        if t.get("requires_confirmation") or t.get("requires_user_input") or t.get("external_execution_required")
+    ]
+    run_id = result.get("run_id")
+    return (
+        f"paused: run {run_id} waits for a decision on {', '.join(waiting) or 'its tool calls'}; "
+        f"decide in the admin or with POST /api/runs/{run_id}/continue."
+    )
+
+
 def add_backend_arguments(parser: Any) -> None:
     parser.add_argument("runnable", help="An agent, team or workflow: its id, its name, or kind:id (team:demo-team).")
-    parser.add_argument("--session", default=None, help="Continue this session (its id).")
+    parser.add_argument("--session", default=None, type=session_id_argument, help="Continue this session (its id).")
     parser.add_argument("--user", default=None, help="Run as this user (local runs; default: the first superuser).")
     parser.add_argument("--url", default=None, help="Drive a remote site instead of the local database.")
     parser.add_argument("--token", default=None, help="The remote site's API token (or AGENTOS_TOKEN).")

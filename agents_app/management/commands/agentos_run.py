@@ -16,6 +16,7 @@ from agents_app.management.chat import (
     add_backend_arguments,
     backend_from_options,
     error_code,
+    paused_notice,
     resolve_or_fail,
     run_errors,
 )
@@ -50,7 +51,12 @@ class Command(BaseCommand):
                 self.stdout.write(json.dumps(result, ensure_ascii=False, default=str))
             else:
                 content = result.get("content")
-                self.stdout.write(content if isinstance(content, str) else json.dumps(content, ensure_ascii=False))
+                if result.get("status") == "paused":
+                    # No answer yet (not "null"): what it waits for goes to stderr.
+                    self.stdout.write(content if isinstance(content, str) else "")
+                    self.stderr.write(paused_notice(result))
+                else:
+                    self.stdout.write(content if isinstance(content, str) else json.dumps(content, ensure_ascii=False))
                 if result.get("status") == "error":
                     self.stderr.write(f"error: {(result.get('error') or {}).get('type')}")
             return str(result.get("status"))
@@ -78,6 +84,8 @@ class Command(BaseCommand):
             self.stdout.write("")
             if name.endswith("Error"):
                 self.stderr.write(f"error: {final.get('error_type')}: {final.get('content')}")
+            elif name.endswith("Paused"):
+                self.stderr.write(paused_notice(final))
         if name.endswith("Error"):
             return "error"
         if name.endswith("Cancelled"):

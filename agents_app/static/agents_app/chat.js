@@ -41,8 +41,8 @@
   const COMPLETED = new Set(["RunCompleted", "TeamRunCompleted", "WorkflowCompleted"]);
   const FAILED = new Set(["RunError", "TeamRunError", "WorkflowError"]);
   const CANCELLED = new Set(["RunCancelled", "TeamRunCancelled", "WorkflowCancelled"]);
-  const PAUSED = new Set(["RunPaused", "TeamRunPaused"]);
-  const CONTINUED = new Set(["RunContinued", "TeamRunContinued"]);
+  const PAUSED = new Set(["RunPaused", "TeamRunPaused", "WorkflowPaused"]);
+  const CONTINUED = new Set(["RunContinued", "TeamRunContinued", "StepContinued"]);
   const TOOL_STARTED = new Set(["ToolCallStarted", "TeamToolCallStarted"]);
   const TOOL_COMPLETED = new Set(["ToolCallCompleted", "TeamToolCallCompleted"]);
   const TOOL_ERROR = new Set(["ToolCallError", "TeamToolCallError"]);
@@ -453,11 +453,19 @@
           }
         }
         if (note.value.trim()) decision.note = note.value.trim();
+        const hadFocus = set.contains(document.activeElement);
         decisions.set(tool.tool_call_id, decision);
         set.disabled = true;
         decided.textContent = decision.decision === "approve" ? "approved" : "rejected";
-        if (decisions.size === tools.length) sendAll();
-        else fieldsets.find((f) => !f.disabled)?.querySelector("button, input, textarea")?.focus();
+        if (decisions.size === tools.length) {
+          sendAll();
+          // The box goes away as the answer goes on: keep the keyboard's place on the answer
+          // (not lost to the page's start).
+          if (hadFocus) {
+            run.bubble.tabIndex = -1;
+            run.bubble.focus({ preventScroll: true });
+          }
+        } else fieldsets.find((f) => !f.disabled)?.querySelector("button, input, textarea")?.focus();
       };
       approve.addEventListener("click", () => decide({ tool_call_id: tool.tool_call_id, decision: "approve" }));
       reject.addEventListener("click", () => decide({ tool_call_id: tool.tool_call_id, decision: "reject" }));
@@ -568,9 +576,17 @@
     if (event.event === "Error") {
       if (event.run_id && state.runs.get(event.run_id)?.replay) return; // the stored lines stay
       if (state.continuing.has(event.id)) {
-        // A refused continue: the decisions can be made again.
-        const { reset } = state.continuing.get(event.id);
+        const { run, reset } = state.continuing.get(event.id);
         state.continuing.delete(event.id);
+        if (event.code === "run_not_paused") {
+          // It expired, was cancelled or was decided elsewhere meanwhile: deciding again cannot
+          // help; its stored events after the pause show what became of it.
+          run.bubble.querySelector(".approval")?.remove();
+          run.bubble.classList.remove("paused");
+          send({ type: "resume", run_id: run.bubble.dataset.runId, after_event_index: run.last });
+          return;
+        }
+        // A refused continue: the decisions can be made again.
         reset(event.content);
         return;
       }
@@ -579,7 +595,11 @@
         const [{ bubble }] = state.pending.splice(waiting, 1);
         bubble.classList.remove("streaming");
         bubble.classList.add("failed");
-        bubble.append(el("div", "status", event.content));
+        const text =
+          event.code === "session_paused"
+            ? "This conversation waits for your decision on a tool call above: approve or reject it first, then send your message again."
+            : event.content;
+        bubble.append(el("div", "status", text));
       } else {
         showNotice(event.content);
       }
