@@ -126,8 +126,12 @@ async def test_a_member_that_pauses_pauses_its_team_and_a_continue_goes_on_as_on
         "RunContinued",
         "ToolCallStarted",
         "ToolCallCompleted",
+        "ModelRequestStarted",  # the member's model call after its tool
+        "ModelRequestCompleted",
         "RunCompleted",
         "TeamToolCallCompleted",
+        "TeamModelRequestStarted",  # the leader's
+        "TeamModelRequestCompleted",
         "TeamRunCompleted",
     ]  # not streamed: no content deltas
 
