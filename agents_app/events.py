@@ -492,7 +492,10 @@ class WorkflowCancelled(WorkflowEvent):
 class WorkflowPaused(WorkflowEvent):
     """A step's agent (or team) waits for a person: the workflow waits with it (agno's
     WorkflowPausedEvent name; `tools` and `requirements` as RunPaused has them, plus the paused
-    step); continue the workflow's run with a decision per `tool_call_id`."""
+    step); continue the workflow's run with a decision per `tool_call_id`. `step_requirements`:
+    agno's StepRequirement shape, one for the paused step (`requires_executor_input`, its
+    `executor_requirements` the step run's requirements), `pause_kind` "executor": what agno's
+    client reads to continue through `/os/workflows/{id}/runs/{run_id}/continue`."""
 
     name: ClassVar[str] = "WorkflowPaused"
     tools: list[dict[str, Any]] = field(default_factory=list)
@@ -502,6 +505,8 @@ class WorkflowPaused(WorkflowEvent):
     paused_step_name: str = ""
     paused_step_index: Any = None
     step_results: list[dict[str, Any]] = field(default_factory=list)
+    step_requirements: list[dict[str, Any]] = field(default_factory=list)
+    pause_kind: str = "executor"
     continued: bool = False
 
 

@@ -426,20 +426,21 @@ def continue_prepare(
     channel: str,
     agent_id: str | None = None,
     team_id: str | None = None,
+    workflow_id: str | None = None,
     any_users_run: bool = False,
 ) -> RunnableHandle:
     """Sync, one transaction: claim a paused run (of any kind: a team or workflow paused by a member
     or step run goes on with it) with the decisions on its pending tool calls; the handle goes on
-    where the run stopped (launch it at once). `agent_id` / `team_id`: the run must be of that
-    agent or team (agno's routes). Raises the domain errors of a continue that cannot be (not
+    where the run stopped (launch it at once). `agent_id` / `team_id` / `workflow_id`: the run must
+    be of that agent, team or workflow (agno's routes). Raises the domain errors of a continue that cannot be (not
     found, not paused, an unknown tool call, invalid decisions)."""
     return run_continue_prepare(
         run_id=run_id,
         user=user,
         decisions=decisions,
         channel=channel,
-        agent_id=team_id if team_id is not None else agent_id,
-        kind="team" if team_id is not None else None,
+        agent_id=team_id if team_id is not None else workflow_id if workflow_id is not None else agent_id,
+        kind="team" if team_id is not None else "workflow" if workflow_id is not None else None,
         any_users_run=any_users_run,
         # The run's user's quotas apply to what it uses next (429 quota_exceeded, nothing written).
         quota=lambda run: quota_check(user=run.user, kind=_kind_of(run), component_id=_component_of(run).slug),

@@ -6,8 +6,8 @@ site promises in an explicit table:
   was asked for);
 * DIFFERS: a documented difference (docs/coming-from-agno.md), asserted as it is;
 * NOT_SERVED: knowledge, which this site does not have (a JSON 404);
-* PENDING: served by another branch (metrics, traces, evals; teams' continue), a 404 on this one:
-  the integrator flips these to WORKS at the merge.
+* PENDING: served by another branch, a 404 on this one (none left: the integrator flips them to
+  WORKS at a merge).
 
 The count of WORKS is printed and asserted, so it is visible and cannot fall silently.
 The same server, with AGENTOS_OS_PUBLIC_READ on, is what the gateway test builds on
@@ -15,6 +15,7 @@ The same server, with AGENTOS_OS_PUBLIC_READ on, is what the gateway test builds
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -30,7 +31,9 @@ from agno.db.base import SessionType
 from agno.db.schemas.evals import EvalType
 from agno.os.routers.memory.schemas import OptimizeMemoriesResponse
 from agno.run.base import RunStatus
+from agno.run.requirement import RunRequirement
 from agno.utils.http import aclose_default_clients
+from agno.workflow.types import StepRequirement
 
 from tests.live_server import free_port, serving
 
@@ -57,13 +60,16 @@ member = Agent.objects.create(slug="scripted", name="Scripted", model=scripted, 
 Agent.objects.create(slug="shop", name="Shop", model=scripted, tools=["parity_refund"])
 crew = Team.objects.create(slug="crew", name="Crew", model=scripted, mode="route", instructions="Route.")
 TeamMember.objects.create(team=crew, agent=member, order=0)
+TeamMember.objects.create(team=crew, agent=Agent.objects.get(slug="shop"), order=1)
 flow = Workflow.objects.create(slug="flow", name="Flow", description="Asks, then keeps.")
-WorkflowStep.objects.create(workflow=flow, name="ask", kind="agent", agent=member, order=0)
+WorkflowStep.objects.create(workflow=flow, name="ask", kind="agent", agent=Agent.objects.get(slug="shop"), order=0)
 WorkflowStep.objects.create(workflow=flow, name="keep", kind="function", function="remember_output", order=1)
 print(json.dumps({{name: Token.objects.create(user=u).key for name, u in (("alice", alice), ("mallory", mallory), ("root", root))}}))
 """
 
 ROUTE = [{"name": "route_to_member", "arguments": {"member_id": "scripted"}, "id": "r1"}]
+ROUTE_TO_SHOP = [{"name": "route_to_member", "arguments": {"member_id": "shop"}, "id": "r2"}]
+REFUND = [{"name": "parity_refund", "arguments": {"order_id": 7}, "id": "c1"}]
 
 
 def start_site(tmp_path_factory: pytest.TempPathFactory, base_url: str, **extra_env: str) -> Iterator[dict]:
@@ -169,7 +175,7 @@ def _parity_table(c: AgentOSClient, site: dict, model: Any) -> dict[str, tuple[s
         assert await _status_of(getattr(c, f"cancel_{kind}_run")(component, ctx[key], headers=other)) == 404
 
     async def continue_agent_run(stream: bool) -> None:
-        model.push_tool_calls([{"name": "parity_refund", "arguments": {"order_id": 7}, "id": "c1"}])
+        model.push_tool_calls(REFUND)
         paused = await c.run_agent("shop", "refund order 7", headers=h)
         assert paused.status == RunStatus.paused
         requirement = paused.active_requirements[0]
@@ -183,6 +189,60 @@ def _parity_table(c: AgentOSClient, site: dict, model: Any) -> dict[str, tuple[s
         else:
             done = await c.continue_agent_run(*args, **kwargs)
             assert (done.status, done.content) == (RunStatus.completed, "Refunded.")
+
+    async def continue_team_run(stream: bool) -> None:
+        # The leader routes to shop, whose tool call waits for a person: the team run pauses.
+        model.push_tool_calls(ROUTE_TO_SHOP)
+        model.push_tool_calls(REFUND)
+        paused = await c.run_team("crew", "refund order 7", headers=h)
+        assert paused.status == RunStatus.paused and paused.is_paused
+        requirement = paused.active_requirements[0]
+        assert (requirement.member_agent_id, requirement.tool_execution.tool_name) == ("shop", "parity_refund")
+        requirement.confirm()
+        model.push_text("Refunded order 7.")
+        args = ("crew", paused.run_id)
+        kwargs = {"requirements": [requirement], "session_id": paused.session_id, "headers": h}
+        if stream:
+            events = [e async for e in c.continue_team_run_stream(*args, **kwargs)]
+            assert events[0].event == "TeamRunContinued" and events[-1].event == "TeamRunCompleted"
+            assert events[-1].content == "Refunded order 7."
+        else:
+            done = await c.continue_team_run(*args, **kwargs)
+            assert (done.status, done.content, done.run_id) == (RunStatus.completed, "Refunded order 7.", paused.run_id)
+
+    def resolve_steps(step_requirements: list[Any]) -> list[StepRequirement]:
+        """agno's way: each step requirement's executor requirements, confirmed."""
+        steps = [StepRequirement.from_dict(r) if isinstance(r, dict) else r for r in step_requirements]
+        for step in steps:
+            assert step.requires_executor_input and step.needs_executor_resolution and step.executor_id == "shop"
+            requirements = [RunRequirement.from_dict(r) for r in step.executor_requirements]
+            for requirement in requirements:
+                requirement.confirm()
+            step.executor_requirements = [r.to_dict() for r in requirements]
+        return steps
+
+    async def continue_workflow_run(stream: bool) -> None:
+        # The flow's first step asks shop, whose tool call waits: the workflow pauses at that step.
+        model.push_tool_calls(REFUND)
+        if stream:
+            events = [e async for e in c.run_workflow_stream("flow", "refund order 7", headers=h)]
+            paused = events[-1]
+            assert paused.event == "WorkflowPaused" and paused.is_paused
+        else:
+            paused = await c.run_workflow("flow", "refund order 7", headers=h)
+            assert paused.status == RunStatus.paused and paused.is_paused and paused.paused_step_name == "ask"
+        steps = resolve_steps(paused.step_requirements)
+        model.push_text("Refunded order 7.")
+        args = ("flow", paused.run_id)
+        kwargs = {"requirements": steps, "session_id": paused.session_id, "headers": h}
+        if stream:
+            events = [e async for e in c.continue_workflow_run_stream(*args, **kwargs)]
+            assert events[0].event == "StepContinued" and events[-1].event == "WorkflowCompleted"
+            assert events[-1].content == "Refunded order 7."
+        else:
+            done = await c.continue_workflow_run(*args, **kwargs)
+            assert (done.status, done.content, done.run_id) == (RunStatus.completed, "Refunded order 7.", paused.run_id)
+            assert [r.step_name for r in done.step_results] == ["ask", "keep"]
 
     async def create_session() -> None:
         made = await c.create_session(session_name="Chosen", agent_id="demo", session_state={"a": 1}, headers=h)
@@ -265,6 +325,61 @@ def _parity_table(c: AgentOSClient, site: dict, model: Any) -> dict[str, tuple[s
         await c.delete_memories([memory.memory_id], headers=h)
         assert await _status_of(c.get_memory(memory.memory_id, headers=h)) == 404
 
+    async def traces() -> None:
+        page = await c.get_traces(headers=h)
+        summary = next(t for t in page.data if t.run_id == ctx["run"])  # the agent run made above
+        assert summary.agent_id == "demo" and summary.status == "OK"
+        ctx["trace"] = summary.trace_id
+
+    async def get_trace() -> None:
+        detail = await c.get_trace(ctx["trace"], headers=h)
+        assert detail.tree[0].type == "AGENT" and {s.type for s in detail.tree[0].spans or []} >= {"LLM", "TOOL"}
+
+    async def get_trace_session_stats() -> None:
+        stats = await c.get_trace_session_stats(headers=h)
+        assert ctx["session"] in {s.session_id for s in stats.data}
+
+    async def search_traces() -> None:
+        found = await c.search_traces(filter_expr={"op": "EQ", "key": "run_id", "value": ctx["run"]}, headers=h)
+        assert [t.run_id for t in found.data] == [ctx["run"]]
+
+    async def refresh_metrics() -> None:
+        days = await c.refresh_metrics(headers=h)
+        assert days[0].agent_runs_count >= 1 and days[0].team_runs_count >= 1 and days[0].workflow_runs_count >= 1
+
+    async def get_metrics() -> None:
+        metrics = await c.get_metrics(headers=h)
+        assert metrics.metrics[0].agent_runs_count >= 1 and metrics.updated_at is not None
+
+    async def get_metrics_refresh_status() -> None:
+        started = await c.refresh_metrics(background=True, headers=h)
+        assert started.status in ("started", "already_running")
+        for _ in range(100):
+            status = await c.get_metrics_refresh_status(headers=h)
+            if status.status in ("completed", "failed"):
+                break
+            await asyncio.sleep(0.1)
+        assert status.status == "completed" and status.finished_at is not None
+
+    async def run_eval() -> None:
+        done = await c.run_eval(EvalType.ACCURACY, "What is 6*7?", agent_id="demo", expected_output="42", headers=staff)
+        assert done.eval_type == EvalType.ACCURACY and done.eval_data["status"] == "passed"
+        ctx["eval"] = done.id
+        assert await _status_of(c.list_eval_runs(headers=h)) == 403  # staff only
+
+    async def list_eval_runs() -> None:
+        assert [e.id for e in (await c.list_eval_runs(headers=staff)).data] == [ctx["eval"]]
+
+    async def get_eval_run() -> None:
+        assert (await c.get_eval_run(ctx["eval"], headers=staff)).eval_input["expected_output"] == "42"
+
+    async def update_eval_run() -> None:
+        assert (await c.update_eval_run(ctx["eval"], "sums", headers=staff)).name == "sums"
+
+    async def delete_eval_runs() -> None:
+        await c.delete_eval_runs([ctx["eval"]], headers=staff)
+        assert await _status_of(c.get_eval_run(ctx["eval"], headers=staff)) == 404
+
     async def migrate_database() -> None:
         await c.migrate_database("default", headers=staff)  # at the latest version: a 200
         assert await _status_of(c.migrate_database("default", headers=h)) == 403  # staff only
@@ -304,20 +419,10 @@ def _parity_table(c: AgentOSClient, site: dict, model: Any) -> dict[str, tuple[s
         "cancel_workflow_run": (WORKS, lambda: cancel("workflow", "flow", "flow_run")),
         "continue_agent_run": (WORKS, lambda: continue_agent_run(False)),
         "continue_agent_run_stream": (WORKS, lambda: continue_agent_run(True)),
-        "continue_team_run": (PENDING, not_found(lambda: c.continue_team_run("crew", ctx["team_run"], [], headers=h))),
-        "continue_team_run_stream": (
-            PENDING,
-            not_found(lambda: c.continue_team_run_stream("crew", ctx["team_run"], [], headers=h)),
-        ),
-        # A workflow never pauses here (its steps' tools run without a person): no continue route.
-        "continue_workflow_run": (
-            DIFFERS,
-            not_found(lambda: c.continue_workflow_run("flow", ctx["flow_run"], [], headers=h)),
-        ),
-        "continue_workflow_run_stream": (
-            DIFFERS,
-            not_found(lambda: c.continue_workflow_run_stream("flow", ctx["flow_run"], [], headers=h)),
-        ),
+        "continue_team_run": (WORKS, lambda: continue_team_run(False)),
+        "continue_team_run_stream": (WORKS, lambda: continue_team_run(True)),
+        "continue_workflow_run": (WORKS, lambda: continue_workflow_run(False)),
+        "continue_workflow_run_stream": (WORKS, lambda: continue_workflow_run(True)),
         # sessions
         "create_session": (WORKS, create_session),
         "get_sessions": (WORKS, get_sessions),
@@ -340,22 +445,19 @@ def _parity_table(c: AgentOSClient, site: dict, model: Any) -> dict[str, tuple[s
         "optimize_memories": (WORKS, optimize_memories),
         "delete_memory": (WORKS, delete_memory),
         "delete_memories": (WORKS, delete_memories),
-        # metrics, traces, evals: other branches (issue 20)
-        "get_metrics": (PENDING, not_found(lambda: c.get_metrics(headers=h))),
-        "refresh_metrics": (PENDING, not_found(lambda: c.refresh_metrics(headers=h))),
-        "get_metrics_refresh_status": (PENDING, not_found(lambda: c.get_metrics_refresh_status(headers=h))),
-        "get_traces": (PENDING, not_found(lambda: c.get_traces(headers=h))),
-        "get_trace": (PENDING, not_found(lambda: c.get_trace("t1", headers=h))),
-        "get_trace_session_stats": (PENDING, not_found(lambda: c.get_trace_session_stats(headers=h))),
-        "search_traces": (PENDING, not_found(lambda: c.search_traces(headers=h))),
-        "list_eval_runs": (PENDING, not_found(lambda: c.list_eval_runs(headers=h))),
-        "get_eval_run": (PENDING, not_found(lambda: c.get_eval_run("e1", headers=h))),
-        "delete_eval_runs": (PENDING, not_found(lambda: c.delete_eval_runs(["e1"], headers=h))),
-        "update_eval_run": (PENDING, not_found(lambda: c.update_eval_run("e1", "name", headers=h))),
-        "run_eval": (
-            PENDING,
-            not_found(lambda: c.run_eval(EvalType.ACCURACY, "2+2?", agent_id="demo", expected_output="4", headers=h)),
-        ),
+        # traces of the runs above, then metrics (their daily counts), then evals (staff)
+        "get_traces": (WORKS, traces),
+        "get_trace": (WORKS, get_trace),
+        "get_trace_session_stats": (WORKS, get_trace_session_stats),
+        "search_traces": (WORKS, search_traces),
+        "refresh_metrics": (WORKS, refresh_metrics),
+        "get_metrics": (WORKS, get_metrics),
+        "get_metrics_refresh_status": (WORKS, get_metrics_refresh_status),
+        "run_eval": (WORKS, run_eval),
+        "list_eval_runs": (WORKS, list_eval_runs),
+        "get_eval_run": (WORKS, get_eval_run),
+        "update_eval_run": (WORKS, update_eval_run),
+        "delete_eval_runs": (WORKS, delete_eval_runs),
         # knowledge: not served
         "list_knowledge_content": (NOT_SERVED, not_found(lambda: c.list_knowledge_content(headers=h))),
         "get_knowledge_content": (NOT_SERVED, not_found(lambda: c.get_knowledge_content("k1", headers=h))),
@@ -397,6 +499,5 @@ async def test_every_client_method_against_the_live_site(client, site, scripted_
     counts = {kind: sum(1 for e, _ in table.values() if e == kind) for kind in (WORKS, DIFFERS, NOT_SERVED, PENDING)}
     with capsys.disabled():
         print("\nagno AgentOSClient parity:", ", ".join(f"{n} {k}" for k, n in counts.items()), "of", len(table))
-    # This branch: 43 behave as against agno's own server; 14 are other branches' (metrics 3, traces
-    # 4, evals 5, teams' continue 2), 9 knowledge, 2 a documented difference (workflows' continue).
-    assert counts == {WORKS: 43, DIFFERS: 2, NOT_SERVED: 9, PENDING: 14}
+    # 59 behave as against agno's own server; the 9 knowledge methods are not served.
+    assert counts == {WORKS: 59, DIFFERS: 0, NOT_SERVED: 9, PENDING: 0}

@@ -126,8 +126,12 @@ async def test_a_member_that_pauses_pauses_its_team_and_a_continue_goes_on_as_on
         "RunContinued",
         "ToolCallStarted",
         "ToolCallCompleted",
+        "ModelRequestStarted",  # the member's model call after its tool
+        "ModelRequestCompleted",
         "RunCompleted",
         "TeamToolCallCompleted",
+        "TeamModelRequestStarted",  # the leader's
+        "TeamModelRequestCompleted",
         "TeamRunCompleted",
     ]  # not streamed: no content deltas
 
@@ -370,6 +374,101 @@ async def test_agnos_client_continues_a_paused_team_run(asgi, token, scripted_mo
         stream = remote.acontinue_run(out.run_id, requirements=[requirement], stream=True, auth_token=token)
         events = [e async for e in stream]
         assert events[0].event == "TeamRunContinued" and events[-1].event == "TeamRunCompleted"
+        assert events[-1].content == "No second refund."
+    finally:
+        await aclose_default_clients()
+    assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+
+
+async def test_agnos_client_continues_a_paused_workflow_run(asgi, token, scripted_model, openai_model, cashier):
+    """agno's workflow continue: the paused WorkflowRunOutput carries `step_requirements` (the step's
+    executor requirements), resolved with RunRequirement's confirm()/reject() and sent back."""
+    import httpx
+    from agno.client import AgentOSClient
+    from agno.run.base import RunStatus
+    from agno.run.requirement import RunRequirement
+    from agno.utils.http import aclose_default_clients, set_default_async_client
+    from agno.workflow.types import StepRequirement
+
+    from agentos_site.asgi import application
+    from tests.test_workflows import make_workflow
+
+    writer = await sync_to_async(AgentFactory)(slug="writer", name="Writer", model=openai_model)
+    await sync_to_async(make_workflow)(
+        "refunds",
+        [{"name": "refund", "kind": "agent", "agent": cashier}, {"name": "write", "kind": "agent", "agent": writer}],
+    )
+    headers = bearer(token)
+    set_default_async_client(httpx.AsyncClient(transport=httpx.ASGITransport(app=application), timeout=10))
+    client = AgentOSClient(base_url="http://testserver/os", timeout=10)
+
+    def resolved(step_requirements: list[Any], approve: bool) -> list[Any]:
+        for step in step_requirements:
+            requirements = [RunRequirement.from_dict(r) for r in step.executor_requirements]
+            for requirement in (r for r in requirements if not r.is_resolved()):
+                requirement.confirm() if approve else requirement.reject("not twice")
+            step.executor_requirements = [r.to_dict() for r in requirements]
+        return step_requirements
+
+    try:
+        scripted_model.push_tool_calls([REFUND])
+        out = await client.run_workflow("refunds", "refund order 7", headers=headers)
+        assert out.status == RunStatus.paused and out.is_paused and out.paused_step_name == "refund"
+        [step] = out.steps_requiring_executor_resolution
+        assert (step.executor_id, step.executor_type, step.step_name) == ("cashier", "agent", "refund")
+        assert step.executor_requirements[0]["tool_execution"]["tool_name"] == "hitl_refund"
+        assert step.executor_run_id == str((await Run.objects.aget(parent_run_id=out.run_id)).pk)
+
+        # agno's other step requirement kinds are agno features we do not have: refused, nothing changes.
+        with pytest.raises(httpx.HTTPStatusError) as other:
+            await client.continue_workflow_run(
+                "refunds", out.run_id, requirements=[{**step.to_dict(), "requires_confirmation": True}], headers=headers
+            )
+        assert other.value.response.status_code == 400
+        assert other.value.response.json()["code"] == "unsupported_step_requirement"
+        undecided = [{**step.to_dict()}]
+        with pytest.raises(httpx.HTTPStatusError) as missing:
+            await client.continue_workflow_run("refunds", out.run_id, requirements=undecided, headers=headers)
+        assert (missing.value.response.status_code, missing.value.response.json()["code"]) == (400, "invalid_decision")
+        with pytest.raises(httpx.HTTPStatusError) as elsewhere:
+            await client.continue_workflow_run(
+                "nope", out.run_id, requirements=resolved(out.step_requirements, True), headers=headers
+            )
+        assert elsewhere.value.response.status_code == 404
+
+        scripted_model.push_text("Refunded 5.")  # the cashier step
+        scripted_model.push_text("Dear customer, order 7 was refunded.")  # the writer step
+        done = await client.continue_workflow_run(
+            "refunds", out.run_id, requirements=resolved(out.step_requirements, True), headers=headers
+        )
+        assert (done.status, done.content, done.run_id) == (
+            RunStatus.completed,
+            "Dear customer, order 7 was refunded.",
+            out.run_id,
+        )
+        assert CALLS == [("hitl_refund", {"order_id": 7, "amount": 5.0})]
+        assert (await ToolApproval.objects.aget(status="approved")).channel == "agno"
+        with pytest.raises(httpx.HTTPStatusError) as again:
+            await client.continue_workflow_run(
+                "refunds", out.run_id, requirements=resolved(out.step_requirements, True), headers=headers
+            )
+        assert again.value.response.status_code == 409 and again.value.response.json()["code"] == "run_not_paused"
+
+        # Streamed: the pause event carries the step requirements; a rejection goes on.
+        scripted_model.push_tool_calls([REFUND])
+        events = [e async for e in client.run_workflow_stream("refunds", "refund it again", headers=headers)]
+        paused = events[-1]
+        assert paused.event == "WorkflowPaused" and paused.is_paused
+        # agno's event keeps them as dicts (as from agno's own server): parsed with agno's class.
+        steps = [StepRequirement.from_dict(d) for d in paused.step_requirements]
+        assert steps[0].requires_executor_input and steps[0].needs_executor_resolution
+        scripted_model.push_text("Not refunded.")
+        scripted_model.push_text("No second refund.")
+        stream = client.continue_workflow_run_stream(
+            "refunds", paused.run_id, requirements=resolved(steps, False), headers=headers
+        )
+        events = [e async for e in stream]
+        assert events[0].event == "StepContinued" and events[-1].event == "WorkflowCompleted"
         assert events[-1].content == "No second refund."
     finally:
         await aclose_default_clients()

@@ -256,7 +256,9 @@ def test_the_document_is_valid_openapi_and_lists_every_route():
         if route and route != "openapi.json":
             served.add("/os/" + route.replace("<slug:", "{").replace("<str:", "{").replace(">", "}"))
     assert documented == served
-    assert sum(len(ops) for ops in raw["paths"].values()) == 58  # 28, team continue, eval-runs 5, parity 16, observe 8
+    assert (
+        sum(len(ops) for ops in raw["paths"].values()) == 59
+    )  # 28, team continue, workflow continue, eval-runs 5, parity 16, observe 8
     assert not [p for p in raw["paths"] if not p.startswith("/os/")]
 
 

@@ -4,7 +4,10 @@
 (`confirmed` and `confirmation_note`, `user_input_schema` values, an external call's `result`),
 `stream` (default true), `session_id` and `user_id` (accepted; the run and its user decide).
 And `POST /teams/{team_id}/runs/{run_id}/continue` (`continue_team_run[_stream]`,
-`RemoteTeam.acontinue_run`): `requirements`, a JSON list of RunRequirement dicts, resolved."""
+`RemoteTeam.acontinue_run`): `requirements`, a JSON list of RunRequirement dicts, resolved.
+And `POST /workflows/{workflow_id}/runs/{run_id}/continue` (`continue_workflow_run[_stream]`):
+`step_requirements`, a JSON list of StepRequirement dicts whose `executor_requirements` (the paused
+step run's RunRequirements) are resolved; agno's other step requirement kinds are refused."""
 
 from __future__ import annotations
 
@@ -22,7 +25,12 @@ from agents_app import runs
 from agents_app.agno_compat import schema as doc
 from agents_app.agno_compat import serializers as s
 from agents_app.agno_compat.views import AgnoView, _named, _parse_uuid
-from agents_app.engine.approvals import InvalidDecision, decisions_from_agno_requirements, decisions_from_agno_tools
+from agents_app.engine.approvals import (
+    InvalidDecision,
+    decisions_from_agno_requirements,
+    decisions_from_agno_step_requirements,
+    decisions_from_agno_tools,
+)
 from agents_app.sse import EventStreamRenderer, sse_response
 from sessions_app.access import allowed_for
 from sessions_app.errors import DomainError, run_http_status
@@ -51,6 +59,18 @@ class TeamContinueFormSerializer(serializers.Serializer):
     def to_internal_value(self, data: Any) -> Any:
         if hasattr(data, "get") and isinstance(data.get("requirements"), list):
             data = {**data, "requirements": orjson.dumps(data["requirements"]).decode()}
+        return super().to_internal_value(data)
+
+
+class WorkflowContinueFormSerializer(serializers.Serializer):
+    step_requirements = serializers.CharField(trim_whitespace=False, allow_blank=True, default="")
+    stream = s.FormBooleanField(default=True)
+    session_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    user_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if hasattr(data, "get") and isinstance(data.get("step_requirements"), list):
+            data = {**data, "step_requirements": orjson.dumps(data["step_requirements"]).decode()}
         return super().to_internal_value(data)
 
 
@@ -180,6 +200,70 @@ class TeamRunContinueView(AgnoView):
         handle, stream = self.prepared
         if stream:
             return sse_response(_named(runs.continue_follow(handle), "team_name", handle.component_name))
+        events = await runs.launch(handle, stream=False).wait()
+        result = handle.result(events)
+        body = s.output_json(handle, events, result)
+        return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
+
+
+@doc.documented(
+    post=extend_schema(
+        summary="Continue a paused workflow run",
+        description=(
+            "agno's workflow continue: `step_requirements` (a JSON list of the paused run's step requirements, "
+            "as the paused run's `step_requirements` has them, each `executor_requirements` resolved like the "
+            "team route's `requirements`); `stream` (default true). The step run that waits goes on, then the "
+            "workflow's next steps. Only executor requirements (`requires_executor_input`) are served: a step's "
+            "own confirmation, user input, route selection or output review is refused "
+            "(`unsupported_step_requirement`)."
+        ),
+        request=doc.RUN_REQUEST,
+        responses={
+            (200, "application/json"): OpenApiResponse(doc.RUN_OUTPUT["workflow"], description="With stream=false."),
+            (200, "text/event-stream"): OpenApiResponse(doc.RunEventSerializer, description="StepContinued first."),
+            **doc.agno_errors(
+                400,
+                401,
+                404,
+                409,
+                422,
+                e400="`step_requirements` is not JSON, a call has no decision (`invalid_decision`) or is not "
+                "pending (`unknown_tool_call`), or a requirement of a kind not served "
+                "(`unsupported_step_requirement`).",
+                e404="Not your run of this workflow.",
+                e409="The run does not wait for a decision (`run_not_paused`).",
+            ),
+        },
+    ),
+)
+class WorkflowRunContinueView(AgnoView):
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    def prepare_post(self, request: Any, workflow_id: str, run_id: str) -> tuple[Any, bool]:
+        run_uuid: UUID = _parse_uuid(run_id, "Run")
+        if not allowed_for(request.auth, request.user).permits("workflow", workflow_id):  # a scoped token's
+            raise NotFound("Run not found")
+        form = WorkflowContinueFormSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        raw = data["step_requirements"]
+        try:
+            step_requirements = parse_json(raw, field="step_requirements") if raw.strip() else []
+        except InvalidInput as exc:
+            raise ToolsRefused(InvalidDecision(f"Invalid JSON in step_requirements field: {exc.detail}")) from None
+        try:
+            decisions = decisions_from_agno_step_requirements(step_requirements)
+            handle = runs.continue_prepare(
+                run_uuid, user=request.user, decisions=decisions, channel="agno", workflow_id=workflow_id
+            )
+        except InvalidDecision as exc:
+            raise ToolsRefused(exc) from None
+        return handle, data["stream"]
+
+    async def post(self, request: Any, workflow_id: str, run_id: str) -> Any:
+        handle, stream = self.prepared
+        if stream:
+            return sse_response(_named(runs.continue_follow(handle), "workflow_name", handle.component_name))
         events = await runs.launch(handle, stream=False).wait()
         result = handle.result(events)
         body = s.output_json(handle, events, result)

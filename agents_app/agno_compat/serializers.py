@@ -268,6 +268,9 @@ def output_json(handle: Any, events: list[ev.RunEvent], result: dict[str, Any]) 
     if kind == "workflow":
         body["step_results"] = [_step_output_json(result, step) for step in result["step_results"]]
         body["session_state"] = result["session_state"]
+        if result["status"] == "paused":  # agno's paused WorkflowRunOutput: where it waits, and for what
+            for key in ("paused_step_name", "paused_step_index", "step_requirements", "pause_kind"):
+                body[key] = result.get(key)
     else:
         body.update(
             model=result["model"] or None,

@@ -36,7 +36,7 @@ urlpatterns = [
         )
         for kind in KINDS
     ),
-    # A paused run goes on (docs/human-in-the-loop.md): an agent's, or a team's paused by a member.
+    # A paused run goes on (docs/human-in-the-loop.md): an agent's, a team's or a workflow's paused by a child.
     path(
         "agents/<str:agent_id>/runs/<str:run_id>/continue",
         continue_views.RunContinueView.as_view(),
@@ -46,6 +46,11 @@ urlpatterns = [
         "teams/<str:team_id>/runs/<str:run_id>/continue",
         continue_views.TeamRunContinueView.as_view(),
         name="team-run-continue",
+    ),
+    path(
+        "workflows/<str:workflow_id>/runs/<str:run_id>/continue",
+        continue_views.WorkflowRunContinueView.as_view(),
+        name="workflow-run-continue",
     ),
     path("sessions", views.SessionListView.as_view(), name="sessions"),
     path("sessions/<str:session_id>", views.SessionDetailView.as_view(), name="session"),

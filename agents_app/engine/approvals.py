@@ -50,7 +50,9 @@ __all__ = [
     "PausedRunNotFound",
     "RunNotPaused",
     "UnknownToolCall",
+    "UnsupportedStepRequirement",
     "decisions_from_agno_requirements",
+    "decisions_from_agno_step_requirements",
     "decisions_from_agno_tools",
     "execute_continued",
     "run_continue_prepare",
@@ -87,6 +89,15 @@ class UnknownToolCall(InvalidDecision):
     """A decision names a tool call the run does not wait for."""
 
     code = "unknown_tool_call"
+
+
+class UnsupportedStepRequirement(InvalidDecision):
+    """agno's workflow continue sent a step requirement of a kind we do not have (a step's own
+    confirmation, its user input, a router's route selection, an output review): our workflows
+    pause only when a step's agent or team waits for a person (`requires_executor_input`)."""
+
+    code = "unsupported_step_requirement"
+    field = "step_requirements"
 
 
 @dataclass(slots=True)
@@ -163,6 +174,39 @@ def decisions_from_agno_requirements(requirements: list[Any]) -> list[Decision]:
             execution["user_input_schema"] = data["user_input_schema"]
         tools.append(execution)
     return decisions_from_agno_tools(tools)
+
+
+# agno's StepRequirement kinds that are agno features we do not have, by the flag that marks each.
+_OTHER_STEP_KINDS = {
+    "requires_confirmation": "a step's own confirmation",
+    "requires_user_input": "a step's own user input",
+    "requires_route_selection": "a router's route selection",
+    "requires_output_review": "a step's output review",
+}
+
+
+def decisions_from_agno_step_requirements(step_requirements: list[Any]) -> list[Decision]:
+    """agno's workflow continue body (`step_requirements`: StepRequirement dicts, as its client
+    sends them back) as decisions: each executor requirement's `executor_requirements` (the paused
+    step run's RunRequirements, resolved) read as the team route reads them. Any other kind is
+    refused (UnsupportedStepRequirement): a workflow here waits only for its step's agent or team."""
+    if not isinstance(step_requirements, list) or not all(isinstance(r, dict) for r in step_requirements):
+        raise InvalidDecision("'step_requirements' must be a JSON list of step requirements.")
+    requirements: list[Any] = []
+    for data in step_requirements:
+        other = [label for flag, label in _OTHER_STEP_KINDS.items() if data.get(flag)]
+        if other:
+            raise UnsupportedStepRequirement(
+                f"Step {data.get('step_name') or data.get('step_id')!r}: {', '.join(other)} is not supported here; "
+                "a workflow waits only for its step's agent or team (requires_executor_input)."
+            )
+        if not data.get("requires_executor_input"):
+            raise UnsupportedStepRequirement("Each step requirement must be an executor's (requires_executor_input).")
+        executor = data.get("executor_requirements")
+        if not isinstance(executor, list):
+            raise InvalidDecision("An executor step requirement needs its 'executor_requirements' list.")
+        requirements.extend(executor)
+    return decisions_from_agno_requirements(requirements)
 
 
 def _as_text(value: Any) -> str:

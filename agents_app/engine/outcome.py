@@ -244,7 +244,7 @@ class Execution:
         """Where a team or workflow stopped when a child paused it: what its body needs to go on."""
         raise NotImplementedError
 
-    def paused_fields(self) -> dict[str, Any]:
+    def paused_fields(self, pause: ChildPaused) -> dict[str, Any]:
         """The kind's own fields of its pause event (a team's member runs, a workflow's step)."""
         return {}
 
@@ -267,7 +267,7 @@ class Execution:
             requirements=pause.requirements,
             expires_at=pause.expires_at,
             metrics=self.metrics(),
-            **self.paused_fields(),
+            **self.paused_fields(pause),
         )
         return outcome, terminal
 

@@ -470,7 +470,7 @@ class TeamExecution(Execution):
             "point": self.pause_point,
         }
 
-    def paused_fields(self) -> dict[str, Any]:
+    def paused_fields(self, pause: ChildPaused) -> dict[str, Any]:
         return {"member_runs": self.member_runs()}
 
     async def _resumed(self) -> AsyncIterator[ev.RunEvent]:

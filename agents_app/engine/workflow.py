@@ -71,6 +71,11 @@ class WorkflowRunHandle(PreparedRun):
             "step_results": terminal.get("step_results") or [],
             "session_state": terminal.get("session_state") or {},
         }
+        if terminal.get("event") == ev.WorkflowPaused.name:  # where it waits, agno's way (step_requirements)
+            fields.update(
+                {key: terminal.get(key) for key in ("paused_step_name", "paused_step_index", "step_requirements")},
+                pause_kind=terminal.get("pause_kind") or "executor",
+            )
         return fields if completed else {**fields, "failed_step": terminal.get("step_name") or None}
 
 
@@ -184,12 +189,39 @@ class WorkflowExecution(Execution):
             "point": self.pause_step,
         }
 
-    def paused_fields(self) -> dict[str, Any]:
+    def paused_fields(self, pause: ChildPaused) -> dict[str, Any]:
         point = self.pause_step or {}
         return {
             "paused_step_name": point.get("name", ""),
             "paused_step_index": point.get("position"),
             "step_results": self.results,
+            "step_requirements": [self._step_requirement(point, pause)],
+        }
+
+    def _step_requirement(self, point: dict[str, Any], pause: ChildPaused) -> dict[str, Any]:
+        """agno's StepRequirement for the paused step: its agent's (or team's) run waits for a
+        person (`requires_executor_input`), the run's own requirements as `executor_requirements`.
+        agno's client resolves those and sends them back to the workflow continue route; agno's
+        other kinds (a step's own confirmation, user input, route selection, output review) are
+        features we do not have, so they are always false here."""
+        return {
+            "step_id": point.get("step_id") or "",
+            "step_name": point.get("name", ""),
+            "step_index": point.get("position"),
+            "step_type": "Step",
+            "requires_confirmation": False,
+            "confirmed": None,
+            "on_reject": "cancel",
+            "requires_user_input": False,
+            "requires_route_selection": False,
+            "requires_output_review": False,
+            "requires_executor_input": True,
+            "executor_requirements": pause.requirements,
+            "executor_id": point.get("executor_id"),
+            "executor_name": point.get("executor_name"),
+            "executor_run_id": str(pause.child_run_id),
+            "executor_type": point.get("executor_type"),
+            "executor_session_id": str(self.h.session_id),
         }
 
     # ---- the lifecycle ---------------------------------------------------------------------
@@ -303,7 +335,16 @@ class WorkflowExecution(Execution):
                     resume=resume,
                 )
                 if not isinstance(index, list):
-                    self.pause_step = {"position": index, "name": step.name, "text": text}
+                    self.pause_step = {
+                        "position": index,
+                        "name": step.name,
+                        "text": text,
+                        # What agno's StepRequirement names (the step, its executor).
+                        "step_id": str(step.pk) if step.pk is not None else "",
+                        "executor_id": component.slug,
+                        "executor_name": component.name,
+                        "executor_type": str(kind),
+                    }
                 try:
                     async for data in child.events():
                         yield self.step_event(data, step, index)
