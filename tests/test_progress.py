@@ -52,7 +52,7 @@ def test_telemetry_flush_counts_a_large_buffer_on_a_terminal(telemetry_on, monke
 def test_the_demo_command_shows_its_steps_on_a_terminal_only():
     out = Terminal()
     call_command("agentos_demo", stdout=out)
-    assert "Setting up the demo" in out.getvalue() and "5/5" in out.getvalue()
+    assert "Setting up the demo" in out.getvalue() and "6/6" in out.getvalue()
     piped = io.StringIO()
     call_command("agentos_demo", stdout=piped)
     assert piped.getvalue().startswith("API token for 'admin': ")

@@ -139,12 +139,25 @@ def test_the_limit_holds_across_two_server_processes_on_redis(tmp_path, _scripte
                 proc.wait(timeout=10)
 
 
+async def _other_users_session(agent: Any) -> str:
+    from asgiref.sync import sync_to_async
+
+    from sessions_app.models import Session
+    from tests.factories import UserFactory
+
+    def make() -> str:
+        return str(Session.objects.create(user=UserFactory(), agent=agent).pk)
+
+    return await sync_to_async(make)()
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_a_start_that_does_not_happen_is_not_counted(asgi, offline_agent, token, limits):
     limits(user=["2/min"])
-    unknown = "00000000-0000-0000-0000-000000000001"
+    # Another user's session: refused as unknown (an id nobody has would be created for the caller).
+    theirs = await _other_users_session(offline_agent)
     r = await asgi.post(
-        f"/api/agents/{offline_agent.slug}/runs", json={"message": "hi", "session_id": unknown}, headers=bearer(token)
+        f"/api/agents/{offline_agent.slug}/runs", json={"message": "hi", "session_id": theirs}, headers=bearer(token)
     )
     assert r.status_code == 404  # refused: not counted
     assert [(await _run(asgi, offline_agent.slug, token)).status_code for _ in range(3)] == [200, 200, 429]

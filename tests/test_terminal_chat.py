@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pexpect
 import pytest
 from django.core.management import call_command
@@ -78,6 +79,7 @@ def _spawn_chat(site: dict[str, Any], *args: str) -> pexpect.spawn:
         encoding="utf-8",
         timeout=30,
         dimensions=(50, 120),
+        use_poll=True,  # select() fails on descriptors past 1024 (a long test session opens many)
     )
     child.expect("you>")
     return child
@@ -149,7 +151,14 @@ def test_ctrl_c_cancels_the_answer_and_a_second_ctrl_c_at_the_prompt_exits(site,
 
 
 def test_a_refused_message_is_shown_and_the_chat_goes_on(site):
-    child = _spawn_chat(site, "demo", "--session", "00000000-0000-0000-0000-000000000000")
+    # A session of another runnable (an unknown id would be created for the caller, agno's way).
+    other = httpx.post(
+        f"{site['url']}/api/workflows/demo-workflow/runs",
+        json={"message": "hi"},
+        headers={"Authorization": f"Bearer {site['token']}"},
+        timeout=30,
+    ).json()["session_id"]
+    child = _spawn_chat(site, "demo", "--session", other)
     try:
         child.sendline("hi")
         assert "refused: unknown_session" in _until_prompt(child)
@@ -217,8 +226,8 @@ def test_agentos_run_json_whole_and_streamed(site):
     remote = json.loads(_run("Demo workflow", "hi", "--json", "--url", site["url"], "--token", site["token"]))
     assert remote["workflow_id"] == "demo-workflow" and remote["status"] == "completed"
     # A failed start over the API: the client's typed error, its code in the command's error.
-    with pytest.raises(CommandError, match=r"^unknown_session: "):
-        _run("demo", "hi", "--session", body["session_id"], "--url", site["url"], "--token", site["token"])
+    with pytest.raises(CommandError, match=r"^unknown_session: "):  # the workflow's session, not the agent's
+        _run("demo", "hi", "--session", remote["session_id"], "--url", site["url"], "--token", site["token"])
 
 
 @pytest.mark.django_db(transaction=True)

@@ -38,11 +38,9 @@ TERMINAL = {
     "TeamRunCompleted",
     "TeamRunError",
     "TeamRunCancelled",
-    "TeamRunPaused",
     "WorkflowCompleted",
     "WorkflowError",
     "WorkflowCancelled",
-    "WorkflowPaused",
 }
 CANCELLED = {"RunCancelled", "TeamRunCancelled", "WorkflowCancelled"}
 PAUSED = {"RunPaused", "TeamRunPaused", "WorkflowPaused"}
