@@ -337,15 +337,34 @@ def session_state_seed(handle: RunnableHandle, state: dict[str, Any] | None) -> 
 # ---- running ---------------------------------------------------------------------------------------
 
 
+_PAUSES = frozenset({"RunPaused", "TeamRunPaused", "WorkflowPaused"})
+
+
 def launch(handle: RunnableHandle, *, stream: bool = True) -> LiveRun:
     """Start a prepared run in its own task (call it from a running loop): a reader that stops early,
     or never reads, does not stop or lose the run, and any process can follow or cancel it."""
-    return runtime.launch(handle, stream=stream)
+    live = runtime.launch(handle, stream=stream)
+    if live.task is not None:
+        live.task.add_done_callback(lambda _task: _after_pause(live))
+    return live
+
+
+def _after_pause(live: LiveRun) -> None:
+    """A run that ended paused must expire on time even in a process with no Celery beat: with the
+    embedded worker (development: no broker server), make sure it runs, since its sweep expires
+    overdue paused runs (otherwise it starts only with the first background hook). One flag check
+    when the worker runs or is not embedded."""
+    if live.events and type(live.events[-1]).__name__ in _PAUSES:
+        from celery import current_app
+
+        from agents_app.embedded_worker import ensure_embedded_worker
+
+        ensure_embedded_worker(current_app)
 
 
 async def wait_result(handle: RunnableHandle) -> dict[str, Any]:
     """Execute a prepared run to its end (not streamed) and return its JSON result."""
-    events = await runtime.launch(handle, stream=False).wait()
+    events = await launch(handle, stream=False).wait()
     return handle.result(events)
 
 
@@ -376,7 +395,7 @@ async def astream(
 ) -> AsyncIterator[ev.RunEvent]:
     """`async for event in astream(kind, id, ...)`: a whole run's events (members' or steps' nested)."""
     handle = await prepare(kind, component_id, user=user, message=message, session_id=session_id, version=version)
-    async for item in runtime.launch(handle).follow():
+    async for item in launch(handle).follow():
         yield item
 
 
@@ -396,7 +415,7 @@ async def arun_events(
     handle = await prepare(
         kind, component_id, user=user, message=message, session_id=session_id, images=images, version=version
     )
-    return handle, await runtime.launch(handle, stream=False).wait()
+    return handle, await launch(handle, stream=False).wait()
 
 
 def run_events(

@@ -395,6 +395,30 @@ async def test_the_beat_task_expires_overdue_runs_and_their_tools_never_run(asgi
     assert without_bookkeeping([name for name, _ in parse_sse(r.text)]) == ["RunStarted", "RunPaused", "RunError"]
 
 
+async def test_with_no_beat_the_embedded_worker_expires_an_overdue_run_on_its_own(
+    asgi, shop, token, scripted_model, settings
+):
+    """Development (no broker server, no beat): a run that pauses starts the embedded worker, whose
+    sweep expires it when overdue; nobody has to continue it or send another message first."""
+    import asyncio
+
+    from agents_app import embedded_worker
+
+    settings.AGENTOS = {**settings.AGENTOS, "HOOKS_SWEEP_INTERVAL_SECONDS": 0.2}
+    embedded_worker.stop_embedded_worker()
+    scripted_model.push_tool_calls([REFUND])
+    run_id = (await start(asgi, token)).json()["run_id"]
+    await _overdue(run_id)
+    for _ in range(100):
+        run = await Run.objects.aget(pk=run_id)
+        if run.status != Run.Status.PAUSED:
+            break
+        await asyncio.sleep(0.1)
+    assert (run.status, run.error_type) == (Run.Status.ERROR, "approval_expired")
+    assert embedded_worker._thread is not None and embedded_worker._thread.is_alive()
+    assert CALLS == []
+
+
 async def test_an_overdue_run_is_expired_by_the_continue_that_meets_it(asgi, shop, token, scripted_model):
     scripted_model.push_tool_calls([REFUND])
     run_id = (await start(asgi, token)).json()["run_id"]
