@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from agentos_client.errors import AgentOSError, ConnectionFailed, error_from_body, error_from_frame
-from agentos_client.types import KINDS, Decision, EvalEvent, Event, Kind, Page, RunResult
+from agentos_client.types import KINDS, Decision, EvalEvent, EvalRunOptions, Event, Kind, Page, RunResult
 
 # What a dropped connection looks like to httpx: the peer closed mid-body, reset it, or went silent.
 DROPPED = (httpx.TransportError,)
@@ -186,12 +186,16 @@ def fields(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def eval_run_body(
-    *, cases: Iterable[int] | None, name: str | None, model: int | None, version: int | None
-) -> dict[str, Any]:
+def eval_run_body(options: EvalRunOptions) -> dict[str, Any]:
     """`POST …/runs`: which cases (default all), a name, a model config id to answer with instead
     of the target's own, a saved configuration version of the target to run as."""
-    return fields(cases=list(cases) if cases is not None else None, name=name, model=model, version=version)
+    cases = options.get("cases")
+    return fields(
+        cases=list(cases) if cases is not None else None,
+        name=options.get("name"),
+        model=options.get("model"),
+        version=options.get("version"),
+    )
 
 
 class EvalFollow:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
 from agentos_client import _core
+from agentos_client._core import fields as _params
 from agentos_client.errors import ConnectionFailed, RateLimited, error_from_frame
 from agentos_client.types import (
     Decision,
@@ -18,6 +19,7 @@ from agentos_client.types import (
     EvalComparison,
     EvalEvent,
     EvalRun,
+    EvalRunOptions,
     EvalSuite,
     Event,
     Kind,
@@ -441,24 +443,16 @@ class AsyncClient:
     async def delete_eval_case(self, suite: str, case_id: int) -> None:
         await self._json("DELETE", _core.eval_path(suite, "cases", case_id))
 
-    async def start_eval_run(
-        self,
-        suite: str,
-        *,
-        cases: Iterable[int] | None = None,
-        name: str | None = None,
-        model: int | None = None,
-        version: int | None = None,
-    ) -> EvalRun:
+    async def start_eval_run(self, suite: str, **options: Unpack[EvalRunOptions]) -> EvalRun:
         """Start an eval run (the site answers at once; its cases run in the background): `cases`
-        (ids; default all), `model` (a model config id the target answers with instead of its own),
-        `version` (a saved version of the target to run as). `wait_eval_run` follows it."""
-        body = _core.eval_run_body(cases=cases, name=name, model=model, version=version)
+        (ids; default all), `name`, `model` (a model config id the target answers with instead of
+        its own), `version` (a saved version of the target to run as). `wait_eval_run` follows it."""
+        body = _core.eval_run_body(options)
         return EvalRun.from_dict(await self._json("POST", _core.eval_path(suite, "runs"), json=body))
 
-    async def run_eval(self, suite: str, **start: Any) -> EvalRun:
+    async def run_eval(self, suite: str, **options: Unpack[EvalRunOptions]) -> EvalRun:
         """Start an eval run and wait for its end: the `EvalRun` with each case's result."""
-        started = await self.start_eval_run(suite, **start)
+        started = await self.start_eval_run(suite, **options)
         return await self.wait_eval_run(suite, started.eval_run_id)
 
     async def list_eval_runs(self, suite: str, *, page: int | None = None, page_size: int | None = None) -> Page:
@@ -519,7 +513,3 @@ async def _sse(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
         frame = parser.feed(line)
         if frame is not None:
             yield frame
-
-
-def _params(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}

@@ -4,7 +4,7 @@ field this client does not name yet is still there (`event.data["…"]`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 Kind = Literal["agent", "team", "workflow"]
 KINDS: tuple[Kind, ...] = ("agent", "team", "workflow")
@@ -311,6 +311,17 @@ class Decision:
 
 # An eval run's statuses once it has ended (queued and running are the others).
 EVAL_FINISHED = frozenset({"passed", "failed", "partial", "error", "cancelled"})
+
+
+class EvalRunOptions(TypedDict, total=False):
+    """What `start_eval_run` and `run_eval` take: `cases` (ids; default all of the suite's), `name`,
+    `model` (a model config id the target answers with instead of its own), `version` (a saved
+    configuration version of the target to run as)."""
+
+    cases: list[int]
+    name: str
+    model: int
+    version: int
 
 
 @dataclass(slots=True)
