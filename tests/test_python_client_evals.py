@@ -149,6 +149,12 @@ def test_bad_input_and_a_non_staff_token_are_typed_errors(client, site):
     with pytest.raises(BadRequest) as caught:
         client.start_eval_run("bad-input")
     assert caught.value.code == "invalid_eval" and caught.value.body["cases"] == ["The suite has no case to run."]
+    client.create_eval_case("bad-input", "What is 6*7?", expected_output="42")
+    with pytest.raises(BadRequest) as caught:
+        client.start_eval_run("bad-input", version=999)
+    assert caught.value.code == "invalid_eval" and caught.value.body["version"] == [
+        "The target has no saved version 999."
+    ]
     with pytest.raises(NotFound) as caught:
         client.start_eval_run("no-such-suite")
     assert caught.value.code == "unknown_eval_suite"
