@@ -1,6 +1,6 @@
 """A Python client of an AgentOS site's API (docs/python-client.md): `Client` (sync) and
 `AsyncClient` (asyncio) for runs of agents, teams and workflows, whole or streamed as typed events
-(resumed after a dropped connection), cancel, continue, sessions and memories; `ChatSocket` (asyncio) and
+(resumed after a dropped connection), cancel, continue, sessions, memories and evals; `ChatSocket` (asyncio) and
 `SyncChatSocket` for the websocket protocol. It needs httpx and websockets only: no Django."""
 
 from agentos_client._core import RetryPolicy
@@ -20,6 +20,15 @@ from agentos_client.errors import (
 )
 from agentos_client.types import (
     Decision,
+    EvalCase,
+    EvalCaseResult,
+    EvalComparison,
+    EvalComparisonCase,
+    EvalComparisonSide,
+    EvalEvent,
+    EvalRun,
+    EvalRunOptions,
+    EvalSuite,
     Event,
     HookEvent,
     Memory,
@@ -49,6 +58,15 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "Decision",
+    "EvalCase",
+    "EvalCaseResult",
+    "EvalComparison",
+    "EvalComparisonCase",
+    "EvalComparisonSide",
+    "EvalEvent",
+    "EvalRun",
+    "EvalRunOptions",
+    "EvalSuite",
     "Event",
     "HookEvent",
     "Memory",

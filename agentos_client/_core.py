@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 import httpx
 
-from agentos_client.errors import AgentOSError, error_from_body
-from agentos_client.types import KINDS, Decision, Event, Kind, Page, RunResult
+from agentos_client.errors import AgentOSError, ConnectionFailed, error_from_body, error_from_frame
+from agentos_client.types import KINDS, Decision, EvalEvent, EvalRunOptions, Event, Kind, Page, RunResult
 
 # What a dropped connection looks like to httpx: the peer closed mid-body, reset it, or went silent.
 DROPPED = (httpx.TransportError,)
@@ -167,3 +167,69 @@ class SSEParser:
 def _frame(data: list[str]) -> dict[str, Any]:
     parsed = json.loads("\n".join(data))
     return parsed if isinstance(parsed, dict) else {"event": "message", "content": parsed}
+
+
+# ---- evals (docs/evals.md) ------------------------------------------------------------------------
+
+
+def eval_path(suite: str | None = None, *parts: object) -> str:
+    """`/api/evals/…`: the suites (`/api/evals/`), one suite (`…/{slug}/`), or under it. The site's
+    routes differ in their trailing slash (routers' suites and cases have one; runs do not)."""
+    if suite is None:
+        return "/api/evals/"
+    path = "/api/evals/" + quote(str(suite), safe="") + "".join("/" + quote(str(p), safe="") for p in parts)
+    return path + "/" if not parts or parts[0] == "cases" else path
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """A request body or query of the values given (None: not sent, the site's default)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def eval_run_body(options: EvalRunOptions) -> dict[str, Any]:
+    """`POST …/runs`: which cases (default all), a name, a model config id to answer with instead
+    of the target's own, a saved configuration version of the target to run as."""
+    cases = options.get("cases")
+    return fields(
+        cases=list(cases) if cases is not None else None,
+        name=options.get("name"),
+        model=options.get("model"),
+        version=options.get("version"),
+    )
+
+
+class EvalFollow:
+    """Following an eval run's progress stream through dropped connections. The stream has no
+    `event_index` to resume after: a reconnect replays it (the finished cases from the database,
+    then the current state), and this drops what was already yielded (a case result by its id, a
+    progress frame that says nothing new), so no frame is missed or repeated."""
+
+    def __init__(self, retry: RetryPolicy) -> None:
+        self.retry = retry
+        self.failures = 0
+        self._results: set[Any] = set()
+        self._state: tuple[Any, ...] | None = None
+
+    def take(self, data: dict[str, Any]) -> EvalEvent | None:
+        """The event of a frame, or None when it repeats one already yielded (an `Error` frame raises)."""
+        name = str(data.get("event", "message"))
+        if name == "Error":
+            raise error_from_frame(data)
+        if name == "EvalCaseCompleted":
+            if data.get("id") in self._results:
+                return None
+            self._results.add(data.get("id"))
+        elif name == "EvalRunProgress":
+            state = (data.get("status"), data.get("cases_done"), data.get("score"))
+            if state == self._state:
+                return None
+            self._state = state
+        self.failures = 0
+        return EvalEvent(event=name, data=data)
+
+    def after_drop(self, error: Exception | None) -> float:
+        """Seconds to wait before reconnecting, or `ConnectionFailed` when the retries are spent."""
+        self.failures += 1
+        if self.failures > self.retry.stream_retries:
+            raise ConnectionFailed(f"could not follow the eval run: {error}", code="connection_failed") from error
+        return self.retry.resume_delay(self.failures)

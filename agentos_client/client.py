@@ -6,13 +6,28 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
 from agentos_client import _core
+from agentos_client._core import fields as _params
 from agentos_client.errors import ConnectionFailed, RateLimited, error_from_frame
-from agentos_client.types import Decision, Event, Kind, Memory, Page, RunResult, Session
+from agentos_client.types import (
+    Decision,
+    EvalCase,
+    EvalComparison,
+    EvalEvent,
+    EvalRun,
+    EvalRunOptions,
+    EvalSuite,
+    Event,
+    Kind,
+    Memory,
+    Page,
+    RunResult,
+    Session,
+)
 from agentos_client.ws_sync import SyncChatSocket
 
 
@@ -375,6 +390,108 @@ class Client:
     def usage(self) -> dict[str, Any]:
         return self._json("GET", "/api/usage/")
 
+    # ---- evals (staff: docs/evals.md) ----------------------------------------------------------
 
-def _params(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
+    def list_eval_suites(self, *, page: int | None = None, page_size: int | None = None) -> Page:
+        """Eval suites (`Page` of `EvalSuite`, each with its `last_score`)."""
+        params = _core.fields(page=page, page_size=page_size)
+        return _core.page_of(self._json("GET", _core.eval_path(), params=params), EvalSuite.from_dict)
+
+    def get_eval_suite(self, suite: str) -> EvalSuite:
+        return EvalSuite.from_dict(self._json("GET", _core.eval_path(suite)))
+
+    def create_eval_suite(self, slug: str, name: str, **suite_fields: Any) -> EvalSuite:
+        """A suite on one target: `agent=`, `team=` or `workflow=` (a slug); optionally
+        `description`, `pinned_version`, `judge_model` (a model config id), `schedule`."""
+        body = _core.fields(slug=slug, name=name, **suite_fields)
+        return EvalSuite.from_dict(self._json("POST", _core.eval_path(), json=body))
+
+    def update_eval_suite(self, suite: str, **suite_fields: Any) -> EvalSuite:
+        """Change the fields given (PATCH); `None` values are not sent."""
+        return EvalSuite.from_dict(self._json("PATCH", _core.eval_path(suite), json=_core.fields(**suite_fields)))
+
+    def delete_eval_suite(self, suite: str) -> None:
+        """Delete a suite with its cases and eval runs."""
+        self._json("DELETE", _core.eval_path(suite))
+
+    def list_eval_cases(self, suite: str, *, page: int | None = None, page_size: int | None = None) -> Page:
+        params = _core.fields(page=page, page_size=page_size)
+        return _core.page_of(self._json("GET", _core.eval_path(suite, "cases"), params=params), EvalCase.from_dict)
+
+    def get_eval_case(self, suite: str, case_id: int) -> EvalCase:
+        return EvalCase.from_dict(self._json("GET", _core.eval_path(suite, "cases", case_id)))
+
+    def create_eval_case(self, suite: str, input: str, **case_fields: Any) -> EvalCase:
+        """A case: `kind` (accuracy by default; agent_as_judge, reliability, performance) and what
+        it needs: `expected_output`, `criteria`, `expected_tool_calls`; `name`, `iterations`, …"""
+        body = _core.fields(input=input, **case_fields)
+        return EvalCase.from_dict(self._json("POST", _core.eval_path(suite, "cases"), json=body))
+
+    def update_eval_case(self, suite: str, case_id: int, **case_fields: Any) -> EvalCase:
+        body = _core.fields(**case_fields)
+        return EvalCase.from_dict(self._json("PATCH", _core.eval_path(suite, "cases", case_id), json=body))
+
+    def delete_eval_case(self, suite: str, case_id: int) -> None:
+        self._json("DELETE", _core.eval_path(suite, "cases", case_id))
+
+    def start_eval_run(self, suite: str, **options: Unpack[EvalRunOptions]) -> EvalRun:
+        """Start an eval run (the site answers at once; its cases run in the background): `cases`
+        (ids; default all), `name`, `model` (a model config id the target answers with instead of
+        its own), `version` (a saved version of the target to run as). `wait_eval_run` follows it."""
+        body = _core.eval_run_body(options)
+        return EvalRun.from_dict(self._json("POST", _core.eval_path(suite, "runs"), json=body))
+
+    def run_eval(self, suite: str, **options: Unpack[EvalRunOptions]) -> EvalRun:
+        """Start an eval run and wait for its end: the `EvalRun` with each case's result."""
+        return self.wait_eval_run(suite, self.start_eval_run(suite, **options).eval_run_id)
+
+    def list_eval_runs(self, suite: str, *, page: int | None = None, page_size: int | None = None) -> Page:
+        """A suite's eval runs, newest first (`Page` of `EvalRun`, without their results)."""
+        params = _core.fields(page=page, page_size=page_size)
+        return _core.page_of(self._json("GET", _core.eval_path(suite, "runs"), params=params), EvalRun.from_dict)
+
+    def get_eval_run(self, suite: str, eval_run_id: str) -> EvalRun:
+        """Poll an eval run: its status, progress, score and each case's result."""
+        return EvalRun.from_dict(self._json("GET", _core.eval_path(suite, "runs", eval_run_id)))
+
+    def eval_events(self, suite: str, eval_run_id: str) -> Iterator[EvalEvent]:
+        """An eval run's progress (`EvalCaseCompleted`, `EvalRunProgress`, then `EvalRunCompleted`),
+        followed through dropped connections (a reconnect replays; repeats are dropped)."""
+        follow = _core.EvalFollow(self.retry)
+        path = _core.eval_path(suite, "runs", eval_run_id, "events")
+        while True:
+            error: Exception | None = None
+            try:
+                response = self._open("GET", path)
+                try:
+                    for data in _core.sse_events(response.iter_lines()):
+                        event = follow.take(data)
+                        if event is not None:
+                            yield event
+                            if event.is_terminal:
+                                return
+                finally:
+                    response.close()
+            except _core.DROPPED as exc:
+                error = exc
+            self.sleep(follow.after_drop(error))
+
+    def wait_eval_run(self, suite: str, eval_run_id: str) -> EvalRun:
+        """Wait for an eval run to end (following its progress stream), then read it whole."""
+        for _ in self.eval_events(suite, eval_run_id):
+            pass
+        return self.get_eval_run(suite, eval_run_id)
+
+    def cancel_eval_run(self, suite: str, eval_run_id: str) -> EvalRun:
+        """Queued cases never run; a running case stops after its iteration (`Conflict`
+        `eval_run_finished` when it has ended)."""
+        return EvalRun.from_dict(self._json("POST", _core.eval_path(suite, "runs", eval_run_id, "cancel")))
+
+    def delete_eval_run(self, suite: str, eval_run_id: str) -> None:
+        """Delete an eval run (a running one is cancelled first; the target's runs stay)."""
+        self._json("DELETE", _core.eval_path(suite, "runs", eval_run_id))
+
+    def compare_eval_runs(self, suite: str, first: str, second: str) -> EvalComparison:
+        """Two eval runs of the suite side by side: per case and in total (model, version, score)."""
+        params = {"first": str(first), "second": str(second)}
+        return EvalComparison.from_dict(self._json("GET", _core.eval_path(suite, "compare"), params=params))

@@ -28,7 +28,8 @@ class ConnectionFailed(AgentOSError):
 
 
 class BadRequest(AgentOSError):
-    """400, 413, 415, 422: the request was refused as it is (`invalid`, `invalid_image`, …)."""
+    """400, 413, 415, 422: the request was refused as it is (`invalid`, `invalid_image`,
+    `invalid_eval`, …); the fields at fault are in `body`."""
 
 
 class AuthenticationFailed(AgentOSError):
@@ -44,7 +45,7 @@ class NotFound(AgentOSError):
 
 
 class Conflict(AgentOSError):
-    """409: `session_busy`, `session_ended`, `session_paused`, `run_not_paused`, …"""
+    """409: `session_busy`, `session_ended`, `session_paused`, `run_not_paused`, `eval_run_finished`, …"""
 
 
 class RateLimited(AgentOSError):
@@ -110,6 +111,9 @@ def error_from_frame(frame: dict[str, Any]) -> AgentOSError:
         "session_ended": 409,
         "session_paused": 409,
         "run_not_paused": 409,
+        "unknown_eval_suite": 404,
+        "unknown_eval_run": 404,
+        "eval_run_finished": 409,
         "token_read_only": 403,
         "rate_limited": 429,
         "quota_exceeded": 429,

@@ -4,7 +4,7 @@ field this client does not name yet is still there (`event.data["…"]`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 Kind = Literal["agent", "team", "workflow"]
 KINDS: tuple[Kind, ...] = ("agent", "team", "workflow")
@@ -305,3 +305,256 @@ class Decision:
             if value is not None:
                 body[key] = value
         return body
+
+
+# ---- evals (docs/evals.md) -------------------------------------------------------------------------
+
+# An eval run's statuses once it has ended (queued and running are the others).
+EVAL_FINISHED = frozenset({"passed", "failed", "partial", "error", "cancelled"})
+
+
+class EvalRunOptions(TypedDict, total=False):
+    """What `start_eval_run` and `run_eval` take: `cases` (ids; default all of the suite's), `name`,
+    `model` (a model config id the target answers with instead of its own), `version` (a saved
+    configuration version of the target to run as)."""
+
+    cases: list[int]
+    name: str
+    model: int
+    version: int
+
+
+@dataclass(slots=True)
+class EvalSuite:
+    """A suite of eval cases on one target (`agent`, `team` or `workflow`: its slug)."""
+
+    slug: str
+    name: str
+    agent: str | None
+    team: str | None
+    workflow: str | None
+    pinned_version: int | None
+    case_count: int
+    last_score: float | None
+    data: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalSuite:
+        return cls(
+            slug=str(data.get("slug", "")),
+            name=str(data.get("name", "")),
+            agent=data.get("agent"),
+            team=data.get("team"),
+            workflow=data.get("workflow"),
+            pinned_version=data.get("pinned_version"),
+            case_count=int(data.get("case_count") or 0),
+            last_score=data.get("last_score"),
+            data=data,
+        )
+
+
+@dataclass(slots=True)
+class EvalCase:
+    """One case of a suite: `kind` is accuracy, agent_as_judge, reliability or performance."""
+
+    case_id: int
+    name: str
+    kind: str
+    input: str
+    expected_output: str
+    criteria: str
+    expected_tool_calls: list[Any]
+    iterations: int
+    data: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalCase:
+        return cls(
+            case_id=int(data.get("id") or 0),
+            name=str(data.get("name") or ""),
+            kind=str(data.get("kind") or ""),
+            input=str(data.get("input") or ""),
+            expected_output=str(data.get("expected_output") or ""),
+            criteria=str(data.get("criteria") or ""),
+            expected_tool_calls=list(data.get("expected_tool_calls") or []),
+            iterations=int(data.get("iterations") or 1),
+            data=data,
+        )
+
+
+@dataclass(slots=True)
+class EvalCaseResult:
+    """What one case of an eval run gave: its answer (`actual`), score, verdict and why."""
+
+    result_id: int
+    case_id: int | None
+    name: str
+    kind: str
+    status: str
+    input: str
+    expected: str
+    actual: str
+    score: float | None
+    passed: bool | None
+    reason: str
+    tool_calls: list[Any]
+    run_ids: list[str]
+    duration: float | None
+    data: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalCaseResult:
+        return cls(
+            result_id=int(data.get("id") or 0),
+            case_id=data.get("case"),
+            name=str(data.get("name") or ""),
+            kind=str(data.get("kind") or ""),
+            status=str(data.get("status") or ""),
+            input=str(data.get("input") or ""),
+            expected=str(data.get("expected") or ""),
+            actual=str(data.get("actual") or ""),
+            score=data.get("score"),
+            passed=data.get("passed"),
+            reason=str(data.get("reason") or ""),
+            tool_calls=list(data.get("tool_calls") or []),
+            run_ids=[str(r) for r in data.get("run_ids") or []],
+            duration=data.get("duration"),
+            data=data,
+        )
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.data.get("stats") or {}
+
+
+@dataclass(slots=True)
+class EvalRun:
+    """One run of a suite: its status, progress, score and (read one by one) each case's result."""
+
+    eval_run_id: str
+    suite: str
+    name: str
+    status: str
+    cases_total: int
+    cases_done: int
+    cases_passed: int
+    progress: float
+    score: float | None
+    regressed: bool
+    target_model: str | None
+    config_version: int | None
+    results: list[EvalCaseResult]
+    data: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalRun:
+        return cls(
+            eval_run_id=str(data.get("eval_run_id") or data.get("id") or ""),
+            suite=str(data.get("suite") or ""),
+            name=str(data.get("name") or ""),
+            status=str(data.get("status") or ""),
+            cases_total=int(data.get("cases_total") or 0),
+            cases_done=int(data.get("cases_done") or 0),
+            cases_passed=int(data.get("cases_passed") or 0),
+            progress=float(data.get("progress") or 0.0),
+            score=data.get("score"),
+            regressed=bool(data.get("regressed")),
+            target_model=data.get("target_model"),
+            config_version=data.get("config_version"),
+            results=[EvalCaseResult.from_dict(r) for r in data.get("results") or []],
+            data=data,
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.status in EVAL_FINISHED
+
+
+@dataclass(slots=True)
+class EvalEvent:
+    """One frame of an eval run's progress stream: `EvalCaseCompleted` (`result`: a case's
+    result), `EvalRunProgress` (`run`: the eval run's status, cases done, score), then
+    `EvalRunCompleted` (`run`, as it ended), the last."""
+
+    event: str
+    data: dict[str, Any]
+
+    @property
+    def result(self) -> EvalCaseResult | None:
+        return EvalCaseResult.from_dict(self.data) if self.event == "EvalCaseCompleted" else None
+
+    @property
+    def run(self) -> EvalRun | None:
+        return None if self.event == "EvalCaseCompleted" else EvalRun.from_dict(self.data)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.event == "EvalRunCompleted"
+
+
+@dataclass(slots=True)
+class EvalComparisonSide:
+    """One eval run's totals in a comparison: the model and version it ran with, its score."""
+
+    eval_run_id: str
+    model: str
+    version: int | None
+    status: str
+    score: float | None
+    cases_passed: int
+    cases_total: int
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalComparisonSide:
+        return cls(
+            eval_run_id=str(data.get("eval_run_id") or ""),
+            model=str(data.get("model") or ""),
+            version=data.get("version"),
+            status=str(data.get("status") or ""),
+            score=data.get("score"),
+            cases_passed=int(data.get("cases_passed") or 0),
+            cases_total=int(data.get("cases_total") or 0),
+        )
+
+
+@dataclass(slots=True)
+class EvalComparisonCase:
+    """One case on both sides: each side's `{"status", "score", "passed", "duration"}` (None when
+    that side did not run it), and whether both sides agree (`same`)."""
+
+    case_id: int | None
+    name: str
+    kind: str
+    first: dict[str, Any] | None
+    second: dict[str, Any] | None
+    same: bool
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalComparisonCase:
+        return cls(
+            case_id=data.get("case"),
+            name=str(data.get("name") or ""),
+            kind=str(data.get("kind") or ""),
+            first=data.get("first"),
+            second=data.get("second"),
+            same=bool(data.get("same")),
+        )
+
+
+@dataclass(slots=True)
+class EvalComparison:
+    """Two eval runs of one suite side by side (`compare_eval_runs`)."""
+
+    first: EvalComparisonSide
+    second: EvalComparisonSide
+    cases: list[EvalComparisonCase]
+    data: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalComparison:
+        return cls(
+            first=EvalComparisonSide.from_dict(data.get("first") or {}),
+            second=EvalComparisonSide.from_dict(data.get("second") or {}),
+            cases=[EvalComparisonCase.from_dict(c) for c in data.get("cases") or []],
+            data=data,
+        )
