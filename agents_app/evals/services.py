@@ -209,6 +209,30 @@ def eval_session_create(suite: EvalSuite) -> Session:
 # ---- starting, cancelling, deleting --------------------------------------------------------------------
 
 
+def eval_run_check(
+    *,
+    suite: EvalSuite,
+    cases: Iterable[EvalCase] | None = None,
+    model: ModelConfig | None = None,
+    version: int | None = None,
+) -> list[EvalCase]:
+    """What `eval_run_start` refuses, without storing anything: a caller that starts several eval
+    runs (the command: several suites, two versions) checks them all before running any. Returns
+    the cases the eval run would run."""
+    suite_target_check(agent=suite.agent, team=suite.team, workflow=suite.workflow)
+    chosen = list(cases) if cases is not None else list(suite.cases.all())
+    if not chosen:
+        raise EvalInvalid("The suite has no case to run.", field="cases")
+    if model is not None and suite.workflow_id:
+        raise EvalInvalid("A workflow has no model of its own to replace.", field="model")
+    # `version`: this eval run's target runs as that saved version (comparing two versions); else
+    # the suite's pinned one, else the target as it is.
+    suite_version_check(
+        pinned_version=version, agent=suite.agent, team=suite.team, workflow=suite.workflow, field="version"
+    )
+    return chosen
+
+
 def eval_run_start(
     *,
     suite: EvalSuite,
@@ -224,17 +248,7 @@ def eval_run_start(
     """Queue an eval run of `suite` (or of `cases` of it): one result row per case, and, once
     committed, one Celery task per case (`publish=False`: the caller runs them, as the command does).
     Refuses a suite whose target is inactive, or that has no case (EvalInvalid)."""
-    suite_target_check(agent=suite.agent, team=suite.team, workflow=suite.workflow)
-    chosen = list(cases) if cases is not None else list(suite.cases.all())
-    if not chosen:
-        raise EvalInvalid("The suite has no case to run.", field="cases")
-    if model is not None and suite.workflow_id:
-        raise EvalInvalid("A workflow has no model of its own to replace.", field="model")
-    # `version`: this eval run's target runs as that saved version (comparing two versions); else
-    # the suite's pinned one, else the target as it is.
-    suite_version_check(
-        pinned_version=version, agent=suite.agent, team=suite.team, workflow=suite.workflow, field="version"
-    )
+    chosen = eval_run_check(suite=suite, cases=cases, model=model, version=version)
     judge = judge_model_for(suite)
     own = getattr(suite.agent or suite.team, "model", None)
     with transaction.atomic():
