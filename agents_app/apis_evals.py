@@ -148,6 +148,8 @@ class EvalCaseSerializer(serializers.ModelSerializer):
             criteria=value("criteria"),
             expected_tool_calls=value("expected_tool_calls", []),
             suite=self.context["suite"],
+            threshold=value("threshold", None),
+            scoring=value("scoring", EvalCase.Scoring.NUMERIC),
         )
         return attrs
 

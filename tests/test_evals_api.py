@@ -154,3 +154,29 @@ async def test_cases_crud_and_suite_delete(asgi, agent, staff_token):
     r = await asgi.delete("/api/evals/crud/", headers=bearer(staff_token))
     assert r.status_code == 204
     assert not await sync_to_async(EvalSuite.objects.filter(pk=suite.pk).exists)()
+
+
+async def test_a_threshold_no_score_can_meet_is_a_400_naming_it(asgi, agent, staff_token):
+    """Judged scores are 1-10 and latencies positive: an accuracy case with threshold 1000 (or a
+    performance case with a p95 limit of 0 s) could never pass, so it is refused like the other bad
+    cases, on `threshold`."""
+    await sync_to_async(EvalSuite.objects.create)(slug="t", name="T", agent=agent)
+
+    async def post(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        r = await asgi.post("/api/evals/t/cases/", json=body, headers=bearer(staff_token))
+        return r.status_code, r.json()
+
+    for body in (
+        {"kind": "accuracy", "input": "hi", "expected_output": "x", "threshold": 1000},
+        {"kind": "accuracy", "input": "hi", "expected_output": "x", "threshold": 0},
+        {"kind": "agent_as_judge", "input": "hi", "criteria": "c", "scoring": "numeric", "threshold": 11},
+        {"kind": "performance", "input": "hi", "threshold": 0},
+        {"kind": "performance", "input": "hi", "threshold": -1},
+    ):
+        status, answer = await post(body)
+        assert (status, answer["code"], list(answer)) == (400, "invalid_eval", ["threshold", "detail", "code"]), body
+    status, _ = await post({"kind": "accuracy", "input": "hi", "expected_output": "x", "threshold": 10})
+    assert status == 201
+    status, _ = await post({"kind": "performance", "input": "hi", "threshold": 0.5})
+    assert status == 201
+    assert await sync_to_async(EvalCase.objects.count)() == 2

@@ -90,11 +90,22 @@ def case_check(
     criteria: str = "",
     expected_tool_calls: Any = None,
     suite: EvalSuite | None = None,
+    threshold: float | None = None,
+    scoring: str = "",
 ) -> list[dict[str, Any]]:
     """Refuse a case that cannot run, naming the field; return its expected tool calls normalized
-    ({"name", "arguments"?} each)."""
+    ({"name", "arguments"?} each). A threshold no result can meet (a judged score outside 1-10, a
+    p95 latency limit of 0 s or less) is refused too: such a case could never pass."""
     if not (input or "").strip():
         raise EvalInvalid("A case needs an input: the message sent to the target.", field="input")
+    if threshold is not None:
+        numeric = kind == EvalCase.Kind.ACCURACY or (
+            kind == EvalCase.Kind.AGENT_AS_JUDGE and scoring != EvalCase.Scoring.BINARY
+        )
+        if numeric and not 1 <= threshold <= 10:
+            raise EvalInvalid("A judged case's threshold is a score from 1 to 10.", field="threshold")
+        if kind == EvalCase.Kind.PERFORMANCE and not threshold > 0:
+            raise EvalInvalid("A performance case's threshold is a p95 latency in seconds, above 0.", field="threshold")
     if kind == EvalCase.Kind.ACCURACY and not (expected_output or "").strip():
         raise EvalInvalid("An accuracy case needs the expected output.", field="expected_output")
     if kind == EvalCase.Kind.AGENT_AS_JUDGE and not (criteria or "").strip():
