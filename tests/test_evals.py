@@ -222,6 +222,35 @@ def test_cancel_stops_queued_cases_and_refuses_twice(suite):
     assert not Session.objects.filter(is_eval=True).exists()  # nothing ran
 
 
+def test_deleting_a_running_eval_run_stops_its_case_quietly(suite, monkeypatch, caplog):
+    """DELETE of a running eval run (or of its suite) removes its rows while a worker is in the
+    middle of a case: the case must stop after its current iteration (not run every remaining one
+    against the target's model) and end without an error in the worker's log."""
+    from agents_app.evals import runner
+    from agents_app.evals.services import eval_runs_delete
+    from sessions_app.db import db_call
+
+    _case(suite, kind="performance", iterations=5)
+    run = eval_run_start(suite=suite, publish=False)
+    result_id = EvalCaseResult.objects.get(eval_run=run).pk
+    original = runner._target_run
+    calls: list[int] = []
+
+    async def then_delete(*args: Any, **kwargs: Any) -> Any:
+        answer = await original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            await db_call(eval_runs_delete, [run.pk])
+        return answer
+
+    monkeypatch.setattr(runner, "_target_run", then_delete)
+    with caplog.at_level("ERROR"):
+        runner.eval_case_execute(result_id=result_id)
+    assert len(calls) == 1
+    assert not EvalRun.objects.filter(pk=run.pk).exists()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
 def test_bad_cases_and_targets_are_refused_naming_the_field(suite, agent):
     def field_of(**kwargs: Any) -> str:
         with pytest.raises(EvalInvalid) as info:
