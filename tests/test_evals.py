@@ -210,6 +210,42 @@ def test_the_regression_flag_compares_with_the_suite_last_score(suite, scripted_
     assert "Eval suite maths regressed: score 0.0 below its last run's 100.0" in caplog.text
 
 
+def test_the_regression_flag_compares_like_with_like(suite, judge, scripted_model, caplog):
+    """A run is compared with the suite's last run of the same cases (or fewer: a case added since
+    still counts) on the same model and version. A run of another case alone (agno's POST
+    /os/eval-runs adds and runs one case each time), or a comparison run on another model, is no
+    baseline: flagging it, or letting it hide a real drop later, would make the badge noise."""
+    calc = _case(suite, kind="reliability", input="Compute 2+2", expected_tool_calls=["calculator"], position=0)
+    story = _case(suite, kind="reliability", input="Tell a story", expected_tool_calls=["calculator"], position=1)
+
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "2+2"}}])
+    scripted_model.push_text("4")
+    one = eval_run_execute_here(eval_run_start(suite=suite, cases=[calc], publish=False))
+    scripted_model.push_text("Once upon a time")
+    other = eval_run_execute_here(eval_run_start(suite=suite, cases=[story], publish=False))
+    assert (one.score, other.score) == (100.0, 0.0)
+    assert (other.previous_score, other.regressed) == (None, False)  # another case: no baseline
+
+    # The whole suite on the agent's own model: 50 %; then on another model: 0 %, with no baseline
+    # of its own; then the own model again, at 0 %: compared with the own model's 50 %, not 0 %.
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "2+2"}}])
+    scripted_model.push_text("4")
+    scripted_model.push_text("Once upon a time")
+    own = _run(suite)
+    # Its baseline is the latest run of cases it ran too: the story alone (0 %).
+    assert (own.score, own.previous_score, own.regressed) == (50.0, 0.0, False)
+    scripted_model.push_text("4, by heart")
+    scripted_model.push_text("Once upon a time")
+    cheap = eval_run_execute_here(eval_run_start(suite=suite, model=judge, publish=False))
+    assert (cheap.score, cheap.previous_score, cheap.regressed) == (0.0, None, False)
+    scripted_model.push_text("4, by heart")
+    scripted_model.push_text("Once upon a time")
+    with caplog.at_level("WARNING", logger="agents_app.evals.services"):
+        own_again = _run(suite)
+    assert (own_again.score, own_again.previous_score, own_again.regressed) == (0.0, 50.0, True)
+    assert "regressed: score 0.0 below its last run's 50.0" in caplog.text
+
+
 def test_cancel_stops_queued_cases_and_refuses_twice(suite):
     _case(suite, kind="accuracy", expected_output="4")
     run = eval_run_start(suite=suite, publish=False)

@@ -374,14 +374,7 @@ def eval_run_progress(*, eval_run_id: UUID) -> EvalRun:
         status = EvalStatus.PASSED
     judged = counts["total"] - counts["errors"] - counts["cancelled"]
     score = round(100.0 * counts["passed"] / judged, 2) if judged else None
-    previous = (
-        EvalRun.objects.filter(suite_id=run.suite_id, score__isnull=False, finished_at__isnull=False)
-        .exclude(pk=run.pk)
-        .exclude(status=EvalStatus.CANCELLED)
-        .order_by("-finished_at")
-        .values_list("score", flat=True)
-        .first()
-    )
+    previous = _baseline_score(run)
     regressed = score is not None and previous is not None and score < previous
     updated = EvalRun.objects.filter(pk=run.pk, status__in=(EvalStatus.QUEUED, EvalStatus.RUNNING)).update(
         status=status, score=score, previous_score=previous, regressed=regressed, finished_at=timezone.now()
@@ -400,6 +393,43 @@ def eval_run_progress(*, eval_run_id: UUID) -> EvalRun:
             )
         _telemetry(run)
     return run
+
+
+def _baseline_score(run: EvalRun) -> float | None:
+    """The score `run` is compared with for the regression flag: the suite's last finished eval run
+    on the same model (override) and version that ran no case `run` did not run (a case added since
+    still counts against the new score). Another case alone (agno's POST adds and runs one case
+    each time) or a comparison on another model or version measures something else: it is no
+    baseline, and must not hide a real drop in the next run either."""
+    candidates = list(
+        EvalRun.objects.filter(
+            suite_id=run.suite_id,
+            score__isnull=False,
+            finished_at__isnull=False,
+            model_override_id=run.model_override_id,
+            config_version=run.config_version,
+        )
+        .exclude(pk=run.pk)
+        .exclude(status=EvalStatus.CANCELLED)
+        .order_by("-finished_at")
+        .values_list("pk", "score")[:_BASELINE_CANDIDATES]
+    )
+    if not candidates:
+        return None
+    ours = set(run.results.values_list("case_id", flat=True))
+    cases: dict[Any, set[Any]] = {pk: set() for pk, _score in candidates}
+    for eval_run_id, case_id in EvalCaseResult.objects.filter(eval_run_id__in=list(cases)).values_list(
+        "eval_run_id", "case_id"
+    ):
+        cases[eval_run_id].add(case_id)
+    for pk, score in candidates:
+        if cases[pk] and None not in cases[pk] and cases[pk] <= ours:
+            return score
+    return None
+
+
+# How many of the suite's latest eval runs the regression flag looks through for a baseline.
+_BASELINE_CANDIDATES = 50
 
 
 def _telemetry(run: EvalRun) -> None:
