@@ -88,6 +88,7 @@ async def test_staff_create_a_suite_and_cases_run_it_in_the_background_and_poll(
     assert r.status_code == 204
     r = await asgi.get(f"/api/evals/maths/runs/{started['id']}", headers=bearer(staff_token))
     assert r.status_code == 404 and r.json()["code"] == "unknown_eval_run"
+    assert r.json()["detail"] == f"No eval run {started['id']!r}."  # the id as sent, not UUID('...')
 
 
 async def test_bad_input_is_a_400_naming_the_field(asgi, agent, staff_token):

@@ -174,7 +174,7 @@ def eval_run_get(eval_run_id: UUID | str, *, suite: EvalSuite | None = None) -> 
         qs = qs.filter(suite=suite)
     run = qs.filter(pk=pk).first()
     if run is None:
-        raise UnknownEvalRun(f"No eval run {eval_run_id!r}.")
+        raise UnknownEvalRun(f"No eval run {str(eval_run_id)!r}.")  # the id as sent, not UUID('...')
     return run
 
 
