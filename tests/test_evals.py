@@ -523,3 +523,22 @@ def test_one_suite_on_two_configuration_versions_side_by_side(suite, agent, scri
     r = client.post("/api/evals/maths/runs", {"version": new.number + 7}, content_type="application/json")
     assert r.status_code == 400 and r.json()["code"] == "invalid_eval" and "version" in r.json()
     assert EvalRun.objects.count() == before
+
+
+def test_agno_cases_go_to_a_suite_of_their_own_target_even_if_the_slug_is_taken(offline_agent, staff_user):
+    """agno's POST /os/eval-runs keeps its cases in `agno-agent-<id>`. If an operator already named
+    another suite so (on another agent), or two long ids cut to the same slug, the case must still
+    run against the agent agno named, never the other suite's target."""
+    from agents_app.agno_compat.eval_views import agno_case_start
+    from tests.factories import AgentFactory
+
+    other = AgentFactory(slug="other", name="Other", tools=["calculator"])
+    EvalSuite.objects.create(slug="agno-agent-offline", name="Mine", agent=other)
+    body = {"eval_type": "performance", "input": "hi", "agent_id": "offline"}
+
+    run = agno_case_start(user=staff_user, body=body)
+    assert run.suite.agent == offline_agent and run.suite.slug != "agno-agent-offline"
+    again = agno_case_start(user=staff_user, body=body)
+    assert again.suite == run.suite  # found again, not a new suite each time
+    assert EvalSuite.objects.get(slug="agno-agent-offline").agent == other
+    assert not EvalCase.objects.filter(suite__agent=other).exists()
