@@ -369,7 +369,9 @@ def get_version(kind: str, runnable_id: int, number: int) -> ConfigVersion:
         raise UnknownVersion(f"No kind of runnable {kind!r}.")
     version = versions_of(kind, runnable_id).filter(number=number).first()
     if version is None:
-        raise UnknownVersion(f"No version {number} of {kind} {runnable_id}.")
+        # Named by its slug (the id clients know), not the database's key.
+        slug = MODELS[kind].objects.filter(pk=runnable_id).values_list("slug", flat=True).first()
+        raise UnknownVersion(f"No version {number} of {kind} {slug or runnable_id!r}.")
     return version
 
 

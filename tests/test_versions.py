@@ -346,6 +346,7 @@ def test_the_api_shows_a_runs_version_and_staff_read_versions(offline_agent, use
     assert one["snapshot"]["config"]["tools"] == offline_agent.tools
     missing = staff.get(f"/api/agents/{offline_agent.slug}/versions/7")
     assert (missing.status_code, missing.json()["code"]) == (404, "unknown_version")
+    assert missing.json()["detail"] == "No version 7 of agent 'offline'."  # its id, not the database's key
     nobody = staff.get("/api/agents/nobody/versions/")
     assert (nobody.status_code, nobody.json()["code"]) == (404, "unknown_agent")
     team = staff.get("/api/teams/nobody/versions/1")
