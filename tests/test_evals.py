@@ -542,3 +542,27 @@ def test_agno_cases_go_to_a_suite_of_their_own_target_even_if_the_slug_is_taken(
     assert again.suite == run.suite  # found again, not a new suite each time
     assert EvalSuite.objects.get(slug="agno-agent-offline").agent == other
     assert not EvalCase.objects.filter(suite__agent=other).exists()
+
+
+def test_a_reliability_case_of_a_pinned_suite_is_checked_against_the_pinned_tools(suite, agent):
+    """A suite pinned to a version runs the agent with that version's tools: a case expecting a tool
+    the version has (and the agent no longer) can pass, one the version lacks never could."""
+    from agents_app.versions import record_version
+
+    agent.tools = ["calculator", "text_stats"]
+    agent.save()
+    pinned = record_version(agent, source="api")
+    agent.tools = ["calculator", "current_time"]
+    agent.save()
+    record_version(agent, source="api")
+    suite.pinned_version = pinned.number
+    suite.save()
+
+    assert case_check(suite=suite, kind="reliability", input="hi", expected_tool_calls=["text_stats"]) == [
+        {"name": "text_stats"}
+    ]
+    with pytest.raises(EvalInvalid) as info:
+        case_check(suite=suite, kind="reliability", input="hi", expected_tool_calls=["current_time"])
+    assert info.value.field == "expected_tool_calls" and f"Version {pinned.number} of the agent" in str(
+        info.value.detail
+    )

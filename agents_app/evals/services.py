@@ -115,16 +115,30 @@ def case_check(
         if not calls:
             raise EvalInvalid("A reliability case names the tool calls it expects.", field="expected_tool_calls")
         known = set(tool_registry.names())
-        agent_tools = set(suite.agent.tools) if suite is not None and suite.agent_id else None
+        agent_tools, owner = _agent_tools(suite)
         for call in calls:
             if call["name"] not in known:
                 raise EvalInvalid(f"Unknown tool {call['name']!r}.", field="expected_tool_calls")
             if agent_tools is not None and call["name"] not in agent_tools:
-                raise EvalInvalid(
-                    f"The agent {suite.agent.slug!r} has no tool {call['name']!r}.",  # type: ignore[union-attr]
-                    field="expected_tool_calls",
-                )
+                raise EvalInvalid(f"{owner} has no tool {call['name']!r}.", field="expected_tool_calls")
     return calls
+
+
+def _agent_tools(suite: EvalSuite | None) -> tuple[set[str] | None, str]:
+    """The tools the suite's agent runs with, and who has them, for a message: a suite pinned to a
+    version runs the version's tools, not the agent's current ones. (None: not an agent.)"""
+    if suite is None or not suite.agent_id:
+        return None, ""
+    agent = suite.agent
+    if suite.pinned_version is not None:
+        try:
+            version = get_version("agent", agent.pk, suite.pinned_version)  # type: ignore[union-attr]
+        except UnknownVersion:
+            pass  # refused on pinned_version by the suite's own check
+        else:
+            tools = set(version.snapshot.get("config", {}).get("tools") or [])
+            return tools, f"Version {version.number} of the agent {agent.slug!r}"  # type: ignore[union-attr]
+    return set(agent.tools), f"The agent {agent.slug!r}"  # type: ignore[union-attr]
 
 
 def tool_calls_normalized(value: Any) -> list[dict[str, Any]]:
