@@ -234,6 +234,7 @@ class EvalRunStartSerializer(serializers.Serializer):
     cases = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=2**31 - 1),
         required=False,
+        allow_empty=False,  # an empty selection is a mistake, not "all of them" (which costs)
         max_length=1000,
         help_text="Ids of the suite's cases to run (default: all of them).",
     )

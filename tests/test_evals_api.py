@@ -113,8 +113,9 @@ async def test_bad_input_is_a_400_naming_the_field(asgi, agent, staff_token):
     assert body["agent"] == [f"The agent {agent.slug!r} is inactive: it refuses runs."]
     agent.is_active = True
     await agent.asave()
-    status, _ = await post("/api/evals/", {"slug": "s", "name": "S", "agent": agent.slug})
+    status, created = await post("/api/evals/", {"slug": "s", "name": "S", "agent": agent.slug})
     assert status == 201
+    suite_pk = created["id"]
 
     status, body = await post("/api/evals/s/cases/", {"kind": "accuracy", "expected_output": "4"})
     assert (status, body["code"], body["input"]) == (400, "invalid", ["This field is required."])
@@ -130,6 +131,10 @@ async def test_bad_input_is_a_400_naming_the_field(asgi, agent, staff_token):
     )
     status, body = await post("/api/evals/s/runs", {})
     assert (status, body["code"], body["cases"]) == (400, "invalid_eval", ["The suite has no case to run."])
+    await sync_to_async(EvalCase.objects.create)(suite_id=suite_pk, kind="performance", input="hi")
+    status, body = await post("/api/evals/s/runs", {"cases": []})  # an empty selection is not "all"
+    assert (status, list(body)) == (400, ["cases", "detail", "code"])
+    await sync_to_async(EvalCase.objects.all().delete)()
     status, body = await post("/api/evals/nope/runs", {})
     assert (status, body["code"]) == (404, "unknown_eval_suite")
     assert await sync_to_async(EvalCase.objects.count)() == 0
