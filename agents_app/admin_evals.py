@@ -105,6 +105,8 @@ class EvalCaseForm(forms.ModelForm):
                 criteria=data.get("criteria", ""),
                 expected_tool_calls=data.get("expected_tool_calls"),
                 suite=suite,
+                threshold=data.get("threshold"),
+                scoring=data.get("scoring", ""),
             )
         except EvalInvalid as exc:
             _as_form_error(self, exc)

@@ -148,6 +148,8 @@ class EvalCaseSerializer(serializers.ModelSerializer):
             criteria=value("criteria"),
             expected_tool_calls=value("expected_tool_calls", []),
             suite=self.context["suite"],
+            threshold=value("threshold", None),
+            scoring=value("scoring", EvalCase.Scoring.NUMERIC),
         )
         return attrs
 
@@ -232,6 +234,7 @@ class EvalRunStartSerializer(serializers.Serializer):
     cases = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=2**31 - 1),
         required=False,
+        allow_empty=False,  # an empty selection is a mistake, not "all of them" (which costs)
         max_length=1000,
         help_text="Ids of the suite's cases to run (default: all of them).",
     )

@@ -88,6 +88,36 @@ def _key_marker(key: str) -> str:
     return "set:" + digest.hexdigest()[:12]
 
 
+def _url_marked(url: str) -> str:
+    """A base URL as a snapshot shows it: a password in it (https://user:password@host/v1, how
+    some endpoints take their credentials) replaced by the same kind of marker as an API key."""
+    userinfo, at, hostport = (url or "").rpartition("@")
+    scheme, sep, user_password = userinfo.partition("://")
+    if not at or not sep or ":" not in user_password:
+        return url
+    user, _colon, password = user_password.partition(":")
+    return f"{scheme}://{user}:{_key_marker(password)}@{hostport}" if password else url
+
+
+def _url_password(url: str) -> str:
+    userinfo, at, _hostport = (url or "").rpartition("@")
+    return userinfo.partition("://")[2].partition(":")[2] if at else ""
+
+
+def _url_unmarked(marked: str, current: str) -> str:
+    """A snapshot's base URL to run with: its password marker replaced by the current row's
+    password (passwords are never stored, as keys are not)."""
+    if _url_marked(current) == marked:
+        return current
+    userinfo, at, hostport = marked.rpartition("@")
+    scheme, sep, user_password = userinfo.partition("://")
+    if not at or not sep or not user_password.partition(":")[2].startswith("set:"):
+        return marked
+    user = user_password.partition(":")[0]
+    password = _url_password(current)
+    return f"{scheme}://{user}:{password}@{hostport}" if password else f"{scheme}://{user}@{hostport}"
+
+
 def model_snapshot(config: ModelConfig | None) -> dict[str, Any] | None:
     """One model config, its key only as a marker."""
     if config is None:
@@ -97,7 +127,12 @@ def model_snapshot(config: ModelConfig | None) -> dict[str, Any] | None:
         if f.name in ("id", "created_at", "updated_at"):
             continue
         value = f.value_from_object(config)
-        data[f.name] = _key_marker(value) if f.name == "api_key" else _plain(value)
+        if f.name == "api_key":
+            data[f.name] = _key_marker(value)
+        elif f.name == "base_url":
+            data[f.name] = _url_marked(value)
+        else:
+            data[f.name] = _plain(value)
     return data
 
 
@@ -369,7 +404,9 @@ def get_version(kind: str, runnable_id: int, number: int) -> ConfigVersion:
         raise UnknownVersion(f"No kind of runnable {kind!r}.")
     version = versions_of(kind, runnable_id).filter(number=number).first()
     if version is None:
-        raise UnknownVersion(f"No version {number} of {kind} {runnable_id}.")
+        # Named by its slug (the id clients know), not the database's key.
+        slug = MODELS[kind].objects.filter(pk=runnable_id).values_list("slug", flat=True).first()
+        raise UnknownVersion(f"No version {number} of {kind} {slug or runnable_id!r}.")
     return version
 
 
@@ -548,6 +585,8 @@ def _model_at(ref: dict[str, Any] | None) -> ModelConfig | None:
             continue
         if f.name == "api_key":
             config.api_key = current.api_key if current is not None else ""
+        elif f.name == "base_url" and f.name in ref:
+            config.base_url = _url_unmarked(ref[f.name] or "", current.base_url if current is not None else "")
         elif f.name in ref:
             setattr(config, f.attname, f.to_python(ref[f.name]) if ref[f.name] is not None else None)
     return config

@@ -210,6 +210,42 @@ def test_the_regression_flag_compares_with_the_suite_last_score(suite, scripted_
     assert "Eval suite maths regressed: score 0.0 below its last run's 100.0" in caplog.text
 
 
+def test_the_regression_flag_compares_like_with_like(suite, judge, scripted_model, caplog):
+    """A run is compared with the suite's last run of the same cases (or fewer: a case added since
+    still counts) on the same model and version. A run of another case alone (agno's POST
+    /os/eval-runs adds and runs one case each time), or a comparison run on another model, is no
+    baseline: flagging it, or letting it hide a real drop later, would make the badge noise."""
+    calc = _case(suite, kind="reliability", input="Compute 2+2", expected_tool_calls=["calculator"], position=0)
+    story = _case(suite, kind="reliability", input="Tell a story", expected_tool_calls=["calculator"], position=1)
+
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "2+2"}}])
+    scripted_model.push_text("4")
+    one = eval_run_execute_here(eval_run_start(suite=suite, cases=[calc], publish=False))
+    scripted_model.push_text("Once upon a time")
+    other = eval_run_execute_here(eval_run_start(suite=suite, cases=[story], publish=False))
+    assert (one.score, other.score) == (100.0, 0.0)
+    assert (other.previous_score, other.regressed) == (None, False)  # another case: no baseline
+
+    # The whole suite on the agent's own model: 50 %; then on another model: 0 %, with no baseline
+    # of its own; then the own model again, at 0 %: compared with the own model's 50 %, not 0 %.
+    scripted_model.push_tool_calls([{"name": "calculator", "arguments": {"expression": "2+2"}}])
+    scripted_model.push_text("4")
+    scripted_model.push_text("Once upon a time")
+    own = _run(suite)
+    # Its baseline is the latest run of cases it ran too: the story alone (0 %).
+    assert (own.score, own.previous_score, own.regressed) == (50.0, 0.0, False)
+    scripted_model.push_text("4, by heart")
+    scripted_model.push_text("Once upon a time")
+    cheap = eval_run_execute_here(eval_run_start(suite=suite, model=judge, publish=False))
+    assert (cheap.score, cheap.previous_score, cheap.regressed) == (0.0, None, False)
+    scripted_model.push_text("4, by heart")
+    scripted_model.push_text("Once upon a time")
+    with caplog.at_level("WARNING", logger="agents_app.evals.services"):
+        own_again = _run(suite)
+    assert (own_again.score, own_again.previous_score, own_again.regressed) == (0.0, 50.0, True)
+    assert "regressed: score 0.0 below its last run's 50.0" in caplog.text
+
+
 def test_cancel_stops_queued_cases_and_refuses_twice(suite):
     _case(suite, kind="accuracy", expected_output="4")
     run = eval_run_start(suite=suite, publish=False)
@@ -220,6 +256,35 @@ def test_cancel_stops_queued_cases_and_refuses_twice(suite):
     with pytest.raises(EvalRunFinished):
         eval_run_cancel(run)
     assert not Session.objects.filter(is_eval=True).exists()  # nothing ran
+
+
+def test_deleting_a_running_eval_run_stops_its_case_quietly(suite, monkeypatch, caplog):
+    """DELETE of a running eval run (or of its suite) removes its rows while a worker is in the
+    middle of a case: the case must stop after its current iteration (not run every remaining one
+    against the target's model) and end without an error in the worker's log."""
+    from agents_app.evals import runner
+    from agents_app.evals.services import eval_runs_delete
+    from sessions_app.db import db_call
+
+    _case(suite, kind="performance", iterations=5)
+    run = eval_run_start(suite=suite, publish=False)
+    result_id = EvalCaseResult.objects.get(eval_run=run).pk
+    original = runner._target_run
+    calls: list[int] = []
+
+    async def then_delete(*args: Any, **kwargs: Any) -> Any:
+        answer = await original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            await db_call(eval_runs_delete, [run.pk])
+        return answer
+
+    monkeypatch.setattr(runner, "_target_run", then_delete)
+    with caplog.at_level("ERROR"):
+        runner.eval_case_execute(result_id=result_id)
+    assert len(calls) == 1
+    assert not EvalRun.objects.filter(pk=run.pk).exists()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
 def test_bad_cases_and_targets_are_refused_naming_the_field(suite, agent):
@@ -458,3 +523,46 @@ def test_one_suite_on_two_configuration_versions_side_by_side(suite, agent, scri
     r = client.post("/api/evals/maths/runs", {"version": new.number + 7}, content_type="application/json")
     assert r.status_code == 400 and r.json()["code"] == "invalid_eval" and "version" in r.json()
     assert EvalRun.objects.count() == before
+
+
+def test_agno_cases_go_to_a_suite_of_their_own_target_even_if_the_slug_is_taken(offline_agent, staff_user):
+    """agno's POST /os/eval-runs keeps its cases in `agno-agent-<id>`. If an operator already named
+    another suite so (on another agent), or two long ids cut to the same slug, the case must still
+    run against the agent agno named, never the other suite's target."""
+    from agents_app.agno_compat.eval_views import agno_case_start
+    from tests.factories import AgentFactory
+
+    other = AgentFactory(slug="other", name="Other", tools=["calculator"])
+    EvalSuite.objects.create(slug="agno-agent-offline", name="Mine", agent=other)
+    body = {"eval_type": "performance", "input": "hi", "agent_id": "offline"}
+
+    run = agno_case_start(user=staff_user, body=body)
+    assert run.suite.agent == offline_agent and run.suite.slug != "agno-agent-offline"
+    again = agno_case_start(user=staff_user, body=body)
+    assert again.suite == run.suite  # found again, not a new suite each time
+    assert EvalSuite.objects.get(slug="agno-agent-offline").agent == other
+    assert not EvalCase.objects.filter(suite__agent=other).exists()
+
+
+def test_a_reliability_case_of_a_pinned_suite_is_checked_against_the_pinned_tools(suite, agent):
+    """A suite pinned to a version runs the agent with that version's tools: a case expecting a tool
+    the version has (and the agent no longer) can pass, one the version lacks never could."""
+    from agents_app.versions import record_version
+
+    agent.tools = ["calculator", "text_stats"]
+    agent.save()
+    pinned = record_version(agent, source="api")
+    agent.tools = ["calculator", "current_time"]
+    agent.save()
+    record_version(agent, source="api")
+    suite.pinned_version = pinned.number
+    suite.save()
+
+    assert case_check(suite=suite, kind="reliability", input="hi", expected_tool_calls=["text_stats"]) == [
+        {"name": "text_stats"}
+    ]
+    with pytest.raises(EvalInvalid) as info:
+        case_check(suite=suite, kind="reliability", input="hi", expected_tool_calls=["current_time"])
+    assert info.value.field == "expected_tool_calls" and f"Version {pinned.number} of the agent" in str(
+        info.value.detail
+    )

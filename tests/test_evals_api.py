@@ -88,6 +88,7 @@ async def test_staff_create_a_suite_and_cases_run_it_in_the_background_and_poll(
     assert r.status_code == 204
     r = await asgi.get(f"/api/evals/maths/runs/{started['id']}", headers=bearer(staff_token))
     assert r.status_code == 404 and r.json()["code"] == "unknown_eval_run"
+    assert r.json()["detail"] == f"No eval run {started['id']!r}."  # the id as sent, not UUID('...')
 
 
 async def test_bad_input_is_a_400_naming_the_field(asgi, agent, staff_token):
@@ -112,8 +113,9 @@ async def test_bad_input_is_a_400_naming_the_field(asgi, agent, staff_token):
     assert body["agent"] == [f"The agent {agent.slug!r} is inactive: it refuses runs."]
     agent.is_active = True
     await agent.asave()
-    status, _ = await post("/api/evals/", {"slug": "s", "name": "S", "agent": agent.slug})
+    status, created = await post("/api/evals/", {"slug": "s", "name": "S", "agent": agent.slug})
     assert status == 201
+    suite_pk = created["id"]
 
     status, body = await post("/api/evals/s/cases/", {"kind": "accuracy", "expected_output": "4"})
     assert (status, body["code"], body["input"]) == (400, "invalid", ["This field is required."])
@@ -129,6 +131,10 @@ async def test_bad_input_is_a_400_naming_the_field(asgi, agent, staff_token):
     )
     status, body = await post("/api/evals/s/runs", {})
     assert (status, body["code"], body["cases"]) == (400, "invalid_eval", ["The suite has no case to run."])
+    await sync_to_async(EvalCase.objects.create)(suite_id=suite_pk, kind="performance", input="hi")
+    status, body = await post("/api/evals/s/runs", {"cases": []})  # an empty selection is not "all"
+    assert (status, list(body)) == (400, ["cases", "detail", "code"])
+    await sync_to_async(EvalCase.objects.all().delete)()
     status, body = await post("/api/evals/nope/runs", {})
     assert (status, body["code"]) == (404, "unknown_eval_suite")
     assert await sync_to_async(EvalCase.objects.count)() == 0
@@ -154,3 +160,29 @@ async def test_cases_crud_and_suite_delete(asgi, agent, staff_token):
     r = await asgi.delete("/api/evals/crud/", headers=bearer(staff_token))
     assert r.status_code == 204
     assert not await sync_to_async(EvalSuite.objects.filter(pk=suite.pk).exists)()
+
+
+async def test_a_threshold_no_score_can_meet_is_a_400_naming_it(asgi, agent, staff_token):
+    """Judged scores are 1-10 and latencies positive: an accuracy case with threshold 1000 (or a
+    performance case with a p95 limit of 0 s) could never pass, so it is refused like the other bad
+    cases, on `threshold`."""
+    await sync_to_async(EvalSuite.objects.create)(slug="t", name="T", agent=agent)
+
+    async def post(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        r = await asgi.post("/api/evals/t/cases/", json=body, headers=bearer(staff_token))
+        return r.status_code, r.json()
+
+    for body in (
+        {"kind": "accuracy", "input": "hi", "expected_output": "x", "threshold": 1000},
+        {"kind": "accuracy", "input": "hi", "expected_output": "x", "threshold": 0},
+        {"kind": "agent_as_judge", "input": "hi", "criteria": "c", "scoring": "numeric", "threshold": 11},
+        {"kind": "performance", "input": "hi", "threshold": 0},
+        {"kind": "performance", "input": "hi", "threshold": -1},
+    ):
+        status, answer = await post(body)
+        assert (status, answer["code"], list(answer)) == (400, "invalid_eval", ["threshold", "detail", "code"]), body
+    status, _ = await post({"kind": "accuracy", "input": "hi", "expected_output": "x", "threshold": 10})
+    assert status == 201
+    status, _ = await post({"kind": "performance", "input": "hi", "threshold": 0.5})
+    assert status == 201
+    assert await sync_to_async(EvalCase.objects.count)() == 2

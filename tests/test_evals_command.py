@@ -120,3 +120,36 @@ def test_compare_versions_runs_each_suite_as_both_versions(demo, tmp_path: Path)
     assert (comparison["first"]["version"], comparison["second"]["version"]) == (first.number, second.number)
     with pytest.raises(CommandError, match="no saved version 99"):
         call_command("agentos_eval", "demo-evals", "--compare-versions", "1", "99", stdout=io.StringIO())
+
+
+def test_a_suite_or_version_that_cannot_run_is_refused_before_anything_runs(demo, tmp_path: Path):
+    """Exit 2 must come before any case runs: a CI job that names a wrong version (or a second suite
+    that has no case) gets its answer at once, not after the first suite's whole run."""
+    from agents_app.models import Agent
+    from agents_app.versions import record_version
+
+    assert record_version(Agent.objects.get(slug="demo"), author=None, source="api").number == 1
+    with pytest.raises(CommandError) as refused:
+        call_command("agentos_eval", "demo-evals", "--compare-versions", "1", "99", stdout=io.StringIO())
+    assert refused.value.returncode == 2 and "no saved version 99" in str(refused.value)
+    assert not EvalRun.objects.exists()
+
+    suite = EvalSuite.objects.get(slug="demo-evals")
+    EvalSuite.objects.create(slug="empty", name="Empty", agent=suite.agent)
+    with pytest.raises(CommandError) as refused:
+        call_command("agentos_eval", "demo-evals", "empty", stdout=io.StringIO())
+    assert refused.value.returncode == 2 and "empty" in str(refused.value)
+    assert not EvalRun.objects.exists()
+
+
+def test_an_unwritable_json_output_is_refused_before_anything_runs(demo, tmp_path: Path):
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "agentos_eval",
+            "demo-evals",
+            "--json-output",
+            str(tmp_path / "no" / "such" / "x.json"),
+            stdout=io.StringIO(),
+        )
+    assert refused.value.returncode == 2 and "--json-output" in str(refused.value)
+    assert not EvalRun.objects.exists()

@@ -346,6 +346,7 @@ def test_the_api_shows_a_runs_version_and_staff_read_versions(offline_agent, use
     assert one["snapshot"]["config"]["tools"] == offline_agent.tools
     missing = staff.get(f"/api/agents/{offline_agent.slug}/versions/7")
     assert (missing.status_code, missing.json()["code"]) == (404, "unknown_version")
+    assert missing.json()["detail"] == "No version 7 of agent 'offline'."  # its id, not the database's key
     nobody = staff.get("/api/agents/nobody/versions/")
     assert (nobody.status_code, nobody.json()["code"]) == (404, "unknown_agent")
     team = staff.get("/api/teams/nobody/versions/1")
@@ -392,6 +393,29 @@ def test_no_secret_in_a_snapshot_only_a_marker_that_changes_with_the_key(admin_c
         page = admin_client.get(url)
         assert page.status_code == 200 and SECRET not in page.content.decode(), url
     assert SECRET not in json.dumps(snapshot("agent", agent))
+
+
+@pytest.mark.django_db
+def test_a_password_in_the_base_url_is_a_marker_too_and_a_pinned_run_uses_the_current_one():
+    """Some endpoints take their credentials in the URL (https://user:password@host/v1). A version
+    is kept forever, after the password is rotated: it must hold a marker, as for the API key, and
+    running the version uses the row's current password."""
+    from agents_app.versions import materialize
+
+    url = "http://bob:hunter2-VERSION@127.0.0.1:9/v1"
+    model = ModelConfigFactory(name="in-url", provider=ModelConfig.Provider.OPENAI, model_id="m", base_url=url)
+    agent = AgentFactory(slug="in-url", model=model)
+    first = record_version(agent)
+    text = json.dumps(first.snapshot)
+    assert "hunter2" not in text
+    marked = first.snapshot["config"]["model"]["base_url"]
+    assert marked.startswith("http://bob:set:") and marked.endswith("@127.0.0.1:9/v1")
+    model.base_url = "http://bob:rotated-VERSION@127.0.0.1:9/v1"
+    model.save()
+    second = record_version(agent)
+    assert second is not None and "rotated" not in json.dumps(second.snapshot)
+    assert second.snapshot["config"]["model"]["base_url"] != marked
+    assert materialize(first).model.base_url == "http://bob:rotated-VERSION@127.0.0.1:9/v1"
 
 
 # ---- telemetry -----------------------------------------------------------------------------------------

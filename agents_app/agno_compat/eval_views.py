@@ -222,6 +222,25 @@ def _eval_run_or_404(eval_run_id: str) -> EvalRun:
 # ---- starting one case ---------------------------------------------------------------------------------
 
 
+def _agno_suite(kind_name: str, target: Any) -> EvalSuite:
+    """The suite agno's cases of `target` are kept in: `agno-<kind>-<id>`, or, when that slug is
+    taken by a suite of another target (an operator's, or a long id cut to the same 100
+    characters), `agno-<kind>-<id>-<pk>`. Always a suite of `target`: a case must never run
+    against another agent than the one agno named."""
+    base = f"agno-{kind_name}-{target.slug}"[:100]
+    fallback = f"{base[: 99 - len(str(target.pk))]}-{target.pk}"
+    own = EvalSuite.objects.filter(slug__in=[base, fallback], **{kind_name: target}).order_by("pk").first()
+    if own is not None:
+        return own
+    slug = fallback if EvalSuite.objects.filter(slug=base).exists() else base
+    suite, _ = EvalSuite.objects.get_or_create(
+        slug=slug, defaults={"name": f"agno evals of {target.name}"[:200], kind_name: target}
+    )
+    if getattr(suite, f"{kind_name}_id") != target.pk:
+        raise EvalInvalid(f"The eval suite {slug!r} belongs to another {kind_name}.", field=f"{kind_name}_id")
+    return suite
+
+
 def agno_case_start(*, user: Any, body: dict[str, Any]) -> EvalRun:
     """Create the case agno's client describes (in the target's `agno-...` suite) and queue it."""
     agent_id, team_id = body.get("agent_id"), body.get("team_id")
@@ -233,10 +252,7 @@ def agno_case_start(*, user: Any, body: dict[str, Any]) -> EvalRun:
     if target is None:
         raise NotFound(f"{kind_name.title()} not found")
     suite_target_check(**{kind_name: target})
-    suite, _ = EvalSuite.objects.get_or_create(
-        slug=f"agno-{kind_name}-{slug}"[:100],
-        defaults={"name": f"agno evals of {target.name}"[:200], kind_name: target},
-    )
+    suite = _agno_suite(kind_name, target)
     kind = body["eval_type"]
     calls: list[Any] = list(body.get("expected_tool_calls") or [])
     arguments = body.get("expected_tool_call_arguments") or {}

@@ -149,7 +149,7 @@ def eval_case_execute(*, result_id: int) -> Delivery:
         outcome.status = EvalStatus.ERROR
         outcome.error = "internal_error"
         outcome.reason = f"The eval failed: {type(exc).__name__}: {exc}"
-    EvalCaseResult.objects.filter(pk=result_id, status=EvalStatus.RUNNING).update(
+    stored = EvalCaseResult.objects.filter(pk=result_id, status=EvalStatus.RUNNING).update(
         status=outcome.status,
         actual=outcome.actual,
         score=outcome.score,
@@ -162,6 +162,9 @@ def eval_case_execute(*, result_id: int) -> Delivery:
         duration=round(time.perf_counter() - started, 4),
         finished_at=timezone.now(),
     )
+    if not stored:
+        # The eval run was deleted meanwhile (or the sweep took the case over): nothing to settle.
+        return Delivery(outcome.status)
     eval_run_progress(eval_run_id=result.eval_run_id)
     return Delivery(outcome.status)
 
@@ -198,6 +201,8 @@ async def _execute(result: EvalCaseResult, out: Outcome) -> None:
             return
     if kind == EvalCase.Kind.PERFORMANCE and case is not None:
         for _ in range(case.warmup):
+            if await db_call(_cancelled, result.eval_run_id):
+                break  # the first iteration's check below says so
             warm = await _target_run(
                 suite, result.input, result.eval_run.model_override, result.eval_run.config_version
             )
@@ -290,7 +295,8 @@ def _conclude(
 
 
 def _cancelled(eval_run_id: UUID) -> bool:
-    return EvalRun.objects.filter(pk=eval_run_id, status=EvalStatus.CANCELLED).exists()
+    """Cancelled, or deleted (its rows are gone: running on would only spend the target's model)."""
+    return not EvalRun.objects.filter(pk=eval_run_id).exclude(status=EvalStatus.CANCELLED).exists()
 
 
 def _rss_mb() -> float:

@@ -90,11 +90,22 @@ def case_check(
     criteria: str = "",
     expected_tool_calls: Any = None,
     suite: EvalSuite | None = None,
+    threshold: float | None = None,
+    scoring: str = "",
 ) -> list[dict[str, Any]]:
     """Refuse a case that cannot run, naming the field; return its expected tool calls normalized
-    ({"name", "arguments"?} each)."""
+    ({"name", "arguments"?} each). A threshold no result can meet (a judged score outside 1-10, a
+    p95 latency limit of 0 s or less) is refused too: such a case could never pass."""
     if not (input or "").strip():
         raise EvalInvalid("A case needs an input: the message sent to the target.", field="input")
+    if threshold is not None:
+        numeric = kind == EvalCase.Kind.ACCURACY or (
+            kind == EvalCase.Kind.AGENT_AS_JUDGE and scoring != EvalCase.Scoring.BINARY
+        )
+        if numeric and not 1 <= threshold <= 10:
+            raise EvalInvalid("A judged case's threshold is a score from 1 to 10.", field="threshold")
+        if kind == EvalCase.Kind.PERFORMANCE and not threshold > 0:
+            raise EvalInvalid("A performance case's threshold is a p95 latency in seconds, above 0.", field="threshold")
     if kind == EvalCase.Kind.ACCURACY and not (expected_output or "").strip():
         raise EvalInvalid("An accuracy case needs the expected output.", field="expected_output")
     if kind == EvalCase.Kind.AGENT_AS_JUDGE and not (criteria or "").strip():
@@ -104,16 +115,30 @@ def case_check(
         if not calls:
             raise EvalInvalid("A reliability case names the tool calls it expects.", field="expected_tool_calls")
         known = set(tool_registry.names())
-        agent_tools = set(suite.agent.tools) if suite is not None and suite.agent_id else None
+        agent_tools, owner = _agent_tools(suite)
         for call in calls:
             if call["name"] not in known:
                 raise EvalInvalid(f"Unknown tool {call['name']!r}.", field="expected_tool_calls")
             if agent_tools is not None and call["name"] not in agent_tools:
-                raise EvalInvalid(
-                    f"The agent {suite.agent.slug!r} has no tool {call['name']!r}.",  # type: ignore[union-attr]
-                    field="expected_tool_calls",
-                )
+                raise EvalInvalid(f"{owner} has no tool {call['name']!r}.", field="expected_tool_calls")
     return calls
+
+
+def _agent_tools(suite: EvalSuite | None) -> tuple[set[str] | None, str]:
+    """The tools the suite's agent runs with, and who has them, for a message: a suite pinned to a
+    version runs the version's tools, not the agent's current ones. (None: not an agent.)"""
+    if suite is None or not suite.agent_id:
+        return None, ""
+    agent = suite.agent
+    if suite.pinned_version is not None:
+        try:
+            version = get_version("agent", agent.pk, suite.pinned_version)  # type: ignore[union-attr]
+        except UnknownVersion:
+            pass  # refused on pinned_version by the suite's own check
+        else:
+            tools = set(version.snapshot.get("config", {}).get("tools") or [])
+            return tools, f"Version {version.number} of the agent {agent.slug!r}"  # type: ignore[union-attr]
+    return set(agent.tools), f"The agent {agent.slug!r}"  # type: ignore[union-attr]
 
 
 def tool_calls_normalized(value: Any) -> list[dict[str, Any]]:
@@ -163,7 +188,7 @@ def eval_run_get(eval_run_id: UUID | str, *, suite: EvalSuite | None = None) -> 
         qs = qs.filter(suite=suite)
     run = qs.filter(pk=pk).first()
     if run is None:
-        raise UnknownEvalRun(f"No eval run {eval_run_id!r}.")
+        raise UnknownEvalRun(f"No eval run {str(eval_run_id)!r}.")  # the id as sent, not UUID('...')
     return run
 
 
@@ -209,6 +234,30 @@ def eval_session_create(suite: EvalSuite) -> Session:
 # ---- starting, cancelling, deleting --------------------------------------------------------------------
 
 
+def eval_run_check(
+    *,
+    suite: EvalSuite,
+    cases: Iterable[EvalCase] | None = None,
+    model: ModelConfig | None = None,
+    version: int | None = None,
+) -> list[EvalCase]:
+    """What `eval_run_start` refuses, without storing anything: a caller that starts several eval
+    runs (the command: several suites, two versions) checks them all before running any. Returns
+    the cases the eval run would run."""
+    suite_target_check(agent=suite.agent, team=suite.team, workflow=suite.workflow)
+    chosen = list(cases) if cases is not None else list(suite.cases.all())
+    if not chosen:
+        raise EvalInvalid("The suite has no case to run.", field="cases")
+    if model is not None and suite.workflow_id:
+        raise EvalInvalid("A workflow has no model of its own to replace.", field="model")
+    # `version`: this eval run's target runs as that saved version (comparing two versions); else
+    # the suite's pinned one, else the target as it is.
+    suite_version_check(
+        pinned_version=version, agent=suite.agent, team=suite.team, workflow=suite.workflow, field="version"
+    )
+    return chosen
+
+
 def eval_run_start(
     *,
     suite: EvalSuite,
@@ -224,17 +273,7 @@ def eval_run_start(
     """Queue an eval run of `suite` (or of `cases` of it): one result row per case, and, once
     committed, one Celery task per case (`publish=False`: the caller runs them, as the command does).
     Refuses a suite whose target is inactive, or that has no case (EvalInvalid)."""
-    suite_target_check(agent=suite.agent, team=suite.team, workflow=suite.workflow)
-    chosen = list(cases) if cases is not None else list(suite.cases.all())
-    if not chosen:
-        raise EvalInvalid("The suite has no case to run.", field="cases")
-    if model is not None and suite.workflow_id:
-        raise EvalInvalid("A workflow has no model of its own to replace.", field="model")
-    # `version`: this eval run's target runs as that saved version (comparing two versions); else
-    # the suite's pinned one, else the target as it is.
-    suite_version_check(
-        pinned_version=version, agent=suite.agent, team=suite.team, workflow=suite.workflow, field="version"
-    )
+    chosen = eval_run_check(suite=suite, cases=cases, model=model, version=version)
     judge = judge_model_for(suite)
     own = getattr(suite.agent or suite.team, "model", None)
     with transaction.atomic():
@@ -349,14 +388,7 @@ def eval_run_progress(*, eval_run_id: UUID) -> EvalRun:
         status = EvalStatus.PASSED
     judged = counts["total"] - counts["errors"] - counts["cancelled"]
     score = round(100.0 * counts["passed"] / judged, 2) if judged else None
-    previous = (
-        EvalRun.objects.filter(suite_id=run.suite_id, score__isnull=False, finished_at__isnull=False)
-        .exclude(pk=run.pk)
-        .exclude(status=EvalStatus.CANCELLED)
-        .order_by("-finished_at")
-        .values_list("score", flat=True)
-        .first()
-    )
+    previous = _baseline_score(run)
     regressed = score is not None and previous is not None and score < previous
     updated = EvalRun.objects.filter(pk=run.pk, status__in=(EvalStatus.QUEUED, EvalStatus.RUNNING)).update(
         status=status, score=score, previous_score=previous, regressed=regressed, finished_at=timezone.now()
@@ -375,6 +407,43 @@ def eval_run_progress(*, eval_run_id: UUID) -> EvalRun:
             )
         _telemetry(run)
     return run
+
+
+def _baseline_score(run: EvalRun) -> float | None:
+    """The score `run` is compared with for the regression flag: the suite's last finished eval run
+    on the same model (override) and version that ran no case `run` did not run (a case added since
+    still counts against the new score). Another case alone (agno's POST adds and runs one case
+    each time) or a comparison on another model or version measures something else: it is no
+    baseline, and must not hide a real drop in the next run either."""
+    candidates = list(
+        EvalRun.objects.filter(
+            suite_id=run.suite_id,
+            score__isnull=False,
+            finished_at__isnull=False,
+            model_override_id=run.model_override_id,
+            config_version=run.config_version,
+        )
+        .exclude(pk=run.pk)
+        .exclude(status=EvalStatus.CANCELLED)
+        .order_by("-finished_at")
+        .values_list("pk", "score")[:_BASELINE_CANDIDATES]
+    )
+    if not candidates:
+        return None
+    ours = set(run.results.values_list("case_id", flat=True))
+    cases: dict[Any, set[Any]] = {pk: set() for pk, _score in candidates}
+    for eval_run_id, case_id in EvalCaseResult.objects.filter(eval_run_id__in=list(cases)).values_list(
+        "eval_run_id", "case_id"
+    ):
+        cases[eval_run_id].add(case_id)
+    for pk, score in candidates:
+        if cases[pk] and None not in cases[pk] and cases[pk] <= ours:
+            return score
+    return None
+
+
+# How many of the suite's latest eval runs the regression flag looks through for a baseline.
+_BASELINE_CANDIDATES = 50
 
 
 def _telemetry(run: EvalRun) -> None:

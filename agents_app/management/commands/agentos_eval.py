@@ -21,7 +21,7 @@ from rich.table import Table
 from agents_app.apis_evals import EvalRunDetailSerializer
 from agents_app.eval_models import EvalCaseResult, EvalRun, EvalStatus
 from agents_app.evals.runner import eval_run_execute_here
-from agents_app.evals.services import eval_run_start, eval_runs_compare, suite_get
+from agents_app.evals.services import eval_run_check, eval_run_start, eval_runs_compare, suite_get
 from agents_app.models import ModelConfig
 from sessions_app.errors import EvalInvalid, UnknownEvalSuite
 
@@ -85,6 +85,15 @@ class Command(BaseCommand):
         elif compare_versions:
             variants = [(None, number) for number in compare_versions]
         comparing = len(variants) == 2
+        # Refuse what cannot run before anything runs: exit 2 at once, not after a first suite's run.
+        for suite in chosen:
+            for model, version in variants:
+                try:
+                    eval_run_check(suite=suite, model=model, version=version)
+                except EvalInvalid as exc:
+                    raise CommandError(f"{suite.slug}: {exc.detail}", returncode=2) from None
+        if json_output and not Path(json_output).parent.is_dir():
+            raise CommandError(f"--json-output: no directory {str(Path(json_output).parent)!r}.", returncode=2)
         runs: list[EvalRun] = []
         comparisons: list[dict[str, Any]] = []
         for suite, (model, version), last in [
@@ -118,7 +127,12 @@ class Command(BaseCommand):
             data: Any = [EvalRunDetailSerializer(run).data for run in runs]
             if comparing:
                 data = {"eval_runs": data, "comparisons": comparisons}
-            Path(json_output).write_text(json.dumps(data, indent=2, default=str))
+            try:
+                Path(json_output).write_text(json.dumps(data, indent=2, default=str))
+            except OSError as exc:
+                raise CommandError(
+                    f"--json-output: cannot write {json_output!r}: {exc.strerror}.", returncode=2
+                ) from None
         failed = [run for run in runs if not _ok(run, fail_under)]
         summary = ", ".join(f"{run.suite.slug}: {run.status} {_score(run)}" for run in runs)
         if failed:
