@@ -419,6 +419,29 @@ async def test_with_no_beat_the_embedded_worker_expires_an_overdue_run_on_its_ow
     assert CALLS == []
 
 
+async def test_a_continue_that_loses_the_race_to_another_is_a_409_not_a_400(
+    asgi, shop, token, scripted_model, monkeypatch
+):
+    """Two continues at once (two processes): the loser may read the run as paused, then find its
+    calls already claimed by the winner; that is the double continue's 409, not an unknown call."""
+    from agents_app.engine import approvals
+
+    scripted_model.push_tool_calls([REFUND])
+    run_id = (await start(asgi, token)).json()["run_id"]
+    real_chain = approvals.paused_chain
+
+    def chain_after_the_other_claimed(run: Any) -> Any:
+        # What the winner committed meanwhile: its calls decided, the run running again.
+        ToolApproval.objects.filter(run_id=run.pk).update(status="approved")
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING)
+        return real_chain(run)
+
+    monkeypatch.setattr(approvals, "paused_chain", chain_after_the_other_claimed)
+    r = await continue_(asgi, token, run_id, [{"tool_call_id": "c1", "decision": "approve"}])
+    assert (r.status_code, r.json()["code"]) == (409, "run_not_paused")
+    assert CALLS == []
+
+
 async def test_an_overdue_run_is_expired_by_the_continue_that_meets_it(asgi, shop, token, scripted_model):
     scripted_model.push_tool_calls([REFUND])
     run_id = (await start(asgi, token)).json()["run_id"]

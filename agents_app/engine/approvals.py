@@ -319,7 +319,17 @@ def run_continue_prepare(
     if leaf.agent is None:
         raise RunNotPaused(f"Run {run_id} waits for no tool call.", status=run.status)
     pending = list(ToolApproval.objects.filter(run=leaf, status=ToolApproval.Status.PENDING).order_by("position"))
-    resolved = _resolve(pending, decisions)
+    try:
+        resolved = _resolve(pending, decisions)
+    except InvalidDecision:  # UnknownToolCall too
+        # Another continue (in any process) may have claimed the run between the status read above
+        # and the read of its pending calls: then the answer is the double continue's 409, not a 400.
+        now_status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).first()
+        if now_status != Run.Status.PAUSED:
+            raise RunNotPaused(
+                f"Run {run_id} is {now_status}: it does not wait for a decision.", status=now_status
+            ) from None
+        raise
     # The components must still be active (their not-found errors; the run stays paused).
     agent_get_active(agent_id=leaf.agent.slug)
     root_component: Any = (
