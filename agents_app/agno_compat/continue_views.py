@@ -11,6 +11,7 @@ step run's RunRequirements) are resolved; agno's other step requirement kinds ar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -37,41 +38,36 @@ from sessions_app.errors import DomainError, run_http_status
 from sessions_app.inputs import InvalidInput, parse_json
 
 
-class ContinueFormSerializer(serializers.Serializer):
+class _ContinueFormSerializer(serializers.Serializer):
+    """The form of every continue route: one JSON list field (named by `payload_field`, declared by
+    the subclass), `stream`, and the ids agno's client sends along."""
+
+    payload_field = ""
+    stream = s.FormBooleanField(default=True)
+    session_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    user_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        # A JSON body may carry the list as a list rather than a string.
+        field = self.payload_field
+        if hasattr(data, "get") and isinstance(data.get(field), list):
+            data = {**data, field: orjson.dumps(data[field]).decode()}
+        return super().to_internal_value(data)
+
+
+class ContinueFormSerializer(_ContinueFormSerializer):
+    payload_field = "tools"
     tools = serializers.CharField(trim_whitespace=False, allow_blank=True, default="")
-    stream = s.FormBooleanField(default=True)
-    session_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    user_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-
-    def to_internal_value(self, data: Any) -> Any:
-        # A JSON body may carry `tools` as a list rather than a string.
-        if hasattr(data, "get") and isinstance(data.get("tools"), list):
-            data = {**data, "tools": orjson.dumps(data["tools"]).decode()}
-        return super().to_internal_value(data)
 
 
-class TeamContinueFormSerializer(serializers.Serializer):
+class TeamContinueFormSerializer(_ContinueFormSerializer):
+    payload_field = "requirements"
     requirements = serializers.CharField(trim_whitespace=False, allow_blank=True, default="")
-    stream = s.FormBooleanField(default=True)
-    session_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    user_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-
-    def to_internal_value(self, data: Any) -> Any:
-        if hasattr(data, "get") and isinstance(data.get("requirements"), list):
-            data = {**data, "requirements": orjson.dumps(data["requirements"]).decode()}
-        return super().to_internal_value(data)
 
 
-class WorkflowContinueFormSerializer(serializers.Serializer):
+class WorkflowContinueFormSerializer(_ContinueFormSerializer):
+    payload_field = "step_requirements"
     step_requirements = serializers.CharField(trim_whitespace=False, allow_blank=True, default="")
-    stream = s.FormBooleanField(default=True)
-    session_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    user_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-
-    def to_internal_value(self, data: Any) -> Any:
-        if hasattr(data, "get") and isinstance(data.get("step_requirements"), list):
-            data = {**data, "step_requirements": orjson.dumps(data["step_requirements"]).decode()}
-        return super().to_internal_value(data)
 
 
 class ToolsRefused(DomainError):
@@ -83,6 +79,49 @@ class ToolsRefused(DomainError):
     def __init__(self, exc: InvalidDecision) -> None:
         super().__init__(exc.detail)
         self.code = exc.code
+
+
+class _ContinueView(AgnoView):
+    """One continue for agents, teams and workflows: the subclass names its kind, its form and how
+    agno's JSON list becomes our decisions; the rest (scope, parse, prepare, stream or wait) is shared."""
+
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+    kind = ""
+    form_class: type[_ContinueFormSerializer] = _ContinueFormSerializer
+    decisions_from: Callable[[Any], Any]
+
+    def prepare_post(self, request: Any, run_id: str, **kwargs: str) -> tuple[Any, bool]:
+        component_key = f"{self.kind}_id"
+        component_id = kwargs[component_key]
+        run_uuid: UUID = _parse_uuid(run_id, "Run")
+        if not allowed_for(request.auth, request.user).permits(self.kind, component_id):  # a scoped token's only
+            raise NotFound("Run not found")
+        form = self.form_class(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        field = self.form_class.payload_field
+        raw = data[field]
+        try:
+            payload = parse_json(raw, field=field) if raw.strip() else []
+        except InvalidInput as exc:
+            raise ToolsRefused(InvalidDecision(f"Invalid JSON in {field} field: {exc.detail}")) from None
+        try:
+            decisions = self.decisions_from(payload)
+            handle = runs.continue_prepare(
+                run_uuid, user=request.user, decisions=decisions, channel="agno", **{component_key: component_id}
+            )
+        except InvalidDecision as exc:
+            raise ToolsRefused(exc) from None
+        return handle, data["stream"]
+
+    async def post(self, request: Any, run_id: str, **kwargs: str) -> Any:
+        handle, stream = self.prepared
+        if stream:
+            return sse_response(_named(runs.continue_follow(handle), f"{self.kind}_name", handle.component_name))
+        events = await runs.launch(handle, stream=False).wait()
+        result = handle.result(events)
+        body = s.output_json(handle, events, result)
+        return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
 
 
 @doc.documented(
@@ -111,37 +150,10 @@ class ToolsRefused(DomainError):
         },
     ),
 )
-class RunContinueView(AgnoView):
-    renderer_classes = [JSONRenderer, EventStreamRenderer]
-
-    def prepare_post(self, request: Any, agent_id: str, run_id: str) -> tuple[Any, bool]:
-        run_uuid: UUID = _parse_uuid(run_id, "Run")
-        if not allowed_for(request.auth, request.user).permits("agent", agent_id):  # a scoped API token's agents only
-            raise NotFound("Run not found")
-        form = ContinueFormSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        try:
-            tools = parse_json(data["tools"], field="tools") if data["tools"].strip() else []
-        except InvalidInput as exc:
-            raise ToolsRefused(InvalidDecision(f"Invalid JSON in tools field: {exc.detail}")) from None
-        try:
-            decisions = decisions_from_agno_tools(tools)
-            handle = runs.continue_prepare(
-                run_uuid, user=request.user, decisions=decisions, channel="agno", agent_id=agent_id
-            )
-        except InvalidDecision as exc:
-            raise ToolsRefused(exc) from None
-        return handle, data["stream"]
-
-    async def post(self, request: Any, agent_id: str, run_id: str) -> Any:
-        handle, stream = self.prepared
-        if stream:
-            return sse_response(_named(runs.continue_follow(handle), "agent_name", handle.component_name))
-        events = await runs.launch(handle, stream=False).wait()
-        result = handle.result(events)
-        body = s.output_json(handle, events, result)
-        return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
+class RunContinueView(_ContinueView):
+    kind = "agent"
+    form_class = ContinueFormSerializer
+    decisions_from = staticmethod(decisions_from_agno_tools)
 
 
 @doc.documented(
@@ -171,39 +183,10 @@ class RunContinueView(AgnoView):
         },
     ),
 )
-class TeamRunContinueView(AgnoView):
-    renderer_classes = [JSONRenderer, EventStreamRenderer]
-
-    def prepare_post(self, request: Any, team_id: str, run_id: str) -> tuple[Any, bool]:
-        run_uuid: UUID = _parse_uuid(run_id, "Run")
-        if not allowed_for(request.auth, request.user).permits("team", team_id):  # a scoped API token's teams only
-            raise NotFound("Run not found")
-        form = TeamContinueFormSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        try:
-            requirements = (
-                parse_json(data["requirements"], field="requirements") if data["requirements"].strip() else []
-            )
-        except InvalidInput as exc:
-            raise ToolsRefused(InvalidDecision(f"Invalid JSON in requirements field: {exc.detail}")) from None
-        try:
-            decisions = decisions_from_agno_requirements(requirements)
-            handle = runs.continue_prepare(
-                run_uuid, user=request.user, decisions=decisions, channel="agno", team_id=team_id
-            )
-        except InvalidDecision as exc:
-            raise ToolsRefused(exc) from None
-        return handle, data["stream"]
-
-    async def post(self, request: Any, team_id: str, run_id: str) -> Any:
-        handle, stream = self.prepared
-        if stream:
-            return sse_response(_named(runs.continue_follow(handle), "team_name", handle.component_name))
-        events = await runs.launch(handle, stream=False).wait()
-        result = handle.result(events)
-        body = s.output_json(handle, events, result)
-        return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
+class TeamRunContinueView(_ContinueView):
+    kind = "team"
+    form_class = TeamContinueFormSerializer
+    decisions_from = staticmethod(decisions_from_agno_requirements)
 
 
 @doc.documented(
@@ -236,35 +219,7 @@ class TeamRunContinueView(AgnoView):
         },
     ),
 )
-class WorkflowRunContinueView(AgnoView):
-    renderer_classes = [JSONRenderer, EventStreamRenderer]
-
-    def prepare_post(self, request: Any, workflow_id: str, run_id: str) -> tuple[Any, bool]:
-        run_uuid: UUID = _parse_uuid(run_id, "Run")
-        if not allowed_for(request.auth, request.user).permits("workflow", workflow_id):  # a scoped token's
-            raise NotFound("Run not found")
-        form = WorkflowContinueFormSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        raw = data["step_requirements"]
-        try:
-            step_requirements = parse_json(raw, field="step_requirements") if raw.strip() else []
-        except InvalidInput as exc:
-            raise ToolsRefused(InvalidDecision(f"Invalid JSON in step_requirements field: {exc.detail}")) from None
-        try:
-            decisions = decisions_from_agno_step_requirements(step_requirements)
-            handle = runs.continue_prepare(
-                run_uuid, user=request.user, decisions=decisions, channel="agno", workflow_id=workflow_id
-            )
-        except InvalidDecision as exc:
-            raise ToolsRefused(exc) from None
-        return handle, data["stream"]
-
-    async def post(self, request: Any, workflow_id: str, run_id: str) -> Any:
-        handle, stream = self.prepared
-        if stream:
-            return sse_response(_named(runs.continue_follow(handle), "workflow_name", handle.component_name))
-        events = await runs.launch(handle, stream=False).wait()
-        result = handle.result(events)
-        body = s.output_json(handle, events, result)
-        return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
+class WorkflowRunContinueView(_ContinueView):
+    kind = "workflow"
+    form_class = WorkflowContinueFormSerializer
+    decisions_from = staticmethod(decisions_from_agno_step_requirements)
