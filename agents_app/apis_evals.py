@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents_app.eval_models import EvalCase, EvalCaseResult, EvalRun, EvalSuite
+from agents_app.eval_models import CASE_FIELDS, SUITE_FIELDS, EvalCase, EvalCaseResult, EvalRun, EvalSuite
 from agents_app.evals.services import (
     FINISHED,
     case_check,
@@ -30,9 +30,8 @@ from agents_app.evals.services import (
     eval_run_get,
     eval_run_start,
     eval_runs_compare,
+    suite_check,
     suite_get,
-    suite_target_check,
-    suite_version_check,
 )
 from agents_app.models import Agent, ModelConfig, Team, Workflow
 from agents_app.sse import EventStreamRenderer, sse_response
@@ -54,6 +53,11 @@ def _last_scores() -> Any:
     return EvalRun.objects.filter(finished_at__isnull=False, score__isnull=False).order_by("-finished_at")
 
 
+def _given_or_current(attrs: dict[str, Any], instance: Any, name: str, default: Any) -> Any:
+    """A field's value for validation: the one given, or (a partial update) the stored one."""
+    return attrs[name] if name in attrs else getattr(instance, name, default)
+
+
 class EvalSuiteSerializer(serializers.ModelSerializer):
     agent = serializers.SlugRelatedField(
         slug_field="slug", queryset=Agent.objects.all(), required=False, allow_null=True
@@ -72,15 +76,7 @@ class EvalSuiteSerializer(serializers.ModelSerializer):
         model = EvalSuite
         fields = [
             "id",
-            "slug",
-            "name",
-            "description",
-            "agent",
-            "team",
-            "workflow",
-            "pinned_version",
-            "judge_model",
-            "schedule",
+            *SUITE_FIELDS,
             "case_count",
             "last_score",
             "created_at",
@@ -99,15 +95,11 @@ class EvalSuiteSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """One active target (EvalInvalid on its field otherwise), and a pinned version that exists."""
-        current = self.instance
-        targets = {
-            name: attrs[name] if name in attrs else getattr(current, name, None)
-            for name in ("agent", "team", "workflow")
-        }
-        suite_target_check(**targets)
-        if "pinned_version" in attrs or any(name in attrs for name in targets):
-            pinned = attrs["pinned_version"] if "pinned_version" in attrs else getattr(current, "pinned_version", None)
-            suite_version_check(pinned_version=pinned, **targets)
+        targets = {name: _given_or_current(attrs, self.instance, name, None) for name in ("agent", "team", "workflow")}
+        # A partial update that touches neither the targets nor the pin leaves the pin unchecked.
+        touched = any(name in attrs for name in ("pinned_version", *targets))
+        pinned = _given_or_current(attrs, self.instance, "pinned_version", None) if touched else None
+        suite_check(pinned_version=pinned, **targets)
         return attrs
 
 
@@ -116,18 +108,7 @@ class EvalCaseSerializer(serializers.ModelSerializer):
         model = EvalCase
         fields = [
             "id",
-            "position",
-            "name",
-            "kind",
-            "input",
-            "expected_output",
-            "criteria",
-            "scoring",
-            "threshold",
-            "expected_tool_calls",
-            "allow_additional_tool_calls",
-            "iterations",
-            "warmup",
+            *CASE_FIELDS,
             "created_at",
             "updated_at",
         ]
@@ -136,10 +117,9 @@ class EvalCaseSerializer(serializers.ModelSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """What the case needs by kind (EvalInvalid naming the field): input, expected output,
         criteria, known tools."""
-        current = self.instance
 
         def value(name: str, default: Any = "") -> Any:
-            return attrs[name] if name in attrs else getattr(current, name, default)
+            return _given_or_current(attrs, self.instance, name, default)
 
         attrs["expected_tool_calls"] = case_check(
             kind=value("kind", EvalCase.Kind.ACCURACY),
