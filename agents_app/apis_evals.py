@@ -238,6 +238,13 @@ class EvalPagination(PageNumberPagination):
     max_page_size = 200
 
 
+def _doc(summary: str, parameters: list[Any], ok: dict[int, Any], *, body: bool = False, **extra: Any) -> Any:
+    """The schema of one staff route under a suite: its answer, and the errors every such route
+    has (401, 403, 404; with a body, the body's too)."""
+    errors = (*BODY_ERRORS, 401, 403, 404) if body else (401, 403, 404)
+    return extend_schema(summary=summary, parameters=parameters, responses={**ok, **error_responses(*errors)}, **extra)
+
+
 # ---- suites and cases ---------------------------------------------------------------------------------
 
 
@@ -246,31 +253,15 @@ class EvalPagination(PageNumberPagination):
         summary="List eval suites",
         responses={200: EvalSuiteSerializer, **error_responses(401, 403, 404, e404="No such page.")},
     ),
-    retrieve=extend_schema(
-        summary="Get an eval suite",
-        parameters=[SUITE],
-        responses={200: EvalSuiteSerializer, **error_responses(401, 403, 404)},
-    ),
+    retrieve=_doc("Get an eval suite", [SUITE], {200: EvalSuiteSerializer}),
     create=extend_schema(
         summary="Create an eval suite",
         description="Targets exactly one active agent, team or workflow (a 400 names the field otherwise).",
         responses={201: EvalSuiteSerializer, **error_responses(*BODY_ERRORS, 401, 403)},
     ),
-    update=extend_schema(
-        summary="Replace an eval suite",
-        parameters=[SUITE],
-        responses={200: EvalSuiteSerializer, **error_responses(*BODY_ERRORS, 401, 403, 404)},
-    ),
-    partial_update=extend_schema(
-        summary="Change an eval suite",
-        parameters=[SUITE],
-        responses={200: EvalSuiteSerializer, **error_responses(*BODY_ERRORS, 401, 403, 404)},
-    ),
-    destroy=extend_schema(
-        summary="Delete an eval suite (its cases and eval runs)",
-        parameters=[SUITE],
-        responses={204: None, **error_responses(401, 403, 404)},
-    ),
+    update=_doc("Replace an eval suite", [SUITE], {200: EvalSuiteSerializer}, body=True),
+    partial_update=_doc("Change an eval suite", [SUITE], {200: EvalSuiteSerializer}, body=True),
+    destroy=_doc("Delete an eval suite (its cases and eval runs)", [SUITE], {204: None}),
 )
 class EvalSuiteViewSet(StrictInputMixin, viewsets.ModelViewSet):
     permission_classes = [permissions.IsAdminUser]
@@ -308,36 +299,19 @@ class _SuiteChild:
 
 
 @extend_schema_view(
-    list=extend_schema(
-        summary="List a suite's cases",
-        parameters=[SUITE],
-        responses={200: EvalCaseSerializer, **error_responses(401, 403, 404)},
-    ),
-    retrieve=extend_schema(
-        summary="Get a case",
-        parameters=[SUITE, CASE_ID],
-        responses={200: EvalCaseSerializer, **error_responses(401, 403, 404)},
-    ),
-    create=extend_schema(
-        summary="Add a case to a suite",
+    list=_doc("List a suite's cases", [SUITE], {200: EvalCaseSerializer}),
+    retrieve=_doc("Get a case", [SUITE, CASE_ID], {200: EvalCaseSerializer}),
+    create=_doc(
+        "Add a case to a suite",
+        [SUITE],
+        {201: EvalCaseSerializer},
+        body=True,
         description="A 400 names the field at fault: a case without input, an accuracy case without the expected "
         "output, a reliability case naming an unknown tool (`invalid_eval`).",
-        parameters=[SUITE],
-        responses={201: EvalCaseSerializer, **error_responses(*BODY_ERRORS, 401, 403, 404)},
     ),
-    update=extend_schema(
-        summary="Replace a case",
-        parameters=[SUITE, CASE_ID],
-        responses={200: EvalCaseSerializer, **error_responses(*BODY_ERRORS, 401, 403, 404)},
-    ),
-    partial_update=extend_schema(
-        summary="Change a case",
-        parameters=[SUITE, CASE_ID],
-        responses={200: EvalCaseSerializer, **error_responses(*BODY_ERRORS, 401, 403, 404)},
-    ),
-    destroy=extend_schema(
-        summary="Delete a case", parameters=[SUITE, CASE_ID], responses={204: None, **error_responses(401, 403, 404)}
-    ),
+    update=_doc("Replace a case", [SUITE, CASE_ID], {200: EvalCaseSerializer}, body=True),
+    partial_update=_doc("Change a case", [SUITE, CASE_ID], {200: EvalCaseSerializer}, body=True),
+    destroy=_doc("Delete a case", [SUITE, CASE_ID], {204: None}),
 )
 class EvalCaseViewSet(_SuiteChild, StrictInputMixin, viewsets.ModelViewSet):
     permission_classes = [permissions.IsAdminUser]
@@ -365,31 +339,28 @@ class EvalCaseViewSet(_SuiteChild, StrictInputMixin, viewsets.ModelViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(
-        summary="List a suite's eval runs",
-        parameters=[SUITE],
-        responses={200: EvalRunSerializer, **error_responses(401, 403, 404)},
-    ),
-    retrieve=extend_schema(
-        summary="Get an eval run (poll it)",
+    list=_doc("List a suite's eval runs", [SUITE], {200: EvalRunSerializer}),
+    retrieve=_doc(
+        "Get an eval run (poll it)",
+        [SUITE, EVAL_RUN_ID],
+        {200: EvalRunDetailSerializer},
         description="Its status (queued, running, passed, failed, partial, error, cancelled), progress, score and "
         "each case's result.",
-        parameters=[SUITE, EVAL_RUN_ID],
-        responses={200: EvalRunDetailSerializer, **error_responses(401, 403, 404)},
     ),
-    create=extend_schema(
-        summary="Run a suite",
+    create=_doc(
+        "Run a suite",
+        [SUITE],
+        {202: EvalRunSerializer},
+        body=True,
         description="Queues one Celery task per case and answers at once (202) with the eval run; poll it, or "
         "follow `.../events`. A suite whose target is inactive, or with no case, is a 400 (`invalid_eval`).",
-        parameters=[SUITE],
         request=EvalRunStartSerializer,
-        responses={202: EvalRunSerializer, **error_responses(*BODY_ERRORS, 401, 403, 404)},
     ),
-    destroy=extend_schema(
-        summary="Delete an eval run",
+    destroy=_doc(
+        "Delete an eval run",
+        [SUITE, EVAL_RUN_ID],
+        {204: None},
         description="A running one is cancelled first. The target's stored runs stay.",
-        parameters=[SUITE, EVAL_RUN_ID],
-        responses={204: None, **error_responses(401, 403, 404)},
     ),
     cancel=extend_schema(
         summary="Cancel an eval run",
