@@ -23,6 +23,7 @@ import hmac
 import json
 import logging
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -431,14 +432,25 @@ def _runnable_or_error(model: type[Agent | Team], ref: dict[str, Any] | None, wh
     return row
 
 
-def _apply_fields(obj: Any, config: dict[str, Any]) -> None:
+def _set_fields(obj: Any, config: dict[str, Any], relation: Callable[[str, Any], Any]) -> None:
+    """Set `obj`'s configuration fields from a version's snapshot: plain values as stored, each
+    relation (a model config) as `relation(field name, its snapshot ref)` resolves it."""
     for f in type(obj)._meta.concrete_fields:
         if f.name in _NOT_CONFIG or f.name not in config:
             continue
         if f.is_relation:
-            setattr(obj, f.name, _model_or_error(config[f.name], f.name.replace("_", " ")))
+            setattr(obj, f.name, relation(f.name, config[f.name]))
         else:
-            setattr(obj, f.attname, f.to_python(config[f.name]) if config[f.name] is not None else None)
+            _set_value(obj, f, config[f.name])
+
+
+def _set_value(obj: Any, field: Any, value: Any) -> None:
+    setattr(obj, field.attname, field.to_python(value) if value is not None else None)
+
+
+def _apply_fields(obj: Any, config: dict[str, Any]) -> None:
+    """For a restore: a relation whose row is gone refuses it (VersionNotRestorable)."""
+    _set_fields(obj, config, lambda name, ref: _model_or_error(ref, name.replace("_", " ")))
 
 
 def restore_version(version: ConfigVersion, *, author: Any = None) -> ConfigVersion:
@@ -549,18 +561,13 @@ def _model_at(ref: dict[str, Any] | None) -> ModelConfig | None:
         if f.name == "api_key":
             config.api_key = current.api_key if current is not None else ""
         elif f.name in ref:
-            setattr(config, f.attname, f.to_python(ref[f.name]) if ref[f.name] is not None else None)
+            _set_value(config, f, ref[f.name])
     return config
 
 
 def _fill(obj: Any, config: dict[str, Any]) -> None:
-    for f in type(obj)._meta.concrete_fields:
-        if f.name in _NOT_CONFIG or f.name not in config:
-            continue
-        if f.is_relation:
-            setattr(obj, f.name, _model_at(config[f.name]))
-        else:
-            setattr(obj, f.attname, f.to_python(config[f.name]) if config[f.name] is not None else None)
+    """For a run as the version: a relation is the model config as the version saw it."""
+    _set_fields(obj, config, lambda name, ref: _model_at(ref))
 
 
 def _prefetched(obj: Any, name: str, model: type, rows: list[Any]) -> None:
