@@ -522,18 +522,32 @@ def _checked_save(row: TeamMember | WorkflowStep) -> None:
     row.save()
 
 
+def _step_row(
+    workflow: Workflow, parent: WorkflowStep | None, s: dict[str, Any], *, agent: Any, team: Any
+) -> WorkflowStep:
+    """An unsaved step from a version's snapshot `s`; its agent and team are resolved by the caller
+    (a restore refuses a missing one, a run as the version takes the live row)."""
+    return WorkflowStep(
+        workflow=workflow,
+        parent=parent,
+        order=s["order"],
+        name=s["name"],
+        kind=s["kind"],
+        agent=agent,
+        team=team,
+        function=s.get("function", ""),
+        args=s.get("args") or {},
+    )
+
+
 def _restore_steps(workflow: Workflow, steps: list[dict[str, Any]], *, parent: WorkflowStep | None) -> None:
     for s in steps:
-        row = WorkflowStep(
-            workflow=workflow,
-            parent=parent,
-            order=s["order"],
-            name=s["name"],
-            kind=s["kind"],
+        row = _step_row(
+            workflow,
+            parent,
+            s,
             agent=_runnable_or_error(Agent, s.get("agent"), "step agent"),
             team=_runnable_or_error(Team, s.get("team"), "step team"),
-            function=s.get("function", ""),
-            args=s.get("args") or {},
         )
         _checked_save(row)
         _restore_steps(workflow, s.get("steps", []), parent=row)
@@ -671,16 +685,12 @@ def materialize_workflow(version: ConfigVersion, current: Workflow) -> tuple[Wor
     def nodes(steps: list[dict[str, Any]], parent: WorkflowStep | None) -> list[StepNode]:
         out = []
         for s in steps:
-            row = WorkflowStep(
-                workflow=workflow,
-                parent=parent,
-                order=s["order"],
-                name=s["name"],
-                kind=s["kind"],
+            row = _step_row(
+                workflow,
+                parent,
+                s,
                 agent=agents.get(s["agent"]["id"]) if s.get("agent") else None,
                 team=teams.get(s["team"]["id"]) if s.get("team") else None,
-                function=s.get("function", ""),
-                args=s.get("args") or {},
             )
             node = StepNode(row)
             node.children = nodes(s.get("steps", []), row)
