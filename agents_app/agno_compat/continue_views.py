@@ -81,6 +81,34 @@ class ToolsRefused(DomainError):
         self.code = exc.code
 
 
+def _continue_schema(kind: str, *, summary: str, description: str, first_event: str, e400: str) -> Any:
+    """The OpenAPI of a continue route: the kind's run output (stream=false) or its events, and the
+    errors every continue has; the kind's own words in `description` and `e400`."""
+    return doc.documented(
+        post=extend_schema(
+            summary=summary,
+            description=description,
+            request=doc.RUN_REQUEST,
+            responses={
+                (200, "application/json"): OpenApiResponse(doc.RUN_OUTPUT[kind], description="With stream=false."),
+                (200, "text/event-stream"): OpenApiResponse(
+                    doc.RunEventSerializer, description=f"{first_event} first."
+                ),
+                **doc.agno_errors(
+                    400,
+                    401,
+                    404,
+                    409,
+                    422,
+                    e400=e400,
+                    e404=f"Not your run of this {kind}.",
+                    e409="The run does not wait for a decision (`run_not_paused`).",
+                ),
+            },
+        ),
+    )
+
+
 class _ContinueView(AgnoView):
     """One continue for agents, teams and workflows: the subclass names its kind, its form and how
     agno's JSON list becomes our decisions; the rest (scope, parse, prepare, stream or wait) is shared."""
@@ -124,31 +152,16 @@ class _ContinueView(AgnoView):
         return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
 
 
-@doc.documented(
-    post=extend_schema(
-        summary="Continue a paused agent run",
-        description=(
-            "agno's continue: `tools` (a JSON list of the paused run's tool executions with the decisions set: "
-            "`confirmed` true or false with `confirmation_note`, the `user_input_schema` values, an external call's "
-            "`result`); `stream` (default true). Every pending call needs its decision."
-        ),
-        request=doc.RUN_REQUEST,
-        responses={
-            (200, "application/json"): OpenApiResponse(doc.RUN_OUTPUT["agent"], description="With stream=false."),
-            (200, "text/event-stream"): OpenApiResponse(doc.RunEventSerializer, description="RunContinued first."),
-            **doc.agno_errors(
-                400,
-                401,
-                404,
-                409,
-                422,
-                e400="`tools` is not JSON, a call has no decision (`invalid_decision`) or is not pending "
-                "(`unknown_tool_call`).",
-                e404="Not your run of this agent.",
-                e409="The run does not wait for a decision (`run_not_paused`).",
-            ),
-        },
+@_continue_schema(
+    "agent",
+    summary="Continue a paused agent run",
+    description=(
+        "agno's continue: `tools` (a JSON list of the paused run's tool executions with the decisions set: "
+        "`confirmed` true or false with `confirmation_note`, the `user_input_schema` values, an external call's "
+        "`result`); `stream` (default true). Every pending call needs its decision."
     ),
+    first_event="RunContinued",
+    e400="`tools` is not JSON, a call has no decision (`invalid_decision`) or is not pending (`unknown_tool_call`).",
 )
 class RunContinueView(_ContinueView):
     kind = "agent"
@@ -156,32 +169,18 @@ class RunContinueView(_ContinueView):
     decisions_from = staticmethod(decisions_from_agno_tools)
 
 
-@doc.documented(
-    post=extend_schema(
-        summary="Continue a paused team run",
-        description=(
-            "agno's team continue: `requirements` (a JSON list of the paused run's requirements, resolved: "
-            "`confirmation` true or false with `confirmation_note`, the `user_input_schema` values, an external "
-            "call's `external_execution_result`; or the same set on each `tool_execution`); `stream` (default "
-            "true). The member run that waits goes on, then the leader. Every pending call needs its decision."
-        ),
-        request=doc.RUN_REQUEST,
-        responses={
-            (200, "application/json"): OpenApiResponse(doc.RUN_OUTPUT["team"], description="With stream=false."),
-            (200, "text/event-stream"): OpenApiResponse(doc.RunEventSerializer, description="TeamRunContinued first."),
-            **doc.agno_errors(
-                400,
-                401,
-                404,
-                409,
-                422,
-                e400="`requirements` is not JSON, a call has no decision (`invalid_decision`) or is not pending "
-                "(`unknown_tool_call`).",
-                e404="Not your run of this team.",
-                e409="The run does not wait for a decision (`run_not_paused`).",
-            ),
-        },
+@_continue_schema(
+    "team",
+    summary="Continue a paused team run",
+    description=(
+        "agno's team continue: `requirements` (a JSON list of the paused run's requirements, resolved: "
+        "`confirmation` true or false with `confirmation_note`, the `user_input_schema` values, an external "
+        "call's `external_execution_result`; or the same set on each `tool_execution`); `stream` (default "
+        "true). The member run that waits goes on, then the leader. Every pending call needs its decision."
     ),
+    first_event="TeamRunContinued",
+    e400="`requirements` is not JSON, a call has no decision (`invalid_decision`) or is not pending "
+    "(`unknown_tool_call`).",
 )
 class TeamRunContinueView(_ContinueView):
     kind = "team"
@@ -189,35 +188,21 @@ class TeamRunContinueView(_ContinueView):
     decisions_from = staticmethod(decisions_from_agno_requirements)
 
 
-@doc.documented(
-    post=extend_schema(
-        summary="Continue a paused workflow run",
-        description=(
-            "agno's workflow continue: `step_requirements` (a JSON list of the paused run's step requirements, "
-            "as the paused run's `step_requirements` has them, each `executor_requirements` resolved like the "
-            "team route's `requirements`); `stream` (default true). The step run that waits goes on, then the "
-            "workflow's next steps. Only executor requirements (`requires_executor_input`) are served: a step's "
-            "own confirmation, user input, route selection or output review is refused "
-            "(`unsupported_step_requirement`)."
-        ),
-        request=doc.RUN_REQUEST,
-        responses={
-            (200, "application/json"): OpenApiResponse(doc.RUN_OUTPUT["workflow"], description="With stream=false."),
-            (200, "text/event-stream"): OpenApiResponse(doc.RunEventSerializer, description="StepContinued first."),
-            **doc.agno_errors(
-                400,
-                401,
-                404,
-                409,
-                422,
-                e400="`step_requirements` is not JSON, a call has no decision (`invalid_decision`) or is not "
-                "pending (`unknown_tool_call`), or a requirement of a kind not served "
-                "(`unsupported_step_requirement`).",
-                e404="Not your run of this workflow.",
-                e409="The run does not wait for a decision (`run_not_paused`).",
-            ),
-        },
+@_continue_schema(
+    "workflow",
+    summary="Continue a paused workflow run",
+    description=(
+        "agno's workflow continue: `step_requirements` (a JSON list of the paused run's step requirements, "
+        "as the paused run's `step_requirements` has them, each `executor_requirements` resolved like the "
+        "team route's `requirements`); `stream` (default true). The step run that waits goes on, then the "
+        "workflow's next steps. Only executor requirements (`requires_executor_input`) are served: a step's "
+        "own confirmation, user input, route selection or output review is refused "
+        "(`unsupported_step_requirement`)."
     ),
+    first_event="StepContinued",
+    e400="`step_requirements` is not JSON, a call has no decision (`invalid_decision`) or is not "
+    "pending (`unknown_tool_call`), or a requirement of a kind not served "
+    "(`unsupported_step_requirement`).",
 )
 class WorkflowRunContinueView(_ContinueView):
     kind = "workflow"
