@@ -414,22 +414,23 @@ def diff_html(old: ConfigVersion | None, new: ConfigVersion) -> SafeString:
 # ---- restoring ----------------------------------------------------------------------------------
 
 
-def _model_or_error(ref: dict[str, Any] | None, what: str) -> ModelConfig | None:
-    if ref is None:
-        return None
-    config = ModelConfig.objects.filter(pk=ref.get("id")).first()
-    if config is None:
-        raise VersionNotRestorable(f"Its {what} (model config {ref.get('name')!r}) no longer exists.")
-    return config
-
-
-def _runnable_or_error(model: type[Agent | Team], ref: dict[str, Any] | None, what: str) -> Any:
+def _row_or_error(model: type[Any], ref: dict[str, Any] | None, gone: Callable[[dict[str, Any]], str]) -> Any:
+    """The live row a snapshot `ref` names (None for no ref); a row since deleted refuses the
+    restore, in the words `gone(ref)` gives."""
     if ref is None:
         return None
     row = model.objects.filter(pk=ref.get("id")).first()
     if row is None:
-        raise VersionNotRestorable(f"Its {what} {ref.get('slug')!r} no longer exists.")
+        raise VersionNotRestorable(gone(ref))
     return row
+
+
+def _model_or_error(ref: dict[str, Any] | None, what: str) -> ModelConfig | None:
+    return _row_or_error(ModelConfig, ref, lambda r: f"Its {what} (model config {r.get('name')!r}) no longer exists.")
+
+
+def _runnable_or_error(model: type[Agent | Team], ref: dict[str, Any] | None, what: str) -> Any:
+    return _row_or_error(model, ref, lambda r: f"Its {what} {r.get('slug')!r} no longer exists.")
 
 
 def _set_fields(obj: Any, config: dict[str, Any], relation: Callable[[str, Any], Any]) -> None:
