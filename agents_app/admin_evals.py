@@ -16,14 +16,21 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from agents_app.eval_models import EvalCase, EvalCaseResult, EvalRun, EvalStatus, EvalSuite
+from agents_app.eval_models import (
+    CASE_FIELDS,
+    SUITE_FIELDS,
+    EvalCase,
+    EvalCaseResult,
+    EvalRun,
+    EvalStatus,
+    EvalSuite,
+)
 from agents_app.evals.services import (
     case_check,
     eval_run_cancel,
     eval_run_start,
     eval_runs_compare,
-    suite_target_check,
-    suite_version_check,
+    suite_check,
 )
 from sessions_app.errors import EvalInvalid, EvalRunFinished
 from telemetry_app.charts import Series, line_chart
@@ -47,28 +54,12 @@ def _as_form_error(form: forms.ModelForm, exc: EvalInvalid) -> None:
 class EvalSuiteForm(forms.ModelForm):
     class Meta:
         model = EvalSuite
-        fields = [
-            "slug",
-            "name",
-            "description",
-            "agent",
-            "team",
-            "workflow",
-            "pinned_version",
-            "judge_model",
-            "schedule",
-        ]
+        fields = SUITE_FIELDS
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         try:
-            suite_target_check(agent=data.get("agent"), team=data.get("team"), workflow=data.get("workflow"))
-            suite_version_check(
-                pinned_version=data.get("pinned_version"),
-                agent=data.get("agent"),
-                team=data.get("team"),
-                workflow=data.get("workflow"),
-            )
+            suite_check(**{name: data.get(name) for name in ("agent", "team", "workflow", "pinned_version")})
         except EvalInvalid as exc:
             _as_form_error(self, exc)
         return data
@@ -77,20 +68,7 @@ class EvalSuiteForm(forms.ModelForm):
 class EvalCaseForm(forms.ModelForm):
     class Meta:
         model = EvalCase
-        fields = [
-            "position",
-            "name",
-            "kind",
-            "input",
-            "expected_output",
-            "criteria",
-            "scoring",
-            "threshold",
-            "expected_tool_calls",
-            "allow_additional_tool_calls",
-            "iterations",
-            "warmup",
-        ]
+        fields = CASE_FIELDS
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

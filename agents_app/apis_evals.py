@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents_app.eval_models import EvalCase, EvalCaseResult, EvalRun, EvalSuite
+from agents_app.eval_models import CASE_FIELDS, SUITE_FIELDS, EvalCase, EvalCaseResult, EvalRun, EvalSuite
 from agents_app.evals.services import (
     FINISHED,
     case_check,
@@ -30,9 +30,8 @@ from agents_app.evals.services import (
     eval_run_get,
     eval_run_start,
     eval_runs_compare,
+    suite_check,
     suite_get,
-    suite_target_check,
-    suite_version_check,
 )
 from agents_app.models import Agent, ModelConfig, Team, Workflow
 from agents_app.sse import EventStreamRenderer, sse_response
@@ -54,6 +53,11 @@ def _last_scores() -> Any:
     return EvalRun.objects.filter(finished_at__isnull=False, score__isnull=False).order_by("-finished_at")
 
 
+def _given_or_current(attrs: dict[str, Any], instance: Any, name: str, default: Any) -> Any:
+    """A field's value for validation: the one given, or (a partial update) the stored one."""
+    return attrs[name] if name in attrs else getattr(instance, name, default)
+
+
 class EvalSuiteSerializer(serializers.ModelSerializer):
     agent = serializers.SlugRelatedField(
         slug_field="slug", queryset=Agent.objects.all(), required=False, allow_null=True
@@ -72,15 +76,7 @@ class EvalSuiteSerializer(serializers.ModelSerializer):
         model = EvalSuite
         fields = [
             "id",
-            "slug",
-            "name",
-            "description",
-            "agent",
-            "team",
-            "workflow",
-            "pinned_version",
-            "judge_model",
-            "schedule",
+            *SUITE_FIELDS,
             "case_count",
             "last_score",
             "created_at",
@@ -99,15 +95,11 @@ class EvalSuiteSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """One active target (EvalInvalid on its field otherwise), and a pinned version that exists."""
-        current = self.instance
-        targets = {
-            name: attrs[name] if name in attrs else getattr(current, name, None)
-            for name in ("agent", "team", "workflow")
-        }
-        suite_target_check(**targets)
-        if "pinned_version" in attrs or any(name in attrs for name in targets):
-            pinned = attrs["pinned_version"] if "pinned_version" in attrs else getattr(current, "pinned_version", None)
-            suite_version_check(pinned_version=pinned, **targets)
+        targets = {name: _given_or_current(attrs, self.instance, name, None) for name in ("agent", "team", "workflow")}
+        # A partial update that touches neither the targets nor the pin leaves the pin unchecked.
+        touched = any(name in attrs for name in ("pinned_version", *targets))
+        pinned = _given_or_current(attrs, self.instance, "pinned_version", None) if touched else None
+        suite_check(pinned_version=pinned, **targets)
         return attrs
 
 
@@ -116,18 +108,7 @@ class EvalCaseSerializer(serializers.ModelSerializer):
         model = EvalCase
         fields = [
             "id",
-            "position",
-            "name",
-            "kind",
-            "input",
-            "expected_output",
-            "criteria",
-            "scoring",
-            "threshold",
-            "expected_tool_calls",
-            "allow_additional_tool_calls",
-            "iterations",
-            "warmup",
+            *CASE_FIELDS,
             "created_at",
             "updated_at",
         ]
@@ -136,10 +117,9 @@ class EvalCaseSerializer(serializers.ModelSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """What the case needs by kind (EvalInvalid naming the field): input, expected output,
         criteria, known tools."""
-        current = self.instance
 
         def value(name: str, default: Any = "") -> Any:
-            return attrs[name] if name in attrs else getattr(current, name, default)
+            return _given_or_current(attrs, self.instance, name, default)
 
         attrs["expected_tool_calls"] = case_check(
             kind=value("kind", EvalCase.Kind.ACCURACY),
@@ -261,6 +241,13 @@ class EvalPagination(PageNumberPagination):
     max_page_size = 200
 
 
+def _doc(summary: str, parameters: list[Any], ok: dict[int, Any], *, body: bool = False, **extra: Any) -> Any:
+    """The schema of one staff route under a suite: its answer, and the errors every such route
+    has (401, 403, 404; with a body, the body's too)."""
+    errors = (*BODY_ERRORS, 401, 403, 404) if body else (401, 403, 404)
+    return extend_schema(summary=summary, parameters=parameters, responses={**ok, **error_responses(*errors)}, **extra)
+
+
 # ---- suites and cases ---------------------------------------------------------------------------------
 
 
@@ -269,31 +256,15 @@ class EvalPagination(PageNumberPagination):
         summary="List eval suites",
         responses={200: EvalSuiteSerializer, **error_responses(401, 403, 404, e404="No such page.")},
     ),
-    retrieve=extend_schema(
-        summary="Get an eval suite",
-        parameters=[SUITE],
-        responses={200: EvalSuiteSerializer, **error_responses(401, 403, 404)},
-    ),
+    retrieve=_doc("Get an eval suite", [SUITE], {200: EvalSuiteSerializer}),
     create=extend_schema(
         summary="Create an eval suite",
         description="Targets exactly one active agent, team or workflow (a 400 names the field otherwise).",
         responses={201: EvalSuiteSerializer, **error_responses(*BODY_ERRORS, 401, 403)},
     ),
-    update=extend_schema(
-        summary="Replace an eval suite",
-        parameters=[SUITE],
-        responses={200: EvalSuiteSerializer, **error_responses(*BODY_ERRORS, 401, 403, 404)},
-    ),
-    partial_update=extend_schema(
-        summary="Change an eval suite",
-        parameters=[SUITE],
-        responses={200: EvalSuiteSerializer, **error_responses(*BODY_ERRORS, 401, 403, 404)},
-    ),
-    destroy=extend_schema(
-        summary="Delete an eval suite (its cases and eval runs)",
-        parameters=[SUITE],
-        responses={204: None, **error_responses(401, 403, 404)},
-    ),
+    update=_doc("Replace an eval suite", [SUITE], {200: EvalSuiteSerializer}, body=True),
+    partial_update=_doc("Change an eval suite", [SUITE], {200: EvalSuiteSerializer}, body=True),
+    destroy=_doc("Delete an eval suite (its cases and eval runs)", [SUITE], {204: None}),
 )
 class EvalSuiteViewSet(StrictInputMixin, viewsets.ModelViewSet):
     permission_classes = [permissions.IsAdminUser]
@@ -331,36 +302,19 @@ class _SuiteChild:
 
 
 @extend_schema_view(
-    list=extend_schema(
-        summary="List a suite's cases",
-        parameters=[SUITE],
-        responses={200: EvalCaseSerializer, **error_responses(401, 403, 404)},
-    ),
-    retrieve=extend_schema(
-        summary="Get a case",
-        parameters=[SUITE, CASE_ID],
-        responses={200: EvalCaseSerializer, **error_responses(401, 403, 404)},
-    ),
-    create=extend_schema(
-        summary="Add a case to a suite",
+    list=_doc("List a suite's cases", [SUITE], {200: EvalCaseSerializer}),
+    retrieve=_doc("Get a case", [SUITE, CASE_ID], {200: EvalCaseSerializer}),
+    create=_doc(
+        "Add a case to a suite",
+        [SUITE],
+        {201: EvalCaseSerializer},
+        body=True,
         description="A 400 names the field at fault: a case without input, an accuracy case without the expected "
         "output, a reliability case naming an unknown tool (`invalid_eval`).",
-        parameters=[SUITE],
-        responses={201: EvalCaseSerializer, **error_responses(*BODY_ERRORS, 401, 403, 404)},
     ),
-    update=extend_schema(
-        summary="Replace a case",
-        parameters=[SUITE, CASE_ID],
-        responses={200: EvalCaseSerializer, **error_responses(*BODY_ERRORS, 401, 403, 404)},
-    ),
-    partial_update=extend_schema(
-        summary="Change a case",
-        parameters=[SUITE, CASE_ID],
-        responses={200: EvalCaseSerializer, **error_responses(*BODY_ERRORS, 401, 403, 404)},
-    ),
-    destroy=extend_schema(
-        summary="Delete a case", parameters=[SUITE, CASE_ID], responses={204: None, **error_responses(401, 403, 404)}
-    ),
+    update=_doc("Replace a case", [SUITE, CASE_ID], {200: EvalCaseSerializer}, body=True),
+    partial_update=_doc("Change a case", [SUITE, CASE_ID], {200: EvalCaseSerializer}, body=True),
+    destroy=_doc("Delete a case", [SUITE, CASE_ID], {204: None}),
 )
 class EvalCaseViewSet(_SuiteChild, StrictInputMixin, viewsets.ModelViewSet):
     permission_classes = [permissions.IsAdminUser]
@@ -388,31 +342,28 @@ class EvalCaseViewSet(_SuiteChild, StrictInputMixin, viewsets.ModelViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(
-        summary="List a suite's eval runs",
-        parameters=[SUITE],
-        responses={200: EvalRunSerializer, **error_responses(401, 403, 404)},
-    ),
-    retrieve=extend_schema(
-        summary="Get an eval run (poll it)",
+    list=_doc("List a suite's eval runs", [SUITE], {200: EvalRunSerializer}),
+    retrieve=_doc(
+        "Get an eval run (poll it)",
+        [SUITE, EVAL_RUN_ID],
+        {200: EvalRunDetailSerializer},
         description="Its status (queued, running, passed, failed, partial, error, cancelled), progress, score and "
         "each case's result.",
-        parameters=[SUITE, EVAL_RUN_ID],
-        responses={200: EvalRunDetailSerializer, **error_responses(401, 403, 404)},
     ),
-    create=extend_schema(
-        summary="Run a suite",
+    create=_doc(
+        "Run a suite",
+        [SUITE],
+        {202: EvalRunSerializer},
+        body=True,
         description="Queues one Celery task per case and answers at once (202) with the eval run; poll it, or "
         "follow `.../events`. A suite whose target is inactive, or with no case, is a 400 (`invalid_eval`).",
-        parameters=[SUITE],
         request=EvalRunStartSerializer,
-        responses={202: EvalRunSerializer, **error_responses(*BODY_ERRORS, 401, 403, 404)},
     ),
-    destroy=extend_schema(
-        summary="Delete an eval run",
+    destroy=_doc(
+        "Delete an eval run",
+        [SUITE, EVAL_RUN_ID],
+        {204: None},
         description="A running one is cancelled first. The target's stored runs stay.",
-        parameters=[SUITE, EVAL_RUN_ID],
-        responses={204: None, **error_responses(401, 403, 404)},
     ),
     cancel=extend_schema(
         summary="Cancel an eval run",

@@ -29,6 +29,25 @@ def _target_fk(model: str) -> models.ForeignKey:
     )
 
 
+SUITE_FIELDS = ["slug", "name", "description", "agent", "team", "workflow", "pinned_version", "judge_model", "schedule"]
+"""A suite's editable fields: the admin form's and the REST serializer's (which adds its read-only ones)."""
+CASE_FIELDS = [
+    "position",
+    "name",
+    "kind",
+    "input",
+    "expected_output",
+    "criteria",
+    "scoring",
+    "threshold",
+    "expected_tool_calls",
+    "allow_additional_tool_calls",
+    "iterations",
+    "warmup",
+]
+"""A case's editable fields, likewise."""
+
+
 class EvalSchedule(models.TextChoices):
     NONE = "", "Not scheduled"
     HOURLY = "hourly", "Every hour"

@@ -3,6 +3,9 @@ when the service says so. Everything else (claiming, retries, the record) is in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from celery import shared_task
 from django.db import OperationalError
 
@@ -15,28 +18,32 @@ from agents_app.idempotency import run_requests_purge
 DB_ERROR_RETRIES = 20
 
 
-@shared_task(
-    bind=True,
-    name="agents_app.hook_execute",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    max_retries=None,  # attempts are counted (and bounded) in the database, per hook
-)
-def hook_execute_task(self, execution_id: int) -> str:
-    """Run one attempt of a background hook (HookExecution `execution_id`); idempotent."""
+# A task that delivers one recorded attempt: acknowledged once done (a lost worker's message comes
+# back), its attempts counted (and bounded) in the database, not by Celery.
+_DELIVERY = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "ignore_result": True, "max_retries": None}
+
+
+def _deliver(task: Any, attempt: Callable[[], Any]) -> str:
+    """Run `attempt` (an idempotent service answering a delivery with `status` and `retry_in`) and
+    ask Celery to deliver again when it says so, or when the database was briefly unusable."""
     try:
-        delivery = hook_execution_run(execution_id=execution_id)
+        delivery = attempt()
     except OperationalError as exc:
         # A locked or busy database (SQLite with concurrent writers) or a dropped connection: the
-        # claim is idempotent, so deliver again shortly instead of leaving the execution to the
+        # claim is idempotent, so deliver again shortly instead of leaving the work to the
         # periodic sweep; a database that stays unusable fails the task after DB_ERROR_RETRIES.
-        if self.request.retries >= DB_ERROR_RETRIES:
+        if task.request.retries >= DB_ERROR_RETRIES:
             raise
-        raise self.retry(exc=exc, countdown=min(0.2 * 2**self.request.retries, 10.0)) from exc
+        raise task.retry(exc=exc, countdown=min(0.2 * 2**task.request.retries, 10.0)) from exc
     if delivery.retry_in is not None:
-        raise self.retry(countdown=max(delivery.retry_in, 0.0))
+        raise task.retry(countdown=max(delivery.retry_in, 0.0))
     return delivery.status
+
+
+@shared_task(name="agents_app.hook_execute", **_DELIVERY)
+def hook_execute_task(self, execution_id: int) -> str:
+    """Run one attempt of a background hook (HookExecution `execution_id`); idempotent."""
+    return _deliver(self, lambda: hook_execution_run(execution_id=execution_id))
 
 
 @shared_task(name="agents_app.hook_executions_sweep", ignore_result=True)
@@ -58,26 +65,11 @@ def run_requests_purge_task() -> int:
     return run_requests_purge()
 
 
-@shared_task(
-    bind=True,
-    name="agents_app.eval_case_execute",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    max_retries=None,  # attempts are counted (and bounded) in the database, per case
-)
+@shared_task(name="agents_app.eval_case_execute", **_DELIVERY)
 def eval_case_execute_task(self, result_id: int) -> str:
     """Run one case of an eval run (EvalCaseResult `result_id`); idempotent (docs/evals.md). A judge
     model's retryable failure is delivered again after a backoff, up to EVALS_MAX_RETRIES."""
-    try:
-        delivery = eval_case_execute(result_id=result_id)
-    except OperationalError as exc:
-        if self.request.retries >= DB_ERROR_RETRIES:
-            raise
-        raise self.retry(exc=exc, countdown=min(0.2 * 2**self.request.retries, 10.0)) from exc
-    if delivery.retry_in is not None:
-        raise self.retry(countdown=max(delivery.retry_in, 0.0))
-    return delivery.status
+    return _deliver(self, lambda: eval_case_execute(result_id=result_id))
 
 
 @shared_task(name="agents_app.eval_schedules_run", ignore_result=True)

@@ -23,6 +23,7 @@ import hmac
 import json
 import logging
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -450,32 +451,44 @@ def diff_html(old: ConfigVersion | None, new: ConfigVersion) -> SafeString:
 # ---- restoring ----------------------------------------------------------------------------------
 
 
-def _model_or_error(ref: dict[str, Any] | None, what: str) -> ModelConfig | None:
-    if ref is None:
-        return None
-    config = ModelConfig.objects.filter(pk=ref.get("id")).first()
-    if config is None:
-        raise VersionNotRestorable(f"Its {what} (model config {ref.get('name')!r}) no longer exists.")
-    return config
-
-
-def _runnable_or_error(model: type[Agent | Team], ref: dict[str, Any] | None, what: str) -> Any:
+def _row_or_error(model: type[Any], ref: dict[str, Any] | None, gone: Callable[[dict[str, Any]], str]) -> Any:
+    """The live row a snapshot `ref` names (None for no ref); a row since deleted refuses the
+    restore, in the words `gone(ref)` gives."""
     if ref is None:
         return None
     row = model.objects.filter(pk=ref.get("id")).first()
     if row is None:
-        raise VersionNotRestorable(f"Its {what} {ref.get('slug')!r} no longer exists.")
+        raise VersionNotRestorable(gone(ref))
     return row
 
 
-def _apply_fields(obj: Any, config: dict[str, Any]) -> None:
+def _model_or_error(ref: dict[str, Any] | None, what: str) -> ModelConfig | None:
+    return _row_or_error(ModelConfig, ref, lambda r: f"Its {what} (model config {r.get('name')!r}) no longer exists.")
+
+
+def _runnable_or_error(model: type[Agent | Team], ref: dict[str, Any] | None, what: str) -> Any:
+    return _row_or_error(model, ref, lambda r: f"Its {what} {r.get('slug')!r} no longer exists.")
+
+
+def _set_fields(obj: Any, config: dict[str, Any], relation: Callable[[str, Any], Any]) -> None:
+    """Set `obj`'s configuration fields from a version's snapshot: plain values as stored, each
+    relation (a model config) as `relation(field name, its snapshot ref)` resolves it."""
     for f in type(obj)._meta.concrete_fields:
         if f.name in _NOT_CONFIG or f.name not in config:
             continue
         if f.is_relation:
-            setattr(obj, f.name, _model_or_error(config[f.name], f.name.replace("_", " ")))
+            setattr(obj, f.name, relation(f.name, config[f.name]))
         else:
-            setattr(obj, f.attname, f.to_python(config[f.name]) if config[f.name] is not None else None)
+            _set_value(obj, f, config[f.name])
+
+
+def _set_value(obj: Any, field: Any, value: Any) -> None:
+    setattr(obj, field.attname, field.to_python(value) if value is not None else None)
+
+
+def _apply_fields(obj: Any, config: dict[str, Any]) -> None:
+    """For a restore: a relation whose row is gone refuses it (VersionNotRestorable)."""
+    _set_fields(obj, config, lambda name, ref: _model_or_error(ref, name.replace("_", " ")))
 
 
 def restore_version(version: ConfigVersion, *, author: Any = None) -> ConfigVersion:
@@ -547,18 +560,32 @@ def _checked_save(row: TeamMember | WorkflowStep) -> None:
     row.save()
 
 
+def _step_row(
+    workflow: Workflow, parent: WorkflowStep | None, s: dict[str, Any], *, agent: Any, team: Any
+) -> WorkflowStep:
+    """An unsaved step from a version's snapshot `s`; its agent and team are resolved by the caller
+    (a restore refuses a missing one, a run as the version takes the live row)."""
+    return WorkflowStep(
+        workflow=workflow,
+        parent=parent,
+        order=s["order"],
+        name=s["name"],
+        kind=s["kind"],
+        agent=agent,
+        team=team,
+        function=s.get("function", ""),
+        args=s.get("args") or {},
+    )
+
+
 def _restore_steps(workflow: Workflow, steps: list[dict[str, Any]], *, parent: WorkflowStep | None) -> None:
     for s in steps:
-        row = WorkflowStep(
-            workflow=workflow,
-            parent=parent,
-            order=s["order"],
-            name=s["name"],
-            kind=s["kind"],
+        row = _step_row(
+            workflow,
+            parent,
+            s,
             agent=_runnable_or_error(Agent, s.get("agent"), "step agent"),
             team=_runnable_or_error(Team, s.get("team"), "step team"),
-            function=s.get("function", ""),
-            args=s.get("args") or {},
         )
         _checked_save(row)
         _restore_steps(workflow, s.get("steps", []), parent=row)
@@ -588,18 +615,13 @@ def _model_at(ref: dict[str, Any] | None) -> ModelConfig | None:
         elif f.name == "base_url" and f.name in ref:
             config.base_url = _url_unmarked(ref[f.name] or "", current.base_url if current is not None else "")
         elif f.name in ref:
-            setattr(config, f.attname, f.to_python(ref[f.name]) if ref[f.name] is not None else None)
+            _set_value(config, f, ref[f.name])
     return config
 
 
 def _fill(obj: Any, config: dict[str, Any]) -> None:
-    for f in type(obj)._meta.concrete_fields:
-        if f.name in _NOT_CONFIG or f.name not in config:
-            continue
-        if f.is_relation:
-            setattr(obj, f.name, _model_at(config[f.name]))
-        else:
-            setattr(obj, f.attname, f.to_python(config[f.name]) if config[f.name] is not None else None)
+    """For a run as the version: a relation is the model config as the version saw it."""
+    _set_fields(obj, config, lambda name, ref: _model_at(ref))
 
 
 def _prefetched(obj: Any, name: str, model: type, rows: list[Any]) -> None:
@@ -703,16 +725,12 @@ def materialize_workflow(version: ConfigVersion, current: Workflow) -> tuple[Wor
     def nodes(steps: list[dict[str, Any]], parent: WorkflowStep | None) -> list[StepNode]:
         out = []
         for s in steps:
-            row = WorkflowStep(
-                workflow=workflow,
-                parent=parent,
-                order=s["order"],
-                name=s["name"],
-                kind=s["kind"],
+            row = _step_row(
+                workflow,
+                parent,
+                s,
                 agent=agents.get(s["agent"]["id"]) if s.get("agent") else None,
                 team=teams.get(s["team"]["id"]) if s.get("team") else None,
-                function=s.get("function", ""),
-                args=s.get("args") or {},
             )
             node = StepNode(row)
             node.children = nodes(s.get("steps", []), row)

@@ -85,3 +85,43 @@ def site_shell(env: dict[str, str], code: str) -> str:
         capture_output=True,
         text=True,
     ).stdout
+
+
+def _ok(response: httpx.Response) -> bool:
+    return response.status_code == 200
+
+
+@contextmanager
+def agno_site(
+    db: Path,
+    seed: str,
+    *,
+    settings_module: str | None = None,
+    ready: Callable[[httpx.Response], bool] = _ok,
+    **extra: str,
+) -> Iterator[dict[str, Any]]:
+    """A live site for agno's client: `seed` (a `manage.py shell` script that migrates, seeds and
+    prints a JSON object of token keys by user name, last) on the SQLite file `db`, then runserver
+    until the block ends. Yields `base` (the `/os` prefix) and each user's Bearer headers by name.
+    `settings_module` replaces the default settings; `extra` adds environment variables."""
+    import json
+    import os
+    import sys
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_LOG_LEVEL": "ERROR",
+        **extra,
+    }
+    if settings_module:
+        env["DJANGO_SETTINGS_MODULE"] = settings_module
+    else:
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+    tokens = json.loads(site_shell(env, seed).strip().splitlines()[-1])
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/os"
+    cmd = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+    with serving(cmd, cwd=Path(__file__).resolve().parent.parent, env=env, probe_url=base + "/health", ready=ready):
+        yield {"base": base, **{name: {"Authorization": f"Bearer {key}"} for name, key in tokens.items()}}

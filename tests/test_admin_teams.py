@@ -33,32 +33,55 @@ def inline_management(prefix: str, total: int, initial: int = 0) -> dict[str, An
     }
 
 
-def test_a_team_is_created_with_its_members_inline(admin_client):
-    model = ModelConfigFactory(name="offline")
-    a = AgentFactory(slug="a", model=model)
-    b = AgentFactory(slug="b", model=model)
-    data = {
-        "slug": "pair",
-        "name": "Pair",
+def team_form(
+    model: Any,
+    rows: dict[str, Any],
+    *,
+    slug: str = "pair",
+    name: str = "Pair",
+    mode: str = "collaborate",
+    instructions: str = "Combine.",
+    memberships: int = 0,
+    hooks: int = 0,
+    fallbacks: int = 0,
+) -> dict[str, Any]:
+    """The admin's team add form, filled: the team's fields, the three inlines' management forms
+    (`memberships`, `hooks`, `fallbacks` rows, none initial) and the inline `rows` given."""
+    return {
+        "slug": slug,
+        "name": name,
         "description": "",
         "is_active": "on",
         "busy_session_policy": "queue",
         "access": "everyone",
         "model": model.pk,
-        "mode": "collaborate",
-        "instructions": "Combine.",
+        "mode": mode,
+        "instructions": instructions,
         "history_runs": "3",
         "max_depth": "2",
         "max_member_calls": "8",
-        **inline_management("memberships", 2),
-        **inline_management("hooks", 0),
-        **inline_management("fallbacks", 0),
-        "memberships-0-order": "0",
-        "memberships-0-agent": a.pk,
-        "memberships-0-role": "first",
-        "memberships-1-order": "1",
-        "memberships-1-agent": b.pk,
+        **inline_management("memberships", memberships),
+        **inline_management("hooks", hooks),
+        **inline_management("fallbacks", fallbacks),
+        **rows,
     }
+
+
+def test_a_team_is_created_with_its_members_inline(admin_client):
+    model = ModelConfigFactory(name="offline")
+    a = AgentFactory(slug="a", model=model)
+    b = AgentFactory(slug="b", model=model)
+    data = team_form(
+        model,
+        {
+            "memberships-0-order": "0",
+            "memberships-0-agent": a.pk,
+            "memberships-0-role": "first",
+            "memberships-1-order": "1",
+            "memberships-1-agent": b.pk,
+        },
+        memberships=2,
+    )
     r = admin_client.post(reverse("admin:agents_app_team_add"), data)
     assert r.status_code == 302, r.content.decode()[:3000]
     team = Team.objects.get(slug="pair")
@@ -314,29 +337,23 @@ def test_a_team_gets_hook_rows_inline(admin_client):
 
     model = ModelConfigFactory(name="offline")
     a = AgentFactory(slug="a", model=model)
-    data = {
-        "slug": "guarded",
-        "name": "Guarded",
-        "description": "",
-        "is_active": "on",
-        "busy_session_policy": "queue",
-        "access": "everyone",
-        "model": model.pk,
-        "mode": "route",
-        "instructions": "",
-        "history_runs": "3",
-        "max_depth": "2",
-        "max_member_calls": "8",
-        **inline_management("memberships", 1),
-        "memberships-0-order": "0",
-        "memberships-0-agent": a.pk,
-        **inline_management("fallbacks", 0),
-        **inline_management("hooks", 1),
-        "hooks-0-phase": "pre",
-        "hooks-0-position": "1",
-        "hooks-0-hook": "redact_pii",
-        "hooks-0-mode": "default",
-    }
+    data = team_form(
+        model,
+        {
+            "memberships-0-order": "0",
+            "memberships-0-agent": a.pk,
+            "hooks-0-phase": "pre",
+            "hooks-0-position": "1",
+            "hooks-0-hook": "redact_pii",
+            "hooks-0-mode": "default",
+        },
+        slug="guarded",
+        name="Guarded",
+        mode="route",
+        instructions="",
+        memberships=1,
+        hooks=1,
+    )
     page = admin_client.get(reverse("admin:agents_app_team_add")).content.decode()
     assert 'name="hooks-TOTAL_FORMS"' in page and "before the leader they see the message" in page
     r = admin_client.post(reverse("admin:agents_app_team_add"), data)

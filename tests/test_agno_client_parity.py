@@ -17,11 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,9 +31,8 @@ from agno.run.requirement import RunRequirement
 from agno.utils.http import aclose_default_clients
 from agno.workflow.types import StepRequirement
 
-from tests.live_server import free_port, serving
+from tests.live_server import agno_site
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 SEED = """
@@ -75,28 +70,8 @@ REFUND = [{"name": "parity_refund", "arguments": {"order_id": 7}, "id": "c1"}]
 def start_site(tmp_path_factory: pytest.TempPathFactory, base_url: str, **extra_env: str) -> Iterator[dict]:
     """Seed a SQLite site and serve it with runserver until the generator is closed."""
     db = tmp_path_factory.mktemp("agno-parity") / "site.sqlite3"
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{db}",
-        "DJANGO_DEBUG": "false",
-        "DJANGO_LOG_LEVEL": "ERROR",
-        "DJANGO_SETTINGS_MODULE": "tests.parity_site",
-        **extra_env,
-    }
-    seeded = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", SEED.format(base_url=base_url)],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    tokens = json.loads(seeded.stdout.strip().splitlines()[-1])
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/os"
-    cmd = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
-    with serving(cmd, cwd=ROOT, env=env, probe_url=base + "/health", ready=lambda r: r.status_code == 200):
-        yield {"base": base, **{name: {"Authorization": f"Bearer {key}"} for name, key in tokens.items()}}
+    with agno_site(db, SEED.format(base_url=base_url), settings_module="tests.parity_site", **extra_env) as site:
+        yield site
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,8 @@ cancelling their runs while they stream, and their sessions."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,9 +24,8 @@ from agno.team import RemoteTeam
 from agno.utils.http import aclose_default_clients, set_default_sync_client
 from agno.workflow import RemoteWorkflow
 
-from tests.live_server import free_port, serving
+from tests.live_server import agno_site
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 SEED = """
@@ -64,26 +58,8 @@ ROUTE = [{"name": "route_to_member", "arguments": {"member_id": "scripted"}, "id
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, _scripted_server) -> Iterator[dict]:
     db = tmp_path_factory.mktemp("agno-teams") / "site.sqlite3"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "DJANGO_DEBUG": "false", "DJANGO_LOG_LEVEL": "ERROR"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    seeded = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", SEED.format(base_url=_scripted_server.base_url)],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    tokens = json.loads(seeded.stdout.strip().splitlines()[-1])
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/os"
-    cmd = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
-    with serving(cmd, cwd=ROOT, env=env, probe_url=base + "/health", ready=lambda r: r.status_code == 200):
-        yield {
-            "base": base,
-            "alice": {"Authorization": f"Bearer {tokens['alice']}"},
-            "mallory": {"Authorization": f"Bearer {tokens['mallory']}"},
-        }
+    with agno_site(db, SEED.format(base_url=_scripted_server.base_url)) as site:
+        yield site
 
 
 @pytest.fixture

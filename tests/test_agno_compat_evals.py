@@ -5,11 +5,7 @@ tests/test_agno_compat_client.py."""
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,9 +13,8 @@ from agno.client import AgentOSClient
 from agno.db.schemas.evals import EvalFilterType, EvalType
 from agno.utils.http import aclose_default_clients
 
-from tests.live_server import free_port, serving
+from tests.live_server import agno_site
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 SEED = """
@@ -41,32 +36,8 @@ print(json.dumps({"staff": Token.objects.create(user=staff).key, "alice": Token.
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     db = tmp_path_factory.mktemp("agno-evals") / "site.sqlite3"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "DJANGO_DEBUG": "false", "DJANGO_LOG_LEVEL": "ERROR"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    import subprocess
-
-    out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", SEED],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    tokens = json.loads(out.strip().splitlines()[-1])
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/os"
-    with serving(
-        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        env=env,
-        probe_url=base + "/health",
-    ):
-        yield {
-            "base": base,
-            "staff": {"Authorization": f"Bearer {tokens['staff']}"},
-            "alice": {"Authorization": f"Bearer {tokens['alice']}"},
-        }
+    with agno_site(db, SEED, ready=lambda response: True) as site:
+        yield site
 
 
 @pytest.fixture

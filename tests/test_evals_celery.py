@@ -5,9 +5,6 @@ Slow (processes), so one test. Skipped without the test Redis, except in CI."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 
 import pytest
@@ -36,16 +33,7 @@ print(json.dumps({"eval_run_id": run.pk.hex, "status": run.status}))
 def test_an_eval_run_runs_one_task_per_case_on_a_real_worker(stack):  # noqa: F811 - the fixture
     stack["start_worker"]("evals", "--pool=threads", "--concurrency=2")
     started = time.perf_counter()
-    produced = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", PRODUCE],
-        cwd=ROOT,
-        env=stack["env"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    queued = json.loads(produced.stdout.strip().splitlines()[-1])
+    queued = stack["shell_json"](PRODUCE)
     assert queued["status"] == "queued"
     run_id = queued["eval_run_id"]
 

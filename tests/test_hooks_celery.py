@@ -80,7 +80,22 @@ def stack(tmp_path: Path, isolated_redis: RedisNamespace) -> Iterator[dict[str, 
         workers.append((process, log))
         return process
 
+    def shell_json(script: str) -> Any:
+        """Run `script` in `manage.py shell` (a producer, as a web process would be) with the stack's
+        environment as it is now, and read the JSON it printed last."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", script],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
     yield {
+        "shell_json": shell_json,
         "env": env,
         "db": db,
         "markers": markers,
@@ -135,16 +150,7 @@ def _wait_for(condition: Any, timeout: float, what: str) -> Any:
 
 def test_a_worker_killed_mid_hook_loses_nothing_and_the_effect_is_applied_once(stack):
     first = stack["start_worker"]("first")
-    produced = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", PRODUCE],
-        cwd=ROOT,
-        env=stack["env"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    run = json.loads(produced.stdout.strip().splitlines()[-1])
+    run = stack["shell_json"](PRODUCE)
     # The run answered without waiting for its 1.5 s hook (which only starts once the worker is up).
     assert run["status"] == "completed" and run["elapsed"] < 1.4, run
     db, markers = stack["db"], stack["markers"]
@@ -215,16 +221,7 @@ def test_automatic_memory_and_summaries_run_on_a_real_worker(stack):
     """The memory manager and the summarizer are background hooks: a real worker process on Redis
     extracts the memories and folds the runs that left the 1-run window into the summary."""
     stack["start_worker"]("memory")
-    produced = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", MEMORY_PRODUCE],
-        cwd=ROOT,
-        env=stack["env"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    out = json.loads(produced.stdout.strip().splitlines()[-1])
+    out = stack["shell_json"](MEMORY_PRODUCE)
     assert out["status"] == "completed"
     db = stack["db"]
     _wait_for(
@@ -282,16 +279,7 @@ def test_sigkill_of_a_worker_with_beat_the_sweep_brings_its_hook_back_once_the_l
     )
     worker = ("--pool=prefork", "--concurrency=2", "--beat", f"--schedule-filename={tmp_path / 'celerybeat-schedule'}")
     first = stack["start_worker"]("first", *worker)
-    produced = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", PRODUCE],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    run = json.loads(produced.stdout.strip().splitlines()[-1])
+    run = stack["shell_json"](PRODUCE)
     assert run["status"] == "completed", run
     db, markers = stack["db"], stack["markers"]
     execution_id = _query(
@@ -375,16 +363,7 @@ def test_readiness_sees_a_real_worker_and_its_beat_and_a_stopped_worker_at_once(
     db = stack["db"]
 
     def report() -> dict[str, Any]:
-        done = subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", READINESS],
-            cwd=ROOT,
-            env=stack["env"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return stack["shell_json"](READINESS)
 
     before = report()
     assert before["status"] == "unavailable" and before["detail"] == "Not ready: worker, beat.", before

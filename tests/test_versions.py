@@ -37,7 +37,7 @@ from tests.factories import (
     WorkflowStepFactory,
 )
 from tests.test_admin import agent_post
-from tests.test_admin_teams import inline_management
+from tests.test_admin_teams import inline_management, team_form
 from tests.test_hooks import hook_rows_post
 
 SECRET = "sk-live-VERSION-SECRET-777"
@@ -108,25 +108,7 @@ def test_an_inline_hook_change_records_a_version_and_the_diff_shows_it(admin_cli
 def test_a_team_member_change_in_the_admin_records_a_team_version(admin_client):
     model = ModelConfigFactory(name="offline")
     a, b = AgentFactory(slug="a", model=model), AgentFactory(slug="b", model=model)
-    data = {
-        "slug": "pair",
-        "name": "Pair",
-        "description": "",
-        "is_active": "on",
-        "busy_session_policy": "queue",
-        "access": "everyone",
-        "model": model.pk,
-        "mode": "collaborate",
-        "instructions": "Combine.",
-        "history_runs": "3",
-        "max_depth": "2",
-        "max_member_calls": "8",
-        **inline_management("memberships", 1),
-        **inline_management("hooks", 0),
-        **inline_management("fallbacks", 0),
-        "memberships-0-order": "0",
-        "memberships-0-agent": a.pk,
-    }
+    data = team_form(model, {"memberships-0-order": "0", "memberships-0-agent": a.pk}, memberships=1)
     assert admin_client.post(reverse("admin:agents_app_team_add"), data).status_code == 302
     team = TeamMember.objects.get().team
     member = TeamMember.objects.get()

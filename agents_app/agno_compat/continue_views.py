@@ -11,6 +11,7 @@ step run's RunRequirements) are resolved; agno's other step requirement kinds ar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -37,41 +38,36 @@ from sessions_app.errors import DomainError, run_http_status
 from sessions_app.inputs import InvalidInput, parse_json
 
 
-class ContinueFormSerializer(serializers.Serializer):
+class _ContinueFormSerializer(serializers.Serializer):
+    """The form of every continue route: one JSON list field (named by `payload_field`, declared by
+    the subclass), `stream`, and the ids agno's client sends along."""
+
+    payload_field = ""
+    stream = s.FormBooleanField(default=True)
+    session_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    user_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        # A JSON body may carry the list as a list rather than a string.
+        field = self.payload_field
+        if hasattr(data, "get") and isinstance(data.get(field), list):
+            data = {**data, field: orjson.dumps(data[field]).decode()}
+        return super().to_internal_value(data)
+
+
+class ContinueFormSerializer(_ContinueFormSerializer):
+    payload_field = "tools"
     tools = serializers.CharField(trim_whitespace=False, allow_blank=True, default="")
-    stream = s.FormBooleanField(default=True)
-    session_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    user_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-
-    def to_internal_value(self, data: Any) -> Any:
-        # A JSON body may carry `tools` as a list rather than a string.
-        if hasattr(data, "get") and isinstance(data.get("tools"), list):
-            data = {**data, "tools": orjson.dumps(data["tools"]).decode()}
-        return super().to_internal_value(data)
 
 
-class TeamContinueFormSerializer(serializers.Serializer):
+class TeamContinueFormSerializer(_ContinueFormSerializer):
+    payload_field = "requirements"
     requirements = serializers.CharField(trim_whitespace=False, allow_blank=True, default="")
-    stream = s.FormBooleanField(default=True)
-    session_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    user_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-
-    def to_internal_value(self, data: Any) -> Any:
-        if hasattr(data, "get") and isinstance(data.get("requirements"), list):
-            data = {**data, "requirements": orjson.dumps(data["requirements"]).decode()}
-        return super().to_internal_value(data)
 
 
-class WorkflowContinueFormSerializer(serializers.Serializer):
+class WorkflowContinueFormSerializer(_ContinueFormSerializer):
+    payload_field = "step_requirements"
     step_requirements = serializers.CharField(trim_whitespace=False, allow_blank=True, default="")
-    stream = s.FormBooleanField(default=True)
-    session_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    user_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-
-    def to_internal_value(self, data: Any) -> Any:
-        if hasattr(data, "get") and isinstance(data.get("step_requirements"), list):
-            data = {**data, "step_requirements": orjson.dumps(data["step_requirements"]).decode()}
-        return super().to_internal_value(data)
 
 
 class ToolsRefused(DomainError):
@@ -85,186 +81,130 @@ class ToolsRefused(DomainError):
         self.code = exc.code
 
 
-@doc.documented(
-    post=extend_schema(
-        summary="Continue a paused agent run",
-        description=(
-            "agno's continue: `tools` (a JSON list of the paused run's tool executions with the decisions set: "
-            "`confirmed` true or false with `confirmation_note`, the `user_input_schema` values, an external call's "
-            "`result`); `stream` (default true). Every pending call needs its decision."
+def _continue_schema(kind: str, *, summary: str, description: str, first_event: str, e400: str) -> Any:
+    """The OpenAPI of a continue route: the kind's run output (stream=false) or its events, and the
+    errors every continue has; the kind's own words in `description` and `e400`."""
+    return doc.documented(
+        post=extend_schema(
+            summary=summary,
+            description=description,
+            request=doc.RUN_REQUEST,
+            responses={
+                (200, "application/json"): OpenApiResponse(doc.RUN_OUTPUT[kind], description="With stream=false."),
+                (200, "text/event-stream"): OpenApiResponse(
+                    doc.RunEventSerializer, description=f"{first_event} first."
+                ),
+                **doc.agno_errors(
+                    400,
+                    401,
+                    404,
+                    409,
+                    422,
+                    e400=e400,
+                    e404=f"Not your run of this {kind}.",
+                    e409="The run does not wait for a decision (`run_not_paused`).",
+                ),
+            },
         ),
-        request=doc.RUN_REQUEST,
-        responses={
-            (200, "application/json"): OpenApiResponse(doc.RUN_OUTPUT["agent"], description="With stream=false."),
-            (200, "text/event-stream"): OpenApiResponse(doc.RunEventSerializer, description="RunContinued first."),
-            **doc.agno_errors(
-                400,
-                401,
-                404,
-                409,
-                422,
-                e400="`tools` is not JSON, a call has no decision (`invalid_decision`) or is not pending "
-                "(`unknown_tool_call`).",
-                e404="Not your run of this agent.",
-                e409="The run does not wait for a decision (`run_not_paused`).",
-            ),
-        },
-    ),
-)
-class RunContinueView(AgnoView):
-    renderer_classes = [JSONRenderer, EventStreamRenderer]
+    )
 
-    def prepare_post(self, request: Any, agent_id: str, run_id: str) -> tuple[Any, bool]:
+
+class _ContinueView(AgnoView):
+    """One continue for agents, teams and workflows: the subclass names its kind, its form and how
+    agno's JSON list becomes our decisions; the rest (scope, parse, prepare, stream or wait) is shared."""
+
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+    kind = ""
+    form_class: type[_ContinueFormSerializer] = _ContinueFormSerializer
+    decisions_from: Callable[[Any], Any]
+
+    def prepare_post(self, request: Any, run_id: str, **kwargs: str) -> tuple[Any, bool]:
+        component_key = f"{self.kind}_id"
+        component_id = kwargs[component_key]
         run_uuid: UUID = _parse_uuid(run_id, "Run")
-        if not allowed_for(request.auth, request.user).permits("agent", agent_id):  # a scoped API token's agents only
+        if not allowed_for(request.auth, request.user).permits(self.kind, component_id):  # a scoped token's only
             raise NotFound("Run not found")
-        form = ContinueFormSerializer(data=request.data)
+        form = self.form_class(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
+        field = self.form_class.payload_field
+        raw = data[field]
         try:
-            tools = parse_json(data["tools"], field="tools") if data["tools"].strip() else []
+            payload = parse_json(raw, field=field) if raw.strip() else []
         except InvalidInput as exc:
-            raise ToolsRefused(InvalidDecision(f"Invalid JSON in tools field: {exc.detail}")) from None
+            raise ToolsRefused(InvalidDecision(f"Invalid JSON in {field} field: {exc.detail}")) from None
         try:
-            decisions = decisions_from_agno_tools(tools)
+            decisions = self.decisions_from(payload)
             handle = runs.continue_prepare(
-                run_uuid, user=request.user, decisions=decisions, channel="agno", agent_id=agent_id
+                run_uuid, user=request.user, decisions=decisions, channel="agno", **{component_key: component_id}
             )
         except InvalidDecision as exc:
             raise ToolsRefused(exc) from None
         return handle, data["stream"]
 
-    async def post(self, request: Any, agent_id: str, run_id: str) -> Any:
+    async def post(self, request: Any, run_id: str, **kwargs: str) -> Any:
         handle, stream = self.prepared
         if stream:
-            return sse_response(_named(runs.continue_follow(handle), "agent_name", handle.component_name))
+            return sse_response(_named(runs.continue_follow(handle), f"{self.kind}_name", handle.component_name))
         events = await runs.launch(handle, stream=False).wait()
         result = handle.result(events)
         body = s.output_json(handle, events, result)
         return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
 
 
-@doc.documented(
-    post=extend_schema(
-        summary="Continue a paused team run",
-        description=(
-            "agno's team continue: `requirements` (a JSON list of the paused run's requirements, resolved: "
-            "`confirmation` true or false with `confirmation_note`, the `user_input_schema` values, an external "
-            "call's `external_execution_result`; or the same set on each `tool_execution`); `stream` (default "
-            "true). The member run that waits goes on, then the leader. Every pending call needs its decision."
-        ),
-        request=doc.RUN_REQUEST,
-        responses={
-            (200, "application/json"): OpenApiResponse(doc.RUN_OUTPUT["team"], description="With stream=false."),
-            (200, "text/event-stream"): OpenApiResponse(doc.RunEventSerializer, description="TeamRunContinued first."),
-            **doc.agno_errors(
-                400,
-                401,
-                404,
-                409,
-                422,
-                e400="`requirements` is not JSON, a call has no decision (`invalid_decision`) or is not pending "
-                "(`unknown_tool_call`).",
-                e404="Not your run of this team.",
-                e409="The run does not wait for a decision (`run_not_paused`).",
-            ),
-        },
+@_continue_schema(
+    "agent",
+    summary="Continue a paused agent run",
+    description=(
+        "agno's continue: `tools` (a JSON list of the paused run's tool executions with the decisions set: "
+        "`confirmed` true or false with `confirmation_note`, the `user_input_schema` values, an external call's "
+        "`result`); `stream` (default true). Every pending call needs its decision."
     ),
+    first_event="RunContinued",
+    e400="`tools` is not JSON, a call has no decision (`invalid_decision`) or is not pending (`unknown_tool_call`).",
 )
-class TeamRunContinueView(AgnoView):
-    renderer_classes = [JSONRenderer, EventStreamRenderer]
-
-    def prepare_post(self, request: Any, team_id: str, run_id: str) -> tuple[Any, bool]:
-        run_uuid: UUID = _parse_uuid(run_id, "Run")
-        if not allowed_for(request.auth, request.user).permits("team", team_id):  # a scoped API token's teams only
-            raise NotFound("Run not found")
-        form = TeamContinueFormSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        try:
-            requirements = (
-                parse_json(data["requirements"], field="requirements") if data["requirements"].strip() else []
-            )
-        except InvalidInput as exc:
-            raise ToolsRefused(InvalidDecision(f"Invalid JSON in requirements field: {exc.detail}")) from None
-        try:
-            decisions = decisions_from_agno_requirements(requirements)
-            handle = runs.continue_prepare(
-                run_uuid, user=request.user, decisions=decisions, channel="agno", team_id=team_id
-            )
-        except InvalidDecision as exc:
-            raise ToolsRefused(exc) from None
-        return handle, data["stream"]
-
-    async def post(self, request: Any, team_id: str, run_id: str) -> Any:
-        handle, stream = self.prepared
-        if stream:
-            return sse_response(_named(runs.continue_follow(handle), "team_name", handle.component_name))
-        events = await runs.launch(handle, stream=False).wait()
-        result = handle.result(events)
-        body = s.output_json(handle, events, result)
-        return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
+class RunContinueView(_ContinueView):
+    kind = "agent"
+    form_class = ContinueFormSerializer
+    decisions_from = staticmethod(decisions_from_agno_tools)
 
 
-@doc.documented(
-    post=extend_schema(
-        summary="Continue a paused workflow run",
-        description=(
-            "agno's workflow continue: `step_requirements` (a JSON list of the paused run's step requirements, "
-            "as the paused run's `step_requirements` has them, each `executor_requirements` resolved like the "
-            "team route's `requirements`); `stream` (default true). The step run that waits goes on, then the "
-            "workflow's next steps. Only executor requirements (`requires_executor_input`) are served: a step's "
-            "own confirmation, user input, route selection or output review is refused "
-            "(`unsupported_step_requirement`)."
-        ),
-        request=doc.RUN_REQUEST,
-        responses={
-            (200, "application/json"): OpenApiResponse(doc.RUN_OUTPUT["workflow"], description="With stream=false."),
-            (200, "text/event-stream"): OpenApiResponse(doc.RunEventSerializer, description="StepContinued first."),
-            **doc.agno_errors(
-                400,
-                401,
-                404,
-                409,
-                422,
-                e400="`step_requirements` is not JSON, a call has no decision (`invalid_decision`) or is not "
-                "pending (`unknown_tool_call`), or a requirement of a kind not served "
-                "(`unsupported_step_requirement`).",
-                e404="Not your run of this workflow.",
-                e409="The run does not wait for a decision (`run_not_paused`).",
-            ),
-        },
+@_continue_schema(
+    "team",
+    summary="Continue a paused team run",
+    description=(
+        "agno's team continue: `requirements` (a JSON list of the paused run's requirements, resolved: "
+        "`confirmation` true or false with `confirmation_note`, the `user_input_schema` values, an external "
+        "call's `external_execution_result`; or the same set on each `tool_execution`); `stream` (default "
+        "true). The member run that waits goes on, then the leader. Every pending call needs its decision."
     ),
+    first_event="TeamRunContinued",
+    e400="`requirements` is not JSON, a call has no decision (`invalid_decision`) or is not pending "
+    "(`unknown_tool_call`).",
 )
-class WorkflowRunContinueView(AgnoView):
-    renderer_classes = [JSONRenderer, EventStreamRenderer]
+class TeamRunContinueView(_ContinueView):
+    kind = "team"
+    form_class = TeamContinueFormSerializer
+    decisions_from = staticmethod(decisions_from_agno_requirements)
 
-    def prepare_post(self, request: Any, workflow_id: str, run_id: str) -> tuple[Any, bool]:
-        run_uuid: UUID = _parse_uuid(run_id, "Run")
-        if not allowed_for(request.auth, request.user).permits("workflow", workflow_id):  # a scoped token's
-            raise NotFound("Run not found")
-        form = WorkflowContinueFormSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        raw = data["step_requirements"]
-        try:
-            step_requirements = parse_json(raw, field="step_requirements") if raw.strip() else []
-        except InvalidInput as exc:
-            raise ToolsRefused(InvalidDecision(f"Invalid JSON in step_requirements field: {exc.detail}")) from None
-        try:
-            decisions = decisions_from_agno_step_requirements(step_requirements)
-            handle = runs.continue_prepare(
-                run_uuid, user=request.user, decisions=decisions, channel="agno", workflow_id=workflow_id
-            )
-        except InvalidDecision as exc:
-            raise ToolsRefused(exc) from None
-        return handle, data["stream"]
 
-    async def post(self, request: Any, workflow_id: str, run_id: str) -> Any:
-        handle, stream = self.prepared
-        if stream:
-            return sse_response(_named(runs.continue_follow(handle), "workflow_name", handle.component_name))
-        events = await runs.launch(handle, stream=False).wait()
-        result = handle.result(events)
-        body = s.output_json(handle, events, result)
-        return HttpResponse(orjson.dumps(body), status=run_http_status(result), content_type="application/json")
+@_continue_schema(
+    "workflow",
+    summary="Continue a paused workflow run",
+    description=(
+        "agno's workflow continue: `step_requirements` (a JSON list of the paused run's step requirements, "
+        "as the paused run's `step_requirements` has them, each `executor_requirements` resolved like the "
+        "team route's `requirements`); `stream` (default true). The step run that waits goes on, then the "
+        "workflow's next steps. Only executor requirements (`requires_executor_input`) are served: a step's "
+        "own confirmation, user input, route selection or output review is refused "
+        "(`unsupported_step_requirement`)."
+    ),
+    first_event="StepContinued",
+    e400="`step_requirements` is not JSON, a call has no decision (`invalid_decision`) or is not "
+    "pending (`unknown_tool_call`), or a requirement of a kind not served "
+    "(`unsupported_step_requirement`).",
+)
+class WorkflowRunContinueView(_ContinueView):
+    kind = "workflow"
+    form_class = WorkflowContinueFormSerializer
+    decisions_from = staticmethod(decisions_from_agno_step_requirements)

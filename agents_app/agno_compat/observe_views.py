@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -188,10 +189,39 @@ def _my_runs(request: Any) -> Any:
     return tr.trace_runs(user=request.user, session_q=allowed_for(request.auth, request.user).session_q("session__"))
 
 
-def _paged(rows: list[Any], total: int, page: int, limit: int, started: float) -> dict[str, Any]:
-    body = page_json(rows, page=page, limit=limit, total=total)
+def _filtered_runs(request: Any, q: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    """The caller's runs narrowed by the query's `keys` and its time window."""
+    return tr.filter_runs(
+        _my_runs(request),
+        **{k: q.get(k) for k in keys},
+        start_time=q.get("start_time"),
+        end_time=q.get("end_time"),
+    )
+
+
+def _paged(
+    qs: Any, page: int, limit: int, started: float, rows_json: Callable[[list[Any]], list[Any]]
+) -> dict[str, Any]:
+    """One page of `qs` in agno's paged shape (with the search time): counted, sliced (nothing
+    past the end), and its rows turned to JSON by `rows_json`."""
+    total = qs.count()
+    offset = (page - 1) * limit
+    rows = list(qs[offset : offset + limit]) if offset < total else []
+    body = page_json(rows_json(rows), page=page, limit=limit, total=total)
     body["meta"]["search_time_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return body
+
+
+def _summaries(runs: list[Any]) -> list[Any]:
+    return [t.summary() for t in tr.build_traces(runs)]
+
+
+def _details(runs: list[Any]) -> list[Any]:
+    return [t.detail() for t in tr.build_traces(runs)]
+
+
+def _session_stats(rows: list[Any]) -> list[Any]:
+    return [tr.session_stats_json(r) for r in rows]
 
 
 @doc.documented(
@@ -211,16 +241,8 @@ class TraceListView(PreparedGet, AgnoView):
         q = self.query(TracesQuerySerializer)
         _check_db_id(q.get("db_id"))
         page, limit = _page_params(q)
-        qs = tr.filter_runs(
-            _my_runs(request),
-            **{k: q.get(k) for k in ("run_id", "session_id", "agent_id", "team_id", "workflow_id", "status")},
-            start_time=q.get("start_time"),
-            end_time=q.get("end_time"),
-        )
-        total = qs.count()
-        offset = (page - 1) * limit
-        runs = list(qs[offset : offset + limit]) if offset < total else []
-        return _paged([t.summary() for t in tr.build_traces(runs)], total, page, limit, started)
+        qs = _filtered_runs(request, q, ("run_id", "session_id", "agent_id", "team_id", "workflow_id", "status"))
+        return _paged(qs, page, limit, started, _summaries)
 
 
 @doc.documented(
@@ -280,17 +302,8 @@ class TraceSessionStatsView(PreparedGet, AgnoView):
         q = self.query(TracesQuerySerializer)
         _check_db_id(q.get("db_id"))
         page, limit = _page_params(q)
-        qs = tr.filter_runs(
-            _my_runs(request),
-            **{k: q.get(k) for k in ("agent_id", "team_id", "workflow_id")},
-            start_time=q.get("start_time"),
-            end_time=q.get("end_time"),
-        )
-        stats = tr.session_stats(qs)
-        total = stats.count()
-        offset = (page - 1) * limit
-        rows = list(stats[offset : offset + limit]) if offset < total else []
-        return _paged([tr.session_stats_json(r) for r in rows], total, page, limit, started)
+        qs = _filtered_runs(request, q, ("agent_id", "team_id", "workflow_id"))
+        return _paged(tr.session_stats(qs), page, limit, started, _session_stats)
 
 
 @doc.documented(
@@ -318,15 +331,9 @@ class TraceSearchView(AgnoView):
             except tr.InvalidFilter as exc:
                 raise ParseError(f"Invalid filter expression: {exc}") from None
         page, limit = data["page"], data["limit"]
-        offset = (page - 1) * limit
         if data["group_by"] == "session":
-            stats = tr.session_stats(qs)
-            total = stats.count()
-            rows = list(stats[offset : offset + limit]) if offset < total else []
-            return _paged([tr.session_stats_json(r) for r in rows], total, page, limit, started)
-        total = qs.count()
-        runs = list(qs[offset : offset + limit]) if offset < total else []
-        return _paged([t.detail() for t in tr.build_traces(runs)], total, page, limit, started)
+            return _paged(tr.session_stats(qs), page, limit, started, _session_stats)
+        return _paged(qs, page, limit, started, _details)
 
     async def post(self, request: Any) -> Any:
         return Response(self.prepared)

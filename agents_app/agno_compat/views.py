@@ -780,13 +780,20 @@ class SessionRunView(PreparedGet, _SessionView):
     run or a workflow's step run too)."""
 
     def prepare_get(self, request: Any, session_id: str, run_id: str) -> dict[str, Any]:
-        session = self.session(request, session_id)
-        wanted = _parse_uuid(run_id, "Run")
-        runs = list(session.runs.all())
-        for run in runs:
-            if run.pk == wanted:
-                return s.stored_run_json(run, children=s.runs_by_parent(runs))
-        raise NotFound(f"Run with ID {run_id} not found in session {session_id}")
+        found = _stored_run_json(self.session(request, session_id), _parse_uuid(run_id, "Run"), top_level=False)
+        if found is None:
+            raise NotFound(f"Run with ID {run_id} not found in session {session_id}")
+        return found
+
+
+def _stored_run_json(session: Any, run_uuid: UUID, *, top_level: bool) -> dict[str, Any] | None:
+    """The session's run `run_uuid` in agno's run schema, with its member or step runs (None if
+    not in the session; with `top_level`, a member's or step's own run is not one)."""
+    runs_ = list(session.runs.all())
+    for run in runs_:
+        if run.pk == run_uuid and (not top_level or run.parent_run_id is None):
+            return s.stored_run_json(run, children=s.runs_by_parent(runs_))
+    return None
 
 
 # ---- Memories ------------------------------------------------------------------------------------
@@ -1040,12 +1047,10 @@ class ComponentRunDetailView(PreparedGet, AgnoView):
         component_id = ids[f"{kind}_id"]  # agno's path parameter names: agent_id, team_id, workflow_id
         q = self.query(s.ComponentRunQuerySerializer)
         session = _component_session(request, kind, component_id, q["session_id"])
-        wanted = _parse_uuid(run_id, "Run")
-        runs_ = list(session.runs.all())
-        for run in runs_:
-            if run.pk == wanted and run.parent_run_id is None:
-                return s.stored_run_json(run, children=s.runs_by_parent(runs_))
-        raise NotFound("Run not found")
+        found = _stored_run_json(session, _parse_uuid(run_id, "Run"), top_level=True)
+        if found is None:
+            raise NotFound("Run not found")
+        return found
 
 
 # ---- About this OS, and memory statistics ---------------------------------------------------------

@@ -403,35 +403,28 @@ def run_continue_prepare(
             session_state=session_state,
             resume=resume,
         )
-    elif run_kind == "team":
-        handle = TeamRunHandle(
-            team=root_component,
-            members_of=team_members_tree(root_component),
-            user_id=run.user_id,
-            run_id=run.pk,
-            session_id=run.session_id,
-            message=run.input,
-            created_at=run.created_at,
-            max_depth=root_component.max_depth,
-            session_state=session_state,
-            prior_events=resume.prior_events,
-            resume=resume,
-        )
     else:
-        steps, members = workflow_steps_tree(root_component)
-        handle = WorkflowRunHandle(
-            workflow=root_component,
-            steps=steps,
-            members_of=members,
-            user_id=run.user_id,
-            run_id=run.pk,
-            session_id=run.session_id,
-            message=run.input,
-            created_at=run.created_at,
-            session_state=session_state,
-            prior_events=resume.prior_events,
-            resume=resume,
-        )
+        # A team's or workflow's run handle goes on as the same run, from the events before the pause.
+        same_run: dict[str, Any] = {
+            "user_id": run.user_id,
+            "run_id": run.pk,
+            "session_id": run.session_id,
+            "message": run.input,
+            "created_at": run.created_at,
+            "session_state": session_state,
+            "prior_events": resume.prior_events,
+            "resume": resume,
+        }
+        if run_kind == "team":
+            handle = TeamRunHandle(
+                team=root_component,
+                members_of=team_members_tree(root_component),
+                max_depth=root_component.max_depth,
+                **same_run,
+            )
+        else:
+            steps, members = workflow_steps_tree(root_component)
+            handle = WorkflowRunHandle(workflow=root_component, steps=steps, members_of=members, **same_run)
     handle.quota = caps
     # The version it started with (its telemetry event names it; the component is as it is now).
     handle.config_version = run.config_version.number if run.config_version is not None else None

@@ -82,6 +82,15 @@ def suite_version_check(
         raise EvalInvalid(f"The target has no saved version {pinned_version}.", field=field) from None
 
 
+def suite_check(
+    *, agent: Any = None, team: Any = None, workflow: Any = None, pinned_version: int | None = None
+) -> None:
+    """A suite's target and pinned version, checked together: the one validation the admin form and
+    the REST serializer both call (EvalInvalid naming the field otherwise)."""
+    suite_target_check(agent=agent, team=team, workflow=workflow)
+    suite_version_check(pinned_version=pinned_version, agent=agent, team=team, workflow=workflow)
+
+
 def case_check(
     *,
     kind: str,
