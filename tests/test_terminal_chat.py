@@ -75,7 +75,9 @@ def _spawn_chat(site: dict[str, Any], *args: str) -> pexpect.spawn:
         sys.executable,
         ["manage.py", "agentos_chat", *args],
         cwd=str(ROOT),
-        env=site["env"],
+        # Rich takes COLUMNS/LINES over the terminal's size: pin them to the pty's (pytest-xdist's
+        # workers inherit an 80-column COLUMNS, which would cut the session ids in /sessions).
+        env={**site["env"], "COLUMNS": "120", "LINES": "50"},
         encoding="utf-8",
         timeout=30,
         dimensions=(50, 120),
