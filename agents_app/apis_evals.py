@@ -38,6 +38,7 @@ from agents_app.sse import EventStreamRenderer, sse_response
 from sessions_app.api_base import BODY_ERRORS, AsyncAPIView, StrictInputMixin, error_responses
 from sessions_app.db import db_call
 from sessions_app.errors import EvalRunFinished
+from sessions_app.inputs import InvalidInput, clean_text
 
 UUID_REGEX = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 SUITE = OpenApiParameter("suite", OpenApiTypes.STR, OpenApiParameter.PATH, description="The suite's slug.")
@@ -58,14 +59,23 @@ def _given_or_current(attrs: dict[str, Any], instance: Any, name: str, default: 
     return attrs[name] if name in attrs else getattr(instance, name, default)
 
 
+class _TargetField(serializers.SlugRelatedField):
+    """A target by slug; text the database cannot hold (a NUL, a lone surrogate) is refused as a
+    field error before the lookup, which PostgreSQL would answer with an error."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            try:
+                clean_text(data, field=self.field_name)
+            except InvalidInput as exc:
+                raise serializers.ValidationError(str(exc)) from None
+        return super().to_internal_value(data)
+
+
 class EvalSuiteSerializer(serializers.ModelSerializer):
-    agent = serializers.SlugRelatedField(
-        slug_field="slug", queryset=Agent.objects.all(), required=False, allow_null=True
-    )
-    team = serializers.SlugRelatedField(slug_field="slug", queryset=Team.objects.all(), required=False, allow_null=True)
-    workflow = serializers.SlugRelatedField(
-        slug_field="slug", queryset=Workflow.objects.all(), required=False, allow_null=True
-    )
+    agent = _TargetField(slug_field="slug", queryset=Agent.objects.all(), required=False, allow_null=True)
+    team = _TargetField(slug_field="slug", queryset=Team.objects.all(), required=False, allow_null=True)
+    workflow = _TargetField(slug_field="slug", queryset=Workflow.objects.all(), required=False, allow_null=True)
     judge_model = serializers.PrimaryKeyRelatedField(
         queryset=ModelConfig.objects.all(), required=False, allow_null=True, help_text="A model config id."
     )

@@ -566,3 +566,16 @@ def test_a_reliability_case_of_a_pinned_suite_is_checked_against_the_pinned_tool
     assert info.value.field == "expected_tool_calls" and f"Version {pinned.number} of the agent" in str(
         info.value.detail
     )
+
+
+def test_an_eval_runs_counts_never_go_down_when_two_cases_finish_at_once(suite):
+    """The count read before another case's commit may be written after it: the stored counts keep
+    the larger value."""
+    from agents_app.evals.services import eval_run_progress
+
+    _case(suite, kind="reliability", expected_tool_calls=[])
+    _case(suite, kind="reliability", expected_tool_calls=[], position=1)
+    run = eval_run_start(suite=suite, publish=False)
+    EvalRun.objects.filter(pk=run.pk).update(cases_done=2, cases_passed=2)  # the other case's later write
+    run = eval_run_progress(eval_run_id=run.pk)  # this one counted nothing finished yet
+    assert (run.cases_done, run.cases_passed) == (2, 2)

@@ -5,6 +5,7 @@ worker (the default memory:// broker), polled, followed over SSE, cancelled and 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -100,6 +101,13 @@ async def test_bad_input_is_a_400_naming_the_field(asgi, agent, staff_token):
     assert (status, body["code"], body["agent"]) == (400, "invalid_eval", [body["detail"]])
     status, body = await post("/api/evals/", {"slug": "s", "name": "S", "agent": "nobody"})
     assert (status, body["code"], list(body)) == (400, "invalid", ["agent", "detail", "code"])
+    # Text no database can hold is a field error before any lookup (PostgreSQL would raise on it).
+    r = await asgi.post(
+        "/api/evals/",
+        content=json.dumps({"slug": "s", "name": "S", "team": "de\x00mo"}),
+        headers={**bearer(staff_token), "Content-Type": "application/json"},
+    )
+    assert (r.status_code, r.json()["code"], list(r.json())) == (400, "invalid", ["team", "detail", "code"])
     status, body = await post("/api/evals/", {"slug": "s", "name": "S", "agent": agent.slug, "pinned_version": 3})
     assert (status, body["code"], body["pinned_version"]) == (
         400,

@@ -16,7 +16,8 @@ from uuid import UUID
 from celery import current_app
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from agents_app.embedded_worker import ensure_embedded_worker
@@ -381,7 +382,11 @@ def eval_run_progress(*, eval_run_id: UUID) -> EvalRun:
         cancelled=Count("pk", filter=Q(status=EvalStatus.CANCELLED)),
         total=Count("pk"),
     )
-    EvalRun.objects.filter(pk=eval_run_id).update(cases_done=counts["done"], cases_passed=counts["passed"])
+    # Never lower: two cases finishing at once each count, and the count read before the other's
+    # commit may be written after it (PostgreSQL's read committed).
+    EvalRun.objects.filter(pk=eval_run_id).update(
+        cases_done=Greatest(F("cases_done"), counts["done"]), cases_passed=Greatest(F("cases_passed"), counts["passed"])
+    )
     run = EvalRun.objects.select_related("suite").get(pk=eval_run_id)
     if counts["done"] < counts["total"] or (run.finished_at is not None and run.status != EvalStatus.CANCELLED):
         return run
