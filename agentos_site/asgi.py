@@ -27,12 +27,15 @@ from agents_app.routing import websocket_urlpatterns  # noqa: E402
 
 # Channels' origin validator, except that clients sending no Origin (apps, not browsers) get through.
 from agents_app.ws_auth import AllowedHostsOriginValidator  # noqa: E402
+from sessions_app.asgi import pooled_sync_threads  # noqa: E402
 
-http_app = django_asgi_app
+# Each request's sync work (Django's request signals, sync views) on a pooled long-lived thread,
+# not a new thread per request (sessions_app.asgi).
+http_app = pooled_sync_threads(django_asgi_app)
 if not settings.DEBUG:
     if os.path.isdir(settings.STATIC_ROOT):
         # Files with a content hash in their name are immutable (servestatic's default test).
-        http_app = ServeStaticASGI(django_asgi_app, root=settings.STATIC_ROOT, prefix=settings.STATIC_URL)
+        http_app = ServeStaticASGI(http_app, root=settings.STATIC_ROOT, prefix=settings.STATIC_URL)
     else:
         logging.getLogger(__name__).warning(
             "STATIC_ROOT (%s) does not exist: run `manage.py collectstatic` to serve static files", settings.STATIC_ROOT

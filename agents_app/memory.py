@@ -26,8 +26,6 @@ import logging
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import sync_to_async
-
 from agents_app.hooks.context import HookContext
 from agents_app.hooks.registry import MEMORY_HOOK, POST, SUMMARY_HOOK, hook_registry
 from agents_app.hooks.structured import ask_json, object_schema
@@ -183,8 +181,13 @@ async def memory_manager(ctx: HookContext) -> None:
     agent = ctx.agent
     scope = memory_scope_pk(agent)
     output = ctx.output if isinstance(ctx.output, str) else json.dumps(ctx.output, ensure_ascii=False)
-    existing = await sync_to_async(memories_for_context)(
-        user_id=ctx.user_id, agent_pk=scope, message=f"{ctx.input}\n{output}", limit=50, max_chars=12_000
+    existing = await db_call(
+        memories_for_context,
+        user_id=ctx.user_id,
+        agent_pk=scope,
+        message=f"{ctx.input}\n{output}",
+        limit=50,
+        max_chars=12_000,
     )
     known = "\n".join(memory_line(m) for m in existing) or "(none yet)"
     limit = int(agentos_settings.MEMORY_EXCHANGE_MAX_CHARS)
@@ -235,7 +238,8 @@ async def session_summarizer(ctx: HookContext) -> None:
     history_runs = min(agent.history_runs, int(agentos_settings.MAX_HISTORY_RUNS))
     # Inline, this run is not stored yet but will take a place in the next run's window.
     pending = 0 if ctx.background else 1
-    todo = await sync_to_async(session_runs_to_summarize)(
+    todo = await db_call(
+        session_runs_to_summarize,
         session_id=ctx.session_id,
         window_runs=max(history_runs - pending, 0),
         max_chars=agent.history_max_chars,

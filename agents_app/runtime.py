@@ -63,6 +63,7 @@ from agents_app.engine.expiry import paused_run_end, row_totals
 from agents_app.engine.outcome import store_run
 from agents_app.engine.protocol import RunnableHandle
 from sessions_app import liveness, logcontext
+from sessions_app.asgi import detached_context
 from sessions_app.conf import agentos_settings
 from sessions_app.db import db_call
 from sessions_app.errors import NotFoundError, UnavailableError
@@ -786,7 +787,9 @@ class Runtime:
         return layer is not None and not isinstance(layer, InMemoryChannelLayer)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
+        # Outside the request's thread-sensitive context: a run may outlive its request
+        # (sessions_app.asgi.detached_context).
+        task = asyncio.get_running_loop().create_task(coro, context=detached_context())
         self._tasks.add(task)  # a strong reference: the loop keeps only weak ones
         task.add_done_callback(self._tasks.discard)
         return task

@@ -77,9 +77,9 @@ class Processes:
     def start(self, name: str, argv: list[str], env: dict[str, str], log: Path, **kw: Any) -> subprocess.Popen[bytes]:
         with log.open("ab") as sink:
             kw.setdefault("stdout", sink)
+            kw.setdefault("cwd", ROOT)
             proc = subprocess.Popen(
                 argv,
-                cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stderr=sink,

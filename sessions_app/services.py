@@ -11,9 +11,11 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.utils import timezone
 
+from sessions_app import statements
+from sessions_app.conf import agentos_settings
 from sessions_app.errors import ConflictError, DomainError, NotFoundError
 from sessions_app.images import ImageInput, image_files_delete, image_rows_create
 from sessions_app.liveness import process_id
@@ -175,29 +177,33 @@ def _run_start(
         if session_id is None:
             initial = getattr(component, "initial_session_state", None)
             state = copy.deepcopy(initial) if isinstance(initial, dict) else {}
-            session = Session.objects.create(user=user, name=_session_name(message), state=state, **owner)
+            session = Session(user=user, name=_session_name(message), state=state, **owner)
+            statements.insert([session])
             created = True
         else:
             now = timezone.now()
             # The UPDATE comes first: it locks the session row (PostgreSQL; SQLite's IMMEDIATE
             # transaction holds the write lock already) so two messages racing into one session are
-            # serialized, and the busy check below sees the other's committed run. Same query count
-            # as a plain lookup: the busy check is an EXISTS on the lookup itself.
-            if not Session.objects.filter(pk=session_id, user=user, **owner).update(updated_at=now):
+            # serialized, and the busy check sees the other's committed run (sessions_app.statements).
+            since = now - timedelta(seconds=float(agentos_settings.RUN_STALE_SECONDS))
+            lock = {"session_id": session_id, "user_id": user.pk, "owner": kind, "owner_id": component.pk}
+            found = statements.session_lock_and_read(**lock, now=now, running_since=since)
+            if found is None:
                 created = _session_create_chosen(
                     session_id=session_id, kind=kind, owner=owner, component=component, user=user, message=message
                 )
-            session = (
-                Session.objects.filter(pk=session_id)
-                .annotate(busy=Exists(_running_runs(OuterRef("pk"), now)), paused=Exists(_paused_runs(OuterRef("pk"))))
-                .get()
-            )
+                found = statements.session_lock_and_read(**lock, now=now, running_since=since)
+                if found is None:  # deleted meanwhile
+                    raise SessionNotFound(
+                        f"No session {session_id} for {kind} {component.slug!r}.", session_id=session_id
+                    )
+            session, busy, paused = found
             if session.ended_at is not None:
                 raise SessionEnded(
                     f"Session {session_id} has ended; it takes no more messages. Start a new session.",
                     session_id=session.pk,
                 )
-            if session.busy:
+            if busy:
                 running = list(_running_runs(session.pk, now).values_list("pk", flat=True))
                 raise SessionBusy(
                     f"Session {session_id} is still answering a previous message.",
@@ -205,7 +211,7 @@ def _run_start(
                     policy=getattr(component, "busy_session_policy", "reject"),
                     running_run_ids=running,
                 )
-            if session.paused:
+            if paused:
                 paused = list(_paused_runs(session.pk).values_list("pk", flat=True))
                 raise SessionPaused(
                     f"Session {session_id} waits for a decision on the tool calls of run {paused[0]}: continue "
@@ -224,7 +230,7 @@ def _run_start(
                 )
                 history, overflow = window.messages, window.overflow
         model = getattr(component, "model", None)
-        run = Run.objects.create(
+        run = Run(
             session=session,
             user=user,
             status=Run.Status.RUNNING,
@@ -235,6 +241,7 @@ def _run_start(
             config_version_id=config_version_id,
             **owner,
         )
+        statements.insert([run])
         # The user's message is the run's `input` from here on; its Message row (position 0) is
         # written with the run's other messages when it ends, saving an INSERT per run.
         if images:
@@ -323,25 +330,29 @@ def run_finish(
         for index, m in enumerate(messages, start=1)
     ]
     with transaction.atomic():
-        updated = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
-            status=status,
-            output=output,
-            output_json=output_json,
-            error=error,
-            error_type=error_type,
-            input_tokens=metrics.get("input_tokens", 0),
-            output_tokens=metrics.get("output_tokens", 0),
-            total_tokens=metrics.get("total_tokens", 0),
-            time_to_first_token=metrics.get("time_to_first_token"),
-            duration=metrics.get("duration"),
-            events=events,
-            finished_at=timezone.now(),
-            updated_at=timezone.now(),
-            **extra,
+        now = timezone.now()
+        updated = statements.run_update_if_running(
+            run_id,
+            dict(
+                status=status,
+                output=output,
+                output_json=output_json,
+                error=error,
+                error_type=error_type,
+                input_tokens=metrics.get("input_tokens", 0),
+                output_tokens=metrics.get("output_tokens", 0),
+                total_tokens=metrics.get("total_tokens", 0),
+                time_to_first_token=metrics.get("time_to_first_token"),
+                duration=metrics.get("duration"),
+                events=events,
+                finished_at=now,
+                updated_at=now,
+                **extra,
+            ),
         )
         # updated == 0: the run was deleted with its session meanwhile; nothing left to attach to.
         if updated and rows:
-            Message.objects.bulk_create(rows)
+            statements.insert(rows)
         if updated and session_id is not None and (state_set or state_unset):
             session_state_merge(session_id=session_id, state_set=state_set or {}, state_unset=state_unset or [])
         if updated and on_finish is not None:
