@@ -250,7 +250,7 @@ def test_the_token_is_not_kept_in_clear(keys):
 
 @pytest.mark.django_db
 def test_a_row_read_before_a_change_is_not_cached_after_it(user):
-    row, secret = new_token(user)
+    row, _ = new_token(user)
     generation = auth_cache_generation()
     loaded = ApiToken.objects.select_related("user").get(pk=row.pk)
     token_revoke(token=row)  # meanwhile, in another thread
