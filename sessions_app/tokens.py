@@ -201,11 +201,16 @@ def token_authenticate(key: str) -> ApiToken:
             raise TokenInvalid()
         # Cached as loaded, revoked or expired too: those are checked on each use.
         auth_cache_put(API, digest, token, generation)
+    _check_cached(token)
+    return token
+
+
+def _check_cached(token: ApiToken) -> None:
+    """token_check, and the cached row told when the token's last use was written (if it was)."""
     last_used_at = token.last_used_at
     token_check(token)
     if token.last_used_at != last_used_at:
-        auth_cache_note_use(API, digest, token.last_used_at)
-    return token
+        auth_cache_note_use(API, token.digest, token.last_used_at)
 
 
 def drf_token_get(key: str) -> Any | None:
@@ -253,9 +258,15 @@ def token_touch(token: ApiToken, *, now: datetime) -> bool:
 
 def token_refresh(token: ApiToken) -> ApiToken:
     """The token as stored now, checked again (an open websocket does this every
-    API_TOKEN_LAST_USED_SECONDS, so a revoked token's socket stops starting runs)."""
-    fresh = ApiToken.objects.select_related("user").filter(pk=token.pk).first()
+    API_TOKEN_LAST_USED_SECONDS, so a revoked token's socket stops starting runs): from this
+    process's cache when it holds it (a change made here has dropped it; one made by another
+    process is seen within AUTH_CACHE_SECONDS), else one SELECT."""
+    fresh = auth_cache_get(API, token.digest)
     if fresh is None:
-        raise TokenRevoked()
-    token_check(fresh)
+        generation = auth_cache_generation()
+        fresh = ApiToken.objects.select_related("user").filter(pk=token.pk).first()
+        if fresh is None:
+            raise TokenRevoked()
+        auth_cache_put(API, fresh.digest, fresh, generation)
+    _check_cached(fresh)
     return fresh

@@ -28,7 +28,7 @@ from agents_app.authentication import BearerOrTokenAuthentication
 from sessions_app import authcache, tokens
 from sessions_app.authcache import API, auth_cache_generation, auth_cache_get, auth_cache_put
 from sessions_app.models import ApiToken
-from sessions_app.tokens import digest_of, token_create, token_revoke
+from sessions_app.tokens import TokenRevoked, digest_of, token_create, token_refresh, token_revoke
 from tests.factories import AgentFactory, UserFactory
 
 AUTH_TABLES = (ApiToken._meta.db_table, Token._meta.db_table, get_user_model()._meta.db_table)
@@ -307,3 +307,15 @@ async def test_a_websocket_with_a_token_revoked_in_this_process_is_refused(user,
     await comm.disconnect()
     await sync_to_async(token_revoke)(token=row)
     assert await ws().connect(timeout=5) == (False, 4401)
+
+
+@pytest.mark.django_db
+def test_an_open_websockets_check_of_its_token_reads_the_cache(user):
+    row, secret = new_token(user)
+    _, api_token = authenticate(secret)
+    with CaptureQueriesContext(connection) as captured:
+        fresh = token_refresh(api_token)
+    assert captured.captured_queries == [] and fresh.pk == row.pk and fresh is not api_token
+    token_revoke(token=row)
+    with pytest.raises(TokenRevoked):
+        token_refresh(api_token)
