@@ -22,9 +22,10 @@ class SessionsAppConfig(AppConfig):
             (_user_changed, get_user_model(), "user"),
         ]
         if apps.is_installed("rest_framework.authtoken"):
-            from rest_framework.authtoken.models import Token
+            from rest_framework.authtoken.models import Token, TokenProxy
 
-            receivers.append((_drf_token_changed, Token, "drf"))
+            # TokenProxy: DRF's admin saves through it (signals name the proxy as their sender).
+            receivers += [(_drf_token_changed, Token, "drf"), (_drf_token_changed, TokenProxy, "drf-proxy")]
         for receiver, sender, name in receivers:
             post_save.connect(receiver, sender=sender, weak=False, dispatch_uid=f"agentos-authcache-{name}-save")
             post_delete.connect(receiver, sender=sender, weak=False, dispatch_uid=f"agentos-authcache-{name}-delete")

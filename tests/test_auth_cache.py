@@ -319,3 +319,15 @@ def test_an_open_websockets_check_of_its_token_reads_the_cache(user):
     token_revoke(token=row)
     with pytest.raises(TokenRevoked):
         token_refresh(api_token)
+
+
+@pytest.mark.django_db
+def test_a_drf_token_deleted_in_the_admin_is_refused_on_the_next_request(client, staff_user, user, token):
+    from rest_framework.authtoken.models import TokenProxy
+
+    authenticate(token)
+    client.force_login(staff_user)
+    r = client.post(f"/admin/authtoken/tokenproxy/{user.pk}/delete/", {"post": "yes"})
+    assert r.status_code == 302 and not TokenProxy.objects.exists()
+    with pytest.raises(AuthenticationFailed):
+        authenticate(token)
