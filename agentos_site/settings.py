@@ -298,6 +298,8 @@ AGENTOS = {
     "API_TOKEN_MAX_DAYS": env.float("AGENTOS_API_TOKEN_MAX_DAYS", default=0),
     "API_TOKENS_PER_USER": env.int("AGENTOS_API_TOKENS_PER_USER", default=100),
     "API_TOKEN_LAST_USED_SECONDS": env.float("AGENTOS_API_TOKEN_LAST_USED_SECONDS", default=60.0),
+    # How long a process caches a token it authenticated, with its user (seconds; 0: no cache).
+    "AUTH_CACHE_SECONDS": env.float("AGENTOS_AUTH_CACHE_SECONDS", default=5.0),
 }
 
 # Celery (agentos_site/celery.py reads every CELERY_* setting): background hooks, and the periodic

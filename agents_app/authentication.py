@@ -8,19 +8,24 @@ Bearer is what agno's clients and most HTTP tooling send. Two kinds of token tra
   here: a read-only token authenticates no unsafe method (403 `token_read_only`), except on views
   that say they take care of it (`read_only_token_methods`: a token revoking itself);
 * DRF's authtoken rows (one per user, from `/api/auth/token/`), as before.
+
+Both are looked up through the per-process cache of sessions_app.authcache: a token seen in the last
+AUTH_CACHE_SECONDS costs no SQL statement (expiry, revocation and the user's being active are still
+checked on each request).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
 from rest_framework.permissions import SAFE_METHODS
 
 from sessions_app.errors import AuthenticationError
 from sessions_app.models import ApiToken
-from sessions_app.tokens import TokenReadOnly, is_api_token, token_authenticate
+from sessions_app.tokens import TokenReadOnly, drf_token_get, is_api_token, token_authenticate
 
 
 class BearerOrTokenAuthentication(TokenAuthentication):
@@ -49,7 +54,13 @@ class BearerOrTokenAuthentication(TokenAuthentication):
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
         if not is_api_token(key):
-            return super().authenticate_credentials(key)
+            # DRF's TokenAuthentication.authenticate_credentials, its answers included, with the cache.
+            token = drf_token_get(key)
+            if token is None:
+                raise exceptions.AuthenticationFailed(_("Invalid token."))
+            if not token.user.is_active:
+                raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+            return token.user, token
         try:
             token = token_authenticate(key)
         except AuthenticationError as exc:

@@ -26,7 +26,7 @@ from django.contrib.auth.models import AnonymousUser
 
 from sessions_app.errors import AuthenticationError
 from sessions_app.models import ApiToken
-from sessions_app.tokens import is_api_token, token_authenticate
+from sessions_app.tokens import drf_token_get, is_api_token, token_authenticate
 
 SUBPROTOCOL = "agentos"
 TOKEN_SUBPROTOCOL_PREFIX = "token."
@@ -43,16 +43,15 @@ def token_from_scope(scope: dict[str, Any]) -> str | None:
 
 @database_sync_to_async
 def _authenticate(key: str) -> tuple[Any, ApiToken | None]:
-    """The user a token authenticates (AnonymousUser when none) and the API token, if it is one."""
+    """The user a token authenticates (AnonymousUser when none) and the API token, if it is one;
+    through the per-process cache of sessions_app.authcache, as over HTTP."""
     if is_api_token(key):
         try:
             api_token = token_authenticate(key)
         except AuthenticationError:
             return AnonymousUser(), None
         return api_token.user, api_token
-    from rest_framework.authtoken.models import Token
-
-    token = Token.objects.select_related("user").filter(key=key).first()
+    token = drf_token_get(key)
     if token is None or not token.user.is_active:
         return AnonymousUser(), None
     return token.user, None

@@ -8,12 +8,17 @@ per request, in-process (docs/benchmarks.md#api-tokens).
    this thread): `GET /api/agents/` and a non-streaming `POST /api/agents/<id>/runs` of an offline
    agent, with a DRF token, an unrestricted API token and one limited to that agent.
 
+Tokens are cached per process for AUTH_CACHE_SECONDS (sessions_app.authcache), so in the steady
+state a request authenticates with no SQL statement; `--auth-cache-seconds 0` measures without the
+cache (a SELECT per request, as before it existed).
+
 CPU is this process's (`time.process_time`, every thread), per call, the median of the rounds;
 SQL statements are what CaptureQueriesContext sees, BEGIN/COMMIT/SAVEPOINT left out. Kinds are
 alternated round by round, so drift on a shared machine hits them alike.
 
     .venv/bin/python bench/auth_overhead.py                 # a minute or so
     .venv/bin/python bench/auth_overhead.py --calls 5000 --requests 400
+    .venv/bin/python bench/auth_overhead.py --auth-cache-seconds 0   # without the token cache
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/agentos_bench .venv/bin/python bench/auth_overhead.py
 
 Without DATABASE_URL a throwaway SQLite database is made (and removed). A report, never a test gate.
@@ -46,6 +51,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -58,8 +64,9 @@ from rest_framework.test import APIRequestFactory  # noqa: E402
 
 from agents_app.authentication import BearerOrTokenAuthentication  # noqa: E402
 from agents_app.models import Agent, ModelConfig  # noqa: E402
+from sessions_app.authcache import API, auth_cache_note_use  # noqa: E402
 from sessions_app.models import ApiToken  # noqa: E402
-from sessions_app.tokens import token_create  # noqa: E402
+from sessions_app.tokens import digest_of, token_create  # noqa: E402
 
 _TX = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 AGENT = "auth-bench"
@@ -108,7 +115,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000, help="authentications of each kind")
     parser.add_argument("--requests", type=int, default=200, help="HTTP requests of each kind and path")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the tables")
+    parser.add_argument(
+        "--auth-cache-seconds", type=float, default=None, help="AUTH_CACHE_SECONDS (default: the site's, 5; 0: off)"
+    )
     args = parser.parse_args()
+    if args.auth_cache_seconds is not None:
+        settings.AGENTOS = {**settings.AGENTOS, "AUTH_CACHE_SECONDS": args.auth_cache_seconds}
+    cache_seconds = float(settings.AGENTOS.get("AUTH_CACHE_SECONDS", 5.0))
     tokens = _setup()
     auth = BearerOrTokenAuthentication()
     factory = APIRequestFactory()
@@ -119,17 +132,19 @@ def main() -> None:
 
     due_key = tokens.pop("API token, due")
     due_pk = ApiToken.objects.get(name="bench due").pk
+    due_digest = digest_of(due_key)
     long_ago = timezone.now() - timedelta(days=1)
 
     def due() -> Any:
         # Its last use is a minute old: this call writes it (once a minute per token, in service).
-        ApiToken.objects.filter(pk=due_pk).update(last_used_at=long_ago)
+        reset_only()
         return due_request()
 
     due_request = authenticate(due_key)
 
     def reset_only() -> Any:
         ApiToken.objects.filter(pk=due_pk).update(last_used_at=long_ago)
+        auth_cache_note_use(API, due_digest, long_ago)  # what the cached row says too
 
     per_round = max(1, args.calls // 20)
     alone = _rounds(
@@ -174,7 +189,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"database: {connection.vendor}; medians of alternated rounds\n")
+    cache = f"{cache_seconds:g} s (a token is read again when its entry is that old)" if cache_seconds else "off"
+    print(f"database: {connection.vendor}; token cache: {cache}; medians of alternated rounds\n")
     for title, rows in results.items():
         base = rows["DRF token"]
         print(f"{title}")

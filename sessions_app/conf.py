@@ -107,6 +107,11 @@ DEFAULTS: dict[str, Any] = {
     "API_TOKEN_MAX_DAYS": None,
     "API_TOKENS_PER_USER": 100,
     "API_TOKEN_LAST_USED_SECONDS": 60.0,
+    # How long a process keeps a token it authenticated (DRF's or a scoped API token, with its user;
+    # sessions_app.authcache), so that its next requests cost no SQL statement to authenticate. A
+    # change made in this process (revoked, deleted, user deactivated) applies at once; one made by
+    # another process within this time. 0: no cache, a SELECT per request.
+    "AUTH_CACHE_SECONDS": 5.0,
     # Hooks (agents_app.hooks). Modules imported on first use so that their @hook functions register.
     "HOOK_MODULES": ["agents_app.hooks.builtin"],
     # Where hooks run: "auto" (the agent's admin choice, else the decorator's default), "always"

@@ -6,9 +6,10 @@ A token is `agos_` + 12 hex digits (the prefix: shown in lists, and the indexed 
 found by) + 43 characters of `secrets.token_urlsafe(32)` (256 random bits). Only the prefix and a
 SHA-256 digest of the whole token are stored: the token itself is shown once, when it is created.
 A digest of a 256-bit random value needs no slow, salted password hash (nothing to guess from a
-stolen digest), so checking a token costs one indexed SELECT (the row with its user, as DRF's own
-tokens do) and a hash of 60 bytes; its last use is written at most once per
-API_TOKEN_LAST_USED_SECONDS (one conditional UPDATE).
+stolen digest), so checking a token costs a hash of 60 bytes and, unless this process saw it in the
+last AUTH_CACHE_SECONDS (sessions_app.authcache), one indexed SELECT (the row with its user, as DRF's
+own tokens do); its last use is written at most once per API_TOKEN_LAST_USED_SECONDS (one
+conditional UPDATE). DRF's own tokens are looked up through the same cache (`drf_token_get`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from sessions_app.authcache import (
+    API,
+    DRF,
+    auth_cache_drop,
+    auth_cache_generation,
+    auth_cache_get,
+    auth_cache_note_use,
+    auth_cache_put,
+)
 from sessions_app.conf import agentos_settings
 from sessions_app.errors import AuthenticationError, ConflictError, ForbiddenError
 from sessions_app.models import ApiToken
@@ -155,10 +165,13 @@ def token_issue(token: ApiToken) -> str:
 
 
 def token_revoke(*, token: ApiToken) -> ApiToken:
-    """Revoke a token (idempotent): it stops working at once, everywhere; the row stays."""
+    """Revoke a token (idempotent): it stops working at once in this process, and in the others
+    within AUTH_CACHE_SECONDS (their cached copy of it); the row stays."""
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=token.revoked_at)
+    # A queryset UPDATE sends no signal (sessions_app.apps drops the saved and deleted ones).
+    auth_cache_drop(API, token.digest)
     return token
 
 
@@ -167,20 +180,55 @@ def token_revoke(*, token: ApiToken) -> ApiToken:
 
 def token_authenticate(key: str) -> ApiToken:
     """The live token `key` is (with its user), its last use recorded; raises TokenInvalid (unknown,
-    malformed, or its user is inactive), TokenExpired or TokenRevoked. One SELECT, plus one UPDATE at
-    most once per API_TOKEN_LAST_USED_SECONDS per token."""
+    malformed, or its user is inactive), TokenExpired or TokenRevoked. One SELECT unless the token is
+    in this process's cache (sessions_app.authcache), plus one UPDATE at most once per
+    API_TOKEN_LAST_USED_SECONDS per token."""
     if not _TOKEN_RE.fullmatch(key):
         raise TokenInvalid()
-    try:
-        # get(), not first(): no ORDER BY to compile (the prefix is unique); most of this function's
-        # CPU is the ORM building the query.
-        token = ApiToken.objects.select_related("user").get(prefix=key[:PREFIX_LENGTH])
-    except ApiToken.DoesNotExist:
-        raise TokenInvalid() from None
-    # Compared in constant time, so the answer's timing tells nothing about the digest.
-    if not hmac.compare_digest(token.digest, digest_of(key)):
-        raise TokenInvalid()
+    digest = digest_of(key)
+    # A hit is found by the digest of the whole token, i.e. the row's digest: nothing to compare.
+    token = auth_cache_get(API, digest)
+    if token is None:
+        generation = auth_cache_generation()
+        try:
+            # get(), not first(): no ORDER BY to compile (the prefix is unique); most of this function's
+            # CPU is the ORM building the query.
+            token = ApiToken.objects.select_related("user").get(prefix=key[:PREFIX_LENGTH])
+        except ApiToken.DoesNotExist:
+            raise TokenInvalid() from None
+        # Compared in constant time, so the answer's timing tells nothing about the digest.
+        if not hmac.compare_digest(token.digest, digest):
+            raise TokenInvalid()
+        # Cached as loaded, revoked or expired too: those are checked on each use.
+        auth_cache_put(API, digest, token, generation)
+    _check_cached(token)
+    return token
+
+
+def _check_cached(token: ApiToken) -> None:
+    """token_check, and the cached row told when the token's last use was written (if it was)."""
+    last_used_at = token.last_used_at
     token_check(token)
+    if token.last_used_at != last_used_at:
+        auth_cache_note_use(API, token.digest, token.last_used_at)
+
+
+def drf_token_get(key: str) -> Any | None:
+    """DRF's authtoken row `key` is, with its user (None: no such token), from this process's cache
+    when it holds it (sessions_app.authcache), else one SELECT. The caller checks `user.is_active`."""
+    from rest_framework.authtoken.models import Token
+
+    digest = digest_of(key)
+    token = auth_cache_get(DRF, digest)
+    if token is not None:
+        token.key = key  # not cached: the row's key is the token itself
+        return token
+    generation = auth_cache_generation()
+    try:
+        token = Token.objects.select_related("user").get(key=key)
+    except Token.DoesNotExist:
+        return None
+    auth_cache_put(DRF, digest, token, generation, blank=("key",))
     return token
 
 
@@ -210,9 +258,15 @@ def token_touch(token: ApiToken, *, now: datetime) -> bool:
 
 def token_refresh(token: ApiToken) -> ApiToken:
     """The token as stored now, checked again (an open websocket does this every
-    API_TOKEN_LAST_USED_SECONDS, so a revoked token's socket stops starting runs)."""
-    fresh = ApiToken.objects.select_related("user").filter(pk=token.pk).first()
+    API_TOKEN_LAST_USED_SECONDS, so a revoked token's socket stops starting runs): from this
+    process's cache when it holds it (a change made here has dropped it; one made by another
+    process is seen within AUTH_CACHE_SECONDS), else one SELECT."""
+    fresh = auth_cache_get(API, token.digest)
     if fresh is None:
-        raise TokenRevoked()
-    token_check(fresh)
+        generation = auth_cache_generation()
+        fresh = ApiToken.objects.select_related("user").filter(pk=token.pk).first()
+        if fresh is None:
+            raise TokenRevoked()
+        auth_cache_put(API, fresh.digest, fresh, generation)
+    _check_cached(fresh)
     return fresh

@@ -18,6 +18,7 @@ from agents_app.cache import agent_cache_clear
 from agents_app.models import Agent, ModelConfig
 from agents_app.testing.scripted_server import ScriptedModelServer
 from agents_app.versions import versions_cache_clear
+from sessions_app.authcache import auth_cache_clear
 from tests.factories import AgentFactory, ModelConfigFactory, UserFactory
 from tests.redis_helpers import SESSION_PREFIX, RedisNamespace, configured_redis_url, delete_keys, redis_namespace
 
@@ -118,13 +119,15 @@ def scripted_model(_scripted_server: ScriptedModelServer) -> Iterator[ScriptedMo
 
 @pytest.fixture(autouse=True)
 def _fresh_agent_cache() -> Iterator[None]:
-    # Agents (and their latest configuration versions) are cached per process; tests create and
-    # change them freely.
+    # Agents (and their latest configuration versions) and authenticated tokens are cached per
+    # process; tests create and change them freely.
     agent_cache_clear()
     versions_cache_clear()
+    auth_cache_clear()
     yield
     agent_cache_clear()
     versions_cache_clear()
+    auth_cache_clear()
 
 
 @pytest.fixture
