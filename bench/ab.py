@@ -33,7 +33,9 @@ import loadgen  # noqa: E402
 import run as bench  # noqa: E402
 
 
-def side_up(name: str, root: Path, procs: bench.Processes, tmp: Path, base_url: str, server: str) -> dict[str, Any]:
+def side_up(
+    name: str, root: Path, procs: bench.Processes, tmp: Path, base_url: str, server: str, extra: str = ""
+) -> dict[str, Any]:
     """Migrate a fresh database for `root`, seed the agent, start its server; its facts."""
     db = tmp / f"{name}.sqlite3"
     env = bench.django_env(f"sqlite:///{db}")
@@ -47,7 +49,7 @@ def side_up(name: str, root: Path, procs: bench.Processes, tmp: Path, base_url: 
     setup = json.loads(done.stdout.decode().strip().splitlines()[-1])
     port = bench.free_port()
     log = tmp / f"{name}.log"
-    proc = procs.start(name, bench.server_argv(server, port, False), env, log, cwd=root)
+    proc = procs.start(name, [*bench.server_argv(server, port, False), *extra.split()], env, log, cwd=root)
     headers = {"Authorization": f"Bearer {setup['token']}"}
     bench.wait_ready(f"http://{bench.HOST}:{port}/api/agents/", headers, proc, log, timeout=60)
     return {"name": name, "root": root, "proc": proc, "port": port, **setup}
@@ -62,19 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", default="nonstream,stream")
     p.add_argument("--server", default="uvicorn", choices=["uvicorn", "daphne"])
     p.add_argument("--words", type=int, default=50)
+    p.add_argument("--same", action="store_true", help="A is this checkout too (to compare server options)")
+    p.add_argument("--a-args", default="", help="extra server arguments for A, e.g. '--loop asyncio'")
+    p.add_argument("--b-args", default="", help="extra server arguments for B")
     args = p.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="agentos-ab-"))
-    base = tmp / "base"
-    subprocess.run(["git", "worktree", "add", "-q", "--detach", str(base), args.base], cwd=bench.ROOT, check=True)
+    base = bench.ROOT if args.same else tmp / "base"
+    if not args.same:
+        subprocess.run(["git", "worktree", "add", "-q", "--detach", str(base), args.base], cwd=bench.ROOT, check=True)
     procs = bench.Processes()
     try:
         env = bench.django_env(f"sqlite:///{tmp / 'unused.sqlite3'}")
         model, model_port = bench.start_model_server(procs, env, tmp, args.words)
         base_url = f"http://{bench.HOST}:{model_port}/v1"
         sides = [
-            side_up("A", base, procs, tmp, base_url, args.server),
-            side_up("B", bench.ROOT, procs, tmp, base_url, args.server),
+            side_up("A", base, procs, tmp, base_url, args.server, args.a_args),
+            side_up("B", bench.ROOT, procs, tmp, base_url, args.server, args.b_args),
         ]
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         cpu: dict[tuple[str, str], list[float]] = {}
@@ -115,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"(other load {r['other_cpu_cores']} cores)",
                         flush=True,
                     )
-        print(f"\nA = {args.base}, B = working tree; {args.server}, {args.clients} clients, {args.rounds} rounds")
+        print(
+            f"\nA = {'working tree ' + args.a_args if args.same else args.base}, B = working tree {args.b_args}; {args.server}, {args.clients} clients, {args.rounds} rounds"
+        )
         print("| mode | A CPU ms/run | B CPU ms/run | B/A | A runs/s | B runs/s |")
         print("|---|--:|--:|--:|--:|--:|")
         for mode in modes:
@@ -124,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {mode} | {a:.2f} | {b:.2f} | {b / a:.2f} | {ra:.1f} | {rb:.1f} |")
     finally:
         procs.stop_all()
-        subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=bench.ROOT, check=False)
+        if not args.same:
+            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=bench.ROOT, check=False)
     return 0
 
 
