@@ -260,7 +260,7 @@ class RunApi(AsyncAPIView):
         if isinstance(handle, IdempotentReplay):
             return await _replay(request, handle.run_id, stream)
         if stream:
-            return sse_response(runs.launch(handle).follow())
+            return sse_response(runs.launch(handle).follow_batches())
         result = await runs.wait_result(handle)
         # A cancelled run (someone asked for it) is not a failure: 200 with status "cancelled".
         return HttpResponse(orjson.dumps(result), status=run_http_status(result), content_type="application/json")

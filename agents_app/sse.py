@@ -30,8 +30,11 @@ def sse_frame(event: RunEvent | dict[str, Any], *, with_id: bool = False) -> byt
 
 async def _frames(events: AsyncIterator[Any], with_id: bool) -> AsyncIterator[bytes]:
     try:
-        async for event in events:
-            yield sse_frame(event, with_id=with_id)
+        async for item in events:
+            if isinstance(item, list):  # a batch (LiveRun.follow_batches): one write for all its frames
+                yield b"".join(sse_frame(event, with_id=with_id) for event in item)
+            else:
+                yield sse_frame(item, with_id=with_id)
     except DomainError as exc:  # e.g. the run's process is gone: an Error frame, as on the websocket
         yield sse_frame(ws_error_frame(exc))
     finally:
@@ -39,7 +42,8 @@ async def _frames(events: AsyncIterator[Any], with_id: bool) -> AsyncIterator[by
 
 
 def sse_response(events: AsyncIterator[Any], *, ids: bool = False) -> StreamingHttpResponse:
-    """The stream of `events`; `ids` for a stream a browser's EventSource may reconnect to (a GET)."""
+    """The stream of `events` (each item an event, or a list of events sent in one write); `ids`
+    for a stream a browser's EventSource may reconnect to (a GET)."""
     response = StreamingHttpResponse(_frames(events, ids), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # tell nginx not to buffer the stream

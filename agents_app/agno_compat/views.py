@@ -343,14 +343,18 @@ class _RunRequest:
     stream: bool
 
 
-async def _named(events: AsyncIterator[ev.RunEvent], name_key: str, name: str) -> AsyncIterator[dict[str, Any]]:
-    """The run's events; its own (not its members' or steps', which carry their own names) get
-    agno's `agent_name` / `team_name` / `workflow_name`."""
-    async for event in events:
+async def _named(events: AsyncIterator[Any], name_key: str, name: str) -> AsyncIterator[Any]:
+    """The run's events (or batches of them: LiveRun.follow_batches); its own (not its members' or
+    steps', which carry their own names) get agno's `agent_name` / `team_name` / `workflow_name`."""
+
+    def named(event: ev.RunEvent) -> dict[str, Any]:
         data = event.to_dict()
         if not data.get("parent_run_id"):
             data[name_key] = name
-        yield data
+        return data
+
+    async for item in events:
+        yield [named(event) for event in item] if isinstance(item, list) else named(item)
 
 
 def _sent_media(request: Any, field: str) -> bool:
@@ -418,7 +422,7 @@ class RunView(AgnoView):
             return await self._replay(request, handle.run_id, prepared.stream)
         live = runs.launch(handle, stream=prepared.stream)
         if prepared.stream:
-            return sse_response(_named(live.follow(), f"{self.kind}_name", handle.component_name))
+            return sse_response(_named(live.follow_batches(), f"{self.kind}_name", handle.component_name))
         events = await live.wait()
         result = handle.result(events)
         body = s.output_json(handle, events, result)
