@@ -34,12 +34,20 @@ import run as bench  # noqa: E402
 
 
 def side_up(
-    name: str, root: Path, procs: bench.Processes, tmp: Path, base_url: str, server: str, extra: str = ""
+    name: str,
+    root: Path,
+    procs: bench.Processes,
+    tmp: Path,
+    base_url: str,
+    server: str,
+    extra: str = "",
+    extra_env: str = "",
 ) -> dict[str, Any]:
     """Migrate a fresh database for `root`, seed the agent, start its server; its facts."""
     db = tmp / f"{name}.sqlite3"
     env = bench.django_env(f"sqlite:///{db}")
     env["PYTHONPATH"] = str(root)
+    env.update(item.split("=", 1) for item in extra_env.split() if "=" in item)
     for argv in (["manage.py", "migrate", "--noinput", "-v", "0"], [str(root / "bench" / "setup_db.py")]):
         if argv[0].endswith("setup_db.py"):
             argv = [*argv, "--base-url", base_url]
@@ -67,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--same", action="store_true", help="A is this checkout too (to compare server options)")
     p.add_argument("--a-args", default="", help="extra server arguments for A, e.g. '--loop asyncio'")
     p.add_argument("--b-args", default="", help="extra server arguments for B")
+    p.add_argument("--a-env", default="", help="extra environment for A's server, e.g. 'AGENTOS_X=1 Y=2'")
+    p.add_argument("--b-env", default="", help="extra environment for B's server")
     args = p.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="agentos-ab-"))
@@ -79,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         model, model_port = bench.start_model_server(procs, env, tmp, args.words)
         base_url = f"http://{bench.HOST}:{model_port}/v1"
         sides = [
-            side_up("A", base, procs, tmp, base_url, args.server, args.a_args),
-            side_up("B", bench.ROOT, procs, tmp, base_url, args.server, args.b_args),
+            side_up("A", base, procs, tmp, base_url, args.server, args.a_args, args.a_env),
+            side_up("B", bench.ROOT, procs, tmp, base_url, args.server, args.b_args, args.b_env),
         ]
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         cpu: dict[tuple[str, str], list[float]] = {}
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
         print(
-            f"\nA = {'working tree ' + args.a_args if args.same else args.base}, B = working tree {args.b_args}; {args.server}, {args.clients} clients, {args.rounds} rounds"
+            f"\nA = {'working tree ' + args.a_args if args.same else args.base}, B = working tree {args.b_args} {args.b_env}; {args.server}, {args.clients} clients, {args.rounds} rounds"
         )
         print("| mode | A CPU ms/run | B CPU ms/run | B/A | A runs/s | B runs/s |")
         print("|---|--:|--:|--:|--:|--:|")
