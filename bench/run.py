@@ -692,18 +692,25 @@ def ratios(ours: dict[str, Any], agno: dict[str, Any], levels: list[int]) -> dic
     }
 
 
-def ratio_table(report: dict[str, Any]) -> str | None:
-    """Issue 22's table: ours / agno per figure, one column per server of ours; None without agno."""
-    servers = report["servers"]
-    agno = next((s for s in servers if s["server"] == "agno"), None)
-    ours = [s for s in servers if s["server"] != "agno"]
+def ratios_vs_agno(report: dict[str, Any]) -> dict[str, dict[str, list[float | None]]] | None:
+    """{server of ours: ratios(...)} when agno ran in the same run, else None (kept in the JSON)."""
+    agno = next((s for s in report["servers"] if s["server"] == "agno"), None)
+    ours = [s for s in report["servers"] if s["server"] != "agno"]
     if agno is None or not ours:
         return None
+    return {s["server"]: ratios(s, agno, report["params"]["clients"]) for s in ours}
+
+
+def ratio_table(report: dict[str, Any]) -> str | None:
+    """Issue 22's table: ours / agno per figure, one column per server of ours; None without agno."""
+    by_server = ratios_vs_agno(report)
+    if by_server is None:
+        return None
     levels = report["params"]["clients"]
-    per_server = [ratios(s, agno, levels) for s in ours]
+    per_server = list(by_server.values())
     out = [
-        "| figure (ratio ours / agno) | " + " | ".join(f"ours, {s['server']}" for s in ours) + " | goal |",
-        "|---|" + "--:|" * len(ours) + "---|",
+        "| figure (ratio ours / agno) | " + " | ".join(f"ours, {name}" for name in by_server) + " | goal |",
+        "|---|" + "--:|" * len(by_server) + "---|",
     ]
     for key, (label, text, _goal, _lower) in RATIO_GOALS.items():
         label = label.format(levels=" / ".join(str(c) for c in levels), words=report["params"]["words"])
@@ -750,7 +757,7 @@ def render(report: dict[str, Any]) -> str:
     parts.append(
         f"Load average (1 min): {fmt(before.get('1m'))} before the run, {fmt(after.get('1m'))} after the load "
         f"(5 min: {fmt(before.get('5m'))} / {fmt(after.get('5m'))}); servers "
-        f"{'interleaved: every scenario runs on each server in turn, the order rotating' if len(report['servers']) > 1 else 'alone'}."
+        f"{'interleaved: every scenario runs on each server in turn, the order rotating' if len(report['servers']) > 1 else 'one server'}."
     )
     parts.append("")
     servers = report["servers"]
@@ -1010,6 +1017,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_tmp:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    if (by_server := ratios_vs_agno(report)) is not None:
+        report["ratios_vs_agno"] = by_server
     md = render(report)
     report["markdown"] = md
     json_path = RESULTS / f"{stamp}.json"
