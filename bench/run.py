@@ -1,12 +1,15 @@
 """Load benchmark of the run API under daphne and uvicorn, against the scripted model server.
 
-    .venv/bin/python bench/run.py            # full: ~4 minutes on a 2-core box
+    .venv/bin/python bench/run.py --servers daphne,uvicorn,agno   # ours against agno (~6 minutes)
+    .venv/bin/python bench/run.py            # ours only: ~4 minutes on a 2-core box
     .venv/bin/python bench/run.py --quick    # ~1 minute, noisier
     .venv/bin/python bench/run.py --profile  # also profile daphne (py-spy) at 8 clients
 
 Everything runs on loopback in a throwaway directory (SQLite database, logs), every child process
 is stopped on exit (also on Ctrl-C, errors and the overall time limit), and the results go to
-bench/results/<timestamp>.json and .md. See bench/README.md for what each figure means.
+bench/results/<timestamp>.json and .md. The servers of a run are all started up front and take
+turns on every scenario (interleaved); with agno among them the report opens with the ratio table
+ours / agno of performance issue 22. See bench/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -209,6 +212,7 @@ def scenario(
     transport: str = "raw",
 ) -> dict[str, Any]:
     marks: dict[str, Any] = {}
+    load_before = loadavg()["1m"]
 
     def on_start() -> None:
         marks["server"] = proc_cpu(server_pid)
@@ -264,6 +268,7 @@ def scenario(
         "client_cpu_util": round(client_cpu / result.wall, 2) if result.wall else None,
         "box_cpu_busy": round(box_busy, 2),
         "other_cpu_cores": round(max(0.0, others) / result.wall, 2) if result.wall else None,
+        "loadavg_1m": load_before,
     }
 
 
@@ -273,6 +278,8 @@ def log(msg: str) -> None:
 
 def log_scenario(r: dict[str, Any]) -> None:
     extra = f", TTFC p50 {r['ttfc_p50_ms']} ms" if r.get("ttfc_p50_ms") is not None else ""
+    if r.get("loadavg_1m") is not None:
+        extra += f", load avg {r['loadavg_1m']}"
     if (r.get("other_cpu_cores") or 0) > 0.2:
         extra += f", BACKGROUND LOAD {r['other_cpu_cores']} cores"
     log(
@@ -389,109 +396,180 @@ def profile_pass(
     return {"scenario": r, "summary": summary, "markdown": md}
 
 
-def run_server(
+def loadavg() -> dict[str, float]:
+    """The kernel's load averages (1, 5 and 15 minutes): how busy the box was around a scenario.
+
+    Our own load counts too (the previous scenario's server, model server and client), so it is a
+    drift indicator to compare between rows, not a measure of other work (that is "other load")."""
+    with open("/proc/loadavg") as f:
+        one, five, fifteen = (float(v) for v in f.read().split()[:3])
+    return {"1m": one, "5m": five, "15m": fifteen}
+
+
+class Server:
+    """One server of the run: its process, started up front and kept until every scenario ran."""
+
+    def __init__(self, *, kind: str, env: dict[str, str], tmp: Path, setup: dict[str, Any], args: Any) -> None:
+        self.kind = kind
+        self.agno = kind == "agno"
+        self.port = free_port()
+        self.log_path = tmp / f"{kind}.log"
+        self.env = env
+        if self.agno:
+            self.env = {**env, "AGNO_BENCH_DB": str(tmp / "agno.sqlite3"), "AGNO_BENCH_MODEL_URL": setup["base_url"]}
+            self.env["AGNO_TELEMETRY"] = "false"
+        self.setup = setup
+        self.argv = server_argv(kind, self.port, args.access_log)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.idle_cpu = self.idle_wall = 0.0  # CPU seconds and wall time while the others ran
+        # What the report and the JSON keep for this server (the keys other scripts read).
+        self.result: dict[str, Any] = {"server": kind, "argv": self.argv, "scenarios": [], "profiles": []}
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, procs: Processes, quiet_wait: float) -> None:
+        self.result["box_busy_before_cores"] = wait_quiet(quiet_wait)
+        self.proc = procs.start(self.kind, self.argv, self.env, self.log_path)
+        headers = {"Authorization": f"Bearer {self.setup['token']}"}
+        t0 = time.monotonic()
+        ready_url = f"http://{HOST}:{self.port}/health" if self.agno else f"http://{HOST}:{self.port}/api/agents/"
+        wait_ready(ready_url, headers, self.proc, self.log_path, timeout=60)
+        startup = time.monotonic() - t0
+        time.sleep(0.5)
+        mem_idle = proc_mem(self.pid)
+        self.result.update(startup_s=round(startup, 2), rss_idle_mib=mem_idle["VmRSS"])
+        log(f"{self.kind} ready on :{self.port} in {startup:.1f} s, RSS idle {mem_idle['VmRSS']} MiB")
+
+    def make_loop(self, stream: bool) -> loadgen.ClientLoop:
+        if self.agno:
+            return loadgen.agno_loop(agent="bench", stream=stream)
+        return loadgen.agent_loop(agent=self.setup["agent"], token=self.setup["token"], stream=stream)
+
+    def warm_up(self, duration: float, model_pid: int) -> None:
+        """Imports, connection pools, caches: both modes at 8 clients, not recorded."""
+        for stream in (False, True):
+            scenario(
+                label="warm-up",
+                port=self.port,
+                clients=8,
+                duration=duration,
+                loop=self.make_loop(stream),
+                server_pid=self.pid,
+                model_pid=model_pid,
+            )
+        self.result["rss_after_warmup_mib"] = proc_mem(self.pid)["VmRSS"]
+
+    def measure(self, *, stream: bool, clients: int, duration: float, model_pid: int, turn: int) -> dict[str, Any]:
+        r = scenario(
+            label=f"{self.kind} {'streaming' if stream else 'non-streaming'}",
+            port=self.port,
+            clients=clients,
+            duration=duration,
+            loop=self.make_loop(stream),
+            server_pid=self.pid,
+            model_pid=model_pid,
+        )
+        r["stream"] = stream
+        r["turn"] = turn  # 0: this server went first in this scenario
+        self.result["scenarios"].append(r)
+        log_scenario(r)
+        self.check_alive()
+        return r
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"{self.kind} died:\n{tail(self.log_path)}")
+
+    def read_rss_after_load(self) -> None:
+        mem = proc_mem(self.pid)
+        self.result.update(rss_after_load_mib=mem["VmRSS"], rss_peak_mib=mem["VmHWM"])
+        log(f"{self.kind} RSS after load {mem['VmRSS']} MiB (peak {mem['VmHWM']} MiB)")
+
+    def profile(self, *, procs: Processes, tmp: Path, stamp: str, args: Any, model_pid: int) -> None:
+        for stream in (False, True):
+            log(f"profiling {self.kind} ({'streaming' if stream else 'non-streaming'}, 8 clients) with py-spy ...")
+            p = profile_pass(
+                procs=procs,
+                env=self.env,
+                tmp=tmp,
+                stamp=stamp,
+                kind=self.kind,
+                port=self.port,
+                pid=self.pid,
+                model_pid=model_pid,
+                duration=args.profile_duration,
+                setup=self.setup,
+                stream=stream,
+                clients=8,
+            )
+            self.result["profiles"].append(p)
+            log_scenario(p["scenario"])
+
+    def stop(self, procs: Processes) -> None:
+        if self.proc is None:
+            return
+        procs.stop(self.proc, signal.SIGINT if self.kind.startswith("uvicorn") or self.agno else signal.SIGTERM)
+        self.result["log_tail"] = tail(self.log_path, 15)
+
+
+def run_servers(
     *,
-    kind: str,
+    kinds: list[str],
     procs: Processes,
     env: dict[str, str],
     tmp: Path,
     args: argparse.Namespace,
     setup: dict[str, Any],
     model_pid: int,
-    concurrencies: list[int],
     stamp: str,
-) -> dict[str, Any]:
-    quiet = wait_quiet(args.quiet_wait)
-    port = free_port()
-    log_path = tmp / f"{kind}.log"
-    agno = kind == "agno"
-    if agno:
-        env = {**env, "AGNO_BENCH_DB": str(tmp / "agno.sqlite3"), "AGNO_BENCH_MODEL_URL": setup["base_url"]}
-        env["AGNO_TELEMETRY"] = "false"
-    proc = procs.start(kind, server_argv(kind, port, args.access_log), env, log_path)
-    headers = {"Authorization": f"Bearer {setup['token']}"}
-    t0 = time.monotonic()
-    ready_url = f"http://{HOST}:{port}/health" if agno else f"http://{HOST}:{port}/api/agents/"
-    wait_ready(ready_url, headers, proc, log_path, timeout=60)
-    startup = time.monotonic() - t0
-    time.sleep(0.5)
-    mem_idle = proc_mem(proc.pid)
-    log(f"{kind} ready on :{port} in {startup:.1f} s, RSS idle {mem_idle['VmRSS']} MiB")
+    report: dict[str, Any],
+) -> None:
+    """Every server up front, then each scenario (mode x clients) once per server, taking turns.
 
-    agent, token = setup["agent"], setup["token"]
-
-    def make_loop(stream: bool) -> loadgen.ClientLoop:
-        if agno:
-            return loadgen.agno_loop(agent="bench", stream=stream)
-        return loadgen.agent_loop(agent=agent, token=token, stream=stream)
-
-    for stream in (False, True):  # warm-up: imports, connection pools, caches; not recorded
-        scenario(
-            label="warm-up",
-            port=port,
-            clients=8,
-            duration=args.warmup,
-            loop=make_loop(stream),
-            server_pid=proc.pid,
-            model_pid=model_pid,
-        )
-    mem_warm = proc_mem(proc.pid)
-
-    results = []
-    for stream in (False, True):
-        for clients in concurrencies:
-            r = scenario(
-                label=f"{kind} {'streaming' if stream else 'non-streaming'}",
-                port=port,
-                clients=clients,
-                duration=args.duration,
-                loop=make_loop(stream),
-                server_pid=proc.pid,
-                model_pid=model_pid,
+    Side by side in time, the slow drift of a shared box (other jobs, thermal, the page cache)
+    weighs on every server alike; the order rotates per scenario so that no server always runs
+    first (or always right after another one's heaviest scenario)."""
+    servers = [Server(kind=kind, env=env, tmp=tmp, setup=setup, args=args) for kind in kinds]
+    try:
+        for s in servers:
+            report["servers"].append(s.result)  # partial results survive an abort
+            s.start(procs, args.quiet_wait)
+            s.warm_up(args.warmup, model_pid)
+        plan = [(stream, clients) for stream in (False, True) for clients in args.clients]
+        for i, (stream, clients) in enumerate(plan):
+            order = servers[i % len(servers) :] + servers[: i % len(servers)]
+            log(
+                f"scenario {i + 1}/{len(plan)}: {'streaming' if stream else 'non-streaming'}, {clients} clients; "
+                f"order {', '.join(s.kind for s in order)}"
             )
-            r["stream"] = stream
-            results.append(r)
-            log_scenario(r)
-            if proc.poll() is not None:
-                raise RuntimeError(f"{kind} died:\n{tail(log_path)}")
-    mem_after = proc_mem(proc.pid)
-    log(f"{kind} RSS after load {mem_after['VmRSS']} MiB (peak {mem_after['VmHWM']} MiB)")
-
-    profiles = []
-    if args.profile and kind in args.profile_servers:
-        for stream in (False, True):
-            log(f"profiling {kind} ({'streaming' if stream else 'non-streaming'}, 8 clients) with py-spy ...")
-            p = profile_pass(
-                procs=procs,
-                env=env,
-                tmp=tmp,
-                stamp=stamp,
-                kind=kind,
-                port=port,
-                pid=proc.pid,
-                model_pid=model_pid,
-                duration=args.profile_duration,
-                setup=setup,
-                stream=stream,
-                clients=8,
-            )
-            profiles.append(p)
-            log_scenario(p["scenario"])
-    procs.stop(proc, signal.SIGINT if kind.startswith("uvicorn") or agno else signal.SIGTERM)
-    errors_in_log = tail(log_path, 15)
-    return {
-        "server": kind,
-        "argv": server_argv(kind, port, args.access_log),
-        "startup_s": round(startup, 2),
-        "box_busy_before_cores": quiet,
-        "rss_idle_mib": mem_idle["VmRSS"],
-        "rss_after_warmup_mib": mem_warm["VmRSS"],
-        "rss_after_load_mib": mem_after["VmRSS"],
-        "rss_peak_mib": mem_after["VmHWM"],
-        "scenarios": results,
-        "profiles": profiles,
-        "log_tail": errors_in_log,
-    }
+            for s in servers:
+                s.check_alive()
+            for turn, s in enumerate(order):
+                waiting = [w for w in servers if w is not s]
+                cpu0, t0 = [proc_cpu(w.pid) for w in waiting], time.monotonic()
+                s.measure(stream=stream, clients=clients, duration=args.duration, model_pid=model_pid, turn=turn)
+                for w, c0 in zip(waiting, cpu0, strict=True):
+                    w.idle_cpu += proc_cpu(w.pid) - c0
+                    w.idle_wall += time.monotonic() - t0
+        for s in servers:
+            s.read_rss_after_load()
+            if s.idle_wall:
+                # CPU while the other servers had their turn: part of their "other load" column.
+                s.result["idle_cpu_cores_while_waiting"] = round(s.idle_cpu / s.idle_wall, 3)
+                log(f"{s.kind} used {s.result['idle_cpu_cores_while_waiting']} cores while the others ran")
+        if args.profile:
+            for s in servers:
+                if s.kind in args.profile_servers:
+                    s.profile(procs=procs, tmp=tmp, stamp=stamp, args=args, model_pid=model_pid)
+    finally:
+        for s in servers:
+            with contextlib.suppress(Exception):
+                s.stop(procs)
+        for s in servers:  # the per-server tables list the scenarios in their usual order
+            s.result["scenarios"].sort(key=lambda r: (r["stream"], args.clients.index(r["clients"])))
 
 
 # ---- report ------------------------------------------------------------------------------------
@@ -504,8 +582,8 @@ def fmt(v: Any) -> str:
 def scenario_table(rows: list[dict[str, Any]]) -> str:
     out = [
         "| scenario | clients | runs | runs/s | p50 ms | p90 ms | p99 ms | errors | server CPU ms/run "
-        "| model CPU ms/run | client CPU ms/run | box CPU busy | other load (cores) | TTFC p50 ms |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| model CPU ms/run | client CPU ms/run | box CPU busy | other load (cores) | TTFC p50 ms | load avg 1m |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         out.append(
@@ -513,7 +591,7 @@ def scenario_table(rows: list[dict[str, Any]]) -> str:
             f"{fmt(r['p90_ms'])} | {fmt(r['p99_ms'])} | {r['errors']} | {r['server_cpu_ms_per_run']} | "
             f"{r['model_cpu_ms_per_run']} | {r['client_cpu_ms_per_run']} | {int(r['box_cpu_busy'] * 100)}% | "
             f"{fmt(r.get('other_cpu_cores'))}{' ⚠' if (r.get('other_cpu_cores') or 0) > 0.2 else ''} | "
-            f"{fmt(r['ttfc_p50_ms'])} |"
+            f"{fmt(r['ttfc_p50_ms'])} | {fmt(r.get('loadavg_1m'))} |"
         )
     return "\n".join(out)
 
@@ -533,8 +611,8 @@ def figures(server: dict[str, Any]) -> dict[str, Any]:
         "rps_st_8": st8 and st8["runs_per_s"],
         "cpu_st": st8 and st8["server_cpu_ms_per_run"],
         "ttfc_1": st1 and st1["ttfc_p50_ms"],
-        "rss_idle": server["rss_idle_mib"],
-        "rss_after": server["rss_after_load_mib"],
+        "rss_idle": server.get("rss_idle_mib"),
+        "rss_after": server.get("rss_after_load_mib"),
     }
 
 
@@ -561,6 +639,111 @@ def targets_table(servers: list[dict[str, Any]], queries: dict[str, Any] | None)
     return "\n".join(out)
 
 
+# Issue 22's goals as ratios ours / agno, both measured in the same run (interleaved):
+# (figure, goal text, goal, lower is better). The CPU rows hold at every concurrency of the run.
+RATIO_GOALS: dict[str, tuple[str, str, float, bool]] = {
+    "cpu_ns": ("server CPU per non-streaming run, {levels} clients", "≤ 0.45 at every level", 0.45, True),
+    "cpu_st": ("server CPU per streamed {words}-word run, {levels} clients", "≤ 0.35 at every level", 0.35, True),
+    "rps_ns_8": ("non-streaming runs/s at 8 clients", "≥ 2.0", 2.0, False),
+    "rps_st_8": ("streamed runs/s at 8 clients", "≥ 3.0", 3.0, False),
+    "ttfc_1": ("time to first content p50, 1 client", "≤ 0.5", 0.5, True),
+    "p99_ns_32": ("p99 at 32 clients, non-streaming", "≤ 0.5", 0.5, True),
+    "rss_after": ("RSS after load", "≤ 0.8", 0.8, True),
+}
+SQL_GOAL = 5  # SQL statements per run over HTTP (BEGIN/COMMIT left out), the same from run 2 on
+
+
+def _row(server: dict[str, Any], stream: bool, clients: int) -> dict[str, Any] | None:
+    for r in server["scenarios"]:
+        if r["stream"] == stream and r["clients"] == clients:
+            return r
+    return None
+
+
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    if ours is None or not theirs:
+        return None
+    return round(ours / theirs, 2)
+
+
+def _marked(value: float | None, key: str) -> str:
+    if value is None:
+        return "-"
+    _label, _text, goal, lower = RATIO_GOALS[key]
+    return f"{value} {'✅' if (value <= goal if lower else value >= goal) else '❌'}"
+
+
+def ratios(ours: dict[str, Any], agno: dict[str, Any], levels: list[int]) -> dict[str, list[float | None]]:
+    """Ours / agno for each figure of RATIO_GOALS (a list: one value per concurrency for the CPU rows)."""
+
+    def scen(key: str, stream: bool, clients: int) -> float | None:
+        a, b = _row(ours, stream, clients), _row(agno, stream, clients)
+        return _ratio(a and a[key], b and b[key])
+
+    cpu = "server_cpu_ms_per_run"
+    return {
+        "cpu_ns": [scen(cpu, False, c) for c in levels],
+        "cpu_st": [scen(cpu, True, c) for c in levels],
+        "rps_ns_8": [scen("runs_per_s", False, 8)],
+        "rps_st_8": [scen("runs_per_s", True, 8)],
+        "ttfc_1": [scen("ttfc_p50_ms", True, 1)],
+        "p99_ns_32": [scen("p99_ms", False, 32)],
+        "rss_after": [_ratio(ours.get("rss_after_load_mib"), agno.get("rss_after_load_mib"))],
+    }
+
+
+def ratios_vs_agno(report: dict[str, Any]) -> dict[str, dict[str, list[float | None]]] | None:
+    """{server of ours: ratios(...)} when agno ran in the same run, else None (kept in the JSON)."""
+    agno = next((s for s in report["servers"] if s["server"] == "agno"), None)
+    ours = [s for s in report["servers"] if s["server"] != "agno"]
+    if agno is None or not ours:
+        return None
+    return {s["server"]: ratios(s, agno, report["params"]["clients"]) for s in ours}
+
+
+def ratio_table(report: dict[str, Any]) -> str | None:
+    """Issue 22's table: ours / agno per figure, one column per server of ours; None without agno."""
+    by_server = ratios_vs_agno(report)
+    if by_server is None:
+        return None
+    levels = report["params"]["clients"]
+    per_server = list(by_server.values())
+    out = [
+        "| figure (ratio ours / agno) | " + " | ".join(f"ours, {name}" for name in by_server) + " | goal |",
+        "|---|" + "--:|" * len(by_server) + "---|",
+    ]
+    for key, (label, text, _goal, _lower) in RATIO_GOALS.items():
+        label = label.format(levels=" / ".join(str(c) for c in levels), words=report["params"]["words"])
+        cells = [" / ".join(_marked(v, key) for v in r[key]) for r in per_server]
+        out.append(f"| {label} | " + " | ".join(cells) + f" | {text} |")
+    return "\n".join(out)
+
+
+def absolute_table(report: dict[str, Any]) -> str:
+    """Issue 22's absolute goals: SQL statements per HTTP run (bench/queries.py) and idle websockets."""
+    sql = "- (run without --no-queries)"
+    http = next((p for p in (report.get("queries") or {}).get("paths", []) if p["path"].startswith("HTTP")), None)
+    if http is not None:
+        second = http.get("sql_only_run_2")
+        if second is None and http.get("sql_only_per_run"):
+            second = http["sql_only_per_run"][1]
+        last = http.get("sql_only_last")
+        ok = second is not None and last is not None and second == last and last <= SQL_GOAL
+        sql = (
+            f"{fmt(second)} / {fmt(last)} {'✅' if ok else '❌'} (max over the session {fmt(http.get('sql_only_max'))})"
+        )
+    runs = http["runs"] if http else 100
+    return "\n".join(
+        [
+            "| figure | ours | goal |",
+            "|---|--:|---|",
+            f"| SQL statements per run over HTTP, run 2 / run {runs} of a session (without BEGIN/COMMIT) "
+            f"| {sql} | ≤ {SQL_GOAL}, constant |",
+            "| idle websockets per GiB | see bench/ws_bench.py | ≥ 40,000 |",
+        ]
+    )
+
+
 def render(report: dict[str, Any]) -> str:
     parts = [f"## AgentOS load benchmark, {report['started']}", ""]
     meta = report["meta"]
@@ -570,8 +753,18 @@ def render(report: dict[str, Any]) -> str:
         f"openai {meta['versions'].get('openai')}; SQLite; {report['params']['duration']} s per scenario; "
         f"model answers {report['params']['words']} words; history of 3 runs; load client: {report['params']['transport']}."
     )
+    before, after = report.get("loadavg_before") or {}, report.get("loadavg_after") or {}
+    parts.append(
+        f"Load average (1 min): {fmt(before.get('1m'))} before the run, {fmt(after.get('1m'))} after the load "
+        f"(5 min: {fmt(before.get('5m'))} / {fmt(after.get('5m'))}); servers "
+        f"{'interleaved: every scenario runs on each server in turn, the order rotating' if len(report['servers']) > 1 else 'one server'}."
+    )
     parts.append("")
     servers = report["servers"]
+    table = ratio_table(report)
+    if table:
+        parts += ["### Ours / agno, measured side by side in this run (performance issue 22)", "", table, ""]
+    parts += ["### Absolute goals (performance issue 22)", "", absolute_table(report), ""]
     if servers:
         parts += ["### Against PERFORMANCE.md", "", targets_table(servers, report.get("queries")), ""]
     elif report.get("queries"):
@@ -582,9 +775,14 @@ def render(report: dict[str, Any]) -> str:
         parts += [
             f"### {s['server']}",
             "",
-            f"`{' '.join(s['argv'])}` — started in {s['startup_s']} s; RSS idle {s['rss_idle_mib']} MiB, "
-            f"after warm-up {s['rss_after_warmup_mib']} MiB, after load {s['rss_after_load_mib']} MiB "
-            f"(peak {s['rss_peak_mib']} MiB)",
+            f"`{' '.join(s['argv'])}` — started in {fmt(s.get('startup_s'))} s; RSS idle {fmt(s.get('rss_idle_mib'))} MiB, "
+            f"after warm-up {fmt(s.get('rss_after_warmup_mib'))} MiB, after load {fmt(s.get('rss_after_load_mib'))} MiB "
+            f"(peak {fmt(s.get('rss_peak_mib'))} MiB)"
+            + (
+                f"; {s['idle_cpu_cores_while_waiting']} cores used while the other servers had their turn"
+                if s.get("idle_cpu_cores_while_waiting") is not None
+                else ""
+            ),
             "",
             scenario_table(s["scenarios"]),
             "",
@@ -599,14 +797,14 @@ def render(report: dict[str, Any]) -> str:
             "the SQL-only column leaves out BEGIN/COMMIT. The occasional +1 is the agent cache "
             "(AGENT_CACHE_SECONDS) expiring mid-session.",
             "",
-            "| path | run 1 | run 2 | last run | min-max over the session | SQL only, run 1 / last | statements (last run) |",
+            "| path | run 1 | run 2 | last run | min-max over the session | SQL only, run 1 / 2 / last | statements (last run) |",
             "|---|--:|--:|--:|--:|--:|---|",
         ]
         for p in report["queries"]["paths"]:
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(p["kinds_last"].items()))
             parts.append(
                 f"| {p['path']} | {p['run_1']} | {p['run_2']} | {p['last']} (run {p['runs']}) | "
-                f"{p['min']}-{p['max']} | {p.get('sql_only_run_1')} / {p.get('sql_only_last')} | {kinds} |"
+                f"{p['min']}-{p['max']} | {p.get('sql_only_run_1')} / {fmt(p.get('sql_only_run_2'))} / {p.get('sql_only_last')} | {kinds} |"
             )
         parts.append("")
     for s in servers:
@@ -718,6 +916,7 @@ def main(argv: list[str] | None = None) -> int:
             "versions": versions(),
             "tmp": str(tmp),
         },
+        "loadavg_before": loadavg(),
         "servers": [],
     }
     code = 0
@@ -791,20 +990,17 @@ def main(argv: list[str] | None = None) -> int:
                     log_scenario(r)
             report["ceiling"] = ceiling
 
-        for kind in args.servers:
-            report["servers"].append(
-                run_server(
-                    kind=kind,
-                    procs=procs,
-                    env=env,
-                    tmp=tmp,
-                    args=args,
-                    setup=setup,
-                    model_pid=model_proc.pid,
-                    concurrencies=args.clients,
-                    stamp=stamp,
-                )
-            )
+        run_servers(
+            kinds=args.servers,
+            procs=procs,
+            env=env,
+            tmp=tmp,
+            args=args,
+            setup=setup,
+            model_pid=model_proc.pid,
+            stamp=stamp,
+            report=report,
+        )
     except KeyboardInterrupt as exc:
         log(f"interrupted ({exc}); cleaning up")
         report["aborted"] = f"interrupted: {exc}"
@@ -815,11 +1011,14 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     finally:
         signal.alarm(0)
+        report["loadavg_after"] = loadavg()
         procs.stop_all()
         report["wall_s"] = round(time.monotonic() - started, 1)
         if not args.keep_tmp:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    if (by_server := ratios_vs_agno(report)) is not None:
+        report["ratios_vs_agno"] = by_server
     md = render(report)
     report["markdown"] = md
     json_path = RESULTS / f"{stamp}.json"
