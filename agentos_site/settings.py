@@ -6,6 +6,7 @@ sets DATABASE_URL, REDIS_URL, DJANGO_SECRET_KEY, DJANGO_DEBUG=false and DJANGO_A
 Every variable is listed in docs/configuration.md.
 """
 
+import sys
 from pathlib import Path
 
 import environ
@@ -29,8 +30,11 @@ SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# daphne's app only makes `runserver` serve ASGI (websockets included); it imports Twisted, about
+# 40 MiB of memory that a process of the production server (uvicorn) or a Celery worker never uses.
+_RUNSERVER = sys.argv[1:2] == ["runserver"]
 INSTALLED_APPS = [
-    "daphne",
+    *(["daphne"] if _RUNSERVER else []),
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
