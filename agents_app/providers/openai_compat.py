@@ -62,6 +62,42 @@ def _translate(exc: Exception) -> ModelError:
     return ModelError(f"The model call failed: {type(exc).__name__}: {exc}")
 
 
+def _completion_response(completion: Any) -> ModelResponse:
+    """A chat completion (the JSON object) as our ModelResponse; tolerant as the SDK's objects are
+    (a field missing or null is empty), strict only where nothing can be answered."""
+    if not isinstance(completion, dict):
+        raise ModelError("The model server sent a completion that is not a JSON object.")
+    if completion.get("error"):
+        raise ModelError(f"The model server failed: {completion['error']}")
+    choices = completion.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ModelError("The model server returned no choices.")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    usage = completion.get("usage") if isinstance(completion.get("usage"), dict) else {}
+    details = usage.get("prompt_tokens_details")
+    calls = []
+    for tc in message.get("tool_calls") or ():
+        function = tc.get("function") if isinstance(tc, dict) else None
+        if isinstance(function, dict):
+            calls.append(
+                ToolCallRequest(
+                    id=str(tc.get("id") or ""),
+                    name=str(function.get("name") or ""),
+                    arguments=function.get("arguments") or "{}",
+                )
+            )
+    content = message.get("content")
+    return ModelResponse(
+        content=content if isinstance(content, str) else "",
+        tool_calls=calls,
+        input_tokens=usage.get("prompt_tokens") or 0,
+        output_tokens=usage.get("completion_tokens") or 0,
+        finish_reason=choice.get("finish_reason"),
+        cache_read_tokens=(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+    )
+
+
 class OpenAICompatibleProvider(ModelProvider):
     name = "openai"
 
@@ -104,27 +140,18 @@ class OpenAICompatibleProvider(ModelProvider):
         response_format: ResponseFormat | None = None,
     ) -> ModelResponse:
         try:
-            completion = await self.client.chat.completions.create(**self._request(messages, tools, response_format))
+            # The SDK sends the request (auth, retries, timeouts, error mapping); we parse the body
+            # ourselves with orjson, as the streaming path does: building the SDK's typed objects
+            # for a completion cost more than the rest of the model call on our side.
+            raw = await self.client.chat.completions.with_raw_response.create(
+                **self._request(messages, tools, response_format)
+            )
+            completion = orjson.loads(raw.http_response.content)
+        except orjson.JSONDecodeError as exc:
+            raise ModelError(f"The model server sent a malformed completion: {exc}") from exc
         except Exception as exc:
             raise _translate(exc) from exc
-        if not completion.choices:
-            raise ModelError("The model server returned no choices.")
-        choice = completion.choices[0]
-        message = choice.message
-        usage = completion.usage
-        details = getattr(usage, "prompt_tokens_details", None) if usage else None
-        return ModelResponse(
-            content=message.content or "",
-            tool_calls=[
-                ToolCallRequest(id=tc.id, name=tc.function.name, arguments=tc.function.arguments or "{}")
-                for tc in (message.tool_calls or [])
-                if getattr(tc, "function", None) is not None
-            ],
-            input_tokens=usage.prompt_tokens if usage else 0,
-            output_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason,
-            cache_read_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
-        )
+        return _completion_response(completion)
 
     async def stream(
         self,
