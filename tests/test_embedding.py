@@ -129,10 +129,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from agents_app.routing import websocket_urlpatterns  # noqa: E402
 from agents_app.ws_auth import AllowedHostsOriginValidator  # noqa: E402
+from sessions_app.asgi import pooled_sync_threads  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": pooled_sync_threads(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
