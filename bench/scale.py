@@ -87,6 +87,33 @@ def comm_cpu(comm: str, include_reaped: bool = False) -> float:
     return total / bench.CLK_TCK
 
 
+class Counters:
+    """Work counted by PostgreSQL and Redis themselves. PostgreSQL: the transaction ids assigned,
+    i.e. the transactions that wrote (the next xid of a fresh snapshot, which assigns none itself;
+    exact at once, unlike pg_stat_database's counters, which backends report up to 10 s late; the
+    whole cluster's, so others' writes would count too). Redis: the commands it processed (INFO
+    stats: every client's; the probe's own INFO adds one)."""
+
+    def __init__(self, db_name: str, redis_url: str) -> None:
+        import psycopg
+        import redis
+
+        self.db_name = db_name
+        self.pg = psycopg.connect(PG_ADMIN, autocommit=True)
+        self.redis = redis.Redis.from_url(redis_url)
+
+    def read(self) -> tuple[int, int]:
+        row = self.pg.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetchone()
+        commands = int(self.redis.info("stats")["total_commands_processed"])
+        return (int(row[0]) if row else 0), commands
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.pg.close()
+        with contextlib.suppress(Exception):
+            self.redis.close()
+
+
 # ---- load spread over N ports ------------------------------------------------------------------
 
 
@@ -131,12 +158,19 @@ def scenario(
     stream: bool,
     setup: dict[str, Any],
     model_pid: int,
+    counters: Counters,
+    idle_pids: list[int] = (),  # type: ignore[assignment]
 ) -> dict[str, Any]:
-    """One load scenario over the N processes; the figures of bench.run.scenario plus the sums."""
+    """One load scenario over the N processes; the figures of bench.run.scenario plus the sums.
+
+    `idle_pids`: the other process sets' servers, waiting for their turn; their CPU meanwhile is ours,
+    not "other load"."""
     marks: dict[str, Any] = {}
     pids = [p.pid for p in servers]
 
     def on_start() -> None:
+        marks["counters"] = counters.read()
+        marks["idle"] = sum(bench.proc_cpu(pid) for pid in idle_pids)
         marks["servers"] = [bench.proc_cpu(pid) for pid in pids]
         marks["model"] = bench.proc_cpu(model_pid)
         marks["pg"] = comm_cpu("postgres", include_reaped=True)
@@ -154,10 +188,12 @@ def scenario(
     pg_cpu = comm_cpu("postgres", include_reaped=True) - marks["pg"]
     redis_cpu = comm_cpu("redis-server") - marks["redis"]
     client_cpu = time.process_time() - marks["client"]
+    idle_cpu = sum(bench.proc_cpu(pid) for pid in idle_pids) - marks["idle"]
+    xacts, commands = (b - a for a, b in zip(marks["counters"], counters.read(), strict=True))
     busy1, _total = bench.box_cpu()
     box_busy_s = (busy1 - marks["box"][0]) / bench.CLK_TCK
     cores = os.cpu_count() or 1
-    others = box_busy_s - server_cpu - model_cpu - pg_cpu - redis_cpu - client_cpu
+    others = box_busy_s - server_cpu - model_cpu - pg_cpu - redis_cpu - client_cpu - idle_cpu
 
     ok = [s for s in result.samples if s.ok]
     lat = sorted(s.latency for s in ok)
@@ -192,6 +228,9 @@ def scenario(
         "pg_cpu_cores": round(pg_cpu / wall, 2),
         "redis_cpu_ms_per_run": per_run(redis_cpu),
         "redis_cpu_cores": round(redis_cpu / wall, 2),
+        "pg_write_transactions_per_run": round(xacts / per, 2),
+        "redis_commands_per_run": round(max(0, commands - 1) / per, 2),
+        "idle_sets_cpu_cores": round(idle_cpu / wall, 3),
         "model_cpu_cores": round(model_cpu / wall, 2),
         "client_cpu_ms_per_run": per_run(client_cpu),
         "client_cpu_cores": round(client_cpu / wall, 2),
@@ -207,7 +246,8 @@ def log_row(r: dict[str, Any]) -> None:
         f"  {r['processes']} proc {r['mode']:<9} {r['clients']:>2} clients: {r['runs_per_s']:>6} runs/s "
         f"({r['runs_per_s_per_process']}/proc, spread {r['per_port_runs']}), p50 {r['p50_ms']} / p99 {r['p99_ms']} ms, "
         f"server {r['server_cpu_ms_per_run']} ms/run ({r['server_cpu_cores']} cores), "
-        f"PG {r['pg_cpu_ms_per_run']}, Redis {r['redis_cpu_ms_per_run']} ms/run, model {r['model_cpu_cores']} cores, "
+        f"PG {r['pg_cpu_ms_per_run']} ms/run ({r['pg_write_transactions_per_run']} writes), "
+        f"Redis {r['redis_cpu_ms_per_run']} ms/run ({r['redis_commands_per_run']} commands), model {r['model_cpu_cores']} cores, "
         f"box {r['box_busy_cores']}/{r['box_cores']} cores, other {r['other_cpu_cores']}, errors {r['errors']}"
     )
 
@@ -289,15 +329,16 @@ def redis_cleanup(url: str, prefixes: list[str]) -> int:
 def table(rows: list[dict[str, Any]]) -> str:
     out = [
         "| processes | mode | clients | runs/s | runs/s per process | p50 ms | p99 ms | server CPU ms/run "
-        "| server cores | PostgreSQL CPU ms/run | Redis CPU ms/run | load client cores | box busy (cores) | other load (cores) | errors |",
+        "| server cores | PostgreSQL CPU ms/run (writing transactions) | Redis CPU ms/run (commands) | load client cores | box busy (cores) | other load (cores) | errors |",
         "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         out.append(
             f"| {r['processes']} | {'streamed' if r['mode'] == 'stream' else 'non-streaming'} | {r['clients']} "
             f"| {r['runs_per_s']} | {r['runs_per_s_per_process']} | {r['p50_ms']} | {r['p99_ms']} "
-            f"| {r['server_cpu_ms_per_run']} | {r['server_cpu_cores']} | {r['pg_cpu_ms_per_run']} "
-            f"| {r['redis_cpu_ms_per_run']} | {r['client_cpu_cores']} | {r['box_busy_cores']} / {r['box_cores']} | {r['other_cpu_cores']} "
+            f"| {r['server_cpu_ms_per_run']} | {r['server_cpu_cores']} "
+            f"| {r['pg_cpu_ms_per_run']} ({r['pg_write_transactions_per_run']}) "
+            f"| {r['redis_cpu_ms_per_run']} ({r['redis_commands_per_run']}) | {r['client_cpu_cores']} | {r['box_busy_cores']} / {r['box_cores']} | {r['other_cpu_cores']} "
             f"| {r['errors']} |"
         )
     return "\n".join(out)
@@ -400,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         "sets": {},
     }
     sets: list[ServerSet] = []
+    counters: Counters | None = None
     created = False
     code = 0
     try:
@@ -419,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.step(["manage.py", "migrate", "--noinput", "-v", "0"], env, timeout=300)
         out = bench.step([str(BENCH / "setup_db.py"), "--base-url", base_url], env, timeout=60)
         setup = json.loads(out.strip().splitlines()[-1])
+        counters = Counters(db_name, args.redis_url)
         bench.log(f"migrated; agent {setup['agent']!r} on the scripted model server {base_url}")
 
         report["box_busy_before_cores"] = bench.wait_quiet(args.quiet_wait)
@@ -444,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
                     stream=stream,
                     setup=setup,
                     model_pid=model_proc.pid,
+                    counters=counters,
+                    idle_pids=[p.pid for o in sets if o is not s for p in o.procs],
                 )
         plan = [(stream, clients) for stream in (False, True) for clients in args.clients]
         for i, (stream, clients) in enumerate(plan):
@@ -462,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
                     stream=stream,
                     setup=setup,
                     model_pid=model_proc.pid,
+                    counters=counters,
+                    idle_pids=[p.pid for o in sets if o is not s for p in o.procs],
                 )
                 report["rows"].append(r)
                 log_row(r)
@@ -479,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.alarm(0)
         report["loadavg_after"] = bench.loadavg()
         procs.stop_all()
+        if counters is not None:
+            counters.close()
         with contextlib.suppress(Exception):
             report["redis_keys_deleted"] = redis_cleanup(args.redis_url, prefixes)
         if created and not args.keep_db:
