@@ -1,7 +1,7 @@
 """Scale out: runs/s with 1, 2 and 4 server processes on PostgreSQL and Redis (performance issue 22).
 
-    .venv/bin/python bench/scale.py                     # 1, 2, 4 processes; 8 and 32 clients (~5 minutes)
-    .venv/bin/python bench/scale.py --quick             # 3 s per scenario, ~2 minutes, noisier
+    .venv/bin/python bench/scale.py                     # 1, 2, 4 processes; 8 and 32 clients (~3 minutes)
+    .venv/bin/python bench/scale.py --quick             # 3 s per scenario, ~1 minute, noisier
     .venv/bin/python bench/scale.py --processes 1,2 --clients 8 --duration 5
 
 The production set-up of docs/deployment.md, on loopback: a fresh PostgreSQL database
