@@ -36,8 +36,10 @@ from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 ASGIApp = Callable[[dict[str, Any], Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Awaitable[None]]
 
 # Idle threads kept for reuse; more are started when more requests run sync code at once, and
-# those beyond this number stop when their request ends.
-IDLE_THREADS = 32
+# those beyond this number stop when their request ends. Each kept thread that served a sync view
+# keeps its database connection (CONN_MAX_AGE), so this also bounds the idle connections a process
+# holds besides the engine's (DB_THREADS): docs/capacity.md.
+IDLE_THREADS = 8
 
 
 class _ThreadPool:
