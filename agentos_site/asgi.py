@@ -11,6 +11,8 @@ folders, as before.
 
 import logging
 import os
+from collections.abc import Awaitable
+from typing import Any
 
 from django.conf import settings
 from django.core.asgi import get_asgi_application
@@ -26,7 +28,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from agents_app.routing import websocket_urlpatterns  # noqa: E402
 
 # Channels' origin validator, except that clients sending no Origin (apps, not browsers) get through.
-from agents_app.ws_auth import AllowedHostsOriginValidator  # noqa: E402
+from agents_app.ws_auth import AllowedHostsOriginValidator, token_from_scope  # noqa: E402
 
 http_app = django_asgi_app
 if not settings.DEBUG:
@@ -38,9 +40,25 @@ if not settings.DEBUG:
             "STATIC_ROOT (%s) does not exist: run `manage.py collectstatic` to serve static files", settings.STATIC_ROOT
         )
 
+ws_routes = URLRouter(websocket_urlpatterns)
+ws_routes_with_session = AuthMiddlewareStack(ws_routes)
+
+
+def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
+    """The session stack (cookies, session, user: AuthMiddlewareStack) for sockets without an API
+    token, i.e. browsers on the site; straight to the routes for sockets with one, where the token
+    decides who it is anyway (agents_app.ws_auth: a wrong token is refused even with a session
+    cookie). Why: each of the stack's layers keeps a frame and a copy of the scope for as long as
+    the socket stays open, about 3.5 KiB per idle token socket (docs/benchmarks.md#idle-websockets).
+    A plain function returning the inner coroutine, so it adds no frame of its own."""
+    if token_from_scope(scope) is not None:
+        return ws_routes(scope, receive, send)
+    return ws_routes_with_session(scope, receive, send)
+
+
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(websocket_app),
     }
 )
