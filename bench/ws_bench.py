@@ -192,7 +192,9 @@ class Site:
                 "from django.core.management import call_command; call_command('migrate', verbosity=0); "
                 "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token; "
                 "from agents_app.models import Agent, ModelConfig; "
-                "u = User.objects.create_user('bench'); print(Token.objects.create(user=u).key); "
+                "u = User.objects.create_user('bench'); "
+                "from django.test import Client; c = Client(); c.force_login(u); print(c.cookies['sessionid'].value); "
+                "print(Token.objects.create(user=u).key); "
                 f"m = ModelConfig.objects.create(name='timing', provider='openai', base_url='{model.base_url}', "
                 "model_id='m', max_retries=0); Agent.objects.create(slug='bench', name='Bench', model=m, history_runs=0)",
             ],
@@ -202,7 +204,7 @@ class Site:
             capture_output=True,
             text=True,
         ).stdout
-        self.token = out.strip().splitlines()[-1]
+        self.session_id, self.token = out.strip().splitlines()[-2:]
         self.ports = [_free_port() for _ in range(processes)]
         app = "agentos_site.asgi:application" if args.app == "site" else f"bench.ws_idle_apps:{args.app}"
         self.commands = [server_command(args, app, port) for port in self.ports]
@@ -333,7 +335,7 @@ class _IdleClient(asyncio.Protocol):
     asyncio transport (no reader task, no keepalive task). It offers permessage-deflate as browsers
     do, answers the server's pings, and keeps text frames for whoever asks."""
 
-    def __init__(self, url: str, subprotocols: list[str], deflate: bool) -> None:
+    def __init__(self, url: str, subprotocols: list[str], deflate: bool, cookie: str | None = None) -> None:
         from websockets.client import ClientProtocol
         from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
         from websockets.uri import parse_uri
@@ -344,10 +346,14 @@ class _IdleClient(asyncio.Protocol):
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.frames: asyncio.Queue[str] = asyncio.Queue()
         self.transport: asyncio.Transport | None = None
+        self.cookie = cookie
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.conn.send_request(self.conn.connect())
+        request = self.conn.connect()
+        if self.cookie:
+            request.headers["Cookie"] = self.cookie
+        self.conn.send_request(request)
         self._flush()
 
     def data_received(self, data: bytes) -> None:
@@ -386,10 +392,15 @@ class _IdleClient(asyncio.Protocol):
             self.transport.close()
 
 
-async def _idle_connect(site: Site, deflate: bool) -> _IdleClient:
+async def _idle_connect(site: Site, deflate: bool, session: bool = False) -> _IdleClient:
+    """A token in the subprotocols, or (`session`) the session cookie of a logged-in browser."""
     loop = asyncio.get_running_loop()
+    if session:
+        protocols, cookie = ["agentos"], f"sessionid={site.session_id}"
+    else:
+        protocols, cookie = ["agentos", f"token.{site.token}"], None
     _, client = await loop.create_connection(
-        lambda: _IdleClient(site.ws_url(), ["agentos", f"token.{site.token}"], deflate), "127.0.0.1", site.ports[0]
+        lambda: _IdleClient(site.ws_url(), protocols, deflate, cookie), "127.0.0.1", site.ports[0]
     )
     await asyncio.wait_for(client.opened, 30)
     return client
@@ -451,17 +462,20 @@ def _package(traceback: Any) -> str:
     return "standard library"
 
 
-async def bench_idle(site: Site, count: int, *, deflate: bool, trace: bool) -> tuple[int, int, float]:
+async def bench_idle(
+    site: Site, count: int, *, deflate: bool, trace: bool, session: bool = False
+) -> tuple[int, int, float]:
     pid = site.procs[0].pid
     # A few connections first, so one-off costs (imports, pools, the first consumer) are not counted.
-    warm = [await _idle_connect(site, deflate) for _ in range(20)]
+    warm = [await _idle_connect(site, deflate, session) for _ in range(20)]
     await asyncio.sleep(1.0)
     if trace:
         first = await asyncio.to_thread(_snapshot, site, signal.SIGUSR1)
     before = _rss_kib(pid)
     sockets: list[_IdleClient] = []
     for start in range(0, count, 100):
-        sockets += await asyncio.gather(*(_idle_connect(site, deflate) for _ in range(start, min(count, start + 100))))
+        batch = range(start, min(count, start + 100))
+        sockets += await asyncio.gather(*(_idle_connect(site, deflate, session) for _ in batch))
     await asyncio.sleep(2.0)
     after = _rss_kib(pid)
     if trace:
@@ -506,9 +520,12 @@ async def main_async(args: argparse.Namespace) -> None:
                 print(_summary("websocket, same process as the run", near))
                 print(_summary("websocket, other process (resume, via Redis)", far))
         if args.idle:
-            before, after, per = await bench_idle(site, args.idle, deflate=not args.no_deflate, trace=args.tracemalloc)
+            before, after, per = await bench_idle(
+                site, args.idle, deflate=not args.no_deflate, trace=args.tracemalloc, session=args.auth == "session"
+            )
             offer = "no permessage-deflate offered" if args.no_deflate else "permessage-deflate offered"
-            print(f"\nIdle authenticated websockets: {args.idle} ({offer})")
+            how = "a session cookie" if args.auth == "session" else "an API token"
+            print(f"\nIdle authenticated websockets: {args.idle} (with {how}; {offer})")
             print(f"server RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB: {per:.1f} KiB per idle connection")
             print(f"= {1024 * 1024 / per:,.0f} idle websockets per GiB of server RSS" if per > 0 else "")
     finally:
@@ -541,6 +558,12 @@ def main() -> None:
         choices=["site", "bare", "consumer"],
         default="site",
         help="bare/consumer: bench/ws_idle_apps.py instead of the site (idle websockets only)",
+    )
+    parser.add_argument(
+        "--auth",
+        choices=["token", "session"],
+        default="token",
+        help="idle sockets authenticate with an API token (subprotocol) or a browser's session cookie",
     )
     parser.add_argument("--no-deflate", action="store_true", help="the client does not offer permessage-deflate")
     parser.add_argument("--tracemalloc", action="store_true", help="also diff tracemalloc snapshots of the server")

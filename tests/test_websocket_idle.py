@@ -1,10 +1,13 @@
 """What an idle chat websocket keeps for as long as it stays open (docs/benchmarks.md#idle-websockets):
-no task besides its own, and, when it came with an API token, nothing of the session stack (the
-token decides who it is, so the session cookie it may also carry is never read)."""
+no task besides its own; with an API token, nothing of the session (the token decides who it is,
+so a session cookie that came along is never read); with a session cookie, neither the session nor
+the cookies once its user is known."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -13,6 +16,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client
 
+from sessions_app.models import Run
 from tests.test_websocket import ORIGIN, _application, connect, until_terminal
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,8 +52,6 @@ async def test_a_token_socket_never_reads_the_session_cookie(offline_agent, toke
     assert (await until_terminal(comm))[-1]["event"] == "RunCompleted"
     await comm.disconnect()
     assert loads == []
-    from sessions_app.models import Run
-
     assert [r.user.username async for r in Run.objects.select_related("user")] == ["alice"]
 
     # A wrong token is still refused, cookie or not; without a token the cookie authenticates.
@@ -61,3 +63,34 @@ async def test_a_token_socket_never_reads_the_session_cookie(offline_agent, toke
     comm = await connect("offline", headers=[ORIGIN, cookie])
     assert loads  # the session stack, for browsers
     await comm.disconnect()
+
+
+async def test_a_session_socket_keeps_neither_the_session_nor_its_cookies(offline_agent, user, monkeypatch):
+    client = Client()
+    await sync_to_async(client.force_login)(user)
+    cookie = (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+    stores: list[weakref.ref[SessionStore]] = []
+    real_init = SessionStore.__init__
+
+    def tracked_init(self: SessionStore, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        stores.append(weakref.ref(self))
+
+    monkeypatch.setattr(SessionStore, "__init__", tracked_init)
+    comm = await connect("offline", headers=[ORIGIN, cookie])
+    gc.collect()
+    assert stores and all(ref() is None for ref in stores)  # read once to find the user, then let go
+    await comm.send_json_to({"type": "run", "message": "hello"})
+    assert (await until_terminal(comm))[-1]["event"] == "RunCompleted"
+    await comm.disconnect()
+    assert [r.user_id async for r in Run.objects.all()] == [user.pk]
+
+
+async def test_a_session_whose_password_changed_is_refused(offline_agent, user):
+    client = Client()
+    await sync_to_async(client.force_login)(user)
+    cookie = (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+    user.set_password("a new one")
+    await user.asave()
+    comm = WebsocketCommunicator(_application(), "/ws/agents/offline/", headers=[ORIGIN, cookie])
+    assert await comm.connect(timeout=5) == (False, 4401)
