@@ -117,7 +117,7 @@ def _documented_command() -> list[str]:
     block = re.search(r"<!-- web-command -->\n```\n(.+?)\n```\n<!-- /web-command -->", doc, re.S)
     if block is None:
         raise RuntimeError("docs/deployment.md has no web-command block")
-    argv = shlex.split(block.group(1))
+    argv = shlex.split(block.group(1).replace("\\\n", " "))  # with its line continuations
     argv[0] = str(Path(sys.executable).parent / Path(argv[0]).name)
     return argv
 
