@@ -427,7 +427,7 @@ def _where(frame: Any) -> str:
     return f"{Path(frame.filename).parent.name}/{Path(frame.filename).name}:{frame.lineno}"
 
 
-def _print_growth(before: Any, after: Any, count: int, top: int = 30) -> None:
+def _print_growth(before: Any, after: Any, count: int, top: int = int(os.environ.get("WS_BENCH_TOP", "30"))) -> None:
     """What the server's Python allocations grew by, per connection: by the line that allocated
     (innermost frame outside asyncio and the standard library's plumbing), with its callers."""
     diff = after.compare_to(before, "traceback")
@@ -496,8 +496,8 @@ def site_app_is_real(site: Site) -> bool:
 
 async def main_async(args: argparse.Namespace) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    # This process holds the client ends and the server inherits the limit: 2 fds per socket each.
-    wanted = 2 * args.idle + 1024
+    # This process holds the client ends, the server (which inherits the limit) the other ends.
+    wanted = args.idle + 1024
     if wanted > hard:
         sys.exit(f"ulimit -n: the hard limit is {hard}, --idle {args.idle} needs {wanted} (raise it, or fewer sockets)")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
