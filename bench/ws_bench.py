@@ -98,6 +98,12 @@ def _rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -513,8 +519,14 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         if args.runs and args.app == "site":
             print("\nModel's first token written -> client's first RunContent frame received")
+            pid = site.procs[0].pid
+            cpu = _cpu_seconds(pid)
             print(_summary("websocket", await bench_ws(site, model, args.runs)))
+            cpu, ws_cpu = _cpu_seconds(pid), _cpu_seconds(pid) - cpu
             print(_summary("SSE (POST /api/agents/{id}/runs, stream)", await bench_sse(site, model, args.runs)))
+            sse_cpu = _cpu_seconds(pid) - cpu
+            runs = args.runs + 5
+            print(f"server CPU per run: websocket {ws_cpu / runs * 1000:.1f} ms, SSE {sse_cpu / runs * 1000:.1f} ms")
             if args.remote:
                 near, far = await bench_remote(site, model, args.runs)
                 print(_summary("websocket, same process as the run", near))
