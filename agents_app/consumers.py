@@ -93,7 +93,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' AsyncConsumer.__call__ for a consumer without a channel layer: await the
         client's messages directly instead of through `await_many_dispatch`, which keeps a Task
-        per pending receive and an `asyncio.wait` around it, about 2.5 KiB per idle socket
+        per pending receive and an `asyncio.wait` around it, about 3 KiB per idle socket
         (docs/benchmarks.md#idle-websockets). Same order and errors: one message dispatched at a
         time, StopConsumer (after disconnect) ends it."""
         self.scope = scope
