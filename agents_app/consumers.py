@@ -46,6 +46,7 @@ from uuid import UUID
 import orjson
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from agents_app import runs
@@ -81,16 +82,34 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     channel_layer_alias = "__agentos_none__"
     # Which kind of run this socket starts: set per route (`ChatConsumer.as_asgi(kind="team")`).
     kind = "agent"
+    # No groups (there is no channel layer); a tuple, so that Channels does not give each socket a list.
+    groups = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Channels checks as_asgi's keyword arguments against the class but does not set them.
         self.kind = kwargs.pop("kind", self.kind)
         super().__init__(*args, **kwargs)
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' AsyncConsumer.__call__ for a consumer without a channel layer: await the
+        client's messages directly instead of through `await_many_dispatch`, which keeps a Task
+        per pending receive and an `asyncio.wait` around it, about 3 KiB per idle socket
+        (docs/benchmarks.md#idle-websockets). Same order and errors: one message dispatched at a
+        time, StopConsumer (after disconnect) ends it."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:  # (a try, not contextlib.suppress: no object kept for the socket's life)
+            pass
+
     async def connect(self) -> None:
         self.counted = False  # in the open-websockets gauge
         self.streams: dict[str, asyncio.Task[None]] = {}
-        self.starting: set[asyncio.Task[None]] = set()
+        # Runs being started or continued; a dict as an ordered set (an empty set costs 216 bytes per socket).
+        self.starting: dict[asyncio.Task[None], None] = {}
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -180,8 +199,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 return
         # Its own task: a queued run may wait, and this connection must keep reading (to cancel).
         task = asyncio.ensure_future(self.start_and_stream(message, session_id, ref, frame.get("images")))
-        self.starting.add(task)
-        task.add_done_callback(self.starting.discard)
+        self.starting[task] = None
+        task.add_done_callback(self._started)
+
+    def _started(self, task: asyncio.Task[None]) -> None:
+        self.starting.pop(task, None)
 
     async def start_and_stream(
         self, message: str, session_id: UUID | None, ref: dict[str, Any], images: Any = None
@@ -245,8 +267,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         decisions = decisions_from(form.validated_data["decisions"])
         task = asyncio.ensure_future(self.continue_and_stream(run_id, decisions, ref))
-        self.starting.add(task)
-        task.add_done_callback(self.starting.discard)
+        self.starting[task] = None
+        task.add_done_callback(self._started)
 
     async def continue_and_stream(self, run_id: UUID, decisions: list[Any], ref: dict[str, Any]) -> None:
         try:

@@ -33,7 +33,7 @@ def documented_command(port: int) -> list[str]:
     doc = (ROOT / "docs" / "deployment.md").read_text()
     block = re.search(r"<!-- web-command -->\n```\n(.+?)\n```\n<!-- /web-command -->", doc, re.S)
     assert block, "docs/deployment.md has no command between <!-- web-command --> markers"
-    argv = shlex.split(block.group(1))
+    argv = shlex.split(block.group(1).replace("\\\n", " "))  # with its line continuations
     assert argv[0] == ".venv/bin/uvicorn", argv
     argv[0] = str(Path(sys.executable).parent / "uvicorn")
     argv[argv.index("--host") + 1] = "127.0.0.1"
@@ -142,6 +142,9 @@ def test_a_websocket_run(site):
         url = f"ws://127.0.0.1:{site['port']}/ws/agents/demo/"
         async with connect(url, subprotocols=["agentos", f"token.{site['token']}"], open_timeout=5) as ws:
             assert ws.subprotocol == "agentos"
+            # The client offered permessage-deflate (as browsers do); the server declines it, which
+            # halves what an idle socket costs (docs/deployment.md#asgi-server).
+            assert ws.protocol.extensions == []
             await ws.send(json.dumps({"type": "run", "message": "what is 6*7?"}))
             frames = []
             while not frames or frames[-1]["event"] not in ("RunCompleted", "RunError", "RunCancelled"):
