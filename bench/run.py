@@ -324,7 +324,7 @@ def server_argv(kind: str, port: int, access_log: bool) -> list[str]:
         return [*argv, app]
     if server == "uvicorn":
         argv = [str(VENV_BIN / "uvicorn"), app, "--host", HOST, "--port", str(port)]
-        argv += ["--log-level", "warning", "--lifespan", "off"]
+        argv += ["--log-level", "warning", "--lifespan", "off", "--ws", "wsproto", "--ws-per-message-deflate", "false"]
         return argv if access_log else [*argv, "--no-access-log"]
     raise ValueError(kind)
 
