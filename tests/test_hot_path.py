@@ -254,3 +254,18 @@ async def test_a_streamed_runs_frames_leave_in_batches_nothing_lost(agent, token
     assert [data["event_index"] for _, data in frames] == list(range(len(frames)))
     assert frames[-1][0] == "RunCompleted"
     assert len(frames) > 40 and len(chunks) <= 12, (len(frames), len(chunks))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_streamed_runs_reuse_one_connection_to_the_model(asgi, agent, token, scripted_model):
+    """A stream read to its end after `[DONE]` returns its connection to the pool: five streamed
+    runs, one TCP connection (a real provider would otherwise cost a TLS handshake per run)."""
+    for i in range(5):
+        scripted_model.push_text(f"answer {i}")
+        response = await asgi.post(
+            f"/api/agents/{agent.slug}/runs",
+            json={"message": f"m{i}", "stream": True},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert parse_sse(response.text)[-1][0] == "RunCompleted"
+    assert scripted_model.connections_opened == 1

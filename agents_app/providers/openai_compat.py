@@ -7,6 +7,8 @@ a run never pays for client construction or a new TCP connection.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +100,22 @@ def _completion_response(completion: Any) -> ModelResponse:
     )
 
 
+# How long to wait, after a stream's `[DONE]`, for the end of its HTTP body.
+_DRAIN_SECONDS = 0.25
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Read what is left of a stream after its `[DONE]` (normally just the end of the chunked
+    body, in the same network read): a response read to its end returns its connection to the
+    pool, while one closed early closes it, and the next run would connect again (a TCP, and with
+    a real provider a TLS, handshake per streamed run). A server that keeps the stream open after
+    `[DONE]` costs at most _DRAIN_SECONDS, and then the connection is closed as before."""
+    with contextlib.suppress(TimeoutError, Exception):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in lines:
+                pass
+
+
 class OpenAICompatibleProvider(ModelProvider):
     name = "openai"
 
@@ -171,11 +189,13 @@ class OpenAICompatibleProvider(ModelProvider):
             # lines ourselves with orjson: building the SDK's typed chunk objects was the largest
             # cost of a streamed run.
             async with self.client.chat.completions.with_streaming_response.create(**request) as response:
-                async for line in response.iter_lines():
+                lines = response.iter_lines()
+                async for line in lines:
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        await _drain(lines)
                         break
                     chunk = orjson.loads(data)
                     if not isinstance(chunk, dict):
