@@ -888,6 +888,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def guard(max_seconds: float) -> None:
+    """SIGTERM stops the benchmark as Ctrl-C does (children stopped, results so far written), and
+    so does running past `max_seconds`."""
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def on_alarm(_signum: int, _frame: Any) -> None:
+        raise TimeoutError(f"the benchmark exceeded --max-seconds={max_seconds}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(int(max_seconds))
+
+
+def meta() -> dict[str, Any]:
+    """What a report says about the machine and the code it measured."""
+    return {
+        "commit": git_commit(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "versions": versions(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -895,27 +921,12 @@ def main(argv: list[str] | None = None) -> int:
     procs = Processes()
     tmp = Path(tempfile.mkdtemp(prefix="agentos-bench-"))
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    def on_alarm(_signum: int, _frame: Any) -> None:
-        raise TimeoutError(f"the benchmark exceeded --max-seconds={args.max_seconds}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.max_seconds))
+    guard(args.max_seconds)
     started = time.monotonic()
     report: dict[str, Any] = {
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "params": {k: v for k, v in vars(args).items()},
-        "meta": {
-            "commit": git_commit(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "cpu_model": cpu_model(),
-            "versions": versions(),
-            "tmp": str(tmp),
-        },
+        "meta": {**meta(), "tmp": str(tmp)},
         "loadavg_before": loadavg(),
         "servers": [],
     }

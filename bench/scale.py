@@ -39,7 +39,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -411,25 +410,13 @@ def main(argv: list[str] | None = None) -> int:
     procs = bench.Processes()
     tmp = Path(tempfile.mkdtemp(prefix="agentos-scale-"))
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    def on_alarm(_signum: int, _frame: Any) -> None:
-        raise TimeoutError(f"the benchmark exceeded --max-seconds={args.max_seconds}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.max_seconds))
+    bench.guard(args.max_seconds)
     started = time.monotonic()
     report: dict[str, Any] = {
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "params": {k: v for k, v in vars(args).items()},
         "meta": {
-            "commit": bench.git_commit(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "cpu_model": bench.cpu_model(),
-            "versions": bench.versions(),
+            **bench.meta(),
             "postgres": server_version(["psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", "show server_version"]),
             "redis": server_version(["redis-cli", "-u", args.redis_url, "info", "server"]),
             "database": db_name,

@@ -117,9 +117,12 @@ def test_run_finish_updates_only_a_running_run(user):
 # ---- threads ---------------------------------------------------------------------------------------
 
 
-async def _http(app: Any, path: str = "/api/agents/") -> int:
+async def _asgi(
+    app: Any, path: str = "/api/agents/", *, method: str = "GET", body: bytes = b"", headers: tuple = ()
+) -> list[dict[str, Any]]:
+    """One HTTP request straight through an ASGI app (no server, no client library): the messages it sent."""
     sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def receive() -> dict[str, Any]:
         if messages:
@@ -134,18 +137,22 @@ async def _http(app: Any, path: str = "/api/agents/") -> int:
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"testserver")],
+        "headers": [(b"host", b"testserver"), (b"content-length", str(len(body)).encode()), *headers],
         "client": ("127.0.0.1", 1),
         "server": ("testserver", 80),
     }
-    await app(scope, receive, send)
-    return sent[0]["status"]
+    await asyncio.wait_for(app(scope, receive, send), 20)
+    return sent
+
+
+async def _http(app: Any, path: str = "/api/agents/") -> int:
+    return (await _asgi(app, path))[0]["status"]
 
 
 async def test_requests_reuse_pooled_threads_instead_of_starting_one_each():
@@ -211,41 +218,9 @@ async def test_a_streamed_runs_frames_leave_in_batches_nothing_lost(agent, token
     from agentos_site.asgi import application
 
     scripted_model.push_text(" ".join(f"w{i}" for i in range(40)))
+    headers = ((b"content-type", b"application/json"), (b"authorization", f"Bearer {token}".encode()))
     body = b'{"message": "hi", "stream": true}'
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    path = f"/api/agents/{agent.slug}/runs"
-    headers = [
-        (b"host", b"testserver"),
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"authorization", f"Bearer {token}".encode()),
-    ]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-    }
-    await asyncio.wait_for(application(scope, receive, send), 20)
+    sent = await _asgi(application, f"/api/agents/{agent.slug}/runs", method="POST", body=body, headers=headers)
     assert sent[0]["status"] == 200
     chunks = [m["body"] for m in sent[1:] if m.get("body")]
     frames = parse_sse(b"".join(chunks).decode())
