@@ -130,6 +130,14 @@ def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _eval_cases_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The eval routes' shapes are what is fuzzed here: their cases are queued, not run. A worker
+    # thread running them outlives the test item, and on PostgreSQL its transaction deadlocked with
+    # the teardown's TRUNCATE once (tests/test_evals_api.py runs cases).
+    monkeypatch.setattr("agents_app.evals.services.eval_cases_publish", lambda **kwargs: 0)
+
+
 @pytest.fixture(params=["user", "staff", "scoped"])
 def acting_token(request: Any, db: Any) -> Iterator[str]:
     """Seeds two users, an offline agent and an inactive one, and a session with a run for each
