@@ -137,6 +137,14 @@ def _is_terminal(event: ev.RunEvent | dict[str, Any]) -> bool:
     return ev.is_terminal(event)
 
 
+def _through_terminal(events: list[ev.RunEvent]) -> tuple[list[ev.RunEvent], bool]:
+    """`events` up to and including the first terminal one, and whether there was one."""
+    for index, event in enumerate(events):
+        if _is_terminal(event):
+            return events[: index + 1], True
+    return events, False
+
+
 def event_from_dict(data: dict[str, Any]) -> ev.RunEvent:
     """A run event read back as a dict (stored, or from another process) as its event object."""
     return _event_from_dict(data)
@@ -442,13 +450,10 @@ class LiveRun:
         was a third of the server's CPU per streamed run."""
         backlog, sub = self.attach(after, asyncio.get_running_loop(), terminal_only=terminal_only)
         try:
-            for index, event in enumerate(backlog):
-                if _is_terminal(event):
-                    yield backlog[: index + 1]
-                    return
+            backlog, ended = _through_terminal(backlog)
             if backlog:
                 yield backlog
-            if sub is None:
+            if ended or sub is None:
                 return
             queue = sub.queue
             while True:
@@ -457,13 +462,11 @@ class LiveRun:
                     batch.append(queue.get_nowait())
                 # A reader that attached before the run produced `after` (it asked for "after 0"
                 # while the run had not started yet) skips what it already has.
-                fresh = [event for event in batch if event.event_index > after]
-                for index, event in enumerate(fresh):
-                    if _is_terminal(event):
-                        yield fresh[: index + 1]
-                        return
+                fresh, ended = _through_terminal([event for event in batch if event.event_index > after])
                 if fresh:
                     yield fresh
+                if ended:
+                    return
         finally:
             if sub is not None:
                 self.detach(sub)

@@ -86,12 +86,15 @@ def _session_name(message: str) -> str:
     return first_line[:80]
 
 
-def _running_runs(session_id: Any, now: Any) -> Any:
-    """Runs of the session still going. A run marked running for longer than RUN_STALE_SECONDS is
-    ignored: its server process most likely died, and it must not block the session forever."""
-    from sessions_app.conf import agentos_settings
+def _running_since(now: Any) -> Any:
+    """A run marked running since before this is ignored: its server process most likely died,
+    and it must not block the session forever (RUN_STALE_SECONDS)."""
+    return now - timedelta(seconds=float(agentos_settings.RUN_STALE_SECONDS))
 
-    since = now - timedelta(seconds=float(agentos_settings.RUN_STALE_SECONDS))
+
+def _running_runs(session_id: Any, now: Any) -> Any:
+    """Runs of the session still going (see `_running_since`)."""
+    since = _running_since(now)
     # (A continued paused run counts from when it was continued.)
     return Run.objects.filter(
         Q(created_at__gte=since) | Q(resumed_at__gte=since),
@@ -185,14 +188,14 @@ def _run_start(
             # The UPDATE comes first: it locks the session row (PostgreSQL; SQLite's IMMEDIATE
             # transaction holds the write lock already) so two messages racing into one session are
             # serialized, and the busy check sees the other's committed run (sessions_app.statements).
-            since = now - timedelta(seconds=float(agentos_settings.RUN_STALE_SECONDS))
             lock = {"session_id": session_id, "user_id": user.pk, "owner": kind, "owner_id": component.pk}
-            found = statements.session_lock_and_read(**lock, now=now, running_since=since)
+            lock.update(now=now, running_since=_running_since(now))
+            found = statements.session_lock_and_read(**lock)
             if found is None:
                 created = _session_create_chosen(
                     session_id=session_id, kind=kind, owner=owner, component=component, user=user, message=message
                 )
-                found = statements.session_lock_and_read(**lock, now=now, running_since=since)
+                found = statements.session_lock_and_read(**lock)
                 if found is None:  # deleted meanwhile
                     raise SessionNotFound(
                         f"No session {session_id} for {kind} {component.slug!r}.", session_id=session_id

@@ -17,7 +17,7 @@ replace; the tests of the run path hold both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -25,7 +25,7 @@ from uuid import UUID
 
 from django.db import connections, models
 
-from sessions_app.models import Message, Run, Session
+from sessions_app.models import Run, Session
 
 Converter = Callable[[Any, Any, Any], Any]
 
@@ -166,23 +166,6 @@ def insert(objs: Sequence[models.Model], *, chunk: int = 100) -> None:
         obj._state.db = alias
 
 
-_FINISH_FIELDS = (
-    "status",
-    "output",
-    "output_json",
-    "error",
-    "error_type",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "time_to_first_token",
-    "duration",
-    "events",
-    "finished_at",
-    "updated_at",
-)
-
-
 @cache
 def _update_sql(alias: str, model: type[models.Model], names: tuple[str, ...]) -> tuple[str, list[models.Field]]:
     connection = connections[alias]
@@ -202,8 +185,3 @@ def run_update_if_running(run_id: UUID, values: dict[str, Any]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
-
-
-def messages_insert(rows: Iterable[Message]) -> None:
-    """`Message.objects.bulk_create(rows)`, without reading the ids back."""
-    insert(list(rows))
