@@ -31,7 +31,13 @@ from agents_app.routing import websocket_urlpatterns  # noqa: E402
 
 # Channels' origin validator, except that clients sending no Origin (apps, not browsers) get through.
 from agents_app.ws_auth import AllowedHostsOriginValidator, token_from_scope  # noqa: E402
+from sessions_app.affinity import pin_to_one_cpu  # noqa: E402
 from sessions_app.asgi import pooled_sync_threads  # noqa: E402
+from sessions_app.conf import agentos_settings  # noqa: E402
+
+# One CPU for this process and its threads when AGENTOS_CPU_AFFINITY asks (the production setting,
+# docs/deployment.md#one-cpu-per-process): before the server starts its threads.
+pin_to_one_cpu(agentos_settings.CPU_AFFINITY)
 
 # Each request's sync work (Django's request signals, sync views) on a pooled long-lived thread,
 # not a new thread per request (sessions_app.asgi).

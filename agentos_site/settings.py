@@ -219,6 +219,8 @@ AGENTOS = {
     "MAX_MESSAGE_CHARS": env.int("AGENTOS_MAX_MESSAGE_CHARS", default=32_000),
     "AGENT_CACHE_SECONDS": env.float("AGENTOS_AGENT_CACHE_SECONDS", default=5.0),
     "TOOL_TIMEOUT_SECONDS": env.float("AGENTOS_TOOL_TIMEOUT_SECONDS", default=30.0),
+    # One CPU per server process (docs/deployment.md#one-cpu-per-process): "", "auto" or "0-3".
+    "CPU_AFFINITY": env.str("AGENTOS_CPU_AFFINITY", default=""),
     # Images with a run's message (docs/api.md#images): bytes per image, images per message, types.
     "IMAGE_MAX_BYTES": env.int("AGENTOS_IMAGE_MAX_BYTES", default=10 * 1024 * 1024),
     "IMAGE_MAX_COUNT": env.int("AGENTOS_IMAGE_MAX_COUNT", default=4),

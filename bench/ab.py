@@ -47,6 +47,7 @@ def side_up(
     db = tmp / f"{name}.sqlite3"
     env = bench.django_env(f"sqlite:///{db}")
     env["PYTHONPATH"] = str(root)
+    env = bench.server_env(server, env)
     env.update(item.split("=", 1) for item in extra_env.split() if "=" in item)
     for argv in (["manage.py", "migrate", "--noinput", "-v", "0"], [str(root / "bench" / "setup_db.py")]):
         if argv[0].endswith("setup_db.py"):
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=4.0, help="seconds per scenario")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--modes", default="nonstream,stream")
-    p.add_argument("--server", default="uvicorn", choices=["uvicorn", "daphne"])
+    p.add_argument("--server", default="uvicorn", help="uvicorn or daphne, optionally pinned: uvicorn@1")
     p.add_argument("--words", type=int, default=50)
     p.add_argument("--same", action="store_true", help="A is this checkout too (to compare server options)")
     p.add_argument("--a-args", default="", help="extra server arguments for A, e.g. '--loop asyncio'")
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         cpu: dict[tuple[str, str], list[float]] = {}
         rps: dict[tuple[str, str], list[float]] = {}
+        p99: dict[tuple[str, str], list[float]] = {}
         for side in sides:  # warm-up, not recorded
             for mode in modes:
                 loop = loadgen.agent_loop(agent=side["agent"], token=side["token"], stream=mode == "stream")
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"  ! {side['name']} {mode}: {r['errors']} errors {r['error_kinds']}", flush=True)
                     cpu.setdefault((side["name"], mode), []).append(r["server_cpu_ms_per_run"])
                     rps.setdefault((side["name"], mode), []).append(r["runs_per_s"])
+                    p99.setdefault((side["name"], mode), []).append(r["p99_ms"])
                     print(
                         f"[{time.strftime('%H:%M:%S')}] round {round_ + 1} {side['name']} {mode:9} "
                         f"{r['server_cpu_ms_per_run']:6.2f} ms CPU/run {r['runs_per_s']:7.1f} runs/s "
@@ -134,12 +137,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\nA = {'working tree ' + args.a_args if args.same else args.base}, B = working tree {args.b_args} {args.b_env}; {args.server}, {args.clients} clients, {args.rounds} rounds"
         )
-        print("| mode | A CPU ms/run | B CPU ms/run | B/A | A runs/s | B runs/s |")
-        print("|---|--:|--:|--:|--:|--:|")
+        print("| mode | A CPU ms/run | B CPU ms/run | B/A | A runs/s | B runs/s | A p99 ms | B p99 ms |")
+        print("|---|--:|--:|--:|--:|--:|--:|--:|")
         for mode in modes:
             a, b = statistics.median(cpu[("A", mode)]), statistics.median(cpu[("B", mode)])
             ra, rb = statistics.median(rps[("A", mode)]), statistics.median(rps[("B", mode)])
-            print(f"| {mode} | {a:.2f} | {b:.2f} | {b / a:.2f} | {ra:.1f} | {rb:.1f} |")
+            pa, pb = statistics.median(p99[("A", mode)]), statistics.median(p99[("B", mode)])
+            print(f"| {mode} | {a:.2f} | {b:.2f} | {b / a:.2f} | {ra:.1f} | {rb:.1f} | {pa:.0f} | {pb:.0f} |")
+        rss = {side["name"]: bench.proc_mem(side["proc"].pid)["VmRSS"] for side in sides}
+        print(f"\nRSS after the rounds: A {rss['A']} MiB, B {rss['B']} MiB (B/A {rss['B'] / rss['A']:.2f})")
     finally:
         procs.stop_all()
         if not args.same:

@@ -310,7 +310,24 @@ SITE_APP = "agentos_site.asgi:application"
 APPS = {"": SITE_APP, "shared": "bench.asgi_shared_thread:application"}
 
 
+def is_agno(kind: str) -> bool:
+    return kind.partition("@")[0] == "agno"
+
+
+def server_env(kind: str, env: dict[str, str]) -> dict[str, str]:
+    """`env` for a server kind of ours: "uvicorn@1" pins itself with AGENTOS_CPU_AFFINITY=1, the
+    production setting (docs/deployment.md#one-cpu-per-process)."""
+    cpus = kind.partition("@")[2]
+    return {**env, "AGENTOS_CPU_AFFINITY": cpus} if cpus and not is_agno(kind) else env
+
+
 def server_argv(kind: str, port: int, access_log: bool) -> list[str]:
+    """The command of a server kind: "uvicorn", "daphne", "agno", "<server>+<variant>" (APPS), each
+    optionally "@<cpus>", the process and all its threads pinned to one of those CPUs: agno's under
+    `taskset -c <cpus>`, ours by its own setting (AGENTOS_CPU_AFFINITY, `server_env`)."""
+    kind, _, cpus = kind.partition("@")
+    if cpus and kind == "agno":
+        return ["taskset", "-c", cpus, *server_argv(kind, port, access_log)]
     if kind == "agno":  # agno's AgentOS (bench/agno_app.py) under uvicorn, as agno serves it
         argv = [str(VENV_BIN / "uvicorn"), "bench.agno_app:app", "--host", HOST, "--port", str(port)]
         argv += ["--log-level", "warning"]
@@ -411,10 +428,10 @@ class Server:
 
     def __init__(self, *, kind: str, env: dict[str, str], tmp: Path, setup: dict[str, Any], args: Any) -> None:
         self.kind = kind
-        self.agno = kind == "agno"
+        self.agno = is_agno(kind)
         self.port = free_port()
         self.log_path = tmp / f"{kind}.log"
-        self.env = env
+        self.env = server_env(kind, env)
         if self.agno:
             self.env = {**env, "AGNO_BENCH_DB": str(tmp / "agno.sqlite3"), "AGNO_BENCH_MODEL_URL": setup["base_url"]}
             self.env["AGNO_TELEMETRY"] = "false"
@@ -694,11 +711,18 @@ def ratios(ours: dict[str, Any], agno: dict[str, Any], levels: list[int]) -> dic
 
 def ratios_vs_agno(report: dict[str, Any]) -> dict[str, dict[str, list[float | None]]] | None:
     """{server of ours: ratios(...)} when agno ran in the same run, else None (kept in the JSON)."""
-    agno = next((s for s in report["servers"] if s["server"] == "agno"), None)
-    ours = [s for s in report["servers"] if s["server"] != "agno"]
-    if agno is None or not ours:
+    agnos = {s["server"].partition("@")[2]: s for s in report["servers"] if is_agno(s["server"])}
+    ours = [s for s in report["servers"] if not is_agno(s["server"])]
+    if not agnos or not ours:
         return None
-    return {s["server"]: ratios(s, agno, report["params"]["clients"]) for s in ours}
+    out = {}
+    for s in ours:
+        # Pinned against pinned: "uvicorn@1" is compared with "agno@1" when that ran too.
+        cpus = s["server"].partition("@")[2]
+        agno = agnos.get(cpus) or agnos.get("") or next(iter(agnos.values()))
+        name = s["server"] if len(agnos) == 1 else f"{s['server']} / {agno['server']}"
+        out[name] = ratios(s, agno, report["params"]["clients"])
+    return out
 
 
 def ratio_table(report: dict[str, Any]) -> str | None:
@@ -862,7 +886,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--servers",
         default="daphne,uvicorn",
         help="comma-separated: daphne, uvicorn, agno (agno's AgentOS, bench/agno_app.py, for comparison), "
-        "and the experiment daphne+shared / uvicorn+shared",
+        "and the experiment daphne+shared / uvicorn+shared; any of them with @<cpus> runs under `taskset -c <cpus>` "
+        "(uvicorn@1,agno@1: both pinned to CPU 1)",
     )
     p.add_argument("--words", type=int, default=50, help="words per model answer")
     p.add_argument("--transport", choices=["raw", "httpx"], default="raw", help="load client transport")

@@ -20,6 +20,9 @@ DEFAULTS: dict[str, Any] = {
     # Threads that run the engine's database work (start and end of each run) under ASGI; None:
     # 1 on SQLite (one writer at a time anyway), 4 on other databases.
     "DB_THREADS": None,
+    # Pin each server process, all its threads, to one CPU (sessions_app.affinity): "" (off), "auto"
+    # or a CPU list ("0-3"); processes of one machine take different CPUs. The site's asgi.py applies it.
+    "CPU_AFFINITY": "",
     # Where the agent websocket is routed (agents_app.routing) and where the chat page connects.
     "WEBSOCKET_PATH": "ws/agents/",
     # Where the team and workflow websockets are routed (same frames as the agent one).

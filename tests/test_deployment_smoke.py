@@ -160,6 +160,7 @@ def _environment(database_url: str, redis_url: str, prefix: str, workdir: Path, 
         "DJANGO_CSRF_TRUSTED_ORIGINS": "http://127.0.0.1",
         "DJANGO_LOG_FORMAT": "json",
         "AGENTOS_METRICS_TOKEN": METRICS_TOKEN,
+        "AGENTOS_CPU_AFFINITY": "auto",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
     }
     documented = [line.split("=", 1)[0] for line in _block("deploy-env")]
@@ -173,6 +174,7 @@ def _environment(database_url: str, redis_url: str, prefix: str, workdir: Path, 
         "CHANNEL_LAYER_PREFIX": f"{prefix}layer",
         "CELERY_BROKER_KEY_PREFIX": f"{prefix}broker:",
         "DJANGO_STATIC_ROOT": str(workdir / "static"),
+        "AGENTOS_CPU_LOCK_DIR": str(workdir / "cpu-locks"),
         "DJANGO_SUPERUSER_USERNAME": "admin",
         "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
         "DJANGO_SUPERUSER_EMAIL": "admin@example.com",
@@ -241,6 +243,11 @@ def test_the_documented_deployment(tmp_path: Path, _scripted_server: Any) -> Non
             deployment.stop_all()
 
 
+def _cpus(pid: int) -> str:
+    with open(f"/proc/{pid}/status") as f:
+        return next(line.split(":", 1)[1].strip() for line in f if line.startswith("Cpus_allowed_list"))
+
+
 def _check(deployment: Deployment, token: str, database_url: str, scripted: Any) -> None:
     web1, web2 = deployment.url("web-1"), deployment.url("web-2")
     headers = {"Authorization": f"Bearer {token}"}
@@ -248,6 +255,10 @@ def _check(deployment: Deployment, token: str, database_url: str, scripted: Any)
         # Ready, once the worker and beat have written their heartbeats.
         ready = _eventually(lambda: client.get(f"{web2}/readyz").status_code == 200, "/readyz 200", timeout=40)
         assert ready
+        if len(os.sched_getaffinity(0)) >= 2:
+            # AGENTOS_CPU_AFFINITY=auto: each web process on one CPU of its own.
+            pinned = [_cpus(deployment.procs[name].pid) for name in ("web-1", "web-2")]
+            assert all(cpu.isdigit() for cpu in pinned) and pinned[0] != pinned[1], pinned
         # Static files: the admin's login page links hashed, cacheable files, served by the web process.
         login = client.get(f"{web1}/admin/login/")
         assert login.status_code == 200
