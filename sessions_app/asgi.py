@@ -26,9 +26,11 @@ Use it in a site's asgi.py: `http_app = pooled_sync_threads(get_asgi_application
 from __future__ import annotations
 
 import contextvars
+import gc
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from importlib import import_module
 from typing import Any
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext
@@ -118,3 +120,24 @@ def detached_context() -> contextvars.Context:
     context = contextvars.copy_context()
     context.run(SyncToAsync.thread_sensitive_context.set, None)  # type: ignore[arg-type]
     return context
+
+
+def freeze_startup_objects(*modules: str) -> int:
+    """Import `modules` (what the first requests would import: the URLconf and the views behind it,
+    the model providers), collect the garbage of start-up once, and move every object alive now out
+    of the garbage collector's reach (`gc.freeze()`); the number of objects frozen.
+
+    Why: a server process holds about 190,000 objects after start-up (modules, classes, functions)
+    that live as long as it does. The collector's oldest generation is scanned whole, every one of
+    those objects each time: 67 ms on the benchmark box, during which every run in the process
+    waits. Frozen, they are no longer scanned; the runs' own objects are collected as before.
+    Measured side by side at 32 clients (bench/ab.py, docs/benchmarks.md): p99 latency 0.63-0.73 of
+    what it was, CPU per run 0.89-0.95.
+    The cost: a reference cycle among those objects that later becomes garbage is never freed
+    (start-up objects rarely do).
+    Call it last in asgi.py, once the application is built."""
+    for name in modules:
+        import_module(name)
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

@@ -1,6 +1,7 @@
-"""AGENTOS_CPU_AFFINITY (sessions_app.affinity): a server process and all its threads on one CPU,
-processes of one machine on different CPUs. Real processes, real affinity masks (no mocks): the
-pinning is done in child processes so that the test process itself is never pinned."""
+"""How a server process starts (agentos_site.asgi): AGENTOS_CPU_AFFINITY (sessions_app.affinity),
+the process and all its threads on one CPU, processes of one machine on different CPUs; and its
+start-up objects frozen out of the garbage collector's scans. Real processes, real affinity masks
+(no mocks): the pinning is done in child processes so that the test process is never pinned."""
 
 from __future__ import annotations
 
@@ -136,3 +137,21 @@ def test_a_setting_that_is_no_cpu_list_stops_the_start(tmp_path):
 
     with pytest.raises(ImproperlyConfigured, match="CPU_AFFINITY='two'"):
         pin_to_one_cpu("two", lock_dir=tmp_path)
+
+
+def test_the_site_freezes_its_start_up_objects(tmp_path):
+    """agentos_site.asgi ends with freeze_startup_objects: the URLconf's views and the model
+    providers imported, and what start-up made kept out of the collector's scans."""
+    probe = (
+        "import gc, json, sys; import agentos_site.asgi; "
+        "print(json.dumps([gc.get_freeze_count(), 'agents_app.apis' in sys.modules, "
+        "'agents_app.providers.openai_compat' in sys.modules]))"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DJANGO_SETTINGS_MODULE": "agentos_site.settings",
+    }
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    frozen, views, provider = json.loads(out.stdout.strip().splitlines()[-1])
+    assert frozen > 50_000 and views and provider, out.stderr
