@@ -91,9 +91,10 @@ ANSWER_TIMEOUT = 1.0
 # is noticed); in between, it checks the owner's heartbeat every PROCESS_HEARTBEAT_SECONDS.
 IDLE_TIMEOUT = 15.0
 # A finished run stays in memory this long, so a client reconnecting right away is served from
-# memory rather than from the database (which has every event too). Short: at 100 runs/s each
-# retained second holds ~100 runs' events in memory (30 s cost ~40 MiB of RSS under load).
-RETAIN_SECONDS = 5.0
+# memory rather than from the database (which has every event too: the engine stores the outcome
+# before the final event). Short: every retained second holds a second's runs with all their
+# events (at 32 clients on the benchmark box, 5 s cost 9 MiB of RSS against 1 s: bench/ab.py).
+RETAIN_SECONDS = 1.0
 # Most events per message when forwarding to a remote follower that lags behind.
 BATCH_LIMIT = 256
 # A running run younger than this is never taken for an orphan: its process may not have joined
