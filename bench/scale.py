@@ -265,7 +265,9 @@ class ServerSet:
 
     def __init__(self, n: int, env: dict[str, str], tmp: Path) -> None:
         self.n = n
-        self.env = env
+        # The sets are all up at once: each spreads its own processes over the CPUs
+        # (AGENTOS_CPU_AFFINITY=auto takes a CPU no other process of its lock directory holds).
+        self.env = {**env, "AGENTOS_CPU_LOCK_DIR": str(tmp / f"cpu-locks-{n}")}
         self.tmp = tmp
         self.ports = [bench.free_port() for _ in range(n)]
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -387,6 +389,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="seconds per scenario (default 10, quick 3)")
     p.add_argument("--warmup", type=float, help="seconds of warm-up per mode and process set (default 2, quick 1)")
     p.add_argument("--quick", action="store_true", help="short scenarios")
+    p.add_argument(
+        "--cpu-affinity",
+        default="auto",
+        help="AGENTOS_CPU_AFFINITY of the servers: auto (production: one CPU per process), or '' for none",
+    )
     p.add_argument("--words", type=int, default=50, help="words per model answer")
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
     p.add_argument("--quiet-wait", type=float, default=20, help="max seconds to wait for an idle box first")
@@ -441,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             DJANGO_CACHE_URL=args.redis_url,
             DJANGO_CACHE_KEY_PREFIX=prefixes[1],
             DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+            AGENTOS_CPU_AFFINITY=args.cpu_affinity,
         )
         bench.log(f"database {db_name}, Redis {args.redis_url} (prefixes {', '.join(prefixes)}), temp dir {tmp}")
         model_proc, model_port = bench.start_model_server(procs, env, tmp, args.words)
