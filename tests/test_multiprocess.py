@@ -270,7 +270,9 @@ async def test_a_process_killed_mid_stream_is_taken_over(servers, scripted_model
         streamed = "".join(e["content"] for e in ws_events if e["event"] == "RunContent")
         run = (await client.get(f"{base1}/api/runs/{run_id}/")).json()
         assert run["status"] == "error" and run["content"], run
-        assert streamed.startswith(run["content"]) and len(run["content"]) >= len(streamed) // 2
+        # At most a checkpoint period behind: 1 s of 30 ms words is 34 words; 16 more for scheduling.
+        behind = len(streamed.split()) - len(run["content"].split())
+        assert streamed.startswith(run["content"]) and 0 <= behind <= 50, (behind, run["content"])
         # The session is free: the next message into it is answered at once.
         scripted_model.push_text("still here")
         started = time.monotonic()
