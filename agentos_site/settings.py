@@ -221,6 +221,7 @@ AGENTOS = {
     "TOOL_TIMEOUT_SECONDS": env.float("AGENTOS_TOOL_TIMEOUT_SECONDS", default=30.0),
     # One CPU per server process (docs/deployment.md#one-cpu-per-process): "", "auto" or "0-3".
     "CPU_AFFINITY": env.str("AGENTOS_CPU_AFFINITY", default=""),
+    "CPU_LOCK_DIR": env.str("AGENTOS_CPU_LOCK_DIR", default=""),
     # Images with a run's message (docs/api.md#images): bytes per image, images per message, types.
     "IMAGE_MAX_BYTES": env.int("AGENTOS_IMAGE_MAX_BYTES", default=10 * 1024 * 1024),
     "IMAGE_MAX_COUNT": env.int("AGENTOS_IMAGE_MAX_COUNT", default=4),

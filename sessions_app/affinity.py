@@ -13,7 +13,8 @@ So a production deployment runs one server process per core, each pinned. `spec`
 - "auto": one CPU among those the process may use (`os.sched_getaffinity`);
 - a CPU list as taskset takes it ("3", "0-3", "0,2,4-7"): one CPU among those.
 Several processes of one machine ("uvicorn --workers 4") take different CPUs: each holds an
-advisory lock on a file named after its CPU (in AGENTOS_CPU_LOCK_DIR, else the temp directory)
+advisory lock on a file named after its CPU (in `lock_dir`: AGENTOS["CPU_LOCK_DIR"], else a folder
+of the temp directory)
 for as long as it lives, and takes the first CPU not locked; when every CPU is taken, the process
 id picks one. Platforms without `os.sched_setaffinity` (macOS, Windows) log a warning and run as
 before.
@@ -96,9 +97,7 @@ def pin_to_one_cpu(spec: str, lock_dir: Path | None = None) -> int | None:
     if len(allowed) == 1:
         return next(iter(allowed))  # already pinned (taskset, a cpuset): nothing to choose
     if lock_dir is None:
-        lock_dir = Path(
-            os.environ.get("AGENTOS_CPU_LOCK_DIR") or Path(tempfile.gettempdir()) / f"agentos-cpu-{os.getuid()}"
-        )
+        lock_dir = Path(tempfile.gettempdir()) / f"agentos-cpu-{os.getuid()}"
     cpu = _take_free_cpu(sorted(wanted), lock_dir)
     # Threads started from now on inherit the calling thread's affinity; those already running are
     # pinned one by one (on Linux a thread id is accepted where a process id is).

@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     # Pin each server process, all its threads, to one CPU (sessions_app.affinity): "" (off), "auto"
     # or a CPU list ("0-3"); processes of one machine take different CPUs. The site's asgi.py applies it.
     "CPU_AFFINITY": "",
+    # Where the processes of a machine hold their CPUs' lock files ("": a folder of the temp directory).
+    "CPU_LOCK_DIR": "",
     # Where the agent websocket is routed (agents_app.routing) and where the chat page connects.
     "WEBSOCKET_PATH": "ws/agents/",
     # Where the team and workflow websockets are routed (same frames as the agent one).
