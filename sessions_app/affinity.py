@@ -4,8 +4,8 @@ Why: a server process runs Python on one core at a time (the GIL), but its work 
 threads: the event loop and the threads of the database work (sessions_app.db) and of Django's sync
 code (sessions_app.asgi). Left to the kernel, those threads run on different cores and hand the run
 and the GIL to each other across cores, dozens of times per run; under concurrent load that costs
-CPU per run (about a third more at 8 clients on the benchmark box, with 2.7 times the context
-switches) and latency. Kept on one core, the same hand-offs are cheap. Measured side by side, with
+CPU per run (a quarter more at 8 clients than at 1 on the benchmark box, with three times the
+context switches) and latency. Kept on one core, the same hand-offs are cheap. Measured side by side, with
 agno's AgentOS pinned the same way: docs/benchmarks.md#one-cpu-per-process.
 
 So a production deployment runs one server process per core, each pinned. `spec`:
@@ -14,9 +14,8 @@ So a production deployment runs one server process per core, each pinned. `spec`
 - a CPU list as taskset takes it ("3", "0-3", "0,2,4-7"): one CPU among those.
 Several processes of one machine ("uvicorn --workers 4") take different CPUs: each holds an
 advisory lock on a file named after its CPU (in `lock_dir`: AGENTOS["CPU_LOCK_DIR"], else a folder
-of the temp directory)
-for as long as it lives, and takes the first CPU not locked; when every CPU is taken, the process
-id picks one. Platforms without `os.sched_setaffinity` (macOS, Windows) log a warning and run as
+of the temp directory) for as long as it lives, and takes the first CPU not locked; when every CPU
+is taken, the process id picks one. Platforms without `os.sched_setaffinity` (macOS, Windows) log a warning and run as
 before.
 """
 

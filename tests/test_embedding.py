@@ -129,7 +129,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from agents_app.routing import websocket_urlpatterns  # noqa: E402
 from agents_app.ws_auth import AllowedHostsOriginValidator  # noqa: E402
-from sessions_app.asgi import pooled_sync_threads  # noqa: E402
+from sessions_app.affinity import pin_to_one_cpu  # noqa: E402
+from sessions_app.asgi import freeze_startup_objects, pooled_sync_threads  # noqa: E402
+from sessions_app.conf import agentos_settings  # noqa: E402
+
+pin_to_one_cpu(agentos_settings.CPU_AFFINITY)  # AGENTOS["CPU_AFFINITY"]: "" does nothing
 
 application = ProtocolTypeRouter(
     {
@@ -137,6 +141,8 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+freeze_startup_objects("hostsite.urls", "agents_app.providers.openai_compat")  # last
 """
 
 MANAGE = """
