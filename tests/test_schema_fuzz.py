@@ -18,6 +18,7 @@ adds boundary values of every field; a few minutes).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,6 +43,7 @@ from agents_app.eval_models import EvalCase, EvalSuite
 from agents_app.evals.services import eval_run_start
 from agents_app.models import ModelConfig
 from agents_app.runs import arun_agent, run_agent
+from agents_app.runtime import runtime
 from sessions_app.models import Memory
 from sessions_app.tokens import token_create
 from tests.conftest import bearer
@@ -136,6 +138,20 @@ def _eval_cases_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
     # thread running them outlives the test item, and on PostgreSQL its transaction deadlocked with
     # the teardown's TRUNCATE once (tests/test_evals_api.py runs cases).
     monkeypatch.setattr("agents_app.evals.services.eval_cases_publish", lambda **kwargs: 0)
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test(db: Any) -> Iterator[None]:
+    """Torn down before the database is flushed: wait (at most 15 s) for the runs the case started
+    to end. A run whose client has its answer may still be storing its tail; on PostgreSQL, its
+    writes and the teardown's TRUNCATE deadlocked once (a workflow run, started over SSE)."""
+    yield
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        running = [live for live in list(runtime._live.values()) if live.task is not None and not live.task.done()]
+        if not any(not live.loop.is_closed() for live in running):
+            return
+        time.sleep(0.05)
 
 
 @pytest.fixture(params=["user", "staff", "scoped"])
