@@ -13,7 +13,6 @@ import logging
 import os
 from collections.abc import Awaitable
 from importlib import import_module
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -38,9 +37,7 @@ from sessions_app.conf import agentos_settings  # noqa: E402
 
 # One CPU for this process and its threads when AGENTOS_CPU_AFFINITY asks (the production setting,
 # docs/deployment.md#one-cpu-per-process): before the server starts its threads.
-pin_to_one_cpu(
-    agentos_settings.CPU_AFFINITY, Path(agentos_settings.CPU_LOCK_DIR) if agentos_settings.CPU_LOCK_DIR else None
-)
+pin_to_one_cpu(agentos_settings.CPU_AFFINITY, agentos_settings.CPU_LOCK_DIR)
 
 # Each request's sync work (Django's request signals, sync views) on a pooled long-lived thread,
 # not a new thread per request (sessions_app.asgi).

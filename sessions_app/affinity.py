@@ -74,9 +74,10 @@ def _take_free_cpu(candidates: list[int], lock_dir: Path) -> int:
     return candidates[os.getpid() % len(candidates)]
 
 
-def pin_to_one_cpu(spec: str, lock_dir: Path | None = None) -> int | None:
+def pin_to_one_cpu(spec: str, lock_dir: str | Path | None = None) -> int | None:
     """Pin this process and its threads to one CPU chosen as the module docstring says; the CPU,
-    or None when `spec` is off, the platform cannot, or the process may already use only one."""
+    or None when `spec` is off, the platform cannot, or the process may already use only one.
+    `lock_dir` empty or None: a folder of the temp directory."""
     spec = (spec or "").strip().lower()
     if spec in ("", "off", "false"):
         return None
@@ -95,15 +96,13 @@ def pin_to_one_cpu(spec: str, lock_dir: Path | None = None) -> int | None:
         return None
     if len(allowed) == 1:
         return next(iter(allowed))  # already pinned (taskset, a cpuset): nothing to choose
-    if lock_dir is None:
-        lock_dir = Path(tempfile.gettempdir()) / f"agentos-cpu-{os.getuid()}"
-    cpu = _take_free_cpu(sorted(wanted), lock_dir)
+    folder = Path(lock_dir) if lock_dir else Path(tempfile.gettempdir()) / f"agentos-cpu-{os.getuid()}"
+    cpu = _take_free_cpu(sorted(wanted), folder)
     # Threads started from now on inherit the calling thread's affinity; those already running are
     # pinned one by one (on Linux a thread id is accepted where a process id is).
     tids = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
-    for tid in tids:
+    for tid in tids:  # the calling thread's among them
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             os.sched_setaffinity(tid, {cpu})
-    os.sched_setaffinity(0, {cpu})
     logger.info("pinned to CPU %s (CPU_AFFINITY=%s)", cpu, spec)
     return cpu

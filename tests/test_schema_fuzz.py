@@ -147,10 +147,10 @@ def _no_run_outlives_its_test(db: Any) -> Iterator[None]:
     writes and the teardown's TRUNCATE deadlocked once (a workflow run, started over SSE)."""
     yield
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        running = [live for live in list(runtime._live.values()) if live.task is not None and not live.task.done()]
-        if not any(not live.loop.is_closed() for live in running):
-            return
+    while time.monotonic() < deadline and any(
+        live.task is not None and not live.task.done() and not live.loop.is_closed()
+        for live in list(runtime._live.values())
+    ):
         time.sleep(0.05)
 
 
